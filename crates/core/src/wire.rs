@@ -1,0 +1,153 @@
+//! Wire types of the OAuth endpoints, shared by the server (which writes them) and the
+//! SDK (which reads them).
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// A successful token response (RFC 6749 §5.1).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TokenResponse {
+    /// The PASETO `v4.public` access token.
+    pub access_token: String,
+    /// Always `Bearer` for now.
+    pub token_type: String,
+    /// Lifetime in seconds.
+    pub expires_in: u64,
+    /// The granted scopes, space-separated.
+    pub scope: String,
+}
+
+impl fmt::Debug for TokenResponse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenResponse")
+            .field("access_token", &"<redacted>")
+            .field("token_type", &self.token_type)
+            .field("expires_in", &self.expires_in)
+            .field("scope", &self.scope)
+            .finish()
+    }
+}
+
+/// OAuth error codes (RFC 6749 §5.2, RFC 8707 §2 `invalid_target`), plus the two the
+/// authorization endpoint defines and token endpoints use for outages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// RFC 6749 §5.2: malformed request.
+    InvalidRequest,
+    /// RFC 6749 §5.2: client authentication failed.
+    InvalidClient,
+    /// RFC 6749 §5.2: the grant is invalid, expired or revoked.
+    InvalidGrant,
+    /// RFC 6749 §5.2: the client may not use this grant type (or from here).
+    UnauthorizedClient,
+    /// RFC 6749 §5.2: grant type not supported.
+    UnsupportedGrantType,
+    /// RFC 6749 §5.2: scope invalid, unknown, or not granted.
+    InvalidScope,
+    /// RFC 8707 §2: the requested resource is invalid or unknown.
+    InvalidTarget,
+    /// RFC 6749 §4.1.2.1: unexpected server condition.
+    ServerError,
+    /// RFC 6749 §4.1.2.1: temporarily unable to handle the request.
+    TemporarilyUnavailable,
+}
+
+impl ErrorCode {
+    /// The wire code, e.g. `invalid_scope`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InvalidRequest => "invalid_request",
+            Self::InvalidClient => "invalid_client",
+            Self::InvalidGrant => "invalid_grant",
+            Self::UnauthorizedClient => "unauthorized_client",
+            Self::UnsupportedGrantType => "unsupported_grant_type",
+            Self::InvalidScope => "invalid_scope",
+            Self::InvalidTarget => "invalid_target",
+            Self::ServerError => "server_error",
+            Self::TemporarilyUnavailable => "temporarily_unavailable",
+        }
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An OAuth error response body (RFC 6749 §5.2).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ErrorResponse {
+    /// The error code.
+    pub error: ErrorCode,
+    /// Human-readable detail for the client developer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_description: Option<String>,
+}
+
+/// Authorization server metadata (RFC 8414 §2).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ServerMetadata {
+    /// The issuer identifier; equals the `iss` of every token.
+    pub issuer: String,
+    /// The token endpoint URL.
+    pub token_endpoint: String,
+    /// The key set URL.
+    pub jwks_uri: String,
+    /// Supported grant types.
+    pub grant_types_supported: Vec<String>,
+    /// Supported client authentication methods at the token endpoint.
+    pub token_endpoint_auth_methods_supported: Vec<String>,
+    /// Always empty: Mayfly has no authorization endpoint.
+    pub response_types_supported: Vec<String>,
+}
+
+/// A published signing key: an OKP/Ed25519 JWK (RFC 8037 §2) with its PASERK.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Jwk {
+    /// Always `OKP`.
+    pub kty: String,
+    /// Always `Ed25519`.
+    pub crv: String,
+    /// base64url of the raw public key.
+    pub x: String,
+    /// PASERK `k4.pid` key id; the token footer's `kid`.
+    pub kid: String,
+    /// Always `sig`.
+    #[serde(rename = "use")]
+    pub use_: String,
+    /// Always `EdDSA`.
+    pub alg: String,
+    /// The key as PASERK `k4.public.…`.
+    pub paserk: String,
+}
+
+impl Jwk {
+    /// The JWK for a public key.
+    pub fn from_public(key: &crate::PublicKey) -> Self {
+        Self {
+            kty: "OKP".into(),
+            crv: "Ed25519".into(),
+            x: key.jwk_x(),
+            kid: key.id().to_string(),
+            use_: "sig".into(),
+            alg: "EdDSA".into(),
+            paserk: key.paserk(),
+        }
+    }
+}
+
+/// The published key set.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct JwkSet {
+    /// Every key a valid token may be signed with.
+    pub keys: Vec<Jwk>,
+}

@@ -1,0 +1,514 @@
+//! The Postgres store: production, shareable by several replicas.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
+use sqlx::types::Json;
+use sqlx::{PgPool, Row};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::error::SqlxResultExt;
+use crate::{
+    AudienceRecord, AudienceStore, AuditEvent, AuditQuery, AuditStore, Backend, ClientRecord,
+    ClientSecretRecord, ClientStore, GrantRecord, GrantStore, KeyState, KeyStore, NewAudience,
+    NewClient, NewClientSecret, NewGrant, NewScope, ScopeRecord, SigningKeyRecord, Store,
+    StoreError, StoreResult, Subject,
+};
+
+/// Advisory lock key serializing signing-key changes across replicas ("mayflyk").
+const KEY_LOCK: i64 = 0x6d61_7966_6c79_6b;
+
+/// A Postgres-backed [`Store`].
+#[derive(Debug, Clone)]
+pub struct PgStore {
+    pool: PgPool,
+}
+
+impl PgStore {
+    /// Connects lazily: the pool opens connections on first use, so a database that is
+    /// down at start-up surfaces as [`StoreError::Unavailable`] on the first call.
+    ///
+    /// # Errors
+    /// [`StoreError::InvalidUrl`] when the URL cannot be parsed.
+    pub async fn connect(url: &str) -> StoreResult<Self> {
+        let options: PgConnectOptions = url.parse().map_err(|_| StoreError::InvalidUrl)?;
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .min_connections(0)
+            // Fail fast when the database is down, so callers can answer 503 quickly.
+            .acquire_timeout(Duration::from_secs(3))
+            .connect_lazy_with(options);
+        Ok(Self { pool })
+    }
+
+    /// The pool, for tests and tools in this crate.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+fn audience(row: &PgRow) -> Result<AudienceRecord, sqlx::Error> {
+    Ok(AudienceRecord {
+        id: row.try_get("id")?,
+        uri: row.try_get("uri")?,
+        description: row.try_get("description")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+fn scope(row: &PgRow) -> Result<ScopeRecord, sqlx::Error> {
+    Ok(ScopeRecord {
+        id: row.try_get("id")?,
+        audience_id: row.try_get("audience_id")?,
+        name: row.try_get("name")?,
+        description: row.try_get("description")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+fn client(row: &PgRow) -> Result<ClientRecord, sqlx::Error> {
+    let Json(allowed_cidrs) = row.try_get::<Json<Vec<String>>, _>("allowed_cidrs")?;
+    Ok(ClientRecord {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        enabled: row.try_get("enabled")?,
+        default_ttl_secs: row.try_get("default_ttl_secs")?,
+        max_ttl_secs: row.try_get("max_ttl_secs")?,
+        allowed_cidrs,
+        require_dpop: row.try_get("require_dpop")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+fn secret(row: &PgRow) -> StoreResult<ClientSecretRecord> {
+    let digest: Vec<u8> = row.try_get("digest").or_store("client secret")?;
+    Ok(ClientSecretRecord {
+        id: row.try_get("id").or_store("client secret")?,
+        client_id: row.try_get("client_id").or_store("client secret")?,
+        digest: digest
+            .try_into()
+            .map_err(|_| StoreError::Corrupt("client_secrets.digest"))?,
+        created_at: row.try_get("created_at").or_store("client secret")?,
+        expires_at: row.try_get("expires_at").or_store("client secret")?,
+    })
+}
+
+/// Reads a grant row without its scopes.
+fn grant(row: &PgRow) -> StoreResult<GrantRecord> {
+    let kind: String = row.try_get("subject_kind").or_store("grant")?;
+    let subject_id: Uuid = row.try_get("subject_id").or_store("grant")?;
+    let Json(allowed_cidrs) = row
+        .try_get::<Json<Vec<String>>, _>("allowed_cidrs")
+        .or_store("grant")?;
+    Ok(GrantRecord {
+        id: row.try_get("id").or_store("grant")?,
+        subject: Subject::from_parts(&kind, subject_id)
+            .ok_or(StoreError::Corrupt("grants.subject_kind"))?,
+        audience_id: row.try_get("audience_id").or_store("grant")?,
+        scopes: Vec::new(),
+        not_before: row.try_get("not_before").or_store("grant")?,
+        expires_at: row.try_get("expires_at").or_store("grant")?,
+        allowed_cidrs,
+        max_ttl_secs: row.try_get("max_ttl_secs").or_store("grant")?,
+        reason: row.try_get("reason").or_store("grant")?,
+        created_by: row.try_get("created_by").or_store("grant")?,
+        created_at: row.try_get("created_at").or_store("grant")?,
+    })
+}
+
+fn signing_key(row: &PgRow) -> StoreResult<SigningKeyRecord> {
+    let state: String = row.try_get("state").or_store("signing key")?;
+    Ok(SigningKeyRecord {
+        id: row.try_get("id").or_store("signing key")?,
+        state: KeyState::parse(&state).ok_or(StoreError::Corrupt("signing_keys.state"))?,
+        public_key: row.try_get("public_key").or_store("signing key")?,
+        private_key_enc: row.try_get("private_key_enc").or_store("signing key")?,
+        created_at: row.try_get("created_at").or_store("signing key")?,
+        activated_at: row.try_get("activated_at").or_store("signing key")?,
+        retired_at: row.try_get("retired_at").or_store("signing key")?,
+    })
+}
+
+fn audit_event(row: &PgRow) -> Result<AuditEvent, sqlx::Error> {
+    let Json(detail) = row.try_get::<Json<serde_json::Value>, _>("detail")?;
+    Ok(AuditEvent {
+        id: row.try_get("id")?,
+        occurred_at: row.try_get("occurred_at")?,
+        event_type: row.try_get("event_type")?,
+        outcome: row.try_get("outcome")?,
+        actor: row.try_get("actor")?,
+        subject: row.try_get("subject")?,
+        client_id: row.try_get("client_id")?,
+        jti: row.try_get("jti")?,
+        audience: row.try_get("audience")?,
+        scopes: row.try_get("scopes")?,
+        source_ip: row.try_get("source_ip")?,
+        user_agent: row.try_get("user_agent")?,
+        request_id: row.try_get("request_id")?,
+        detail,
+    })
+}
+
+/// Folds `grant row ⋈ scope name` rows into grants with their scopes.
+fn fold_grants(rows: &[PgRow]) -> StoreResult<Vec<GrantRecord>> {
+    let mut grants: BTreeMap<Uuid, GrantRecord> = BTreeMap::new();
+    for row in rows {
+        let id: Uuid = row.try_get("id").or_store("grant")?;
+        let name: String = row.try_get("scope_name").or_store("grant")?;
+        if let Some(g) = grants.get_mut(&id) {
+            g.scopes.push(name);
+        } else {
+            let mut g = grant(row)?;
+            g.scopes.push(name);
+            grants.insert(id, g);
+        }
+    }
+    Ok(grants.into_values().collect())
+}
+
+#[async_trait]
+impl AudienceStore for PgStore {
+    async fn create_audience(&self, new: NewAudience) -> StoreResult<AudienceRecord> {
+        let row = sqlx::query(
+            "INSERT INTO audiences (id, uri, description, created_at) VALUES ($1, $2, $3, $4)
+             RETURNING id, uri, description, created_at",
+        )
+        .bind(Uuid::now_v7())
+        .bind(&new.uri)
+        .bind(&new.description)
+        .bind(new.now)
+        .fetch_one(&self.pool)
+        .await
+        .or_store("audience")?;
+        audience(&row).or_store("audience")
+    }
+
+    async fn audience_by_uri(&self, uri: &str) -> StoreResult<Option<AudienceRecord>> {
+        let row = sqlx::query("SELECT id, uri, description, created_at FROM audiences WHERE uri = $1")
+            .bind(uri)
+            .fetch_optional(&self.pool)
+            .await
+            .or_store("audience")?;
+        row.as_ref().map(audience).transpose().or_store("audience")
+    }
+
+    async fn list_audiences(&self) -> StoreResult<Vec<AudienceRecord>> {
+        let rows = sqlx::query("SELECT id, uri, description, created_at FROM audiences ORDER BY uri")
+            .fetch_all(&self.pool)
+            .await
+            .or_store("audience")?;
+        rows.iter().map(audience).collect::<Result<_, _>>().or_store("audience")
+    }
+
+    async fn create_scope(&self, new: NewScope) -> StoreResult<ScopeRecord> {
+        let row = sqlx::query(
+            "INSERT INTO scopes (id, audience_id, name, description, created_at) VALUES ($1, $2, $3, $4, $5)
+             RETURNING id, audience_id, name, description, created_at",
+        )
+        .bind(Uuid::now_v7())
+        .bind(new.audience_id)
+        .bind(&new.name)
+        .bind(&new.description)
+        .bind(new.now)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| match StoreError::from_sqlx(e, "scope") {
+            StoreError::NotFound(_) => StoreError::NotFound("audience"),
+            other => other,
+        })?;
+        scope(&row).or_store("scope")
+    }
+
+    async fn scopes_of(&self, audience_id: Uuid) -> StoreResult<Vec<ScopeRecord>> {
+        let rows = sqlx::query(
+            "SELECT id, audience_id, name, description, created_at FROM scopes WHERE audience_id = $1 ORDER BY name",
+        )
+        .bind(audience_id)
+        .fetch_all(&self.pool)
+        .await
+        .or_store("scope")?;
+        rows.iter().map(scope).collect::<Result<_, _>>().or_store("scope")
+    }
+}
+
+#[async_trait]
+impl ClientStore for PgStore {
+    async fn create_client(&self, new: NewClient) -> StoreResult<ClientRecord> {
+        let row = sqlx::query(
+            "INSERT INTO clients (id, name, enabled, default_ttl_secs, max_ttl_secs, allowed_cidrs, require_dpop, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) RETURNING *",
+        )
+        .bind(Uuid::now_v7())
+        .bind(&new.name)
+        .bind(new.enabled)
+        .bind(new.default_ttl_secs)
+        .bind(new.max_ttl_secs)
+        .bind(Json(&new.allowed_cidrs))
+        .bind(new.require_dpop)
+        .bind(new.now)
+        .fetch_one(&self.pool)
+        .await
+        .or_store("client")?;
+        client(&row).or_store("client")
+    }
+
+    async fn client(&self, id: Uuid) -> StoreResult<Option<ClientRecord>> {
+        let row = sqlx::query("SELECT * FROM clients WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .or_store("client")?;
+        row.as_ref().map(client).transpose().or_store("client")
+    }
+
+    async fn set_client_enabled(&self, id: Uuid, enabled: bool, now: OffsetDateTime) -> StoreResult<()> {
+        let done = sqlx::query("UPDATE clients SET enabled = $2, updated_at = $3 WHERE id = $1")
+            .bind(id)
+            .bind(enabled)
+            .bind(now)
+            .execute(&self.pool)
+            .await
+            .or_store("client")?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound("client"));
+        }
+        Ok(())
+    }
+
+    async fn add_client_secret(&self, new: NewClientSecret) -> StoreResult<ClientSecretRecord> {
+        let row = sqlx::query(
+            "INSERT INTO client_secrets (id, client_id, digest, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)
+             RETURNING id, client_id, digest, created_at, expires_at",
+        )
+        .bind(Uuid::now_v7())
+        .bind(new.client_id)
+        .bind(&new.digest[..])
+        .bind(new.now)
+        .bind(new.expires_at)
+        .fetch_one(&self.pool)
+        .await
+        .or_store("client")?;
+        secret(&row)
+    }
+
+    async fn client_secrets(&self, client_id: Uuid) -> StoreResult<Vec<ClientSecretRecord>> {
+        let rows = sqlx::query(
+            "SELECT id, client_id, digest, created_at, expires_at FROM client_secrets WHERE client_id = $1 ORDER BY created_at",
+        )
+        .bind(client_id)
+        .fetch_all(&self.pool)
+        .await
+        .or_store("client secret")?;
+        rows.iter().map(secret).collect()
+    }
+}
+
+#[async_trait]
+impl GrantStore for PgStore {
+    async fn create_grant(&self, new: NewGrant) -> StoreResult<GrantRecord> {
+        let mut tx = self.pool.begin().await.or_store("grant")?;
+        let id = Uuid::now_v7();
+        sqlx::query(
+            "INSERT INTO grants (id, subject_kind, subject_id, audience_id, not_before, expires_at, allowed_cidrs, max_ttl_secs, reason, created_by, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        )
+        .bind(id)
+        .bind(new.subject.kind())
+        .bind(new.subject.id())
+        .bind(new.audience_id)
+        .bind(new.not_before)
+        .bind(new.expires_at)
+        .bind(Json(&new.allowed_cidrs))
+        .bind(new.max_ttl_secs)
+        .bind(&new.reason)
+        .bind(&new.created_by)
+        .bind(new.now)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| match StoreError::from_sqlx(e, "grant") {
+            StoreError::NotFound(_) => StoreError::NotFound("audience"),
+            other => other,
+        })?;
+        let mut scopes = new.scopes.clone();
+        scopes.sort();
+        scopes.dedup();
+        for name in &scopes {
+            let done = sqlx::query(
+                "INSERT INTO grant_scopes (grant_id, scope_id)
+                 SELECT $1, id FROM scopes WHERE audience_id = $2 AND name = $3",
+            )
+            .bind(id)
+            .bind(new.audience_id)
+            .bind(name)
+            .execute(&mut *tx)
+            .await
+            .or_store("grant")?;
+            if done.rows_affected() == 0 {
+                return Err(StoreError::NotFound("scope"));
+            }
+        }
+        tx.commit().await.or_store("grant")?;
+        Ok(GrantRecord {
+            id,
+            subject: new.subject,
+            audience_id: new.audience_id,
+            scopes,
+            not_before: new.not_before,
+            expires_at: new.expires_at,
+            allowed_cidrs: new.allowed_cidrs,
+            max_ttl_secs: new.max_ttl_secs,
+            reason: new.reason,
+            created_by: new.created_by,
+            created_at: new.now,
+        })
+    }
+
+    async fn active_grants(&self, subject: Subject, audience_id: Uuid, now: OffsetDateTime) -> StoreResult<Vec<GrantRecord>> {
+        let rows = sqlx::query(
+            "SELECT g.*, s.name AS scope_name FROM grants g
+             JOIN grant_scopes gs ON gs.grant_id = g.id
+             JOIN scopes s ON s.id = gs.scope_id
+             WHERE g.subject_kind = $1 AND g.subject_id = $2 AND g.audience_id = $3
+               AND (g.not_before IS NULL OR g.not_before <= $4)
+               AND (g.expires_at IS NULL OR g.expires_at > $4)
+             ORDER BY g.id, s.name",
+        )
+        .bind(subject.kind())
+        .bind(subject.id())
+        .bind(audience_id)
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await
+        .or_store("grant")?;
+        fold_grants(&rows)
+    }
+
+    async fn granted_audiences(&self, subject: Subject, now: OffsetDateTime) -> StoreResult<Vec<AudienceRecord>> {
+        let rows = sqlx::query(
+            "SELECT a.id, a.uri, a.description, a.created_at FROM audiences a
+             WHERE EXISTS (SELECT 1 FROM grants g
+                 WHERE g.audience_id = a.id AND g.subject_kind = $1 AND g.subject_id = $2
+                   AND (g.not_before IS NULL OR g.not_before <= $3)
+                   AND (g.expires_at IS NULL OR g.expires_at > $3))
+             ORDER BY a.uri",
+        )
+        .bind(subject.kind())
+        .bind(subject.id())
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await
+        .or_store("audience")?;
+        rows.iter().map(audience).collect::<Result<_, _>>().or_store("audience")
+    }
+}
+
+#[async_trait]
+impl KeyStore for PgStore {
+    async fn ensure_active_key(&self, candidate: SigningKeyRecord) -> StoreResult<SigningKeyRecord> {
+        let mut tx = self.pool.begin().await.or_store("signing key")?;
+        // Serializes first-start key creation across replicas.
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(KEY_LOCK)
+            .execute(&mut *tx)
+            .await
+            .or_store("signing key")?;
+        let existing = sqlx::query("SELECT * FROM signing_keys WHERE state = 'active'")
+            .fetch_optional(&mut *tx)
+            .await
+            .or_store("signing key")?;
+        if let Some(row) = existing {
+            return signing_key(&row);
+        }
+        sqlx::query(
+            "INSERT INTO signing_keys (id, state, public_key, private_key_enc, created_at, activated_at, retired_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&candidate.id)
+        .bind(candidate.state.as_str())
+        .bind(&candidate.public_key)
+        .bind(&candidate.private_key_enc)
+        .bind(candidate.created_at)
+        .bind(candidate.activated_at)
+        .bind(candidate.retired_at)
+        .execute(&mut *tx)
+        .await
+        .or_store("signing key")?;
+        tx.commit().await.or_store("signing key")?;
+        Ok(candidate)
+    }
+
+    async fn signing_keys(&self) -> StoreResult<Vec<SigningKeyRecord>> {
+        let rows = sqlx::query("SELECT * FROM signing_keys WHERE state <> 'gone' ORDER BY created_at DESC")
+            .fetch_all(&self.pool)
+            .await
+            .or_store("signing key")?;
+        rows.iter().map(signing_key).collect()
+    }
+}
+
+#[async_trait]
+impl AuditStore for PgStore {
+    async fn append_audit_events(&self, events: &[AuditEvent]) -> StoreResult<()> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        // One multi-row INSERT per batch: one round trip, one commit (one WAL flush).
+        let mut builder = sqlx::QueryBuilder::<sqlx::Postgres>::new(
+            "INSERT INTO audit_events (id, occurred_at, event_type, outcome, actor, subject, client_id, jti, audience, scopes, source_ip, user_agent, request_id, detail) ",
+        );
+        builder.push_values(events, |mut b, e| {
+            b.push_bind(e.id)
+                .push_bind(e.occurred_at)
+                .push_bind(&e.event_type)
+                .push_bind(&e.outcome)
+                .push_bind(&e.actor)
+                .push_bind(&e.subject)
+                .push_bind(&e.client_id)
+                .push_bind(&e.jti)
+                .push_bind(&e.audience)
+                .push_bind(&e.scopes)
+                .push_bind(&e.source_ip)
+                .push_bind(&e.user_agent)
+                .push_bind(&e.request_id)
+                .push_bind(Json(&e.detail));
+        });
+        builder.build().execute(&self.pool).await.or_store("audit event")?;
+        Ok(())
+    }
+
+    async fn audit_events(&self, query: &AuditQuery) -> StoreResult<Vec<AuditEvent>> {
+        let rows = sqlx::query(
+            "SELECT * FROM audit_events
+             WHERE ($1::text IS NULL OR event_type = $1) AND ($2::text IS NULL OR client_id = $2)
+             ORDER BY occurred_at DESC, id DESC LIMIT $3",
+        )
+        .bind(&query.event_type)
+        .bind(&query.client_id)
+        .bind(i64::from(query.limit.min(1000)))
+        .fetch_all(&self.pool)
+        .await
+        .or_store("audit event")?;
+        rows.iter().map(audit_event).collect::<Result<_, _>>().or_store("audit event")
+    }
+}
+
+#[async_trait]
+impl Store for PgStore {
+    async fn migrate(&self) -> StoreResult<()> {
+        sqlx::migrate!("../../migrations/postgres").run(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.or_store("database")?;
+        Ok(())
+    }
+
+    fn backend(&self) -> Backend {
+        Backend::Postgres
+    }
+}

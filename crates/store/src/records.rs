@@ -1,0 +1,347 @@
+//! Records the store reads and writes. Plain data: validation happens before a value
+//! reaches the store (in mayfly-core's types and the server's service layer).
+
+use std::fmt;
+
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+/// An audience to create.
+#[derive(Debug, Clone)]
+pub struct NewAudience {
+    /// The URI (already validated).
+    pub uri: String,
+    /// Free text.
+    pub description: String,
+    /// Creation time.
+    pub now: OffsetDateTime,
+}
+
+/// A stored audience.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AudienceRecord {
+    /// Id.
+    pub id: Uuid,
+    /// The URI, unique.
+    pub uri: String,
+    /// Free text.
+    pub description: String,
+    /// Creation time.
+    pub created_at: OffsetDateTime,
+}
+
+/// A scope to create.
+#[derive(Debug, Clone)]
+pub struct NewScope {
+    /// The owning audience.
+    pub audience_id: Uuid,
+    /// `resource:action` (already validated).
+    pub name: String,
+    /// Free text.
+    pub description: String,
+    /// Creation time.
+    pub now: OffsetDateTime,
+}
+
+/// A stored scope.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScopeRecord {
+    /// Id.
+    pub id: Uuid,
+    /// The owning audience.
+    pub audience_id: Uuid,
+    /// `resource:action`.
+    pub name: String,
+    /// Free text.
+    pub description: String,
+    /// Creation time.
+    pub created_at: OffsetDateTime,
+}
+
+/// A client to create.
+#[derive(Debug, Clone)]
+pub struct NewClient {
+    /// Display name.
+    pub name: String,
+    /// Whether it may obtain tokens.
+    pub enabled: bool,
+    /// Token lifetime when the request does not ask for less.
+    pub default_ttl_secs: Option<i64>,
+    /// Longest token lifetime for this client.
+    pub max_ttl_secs: Option<i64>,
+    /// Networks it may call from (CIDR notation; empty: anywhere).
+    pub allowed_cidrs: Vec<String>,
+    /// Whether its tokens must be DPoP-bound.
+    pub require_dpop: bool,
+    /// Creation time.
+    pub now: OffsetDateTime,
+}
+
+/// A stored client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientRecord {
+    /// The client id.
+    pub id: Uuid,
+    /// Display name.
+    pub name: String,
+    /// Whether it may obtain tokens.
+    pub enabled: bool,
+    /// Default token lifetime.
+    pub default_ttl_secs: Option<i64>,
+    /// Longest token lifetime.
+    pub max_ttl_secs: Option<i64>,
+    /// Networks it may call from.
+    pub allowed_cidrs: Vec<String>,
+    /// Whether its tokens must be DPoP-bound.
+    pub require_dpop: bool,
+    /// Creation time.
+    pub created_at: OffsetDateTime,
+    /// Last change.
+    pub updated_at: OffsetDateTime,
+}
+
+/// A client secret digest to add.
+#[derive(Clone)]
+pub struct NewClientSecret {
+    /// The owning client.
+    pub client_id: Uuid,
+    /// SHA-256 of the secret.
+    pub digest: [u8; 32],
+    /// Optional expiry.
+    pub expires_at: Option<OffsetDateTime>,
+    /// Creation time.
+    pub now: OffsetDateTime,
+}
+
+/// A stored client secret (its digest only).
+#[derive(Clone, PartialEq, Eq)]
+pub struct ClientSecretRecord {
+    /// Id, for deletion.
+    pub id: Uuid,
+    /// The owning client.
+    pub client_id: Uuid,
+    /// SHA-256 of the secret.
+    pub digest: [u8; 32],
+    /// Creation time.
+    pub created_at: OffsetDateTime,
+    /// Optional expiry.
+    pub expires_at: Option<OffsetDateTime>,
+}
+
+impl ClientSecretRecord {
+    /// Whether the secret may still be used at `now`.
+    pub fn is_valid_at(&self, now: OffsetDateTime) -> bool {
+        self.expires_at.is_none_or(|exp| now < exp)
+    }
+}
+
+impl fmt::Debug for ClientSecretRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientSecretRecord")
+            .field("id", &self.id)
+            .field("client_id", &self.client_id)
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
+}
+
+impl fmt::Debug for NewClientSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NewClientSecret")
+            .field("client_id", &self.client_id)
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Who a grant is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Subject {
+    /// A workload.
+    Client(Uuid),
+    /// A person.
+    User(Uuid),
+}
+
+impl Subject {
+    pub(crate) fn kind(self) -> &'static str {
+        match self {
+            Self::Client(_) => "client",
+            Self::User(_) => "user",
+        }
+    }
+
+    pub(crate) fn id(self) -> Uuid {
+        match self {
+            Self::Client(id) | Self::User(id) => id,
+        }
+    }
+
+    pub(crate) fn from_parts(kind: &str, id: Uuid) -> Option<Self> {
+        match kind {
+            "client" => Some(Self::Client(id)),
+            "user" => Some(Self::User(id)),
+            _ => None,
+        }
+    }
+}
+
+/// A grant to create.
+#[derive(Debug, Clone)]
+pub struct NewGrant {
+    /// Who receives it.
+    pub subject: Subject,
+    /// On which audience.
+    pub audience_id: Uuid,
+    /// Scope names, each existing on the audience.
+    pub scopes: Vec<String>,
+    /// Not in force before this time.
+    pub not_before: Option<OffsetDateTime>,
+    /// Not in force from this time on.
+    pub expires_at: Option<OffsetDateTime>,
+    /// Networks tokens under it may be used from (empty: anywhere).
+    pub allowed_cidrs: Vec<String>,
+    /// Longest token lifetime under it.
+    pub max_ttl_secs: Option<i64>,
+    /// Why it exists.
+    pub reason: String,
+    /// Who created it.
+    pub created_by: String,
+    /// Creation time.
+    pub now: OffsetDateTime,
+}
+
+/// A stored grant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrantRecord {
+    /// Id.
+    pub id: Uuid,
+    /// Who receives it.
+    pub subject: Subject,
+    /// On which audience.
+    pub audience_id: Uuid,
+    /// Scope names, sorted.
+    pub scopes: Vec<String>,
+    /// Not in force before.
+    pub not_before: Option<OffsetDateTime>,
+    /// Not in force from.
+    pub expires_at: Option<OffsetDateTime>,
+    /// Networks tokens may be used from.
+    pub allowed_cidrs: Vec<String>,
+    /// Longest token lifetime.
+    pub max_ttl_secs: Option<i64>,
+    /// Why it exists.
+    pub reason: String,
+    /// Who created it.
+    pub created_by: String,
+    /// Creation time.
+    pub created_at: OffsetDateTime,
+}
+
+/// Lifecycle state of a signing key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyState {
+    /// Published, not yet signing.
+    Next,
+    /// Signing.
+    Active,
+    /// Published, no longer signing.
+    Retired,
+    /// Neither published nor signing.
+    Gone,
+}
+
+impl KeyState {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Next => "next",
+            Self::Active => "active",
+            Self::Retired => "retired",
+            Self::Gone => "gone",
+        }
+    }
+
+    pub(crate) fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "next" => Self::Next,
+            "active" => Self::Active,
+            "retired" => Self::Retired,
+            "gone" => Self::Gone,
+            _ => return None,
+        })
+    }
+}
+
+/// A stored signing key.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SigningKeyRecord {
+    /// PASERK `k4.pid`.
+    pub id: String,
+    /// Lifecycle state.
+    pub state: KeyState,
+    /// Raw Ed25519 public key.
+    pub public_key: Vec<u8>,
+    /// Private key, encrypted by the server under its master key.
+    pub private_key_enc: Vec<u8>,
+    /// Creation time.
+    pub created_at: OffsetDateTime,
+    /// When it started signing.
+    pub activated_at: Option<OffsetDateTime>,
+    /// When it stopped signing.
+    pub retired_at: Option<OffsetDateTime>,
+}
+
+impl fmt::Debug for SigningKeyRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SigningKeyRecord")
+            .field("id", &self.id)
+            .field("state", &self.state)
+            .field("created_at", &self.created_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One audit event. Never holds a token, secret or password.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditEvent {
+    /// UUIDv7: sorts by time.
+    pub id: Uuid,
+    /// When it happened.
+    pub occurred_at: OffsetDateTime,
+    /// e.g. `token.issued`, `token.denied`, `client.auth_failed`, `admin.change`.
+    pub event_type: String,
+    /// `success`, `failure` or `denied`.
+    pub outcome: String,
+    /// Who acted (client id, admin id, `cli`).
+    pub actor: Option<String>,
+    /// Whom it concerns.
+    pub subject: Option<String>,
+    /// The client involved.
+    pub client_id: Option<String>,
+    /// The token involved.
+    pub jti: Option<String>,
+    /// The audience involved.
+    pub audience: Option<String>,
+    /// Scopes involved, space-separated.
+    pub scopes: Option<String>,
+    /// Source address.
+    pub source_ip: Option<String>,
+    /// User agent.
+    pub user_agent: Option<String>,
+    /// Request id.
+    pub request_id: Option<String>,
+    /// Anything else, as JSON.
+    pub detail: serde_json::Value,
+}
+
+/// An audit search.
+#[derive(Debug, Clone, Default)]
+pub struct AuditQuery {
+    /// Only this event type.
+    pub event_type: Option<String>,
+    /// Only events about this client.
+    pub client_id: Option<String>,
+    /// At most this many (capped at 1000).
+    pub limit: u32,
+}

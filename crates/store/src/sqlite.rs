@@ -1,0 +1,542 @@
+//! The SQLite store: the embedded default, one process per database file.
+//!
+//! Times are stored as INTEGER microseconds since the Unix epoch so that SQL comparisons
+//! are numeric; the WAL journal with `synchronous = FULL` makes a commit durable.
+
+use std::collections::BTreeMap;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::types::Json;
+use sqlx::{Row, SqlitePool};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::error::SqlxResultExt;
+use crate::{
+    AudienceRecord, AudienceStore, AuditEvent, AuditQuery, AuditStore, Backend, ClientRecord,
+    ClientSecretRecord, ClientStore, GrantRecord, GrantStore, KeyState, KeyStore, NewAudience,
+    NewClient, NewClientSecret, NewGrant, NewScope, ScopeRecord, SigningKeyRecord, Store,
+    StoreError, StoreResult, Subject,
+};
+
+/// A SQLite-backed [`Store`].
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if missing) the database file a `sqlite:` URL names.
+    ///
+    /// # Errors
+    /// [`StoreError::InvalidUrl`] for a malformed URL; a database error when the file
+    /// cannot be opened.
+    pub async fn connect(url: &str) -> StoreResult<Self> {
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(|_| StoreError::InvalidUrl)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(5));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_with(options)
+            .await
+            .or_store("database")?;
+        Ok(Self { pool })
+    }
+}
+
+fn micros(t: OffsetDateTime) -> i64 {
+    // i64 microseconds cover ±292,000 years; the cast cannot truncate in practice.
+    i64::try_from(t.unix_timestamp_nanos() / 1000).unwrap_or(i64::MAX)
+}
+
+fn opt_micros(t: Option<OffsetDateTime>) -> Option<i64> {
+    t.map(micros)
+}
+
+fn time_of(us: i64, what: &'static str) -> StoreResult<OffsetDateTime> {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(us) * 1000).map_err(|_| StoreError::Corrupt(what))
+}
+
+fn get_time(row: &SqliteRow, column: &'static str) -> StoreResult<OffsetDateTime> {
+    let us: i64 = row.try_get(column).or_store(column)?;
+    time_of(us, column)
+}
+
+fn get_opt_time(row: &SqliteRow, column: &'static str) -> StoreResult<Option<OffsetDateTime>> {
+    let us: Option<i64> = row.try_get(column).or_store(column)?;
+    us.map(|us| time_of(us, column)).transpose()
+}
+
+fn audience(row: &SqliteRow) -> StoreResult<AudienceRecord> {
+    Ok(AudienceRecord {
+        id: row.try_get("id").or_store("audience")?,
+        uri: row.try_get("uri").or_store("audience")?,
+        description: row.try_get("description").or_store("audience")?,
+        created_at: get_time(row, "created_at")?,
+    })
+}
+
+fn scope(row: &SqliteRow) -> StoreResult<ScopeRecord> {
+    Ok(ScopeRecord {
+        id: row.try_get("id").or_store("scope")?,
+        audience_id: row.try_get("audience_id").or_store("scope")?,
+        name: row.try_get("name").or_store("scope")?,
+        description: row.try_get("description").or_store("scope")?,
+        created_at: get_time(row, "created_at")?,
+    })
+}
+
+fn client(row: &SqliteRow) -> StoreResult<ClientRecord> {
+    let Json(allowed_cidrs) = row
+        .try_get::<Json<Vec<String>>, _>("allowed_cidrs")
+        .or_store("client")?;
+    Ok(ClientRecord {
+        id: row.try_get("id").or_store("client")?,
+        name: row.try_get("name").or_store("client")?,
+        enabled: row.try_get("enabled").or_store("client")?,
+        default_ttl_secs: row.try_get("default_ttl_secs").or_store("client")?,
+        max_ttl_secs: row.try_get("max_ttl_secs").or_store("client")?,
+        allowed_cidrs,
+        require_dpop: row.try_get("require_dpop").or_store("client")?,
+        created_at: get_time(row, "created_at")?,
+        updated_at: get_time(row, "updated_at")?,
+    })
+}
+
+fn secret(row: &SqliteRow) -> StoreResult<ClientSecretRecord> {
+    let digest: Vec<u8> = row.try_get("digest").or_store("client secret")?;
+    Ok(ClientSecretRecord {
+        id: row.try_get("id").or_store("client secret")?,
+        client_id: row.try_get("client_id").or_store("client secret")?,
+        digest: digest
+            .try_into()
+            .map_err(|_| StoreError::Corrupt("client_secrets.digest"))?,
+        created_at: get_time(row, "created_at")?,
+        expires_at: get_opt_time(row, "expires_at")?,
+    })
+}
+
+/// Reads a grant row without its scopes.
+fn grant(row: &SqliteRow) -> StoreResult<GrantRecord> {
+    let kind: String = row.try_get("subject_kind").or_store("grant")?;
+    let subject_id: Uuid = row.try_get("subject_id").or_store("grant")?;
+    let Json(allowed_cidrs) = row
+        .try_get::<Json<Vec<String>>, _>("allowed_cidrs")
+        .or_store("grant")?;
+    Ok(GrantRecord {
+        id: row.try_get("id").or_store("grant")?,
+        subject: Subject::from_parts(&kind, subject_id)
+            .ok_or(StoreError::Corrupt("grants.subject_kind"))?,
+        audience_id: row.try_get("audience_id").or_store("grant")?,
+        scopes: Vec::new(),
+        not_before: get_opt_time(row, "not_before")?,
+        expires_at: get_opt_time(row, "expires_at")?,
+        allowed_cidrs,
+        max_ttl_secs: row.try_get("max_ttl_secs").or_store("grant")?,
+        reason: row.try_get("reason").or_store("grant")?,
+        created_by: row.try_get("created_by").or_store("grant")?,
+        created_at: get_time(row, "created_at")?,
+    })
+}
+
+fn signing_key(row: &SqliteRow) -> StoreResult<SigningKeyRecord> {
+    let state: String = row.try_get("state").or_store("signing key")?;
+    Ok(SigningKeyRecord {
+        id: row.try_get("id").or_store("signing key")?,
+        state: KeyState::parse(&state).ok_or(StoreError::Corrupt("signing_keys.state"))?,
+        public_key: row.try_get("public_key").or_store("signing key")?,
+        private_key_enc: row.try_get("private_key_enc").or_store("signing key")?,
+        created_at: get_time(row, "created_at")?,
+        activated_at: get_opt_time(row, "activated_at")?,
+        retired_at: get_opt_time(row, "retired_at")?,
+    })
+}
+
+fn audit_event(row: &SqliteRow) -> StoreResult<AuditEvent> {
+    let Json(detail) = row
+        .try_get::<Json<serde_json::Value>, _>("detail")
+        .or_store("audit event")?;
+    Ok(AuditEvent {
+        id: row.try_get("id").or_store("audit event")?,
+        occurred_at: get_time(row, "occurred_at")?,
+        event_type: row.try_get("event_type").or_store("audit event")?,
+        outcome: row.try_get("outcome").or_store("audit event")?,
+        actor: row.try_get("actor").or_store("audit event")?,
+        subject: row.try_get("subject").or_store("audit event")?,
+        client_id: row.try_get("client_id").or_store("audit event")?,
+        jti: row.try_get("jti").or_store("audit event")?,
+        audience: row.try_get("audience").or_store("audit event")?,
+        scopes: row.try_get("scopes").or_store("audit event")?,
+        source_ip: row.try_get("source_ip").or_store("audit event")?,
+        user_agent: row.try_get("user_agent").or_store("audit event")?,
+        request_id: row.try_get("request_id").or_store("audit event")?,
+        detail,
+    })
+}
+
+/// Folds `grant row ⋈ scope name` rows into grants with their scopes.
+fn fold_grants(rows: &[SqliteRow]) -> StoreResult<Vec<GrantRecord>> {
+    let mut grants: BTreeMap<Uuid, GrantRecord> = BTreeMap::new();
+    for row in rows {
+        let id: Uuid = row.try_get("id").or_store("grant")?;
+        let name: String = row.try_get("scope_name").or_store("grant")?;
+        if let Some(g) = grants.get_mut(&id) {
+            g.scopes.push(name);
+        } else {
+            let mut g = grant(row)?;
+            g.scopes.push(name);
+            grants.insert(id, g);
+        }
+    }
+    Ok(grants.into_values().collect())
+}
+
+#[async_trait]
+impl AudienceStore for SqliteStore {
+    async fn create_audience(&self, new: NewAudience) -> StoreResult<AudienceRecord> {
+        let row = sqlx::query(
+            "INSERT INTO audiences (id, uri, description, created_at) VALUES ($1, $2, $3, $4)
+             RETURNING id, uri, description, created_at",
+        )
+        .bind(Uuid::now_v7())
+        .bind(&new.uri)
+        .bind(&new.description)
+        .bind(micros(new.now))
+        .fetch_one(&self.pool)
+        .await
+        .or_store("audience")?;
+        audience(&row)
+    }
+
+    async fn audience_by_uri(&self, uri: &str) -> StoreResult<Option<AudienceRecord>> {
+        let row = sqlx::query("SELECT id, uri, description, created_at FROM audiences WHERE uri = $1")
+            .bind(uri)
+            .fetch_optional(&self.pool)
+            .await
+            .or_store("audience")?;
+        row.as_ref().map(audience).transpose()
+    }
+
+    async fn list_audiences(&self) -> StoreResult<Vec<AudienceRecord>> {
+        let rows = sqlx::query("SELECT id, uri, description, created_at FROM audiences ORDER BY uri")
+            .fetch_all(&self.pool)
+            .await
+            .or_store("audience")?;
+        rows.iter().map(audience).collect()
+    }
+
+    async fn create_scope(&self, new: NewScope) -> StoreResult<ScopeRecord> {
+        let row = sqlx::query(
+            "INSERT INTO scopes (id, audience_id, name, description, created_at) VALUES ($1, $2, $3, $4, $5)
+             RETURNING id, audience_id, name, description, created_at",
+        )
+        .bind(Uuid::now_v7())
+        .bind(new.audience_id)
+        .bind(&new.name)
+        .bind(&new.description)
+        .bind(micros(new.now))
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| match StoreError::from_sqlx(e, "scope") {
+            StoreError::NotFound(_) => StoreError::NotFound("audience"),
+            other => other,
+        })?;
+        scope(&row)
+    }
+
+    async fn scopes_of(&self, audience_id: Uuid) -> StoreResult<Vec<ScopeRecord>> {
+        let rows = sqlx::query(
+            "SELECT id, audience_id, name, description, created_at FROM scopes WHERE audience_id = $1 ORDER BY name",
+        )
+        .bind(audience_id)
+        .fetch_all(&self.pool)
+        .await
+        .or_store("scope")?;
+        rows.iter().map(scope).collect()
+    }
+}
+
+#[async_trait]
+impl ClientStore for SqliteStore {
+    async fn create_client(&self, new: NewClient) -> StoreResult<ClientRecord> {
+        let row = sqlx::query(
+            "INSERT INTO clients (id, name, enabled, default_ttl_secs, max_ttl_secs, allowed_cidrs, require_dpop, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) RETURNING *",
+        )
+        .bind(Uuid::now_v7())
+        .bind(&new.name)
+        .bind(new.enabled)
+        .bind(new.default_ttl_secs)
+        .bind(new.max_ttl_secs)
+        .bind(Json(&new.allowed_cidrs))
+        .bind(new.require_dpop)
+        .bind(micros(new.now))
+        .fetch_one(&self.pool)
+        .await
+        .or_store("client")?;
+        client(&row)
+    }
+
+    async fn client(&self, id: Uuid) -> StoreResult<Option<ClientRecord>> {
+        let row = sqlx::query("SELECT * FROM clients WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .or_store("client")?;
+        row.as_ref().map(client).transpose()
+    }
+
+    async fn set_client_enabled(&self, id: Uuid, enabled: bool, now: OffsetDateTime) -> StoreResult<()> {
+        let done = sqlx::query("UPDATE clients SET enabled = $2, updated_at = $3 WHERE id = $1")
+            .bind(id)
+            .bind(enabled)
+            .bind(micros(now))
+            .execute(&self.pool)
+            .await
+            .or_store("client")?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound("client"));
+        }
+        Ok(())
+    }
+
+    async fn add_client_secret(&self, new: NewClientSecret) -> StoreResult<ClientSecretRecord> {
+        let row = sqlx::query(
+            "INSERT INTO client_secrets (id, client_id, digest, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)
+             RETURNING id, client_id, digest, created_at, expires_at",
+        )
+        .bind(Uuid::now_v7())
+        .bind(new.client_id)
+        .bind(&new.digest[..])
+        .bind(micros(new.now))
+        .bind(opt_micros(new.expires_at))
+        .fetch_one(&self.pool)
+        .await
+        .or_store("client")?;
+        secret(&row)
+    }
+
+    async fn client_secrets(&self, client_id: Uuid) -> StoreResult<Vec<ClientSecretRecord>> {
+        let rows = sqlx::query(
+            "SELECT id, client_id, digest, created_at, expires_at FROM client_secrets WHERE client_id = $1 ORDER BY created_at",
+        )
+        .bind(client_id)
+        .fetch_all(&self.pool)
+        .await
+        .or_store("client secret")?;
+        rows.iter().map(secret).collect()
+    }
+}
+
+#[async_trait]
+impl GrantStore for SqliteStore {
+    async fn create_grant(&self, new: NewGrant) -> StoreResult<GrantRecord> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.or_store("grant")?;
+        let id = Uuid::now_v7();
+        sqlx::query(
+            "INSERT INTO grants (id, subject_kind, subject_id, audience_id, not_before, expires_at, allowed_cidrs, max_ttl_secs, reason, created_by, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        )
+        .bind(id)
+        .bind(new.subject.kind())
+        .bind(new.subject.id())
+        .bind(new.audience_id)
+        .bind(opt_micros(new.not_before))
+        .bind(opt_micros(new.expires_at))
+        .bind(Json(&new.allowed_cidrs))
+        .bind(new.max_ttl_secs)
+        .bind(&new.reason)
+        .bind(&new.created_by)
+        .bind(micros(new.now))
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| match StoreError::from_sqlx(e, "grant") {
+            StoreError::NotFound(_) => StoreError::NotFound("audience"),
+            other => other,
+        })?;
+        let mut scopes = new.scopes.clone();
+        scopes.sort();
+        scopes.dedup();
+        for name in &scopes {
+            let done = sqlx::query(
+                "INSERT INTO grant_scopes (grant_id, scope_id)
+                 SELECT $1, id FROM scopes WHERE audience_id = $2 AND name = $3",
+            )
+            .bind(id)
+            .bind(new.audience_id)
+            .bind(name)
+            .execute(&mut *tx)
+            .await
+            .or_store("grant")?;
+            if done.rows_affected() == 0 {
+                return Err(StoreError::NotFound("scope"));
+            }
+        }
+        tx.commit().await.or_store("grant")?;
+        Ok(GrantRecord {
+            id,
+            subject: new.subject,
+            audience_id: new.audience_id,
+            scopes,
+            not_before: new.not_before,
+            expires_at: new.expires_at,
+            allowed_cidrs: new.allowed_cidrs,
+            max_ttl_secs: new.max_ttl_secs,
+            reason: new.reason,
+            created_by: new.created_by,
+            created_at: new.now,
+        })
+    }
+
+    async fn active_grants(&self, subject: Subject, audience_id: Uuid, now: OffsetDateTime) -> StoreResult<Vec<GrantRecord>> {
+        let rows = sqlx::query(
+            "SELECT g.*, s.name AS scope_name FROM grants g
+             JOIN grant_scopes gs ON gs.grant_id = g.id
+             JOIN scopes s ON s.id = gs.scope_id
+             WHERE g.subject_kind = $1 AND g.subject_id = $2 AND g.audience_id = $3
+               AND (g.not_before IS NULL OR g.not_before <= $4)
+               AND (g.expires_at IS NULL OR g.expires_at > $4)
+             ORDER BY g.id, s.name",
+        )
+        .bind(subject.kind())
+        .bind(subject.id())
+        .bind(audience_id)
+        .bind(micros(now))
+        .fetch_all(&self.pool)
+        .await
+        .or_store("grant")?;
+        fold_grants(&rows)
+    }
+
+    async fn granted_audiences(&self, subject: Subject, now: OffsetDateTime) -> StoreResult<Vec<AudienceRecord>> {
+        let rows = sqlx::query(
+            "SELECT a.id, a.uri, a.description, a.created_at FROM audiences a
+             WHERE EXISTS (SELECT 1 FROM grants g
+                 WHERE g.audience_id = a.id AND g.subject_kind = $1 AND g.subject_id = $2
+                   AND (g.not_before IS NULL OR g.not_before <= $3)
+                   AND (g.expires_at IS NULL OR g.expires_at > $3))
+             ORDER BY a.uri",
+        )
+        .bind(subject.kind())
+        .bind(subject.id())
+        .bind(micros(now))
+        .fetch_all(&self.pool)
+        .await
+        .or_store("audience")?;
+        rows.iter().map(audience).collect()
+    }
+}
+
+#[async_trait]
+impl KeyStore for SqliteStore {
+    async fn ensure_active_key(&self, candidate: SigningKeyRecord) -> StoreResult<SigningKeyRecord> {
+        // IMMEDIATE takes the write lock up front: check-then-insert cannot race.
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.or_store("signing key")?;
+        let existing = sqlx::query("SELECT * FROM signing_keys WHERE state = 'active'")
+            .fetch_optional(&mut *tx)
+            .await
+            .or_store("signing key")?;
+        if let Some(row) = existing {
+            return signing_key(&row);
+        }
+        sqlx::query(
+            "INSERT INTO signing_keys (id, state, public_key, private_key_enc, created_at, activated_at, retired_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&candidate.id)
+        .bind(candidate.state.as_str())
+        .bind(&candidate.public_key)
+        .bind(&candidate.private_key_enc)
+        .bind(micros(candidate.created_at))
+        .bind(opt_micros(candidate.activated_at))
+        .bind(opt_micros(candidate.retired_at))
+        .execute(&mut *tx)
+        .await
+        .or_store("signing key")?;
+        tx.commit().await.or_store("signing key")?;
+        Ok(candidate)
+    }
+
+    async fn signing_keys(&self) -> StoreResult<Vec<SigningKeyRecord>> {
+        let rows = sqlx::query("SELECT * FROM signing_keys WHERE state <> 'gone' ORDER BY created_at DESC")
+            .fetch_all(&self.pool)
+            .await
+            .or_store("signing key")?;
+        rows.iter().map(signing_key).collect()
+    }
+}
+
+#[async_trait]
+impl AuditStore for SqliteStore {
+    async fn append_audit_events(&self, events: &[AuditEvent]) -> StoreResult<()> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        // One transaction per batch: one fsync however many events it holds.
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.or_store("audit event")?;
+        for chunk in events.chunks(64) {
+            let mut builder = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+                "INSERT INTO audit_events (id, occurred_at, event_type, outcome, actor, subject, client_id, jti, audience, scopes, source_ip, user_agent, request_id, detail) ",
+            );
+            builder.push_values(chunk, |mut b, e| {
+                b.push_bind(e.id)
+                    .push_bind(micros(e.occurred_at))
+                    .push_bind(e.event_type.clone())
+                    .push_bind(e.outcome.clone())
+                    .push_bind(e.actor.clone())
+                    .push_bind(e.subject.clone())
+                    .push_bind(e.client_id.clone())
+                    .push_bind(e.jti.clone())
+                    .push_bind(e.audience.clone())
+                    .push_bind(e.scopes.clone())
+                    .push_bind(e.source_ip.clone())
+                    .push_bind(e.user_agent.clone())
+                    .push_bind(e.request_id.clone())
+                    .push_bind(Json(e.detail.clone()));
+            });
+            builder.build().execute(&mut *tx).await.or_store("audit event")?;
+        }
+        tx.commit().await.or_store("audit event")?;
+        Ok(())
+    }
+
+    async fn audit_events(&self, query: &AuditQuery) -> StoreResult<Vec<AuditEvent>> {
+        let rows = sqlx::query(
+            "SELECT * FROM audit_events
+             WHERE ($1 IS NULL OR event_type = $1) AND ($2 IS NULL OR client_id = $2)
+             ORDER BY occurred_at DESC, id DESC LIMIT $3",
+        )
+        .bind(&query.event_type)
+        .bind(&query.client_id)
+        .bind(i64::from(query.limit.min(1000)))
+        .fetch_all(&self.pool)
+        .await
+        .or_store("audit event")?;
+        rows.iter().map(audit_event).collect()
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn migrate(&self) -> StoreResult<()> {
+        sqlx::migrate!("../../migrations/sqlite").run(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.or_store("database")?;
+        Ok(())
+    }
+
+    fn backend(&self) -> Backend {
+        Backend::Sqlite
+    }
+}
