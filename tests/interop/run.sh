@@ -130,6 +130,13 @@ case "$probe_rc" in
     *) die "mayfly serve did not answer 200 on $issuer/healthz within ${startup_timeout}s" ;;
 esac
 
+# With SQLite the server creates a missing master key file, owner-only.
+[ -f "$MAYFLY_MASTER_KEY_FILE" ] || die "mayfly serve did not create the master key file $MAYFLY_MASTER_KEY_FILE"
+key_mode="$(stat -c '%a' "$MAYFLY_MASTER_KEY_FILE")"
+[ "$key_mode" = 600 ] || die "master key file was created with mode $key_mode, expected 600"
+grep -Eqx '[0-9a-fA-F]{64}' "$MAYFLY_MASTER_KEY_FILE" \
+    || die "master key file does not hold exactly 64 hex characters"
+
 say "bootstrapping the admin client"
 bootstrap_err="$tmp/bootstrap.err"
 if ! creds_json="$("$bin" admin bootstrap 2>"$bootstrap_err" </dev/null)"; then

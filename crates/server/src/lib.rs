@@ -1,1 +1,21 @@
-//! placeholder
+//! mayfly-server: the Mayfly security token service.
+//!
+//! `http/` is the web layer (one module per endpoint family, and `http/error.rs`, the one
+//! place errors become responses); `grant/` issues tokens, one module per grant type;
+//! `client_auth/` authenticates clients, one module per method; `keys/` holds the keyring
+//! and the master key; `audit/` makes events durable with group commit; `admin/` is the
+//! service layer behind the admin CLI. Handlers stay thin and no SQL lives here.
+
+pub mod admin;
+pub mod audit;
+pub mod cli;
+pub mod client_auth;
+pub mod clock;
+pub mod config;
+pub mod grant;
+pub mod http;
+pub mod keys;
+pub mod state;
+pub mod telemetry;
+
+pub use state::AppState;

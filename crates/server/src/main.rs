@@ -1,1 +1,152 @@
-fn main() {}
+//! The `mayfly` binary.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::Parser as _;
+use mayfly_server::admin::{Actor, CreatedClient, GrantSpec};
+use mayfly_server::cli::{AdminCommand, AudienceCommand, Cli, ClientCommand, Command, GrantCommand, ScopeCommand};
+use mayfly_server::clock::{Clock, SystemClock};
+use mayfly_server::config::Config;
+use mayfly_server::state::AppState;
+use mayfly_server::{http, telemetry};
+use serde_json::json;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    telemetry::init(cli.config.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("mayfly: starting the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("mayfly: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve => serve(cli.config).await,
+        Command::Migrate => {
+            let store = open_store(&cli.config).await?;
+            tracing::info!(backend = ?store.backend(), "migrations applied");
+            Ok(())
+        }
+        Command::Openapi => {
+            print!("{}", http::openapi::document());
+            Ok(())
+        }
+        Command::Admin { command } => admin(&cli.config, command).await,
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let listen = config.listen;
+    let started = AppState::start(config, Arc::new(SystemClock)).await.context("starting")?;
+    let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
+    tracing::info!(
+        %listen,
+        issuer = %started.state.issuer,
+        backend = ?started.state.store.backend(),
+        kid = %started.state.keyring.current().active.id(),
+        "mayfly ready"
+    );
+    http::serve(listener, started.state, shutdown_signal()).await.context("serving")?;
+    // Every sink is gone with the router: the writer drains the queue and stops.
+    started.audit_writer.await.context("audit writer")?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down: draining open requests");
+}
+
+async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn mayfly_store::Store>> {
+    let store = mayfly_store::connect(&config.database_url).await.context("opening the database")?;
+    store.migrate().await.context("migrating the database")?;
+    Ok(store)
+}
+
+fn print_json(value: &serde_json::Value) {
+    println!("{value}");
+}
+
+fn created_client_json(created: &CreatedClient) -> serde_json::Value {
+    json!({ "client_id": created.client.id, "client_secret": created.secret.expose() })
+}
+
+async fn admin(config: &Config, command: AdminCommand) -> anyhow::Result<()> {
+    let store = open_store(config).await?;
+    let actor = Actor { store: store.as_ref(), id: "cli".into(), now: SystemClock.now() };
+    match command {
+        AdminCommand::Bootstrap => {
+            let issuer = config.issuer()?;
+            let created = actor.bootstrap(&issuer).await?;
+            print_json(&created_client_json(&created));
+        }
+        AdminCommand::Audience { command: AudienceCommand::Create { uri, description, scopes } } => {
+            let (audience, scopes) = actor.create_audience(&uri, &description, &scopes).await?;
+            print_json(&json!({
+                "id": audience.id,
+                "uri": audience.uri,
+                "scopes": scopes.iter().map(|s| &s.name).collect::<Vec<_>>(),
+            }));
+        }
+        AdminCommand::Scope { command: ScopeCommand::Add { audience, names } } => {
+            let scopes = actor.add_scopes_to(&audience, &names).await?;
+            print_json(&json!({ "audience": audience, "scopes": scopes.iter().map(|s| &s.name).collect::<Vec<_>>() }));
+        }
+        AdminCommand::Client { command } => match command {
+            ClientCommand::Create { name, ttl, max_ttl } => {
+                let created = actor.create_client(&name, ttl, max_ttl).await?;
+                print_json(&created_client_json(&created));
+            }
+            ClientCommand::AddSecret { id, expires_in } => {
+                let secret = actor.add_client_secret(id, expires_in.map(|d| actor.now + d)).await?;
+                print_json(&json!({ "client_id": id, "client_secret": secret.expose() }));
+            }
+            ClientCommand::Disable { id } => {
+                actor.set_client_enabled(id, false).await?;
+                print_json(&json!({ "client_id": id, "enabled": false }));
+            }
+            ClientCommand::Enable { id } => {
+                actor.set_client_enabled(id, true).await?;
+                print_json(&json!({ "client_id": id, "enabled": true }));
+            }
+        },
+        AdminCommand::Grant { command: GrantCommand::Create { client, audience, scopes, not_before, expires_at, max_ttl, reason } } => {
+            let grant = actor
+                .grant_client(GrantSpec { client_id: client, audience, scopes, not_before, expires_at, max_ttl, reason })
+                .await?;
+            print_json(&json!({ "id": grant.id, "client_id": client, "scopes": grant.scopes }));
+        }
+    }
+    Ok(())
+}

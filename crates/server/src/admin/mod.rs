@@ -1,0 +1,288 @@
+//! The admin service layer: create audiences, scopes, clients, secrets and grants, and
+//! bootstrap the first admin. The CLI calls it today; the admin REST API will call the
+//! same functions. Every change writes an `admin.change` audit event naming the actor.
+
+use mayfly_core::{Audience, Scope};
+use mayfly_store::{
+    AudienceRecord, ClientRecord, GrantRecord, NewAudience, NewClient, NewClientSecret, NewGrant, NewScope,
+    ScopeRecord, Store, StoreError, Subject,
+};
+use serde_json::json;
+use time::{Duration, OffsetDateTime};
+use uuid::Uuid;
+
+use crate::audit::{self, RequestContext, kind, outcome};
+use crate::client_auth::secret::ClientSecret;
+use crate::config::TTL_CEILING;
+
+/// The scope that grants full administration.
+pub const ADMIN_SCOPE: &str = "mayfly:admin";
+/// Most client secrets valid at once (the current one and its replacement).
+pub const MAX_VALID_SECRETS: usize = 2;
+
+/// Why an admin operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    /// A field is invalid.
+    #[error("invalid {field}: {reason}")]
+    Invalid {
+        /// The field.
+        field: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+    /// It exists already.
+    #[error("{0}")]
+    Conflict(String),
+    /// Something referenced does not exist.
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// The store failed.
+    #[error("store failed")]
+    Store(#[source] StoreError),
+}
+
+impl From<StoreError> for AdminError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Conflict(what) => Self::Conflict(format!("{what} already exists")),
+            StoreError::NotFound(what) => Self::NotFound(what),
+            other => Self::Store(other),
+        }
+    }
+}
+
+fn invalid(field: &'static str, reason: impl Into<String>) -> AdminError {
+    AdminError::Invalid { field, reason: reason.into() }
+}
+
+/// A client and its first secret, shown once.
+#[derive(Debug)]
+pub struct CreatedClient {
+    /// The client.
+    pub client: ClientRecord,
+    /// Its secret in clear.
+    pub secret: ClientSecret,
+}
+
+/// Who acts and when: the context of every admin call.
+#[derive(Clone)]
+pub struct Actor<'a> {
+    /// The store.
+    pub store: &'a dyn Store,
+    /// Who acts (an admin client id, or `cli`).
+    pub id: String,
+    /// Now.
+    pub now: OffsetDateTime,
+}
+
+impl std::fmt::Debug for Actor<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Actor").field("id", &self.id).field("now", &self.now).finish_non_exhaustive()
+    }
+}
+
+impl Actor<'_> {
+    async fn audit(&self, action: &str, target: String, detail: serde_json::Value) -> Result<(), AdminError> {
+        let event = mayfly_store::AuditEvent {
+            actor: Some(self.id.clone()),
+            subject: Some(target),
+            detail: json!({ "action": action, "after": detail }),
+            ..audit::event(kind::ADMIN_CHANGE, outcome::SUCCESS, self.now, &RequestContext::default())
+        };
+        self.store.append_audit_events(&[event]).await?;
+        Ok(())
+    }
+
+    /// Creates an audience with its scopes.
+    ///
+    /// # Errors
+    /// [`AdminError`] for an invalid URI or scope, or when it exists.
+    pub async fn create_audience(&self, uri: &str, description: &str, scopes: &[String]) -> Result<(AudienceRecord, Vec<ScopeRecord>), AdminError> {
+        let uri = Audience::parse(uri).map_err(|e| invalid("uri", e.to_string()))?;
+        for name in scopes {
+            Scope::parse(name).map_err(|e| invalid("scope", e.to_string()))?;
+        }
+        let audience = self
+            .store
+            .create_audience(NewAudience { uri: uri.to_string(), description: description.to_owned(), now: self.now })
+            .await?;
+        self.audit("audience.create", audience.uri.clone(), json!({ "id": audience.id, "uri": audience.uri })).await?;
+        let created = self.add_scopes(&audience, scopes).await?;
+        Ok((audience, created))
+    }
+
+    /// Adds scopes to an existing audience.
+    ///
+    /// # Errors
+    /// [`AdminError`] for an unknown audience, an invalid or duplicate scope.
+    pub async fn add_scopes_to(&self, audience_uri: &str, scopes: &[String]) -> Result<Vec<ScopeRecord>, AdminError> {
+        let audience = self.store.audience_by_uri(audience_uri).await?.ok_or(AdminError::NotFound("audience"))?;
+        self.add_scopes(&audience, scopes).await
+    }
+
+    async fn add_scopes(&self, audience: &AudienceRecord, scopes: &[String]) -> Result<Vec<ScopeRecord>, AdminError> {
+        let mut created = Vec::with_capacity(scopes.len());
+        for name in scopes {
+            let scope = Scope::parse(name).map_err(|e| invalid("scope", e.to_string()))?;
+            let record = self
+                .store
+                .create_scope(NewScope { audience_id: audience.id, name: scope.to_string(), description: String::new(), now: self.now })
+                .await?;
+            self.audit("scope.create", audience.uri.clone(), json!({ "id": record.id, "name": record.name })).await?;
+            created.push(record);
+        }
+        Ok(created)
+    }
+
+    /// Creates an enabled client with a first secret.
+    ///
+    /// # Errors
+    /// [`AdminError`] for an empty name or lifetimes outside 1 s–1 h.
+    pub async fn create_client(&self, name: &str, default_ttl: Option<Duration>, max_ttl: Option<Duration>) -> Result<CreatedClient, AdminError> {
+        let name = name.trim();
+        if name.is_empty() || name.len() > 200 {
+            return Err(invalid("name", "must be 1 to 200 characters"));
+        }
+        let default_ttl_secs = ttl_secs("default_ttl", default_ttl)?;
+        let max_ttl_secs = ttl_secs("max_ttl", max_ttl)?;
+        let client = self
+            .store
+            .create_client(NewClient {
+                name: name.to_owned(),
+                enabled: true,
+                default_ttl_secs,
+                max_ttl_secs,
+                allowed_cidrs: Vec::new(),
+                require_dpop: false,
+                now: self.now,
+            })
+            .await?;
+        self.audit("client.create", client.id.to_string(), json!({ "name": client.name, "default_ttl_secs": default_ttl_secs, "max_ttl_secs": max_ttl_secs })).await?;
+        let secret = self.add_client_secret(client.id, None).await?;
+        Ok(CreatedClient { client, secret })
+    }
+
+    /// Adds a secret to a client; at most [`MAX_VALID_SECRETS`] may be valid at once.
+    ///
+    /// # Errors
+    /// [`AdminError`] for an unknown client, a past expiry, or too many valid secrets.
+    pub async fn add_client_secret(&self, client_id: Uuid, expires_at: Option<OffsetDateTime>) -> Result<ClientSecret, AdminError> {
+        if expires_at.is_some_and(|t| t <= self.now) {
+            return Err(invalid("expires_at", "must be in the future"));
+        }
+        let valid = self.store.client_secrets(client_id).await?.iter().filter(|s| s.is_valid_at(self.now)).count();
+        if valid >= MAX_VALID_SECRETS {
+            return Err(AdminError::Conflict(format!(
+                "the client already has {MAX_VALID_SECRETS} valid secrets; delete or expire one first"
+            )));
+        }
+        let secret = ClientSecret::generate();
+        let record = self
+            .store
+            .add_client_secret(NewClientSecret { client_id, digest: secret.digest(), expires_at, now: self.now })
+            .await?;
+        self.audit("client.secret.add", client_id.to_string(), json!({ "secret_id": record.id, "expires_at": expires_at.map(|t| t.unix_timestamp()) })).await?;
+        Ok(secret)
+    }
+
+    /// Enables or disables a client. Disabling stops new issuance at once.
+    ///
+    /// # Errors
+    /// [`AdminError::NotFound`] for an unknown client.
+    pub async fn set_client_enabled(&self, client_id: Uuid, enabled: bool) -> Result<(), AdminError> {
+        self.store.set_client_enabled(client_id, enabled, self.now).await?;
+        self.audit(if enabled { "client.enable" } else { "client.disable" }, client_id.to_string(), json!({ "enabled": enabled })).await
+    }
+
+    /// Grants a client scopes on an audience.
+    ///
+    /// # Errors
+    /// [`AdminError`] for an unknown client, audience or scope, or an empty window.
+    pub async fn grant_client(&self, spec: GrantSpec) -> Result<GrantRecord, AdminError> {
+        if spec.scopes.is_empty() {
+            return Err(invalid("scope", "at least one scope is required"));
+        }
+        if let (Some(nbf), Some(exp)) = (spec.not_before, spec.expires_at) {
+            if exp <= nbf {
+                return Err(invalid("expires_at", "must be after not_before"));
+            }
+        }
+        let max_ttl_secs = ttl_secs("max_ttl", spec.max_ttl)?;
+        self.store.client(spec.client_id).await?.ok_or(AdminError::NotFound("client"))?;
+        let audience = self.store.audience_by_uri(&spec.audience).await?.ok_or(AdminError::NotFound("audience"))?;
+        let grant = self
+            .store
+            .create_grant(NewGrant {
+                subject: Subject::Client(spec.client_id),
+                audience_id: audience.id,
+                scopes: spec.scopes,
+                not_before: spec.not_before,
+                expires_at: spec.expires_at,
+                allowed_cidrs: Vec::new(),
+                max_ttl_secs,
+                reason: spec.reason,
+                created_by: self.id.clone(),
+                now: self.now,
+            })
+            .await?;
+        self.audit(
+            "grant.create",
+            spec.client_id.to_string(),
+            json!({ "id": grant.id, "audience": audience.uri, "scopes": grant.scopes, "max_ttl_secs": max_ttl_secs }),
+        )
+        .await?;
+        Ok(grant)
+    }
+
+    /// Creates the first admin: the issuer's own audience with `mayfly:admin`, a client,
+    /// and a grant. Refused once the issuer audience exists.
+    ///
+    /// # Errors
+    /// [`AdminError::Conflict`] when already bootstrapped.
+    pub async fn bootstrap(&self, issuer: &str) -> Result<CreatedClient, AdminError> {
+        if self.store.audience_by_uri(issuer).await?.is_some() {
+            return Err(AdminError::Conflict(format!(
+                "already bootstrapped (audience {issuer} exists); create further admins with `mayfly admin client create` and `mayfly admin grant create`"
+            )));
+        }
+        self.create_audience(issuer, "Mayfly admin API", &[ADMIN_SCOPE.to_owned()]).await?;
+        let created = self.create_client("mayfly-admin", None, None).await?;
+        self.grant_client(GrantSpec {
+            client_id: created.client.id,
+            audience: issuer.to_owned(),
+            scopes: vec![ADMIN_SCOPE.to_owned()],
+            reason: "bootstrap".into(),
+            ..GrantSpec::default()
+        })
+        .await?;
+        Ok(created)
+    }
+}
+
+/// A grant to create for a client.
+#[derive(Debug, Clone, Default)]
+pub struct GrantSpec {
+    /// The client.
+    pub client_id: Uuid,
+    /// The audience URI.
+    pub audience: String,
+    /// Scope names on that audience.
+    pub scopes: Vec<String>,
+    /// Not in force before.
+    pub not_before: Option<OffsetDateTime>,
+    /// Not in force from.
+    pub expires_at: Option<OffsetDateTime>,
+    /// Longest token lifetime under it.
+    pub max_ttl: Option<Duration>,
+    /// Why.
+    pub reason: String,
+}
+
+fn ttl_secs(field: &'static str, ttl: Option<Duration>) -> Result<Option<i64>, AdminError> {
+    match ttl {
+        None => Ok(None),
+        Some(t) if t >= Duration::SECOND && t <= TTL_CEILING => Ok(Some(t.whole_seconds())),
+        Some(_) => Err(invalid(field, "must be between 1s and 3600s")),
+    }
+}

@@ -1,0 +1,167 @@
+//! The `mayfly` command line: `serve`, `migrate`, `openapi`, and `admin …`.
+
+use clap::{Parser, Subcommand};
+use time::format_description::well_known::Rfc3339;
+use time::{Duration, OffsetDateTime};
+use uuid::Uuid;
+
+use crate::config::{Config, parse_duration};
+
+/// Mayfly: short-lived, narrowly scoped tokens instead of static API keys.
+#[derive(Debug, Parser)]
+#[command(name = "mayfly", version, about)]
+pub struct Cli {
+    /// Settings shared by every subcommand.
+    #[command(flatten)]
+    pub config: Config,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the service (migrates the database first).
+    Serve,
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Print the OpenAPI document.
+    Openapi,
+    /// Administer audiences, clients and grants directly in the database.
+    Admin {
+        /// What to administer.
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+}
+
+/// `mayfly admin …`
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Create the first admin client and print its credentials once, as JSON.
+    Bootstrap,
+    /// Audiences (resource servers).
+    Audience {
+        /// Action.
+        #[command(subcommand)]
+        command: AudienceCommand,
+    },
+    /// Scopes of an audience.
+    Scope {
+        /// Action.
+        #[command(subcommand)]
+        command: ScopeCommand,
+    },
+    /// Clients (workloads).
+    Client {
+        /// Action.
+        #[command(subcommand)]
+        command: ClientCommand,
+    },
+    /// Grants of scopes to clients.
+    Grant {
+        /// Action.
+        #[command(subcommand)]
+        command: GrantCommand,
+    },
+}
+
+/// `mayfly admin audience …`
+#[derive(Debug, Subcommand)]
+pub enum AudienceCommand {
+    /// Create an audience, optionally with scopes.
+    Create {
+        /// The audience URI, e.g. https://api.example.com/orders.
+        #[arg(long)]
+        uri: String,
+        /// Free text.
+        #[arg(long, default_value = "")]
+        description: String,
+        /// A scope to create on it (repeatable), e.g. orders:read.
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+    },
+}
+
+/// `mayfly admin scope …`
+#[derive(Debug, Subcommand)]
+pub enum ScopeCommand {
+    /// Add scopes to an audience.
+    Add {
+        /// The audience URI.
+        #[arg(long)]
+        audience: String,
+        /// Scope names.
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+}
+
+/// `mayfly admin client …`
+#[derive(Debug, Subcommand)]
+pub enum ClientCommand {
+    /// Create a client; prints its id and first secret once, as JSON.
+    Create {
+        /// Display name.
+        #[arg(long)]
+        name: String,
+        /// Default token lifetime, e.g. 5m.
+        #[arg(long, value_parser = parse_duration)]
+        ttl: Option<Duration>,
+        /// Longest token lifetime, e.g. 15m.
+        #[arg(long, value_parser = parse_duration)]
+        max_ttl: Option<Duration>,
+    },
+    /// Add a secret (at most two valid at once); prints it once, as JSON.
+    AddSecret {
+        /// Client id.
+        id: Uuid,
+        /// Expire it after this long, e.g. 30d.
+        #[arg(long, value_parser = parse_duration)]
+        expires_in: Option<Duration>,
+    },
+    /// Disable a client: it gets no more tokens.
+    Disable {
+        /// Client id.
+        id: Uuid,
+    },
+    /// Enable a client again.
+    Enable {
+        /// Client id.
+        id: Uuid,
+    },
+}
+
+/// `mayfly admin grant …`
+#[derive(Debug, Subcommand)]
+pub enum GrantCommand {
+    /// Grant a client scopes on an audience.
+    Create {
+        /// Client id.
+        #[arg(long)]
+        client: Uuid,
+        /// Audience URI.
+        #[arg(long)]
+        audience: String,
+        /// Scope (repeatable).
+        #[arg(long = "scope", required = true)]
+        scopes: Vec<String>,
+        /// Start of the window (RFC 3339).
+        #[arg(long, value_parser = parse_time)]
+        not_before: Option<OffsetDateTime>,
+        /// End of the window (RFC 3339).
+        #[arg(long, value_parser = parse_time)]
+        expires_at: Option<OffsetDateTime>,
+        /// Longest token lifetime under this grant, e.g. 5m.
+        #[arg(long, value_parser = parse_duration)]
+        max_ttl: Option<Duration>,
+        /// Why this grant exists.
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+}
+
+fn parse_time(text: &str) -> Result<OffsetDateTime, String> {
+    OffsetDateTime::parse(text, &Rfc3339).map_err(|e| format!("{text:?} is not an RFC 3339 time: {e}"))
+}

@@ -1,0 +1,19 @@
+//! `grant_type=client_credentials` (RFC 6749 §4.4): a workload gets a token for itself.
+
+use mayfly_store::{ClientRecord, Subject};
+use time::Duration;
+
+use super::{Issued, ScopeRequest, SubjectLimits, TokenError, issue};
+use crate::state::AppState;
+
+/// Issues a token to an authenticated client for itself.
+///
+/// # Errors
+/// [`TokenError`] when the scopes are not covered by the client's grants.
+pub async fn grant(state: &AppState, client: &ClientRecord, request: &ScopeRequest) -> Result<Issued, TokenError> {
+    let limits = SubjectLimits {
+        default_ttl: client.default_ttl_secs.map(Duration::seconds),
+        max_ttl: client.max_ttl_secs.map(Duration::seconds),
+    };
+    issue(state, Subject::Client(client.id), client.id, limits, request).await
+}

@@ -1,0 +1,228 @@
+//! Token issuance, one module per grant type. This module holds what every grant type
+//! shares: the error type, choosing the audience, checking requested scopes against the
+//! subject's grants, the token lifetime, and minting.
+
+pub mod client_credentials;
+
+use mayfly_core::token::{self, Claims};
+use mayfly_core::wire::{ErrorCode, TokenResponse};
+use mayfly_core::{Audience, ScopeSet};
+use mayfly_store::{AudienceRecord, GrantRecord, Store, StoreError, Subject};
+use time::{Duration, OffsetDateTime};
+use uuid::Uuid;
+
+use crate::client_auth::AuthError;
+use crate::state::AppState;
+
+/// Why a token request was refused. Each variant is an RFC 6749 §5.2 (or RFC 8707)
+/// error; its text is the `error_description` and is safe to show the client.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    /// `invalid_request`: malformed request.
+    #[error("{0}")]
+    InvalidRequest(String),
+    /// `invalid_request` with 413: the body is too large.
+    #[error("request body too large")]
+    TooLarge,
+    /// `invalid_client`: authentication failed. The reason is for the audit log only.
+    #[error("client authentication failed")]
+    InvalidClient(String),
+    /// `unsupported_grant_type`.
+    #[error("grant_type {0:?} is not supported")]
+    UnsupportedGrantType(String),
+    /// `invalid_scope`: scope missing, malformed or not granted.
+    #[error("{0}")]
+    InvalidScope(String),
+    /// `invalid_target`: the resource is invalid or unknown (RFC 8707 §2).
+    #[error("{0}")]
+    InvalidTarget(String),
+    /// `temporarily_unavailable` with 503: the database or audit log is unreachable.
+    #[error("service temporarily unavailable, retry later")]
+    Unavailable,
+    /// `server_error`: a bug or an unexpected failure; details are logged, not shown.
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl TokenError {
+    /// The wire error code.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Self::InvalidRequest(_) | Self::TooLarge => ErrorCode::InvalidRequest,
+            Self::InvalidClient(_) => ErrorCode::InvalidClient,
+            Self::UnsupportedGrantType(_) => ErrorCode::UnsupportedGrantType,
+            Self::InvalidScope(_) => ErrorCode::InvalidScope,
+            Self::InvalidTarget(_) => ErrorCode::InvalidTarget,
+            Self::Unavailable => ErrorCode::TemporarilyUnavailable,
+            Self::Internal(_) => ErrorCode::ServerError,
+        }
+    }
+
+    /// The reason to record in the audit log (may say more than the client sees).
+    pub fn audit_reason(&self) -> String {
+        match self {
+            Self::InvalidClient(reason) => reason.clone(),
+            other => other.to_string(),
+        }
+    }
+}
+
+impl From<StoreError> for TokenError {
+    fn from(e: StoreError) -> Self {
+        if e.is_unavailable() {
+            tracing::warn!(error = %e, "database unavailable");
+            Self::Unavailable
+        } else {
+            Self::Internal(format!("{e}: {:?}", std::error::Error::source(&e)))
+        }
+    }
+}
+
+impl From<AuthError> for TokenError {
+    fn from(e: AuthError) -> Self {
+        match e {
+            AuthError::Store(e) => e.into(),
+            other => Self::InvalidClient(other.to_string()),
+        }
+    }
+}
+
+/// What the token endpoint asks of a grant type once the client is authenticated.
+#[derive(Debug, Clone, Default)]
+pub struct ScopeRequest {
+    /// The `scope` parameter.
+    pub scope: Option<String>,
+    /// The `resource` parameter (RFC 8707).
+    pub resource: Option<String>,
+}
+
+/// A token and what the audit log should know of it.
+#[derive(Debug)]
+pub struct Issued {
+    /// The response body.
+    pub response: TokenResponse,
+    /// The claims inside the token.
+    pub claims: Claims,
+    /// The grants that covered the scopes.
+    pub grant_ids: Vec<Uuid>,
+    /// The signing key id.
+    pub kid: String,
+}
+
+/// Lifetime limits from the subject itself (a client's default and maximum TTL).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SubjectLimits {
+    /// Preferred lifetime.
+    pub default_ttl: Option<Duration>,
+    /// Longest lifetime.
+    pub max_ttl: Option<Duration>,
+}
+
+/// Resolves the audience: the `resource` parameter, or the one audience the subject is
+/// granted.
+async fn audience(store: &dyn Store, subject: Subject, resource: Option<&str>, now: OffsetDateTime) -> Result<AudienceRecord, TokenError> {
+    if let Some(resource) = resource {
+        let uri = Audience::parse(resource).map_err(|e| TokenError::InvalidTarget(e.to_string()))?;
+        return store
+            .audience_by_uri(uri.as_str())
+            .await?
+            .ok_or_else(|| TokenError::InvalidTarget("unknown resource".into()));
+    }
+    let mut granted = store.granted_audiences(subject, now).await?;
+    match granted.len() {
+        0 => Err(TokenError::InvalidScope("no scope is granted to this client".into())),
+        1 => Ok(granted.remove(0)),
+        _ => Err(TokenError::InvalidTarget(
+            "several audiences are granted: name one with the resource parameter (RFC 8707)".into(),
+        )),
+    }
+}
+
+/// The latest moment a token under `grant` may expire.
+fn grant_limit(grant: &GrantRecord, now: OffsetDateTime, ceiling: OffsetDateTime) -> OffsetDateTime {
+    let by_ttl = grant.max_ttl_secs.map_or(ceiling, |s| now + Duration::seconds(s));
+    let by_end = grant.expires_at.unwrap_or(ceiling);
+    by_ttl.min(by_end).min(ceiling)
+}
+
+/// Issues a token to `subject` for the requested scopes, if its grants cover every one.
+///
+/// # Errors
+/// [`TokenError`] when the request is not covered, or the store fails.
+pub async fn issue(
+    state: &AppState,
+    subject: Subject,
+    client_id: Uuid,
+    limits: SubjectLimits,
+    request: &ScopeRequest,
+) -> Result<Issued, TokenError> {
+    let now = state.clock.now();
+    let scope = request
+        .scope
+        .as_deref()
+        .ok_or_else(|| TokenError::InvalidScope("the scope parameter is required".into()))?;
+    let scopes = ScopeSet::parse(scope).map_err(|e| TokenError::InvalidScope(e.to_string()))?;
+    let store = state.store.as_ref();
+    let audience = audience(store, subject, request.resource.as_deref(), now).await?;
+    let grants = store.active_grants(subject, audience.id, now).await?;
+
+    // The ceiling: the subject's preferred and maximum lifetimes, the server's maximum.
+    let ttl = limits
+        .default_ttl
+        .unwrap_or(state.config.token_ttl)
+        .min(limits.max_ttl.unwrap_or(state.config.max_token_ttl))
+        .min(state.config.max_token_ttl);
+    let ceiling = now + ttl;
+
+    // Each scope is covered by the grant that allows the longest life; the token lives
+    // no longer than the shortest of those.
+    let mut exp = ceiling;
+    let mut used: Vec<Uuid> = Vec::new();
+    for wanted in scopes.iter() {
+        let best = grants
+            .iter()
+            .filter(|g| g.scopes.iter().any(|s| s == wanted.as_str()))
+            .max_by_key(|g| grant_limit(g, now, ceiling))
+            .ok_or_else(|| TokenError::InvalidScope(format!("scope {wanted} is not granted for this resource")))?;
+        exp = exp.min(grant_limit(best, now, ceiling));
+        if !used.contains(&best.id) {
+            used.push(best.id);
+        }
+    }
+    let lifetime = (exp - now).whole_seconds();
+    if lifetime < 1 {
+        return Err(TokenError::InvalidScope("the grant expires too soon to issue a token".into()));
+    }
+    let exp = now + Duration::seconds(lifetime);
+
+    let claims = Claims {
+        iss: state.issuer.clone(),
+        sub: subject_id(subject),
+        aud: audience.uri,
+        iat: now,
+        nbf: now,
+        exp,
+        jti: Uuid::new_v4().simple().to_string(),
+        scope: scopes.to_string(),
+        client_id: client_id.to_string(),
+    };
+    let keys = state.keyring.current();
+    let access_token = token::mint(&keys.active, &claims).map_err(|e| TokenError::Internal(e.to_string()))?;
+    Ok(Issued {
+        response: TokenResponse {
+            access_token,
+            token_type: "Bearer".into(),
+            expires_in: u64::try_from(lifetime).unwrap_or(0),
+            scope: claims.scope.clone(),
+        },
+        claims,
+        grant_ids: used,
+        kid: keys.active.id().to_string(),
+    })
+}
+
+fn subject_id(subject: Subject) -> String {
+    match subject {
+        Subject::Client(id) | Subject::User(id) => id.to_string(),
+    }
+}

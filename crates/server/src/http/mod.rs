@@ -1,0 +1,80 @@
+//! The web layer: one module per endpoint family, each with its own `router()`, and
+//! `error.rs`, the one place errors become responses. Handlers extract, call the service
+//! layer, and convert to wire types.
+
+pub mod error;
+pub mod form;
+pub mod health;
+pub mod metadata;
+pub mod openapi;
+pub mod token;
+
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+
+use axum::Router;
+use axum::extract::ConnectInfo;
+use axum::http::{HeaderMap, HeaderName, Request, header};
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::audit::RequestContext;
+use crate::state::AppState;
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+/// Longest `User-Agent` kept for audit.
+const MAX_USER_AGENT: usize = 256;
+
+/// The whole application.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .merge(token::router())
+        .merge(metadata::router())
+        .merge(health::router())
+        .merge(openapi::router())
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION, header::COOKIE]))
+                .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+                .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
+                    let route = req
+                        .extensions()
+                        .get::<axum::extract::MatchedPath>()
+                        .map_or("", |p| p.as_str());
+                    let request_id = req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("");
+                    // The path only, never the query string: it could carry credentials.
+                    tracing::debug_span!("request", method = %req.method(), path = req.uri().path(), route, request_id)
+                }))
+                .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+                .layer(CatchPanicLayer::custom(error::panic_response)),
+        )
+        .with_state(state)
+}
+
+/// Serves the application until `shutdown` resolves, then drains open requests.
+///
+/// # Errors
+/// The listener's I/O errors.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state).into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// Where a request came from, for audit.
+pub fn request_context(headers: &HeaderMap, extensions: &axum::http::Extensions) -> RequestContext {
+    let source_ip: Option<IpAddr> = extensions.get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(addr)| addr.ip());
+    let user_agent = headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(|ua| ua.chars().take(MAX_USER_AGENT).collect());
+    let request_id = headers.get(REQUEST_ID).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    RequestContext { source_ip, user_agent, request_id }
+}

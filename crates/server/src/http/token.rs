@@ -1,0 +1,171 @@
+//! `POST /oauth2/token` (RFC 6749 §3.2, §4.4, §5; RFC 8707 `resource`).
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Json;
+use mayfly_store::AuditEvent;
+use serde::Deserialize;
+
+use super::error::no_store;
+use super::form::{Form, FormError};
+use crate::audit::{self, RequestContext, kind, outcome};
+use crate::client_auth::{self, PresentError};
+use crate::grant::{self, Issued, ScopeRequest, TokenError};
+use crate::state::AppState;
+
+/// Largest accepted body; real token requests are a few hundred bytes.
+pub const MAX_BODY: usize = 16 * 1024;
+
+/// Routes of this module.
+pub fn router() -> Router<AppState> {
+    Router::new().route("/oauth2/token", post(token))
+}
+
+/// The token request parameters (documentation of the form body).
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct TokenRequestForm {
+    /// `client_credentials`.
+    grant_type: String,
+    /// Space-separated scopes; required.
+    scope: String,
+    /// The audience URI (RFC 8707); optional when the client is granted one audience.
+    resource: Option<String>,
+    /// For `client_secret_post`.
+    client_id: Option<String>,
+    /// For `client_secret_post`.
+    client_secret: Option<String>,
+}
+
+/// What the audit log should know of a request, filled in as it is understood.
+#[derive(Debug, Default)]
+struct Seen {
+    grant_type: Option<String>,
+    client_id: Option<String>,
+    auth_method: Option<&'static str>,
+    scope: Option<String>,
+    resource: Option<String>,
+}
+
+/// Exchanges client credentials for an access token.
+#[utoipa::path(
+    post,
+    path = "/oauth2/token",
+    tag = "oauth",
+    request_body(content = TokenRequestForm, content_type = "application/x-www-form-urlencoded"),
+    security(("client_secret_basic" = []), ()),
+    responses(
+        (status = 200, description = "A token (RFC 6749 §5.1)", body = mayfly_core::wire::TokenResponse),
+        (status = 400, description = "invalid_request, invalid_scope, invalid_target, unsupported_grant_type", body = mayfly_core::wire::ErrorResponse),
+        (status = 401, description = "invalid_client", body = mayfly_core::wire::ErrorResponse),
+        (status = 413, description = "Body too large", body = mayfly_core::wire::ErrorResponse),
+        (status = 503, description = "temporarily_unavailable; retry after Retry-After", body = mayfly_core::wire::ErrorResponse),
+    )
+)]
+pub async fn token(State(state): State<AppState>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let ctx = super::request_context(&parts.headers, &parts.extensions);
+    let mut seen = Seen::default();
+    let result = match axum::body::to_bytes(body, MAX_BODY).await {
+        Ok(body) => exchange(&state, &parts.headers, &body, &mut seen).await,
+        Err(_) => Err(TokenError::TooLarge),
+    };
+    let event = match &result {
+        Ok(issued) => issued_event(&state, issued, &seen, &ctx),
+        Err(e) => denied_event(&state, e, &seen, &ctx),
+    };
+    // Fail closed: no token leaves without its audit event committed.
+    if let Err(e) = state.audit.record(event).await {
+        tracing::error!(error = %e, "audit unavailable; refusing token request");
+        return TokenError::Unavailable.into_response();
+    }
+    match result {
+        Ok(issued) => {
+            let mut response = Json(issued.response).into_response();
+            no_store(&mut response);
+            response
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn exchange(state: &AppState, headers: &HeaderMap, body: &[u8], seen: &mut Seen) -> Result<Issued, TokenError> {
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+    let form = Form::parse(content_type, body).map_err(|e| match e {
+        FormError::ContentType | FormError::Repeated(_) => TokenError::InvalidRequest(e.to_string()),
+    })?;
+    seen.grant_type = form.get("grant_type").map(str::to_owned);
+    seen.scope = form.get("scope").map(str::to_owned);
+    let resource = match form.resources() {
+        [] => None,
+        [one] => Some(one.clone()),
+        _ => return Err(TokenError::InvalidTarget("a token is for exactly one resource".into())),
+    };
+    seen.resource = resource.clone();
+
+    let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let presented = client_auth::presented(authorization, form.get("client_id"), form.get("client_secret"));
+    if let Ok(p) = &presented {
+        seen.client_id = Some(p.audited_id());
+        seen.auth_method = Some(p.method());
+    }
+    let grant_type = form
+        .get("grant_type")
+        .ok_or_else(|| TokenError::InvalidRequest("the grant_type parameter is required".into()))?;
+    if grant_type != "client_credentials" {
+        return Err(TokenError::UnsupportedGrantType(grant_type.chars().take(64).collect()));
+    }
+    let presented = presented.map_err(|e| match e {
+        PresentError::Missing | PresentError::MalformedBasic => TokenError::InvalidClient(e.to_string()),
+        PresentError::MultipleMethods => TokenError::InvalidRequest(e.to_string()),
+    })?;
+    let now = state.clock.now();
+    let client = client_auth::authenticate(state.store.as_ref(), &presented, now).await?;
+    let request = ScopeRequest { scope: form.get("scope").map(str::to_owned), resource };
+    grant::client_credentials::grant(state, &client, &request).await
+}
+
+fn issued_event(state: &AppState, issued: &Issued, seen: &Seen, ctx: &RequestContext) -> AuditEvent {
+    let claims = &issued.claims;
+    AuditEvent {
+        actor: Some(claims.client_id.clone()),
+        subject: Some(claims.sub.clone()),
+        client_id: Some(claims.client_id.clone()),
+        jti: Some(claims.jti.clone()),
+        audience: Some(claims.aud.clone()),
+        scopes: Some(claims.scope.clone()),
+        detail: serde_json::json!({
+            "grant_type": seen.grant_type,
+            "auth_method": seen.auth_method,
+            "expires_in": issued.response.expires_in,
+            "kid": issued.kid,
+            "grants": issued.grant_ids,
+        }),
+        ..audit::event(kind::TOKEN_ISSUED, outcome::SUCCESS, state.clock.now(), ctx)
+    }
+}
+
+fn denied_event(state: &AppState, error: &TokenError, seen: &Seen, ctx: &RequestContext) -> AuditEvent {
+    let (event_type, result) = match error {
+        TokenError::InvalidClient(_) => (kind::CLIENT_AUTH_FAILED, outcome::FAILURE),
+        TokenError::Unavailable | TokenError::Internal(_) => (kind::TOKEN_DENIED, outcome::FAILURE),
+        _ => (kind::TOKEN_DENIED, outcome::DENIED),
+    };
+    let short = |s: &Option<String>| s.as_ref().map(|s| s.chars().take(256).collect::<String>());
+    AuditEvent {
+        actor: seen.client_id.clone(),
+        client_id: seen.client_id.clone(),
+        audience: short(&seen.resource),
+        scopes: short(&seen.scope),
+        detail: serde_json::json!({
+            "error": error.code(),
+            "reason": error.audit_reason(),
+            "grant_type": short(&seen.grant_type),
+            "auth_method": seen.auth_method,
+        }),
+        ..audit::event(event_type, result, state.clock.now(), ctx)
+    }
+}

@@ -1,0 +1,85 @@
+//! Application state shared by every request, and start-up that builds it.
+
+use std::sync::Arc;
+
+use mayfly_store::Store;
+use tokio::task::JoinHandle;
+
+use crate::audit::AuditSink;
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::keys::{Keyring, MasterKey};
+
+/// Everything a handler may use. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    /// The configuration.
+    pub config: Arc<Config>,
+    /// The issuer URL (validated, defaulted).
+    pub issuer: String,
+    /// The database.
+    pub store: Arc<dyn Store>,
+    /// Signing keys.
+    pub keyring: Arc<Keyring>,
+    /// Durable audit log.
+    pub audit: AuditSink,
+    /// Time.
+    pub clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState").field("issuer", &self.issuer).finish_non_exhaustive()
+    }
+}
+
+/// Why the service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Invalid configuration.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// The master key.
+    #[error(transparent)]
+    MasterKey(#[from] crate::keys::MasterKeyError),
+    /// The database.
+    #[error("database: {0}")]
+    Store(#[from] mayfly_store::StoreError),
+    /// The signing keys.
+    #[error(transparent)]
+    Keyring(#[from] crate::keys::KeyringError),
+}
+
+/// A started service: its state, and the audit writer to await on shutdown.
+pub struct Started {
+    /// The state to serve.
+    pub state: AppState,
+    /// Finishes once every [`AuditSink`] is dropped and the queue is drained.
+    pub audit_writer: JoinHandle<()>,
+}
+
+impl AppState {
+    /// Validates the configuration, opens and migrates the store, loads the master key
+    /// and the keyring, and starts the audit writer.
+    ///
+    /// # Errors
+    /// [`StartError`] naming what failed.
+    pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Started, StartError> {
+        let issuer = config.issuer()?;
+        config.check_ttls()?;
+        let master = MasterKey::load(&config.master_key_source()?)?;
+        let store = mayfly_store::connect(&config.database_url).await?;
+        store.migrate().await?;
+        let keyring = Keyring::load(store.as_ref(), &master, clock.now()).await?;
+        let (audit, audit_writer) = AuditSink::start(store.clone());
+        let state = Self {
+            config: Arc::new(config),
+            issuer,
+            store,
+            keyring: Arc::new(keyring),
+            audit,
+            clock,
+        };
+        Ok(Started { state, audit_writer })
+    }
+}
