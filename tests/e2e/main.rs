@@ -1,1 +1,28 @@
-fn main(){}
+//! End-to-end tests: each boots the real Mayfly service on an ephemeral port with a
+//! fresh database and speaks HTTP to it. Every test runs on SQLite and on Postgres.
+//! All of them compile into this one binary.
+
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod helpers;
+mod token;
+
+/// Declares each listed test function once per backend.
+#[macro_export]
+macro_rules! both_stores {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                super::$name($crate::helpers::spawn_app(mayfly_store::Backend::Sqlite).await).await;
+            })*
+        }
+        mod postgres {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                super::$name($crate::helpers::spawn_app(mayfly_store::Backend::Postgres).await).await;
+            })*
+        }
+    };
+}

@@ -9,7 +9,9 @@ pub const MAX_AUDIENCE_LEN: usize = 2048;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AudienceError {
     /// Not an absolute URI without fragment, or too long.
-    #[error("audience must be an absolute URI without a fragment (RFC 8707 §2), at most {MAX_AUDIENCE_LEN} characters")]
+    #[error(
+        "audience must be an absolute URI without a fragment (RFC 8707 §2), at most {MAX_AUDIENCE_LEN} characters"
+    )]
     Invalid,
 }
 
@@ -27,7 +29,10 @@ impl Audience {
         let Some((scheme, rest)) = uri.split_once(':') else {
             return Err(AudienceError::Invalid);
         };
-        let scheme_ok = scheme.bytes().next().is_some_and(|b| b.is_ascii_alphabetic())
+        let scheme_ok = scheme
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphabetic())
             && scheme
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'));
@@ -70,6 +75,9 @@ mod tests {
         check("1http://x", false);
         check("https://x/#frag", false);
         check("https://x/ y", false);
-        check(&format!("https://x/{}", "a".repeat(MAX_AUDIENCE_LEN)), false);
+        check(
+            &format!("https://x/{}", "a".repeat(MAX_AUDIENCE_LEN)),
+            false,
+        );
     }
 }

@@ -80,7 +80,8 @@ impl PublicKey {
     /// # Errors
     /// [`KeyError::InvalidPaserk`] when the text is not one.
     pub fn from_paserk(paserk: &str) -> Result<Self, KeyError> {
-        let key = AsymmetricPublicKey::<V4>::try_from(paserk).map_err(|_| KeyError::InvalidPaserk)?;
+        let key =
+            AsymmetricPublicKey::<V4>::try_from(paserk).map_err(|_| KeyError::InvalidPaserk)?;
         let bytes: [u8; 32] = key
             .as_bytes()
             .try_into()

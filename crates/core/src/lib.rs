@@ -5,6 +5,8 @@
 //! endpoints. It performs no I/O and never reads the clock: every time-dependent
 //! function takes `now` as a parameter.
 
+#![deny(missing_docs)]
+
 pub mod audience;
 pub mod keys;
 mod paseto;

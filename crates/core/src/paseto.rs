@@ -63,7 +63,8 @@ impl Parsed {
         if message.len() <= SIG_LEN {
             return None;
         }
-        let signature: [u8; SIG_LEN] = message.split_off(message.len() - SIG_LEN).try_into().ok()?;
+        let signature: [u8; SIG_LEN] =
+            message.split_off(message.len() - SIG_LEN).try_into().ok()?;
         Some(Self {
             message,
             signature,
@@ -86,10 +87,10 @@ impl Parsed {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use pasetors::Public;
     use pasetors::keys::{AsymmetricPublicKey, AsymmetricSecretKey};
     use pasetors::token::UntrustedToken;
     use pasetors::version4::{PublicToken, V4};
-    use pasetors::Public;
 
     fn pasetors_keys(key: &SigningKey) -> (AsymmetricSecretKey<V4>, AsymmetricPublicKey<V4>) {
         let mut pair = Vec::from(*key.seed());
@@ -103,7 +104,10 @@ mod tests {
     fn pae_matches_spec_vectors() {
         // PASETO spec, PAE examples.
         assert_eq!(pae(&[]), vec![0, 0, 0, 0, 0, 0, 0, 0]);
-        assert_eq!(pae(&[b""]), [1u64.to_le_bytes(), 0u64.to_le_bytes()].concat());
+        assert_eq!(
+            pae(&[b""]),
+            [1u64.to_le_bytes(), 0u64.to_le_bytes()].concat()
+        );
         let mut expected = Vec::new();
         expected.extend_from_slice(&1u64.to_le_bytes());
         expected.extend_from_slice(&4u64.to_le_bytes());
@@ -130,12 +134,24 @@ mod tests {
         assert_eq!(parsed.footer(), key.footer());
         assert_eq!(parsed.verify(key.public()).unwrap(), br#"{"b":2}"#);
         let no_footer = PublicToken::sign(&sk, br#"{"c":3}"#, None, None).unwrap();
-        assert!(Parsed::parse(&no_footer).unwrap().verify(key.public()).is_some());
+        assert!(
+            Parsed::parse(&no_footer)
+                .unwrap()
+                .verify(key.public())
+                .is_some()
+        );
     }
 
     #[test]
     fn rejects_garbage() {
-        for input in ["", "v4.public.", "v4.public.AAAA", "v3.public.AAAA", "v4.local.AAAA", "v4.public.@@@"] {
+        for input in [
+            "",
+            "v4.public.",
+            "v4.public.AAAA",
+            "v3.public.AAAA",
+            "v4.local.AAAA",
+            "v4.public.@@@",
+        ] {
             assert!(Parsed::parse(input).is_none(), "{input:?}");
         }
         assert!(Parsed::parse(&format!("v4.public.{}", "A".repeat(MAX_TOKEN_LEN))).is_none());

@@ -147,16 +147,28 @@ mod tests {
         check("orders:read", Ok("orders:read"));
         check("orders:write orders:read", Ok("orders:read orders:write"));
         check("orders:read orders:read", Ok("orders:read"));
-        check(" orders:read  mayfly:admin:read ", Ok("mayfly:admin:read orders:read"));
+        check(
+            " orders:read  mayfly:admin:read ",
+            Ok("mayfly:admin:read orders:read"),
+        );
         check("", Err(ScopeError::Empty));
         check("   ", Err(ScopeError::Empty));
         check("orders", Err(ScopeError::Invalid("orders".into())));
         check("orders:", Err(ScopeError::Invalid("orders:".into())));
         check(":read", Err(ScopeError::Invalid(":read".into())));
         check("a::b", Err(ScopeError::Invalid("a::b".into())));
-        check("orders:read\tx:y", Err(ScopeError::Invalid("orders:readx:y".into())));
-        check("orders:réad", Err(ScopeError::Invalid("orders:réad".into())));
-        check("orders:\"read\"", Err(ScopeError::Invalid("orders:\"read\"".into())));
+        check(
+            "orders:read\tx:y",
+            Err(ScopeError::Invalid("orders:readx:y".into())),
+        );
+        check(
+            "orders:réad",
+            Err(ScopeError::Invalid("orders:réad".into())),
+        );
+        check(
+            "orders:\"read\"",
+            Err(ScopeError::Invalid("orders:\"read\"".into())),
+        );
     }
 
     #[test]

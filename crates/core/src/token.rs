@@ -187,9 +187,19 @@ mod tests {
         }
     }
 
-    fn check(token: &str, key: &SigningKey, opts: &VerifyOptions<'_>, now: OffsetDateTime) -> Result<Claims, VerifyError> {
+    fn check(
+        token: &str,
+        key: &SigningKey,
+        opts: &VerifyOptions<'_>,
+        now: OffsetDateTime,
+    ) -> Result<Claims, VerifyError> {
         let public = key.public();
-        verify(token, |kid| (kid == public.id()).then_some(public), opts, now)
+        verify(
+            token,
+            |kid| (kid == public.id()).then_some(public),
+            opts,
+            now,
+        )
     }
 
     #[test]
@@ -209,20 +219,47 @@ mod tests {
         let key = SigningKey::from_seed(&[4u8; 32]);
         let token = mint(&key, &claims()).unwrap();
         let opts = options();
-        assert_eq!(check(&token, &key, &opts, NOW + Duration::seconds(329)).map(|_| ()), Ok(()));
-        assert_eq!(check(&token, &key, &opts, NOW + Duration::seconds(330)), Err(VerifyError::Expired));
-        assert_eq!(check(&token, &key, &opts, NOW - Duration::seconds(31)), Err(VerifyError::NotYetValid));
-        let wrong_aud = VerifyOptions { audience: "https://api.example/other", ..options() };
-        assert_eq!(check(&token, &key, &wrong_aud, NOW), Err(VerifyError::WrongAudience));
-        let wrong_iss = VerifyOptions { issuer: "https://evil.example", ..options() };
-        assert_eq!(check(&token, &key, &wrong_iss, NOW), Err(VerifyError::WrongIssuer));
+        assert_eq!(
+            check(&token, &key, &opts, NOW + Duration::seconds(329)).map(|_| ()),
+            Ok(())
+        );
+        assert_eq!(
+            check(&token, &key, &opts, NOW + Duration::seconds(330)),
+            Err(VerifyError::Expired)
+        );
+        assert_eq!(
+            check(&token, &key, &opts, NOW - Duration::seconds(31)),
+            Err(VerifyError::NotYetValid)
+        );
+        let wrong_aud = VerifyOptions {
+            audience: "https://api.example/other",
+            ..options()
+        };
+        assert_eq!(
+            check(&token, &key, &wrong_aud, NOW),
+            Err(VerifyError::WrongAudience)
+        );
+        let wrong_iss = VerifyOptions {
+            issuer: "https://evil.example",
+            ..options()
+        };
+        assert_eq!(
+            check(&token, &key, &wrong_iss, NOW),
+            Err(VerifyError::WrongIssuer)
+        );
         let other = SigningKey::from_seed(&[5u8; 32]);
-        assert_eq!(check(&token, &other, &opts, NOW), Err(VerifyError::UnknownKey));
+        assert_eq!(
+            check(&token, &other, &opts, NOW),
+            Err(VerifyError::UnknownKey)
+        );
         // Right kid, wrong key material: a forged footer naming our key.
         let forged = mint(&other, &claims()).unwrap();
         let body = forged.rsplit_once('.').unwrap().0;
         let footer = token.rsplit_once('.').unwrap().1;
-        assert_eq!(check(&format!("{body}.{footer}"), &key, &opts, NOW), Err(VerifyError::BadSignature));
+        assert_eq!(
+            check(&format!("{body}.{footer}"), &key, &opts, NOW),
+            Err(VerifyError::BadSignature)
+        );
     }
 
     #[test]
@@ -234,7 +271,10 @@ mod tests {
             let mut tampered = bytes.to_vec();
             tampered[i] = if bytes[i] == b'A' { b'B' } else { b'A' };
             let tampered = String::from_utf8(tampered).unwrap();
-            assert!(check(&tampered, &key, &options(), NOW).is_err(), "flip at {i} accepted");
+            assert!(
+                check(&tampered, &key, &options(), NOW).is_err(),
+                "flip at {i} accepted"
+            );
         }
     }
 
@@ -242,7 +282,11 @@ mod tests {
     fn garbage_is_malformed() {
         let key = SigningKey::from_seed(&[8u8; 32]);
         for input in ["", "Bearer x", "v4.public.", "v4.public.AAAA.AAAA"] {
-            assert_eq!(check(input, &key, &options(), NOW), Err(VerifyError::Malformed), "{input:?}");
+            assert_eq!(
+                check(input, &key, &options(), NOW),
+                Err(VerifyError::Malformed),
+                "{input:?}"
+            );
         }
     }
 }

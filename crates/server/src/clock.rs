@@ -15,6 +15,7 @@ pub trait Clock: Send + Sync + 'static {
 pub struct SystemClock;
 
 impl Clock for SystemClock {
+    #[allow(clippy::disallowed_methods)] // The one place that reads the system clock.
     fn now(&self) -> OffsetDateTime {
         OffsetDateTime::now_utc()
     }

@@ -16,7 +16,12 @@ pub const TTL_CEILING: Duration = Duration::hours(1);
 #[derive(Debug, Clone, Args)]
 pub struct Config {
     /// Address to listen on.
-    #[arg(long, env = "MAYFLY_LISTEN", default_value = "127.0.0.1:8080", global = true)]
+    #[arg(
+        long,
+        env = "MAYFLY_LISTEN",
+        default_value = "127.0.0.1:8080",
+        global = true
+    )]
     pub listen: SocketAddr,
 
     /// Issuer URL: the `iss` of every token and the audience of the admin API.
@@ -25,7 +30,12 @@ pub struct Config {
     pub issuer: Option<String>,
 
     /// Database URL: `sqlite://FILE` (created on first start) or `postgres://…`.
-    #[arg(long, env = "MAYFLY_DATABASE_URL", default_value = "sqlite://mayfly.db", global = true)]
+    #[arg(
+        long,
+        env = "MAYFLY_DATABASE_URL",
+        default_value = "sqlite://mayfly.db",
+        global = true
+    )]
     pub database_url: String,
 
     /// File holding the master key (64 hex characters) that encrypts private signing keys.
@@ -70,7 +80,10 @@ pub enum ConfigError {
 }
 
 fn invalid(setting: &'static str, reason: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid { setting, reason: reason.into() }
+    ConfigError::Invalid {
+        setting,
+        reason: reason.into(),
+    }
 }
 
 /// Where the master key comes from, once resolved.
@@ -88,13 +101,19 @@ impl Config {
     /// # Errors
     /// [`ConfigError`] when it is not an http(s) URL or ends with `/`.
     pub fn issuer(&self) -> Result<String, ConfigError> {
-        let issuer = self.issuer.clone().unwrap_or_else(|| format!("http://{}", self.listen));
+        let issuer = self
+            .issuer
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", self.listen));
         const SETTING: &str = "--issuer / MAYFLY_ISSUER";
         if !(issuer.starts_with("https://") || issuer.starts_with("http://")) {
             return Err(invalid(SETTING, "must start with https:// or http://"));
         }
         if issuer.ends_with('/') || issuer.contains(['?', '#']) {
-            return Err(invalid(SETTING, "must not end with '/' or carry a query or fragment (RFC 8414 §2)"));
+            return Err(invalid(
+                SETTING,
+                "must not end with '/' or carry a query or fragment (RFC 8414 §2)",
+            ));
         }
         Audience::parse(&issuer).map_err(|e| invalid(SETTING, e.to_string()))?;
         Ok(issuer)
@@ -106,17 +125,24 @@ impl Config {
     /// [`ConfigError`] when a lifetime is zero, above the ceiling, or default > max.
     pub fn check_ttls(&self) -> Result<(), ConfigError> {
         if self.max_token_ttl <= Duration::ZERO || self.max_token_ttl > TTL_CEILING {
-            return Err(invalid("--max-token-ttl / MAYFLY_MAX_TOKEN_TTL", "must be between 1s and 3600s"));
+            return Err(invalid(
+                "--max-token-ttl / MAYFLY_MAX_TOKEN_TTL",
+                "must be between 1s and 3600s",
+            ));
         }
         if self.token_ttl <= Duration::ZERO || self.token_ttl > self.max_token_ttl {
-            return Err(invalid("--token-ttl / MAYFLY_TOKEN_TTL", "must be between 1s and the maximum token TTL"));
+            return Err(invalid(
+                "--token-ttl / MAYFLY_TOKEN_TTL",
+                "must be between 1s and the maximum token TTL",
+            ));
         }
         Ok(())
     }
 
     /// Whether the database is Postgres.
     pub fn is_postgres(&self) -> bool {
-        self.database_url.starts_with("postgres://") || self.database_url.starts_with("postgresql://")
+        self.database_url.starts_with("postgres://")
+            || self.database_url.starts_with("postgresql://")
     }
 
     /// Resolves the master key file: explicit, or (SQLite only) `mayfly.key` beside the DB.
@@ -126,7 +152,10 @@ impl Config {
     pub fn master_key_source(&self) -> Result<MasterKeySource, ConfigError> {
         let postgres = self.is_postgres();
         match (&self.master_key_file, postgres) {
-            (Some(path), _) => Ok(MasterKeySource { path: path.clone(), create_if_missing: !postgres }),
+            (Some(path), _) => Ok(MasterKeySource {
+                path: path.clone(),
+                create_if_missing: !postgres,
+            }),
             (None, true) => Err(invalid(
                 "--master-key-file / MAYFLY_MASTER_KEY_FILE",
                 "required with Postgres (create one with: openssl rand -hex 32 > mayfly.key)",
@@ -159,9 +188,13 @@ fn sqlite_dir(url: &str) -> PathBuf {
 /// A message naming the accepted forms.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
     let (digits, unit) = text.split_at(split);
-    let n: i64 = digits.parse().map_err(|_| format!("{text:?} is not a duration like 300s, 5m, 1h or 2d"))?;
+    let n: i64 = digits
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration like 300s, 5m, 1h or 2d"))?;
     let seconds = match unit {
         "" | "s" => Some(n),
         "m" => n.checked_mul(60),
@@ -185,7 +218,9 @@ mod tests {
     }
 
     fn config(args: &[&str]) -> Config {
-        Probe::try_parse_from(std::iter::once("mayfly").chain(args.iter().copied())).unwrap().config
+        Probe::try_parse_from(std::iter::once("mayfly").chain(args.iter().copied()))
+            .unwrap()
+            .config
     }
 
     #[test]
@@ -207,23 +242,48 @@ mod tests {
         c.check_ttls().unwrap();
         assert_eq!(
             c.master_key_source().unwrap(),
-            MasterKeySource { path: PathBuf::from("./mayfly.key"), create_if_missing: true }
+            MasterKeySource {
+                path: PathBuf::from("./mayfly.key"),
+                create_if_missing: true
+            }
         );
     }
 
     #[test]
     fn invalid_settings_are_named() {
-        let err = config(&["--issuer", "ftp://x"]).issuer().unwrap_err().to_string();
+        let err = config(&["--issuer", "ftp://x"])
+            .issuer()
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("MAYFLY_ISSUER"), "{err}");
         assert!(config(&["--issuer", "https://x/"]).issuer().is_err());
-        let err = config(&["--max-token-ttl", "2h"]).check_ttls().unwrap_err().to_string();
+        let err = config(&["--max-token-ttl", "2h"])
+            .check_ttls()
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("MAYFLY_MAX_TOKEN_TTL"), "{err}");
-        assert!(config(&["--token-ttl", "10m", "--max-token-ttl", "5m"]).check_ttls().is_err());
-        let err = config(&["--database-url", "postgres://localhost/db"]).master_key_source().unwrap_err().to_string();
+        assert!(
+            config(&["--token-ttl", "10m", "--max-token-ttl", "5m"])
+                .check_ttls()
+                .is_err()
+        );
+        let err = config(&["--database-url", "postgres://localhost/db"])
+            .master_key_source()
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("MAYFLY_MASTER_KEY_FILE"), "{err}");
-        let pg = config(&["--database-url", "postgres://h/db", "--master-key-file", "/k"]).master_key_source().unwrap();
+        let pg = config(&[
+            "--database-url",
+            "postgres://h/db",
+            "--master-key-file",
+            "/k",
+        ])
+        .master_key_source()
+        .unwrap();
         assert!(!pg.create_if_missing);
-        let beside = config(&["--database-url", "sqlite:///var/lib/mayfly/m.db"]).master_key_source().unwrap();
+        let beside = config(&["--database-url", "sqlite:///var/lib/mayfly/m.db"])
+            .master_key_source()
+            .unwrap();
         assert_eq!(beside.path, PathBuf::from("/var/lib/mayfly/mayfly.key"));
     }
 }

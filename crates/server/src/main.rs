@@ -6,7 +6,9 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use clap::Parser as _;
 use mayfly_server::admin::{Actor, CreatedClient, GrantSpec};
-use mayfly_server::cli::{AdminCommand, AudienceCommand, Cli, ClientCommand, Command, GrantCommand, ScopeCommand};
+use mayfly_server::cli::{
+    AdminCommand, AudienceCommand, Cli, ClientCommand, Command, GrantCommand, ScopeCommand,
+};
 use mayfly_server::clock::{Clock, SystemClock};
 use mayfly_server::config::Config;
 use mayfly_server::state::AppState;
@@ -16,7 +18,10 @@ use serde_json::json;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     telemetry::init(cli.config.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("mayfly: starting the async runtime: {e}");
@@ -50,8 +55,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 
 async fn serve(config: Config) -> anyhow::Result<()> {
     let listen = config.listen;
-    let started = AppState::start(config, Arc::new(SystemClock)).await.context("starting")?;
-    let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
+    let started = AppState::start(config, Arc::new(SystemClock))
+        .await
+        .context("starting")?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("binding {listen}"))?;
     tracing::info!(
         %listen,
         issuer = %started.state.issuer,
@@ -59,7 +68,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         kid = %started.state.keyring.current().active.id(),
         "mayfly ready"
     );
-    http::serve(listener, started.state, shutdown_signal()).await.context("serving")?;
+    http::serve(listener, started.state, shutdown_signal())
+        .await
+        .context("serving")?;
     // Every sink is gone with the router: the writer drains the queue and stops.
     started.audit_writer.await.context("audit writer")?;
     tracing::info!("stopped");
@@ -89,7 +100,9 @@ async fn shutdown_signal() {
 }
 
 async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn mayfly_store::Store>> {
-    let store = mayfly_store::connect(&config.database_url).await.context("opening the database")?;
+    let store = mayfly_store::connect(&config.database_url)
+        .await
+        .context("opening the database")?;
     store.migrate().await.context("migrating the database")?;
     Ok(store)
 }
@@ -104,14 +117,25 @@ fn created_client_json(created: &CreatedClient) -> serde_json::Value {
 
 async fn admin(config: &Config, command: AdminCommand) -> anyhow::Result<()> {
     let store = open_store(config).await?;
-    let actor = Actor { store: store.as_ref(), id: "cli".into(), now: SystemClock.now() };
+    let actor = Actor {
+        store: store.as_ref(),
+        id: "cli".into(),
+        now: SystemClock.now(),
+    };
     match command {
         AdminCommand::Bootstrap => {
             let issuer = config.issuer()?;
             let created = actor.bootstrap(&issuer).await?;
             print_json(&created_client_json(&created));
         }
-        AdminCommand::Audience { command: AudienceCommand::Create { uri, description, scopes } } => {
+        AdminCommand::Audience {
+            command:
+                AudienceCommand::Create {
+                    uri,
+                    description,
+                    scopes,
+                },
+        } => {
             let (audience, scopes) = actor.create_audience(&uri, &description, &scopes).await?;
             print_json(&json!({
                 "id": audience.id,
@@ -119,9 +143,13 @@ async fn admin(config: &Config, command: AdminCommand) -> anyhow::Result<()> {
                 "scopes": scopes.iter().map(|s| &s.name).collect::<Vec<_>>(),
             }));
         }
-        AdminCommand::Scope { command: ScopeCommand::Add { audience, names } } => {
+        AdminCommand::Scope {
+            command: ScopeCommand::Add { audience, names },
+        } => {
             let scopes = actor.add_scopes_to(&audience, &names).await?;
-            print_json(&json!({ "audience": audience, "scopes": scopes.iter().map(|s| &s.name).collect::<Vec<_>>() }));
+            print_json(
+                &json!({ "audience": audience, "scopes": scopes.iter().map(|s| &s.name).collect::<Vec<_>>() }),
+            );
         }
         AdminCommand::Client { command } => match command {
             ClientCommand::Create { name, ttl, max_ttl } => {
@@ -129,7 +157,9 @@ async fn admin(config: &Config, command: AdminCommand) -> anyhow::Result<()> {
                 print_json(&created_client_json(&created));
             }
             ClientCommand::AddSecret { id, expires_in } => {
-                let secret = actor.add_client_secret(id, expires_in.map(|d| actor.now + d)).await?;
+                let secret = actor
+                    .add_client_secret(id, expires_in.map(|d| actor.now + d))
+                    .await?;
                 print_json(&json!({ "client_id": id, "client_secret": secret.expose() }));
             }
             ClientCommand::Disable { id } => {
@@ -141,9 +171,28 @@ async fn admin(config: &Config, command: AdminCommand) -> anyhow::Result<()> {
                 print_json(&json!({ "client_id": id, "enabled": true }));
             }
         },
-        AdminCommand::Grant { command: GrantCommand::Create { client, audience, scopes, not_before, expires_at, max_ttl, reason } } => {
+        AdminCommand::Grant {
+            command:
+                GrantCommand::Create {
+                    client,
+                    audience,
+                    scopes,
+                    not_before,
+                    expires_at,
+                    max_ttl,
+                    reason,
+                },
+        } => {
             let grant = actor
-                .grant_client(GrantSpec { client_id: client, audience, scopes, not_before, expires_at, max_ttl, reason })
+                .grant_client(GrantSpec {
+                    client_id: client,
+                    audience,
+                    scopes,
+                    not_before,
+                    expires_at,
+                    max_ttl,
+                    reason,
+                })
                 .await?;
             print_json(&json!({ "id": grant.id, "client_id": client, "scopes": grant.scopes }));
         }

@@ -29,7 +29,9 @@ pub struct AppState {
 
 impl std::fmt::Debug for AppState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AppState").field("issuer", &self.issuer).finish_non_exhaustive()
+        f.debug_struct("AppState")
+            .field("issuer", &self.issuer)
+            .finish_non_exhaustive()
     }
 }
 
@@ -80,6 +82,9 @@ impl AppState {
             audit,
             clock,
         };
-        Ok(Started { state, audit_writer })
+        Ok(Started {
+            state,
+            audit_writer,
+        })
     }
 }

@@ -9,9 +9,11 @@ use crate::testing::TestDb;
 use crate::*;
 
 /// Both backends store microseconds; compare at that precision.
+#[allow(clippy::disallowed_methods)] // Store tests need a plausible wall-clock time.
 fn now() -> OffsetDateTime {
     let t = OffsetDateTime::now_utc();
-    t.replace_nanosecond(t.nanosecond() / 1000 * 1000).unwrap_or(t)
+    t.replace_nanosecond(t.nanosecond() / 1000 * 1000)
+        .unwrap_or(t)
 }
 
 macro_rules! contract {
@@ -45,12 +47,21 @@ contract!(
 
 async fn audience(store: &dyn Store, uri: &str, scopes: &[&str]) -> AudienceRecord {
     let aud = store
-        .create_audience(NewAudience { uri: uri.into(), description: "d".into(), now: now() })
+        .create_audience(NewAudience {
+            uri: uri.into(),
+            description: "d".into(),
+            now: now(),
+        })
         .await
         .unwrap();
     for name in scopes {
         store
-            .create_scope(NewScope { audience_id: aud.id, name: (*name).into(), description: String::new(), now: now() })
+            .create_scope(NewScope {
+                audience_id: aud.id,
+                name: (*name).into(),
+                description: String::new(),
+                now: now(),
+            })
             .await
             .unwrap();
     }
@@ -88,26 +99,80 @@ fn grant(subject: Subject, audience_id: Uuid, scopes: &[&str]) -> NewGrant {
 }
 
 async fn audiences_and_scopes(store: Arc<dyn Store>) {
-    let aud = audience(&*store, "https://api.example/orders", &["orders:write", "orders:read"]).await;
-    assert_eq!(store.audience_by_uri("https://api.example/orders").await.unwrap(), Some(aud.clone()));
-    assert_eq!(store.audience_by_uri("https://api.example/other").await.unwrap(), None);
-    let dup = store.create_audience(NewAudience { uri: aud.uri.clone(), description: String::new(), now: now() }).await;
-    assert!(matches!(dup, Err(StoreError::Conflict("audience"))), "{dup:?}");
+    let aud = audience(
+        &*store,
+        "https://api.example/orders",
+        &["orders:write", "orders:read"],
+    )
+    .await;
+    assert_eq!(
+        store
+            .audience_by_uri("https://api.example/orders")
+            .await
+            .unwrap(),
+        Some(aud.clone())
+    );
+    assert_eq!(
+        store
+            .audience_by_uri("https://api.example/other")
+            .await
+            .unwrap(),
+        None
+    );
+    let dup = store
+        .create_audience(NewAudience {
+            uri: aud.uri.clone(),
+            description: String::new(),
+            now: now(),
+        })
+        .await;
+    assert!(
+        matches!(dup, Err(StoreError::Conflict("audience"))),
+        "{dup:?}"
+    );
 
-    let names: Vec<_> = store.scopes_of(aud.id).await.unwrap().into_iter().map(|s| s.name).collect();
+    let names: Vec<_> = store
+        .scopes_of(aud.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.name)
+        .collect();
     assert_eq!(names, ["orders:read", "orders:write"]);
     let dup = store
-        .create_scope(NewScope { audience_id: aud.id, name: "orders:read".into(), description: String::new(), now: now() })
+        .create_scope(NewScope {
+            audience_id: aud.id,
+            name: "orders:read".into(),
+            description: String::new(),
+            now: now(),
+        })
         .await;
     assert!(matches!(dup, Err(StoreError::Conflict("scope"))), "{dup:?}");
     let orphan = store
-        .create_scope(NewScope { audience_id: Uuid::now_v7(), name: "x:y".into(), description: String::new(), now: now() })
+        .create_scope(NewScope {
+            audience_id: Uuid::now_v7(),
+            name: "x:y".into(),
+            description: String::new(),
+            now: now(),
+        })
         .await;
-    assert!(matches!(orphan, Err(StoreError::NotFound("audience"))), "{orphan:?}");
+    assert!(
+        matches!(orphan, Err(StoreError::NotFound("audience"))),
+        "{orphan:?}"
+    );
 
     audience(&*store, "https://api.example/billing", &[]).await;
-    let uris: Vec<_> = store.list_audiences().await.unwrap().into_iter().map(|a| a.uri).collect();
-    assert_eq!(uris, ["https://api.example/billing", "https://api.example/orders"]);
+    let uris: Vec<_> = store
+        .list_audiences()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| a.uri)
+        .collect();
+    assert_eq!(
+        uris,
+        ["https://api.example/billing", "https://api.example/orders"]
+    );
 }
 
 async fn clients_and_secrets(store: Arc<dyn Store>) {
@@ -123,44 +188,119 @@ async fn clients_and_secrets(store: Arc<dyn Store>) {
     assert!(matches!(missing, Err(StoreError::NotFound("client"))));
 
     let t = now();
-    let s1 = store.add_client_secret(NewClientSecret { client_id: c.id, digest: [1; 32], expires_at: None, now: t }).await.unwrap();
-    let s2 = store
-        .add_client_secret(NewClientSecret { client_id: c.id, digest: [2; 32], expires_at: Some(t + Duration::hours(1)), now: t + Duration::seconds(1) })
+    let s1 = store
+        .add_client_secret(NewClientSecret {
+            client_id: c.id,
+            digest: [1; 32],
+            expires_at: None,
+            now: t,
+        })
         .await
         .unwrap();
-    assert_eq!(store.client_secrets(c.id).await.unwrap(), vec![s1.clone(), s2.clone()]);
+    let s2 = store
+        .add_client_secret(NewClientSecret {
+            client_id: c.id,
+            digest: [2; 32],
+            expires_at: Some(t + Duration::hours(1)),
+            now: t + Duration::seconds(1),
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        store.client_secrets(c.id).await.unwrap(),
+        vec![s1.clone(), s2.clone()]
+    );
     assert!(s2.is_valid_at(t) && !s2.is_valid_at(t + Duration::hours(1)));
-    let orphan = store.add_client_secret(NewClientSecret { client_id: Uuid::now_v7(), digest: [3; 32], expires_at: None, now: t }).await;
-    assert!(matches!(orphan, Err(StoreError::NotFound("client"))), "{orphan:?}");
+    let orphan = store
+        .add_client_secret(NewClientSecret {
+            client_id: Uuid::now_v7(),
+            digest: [3; 32],
+            expires_at: None,
+            now: t,
+        })
+        .await;
+    assert!(
+        matches!(orphan, Err(StoreError::NotFound("client"))),
+        "{orphan:?}"
+    );
 }
 
 async fn grants_in_force(store: Arc<dyn Store>) {
-    let orders = audience(&*store, "https://api.example/orders", &["orders:read", "orders:write"]).await;
+    let orders = audience(
+        &*store,
+        "https://api.example/orders",
+        &["orders:read", "orders:write"],
+    )
+    .await;
     let billing = audience(&*store, "https://api.example/billing", &["billing:read"]).await;
     let c = client(&*store).await;
     let who = Subject::Client(c.id);
     let t = now();
 
-    let g = store.create_grant(grant(who, orders.id, &["orders:write", "orders:read", "orders:read"])).await.unwrap();
+    let g = store
+        .create_grant(grant(
+            who,
+            orders.id,
+            &["orders:write", "orders:read", "orders:read"],
+        ))
+        .await
+        .unwrap();
     assert_eq!(g.scopes, ["orders:read", "orders:write"]);
     store
-        .create_grant(NewGrant { not_before: Some(t + Duration::hours(1)), ..grant(who, billing.id, &["billing:read"]) })
+        .create_grant(NewGrant {
+            not_before: Some(t + Duration::hours(1)),
+            ..grant(who, billing.id, &["billing:read"])
+        })
         .await
         .unwrap();
     store
-        .create_grant(NewGrant { expires_at: Some(t - Duration::seconds(1)), ..grant(who, billing.id, &["billing:read"]) })
+        .create_grant(NewGrant {
+            expires_at: Some(t - Duration::seconds(1)),
+            ..grant(who, billing.id, &["billing:read"])
+        })
         .await
         .unwrap();
 
     let active = store.active_grants(who, orders.id, t).await.unwrap();
     assert_eq!(active, vec![g]);
-    assert!(store.active_grants(who, billing.id, t).await.unwrap().is_empty());
-    assert_eq!(store.active_grants(who, billing.id, t + Duration::hours(2)).await.unwrap().len(), 1);
-    assert!(store.active_grants(Subject::User(c.id), orders.id, t).await.unwrap().is_empty());
+    assert!(
+        store
+            .active_grants(who, billing.id, t)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        store
+            .active_grants(who, billing.id, t + Duration::hours(2))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(
+        store
+            .active_grants(Subject::User(c.id), orders.id, t)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 
-    let auds: Vec<_> = store.granted_audiences(who, t).await.unwrap().into_iter().map(|a| a.uri).collect();
-    assert_eq!(auds, [orders.uri.clone()]);
-    let later: Vec<_> = store.granted_audiences(who, t + Duration::hours(2)).await.unwrap().into_iter().map(|a| a.uri).collect();
+    let auds: Vec<_> = store
+        .granted_audiences(who, t)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| a.uri)
+        .collect();
+    assert_eq!(auds, std::slice::from_ref(&orders.uri));
+    let later: Vec<_> = store
+        .granted_audiences(who, t + Duration::hours(2))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| a.uri)
+        .collect();
     assert_eq!(later, [billing.uri, orders.uri]);
 }
 
@@ -168,16 +308,43 @@ async fn grant_references_must_exist(store: Arc<dyn Store>) {
     let orders = audience(&*store, "https://api.example/orders", &["orders:read"]).await;
     let other = audience(&*store, "https://api.example/other", &["other:read"]).await;
     let who = Subject::Client(client(&*store).await.id);
-    let unknown_scope = store.create_grant(grant(who, orders.id, &["orders:read", "orders:delete"])).await;
-    assert!(matches!(unknown_scope, Err(StoreError::NotFound("scope"))), "{unknown_scope:?}");
+    let unknown_scope = store
+        .create_grant(grant(who, orders.id, &["orders:read", "orders:delete"]))
+        .await;
+    assert!(
+        matches!(unknown_scope, Err(StoreError::NotFound("scope"))),
+        "{unknown_scope:?}"
+    );
     // A scope of another audience does not count.
-    let foreign = store.create_grant(grant(who, orders.id, &["other:read"])).await;
-    assert!(matches!(foreign, Err(StoreError::NotFound("scope"))), "{foreign:?}");
-    let no_audience = store.create_grant(grant(who, Uuid::now_v7(), &["orders:read"])).await;
-    assert!(matches!(no_audience, Err(StoreError::NotFound(_))), "{no_audience:?}");
+    let foreign = store
+        .create_grant(grant(who, orders.id, &["other:read"]))
+        .await;
+    assert!(
+        matches!(foreign, Err(StoreError::NotFound("scope"))),
+        "{foreign:?}"
+    );
+    let no_audience = store
+        .create_grant(grant(who, Uuid::now_v7(), &["orders:read"]))
+        .await;
+    assert!(
+        matches!(no_audience, Err(StoreError::NotFound(_))),
+        "{no_audience:?}"
+    );
     // Nothing half-written survives a failed create.
-    assert!(store.active_grants(who, orders.id, now()).await.unwrap().is_empty());
-    assert!(store.active_grants(who, other.id, now()).await.unwrap().is_empty());
+    assert!(
+        store
+            .active_grants(who, orders.id, now())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store
+            .active_grants(who, other.id, now())
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 fn key(id: &str) -> SigningKeyRecord {
@@ -232,26 +399,60 @@ fn event(event_type: &str, client_id: &str, at: OffsetDateTime) -> AuditEvent {
 async fn audit_batches_and_filters(store: Arc<dyn Store>) {
     let t = now();
     let batch: Vec<_> = (0..150)
-        .map(|i| event(if i % 3 == 0 { "token.denied" } else { "token.issued" }, if i % 2 == 0 { "a" } else { "b" }, t + Duration::milliseconds(i)))
+        .map(|i| {
+            event(
+                if i % 3 == 0 {
+                    "token.denied"
+                } else {
+                    "token.issued"
+                },
+                if i % 2 == 0 { "a" } else { "b" },
+                t + Duration::milliseconds(i),
+            )
+        })
         .collect();
     store.append_audit_events(&batch).await.unwrap();
     store.append_audit_events(&[]).await.unwrap();
 
-    let all = store.audit_events(&AuditQuery { limit: 1000, ..Default::default() }).await.unwrap();
+    let all = store
+        .audit_events(&AuditQuery {
+            limit: 1000,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     assert_eq!(all.len(), 150);
     assert_eq!(all[0], batch[149], "newest first, every field kept");
     let denied = store
-        .audit_events(&AuditQuery { event_type: Some("token.denied".into()), limit: 1000, ..Default::default() })
+        .audit_events(&AuditQuery {
+            event_type: Some("token.denied".into()),
+            limit: 1000,
+            ..Default::default()
+        })
         .await
         .unwrap();
     assert_eq!(denied.len(), 50);
     let denied_a = store
-        .audit_events(&AuditQuery { event_type: Some("token.denied".into()), client_id: Some("a".into()), limit: 1000 })
+        .audit_events(&AuditQuery {
+            event_type: Some("token.denied".into()),
+            client_id: Some("a".into()),
+            limit: 1000,
+        })
         .await
         .unwrap();
     assert_eq!(denied_a.len(), 25);
-    assert!(denied_a.iter().all(|e| e.event_type == "token.denied" && e.client_id.as_deref() == Some("a")));
-    let limited = store.audit_events(&AuditQuery { limit: 7, ..Default::default() }).await.unwrap();
+    assert!(
+        denied_a
+            .iter()
+            .all(|e| e.event_type == "token.denied" && e.client_id.as_deref() == Some("a"))
+    );
+    let limited = store
+        .audit_events(&AuditQuery {
+            limit: 7,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     assert_eq!(limited.len(), 7);
 }
 

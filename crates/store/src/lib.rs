@@ -7,6 +7,8 @@
 //!
 //! This crate knows nothing of HTTP, OAuth wire formats or token encoding.
 
+#![deny(missing_docs)]
+
 mod error;
 mod postgres;
 mod records;
@@ -52,7 +54,12 @@ pub trait ClientStore: Send + Sync {
     /// The client with this id.
     async fn client(&self, id: Uuid) -> StoreResult<Option<ClientRecord>>;
     /// Enables or disables a client. [`StoreError::NotFound`] when it does not exist.
-    async fn set_client_enabled(&self, id: Uuid, enabled: bool, now: OffsetDateTime) -> StoreResult<()>;
+    async fn set_client_enabled(
+        &self,
+        id: Uuid,
+        enabled: bool,
+        now: OffsetDateTime,
+    ) -> StoreResult<()>;
     /// Adds a secret digest to a client. [`StoreError::NotFound`] when it does not exist.
     async fn add_client_secret(&self, new: NewClientSecret) -> StoreResult<ClientSecretRecord>;
     /// Every secret of a client, expired ones included.
@@ -66,9 +73,18 @@ pub trait GrantStore: Send + Sync {
     /// (by name, within that audience) does not exist.
     async fn create_grant(&self, new: NewGrant) -> StoreResult<GrantRecord>;
     /// The grants of `subject` on `audience_id` that are in force at `now`.
-    async fn active_grants(&self, subject: Subject, audience_id: Uuid, now: OffsetDateTime) -> StoreResult<Vec<GrantRecord>>;
+    async fn active_grants(
+        &self,
+        subject: Subject,
+        audience_id: Uuid,
+        now: OffsetDateTime,
+    ) -> StoreResult<Vec<GrantRecord>>;
     /// The audiences on which `subject` holds a grant in force at `now`.
-    async fn granted_audiences(&self, subject: Subject, now: OffsetDateTime) -> StoreResult<Vec<AudienceRecord>>;
+    async fn granted_audiences(
+        &self,
+        subject: Subject,
+        now: OffsetDateTime,
+    ) -> StoreResult<Vec<AudienceRecord>>;
 }
 
 /// Signing keys (private halves encrypted by the caller).
@@ -76,7 +92,8 @@ pub trait GrantStore: Send + Sync {
 pub trait KeyStore: Send + Sync {
     /// Returns the active key; when there is none, stores `candidate` as active and
     /// returns it. Safe against concurrent callers, across processes.
-    async fn ensure_active_key(&self, candidate: SigningKeyRecord) -> StoreResult<SigningKeyRecord>;
+    async fn ensure_active_key(&self, candidate: SigningKeyRecord)
+    -> StoreResult<SigningKeyRecord>;
     /// Every key not yet `gone`, newest first.
     async fn signing_keys(&self) -> StoreResult<Vec<SigningKeyRecord>>;
 }

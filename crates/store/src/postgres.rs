@@ -19,7 +19,7 @@ use crate::{
 };
 
 /// Advisory lock key serializing signing-key changes across replicas ("mayflyk").
-const KEY_LOCK: i64 = 0x6d61_7966_6c79_6b;
+const KEY_LOCK: i64 = 0x006d_6179_666c_796b;
 
 /// A Postgres-backed [`Store`].
 #[derive(Debug, Clone)]
@@ -188,20 +188,25 @@ impl AudienceStore for PgStore {
     }
 
     async fn audience_by_uri(&self, uri: &str) -> StoreResult<Option<AudienceRecord>> {
-        let row = sqlx::query("SELECT id, uri, description, created_at FROM audiences WHERE uri = $1")
-            .bind(uri)
-            .fetch_optional(&self.pool)
-            .await
-            .or_store("audience")?;
+        let row =
+            sqlx::query("SELECT id, uri, description, created_at FROM audiences WHERE uri = $1")
+                .bind(uri)
+                .fetch_optional(&self.pool)
+                .await
+                .or_store("audience")?;
         row.as_ref().map(audience).transpose().or_store("audience")
     }
 
     async fn list_audiences(&self) -> StoreResult<Vec<AudienceRecord>> {
-        let rows = sqlx::query("SELECT id, uri, description, created_at FROM audiences ORDER BY uri")
-            .fetch_all(&self.pool)
-            .await
-            .or_store("audience")?;
-        rows.iter().map(audience).collect::<Result<_, _>>().or_store("audience")
+        let rows =
+            sqlx::query("SELECT id, uri, description, created_at FROM audiences ORDER BY uri")
+                .fetch_all(&self.pool)
+                .await
+                .or_store("audience")?;
+        rows.iter()
+            .map(audience)
+            .collect::<Result<_, _>>()
+            .or_store("audience")
     }
 
     async fn create_scope(&self, new: NewScope) -> StoreResult<ScopeRecord> {
@@ -231,7 +236,10 @@ impl AudienceStore for PgStore {
         .fetch_all(&self.pool)
         .await
         .or_store("scope")?;
-        rows.iter().map(scope).collect::<Result<_, _>>().or_store("scope")
+        rows.iter()
+            .map(scope)
+            .collect::<Result<_, _>>()
+            .or_store("scope")
     }
 }
 
@@ -265,7 +273,12 @@ impl ClientStore for PgStore {
         row.as_ref().map(client).transpose().or_store("client")
     }
 
-    async fn set_client_enabled(&self, id: Uuid, enabled: bool, now: OffsetDateTime) -> StoreResult<()> {
+    async fn set_client_enabled(
+        &self,
+        id: Uuid,
+        enabled: bool,
+        now: OffsetDateTime,
+    ) -> StoreResult<()> {
         let done = sqlx::query("UPDATE clients SET enabled = $2, updated_at = $3 WHERE id = $1")
             .bind(id)
             .bind(enabled)
@@ -367,7 +380,12 @@ impl GrantStore for PgStore {
         })
     }
 
-    async fn active_grants(&self, subject: Subject, audience_id: Uuid, now: OffsetDateTime) -> StoreResult<Vec<GrantRecord>> {
+    async fn active_grants(
+        &self,
+        subject: Subject,
+        audience_id: Uuid,
+        now: OffsetDateTime,
+    ) -> StoreResult<Vec<GrantRecord>> {
         let rows = sqlx::query(
             "SELECT g.*, s.name AS scope_name FROM grants g
              JOIN grant_scopes gs ON gs.grant_id = g.id
@@ -387,7 +405,11 @@ impl GrantStore for PgStore {
         fold_grants(&rows)
     }
 
-    async fn granted_audiences(&self, subject: Subject, now: OffsetDateTime) -> StoreResult<Vec<AudienceRecord>> {
+    async fn granted_audiences(
+        &self,
+        subject: Subject,
+        now: OffsetDateTime,
+    ) -> StoreResult<Vec<AudienceRecord>> {
         let rows = sqlx::query(
             "SELECT a.id, a.uri, a.description, a.created_at FROM audiences a
              WHERE EXISTS (SELECT 1 FROM grants g
@@ -402,13 +424,19 @@ impl GrantStore for PgStore {
         .fetch_all(&self.pool)
         .await
         .or_store("audience")?;
-        rows.iter().map(audience).collect::<Result<_, _>>().or_store("audience")
+        rows.iter()
+            .map(audience)
+            .collect::<Result<_, _>>()
+            .or_store("audience")
     }
 }
 
 #[async_trait]
 impl KeyStore for PgStore {
-    async fn ensure_active_key(&self, candidate: SigningKeyRecord) -> StoreResult<SigningKeyRecord> {
+    async fn ensure_active_key(
+        &self,
+        candidate: SigningKeyRecord,
+    ) -> StoreResult<SigningKeyRecord> {
         let mut tx = self.pool.begin().await.or_store("signing key")?;
         // Serializes first-start key creation across replicas.
         sqlx::query("SELECT pg_advisory_xact_lock($1)")
@@ -442,10 +470,12 @@ impl KeyStore for PgStore {
     }
 
     async fn signing_keys(&self) -> StoreResult<Vec<SigningKeyRecord>> {
-        let rows = sqlx::query("SELECT * FROM signing_keys WHERE state <> 'gone' ORDER BY created_at DESC")
-            .fetch_all(&self.pool)
-            .await
-            .or_store("signing key")?;
+        let rows = sqlx::query(
+            "SELECT * FROM signing_keys WHERE state <> 'gone' ORDER BY created_at DESC",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .or_store("signing key")?;
         rows.iter().map(signing_key).collect()
     }
 }
@@ -476,7 +506,11 @@ impl AuditStore for PgStore {
                 .push_bind(&e.request_id)
                 .push_bind(Json(&e.detail));
         });
-        builder.build().execute(&self.pool).await.or_store("audit event")?;
+        builder
+            .build()
+            .execute(&self.pool)
+            .await
+            .or_store("audit event")?;
         Ok(())
     }
 
@@ -492,19 +526,27 @@ impl AuditStore for PgStore {
         .fetch_all(&self.pool)
         .await
         .or_store("audit event")?;
-        rows.iter().map(audit_event).collect::<Result<_, _>>().or_store("audit event")
+        rows.iter()
+            .map(audit_event)
+            .collect::<Result<_, _>>()
+            .or_store("audit event")
     }
 }
 
 #[async_trait]
 impl Store for PgStore {
     async fn migrate(&self) -> StoreResult<()> {
-        sqlx::migrate!("../../migrations/postgres").run(&self.pool).await?;
+        sqlx::migrate!("../../migrations/postgres")
+            .run(&self.pool)
+            .await?;
         Ok(())
     }
 
     async fn ping(&self) -> StoreResult<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await.or_store("database")?;
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .or_store("database")?;
         Ok(())
     }
 

@@ -8,7 +8,9 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
 use sqlx::types::Json;
 use sqlx::{Row, SqlitePool};
 use time::OffsetDateTime;
@@ -62,7 +64,8 @@ fn opt_micros(t: Option<OffsetDateTime>) -> Option<i64> {
 }
 
 fn time_of(us: i64, what: &'static str) -> StoreResult<OffsetDateTime> {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(us) * 1000).map_err(|_| StoreError::Corrupt(what))
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(us) * 1000)
+        .map_err(|_| StoreError::Corrupt(what))
 }
 
 fn get_time(row: &SqliteRow, column: &'static str) -> StoreResult<OffsetDateTime> {
@@ -217,19 +220,21 @@ impl AudienceStore for SqliteStore {
     }
 
     async fn audience_by_uri(&self, uri: &str) -> StoreResult<Option<AudienceRecord>> {
-        let row = sqlx::query("SELECT id, uri, description, created_at FROM audiences WHERE uri = $1")
-            .bind(uri)
-            .fetch_optional(&self.pool)
-            .await
-            .or_store("audience")?;
+        let row =
+            sqlx::query("SELECT id, uri, description, created_at FROM audiences WHERE uri = $1")
+                .bind(uri)
+                .fetch_optional(&self.pool)
+                .await
+                .or_store("audience")?;
         row.as_ref().map(audience).transpose()
     }
 
     async fn list_audiences(&self) -> StoreResult<Vec<AudienceRecord>> {
-        let rows = sqlx::query("SELECT id, uri, description, created_at FROM audiences ORDER BY uri")
-            .fetch_all(&self.pool)
-            .await
-            .or_store("audience")?;
+        let rows =
+            sqlx::query("SELECT id, uri, description, created_at FROM audiences ORDER BY uri")
+                .fetch_all(&self.pool)
+                .await
+                .or_store("audience")?;
         rows.iter().map(audience).collect()
     }
 
@@ -294,7 +299,12 @@ impl ClientStore for SqliteStore {
         row.as_ref().map(client).transpose()
     }
 
-    async fn set_client_enabled(&self, id: Uuid, enabled: bool, now: OffsetDateTime) -> StoreResult<()> {
+    async fn set_client_enabled(
+        &self,
+        id: Uuid,
+        enabled: bool,
+        now: OffsetDateTime,
+    ) -> StoreResult<()> {
         let done = sqlx::query("UPDATE clients SET enabled = $2, updated_at = $3 WHERE id = $1")
             .bind(id)
             .bind(enabled)
@@ -339,7 +349,11 @@ impl ClientStore for SqliteStore {
 #[async_trait]
 impl GrantStore for SqliteStore {
     async fn create_grant(&self, new: NewGrant) -> StoreResult<GrantRecord> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.or_store("grant")?;
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .or_store("grant")?;
         let id = Uuid::now_v7();
         sqlx::query(
             "INSERT INTO grants (id, subject_kind, subject_id, audience_id, not_before, expires_at, allowed_cidrs, max_ttl_secs, reason, created_by, created_at)
@@ -396,7 +410,12 @@ impl GrantStore for SqliteStore {
         })
     }
 
-    async fn active_grants(&self, subject: Subject, audience_id: Uuid, now: OffsetDateTime) -> StoreResult<Vec<GrantRecord>> {
+    async fn active_grants(
+        &self,
+        subject: Subject,
+        audience_id: Uuid,
+        now: OffsetDateTime,
+    ) -> StoreResult<Vec<GrantRecord>> {
         let rows = sqlx::query(
             "SELECT g.*, s.name AS scope_name FROM grants g
              JOIN grant_scopes gs ON gs.grant_id = g.id
@@ -416,7 +435,11 @@ impl GrantStore for SqliteStore {
         fold_grants(&rows)
     }
 
-    async fn granted_audiences(&self, subject: Subject, now: OffsetDateTime) -> StoreResult<Vec<AudienceRecord>> {
+    async fn granted_audiences(
+        &self,
+        subject: Subject,
+        now: OffsetDateTime,
+    ) -> StoreResult<Vec<AudienceRecord>> {
         let rows = sqlx::query(
             "SELECT a.id, a.uri, a.description, a.created_at FROM audiences a
              WHERE EXISTS (SELECT 1 FROM grants g
@@ -437,9 +460,16 @@ impl GrantStore for SqliteStore {
 
 #[async_trait]
 impl KeyStore for SqliteStore {
-    async fn ensure_active_key(&self, candidate: SigningKeyRecord) -> StoreResult<SigningKeyRecord> {
+    async fn ensure_active_key(
+        &self,
+        candidate: SigningKeyRecord,
+    ) -> StoreResult<SigningKeyRecord> {
         // IMMEDIATE takes the write lock up front: check-then-insert cannot race.
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.or_store("signing key")?;
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .or_store("signing key")?;
         let existing = sqlx::query("SELECT * FROM signing_keys WHERE state = 'active'")
             .fetch_optional(&mut *tx)
             .await
@@ -466,10 +496,12 @@ impl KeyStore for SqliteStore {
     }
 
     async fn signing_keys(&self) -> StoreResult<Vec<SigningKeyRecord>> {
-        let rows = sqlx::query("SELECT * FROM signing_keys WHERE state <> 'gone' ORDER BY created_at DESC")
-            .fetch_all(&self.pool)
-            .await
-            .or_store("signing key")?;
+        let rows = sqlx::query(
+            "SELECT * FROM signing_keys WHERE state <> 'gone' ORDER BY created_at DESC",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .or_store("signing key")?;
         rows.iter().map(signing_key).collect()
     }
 }
@@ -481,7 +513,11 @@ impl AuditStore for SqliteStore {
             return Ok(());
         }
         // One transaction per batch: one fsync however many events it holds.
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.or_store("audit event")?;
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .or_store("audit event")?;
         for chunk in events.chunks(64) {
             let mut builder = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
                 "INSERT INTO audit_events (id, occurred_at, event_type, outcome, actor, subject, client_id, jti, audience, scopes, source_ip, user_agent, request_id, detail) ",
@@ -502,7 +538,11 @@ impl AuditStore for SqliteStore {
                     .push_bind(e.request_id.clone())
                     .push_bind(Json(e.detail.clone()));
             });
-            builder.build().execute(&mut *tx).await.or_store("audit event")?;
+            builder
+                .build()
+                .execute(&mut *tx)
+                .await
+                .or_store("audit event")?;
         }
         tx.commit().await.or_store("audit event")?;
         Ok(())
@@ -527,12 +567,17 @@ impl AuditStore for SqliteStore {
 #[async_trait]
 impl Store for SqliteStore {
     async fn migrate(&self) -> StoreResult<()> {
-        sqlx::migrate!("../../migrations/sqlite").run(&self.pool).await?;
+        sqlx::migrate!("../../migrations/sqlite")
+            .run(&self.pool)
+            .await?;
         Ok(())
     }
 
     async fn ping(&self) -> StoreResult<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await.or_store("database")?;
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .or_store("database")?;
         Ok(())
     }
 

@@ -33,10 +33,16 @@ impl TestDb {
             Backend::Sqlite => {
                 let dir = tempfile::tempdir().expect("temp dir");
                 let url = format!("sqlite://{}", dir.path().join("mayfly.db").display());
-                Self { url, backend, _dir: Some(dir), pg: None }
+                Self {
+                    url,
+                    backend,
+                    _dir: Some(dir),
+                    pg: None,
+                }
             }
             Backend::Postgres => {
-                let admin = std::env::var("MAYFLY_TEST_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_ADMIN_URL.to_owned());
+                let admin = std::env::var("MAYFLY_TEST_POSTGRES_URL")
+                    .unwrap_or_else(|_| DEFAULT_ADMIN_URL.to_owned());
                 let name = format!("mayfly_t_{}", Uuid::new_v4().simple());
                 let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap_or_else(|e| {
                     panic!("Postgres test server unreachable at {admin} ({e}); start it or set MAYFLY_TEST_POSTGRES_URL")
@@ -45,9 +51,16 @@ impl TestDb {
                     .execute(&mut conn)
                     .await
                     .expect("create test database");
-                let base = admin.rsplit_once('/').map_or(admin.as_str(), |(base, _)| base);
+                let base = admin
+                    .rsplit_once('/')
+                    .map_or(admin.as_str(), |(base, _)| base);
                 let url = format!("{base}/{name}");
-                Self { url, backend, _dir: None, pg: Some((admin, name)) }
+                Self {
+                    url,
+                    backend,
+                    _dir: None,
+                    pg: Some((admin, name)),
+                }
             }
         }
     }
@@ -68,16 +81,25 @@ impl TestDb {
 
 impl Drop for TestDb {
     fn drop(&mut self) {
-        let Some((admin, name)) = self.pg.take() else { return };
+        let Some((admin, name)) = self.pg.take() else {
+            return;
+        };
         // Drop is synchronous; use a private runtime on another thread so this works
         // inside and outside an async test.
         let _ = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
             rt.block_on(async {
                 if let Ok(mut conn) = sqlx::PgConnection::connect(&admin).await {
-                    let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
-                        .execute(&mut conn)
-                        .await;
+                    let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                    )))
+                    .execute(&mut conn)
+                    .await;
                 }
             });
         })

@@ -4,8 +4,8 @@
 
 use mayfly_core::{Audience, Scope};
 use mayfly_store::{
-    AudienceRecord, ClientRecord, GrantRecord, NewAudience, NewClient, NewClientSecret, NewGrant, NewScope,
-    ScopeRecord, Store, StoreError, Subject,
+    AudienceRecord, ClientRecord, GrantRecord, NewAudience, NewClient, NewClientSecret, NewGrant,
+    NewScope, ScopeRecord, Store, StoreError, Subject,
 };
 use serde_json::json;
 use time::{Duration, OffsetDateTime};
@@ -53,7 +53,10 @@ impl From<StoreError> for AdminError {
 }
 
 fn invalid(field: &'static str, reason: impl Into<String>) -> AdminError {
-    AdminError::Invalid { field, reason: reason.into() }
+    AdminError::Invalid {
+        field,
+        reason: reason.into(),
+    }
 }
 
 /// A client and its first secret, shown once.
@@ -78,17 +81,30 @@ pub struct Actor<'a> {
 
 impl std::fmt::Debug for Actor<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Actor").field("id", &self.id).field("now", &self.now).finish_non_exhaustive()
+        f.debug_struct("Actor")
+            .field("id", &self.id)
+            .field("now", &self.now)
+            .finish_non_exhaustive()
     }
 }
 
 impl Actor<'_> {
-    async fn audit(&self, action: &str, target: String, detail: serde_json::Value) -> Result<(), AdminError> {
+    async fn audit(
+        &self,
+        action: &str,
+        target: String,
+        detail: serde_json::Value,
+    ) -> Result<(), AdminError> {
         let event = mayfly_store::AuditEvent {
             actor: Some(self.id.clone()),
             subject: Some(target),
             detail: json!({ "action": action, "after": detail }),
-            ..audit::event(kind::ADMIN_CHANGE, outcome::SUCCESS, self.now, &RequestContext::default())
+            ..audit::event(
+                kind::ADMIN_CHANGE,
+                outcome::SUCCESS,
+                self.now,
+                &RequestContext::default(),
+            )
         };
         self.store.append_audit_events(&[event]).await?;
         Ok(())
@@ -98,16 +114,30 @@ impl Actor<'_> {
     ///
     /// # Errors
     /// [`AdminError`] for an invalid URI or scope, or when it exists.
-    pub async fn create_audience(&self, uri: &str, description: &str, scopes: &[String]) -> Result<(AudienceRecord, Vec<ScopeRecord>), AdminError> {
+    pub async fn create_audience(
+        &self,
+        uri: &str,
+        description: &str,
+        scopes: &[String],
+    ) -> Result<(AudienceRecord, Vec<ScopeRecord>), AdminError> {
         let uri = Audience::parse(uri).map_err(|e| invalid("uri", e.to_string()))?;
         for name in scopes {
             Scope::parse(name).map_err(|e| invalid("scope", e.to_string()))?;
         }
         let audience = self
             .store
-            .create_audience(NewAudience { uri: uri.to_string(), description: description.to_owned(), now: self.now })
+            .create_audience(NewAudience {
+                uri: uri.to_string(),
+                description: description.to_owned(),
+                now: self.now,
+            })
             .await?;
-        self.audit("audience.create", audience.uri.clone(), json!({ "id": audience.id, "uri": audience.uri })).await?;
+        self.audit(
+            "audience.create",
+            audience.uri.clone(),
+            json!({ "id": audience.id, "uri": audience.uri }),
+        )
+        .await?;
         let created = self.add_scopes(&audience, scopes).await?;
         Ok((audience, created))
     }
@@ -116,20 +146,42 @@ impl Actor<'_> {
     ///
     /// # Errors
     /// [`AdminError`] for an unknown audience, an invalid or duplicate scope.
-    pub async fn add_scopes_to(&self, audience_uri: &str, scopes: &[String]) -> Result<Vec<ScopeRecord>, AdminError> {
-        let audience = self.store.audience_by_uri(audience_uri).await?.ok_or(AdminError::NotFound("audience"))?;
+    pub async fn add_scopes_to(
+        &self,
+        audience_uri: &str,
+        scopes: &[String],
+    ) -> Result<Vec<ScopeRecord>, AdminError> {
+        let audience = self
+            .store
+            .audience_by_uri(audience_uri)
+            .await?
+            .ok_or(AdminError::NotFound("audience"))?;
         self.add_scopes(&audience, scopes).await
     }
 
-    async fn add_scopes(&self, audience: &AudienceRecord, scopes: &[String]) -> Result<Vec<ScopeRecord>, AdminError> {
+    async fn add_scopes(
+        &self,
+        audience: &AudienceRecord,
+        scopes: &[String],
+    ) -> Result<Vec<ScopeRecord>, AdminError> {
         let mut created = Vec::with_capacity(scopes.len());
         for name in scopes {
             let scope = Scope::parse(name).map_err(|e| invalid("scope", e.to_string()))?;
             let record = self
                 .store
-                .create_scope(NewScope { audience_id: audience.id, name: scope.to_string(), description: String::new(), now: self.now })
+                .create_scope(NewScope {
+                    audience_id: audience.id,
+                    name: scope.to_string(),
+                    description: String::new(),
+                    now: self.now,
+                })
                 .await?;
-            self.audit("scope.create", audience.uri.clone(), json!({ "id": record.id, "name": record.name })).await?;
+            self.audit(
+                "scope.create",
+                audience.uri.clone(),
+                json!({ "id": record.id, "name": record.name }),
+            )
+            .await?;
             created.push(record);
         }
         Ok(created)
@@ -139,7 +191,12 @@ impl Actor<'_> {
     ///
     /// # Errors
     /// [`AdminError`] for an empty name or lifetimes outside 1 s–1 h.
-    pub async fn create_client(&self, name: &str, default_ttl: Option<Duration>, max_ttl: Option<Duration>) -> Result<CreatedClient, AdminError> {
+    pub async fn create_client(
+        &self,
+        name: &str,
+        default_ttl: Option<Duration>,
+        max_ttl: Option<Duration>,
+    ) -> Result<CreatedClient, AdminError> {
         let name = name.trim();
         if name.is_empty() || name.len() > 200 {
             return Err(invalid("name", "must be 1 to 200 characters"));
@@ -167,11 +224,21 @@ impl Actor<'_> {
     ///
     /// # Errors
     /// [`AdminError`] for an unknown client, a past expiry, or too many valid secrets.
-    pub async fn add_client_secret(&self, client_id: Uuid, expires_at: Option<OffsetDateTime>) -> Result<ClientSecret, AdminError> {
+    pub async fn add_client_secret(
+        &self,
+        client_id: Uuid,
+        expires_at: Option<OffsetDateTime>,
+    ) -> Result<ClientSecret, AdminError> {
         if expires_at.is_some_and(|t| t <= self.now) {
             return Err(invalid("expires_at", "must be in the future"));
         }
-        let valid = self.store.client_secrets(client_id).await?.iter().filter(|s| s.is_valid_at(self.now)).count();
+        let valid = self
+            .store
+            .client_secrets(client_id)
+            .await?
+            .iter()
+            .filter(|s| s.is_valid_at(self.now))
+            .count();
         if valid >= MAX_VALID_SECRETS {
             return Err(AdminError::Conflict(format!(
                 "the client already has {MAX_VALID_SECRETS} valid secrets; delete or expire one first"
@@ -180,9 +247,19 @@ impl Actor<'_> {
         let secret = ClientSecret::generate();
         let record = self
             .store
-            .add_client_secret(NewClientSecret { client_id, digest: secret.digest(), expires_at, now: self.now })
+            .add_client_secret(NewClientSecret {
+                client_id,
+                digest: secret.digest(),
+                expires_at,
+                now: self.now,
+            })
             .await?;
-        self.audit("client.secret.add", client_id.to_string(), json!({ "secret_id": record.id, "expires_at": expires_at.map(|t| t.unix_timestamp()) })).await?;
+        self.audit(
+            "client.secret.add",
+            client_id.to_string(),
+            json!({ "secret_id": record.id, "expires_at": expires_at.map(|t| t.unix_timestamp()) }),
+        )
+        .await?;
         Ok(secret)
     }
 
@@ -190,9 +267,24 @@ impl Actor<'_> {
     ///
     /// # Errors
     /// [`AdminError::NotFound`] for an unknown client.
-    pub async fn set_client_enabled(&self, client_id: Uuid, enabled: bool) -> Result<(), AdminError> {
-        self.store.set_client_enabled(client_id, enabled, self.now).await?;
-        self.audit(if enabled { "client.enable" } else { "client.disable" }, client_id.to_string(), json!({ "enabled": enabled })).await
+    pub async fn set_client_enabled(
+        &self,
+        client_id: Uuid,
+        enabled: bool,
+    ) -> Result<(), AdminError> {
+        self.store
+            .set_client_enabled(client_id, enabled, self.now)
+            .await?;
+        self.audit(
+            if enabled {
+                "client.enable"
+            } else {
+                "client.disable"
+            },
+            client_id.to_string(),
+            json!({ "enabled": enabled }),
+        )
+        .await
     }
 
     /// Grants a client scopes on an audience.
@@ -203,14 +295,21 @@ impl Actor<'_> {
         if spec.scopes.is_empty() {
             return Err(invalid("scope", "at least one scope is required"));
         }
-        if let (Some(nbf), Some(exp)) = (spec.not_before, spec.expires_at) {
-            if exp <= nbf {
-                return Err(invalid("expires_at", "must be after not_before"));
-            }
+        if let (Some(nbf), Some(exp)) = (spec.not_before, spec.expires_at)
+            && exp <= nbf
+        {
+            return Err(invalid("expires_at", "must be after not_before"));
         }
         let max_ttl_secs = ttl_secs("max_ttl", spec.max_ttl)?;
-        self.store.client(spec.client_id).await?.ok_or(AdminError::NotFound("client"))?;
-        let audience = self.store.audience_by_uri(&spec.audience).await?.ok_or(AdminError::NotFound("audience"))?;
+        self.store
+            .client(spec.client_id)
+            .await?
+            .ok_or(AdminError::NotFound("client"))?;
+        let audience = self
+            .store
+            .audience_by_uri(&spec.audience)
+            .await?
+            .ok_or(AdminError::NotFound("audience"))?;
         let grant = self
             .store
             .create_grant(NewGrant {
@@ -246,7 +345,8 @@ impl Actor<'_> {
                 "already bootstrapped (audience {issuer} exists); create further admins with `mayfly admin client create` and `mayfly admin grant create`"
             )));
         }
-        self.create_audience(issuer, "Mayfly admin API", &[ADMIN_SCOPE.to_owned()]).await?;
+        self.create_audience(issuer, "Mayfly admin API", &[ADMIN_SCOPE.to_owned()])
+            .await?;
         let created = self.create_client("mayfly-admin", None, None).await?;
         self.grant_client(GrantSpec {
             client_id: created.client.id,

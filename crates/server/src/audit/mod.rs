@@ -71,7 +71,10 @@ impl AuditSink {
     /// [`AuditError`] when the batch holding it could not be committed.
     pub async fn record(&self, event: AuditEvent) -> Result<(), AuditError> {
         let (done, wait) = oneshot::channel();
-        self.queue.send(Pending { event, done }).await.map_err(|_| AuditError::Stopped)?;
+        self.queue
+            .send(Pending { event, done })
+            .await
+            .map_err(|_| AuditError::Stopped)?;
         wait.await.map_err(|_| AuditError::Stopped)?
     }
 }
@@ -140,7 +143,12 @@ pub mod kind {
 }
 
 /// Starts an event of `event_type` at `now`; fill the rest with struct update syntax.
-pub fn event(event_type: &str, outcome: &str, now: OffsetDateTime, ctx: &RequestContext) -> AuditEvent {
+pub fn event(
+    event_type: &str,
+    outcome: &str,
+    now: OffsetDateTime,
+    ctx: &RequestContext,
+) -> AuditEvent {
     AuditEvent {
         id: Uuid::now_v7(),
         occurred_at: now,

@@ -36,7 +36,9 @@ pub enum Presented {
 
 impl fmt::Debug for Presented {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct(self.method()).field("client_id", &self.client_id()).finish_non_exhaustive()
+        f.debug_struct(self.method())
+            .field("client_id", &self.client_id())
+            .finish_non_exhaustive()
     }
 }
 
@@ -58,7 +60,11 @@ impl Presented {
 
     /// The claimed client id, shortened and made printable, for audit events.
     pub fn audited_id(&self) -> String {
-        self.client_id().chars().filter(|c| !c.is_control()).take(MAX_AUDITED_ID).collect()
+        self.client_id()
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(MAX_AUDITED_ID)
+            .collect()
     }
 }
 
@@ -92,7 +98,11 @@ pub fn presented(
     match (basic, body_secret) {
         (Some(_), Some(_)) => Err(PresentError::MultipleMethods),
         (Some(encoded), None) => {
-            let decoded = Zeroizing::new(STANDARD.decode(encoded).map_err(|_| PresentError::MalformedBasic)?);
+            let decoded = Zeroizing::new(
+                STANDARD
+                    .decode(encoded)
+                    .map_err(|_| PresentError::MalformedBasic)?,
+            );
             let text = std::str::from_utf8(&decoded).map_err(|_| PresentError::MalformedBasic)?;
             let (id, secret) = text.split_once(':').ok_or(PresentError::MalformedBasic)?;
             // RFC 6749 §2.3.1: both parts are form-urlencoded before Basic encoding.
@@ -105,7 +115,10 @@ pub fn presented(
         }
         (None, Some(secret)) => {
             let client_id = body_client_id.ok_or(PresentError::Missing)?.to_owned();
-            Ok(Presented::Post { client_id, secret: Zeroizing::new(secret.to_owned()) })
+            Ok(Presented::Post {
+                client_id,
+                secret: Zeroizing::new(secret.to_owned()),
+            })
         }
         (None, None) => Err(PresentError::Missing),
     }
@@ -137,8 +150,13 @@ pub enum AuthError {
 ///
 /// # Errors
 /// [`AuthError`] when they do not match an enabled client.
-pub async fn authenticate(store: &dyn Store, presented: &Presented, now: OffsetDateTime) -> Result<ClientRecord, AuthError> {
-    let (Presented::Basic { client_id, secret } | Presented::Post { client_id, secret }) = presented;
+pub async fn authenticate(
+    store: &dyn Store,
+    presented: &Presented,
+    now: OffsetDateTime,
+) -> Result<ClientRecord, AuthError> {
+    let (Presented::Basic { client_id, secret } | Presented::Post { client_id, secret }) =
+        presented;
     let client = match Uuid::parse_str(client_id) {
         Ok(id) => store.client(id).await?,
         Err(_) => None,
@@ -169,8 +187,14 @@ mod tests {
         let p = presented(Some(&basic("abc", "s%3Ae+t")), None, None).unwrap();
         assert_eq!(p.method(), "client_secret_basic");
         assert_eq!(p.client_id(), "abc");
-        let Presented::Basic { secret, .. } = p else { unreachable!() };
-        assert_eq!(secret.as_str(), "s:e t", "form-urlencoded per RFC 6749 §2.3.1");
+        let Presented::Basic { secret, .. } = p else {
+            unreachable!()
+        };
+        assert_eq!(
+            secret.as_str(),
+            "s:e t",
+            "form-urlencoded per RFC 6749 §2.3.1"
+        );
 
         let p = presented(None, Some("abc"), Some("sec")).unwrap();
         assert_eq!(p.method(), "client_secret_post");
@@ -179,15 +203,44 @@ mod tests {
 
     #[test]
     fn refuses_bad_or_mixed_credentials() {
-        assert_eq!(presented(None, None, None).unwrap_err(), PresentError::Missing);
-        assert_eq!(presented(None, Some("abc"), None).unwrap_err(), PresentError::Missing);
-        assert_eq!(presented(None, None, Some("s")).unwrap_err(), PresentError::Missing);
-        assert_eq!(presented(Some("Basic !!!"), None, None).unwrap_err(), PresentError::MalformedBasic);
-        assert_eq!(presented(Some(&format!("Basic {}", STANDARD.encode("nocolon"))), None, None).unwrap_err(), PresentError::MalformedBasic);
-        assert_eq!(presented(Some(&basic("a", "b")), None, Some("b")).unwrap_err(), PresentError::MultipleMethods);
-        assert_eq!(presented(Some(&basic("a", "b")), Some("other"), None).unwrap_err(), PresentError::MultipleMethods);
+        assert_eq!(
+            presented(None, None, None).unwrap_err(),
+            PresentError::Missing
+        );
+        assert_eq!(
+            presented(None, Some("abc"), None).unwrap_err(),
+            PresentError::Missing
+        );
+        assert_eq!(
+            presented(None, None, Some("s")).unwrap_err(),
+            PresentError::Missing
+        );
+        assert_eq!(
+            presented(Some("Basic !!!"), None, None).unwrap_err(),
+            PresentError::MalformedBasic
+        );
+        assert_eq!(
+            presented(
+                Some(&format!("Basic {}", STANDARD.encode("nocolon"))),
+                None,
+                None
+            )
+            .unwrap_err(),
+            PresentError::MalformedBasic
+        );
+        assert_eq!(
+            presented(Some(&basic("a", "b")), None, Some("b")).unwrap_err(),
+            PresentError::MultipleMethods
+        );
+        assert_eq!(
+            presented(Some(&basic("a", "b")), Some("other"), None).unwrap_err(),
+            PresentError::MultipleMethods
+        );
         assert!(presented(Some(&basic("a", "b")), Some("a"), None).is_ok());
         // Another scheme is not client authentication.
-        assert_eq!(presented(Some("Bearer x"), None, None).unwrap_err(), PresentError::Missing);
+        assert_eq!(
+            presented(Some("Bearer x"), None, None).unwrap_err(),
+            PresentError::Missing
+        );
     }
 }

@@ -10,10 +10,21 @@ use crate::state::AppState;
 ///
 /// # Errors
 /// [`TokenError`] when the scopes are not covered by the client's grants.
-pub async fn grant(state: &AppState, client: &ClientRecord, request: &ScopeRequest) -> Result<Issued, TokenError> {
+pub async fn grant(
+    state: &AppState,
+    client: &ClientRecord,
+    request: &ScopeRequest,
+) -> Result<Issued, TokenError> {
     let limits = SubjectLimits {
         default_ttl: client.default_ttl_secs.map(Duration::seconds),
         max_ttl: client.max_ttl_secs.map(Duration::seconds),
     };
-    issue(state, Subject::Client(client.id), client.id, limits, request).await
+    issue(
+        state,
+        Subject::Client(client.id),
+        client.id,
+        limits,
+        request,
+    )
+    .await
 }

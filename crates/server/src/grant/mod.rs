@@ -120,9 +120,15 @@ pub struct SubjectLimits {
 
 /// Resolves the audience: the `resource` parameter, or the one audience the subject is
 /// granted.
-async fn audience(store: &dyn Store, subject: Subject, resource: Option<&str>, now: OffsetDateTime) -> Result<AudienceRecord, TokenError> {
+async fn audience(
+    store: &dyn Store,
+    subject: Subject,
+    resource: Option<&str>,
+    now: OffsetDateTime,
+) -> Result<AudienceRecord, TokenError> {
     if let Some(resource) = resource {
-        let uri = Audience::parse(resource).map_err(|e| TokenError::InvalidTarget(e.to_string()))?;
+        let uri =
+            Audience::parse(resource).map_err(|e| TokenError::InvalidTarget(e.to_string()))?;
         return store
             .audience_by_uri(uri.as_str())
             .await?
@@ -130,7 +136,9 @@ async fn audience(store: &dyn Store, subject: Subject, resource: Option<&str>, n
     }
     let mut granted = store.granted_audiences(subject, now).await?;
     match granted.len() {
-        0 => Err(TokenError::InvalidScope("no scope is granted to this client".into())),
+        0 => Err(TokenError::InvalidScope(
+            "no scope is granted to this client".into(),
+        )),
         1 => Ok(granted.remove(0)),
         _ => Err(TokenError::InvalidTarget(
             "several audiences are granted: name one with the resource parameter (RFC 8707)".into(),
@@ -139,8 +147,14 @@ async fn audience(store: &dyn Store, subject: Subject, resource: Option<&str>, n
 }
 
 /// The latest moment a token under `grant` may expire.
-fn grant_limit(grant: &GrantRecord, now: OffsetDateTime, ceiling: OffsetDateTime) -> OffsetDateTime {
-    let by_ttl = grant.max_ttl_secs.map_or(ceiling, |s| now + Duration::seconds(s));
+fn grant_limit(
+    grant: &GrantRecord,
+    now: OffsetDateTime,
+    ceiling: OffsetDateTime,
+) -> OffsetDateTime {
+    let by_ttl = grant
+        .max_ttl_secs
+        .map_or(ceiling, |s| now + Duration::seconds(s));
     let by_end = grant.expires_at.unwrap_or(ceiling);
     by_ttl.min(by_end).min(ceiling)
 }
@@ -156,15 +170,19 @@ pub async fn issue(
     limits: SubjectLimits,
     request: &ScopeRequest,
 ) -> Result<Issued, TokenError> {
-    let now = state.clock.now();
+    // Tokens carry whole seconds: start from a whole second so that `exp`, rounded
+    // down, never passes a grant's end.
+    // Grants are checked at the exact time, token times start from its whole second.
+    let at = state.clock.now();
+    let now = at.replace_nanosecond(0).unwrap_or(at);
     let scope = request
         .scope
         .as_deref()
         .ok_or_else(|| TokenError::InvalidScope("the scope parameter is required".into()))?;
     let scopes = ScopeSet::parse(scope).map_err(|e| TokenError::InvalidScope(e.to_string()))?;
     let store = state.store.as_ref();
-    let audience = audience(store, subject, request.resource.as_deref(), now).await?;
-    let grants = store.active_grants(subject, audience.id, now).await?;
+    let audience = audience(store, subject, request.resource.as_deref(), at).await?;
+    let grants = store.active_grants(subject, audience.id, at).await?;
 
     // The ceiling: the subject's preferred and maximum lifetimes, the server's maximum.
     let ttl = limits
@@ -183,7 +201,9 @@ pub async fn issue(
             .iter()
             .filter(|g| g.scopes.iter().any(|s| s == wanted.as_str()))
             .max_by_key(|g| grant_limit(g, now, ceiling))
-            .ok_or_else(|| TokenError::InvalidScope(format!("scope {wanted} is not granted for this resource")))?;
+            .ok_or_else(|| {
+                TokenError::InvalidScope(format!("scope {wanted} is not granted for this resource"))
+            })?;
         exp = exp.min(grant_limit(best, now, ceiling));
         if !used.contains(&best.id) {
             used.push(best.id);
@@ -191,7 +211,9 @@ pub async fn issue(
     }
     let lifetime = (exp - now).whole_seconds();
     if lifetime < 1 {
-        return Err(TokenError::InvalidScope("the grant expires too soon to issue a token".into()));
+        return Err(TokenError::InvalidScope(
+            "the grant expires too soon to issue a token".into(),
+        ));
     }
     let exp = now + Duration::seconds(lifetime);
 
@@ -207,7 +229,8 @@ pub async fn issue(
         client_id: client_id.to_string(),
     };
     let keys = state.keyring.current();
-    let access_token = token::mint(&keys.active, &claims).map_err(|e| TokenError::Internal(e.to_string()))?;
+    let access_token =
+        token::mint(&keys.active, &claims).map_err(|e| TokenError::Internal(e.to_string()))?;
     Ok(Issued {
         response: TokenResponse {
             access_token,

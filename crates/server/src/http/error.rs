@@ -38,16 +38,25 @@ impl IntoResponse for TokenError {
         if status.is_client_error() {
             tracing::debug!(error = %self.code(), reason = %self.audit_reason(), "token request refused");
         }
-        let body = ErrorResponse { error: self.code(), error_description: Some(self.to_string()) };
+        let body = ErrorResponse {
+            error: self.code(),
+            error_description: Some(self.to_string()),
+        };
         let mut response = (status, Json(body)).into_response();
         no_store(&mut response);
         let headers = response.headers_mut();
         match status {
             StatusCode::UNAUTHORIZED => {
-                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(r#"Basic realm="mayfly""#));
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static(r#"Basic realm="mayfly""#),
+                );
             }
             StatusCode::SERVICE_UNAVAILABLE => {
-                headers.insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECS));
+                headers.insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from_static(RETRY_AFTER_SECS),
+                );
             }
             _ => {}
         }
@@ -63,7 +72,10 @@ pub fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response {
         .or_else(|| panic.downcast_ref::<String>().cloned())
         .unwrap_or_default();
     tracing::error!(detail, "handler panicked");
-    let body = ErrorResponse { error: ErrorCode::ServerError, error_description: None };
+    let body = ErrorResponse {
+        error: ErrorCode::ServerError,
+        error_description: None,
+    };
     let mut response = (StatusCode::INTERNAL_SERVER_ERROR, Json(body)).into_response();
     no_store(&mut response);
     response

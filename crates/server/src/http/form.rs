@@ -28,7 +28,9 @@ pub struct Form {
 
 impl std::fmt::Debug for Form {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Form").field("keys", &self.single.keys().collect::<Vec<_>>()).finish_non_exhaustive()
+        f.debug_struct("Form")
+            .field("keys", &self.single.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
     }
 }
 
@@ -38,8 +40,11 @@ impl Form {
     /// # Errors
     /// [`FormError`] for a wrong content type or a repeated parameter.
     pub fn parse(content_type: Option<&str>, body: &[u8]) -> Result<Self, FormError> {
-        let media_type = content_type.and_then(|ct| ct.split(';').next()).map(str::trim);
-        if !media_type.is_some_and(|m| m.eq_ignore_ascii_case("application/x-www-form-urlencoded")) {
+        let media_type = content_type
+            .and_then(|ct| ct.split(';').next())
+            .map(str::trim);
+        if !media_type.is_some_and(|m| m.eq_ignore_ascii_case("application/x-www-form-urlencoded"))
+        {
             return Err(FormError::ContentType);
         }
         let mut form = Self::default();
@@ -52,10 +57,15 @@ impl Form {
                 continue;
             }
             if form.single.contains_key(key.as_ref()) {
-                let shown: String = key.chars().filter(|c| c.is_ascii_graphic()).take(32).collect();
+                let shown: String = key
+                    .chars()
+                    .filter(|c| c.is_ascii_graphic())
+                    .take(32)
+                    .collect();
                 return Err(FormError::Repeated(shown));
             }
-            form.single.insert(key.into_owned(), Zeroizing::new(value.into_owned()));
+            form.single
+                .insert(key.into_owned(), Zeroizing::new(value.into_owned()));
         }
         Ok(form)
     }
@@ -79,7 +89,11 @@ mod tests {
 
     #[test]
     fn parses_and_treats_empty_as_omitted() {
-        let f = Form::parse(Some("Application/X-WWW-Form-Urlencoded; charset=UTF-8"), b"a=1&b=&c=x+y%21").unwrap();
+        let f = Form::parse(
+            Some("Application/X-WWW-Form-Urlencoded; charset=UTF-8"),
+            b"a=1&b=&c=x+y%21",
+        )
+        .unwrap();
         assert_eq!(f.get("a"), Some("1"));
         assert_eq!(f.get("b"), None);
         assert_eq!(f.get("c"), Some("x y!"));
@@ -89,9 +103,18 @@ mod tests {
 
     #[test]
     fn refuses_repeats_and_wrong_types() {
-        assert_eq!(Form::parse(FORM, b"a=1&a=2").unwrap_err(), FormError::Repeated("a".into()));
-        assert_eq!(Form::parse(Some("application/json"), b"{}").unwrap_err(), FormError::ContentType);
-        assert_eq!(Form::parse(None, b"a=1").unwrap_err(), FormError::ContentType);
+        assert_eq!(
+            Form::parse(FORM, b"a=1&a=2").unwrap_err(),
+            FormError::Repeated("a".into())
+        );
+        assert_eq!(
+            Form::parse(Some("application/json"), b"{}").unwrap_err(),
+            FormError::ContentType
+        );
+        assert_eq!(
+            Form::parse(None, b"a=1").unwrap_err(),
+            FormError::ContentType
+        );
         let f = Form::parse(FORM, b"resource=a:1&resource=b:2").unwrap();
         assert_eq!(f.resources(), ["a:1", "b:2"]);
     }

@@ -1,11 +1,11 @@
 //! Liveness and readiness.
 
+use axum::Json;
 use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::Json;
 use serde::Serialize;
 
 use super::error::RETRY_AFTER_SECS;
@@ -13,7 +13,9 @@ use crate::state::AppState;
 
 /// Routes of this module.
 pub fn router() -> Router<AppState> {
-    Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz))
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
 }
 
 /// A health answer.
@@ -38,8 +40,17 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
         Ok(()) => Json(Health { status: "ready" }).into_response(),
         Err(e) => {
             tracing::warn!(error = %e, "not ready");
-            let mut response = (StatusCode::SERVICE_UNAVAILABLE, Json(Health { status: "unavailable" })).into_response();
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECS));
+            let mut response = (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(Health {
+                    status: "unavailable",
+                }),
+            )
+                .into_response();
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from_static(RETRY_AFTER_SECS),
+            );
             response
         }
     }

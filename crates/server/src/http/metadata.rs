@@ -1,12 +1,12 @@
 //! Discovery: `GET /.well-known/oauth-authorization-server` (RFC 8414) and the key set
 //! `GET /.well-known/jwks.json` (RFC 7517 with OKP keys per RFC 8037, plus `paserk`).
 
+use axum::Json;
 use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::Json;
 use mayfly_core::wire::ServerMetadata;
 
 use crate::state::AppState;
@@ -32,13 +32,17 @@ pub async fn metadata(State(state): State<AppState>) -> Response {
         token_endpoint: format!("{issuer}/oauth2/token"),
         jwks_uri: format!("{issuer}/.well-known/jwks.json"),
         grant_types_supported: vec!["client_credentials".into()],
-        token_endpoint_auth_methods_supported: vec!["client_secret_basic".into(), "client_secret_post".into()],
+        token_endpoint_auth_methods_supported: vec![
+            "client_secret_basic".into(),
+            "client_secret_post".into(),
+        ],
         response_types_supported: vec![],
     };
     let mut response = Json(body).into_response();
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=300"),
+    );
     response
 }
 
@@ -51,17 +55,28 @@ pub async fn metadata(State(state): State<AppState>) -> Response {
     ))]
 pub async fn jwks(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let keys = state.keyring.current();
-    let etag = HeaderValue::from_str(&keys.etag).unwrap_or_else(|_| HeaderValue::from_static("\"\""));
+    let etag =
+        HeaderValue::from_str(&keys.etag).unwrap_or_else(|_| HeaderValue::from_static("\"\""));
     let cache = HeaderValue::from_str(&format!("public, max-age={JWKS_MAX_AGE_SECS}"))
         .unwrap_or_else(|_| HeaderValue::from_static("no-cache"));
     let fresh = headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|tag| tag.trim() == keys.etag || tag.trim() == "*"));
+        .is_some_and(|v| {
+            v.split(',')
+                .any(|tag| tag.trim() == keys.etag || tag.trim() == "*")
+        });
     let mut response = if fresh {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
-        ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], keys.jwks_json.clone()).into_response()
+        (
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            keys.jwks_json.clone(),
+        )
+            .into_response()
     };
     let h = response.headers_mut();
     h.insert(header::ETAG, etag);

@@ -1,9 +1,9 @@
 //! The OpenAPI document, generated from the handlers and wire types by utoipa, served
 //! at `GET /openapi.json` and committed as `openapi/openapi.json`.
 
+use axum::Json;
 use axum::Router;
 use axum::routing::get;
-use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 

@@ -1,11 +1,11 @@
 //! `POST /oauth2/token` (RFC 6749 §3.2, §4.4, §5; RFC 8707 `resource`).
 
+use axum::Json;
 use axum::Router;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use axum::Json;
 use mayfly_store::AuditEvent;
 use serde::Deserialize;
 
@@ -92,22 +92,41 @@ pub async fn token(State(state): State<AppState>, request: Request) -> Response 
     }
 }
 
-async fn exchange(state: &AppState, headers: &HeaderMap, body: &[u8], seen: &mut Seen) -> Result<Issued, TokenError> {
-    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+async fn exchange(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: &[u8],
+    seen: &mut Seen,
+) -> Result<Issued, TokenError> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
     let form = Form::parse(content_type, body).map_err(|e| match e {
-        FormError::ContentType | FormError::Repeated(_) => TokenError::InvalidRequest(e.to_string()),
+        FormError::ContentType | FormError::Repeated(_) => {
+            TokenError::InvalidRequest(e.to_string())
+        }
     })?;
     seen.grant_type = form.get("grant_type").map(str::to_owned);
     seen.scope = form.get("scope").map(str::to_owned);
     let resource = match form.resources() {
         [] => None,
         [one] => Some(one.clone()),
-        _ => return Err(TokenError::InvalidTarget("a token is for exactly one resource".into())),
+        _ => {
+            return Err(TokenError::InvalidTarget(
+                "a token is for exactly one resource".into(),
+            ));
+        }
     };
     seen.resource = resource.clone();
 
-    let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-    let presented = client_auth::presented(authorization, form.get("client_id"), form.get("client_secret"));
+    let authorization = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let presented = client_auth::presented(
+        authorization,
+        form.get("client_id"),
+        form.get("client_secret"),
+    );
     if let Ok(p) = &presented {
         seen.client_id = Some(p.audited_id());
         seen.auth_method = Some(p.method());
@@ -116,19 +135,31 @@ async fn exchange(state: &AppState, headers: &HeaderMap, body: &[u8], seen: &mut
         .get("grant_type")
         .ok_or_else(|| TokenError::InvalidRequest("the grant_type parameter is required".into()))?;
     if grant_type != "client_credentials" {
-        return Err(TokenError::UnsupportedGrantType(grant_type.chars().take(64).collect()));
+        return Err(TokenError::UnsupportedGrantType(
+            grant_type.chars().take(64).collect(),
+        ));
     }
     let presented = presented.map_err(|e| match e {
-        PresentError::Missing | PresentError::MalformedBasic => TokenError::InvalidClient(e.to_string()),
+        PresentError::Missing | PresentError::MalformedBasic => {
+            TokenError::InvalidClient(e.to_string())
+        }
         PresentError::MultipleMethods => TokenError::InvalidRequest(e.to_string()),
     })?;
     let now = state.clock.now();
     let client = client_auth::authenticate(state.store.as_ref(), &presented, now).await?;
-    let request = ScopeRequest { scope: form.get("scope").map(str::to_owned), resource };
+    let request = ScopeRequest {
+        scope: form.get("scope").map(str::to_owned),
+        resource,
+    };
     grant::client_credentials::grant(state, &client, &request).await
 }
 
-fn issued_event(state: &AppState, issued: &Issued, seen: &Seen, ctx: &RequestContext) -> AuditEvent {
+fn issued_event(
+    state: &AppState,
+    issued: &Issued,
+    seen: &Seen,
+    ctx: &RequestContext,
+) -> AuditEvent {
     let claims = &issued.claims;
     AuditEvent {
         actor: Some(claims.client_id.clone()),
@@ -148,7 +179,12 @@ fn issued_event(state: &AppState, issued: &Issued, seen: &Seen, ctx: &RequestCon
     }
 }
 
-fn denied_event(state: &AppState, error: &TokenError, seen: &Seen, ctx: &RequestContext) -> AuditEvent {
+fn denied_event(
+    state: &AppState,
+    error: &TokenError,
+    seen: &Seen,
+    ctx: &RequestContext,
+) -> AuditEvent {
     let (event_type, result) = match error {
         TokenError::InvalidClient(_) => (kind::CLIENT_AUTH_FAILED, outcome::FAILURE),
         TokenError::Unavailable | TokenError::Internal(_) => (kind::TOKEN_DENIED, outcome::FAILURE),

@@ -74,12 +74,20 @@ impl MasterKey {
             Ok(text) => Self::parse_hex(text.trim()).ok_or(MasterKeyError::Format(shown)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && source.create_if_missing => {
                 let key = Self::generate();
-                write_new_key_file(path, &key).map_err(|source| MasterKeyError::Io { path: shown.clone(), source })?;
+                write_new_key_file(path, &key).map_err(|source| MasterKeyError::Io {
+                    path: shown.clone(),
+                    source,
+                })?;
                 tracing::warn!(path = %shown, "generated a new development master key; back it up, and use an explicit key file in production");
                 Ok(key)
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(MasterKeyError::Missing(shown)),
-            Err(source) => Err(MasterKeyError::Io { path: shown, source }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Err(MasterKeyError::Missing(shown))
+            }
+            Err(source) => Err(MasterKeyError::Io {
+                path: shown,
+                source,
+            }),
         }
     }
 
@@ -116,7 +124,16 @@ impl MasterKey {
         rand::rng().fill_bytes(&mut nonce);
         let nonce = XNonce::from(nonce);
         // Encryption fails only for inputs of gigabytes; ours are 32 bytes.
-        let sealed = self.cipher().encrypt(&nonce, Payload { msg: plaintext, aad }).unwrap_or_default();
+        let sealed = self
+            .cipher()
+            .encrypt(
+                &nonce,
+                Payload {
+                    msg: plaintext,
+                    aad,
+                },
+            )
+            .unwrap_or_default();
         let mut out = Vec::with_capacity(NONCE_LEN + sealed.len());
         out.extend_from_slice(&nonce);
         out.extend_from_slice(&sealed);
@@ -134,7 +151,13 @@ impl MasterKey {
         let (nonce, ciphertext) = sealed.split_at(NONCE_LEN);
         let nonce: [u8; NONCE_LEN] = nonce.try_into().map_err(|_| MasterKeyError::Decrypt)?;
         self.cipher()
-            .decrypt(&XNonce::from(nonce), Payload { msg: ciphertext, aad })
+            .decrypt(
+                &XNonce::from(nonce),
+                Payload {
+                    msg: ciphertext,
+                    aad,
+                },
+            )
             .map(Zeroizing::new)
             .map_err(|_| MasterKeyError::Decrypt)
     }
@@ -163,7 +186,10 @@ mod tests {
         let sealed = key.seal(b"secret seed", b"k4.pid.a");
         assert_eq!(&*key.open(&sealed, b"k4.pid.a").unwrap(), b"secret seed");
         assert!(key.open(&sealed, b"k4.pid.b").is_err(), "aad binds the row");
-        assert!(MasterKey::generate().open(&sealed, b"k4.pid.a").is_err(), "other key");
+        assert!(
+            MasterKey::generate().open(&sealed, b"k4.pid.a").is_err(),
+            "other key"
+        );
         let mut tampered = sealed.clone();
         tampered[30] ^= 1;
         assert!(key.open(&tampered, b"k4.pid.a").is_err());
@@ -173,14 +199,20 @@ mod tests {
     #[test]
     fn key_file_created_0600_and_reloaded() {
         let dir = tempfile::tempdir().unwrap();
-        let source = MasterKeySource { path: dir.path().join("mayfly.key"), create_if_missing: true };
+        let source = MasterKeySource {
+            path: dir.path().join("mayfly.key"),
+            create_if_missing: true,
+        };
         let first = MasterKey::load(&source).unwrap();
         let second = MasterKey::load(&source).unwrap();
         assert_eq!(*first.0, *second.0);
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt as _;
-            let mode = std::fs::metadata(&source.path).unwrap().permissions().mode();
+            let mode = std::fs::metadata(&source.path)
+                .unwrap()
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
         assert!(format!("{first:?}").contains("redacted"));
@@ -190,12 +222,24 @@ mod tests {
     fn missing_or_malformed_files_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("k");
-        let strict = MasterKeySource { path: path.clone(), create_if_missing: false };
-        assert!(matches!(MasterKey::load(&strict), Err(MasterKeyError::Missing(_))));
+        let strict = MasterKeySource {
+            path: path.clone(),
+            create_if_missing: false,
+        };
+        assert!(matches!(
+            MasterKey::load(&strict),
+            Err(MasterKeyError::Missing(_))
+        ));
         std::fs::write(&path, "abc").unwrap();
-        assert!(matches!(MasterKey::load(&strict), Err(MasterKeyError::Format(_))));
+        assert!(matches!(
+            MasterKey::load(&strict),
+            Err(MasterKeyError::Format(_))
+        ));
         std::fs::write(&path, format!("{}\n", "g".repeat(64))).unwrap();
-        assert!(matches!(MasterKey::load(&strict), Err(MasterKeyError::Format(_))));
+        assert!(matches!(
+            MasterKey::load(&strict),
+            Err(MasterKeyError::Format(_))
+        ));
         std::fs::write(&path, format!("{}\n", "0a".repeat(32))).unwrap();
         assert_eq!(*MasterKey::load(&strict).unwrap().0, [10u8; 32]);
     }

@@ -50,10 +50,20 @@ pub struct KeySet {
 
 impl KeySet {
     fn new(active: SigningKey, published: Vec<PublicKey>) -> Self {
-        let doc = JwkSet { keys: published.iter().map(Jwk::from_public).collect() };
+        let doc = JwkSet {
+            keys: published.iter().map(Jwk::from_public).collect(),
+        };
         let jwks_json = serde_json::to_string(&doc).unwrap_or_else(|_| r#"{"keys":[]}"#.to_owned());
-        let etag = format!("\"{}\"", URL_SAFE_NO_PAD.encode(&Sha256::digest(jwks_json.as_bytes())[..16]));
-        Self { active, published, jwks_json, etag }
+        let etag = format!(
+            "\"{}\"",
+            URL_SAFE_NO_PAD.encode(&Sha256::digest(jwks_json.as_bytes())[..16])
+        );
+        Self {
+            active,
+            published,
+            jwks_json,
+            etag,
+        }
     }
 
     /// The published key with this id.
@@ -73,20 +83,29 @@ impl Keyring {
     ///
     /// # Errors
     /// [`KeyringError`] when the store fails or a key does not decrypt.
-    pub async fn load(store: &dyn KeyStore, master: &MasterKey, now: OffsetDateTime) -> Result<Self, KeyringError> {
+    pub async fn load(
+        store: &dyn KeyStore,
+        master: &MasterKey,
+        now: OffsetDateTime,
+    ) -> Result<Self, KeyringError> {
         let candidate = new_key_record(master, now);
         let active_record = store.ensure_active_key(candidate).await?;
         let active = open_signing_key(&active_record, master)?;
         let mut published = Vec::new();
         for record in store.signing_keys().await? {
-            if matches!(record.state, KeyState::Next | KeyState::Active | KeyState::Retired) {
+            if matches!(
+                record.state,
+                KeyState::Next | KeyState::Active | KeyState::Retired
+            ) {
                 published.push(public_key(&record)?);
             }
         }
         if !published.iter().any(|k| k.id() == active.id()) {
             published.push(active.public().clone());
         }
-        Ok(Self { current: RwLock::new(Arc::new(KeySet::new(active, published))) })
+        Ok(Self {
+            current: RwLock::new(Arc::new(KeySet::new(active, published))),
+        })
     }
 
     /// The current key set.
@@ -125,20 +144,30 @@ fn new_key_record(master: &MasterKey, now: OffsetDateTime) -> SigningKeyRecord {
 }
 
 fn public_key(record: &SigningKeyRecord) -> Result<PublicKey, KeyringError> {
-    let bytes: [u8; 32] = record.public_key.as_slice().try_into().map_err(|_| KeyringError::Corrupt(record.id.clone()))?;
-    let key = PublicKey::from_bytes(&bytes).map_err(|_| KeyringError::Corrupt(record.id.clone()))?;
+    let bytes: [u8; 32] = record
+        .public_key
+        .as_slice()
+        .try_into()
+        .map_err(|_| KeyringError::Corrupt(record.id.clone()))?;
+    let key =
+        PublicKey::from_bytes(&bytes).map_err(|_| KeyringError::Corrupt(record.id.clone()))?;
     if key.id().as_str() != record.id {
         return Err(KeyringError::Corrupt(record.id.clone()));
     }
     Ok(key)
 }
 
-fn open_signing_key(record: &SigningKeyRecord, master: &MasterKey) -> Result<SigningKey, KeyringError> {
+fn open_signing_key(
+    record: &SigningKeyRecord,
+    master: &MasterKey,
+) -> Result<SigningKey, KeyringError> {
     let seed = master
         .open(&record.private_key_enc, record.id.as_bytes())
         .map_err(|e| KeyringError::MasterKey(record.id.clone(), e))?;
     let seed: zeroize::Zeroizing<[u8; 32]> = zeroize::Zeroizing::new(
-        seed.as_slice().try_into().map_err(|_| KeyringError::Corrupt(record.id.clone()))?,
+        seed.as_slice()
+            .try_into()
+            .map_err(|_| KeyringError::Corrupt(record.id.clone()))?,
     );
     let key = SigningKey::from_seed(&seed);
     if key.id().as_str() != record.id {

@@ -1,0 +1,38 @@
+//! Checks that live outside Rust, run as part of `cargo test` so the one test command
+//! covers them: an independent PASETO implementation (pyseto) verifies our tokens, and
+//! the compose file validates.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn run(script: &str, args: &[&str]) {
+    let output = Command::new("bash")
+        .arg(repo_root().join(script))
+        .args(args)
+        .current_dir(repo_root())
+        .output();
+    let output = match output {
+        Ok(o) => o,
+        Err(e) => panic!("could not run {script}: {e}"),
+    };
+    assert!(
+        output.status.success(),
+        "{script} failed:\n--- stdout\n{}\n--- stderr\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
+fn pyseto_verifies_mayfly_tokens() {
+    run("tests/interop/run.sh", &[env!("CARGO_BIN_EXE_mayfly")]);
+}
+
+#[test]
+fn compose_file_validates() {
+    run("tests/compose/check.sh", &[]);
+}

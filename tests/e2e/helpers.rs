@@ -1,0 +1,256 @@
+//! The test kit: `spawn_app(backend)` and typed helpers around the running service.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use mayfly_core::wire::JwkSet;
+use mayfly_sdk::OfflineVerifier;
+use mayfly_server::admin::{Actor, GrantSpec};
+use mayfly_server::clock::{Clock, ManualClock, SystemClock};
+use mayfly_server::config::{Config, LogFormat};
+use mayfly_server::state::AppState;
+use mayfly_store::testing::TestDb;
+use mayfly_store::{AuditEvent, AuditQuery, Backend};
+use serde_json::Value;
+use time::{Duration, OffsetDateTime};
+use tokio::sync::oneshot;
+use uuid::Uuid;
+
+/// A running Mayfly with its own database.
+pub struct TestApp {
+    /// `http://127.0.0.1:PORT`; also the issuer.
+    pub base: String,
+    /// Shared state of the running service (store, keyring…).
+    pub state: AppState,
+    /// An HTTP client.
+    pub http: reqwest::Client,
+    /// The service's clock: starts at the real time, moves only when a test says so.
+    pub clock: Arc<ManualClock>,
+    shutdown: Option<oneshot::Sender<()>>,
+    _db: TestDb,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// Credentials of a client created for a test.
+#[derive(Debug, Clone)]
+pub struct TestClient {
+    pub id: Uuid,
+    pub secret: String,
+}
+
+/// How a token request authenticates.
+#[derive(Debug, Clone, Copy)]
+pub enum Auth<'a> {
+    Basic(&'a TestClient),
+    Post(&'a TestClient),
+    None,
+}
+
+pub async fn spawn_app(backend: Backend) -> TestApp {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let db = TestDb::new(backend).await;
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("mayfly.key");
+    std::fs::write(&key_file, format!("{}\n", "7f".repeat(32))).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr: SocketAddr = listener.local_addr().unwrap();
+    let config = Config {
+        listen: addr,
+        issuer: None,
+        database_url: db.url.clone(),
+        master_key_file: Some(key_file),
+        token_ttl: Duration::seconds(300),
+        max_token_ttl: Duration::seconds(3600),
+        log_format: LogFormat::Text,
+    };
+    let clock = Arc::new(ManualClock::new(SystemClock.now()));
+    let started = AppState::start(config, clock.clone()).await.unwrap();
+    let state = started.state.clone();
+    let (tx, rx) = oneshot::channel::<()>();
+    tokio::spawn(mayfly_server::http::serve(listener, started.state, async {
+        let _ = rx.await;
+    }));
+    TestApp {
+        base: format!("http://{addr}"),
+        state,
+        http: reqwest::Client::new(),
+        clock,
+        shutdown: Some(tx),
+        _db: db,
+        _dir: dir,
+    }
+}
+
+impl TestApp {
+    /// The admin service layer, acting as `test`.
+    pub fn admin(&self) -> Actor<'_> {
+        Actor {
+            store: self.state.store.as_ref(),
+            id: "test".into(),
+            now: self.now(),
+        }
+    }
+
+    /// The service's current time.
+    pub fn now(&self) -> OffsetDateTime {
+        self.clock.now()
+    }
+
+    /// Creates an audience with scopes.
+    pub async fn audience(&self, uri: &str, scopes: &[&str]) {
+        let scopes: Vec<String> = scopes.iter().map(|s| (*s).to_owned()).collect();
+        self.admin()
+            .create_audience(uri, "", &scopes)
+            .await
+            .unwrap();
+    }
+
+    /// Creates a client.
+    pub async fn client(&self) -> TestClient {
+        self.client_with_ttl(None, None).await
+    }
+
+    pub async fn client_with_ttl(
+        &self,
+        ttl: Option<Duration>,
+        max_ttl: Option<Duration>,
+    ) -> TestClient {
+        let created = self
+            .admin()
+            .create_client("test-client", ttl, max_ttl)
+            .await
+            .unwrap();
+        TestClient {
+            id: created.client.id,
+            secret: created.secret.expose().to_owned(),
+        }
+    }
+
+    /// Grants `client` scopes on `audience` with no window.
+    pub async fn grant(&self, client: &TestClient, audience: &str, scopes: &[&str]) {
+        self.grant_spec(GrantSpec {
+            client_id: client.id,
+            audience: audience.into(),
+            scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
+            ..GrantSpec::default()
+        })
+        .await;
+    }
+
+    pub async fn grant_spec(&self, spec: GrantSpec) {
+        self.admin().grant_client(spec).await.unwrap();
+    }
+
+    /// POSTs a form to the token endpoint.
+    pub async fn token_request(
+        &self,
+        auth: Auth<'_>,
+        params: &[(&str, &str)],
+    ) -> reqwest::Response {
+        let mut form: Vec<(String, String)> = params
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        let mut request = self.http.post(format!("{}/oauth2/token", self.base));
+        match auth {
+            Auth::Basic(c) => request = request.basic_auth(c.id, Some(&c.secret)),
+            Auth::Post(c) => {
+                form.push(("client_id".into(), c.id.to_string()));
+                form.push(("client_secret".into(), c.secret.clone()));
+            }
+            Auth::None => {}
+        }
+        request.form(&form).send().await.unwrap()
+    }
+
+    /// POSTs a raw body to the token endpoint.
+    pub async fn token_raw(
+        &self,
+        client: &TestClient,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> reqwest::Response {
+        self.http
+            .post(format!("{}/oauth2/token", self.base))
+            .basic_auth(client.id, Some(&client.secret))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Gets a token, asserting success; returns the response JSON.
+    pub async fn token_ok(&self, auth: Auth<'_>, params: &[(&str, &str)]) -> Value {
+        let response = self.token_request(auth, params).await;
+        let status = response.status();
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+
+    /// The published key set.
+    pub async fn jwks(&self) -> JwkSet {
+        self.http
+            .get(format!("{}/.well-known/jwks.json", self.base))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// A resource server's verifier for `audience`, from the published key set.
+    pub async fn verifier(&self, audience: &str) -> OfflineVerifier {
+        OfflineVerifier::new(&self.base, audience, &self.jwks().await)
+    }
+
+    /// Audit events of one type, newest first.
+    pub async fn audit(&self, event_type: &str) -> Vec<AuditEvent> {
+        self.state
+            .store
+            .audit_events(&AuditQuery {
+                event_type: Some(event_type.into()),
+                client_id: None,
+                limit: 1000,
+            })
+            .await
+            .unwrap()
+    }
+}
+
+/// Asserts an RFC 6749 §5.2 error response and returns its body.
+pub async fn assert_oauth_error(response: reqwest::Response, status: u16, code: &str) -> Value {
+    let got = response.status().as_u16();
+    let headers = response.headers().clone();
+    let body: Value = response.json().await.unwrap_or(Value::Null);
+    assert_eq!(
+        (got, body["error"].as_str()),
+        (status, Some(code)),
+        "body: {body}"
+    );
+    assert_eq!(
+        headers.get("cache-control").and_then(|v| v.to_str().ok()),
+        Some("no-store")
+    );
+    assert_eq!(
+        headers.get("pragma").and_then(|v| v.to_str().ok()),
+        Some("no-cache")
+    );
+    if status == 401 {
+        assert!(
+            headers.get("www-authenticate").is_some(),
+            "401 without WWW-Authenticate"
+        );
+    }
+    body
+}
