@@ -139,6 +139,21 @@ impl Config {
         Ok(())
     }
 
+    /// Checks that the database URL names a supported backend.
+    ///
+    /// # Errors
+    /// [`ConfigError`] for any other scheme.
+    pub fn check_database_url(&self) -> Result<(), ConfigError> {
+        if self.is_postgres() || self.database_url.starts_with("sqlite:") {
+            Ok(())
+        } else {
+            Err(invalid(
+                "--database-url / MAYFLY_DATABASE_URL",
+                "must start with sqlite:, postgres:// or postgresql://",
+            ))
+        }
+    }
+
     /// Whether the database is Postgres.
     pub fn is_postgres(&self) -> bool {
         self.database_url.starts_with("postgres://")

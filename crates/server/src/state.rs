@@ -45,7 +45,7 @@ pub enum StartError {
     #[error(transparent)]
     MasterKey(#[from] crate::keys::MasterKeyError),
     /// The database.
-    #[error("database: {0}")]
+    #[error("database")]
     Store(#[from] mayfly_store::StoreError),
     /// The signing keys.
     #[error(transparent)]
@@ -69,6 +69,7 @@ impl AppState {
     pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Started, StartError> {
         let issuer = config.issuer()?;
         config.check_ttls()?;
+        config.check_database_url()?;
         let master = MasterKey::load(&config.master_key_source()?)?;
         let store = mayfly_store::connect(&config.database_url).await?;
         store.migrate().await?;

@@ -2,6 +2,9 @@
 //! covers them: an independent PASETO implementation (pyseto) verifies our tokens, and
 //! the compose file validates.
 
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::path::PathBuf;
 use std::process::Command;
 

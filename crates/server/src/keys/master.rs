@@ -22,7 +22,7 @@ const NONCE_LEN: usize = 24;
 #[derive(Debug, thiserror::Error)]
 pub enum MasterKeyError {
     /// The key file could not be read or written.
-    #[error("master key file {path}: {source}")]
+    #[error("master key file {path}")]
     Io {
         /// The file.
         path: String,
