@@ -24,6 +24,8 @@ pub struct TestApp {
     pub state: AppState,
     /// An HTTP client.
     pub http: reqwest::Client,
+    /// The database URL, for a second process's view of the same data.
+    pub db_url: String,
     /// The service's clock: starts at the real time, moves only when a test says so.
     pub clock: Arc<ManualClock>,
     shutdown: Option<oneshot::Sender<()>>,
@@ -82,6 +84,7 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
         base: format!("http://{addr}"),
         state,
         http: reqwest::Client::new(),
+        db_url: db.url.clone(),
         clock,
         shutdown: Some(tx),
         _db: db,

@@ -22,6 +22,7 @@ crate::both_stores!(
     token_lifetimes,
     secret_rotation,
     denials_are_audited_without_secrets,
+    changes_from_other_processes_reach_the_cache,
 );
 
 /// The whole walking skeleton: bootstrap an admin, set up an audience, scope, client and
@@ -820,4 +821,43 @@ async fn denials_are_audited_without_secrets(app: TestApp) {
             "a secret or token reached the audit log"
         );
     }
+}
+
+/// The issuance cache sees changes made by another process (the CLI, another replica)
+/// once it polls the revision; no sleeping: the test triggers the poll.
+async fn changes_from_other_processes_reach_the_cache(app: TestApp) {
+    app.audience(ORDERS, &["orders:read", "orders:write"]).await;
+    let client = app.client().await;
+    app.grant(&client, ORDERS, &["orders:read"]).await;
+    let ask = |scope: &'static str| [("grant_type", "client_credentials"), ("scope", scope)];
+    app.token_ok(Auth::Basic(&client), &ask("orders:read"))
+        .await;
+
+    let other = mayfly_store::connect(&app.db_url).await.unwrap();
+    let cli = mayfly_server::admin::Actor {
+        store: other.as_ref(),
+        id: "cli".into(),
+        now: app.now(),
+    };
+    cli.grant_client(GrantSpec {
+        client_id: client.id,
+        audience: ORDERS.into(),
+        scopes: vec!["orders:write".into()],
+        ..GrantSpec::default()
+    })
+    .await
+    .unwrap();
+    app.state.directory.refresh().await.unwrap();
+    app.token_ok(Auth::Basic(&client), &ask("orders:write"))
+        .await;
+
+    cli.set_client_enabled(client.id, false).await.unwrap();
+    app.state.directory.refresh().await.unwrap();
+    assert_oauth_error(
+        app.token_request(Auth::Basic(&client), &ask("orders:read"))
+            .await,
+        401,
+        "invalid_client",
+    )
+    .await;
 }

@@ -39,8 +39,9 @@ pub struct Config {
     pub database_url: String,
 
     /// File holding the master key (64 hex characters) that encrypts private signing keys.
-    /// With SQLite it defaults to `mayfly.key` beside the database and is created when
-    /// missing; with Postgres it is required and must exist.
+    /// Created (mode 0600, with a warning) when missing. With SQLite it defaults to
+    /// `mayfly.key` beside the database; with Postgres it must be named explicitly, since
+    /// every replica needs the same key.
     #[arg(long, env = "MAYFLY_MASTER_KEY_FILE", global = true)]
     pub master_key_file: Option<PathBuf>,
 
@@ -91,7 +92,7 @@ fn invalid(setting: &'static str, reason: impl Into<String>) -> ConfigError {
 pub struct MasterKeySource {
     /// The key file.
     pub path: PathBuf,
-    /// Whether a missing file may be generated (development with SQLite only).
+    /// Whether a missing file may be generated.
     pub create_if_missing: bool,
 }
 
@@ -161,15 +162,16 @@ impl Config {
     }
 
     /// Resolves the master key file: explicit, or (SQLite only) `mayfly.key` beside the DB.
+    /// A missing file is generated on first start; a replica given a different key fails
+    /// at start-up, since the stored signing keys do not decrypt.
     ///
     /// # Errors
     /// [`ConfigError`] when Postgres is used without an explicit key file.
     pub fn master_key_source(&self) -> Result<MasterKeySource, ConfigError> {
-        let postgres = self.is_postgres();
-        match (&self.master_key_file, postgres) {
+        match (&self.master_key_file, self.is_postgres()) {
             (Some(path), _) => Ok(MasterKeySource {
                 path: path.clone(),
-                create_if_missing: !postgres,
+                create_if_missing: true,
             }),
             (None, true) => Err(invalid(
                 "--master-key-file / MAYFLY_MASTER_KEY_FILE",
@@ -295,7 +297,7 @@ mod tests {
         ])
         .master_key_source()
         .unwrap();
-        assert!(!pg.create_if_missing);
+        assert!(pg.create_if_missing && pg.path == Path::new("/k"));
         let beside = config(&["--database-url", "sqlite:///var/lib/mayfly/m.db"])
             .master_key_source()
             .unwrap();

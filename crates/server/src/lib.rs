@@ -3,7 +3,8 @@
 //! `http/` is the web layer (one module per endpoint family, and `http/error.rs`, the one
 //! place errors become responses); `grant/` issues tokens, one module per grant type;
 //! `client_auth/` authenticates clients, one module per method; `keys/` holds the keyring
-//! and the master key; `audit/` makes events durable with group commit; `admin/` is the
+//! and the master key; `audit/` makes events durable with group commit; `directory` caches who may get
+//! which token; `admin/` is the
 //! service layer behind the admin CLI. Handlers stay thin and no SQL lives here.
 
 pub mod admin;
@@ -12,6 +13,7 @@ pub mod cli;
 pub mod client_auth;
 pub mod clock;
 pub mod config;
+pub mod directory;
 pub mod grant;
 pub mod http;
 pub mod keys;

@@ -8,6 +8,7 @@ use tokio::task::JoinHandle;
 use crate::audit::AuditSink;
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::directory::Directory;
 use crate::keys::{Keyring, MasterKey};
 
 /// Everything a handler may use. Cheap to clone.
@@ -21,6 +22,8 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     /// Signing keys.
     pub keyring: Arc<Keyring>,
+    /// Clients, secrets and grants, cached.
+    pub directory: Arc<Directory>,
     /// Durable audit log.
     pub audit: AuditSink,
     /// Time.
@@ -74,12 +77,14 @@ impl AppState {
         let store = mayfly_store::connect(&config.database_url).await?;
         store.migrate().await?;
         let keyring = Keyring::load(store.as_ref(), &master, clock.now()).await?;
+        let directory = Directory::start(store.clone()).await?;
         let (audit, audit_writer) = AuditSink::start(store.clone());
         let state = Self {
             config: Arc::new(config),
             issuer,
             store,
             keyring: Arc::new(keyring),
+            directory,
             audit,
             clock,
         };

@@ -38,11 +38,11 @@ macro_rules! contract {
 contract!(
     audiences_and_scopes,
     clients_and_secrets,
-    grants_in_force,
     grant_references_must_exist,
     one_active_key,
     audit_batches_and_filters,
     migrate_twice_is_harmless,
+    client_view_and_revision,
 );
 
 async fn audience(store: &dyn Store, uri: &str, scopes: &[&str]) -> AudienceRecord {
@@ -225,85 +225,6 @@ async fn clients_and_secrets(store: Arc<dyn Store>) {
     );
 }
 
-async fn grants_in_force(store: Arc<dyn Store>) {
-    let orders = audience(
-        &*store,
-        "https://api.example/orders",
-        &["orders:read", "orders:write"],
-    )
-    .await;
-    let billing = audience(&*store, "https://api.example/billing", &["billing:read"]).await;
-    let c = client(&*store).await;
-    let who = Subject::Client(c.id);
-    let t = now();
-
-    let g = store
-        .create_grant(grant(
-            who,
-            orders.id,
-            &["orders:write", "orders:read", "orders:read"],
-        ))
-        .await
-        .unwrap();
-    assert_eq!(g.scopes, ["orders:read", "orders:write"]);
-    store
-        .create_grant(NewGrant {
-            not_before: Some(t + Duration::hours(1)),
-            ..grant(who, billing.id, &["billing:read"])
-        })
-        .await
-        .unwrap();
-    store
-        .create_grant(NewGrant {
-            expires_at: Some(t - Duration::seconds(1)),
-            ..grant(who, billing.id, &["billing:read"])
-        })
-        .await
-        .unwrap();
-
-    let active = store.active_grants(who, orders.id, t).await.unwrap();
-    assert_eq!(active, vec![g]);
-    assert!(
-        store
-            .active_grants(who, billing.id, t)
-            .await
-            .unwrap()
-            .is_empty()
-    );
-    assert_eq!(
-        store
-            .active_grants(who, billing.id, t + Duration::hours(2))
-            .await
-            .unwrap()
-            .len(),
-        1
-    );
-    assert!(
-        store
-            .active_grants(Subject::User(c.id), orders.id, t)
-            .await
-            .unwrap()
-            .is_empty()
-    );
-
-    let auds: Vec<_> = store
-        .granted_audiences(who, t)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|a| a.uri)
-        .collect();
-    assert_eq!(auds, std::slice::from_ref(&orders.uri));
-    let later: Vec<_> = store
-        .granted_audiences(who, t + Duration::hours(2))
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|a| a.uri)
-        .collect();
-    assert_eq!(later, [billing.uri, orders.uri]);
-}
-
 async fn grant_references_must_exist(store: Arc<dyn Store>) {
     let orders = audience(&*store, "https://api.example/orders", &["orders:read"]).await;
     let other = audience(&*store, "https://api.example/other", &["other:read"]).await;
@@ -331,20 +252,19 @@ async fn grant_references_must_exist(store: Arc<dyn Store>) {
         "{no_audience:?}"
     );
     // Nothing half-written survives a failed create.
+    let Subject::Client(id) = who else {
+        unreachable!()
+    };
     assert!(
         store
-            .active_grants(who, orders.id, now())
+            .client_view(id)
             .await
             .unwrap()
-            .is_empty()
-    );
-    assert!(
-        store
-            .active_grants(who, other.id, now())
-            .await
             .unwrap()
+            .grants
             .is_empty()
     );
+    let _ = (orders, other);
 }
 
 fn key(id: &str) -> SigningKeyRecord {
@@ -459,4 +379,100 @@ async fn audit_batches_and_filters(store: Arc<dyn Store>) {
 async fn migrate_twice_is_harmless(store: Arc<dyn Store>) {
     store.migrate().await.unwrap();
     store.ping().await.unwrap();
+}
+
+async fn client_view_and_revision(store: Arc<dyn Store>) {
+    let r0 = store.revision().await.unwrap();
+    let l0 = store.local_changes();
+    let orders = audience(
+        &*store,
+        "https://api.example/orders",
+        &["orders:read", "orders:write"],
+    )
+    .await;
+    let billing = audience(&*store, "https://api.example/billing", &["billing:read"]).await;
+    let c = client(&*store).await;
+    let who = Subject::Client(c.id);
+    let r1 = store.revision().await.unwrap();
+    assert!(r1 > r0, "changes move the revision");
+    assert!(store.local_changes() > l0);
+
+    assert_eq!(store.client_view(Uuid::now_v7()).await.unwrap(), None);
+    let empty = store.client_view(c.id).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            empty.client.clone(),
+            empty.secrets.len(),
+            empty.grants.len()
+        ),
+        (c.clone(), 0, 0)
+    );
+
+    let s = store
+        .add_client_secret(NewClientSecret {
+            client_id: c.id,
+            digest: [9; 32],
+            expires_at: None,
+            now: now(),
+        })
+        .await
+        .unwrap();
+    let g1 = store
+        .create_grant(grant(who, orders.id, &["orders:read", "orders:write"]))
+        .await
+        .unwrap();
+    let g2 = store
+        .create_grant(NewGrant {
+            expires_at: Some(now() - Duration::hours(1)),
+            ..grant(who, billing.id, &["billing:read"])
+        })
+        .await
+        .unwrap();
+    // Another client's grant does not show.
+    let other = client(&*store).await;
+    store
+        .create_grant(grant(
+            Subject::Client(other.id),
+            orders.id,
+            &["orders:read"],
+        ))
+        .await
+        .unwrap();
+
+    let view = store.client_view(c.id).await.unwrap().unwrap();
+    assert_eq!(view.secrets, vec![s]);
+    let mut grants = view.grants.clone();
+    grants.sort_by_key(|g| g.grant.id);
+    assert_eq!(
+        grants,
+        vec![
+            SubjectGrant {
+                grant: g1,
+                audience_uri: orders.uri.clone()
+            },
+            SubjectGrant {
+                grant: g2,
+                audience_uri: billing.uri.clone()
+            },
+        ],
+        "every grant, expired too, with its audience"
+    );
+
+    let r2 = store.revision().await.unwrap();
+    store.set_client_enabled(c.id, false, now()).await.unwrap();
+    assert!(
+        store.revision().await.unwrap() > r2,
+        "disabling moves the revision"
+    );
+    let before_reads = store.local_changes();
+    store.client_view(c.id).await.unwrap();
+    store
+        .append_audit_events(&[event("token.issued", "a", now())])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.local_changes(),
+        before_reads,
+        "reads and audit do not count as changes"
+    );
 }

@@ -64,6 +64,8 @@ pub trait ClientStore: Send + Sync {
     async fn add_client_secret(&self, new: NewClientSecret) -> StoreResult<ClientSecretRecord>;
     /// Every secret of a client, expired ones included.
     async fn client_secrets(&self, client_id: Uuid) -> StoreResult<Vec<ClientSecretRecord>>;
+    /// The client with its secrets and all its grants, for the issuance cache.
+    async fn client_view(&self, id: Uuid) -> StoreResult<Option<ClientView>>;
 }
 
 /// Grants: which subject may receive which scopes on which audience.
@@ -72,19 +74,6 @@ pub trait GrantStore: Send + Sync {
     /// Creates a grant. [`StoreError::NotFound`] when the audience or one of the scopes
     /// (by name, within that audience) does not exist.
     async fn create_grant(&self, new: NewGrant) -> StoreResult<GrantRecord>;
-    /// The grants of `subject` on `audience_id` that are in force at `now`.
-    async fn active_grants(
-        &self,
-        subject: Subject,
-        audience_id: Uuid,
-        now: OffsetDateTime,
-    ) -> StoreResult<Vec<GrantRecord>>;
-    /// The audiences on which `subject` holds a grant in force at `now`.
-    async fn granted_audiences(
-        &self,
-        subject: Subject,
-        now: OffsetDateTime,
-    ) -> StoreResult<Vec<AudienceRecord>>;
 }
 
 /// Signing keys (private halves encrypted by the caller).
@@ -116,6 +105,12 @@ pub trait Store: AudienceStore + ClientStore + GrantStore + KeyStore + AuditStor
     async fn ping(&self) -> StoreResult<()>;
     /// Which backend this is, for logs and metrics.
     fn backend(&self) -> Backend;
+    /// The database's revision counter: it moves whenever audiences, scopes, clients,
+    /// secrets or grants change, by any process.
+    async fn revision(&self) -> StoreResult<i64>;
+    /// How many changes to that data this store object has committed; lets a cache in
+    /// the same process notice its own process's changes at once, without polling.
+    fn local_changes(&self) -> u64;
 }
 
 /// Which database backs a store.

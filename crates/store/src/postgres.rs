@@ -1,6 +1,8 @@
 //! The Postgres store: production, shareable by several replicas.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -13,9 +15,9 @@ use uuid::Uuid;
 use crate::error::SqlxResultExt;
 use crate::{
     AudienceRecord, AudienceStore, AuditEvent, AuditQuery, AuditStore, Backend, ClientRecord,
-    ClientSecretRecord, ClientStore, GrantRecord, GrantStore, KeyState, KeyStore, NewAudience,
-    NewClient, NewClientSecret, NewGrant, NewScope, ScopeRecord, SigningKeyRecord, Store,
-    StoreError, StoreResult, Subject,
+    ClientSecretRecord, ClientStore, ClientView, GrantRecord, GrantStore, KeyState, KeyStore,
+    NewAudience, NewClient, NewClientSecret, NewGrant, NewScope, ScopeRecord, SigningKeyRecord,
+    Store, StoreError, StoreResult, Subject, SubjectGrant,
 };
 
 /// Advisory lock key serializing signing-key changes across replicas ("mayflyk").
@@ -25,6 +27,7 @@ const KEY_LOCK: i64 = 0x006d_6179_666c_796b;
 #[derive(Debug, Clone)]
 pub struct PgStore {
     pool: PgPool,
+    changes: Arc<AtomicU64>,
 }
 
 impl PgStore {
@@ -41,12 +44,22 @@ impl PgStore {
             // Fail fast when the database is down, so callers can answer 503 quickly.
             .acquire_timeout(Duration::from_secs(3))
             .connect_lazy_with(options);
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            changes: Arc::default(),
+        })
     }
 
     /// The pool, for tests and tools in this crate.
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+}
+
+impl PgStore {
+    /// Records a committed change to issuance data (see [`Store::local_changes`]).
+    fn changed(&self) {
+        self.changes.fetch_add(1, Ordering::Release);
     }
 }
 
@@ -170,6 +183,27 @@ fn fold_grants(rows: &[PgRow]) -> StoreResult<Vec<GrantRecord>> {
     Ok(grants.into_values().collect())
 }
 
+/// Folds `grant row ⋈ scope name ⋈ audience uri` rows into grants with their scopes.
+fn fold_subject_grants(rows: &[PgRow]) -> StoreResult<Vec<SubjectGrant>> {
+    let mut uris: BTreeMap<Uuid, String> = BTreeMap::new();
+    for row in rows {
+        let id: Uuid = row.try_get("id").or_store("grant")?;
+        if let std::collections::btree_map::Entry::Vacant(slot) = uris.entry(id) {
+            slot.insert(row.try_get("audience_uri").or_store("grant")?);
+        }
+    }
+    fold_grants(rows)?
+        .into_iter()
+        .map(|grant| {
+            let audience_uri = uris.remove(&grant.id).unwrap_or_default();
+            Ok(SubjectGrant {
+                grant,
+                audience_uri,
+            })
+        })
+        .collect()
+}
+
 #[async_trait]
 impl AudienceStore for PgStore {
     async fn create_audience(&self, new: NewAudience) -> StoreResult<AudienceRecord> {
@@ -184,6 +218,7 @@ impl AudienceStore for PgStore {
         .fetch_one(&self.pool)
         .await
         .or_store("audience")?;
+        self.changed();
         audience(&row).or_store("audience")
     }
 
@@ -225,6 +260,7 @@ impl AudienceStore for PgStore {
             StoreError::NotFound(_) => StoreError::NotFound("audience"),
             other => other,
         })?;
+        self.changed();
         scope(&row).or_store("scope")
     }
 
@@ -261,6 +297,7 @@ impl ClientStore for PgStore {
         .fetch_one(&self.pool)
         .await
         .or_store("client")?;
+        self.changed();
         client(&row).or_store("client")
     }
 
@@ -289,6 +326,7 @@ impl ClientStore for PgStore {
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound("client"));
         }
+        self.changed();
         Ok(())
     }
 
@@ -305,6 +343,7 @@ impl ClientStore for PgStore {
         .fetch_one(&self.pool)
         .await
         .or_store("client")?;
+        self.changed();
         secret(&row)
     }
 
@@ -317,6 +356,31 @@ impl ClientStore for PgStore {
         .await
         .or_store("client secret")?;
         rows.iter().map(secret).collect()
+    }
+
+    async fn client_view(&self, id: Uuid) -> StoreResult<Option<ClientView>> {
+        let Some(client) = self.client(id).await? else {
+            return Ok(None);
+        };
+        let secrets = self.client_secrets(id).await?;
+        let rows = sqlx::query(
+            "SELECT g.*, s.name AS scope_name, a.uri AS audience_uri FROM grants g
+             JOIN grant_scopes gs ON gs.grant_id = g.id
+             JOIN scopes s ON s.id = gs.scope_id
+             JOIN audiences a ON a.id = g.audience_id
+             WHERE g.subject_kind = 'client' AND g.subject_id = $1
+             ORDER BY g.id, s.name",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await
+        .or_store("grant")?;
+        let grants = fold_subject_grants(&rows)?;
+        Ok(Some(ClientView {
+            client,
+            secrets,
+            grants,
+        }))
     }
 }
 
@@ -365,6 +429,7 @@ impl GrantStore for PgStore {
             }
         }
         tx.commit().await.or_store("grant")?;
+        self.changed();
         Ok(GrantRecord {
             id,
             subject: new.subject,
@@ -378,56 +443,6 @@ impl GrantStore for PgStore {
             created_by: new.created_by,
             created_at: new.now,
         })
-    }
-
-    async fn active_grants(
-        &self,
-        subject: Subject,
-        audience_id: Uuid,
-        now: OffsetDateTime,
-    ) -> StoreResult<Vec<GrantRecord>> {
-        let rows = sqlx::query(
-            "SELECT g.*, s.name AS scope_name FROM grants g
-             JOIN grant_scopes gs ON gs.grant_id = g.id
-             JOIN scopes s ON s.id = gs.scope_id
-             WHERE g.subject_kind = $1 AND g.subject_id = $2 AND g.audience_id = $3
-               AND (g.not_before IS NULL OR g.not_before <= $4)
-               AND (g.expires_at IS NULL OR g.expires_at > $4)
-             ORDER BY g.id, s.name",
-        )
-        .bind(subject.kind())
-        .bind(subject.id())
-        .bind(audience_id)
-        .bind(now)
-        .fetch_all(&self.pool)
-        .await
-        .or_store("grant")?;
-        fold_grants(&rows)
-    }
-
-    async fn granted_audiences(
-        &self,
-        subject: Subject,
-        now: OffsetDateTime,
-    ) -> StoreResult<Vec<AudienceRecord>> {
-        let rows = sqlx::query(
-            "SELECT a.id, a.uri, a.description, a.created_at FROM audiences a
-             WHERE EXISTS (SELECT 1 FROM grants g
-                 WHERE g.audience_id = a.id AND g.subject_kind = $1 AND g.subject_id = $2
-                   AND (g.not_before IS NULL OR g.not_before <= $3)
-                   AND (g.expires_at IS NULL OR g.expires_at > $3))
-             ORDER BY a.uri",
-        )
-        .bind(subject.kind())
-        .bind(subject.id())
-        .bind(now)
-        .fetch_all(&self.pool)
-        .await
-        .or_store("audience")?;
-        rows.iter()
-            .map(audience)
-            .collect::<Result<_, _>>()
-            .or_store("audience")
     }
 }
 
@@ -548,6 +563,17 @@ impl Store for PgStore {
             .await
             .or_store("database")?;
         Ok(())
+    }
+
+    async fn revision(&self) -> StoreResult<i64> {
+        sqlx::query_scalar("SELECT value FROM revision WHERE id = 1")
+            .fetch_one(&self.pool)
+            .await
+            .or_store("revision")
+    }
+
+    fn local_changes(&self) -> u64 {
+        self.changes.load(Ordering::Acquire)
     }
 
     fn backend(&self) -> Backend {

@@ -238,6 +238,27 @@ pub struct GrantRecord {
     pub created_at: OffsetDateTime,
 }
 
+/// A grant together with its audience's URI.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubjectGrant {
+    /// The grant.
+    pub grant: GrantRecord,
+    /// The URI of `grant.audience_id`.
+    pub audience_uri: String,
+}
+
+/// Everything that decides whether a client gets a token: the client, its secrets and
+/// all its grants (in force or not; callers filter by time).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientView {
+    /// The client.
+    pub client: ClientRecord,
+    /// Its secrets (digests), expired ones included.
+    pub secrets: Vec<ClientSecretRecord>,
+    /// Its grants on every audience.
+    pub grants: Vec<SubjectGrant>,
+}
+
 /// Lifecycle state of a signing key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyState {

@@ -5,6 +5,8 @@
 
 use std::collections::BTreeMap;
 use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -19,15 +21,16 @@ use uuid::Uuid;
 use crate::error::SqlxResultExt;
 use crate::{
     AudienceRecord, AudienceStore, AuditEvent, AuditQuery, AuditStore, Backend, ClientRecord,
-    ClientSecretRecord, ClientStore, GrantRecord, GrantStore, KeyState, KeyStore, NewAudience,
-    NewClient, NewClientSecret, NewGrant, NewScope, ScopeRecord, SigningKeyRecord, Store,
-    StoreError, StoreResult, Subject,
+    ClientSecretRecord, ClientStore, ClientView, GrantRecord, GrantStore, KeyState, KeyStore,
+    NewAudience, NewClient, NewClientSecret, NewGrant, NewScope, ScopeRecord, SigningKeyRecord,
+    Store, StoreError, StoreResult, Subject, SubjectGrant,
 };
 
 /// A SQLite-backed [`Store`].
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    changes: Arc<AtomicU64>,
 }
 
 impl SqliteStore {
@@ -50,7 +53,10 @@ impl SqliteStore {
             .connect_with(options)
             .await
             .or_store("database")?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            changes: Arc::default(),
+        })
     }
 }
 
@@ -76,6 +82,13 @@ fn get_time(row: &SqliteRow, column: &'static str) -> StoreResult<OffsetDateTime
 fn get_opt_time(row: &SqliteRow, column: &'static str) -> StoreResult<Option<OffsetDateTime>> {
     let us: Option<i64> = row.try_get(column).or_store(column)?;
     us.map(|us| time_of(us, column)).transpose()
+}
+
+impl SqliteStore {
+    /// Records a committed change to issuance data (see [`Store::local_changes`]).
+    fn changed(&self) {
+        self.changes.fetch_add(1, Ordering::Release);
+    }
 }
 
 fn audience(row: &SqliteRow) -> StoreResult<AudienceRecord> {
@@ -202,6 +215,27 @@ fn fold_grants(rows: &[SqliteRow]) -> StoreResult<Vec<GrantRecord>> {
     Ok(grants.into_values().collect())
 }
 
+/// Folds `grant row ⋈ scope name ⋈ audience uri` rows into grants with their scopes.
+fn fold_subject_grants(rows: &[SqliteRow]) -> StoreResult<Vec<SubjectGrant>> {
+    let mut uris: BTreeMap<Uuid, String> = BTreeMap::new();
+    for row in rows {
+        let id: Uuid = row.try_get("id").or_store("grant")?;
+        if let std::collections::btree_map::Entry::Vacant(slot) = uris.entry(id) {
+            slot.insert(row.try_get("audience_uri").or_store("grant")?);
+        }
+    }
+    fold_grants(rows)?
+        .into_iter()
+        .map(|grant| {
+            let audience_uri = uris.remove(&grant.id).unwrap_or_default();
+            Ok(SubjectGrant {
+                grant,
+                audience_uri,
+            })
+        })
+        .collect()
+}
+
 #[async_trait]
 impl AudienceStore for SqliteStore {
     async fn create_audience(&self, new: NewAudience) -> StoreResult<AudienceRecord> {
@@ -216,6 +250,7 @@ impl AudienceStore for SqliteStore {
         .fetch_one(&self.pool)
         .await
         .or_store("audience")?;
+        self.changed();
         audience(&row)
     }
 
@@ -254,6 +289,7 @@ impl AudienceStore for SqliteStore {
             StoreError::NotFound(_) => StoreError::NotFound("audience"),
             other => other,
         })?;
+        self.changed();
         scope(&row)
     }
 
@@ -287,6 +323,7 @@ impl ClientStore for SqliteStore {
         .fetch_one(&self.pool)
         .await
         .or_store("client")?;
+        self.changed();
         client(&row)
     }
 
@@ -315,6 +352,7 @@ impl ClientStore for SqliteStore {
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound("client"));
         }
+        self.changed();
         Ok(())
     }
 
@@ -331,6 +369,7 @@ impl ClientStore for SqliteStore {
         .fetch_one(&self.pool)
         .await
         .or_store("client")?;
+        self.changed();
         secret(&row)
     }
 
@@ -343,6 +382,31 @@ impl ClientStore for SqliteStore {
         .await
         .or_store("client secret")?;
         rows.iter().map(secret).collect()
+    }
+
+    async fn client_view(&self, id: Uuid) -> StoreResult<Option<ClientView>> {
+        let Some(client) = self.client(id).await? else {
+            return Ok(None);
+        };
+        let secrets = self.client_secrets(id).await?;
+        let rows = sqlx::query(
+            "SELECT g.*, s.name AS scope_name, a.uri AS audience_uri FROM grants g
+             JOIN grant_scopes gs ON gs.grant_id = g.id
+             JOIN scopes s ON s.id = gs.scope_id
+             JOIN audiences a ON a.id = g.audience_id
+             WHERE g.subject_kind = 'client' AND g.subject_id = $1
+             ORDER BY g.id, s.name",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await
+        .or_store("grant")?;
+        let grants = fold_subject_grants(&rows)?;
+        Ok(Some(ClientView {
+            client,
+            secrets,
+            grants,
+        }))
     }
 }
 
@@ -395,6 +459,7 @@ impl GrantStore for SqliteStore {
             }
         }
         tx.commit().await.or_store("grant")?;
+        self.changed();
         Ok(GrantRecord {
             id,
             subject: new.subject,
@@ -408,53 +473,6 @@ impl GrantStore for SqliteStore {
             created_by: new.created_by,
             created_at: new.now,
         })
-    }
-
-    async fn active_grants(
-        &self,
-        subject: Subject,
-        audience_id: Uuid,
-        now: OffsetDateTime,
-    ) -> StoreResult<Vec<GrantRecord>> {
-        let rows = sqlx::query(
-            "SELECT g.*, s.name AS scope_name FROM grants g
-             JOIN grant_scopes gs ON gs.grant_id = g.id
-             JOIN scopes s ON s.id = gs.scope_id
-             WHERE g.subject_kind = $1 AND g.subject_id = $2 AND g.audience_id = $3
-               AND (g.not_before IS NULL OR g.not_before <= $4)
-               AND (g.expires_at IS NULL OR g.expires_at > $4)
-             ORDER BY g.id, s.name",
-        )
-        .bind(subject.kind())
-        .bind(subject.id())
-        .bind(audience_id)
-        .bind(micros(now))
-        .fetch_all(&self.pool)
-        .await
-        .or_store("grant")?;
-        fold_grants(&rows)
-    }
-
-    async fn granted_audiences(
-        &self,
-        subject: Subject,
-        now: OffsetDateTime,
-    ) -> StoreResult<Vec<AudienceRecord>> {
-        let rows = sqlx::query(
-            "SELECT a.id, a.uri, a.description, a.created_at FROM audiences a
-             WHERE EXISTS (SELECT 1 FROM grants g
-                 WHERE g.audience_id = a.id AND g.subject_kind = $1 AND g.subject_id = $2
-                   AND (g.not_before IS NULL OR g.not_before <= $3)
-                   AND (g.expires_at IS NULL OR g.expires_at > $3))
-             ORDER BY a.uri",
-        )
-        .bind(subject.kind())
-        .bind(subject.id())
-        .bind(micros(now))
-        .fetch_all(&self.pool)
-        .await
-        .or_store("audience")?;
-        rows.iter().map(audience).collect()
     }
 }
 
@@ -579,6 +597,17 @@ impl Store for SqliteStore {
             .await
             .or_store("database")?;
         Ok(())
+    }
+
+    async fn revision(&self) -> StoreResult<i64> {
+        sqlx::query_scalar("SELECT value FROM revision WHERE id = 1")
+            .fetch_one(&self.pool)
+            .await
+            .or_store("revision")
+    }
+
+    fn local_changes(&self) -> u64 {
+        self.changes.load(Ordering::Acquire)
     }
 
     fn backend(&self) -> Backend {

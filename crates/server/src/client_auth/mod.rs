@@ -7,10 +7,14 @@ use std::fmt;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use mayfly_store::{ClientRecord, Store, StoreError};
+use std::sync::Arc;
+
+use mayfly_store::{ClientView, StoreError};
 use time::OffsetDateTime;
 use uuid::Uuid;
 use zeroize::Zeroizing;
+
+use crate::directory::Directory;
 
 /// Longest client id echoed into audit events.
 const MAX_AUDITED_ID: usize = 64;
@@ -146,29 +150,26 @@ pub enum AuthError {
     Store(#[from] StoreError),
 }
 
-/// Authenticates presented credentials against the store.
+/// Authenticates presented credentials against the directory.
 ///
 /// # Errors
 /// [`AuthError`] when they do not match an enabled client.
 pub async fn authenticate(
-    store: &dyn Store,
+    directory: &Directory,
     presented: &Presented,
     now: OffsetDateTime,
-) -> Result<ClientRecord, AuthError> {
+) -> Result<Arc<ClientView>, AuthError> {
     let (Presented::Basic { client_id, secret } | Presented::Post { client_id, secret }) =
         presented;
-    let client = match Uuid::parse_str(client_id) {
-        Ok(id) => store.client(id).await?,
+    let view = match Uuid::parse_str(client_id) {
+        Ok(id) => directory.client(id).await?,
         Err(_) => None,
     };
-    let stored = match &client {
-        Some(c) => store.client_secrets(c.id).await?,
-        None => Vec::new(),
-    };
-    // Hash even for an unknown client so timing does not reveal which ids exist.
-    let ok = secret::matches(secret, &stored, now);
-    match client {
-        Some(c) if ok && c.enabled => Ok(c),
+    // Hash and compare even for an unknown client so timing does not reveal which ids exist.
+    let stored = view.as_ref().map_or(&[][..], |v| v.secrets.as_slice());
+    let ok = secret::matches(secret, stored, now);
+    match view {
+        Some(v) if ok && v.client.enabled => Ok(v),
         Some(_) if ok => Err(AuthError::Disabled),
         _ => Err(AuthError::BadCredentials),
     }

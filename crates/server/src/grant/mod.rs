@@ -7,7 +7,7 @@ pub mod client_credentials;
 use mayfly_core::token::{self, Claims};
 use mayfly_core::wire::{ErrorCode, TokenResponse};
 use mayfly_core::{Audience, ScopeSet};
-use mayfly_store::{AudienceRecord, GrantRecord, Store, StoreError, Subject};
+use mayfly_store::{GrantRecord, StoreError, Subject, SubjectGrant};
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
@@ -118,28 +118,39 @@ pub struct SubjectLimits {
     pub max_ttl: Option<Duration>,
 }
 
-/// Resolves the audience: the `resource` parameter, or the one audience the subject is
-/// granted.
-async fn audience(
-    store: &dyn Store,
-    subject: Subject,
+/// Whether `grant` is in force at `at`: from `not_before` (inclusive) until
+/// `expires_at` (exclusive).
+pub fn in_force(grant: &GrantRecord, at: OffsetDateTime) -> bool {
+    grant.not_before.is_none_or(|t| t <= at) && grant.expires_at.is_none_or(|t| at < t)
+}
+
+/// Resolves the audience among the grants in force: the `resource` parameter, or the
+/// one audience they cover.
+async fn audience<'g>(
+    state: &AppState,
+    in_force: &[&'g SubjectGrant],
     resource: Option<&str>,
-    now: OffsetDateTime,
-) -> Result<AudienceRecord, TokenError> {
+) -> Result<&'g str, TokenError> {
     if let Some(resource) = resource {
         let uri =
             Audience::parse(resource).map_err(|e| TokenError::InvalidTarget(e.to_string()))?;
-        return store
-            .audience_by_uri(uri.as_str())
-            .await?
-            .ok_or_else(|| TokenError::InvalidTarget("unknown resource".into()));
+        if let Some(g) = in_force.iter().find(|g| g.audience_uri == uri.as_str()) {
+            return Ok(&g.audience_uri);
+        }
+        // Not granted: only the refusal needs to know whether the audience exists.
+        return Err(match state.store.audience_by_uri(uri.as_str()).await? {
+            Some(_) => TokenError::InvalidScope("no scope is granted for this resource".into()),
+            None => TokenError::InvalidTarget("unknown resource".into()),
+        });
     }
-    let mut granted = store.granted_audiences(subject, now).await?;
-    match granted.len() {
-        0 => Err(TokenError::InvalidScope(
+    let mut uris: Vec<&str> = in_force.iter().map(|g| g.audience_uri.as_str()).collect();
+    uris.sort_unstable();
+    uris.dedup();
+    match uris.as_slice() {
+        [] => Err(TokenError::InvalidScope(
             "no scope is granted to this client".into(),
         )),
-        1 => Ok(granted.remove(0)),
+        [one] => Ok(one),
         _ => Err(TokenError::InvalidTarget(
             "several audiences are granted: name one with the resource parameter (RFC 8707)".into(),
         )),
@@ -159,7 +170,8 @@ fn grant_limit(
     by_ttl.min(by_end).min(ceiling)
 }
 
-/// Issues a token to `subject` for the requested scopes, if its grants cover every one.
+/// Issues a token to `subject` for the requested scopes, if `grants` (all of the
+/// subject's grants) cover every one at this moment.
 ///
 /// # Errors
 /// [`TokenError`] when the request is not covered, or the store fails.
@@ -168,6 +180,7 @@ pub async fn issue(
     subject: Subject,
     client_id: Uuid,
     limits: SubjectLimits,
+    grants: &[SubjectGrant],
     request: &ScopeRequest,
 ) -> Result<Issued, TokenError> {
     // Tokens carry whole seconds: start from a whole second so that `exp`, rounded
@@ -180,9 +193,13 @@ pub async fn issue(
         .as_deref()
         .ok_or_else(|| TokenError::InvalidScope("the scope parameter is required".into()))?;
     let scopes = ScopeSet::parse(scope).map_err(|e| TokenError::InvalidScope(e.to_string()))?;
-    let store = state.store.as_ref();
-    let audience = audience(store, subject, request.resource.as_deref(), at).await?;
-    let grants = store.active_grants(subject, audience.id, at).await?;
+    let in_force: Vec<&SubjectGrant> = grants.iter().filter(|g| in_force(&g.grant, at)).collect();
+    let audience = audience(state, &in_force, request.resource.as_deref()).await?;
+    let grants: Vec<&GrantRecord> = in_force
+        .iter()
+        .filter(|g| g.audience_uri == audience)
+        .map(|g| &g.grant)
+        .collect();
 
     // The ceiling: the subject's preferred and maximum lifetimes, the server's maximum.
     let ttl = limits
@@ -201,6 +218,7 @@ pub async fn issue(
             .iter()
             .filter(|g| g.scopes.iter().any(|s| s == wanted.as_str()))
             .max_by_key(|g| grant_limit(g, now, ceiling))
+            .copied()
             .ok_or_else(|| {
                 TokenError::InvalidScope(format!("scope {wanted} is not granted for this resource"))
             })?;
@@ -220,7 +238,7 @@ pub async fn issue(
     let claims = Claims {
         iss: state.issuer.clone(),
         sub: subject_id(subject),
-        aud: audience.uri,
+        aud: audience.to_owned(),
         iat: now,
         nbf: now,
         exp,

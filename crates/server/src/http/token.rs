@@ -146,7 +146,7 @@ async fn exchange(
         PresentError::MultipleMethods => TokenError::InvalidRequest(e.to_string()),
     })?;
     let now = state.clock.now();
-    let client = client_auth::authenticate(state.store.as_ref(), &presented, now).await?;
+    let client = client_auth::authenticate(&state.directory, &presented, now).await?;
     let request = ScopeRequest {
         scope: form.get("scope").map(str::to_owned),
         resource,
