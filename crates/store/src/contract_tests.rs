@@ -43,6 +43,10 @@ contract!(
     audit_batches_and_filters,
     migrate_twice_is_harmless,
     client_view_and_revision,
+    paging_updates_and_deletes,
+    users,
+    client_keys_and_secret_deletion,
+    grant_listing_and_changes,
 );
 
 async fn audience(store: &dyn Store, uri: &str, scopes: &[&str]) -> AudienceRecord {
@@ -163,7 +167,10 @@ async fn audiences_and_scopes(store: Arc<dyn Store>) {
 
     audience(&*store, "https://api.example/billing", &[]).await;
     let uris: Vec<_> = store
-        .list_audiences()
+        .list_audiences(Page {
+            after: None,
+            limit: 10,
+        })
         .await
         .unwrap()
         .into_iter()
@@ -171,7 +178,8 @@ async fn audiences_and_scopes(store: Arc<dyn Store>) {
         .collect();
     assert_eq!(
         uris,
-        ["https://api.example/billing", "https://api.example/orders"]
+        ["https://api.example/orders", "https://api.example/billing"],
+        "in creation (id) order"
     );
 }
 
@@ -475,4 +483,459 @@ async fn client_view_and_revision(store: Arc<dyn Store>) {
         before_reads,
         "reads and audit do not count as changes"
     );
+}
+
+async fn paging_updates_and_deletes(store: Arc<dyn Store>) {
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        ids.push(
+            audience(&*store, &format!("https://api.example/{i}"), &[])
+                .await
+                .id,
+        );
+    }
+    let first = store
+        .list_audiences(Page {
+            after: None,
+            limit: 2,
+        })
+        .await
+        .unwrap();
+    assert_eq!(first.iter().map(|a| a.id).collect::<Vec<_>>(), ids[..2]);
+    let rest = store
+        .list_audiences(Page {
+            after: Some(ids[1]),
+            limit: 10,
+        })
+        .await
+        .unwrap();
+    assert_eq!(rest.iter().map(|a| a.id).collect::<Vec<_>>(), ids[2..]);
+
+    let updated = store.update_audience(ids[0], "new words").await.unwrap();
+    assert_eq!(updated.description, "new words");
+    assert_eq!(store.audience(ids[0]).await.unwrap(), Some(updated));
+    assert!(matches!(
+        store.update_audience(Uuid::now_v7(), "x").await,
+        Err(StoreError::NotFound("audience"))
+    ));
+
+    let orders = audience(
+        &*store,
+        "https://api.example/orders",
+        &["orders:read", "orders:write"],
+    )
+    .await;
+    let scopes = store
+        .list_scopes(
+            Some(orders.id),
+            Page {
+                after: None,
+                limit: 10,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(scopes.len(), 2);
+    assert_eq!(
+        store
+            .list_scopes(
+                None,
+                Page {
+                    after: None,
+                    limit: 100
+                }
+            )
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    let read = scopes
+        .iter()
+        .find(|s| s.name == "orders:read")
+        .unwrap()
+        .clone();
+    let write = scopes
+        .iter()
+        .find(|s| s.name == "orders:write")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        store
+            .update_scope(read.id, "read orders")
+            .await
+            .unwrap()
+            .description,
+        "read orders"
+    );
+    assert_eq!(
+        store.scope(read.id).await.unwrap().unwrap().description,
+        "read orders"
+    );
+
+    let c = client(&*store).await;
+    store
+        .create_grant(grant(Subject::Client(c.id), orders.id, &["orders:read"]))
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.delete_scope(read.id).await,
+        Err(StoreError::InUse("scope"))
+    ));
+    assert!(matches!(
+        store.delete_audience(orders.id).await,
+        Err(StoreError::InUse("audience"))
+    ));
+    store.delete_scope(write.id).await.unwrap();
+    assert_eq!(store.scope(write.id).await.unwrap(), None);
+    assert!(matches!(
+        store.delete_scope(write.id).await,
+        Err(StoreError::NotFound("scope"))
+    ));
+    store.delete_audience(ids[4]).await.unwrap();
+    assert_eq!(store.audience(ids[4]).await.unwrap(), None);
+    assert!(matches!(
+        store.delete_audience(ids[4]).await,
+        Err(StoreError::NotFound("audience"))
+    ));
+
+    // Clients: optimistic concurrency on update; delete takes grants and secrets along.
+    let seen = c.updated_at;
+    let changed = ClientRecord {
+        name: "renamed".into(),
+        enabled: false,
+        max_ttl_secs: Some(60),
+        updated_at: seen + Duration::seconds(1),
+        ..c.clone()
+    };
+    let stored = store.update_client(&changed, seen).await.unwrap();
+    assert_eq!(stored, changed);
+    let stale = store
+        .update_client(
+            &ClientRecord {
+                name: "late".into(),
+                ..changed.clone()
+            },
+            seen,
+        )
+        .await;
+    assert!(matches!(stale, Err(StoreError::Conflict(_))), "{stale:?}");
+    let page = store
+        .list_clients(Page {
+            after: None,
+            limit: 10,
+        })
+        .await
+        .unwrap();
+    assert_eq!(page, vec![stored.clone()]);
+    store
+        .add_client_secret(NewClientSecret {
+            client_id: c.id,
+            digest: [1; 32],
+            expires_at: None,
+            now: now(),
+        })
+        .await
+        .unwrap();
+    store.delete_client(c.id).await.unwrap();
+    assert_eq!(store.client(c.id).await.unwrap(), None);
+    assert!(store.client_secrets(c.id).await.unwrap().is_empty());
+    assert!(
+        store
+            .list_grants(
+                GrantFilter {
+                    subject: Some(Subject::Client(c.id)),
+                    audience_id: None
+                },
+                Page {
+                    after: None,
+                    limit: 10
+                }
+            )
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(matches!(
+        store.delete_client(c.id).await,
+        Err(StoreError::NotFound("client"))
+    ));
+    let ghost = store.update_client(&changed, changed.updated_at).await;
+    assert!(
+        matches!(ghost, Err(StoreError::NotFound("client"))),
+        "{ghost:?}"
+    );
+    // With its grant gone, the audience can go too.
+    store.delete_audience(orders.id).await.unwrap();
+}
+
+async fn users(store: Arc<dyn Store>) {
+    let t = now();
+    let alice = store
+        .create_user(NewUser {
+            username: "alice".into(),
+            password_hash: "$argon2id$x".into(),
+            enabled: true,
+            now: t,
+        })
+        .await
+        .unwrap();
+    let dup = store
+        .create_user(NewUser {
+            username: "alice".into(),
+            password_hash: "h".into(),
+            enabled: true,
+            now: t,
+        })
+        .await;
+    assert!(
+        matches!(dup, Err(StoreError::Conflict("username"))),
+        "{dup:?}"
+    );
+    store
+        .create_user(NewUser {
+            username: "bob".into(),
+            password_hash: "h".into(),
+            enabled: false,
+            now: t,
+        })
+        .await
+        .unwrap();
+    assert_eq!(store.user(alice.id).await.unwrap(), Some(alice.clone()));
+    assert_eq!(
+        store.user_by_username("alice").await.unwrap(),
+        Some(alice.clone())
+    );
+    assert_eq!(store.user_by_username("carol").await.unwrap(), None);
+    let names: Vec<_> = store
+        .list_users(Page {
+            after: None,
+            limit: 10,
+        })
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|u| u.username)
+        .collect();
+    assert_eq!(names, ["alice", "bob"]);
+    assert_eq!(
+        store
+            .list_users(Page {
+                after: Some(alice.id),
+                limit: 10
+            })
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+
+    let locked = UserRecord {
+        failed_logins: 3,
+        locked_until: Some(t + Duration::minutes(5)),
+        password_hash: "$argon2id$y".into(),
+        updated_at: t + Duration::seconds(1),
+        ..alice.clone()
+    };
+    assert_eq!(
+        store.update_user(&locked, alice.updated_at).await.unwrap(),
+        locked
+    );
+    assert!(matches!(
+        store.update_user(&locked, alice.updated_at).await,
+        Err(StoreError::Conflict(_))
+    ));
+
+    let aud = audience(&*store, "https://api.example/orders", &["orders:read"]).await;
+    store
+        .create_grant(grant(Subject::User(alice.id), aud.id, &["orders:read"]))
+        .await
+        .unwrap();
+    store.delete_user(alice.id).await.unwrap();
+    assert_eq!(store.user(alice.id).await.unwrap(), None);
+    assert!(
+        store
+            .list_grants(
+                GrantFilter::default(),
+                Page {
+                    after: None,
+                    limit: 10
+                }
+            )
+            .await
+            .unwrap()
+            .is_empty(),
+        "grants go with the user"
+    );
+    assert!(matches!(
+        store.delete_user(alice.id).await,
+        Err(StoreError::NotFound("user"))
+    ));
+}
+
+async fn client_keys_and_secret_deletion(store: Arc<dyn Store>) {
+    let c = client(&*store).await;
+    let key = store
+        .add_client_public_key(NewClientPublicKey {
+            client_id: c.id,
+            kid: "kid-1".into(),
+            public_key: [7; 32],
+            now: now(),
+        })
+        .await
+        .unwrap();
+    let dup = store
+        .add_client_public_key(NewClientPublicKey {
+            client_id: c.id,
+            kid: "kid-1".into(),
+            public_key: [8; 32],
+            now: now(),
+        })
+        .await;
+    assert!(matches!(dup, Err(StoreError::Conflict(_))), "{dup:?}");
+    let orphan = store
+        .add_client_public_key(NewClientPublicKey {
+            client_id: Uuid::now_v7(),
+            kid: "k".into(),
+            public_key: [8; 32],
+            now: now(),
+        })
+        .await;
+    assert!(
+        matches!(orphan, Err(StoreError::NotFound("client"))),
+        "{orphan:?}"
+    );
+    assert_eq!(
+        store.client_public_keys(c.id).await.unwrap(),
+        vec![key.clone()]
+    );
+    assert_eq!(key.public_key, vec![7; 32]);
+    store.delete_client_public_key(c.id, key.id).await.unwrap();
+    assert!(store.client_public_keys(c.id).await.unwrap().is_empty());
+    assert!(matches!(
+        store.delete_client_public_key(c.id, key.id).await,
+        Err(StoreError::NotFound(_))
+    ));
+
+    let s = store
+        .add_client_secret(NewClientSecret {
+            client_id: c.id,
+            digest: [1; 32],
+            expires_at: None,
+            now: now(),
+        })
+        .await
+        .unwrap();
+    let other = client(&*store).await;
+    assert!(
+        matches!(
+            store.delete_client_secret(other.id, s.id).await,
+            Err(StoreError::NotFound(_))
+        ),
+        "only the owner's secret"
+    );
+    store.delete_client_secret(c.id, s.id).await.unwrap();
+    assert!(store.client_secrets(c.id).await.unwrap().is_empty());
+}
+
+async fn grant_listing_and_changes(store: Arc<dyn Store>) {
+    let orders = audience(
+        &*store,
+        "https://api.example/orders",
+        &["orders:read", "orders:write"],
+    )
+    .await;
+    let billing = audience(&*store, "https://api.example/billing", &["billing:read"]).await;
+    let a = Subject::Client(client(&*store).await.id);
+    let b = Subject::Client(client(&*store).await.id);
+    let g1 = store
+        .create_grant(grant(a, orders.id, &["orders:read", "orders:write"]))
+        .await
+        .unwrap();
+    let g2 = store
+        .create_grant(grant(a, billing.id, &["billing:read"]))
+        .await
+        .unwrap();
+    let g3 = store
+        .create_grant(grant(b, orders.id, &["orders:read"]))
+        .await
+        .unwrap();
+    let all = Page {
+        after: None,
+        limit: 100,
+    };
+    assert_eq!(
+        store
+            .list_grants(GrantFilter::default(), all)
+            .await
+            .unwrap(),
+        vec![g1.clone(), g2.clone(), g3.clone()]
+    );
+    assert_eq!(
+        store
+            .list_grants(
+                GrantFilter {
+                    subject: Some(a),
+                    audience_id: None
+                },
+                all
+            )
+            .await
+            .unwrap(),
+        vec![g1.clone(), g2.clone()]
+    );
+    assert_eq!(
+        store
+            .list_grants(
+                GrantFilter {
+                    subject: None,
+                    audience_id: Some(orders.id)
+                },
+                all
+            )
+            .await
+            .unwrap(),
+        vec![g1.clone(), g3.clone()]
+    );
+    assert_eq!(
+        store
+            .list_grants(
+                GrantFilter::default(),
+                Page {
+                    after: Some(g1.id),
+                    limit: 1
+                }
+            )
+            .await
+            .unwrap(),
+        vec![g2.clone()]
+    );
+    assert_eq!(store.grant(g1.id).await.unwrap(), Some(g1.clone()));
+    assert_eq!(store.grant(Uuid::now_v7()).await.unwrap(), None);
+
+    let t = now();
+    let changed = GrantRecord {
+        expires_at: Some(t + Duration::hours(1)),
+        not_before: Some(t),
+        reason: "narrowed".into(),
+        max_ttl_secs: Some(60),
+        allowed_cidrs: vec!["10.0.0.0/8".into()],
+        ..g1.clone()
+    };
+    assert_eq!(store.update_grant(&changed).await.unwrap(), changed);
+    assert!(matches!(
+        store
+            .update_grant(&GrantRecord {
+                id: Uuid::now_v7(),
+                ..changed.clone()
+            })
+            .await,
+        Err(StoreError::NotFound("grant"))
+    ));
+    store.delete_grant(g2.id).await.unwrap();
+    assert_eq!(store.grant(g2.id).await.unwrap(), None);
+    assert!(matches!(
+        store.delete_grant(g2.id).await,
+        Err(StoreError::NotFound("grant"))
+    ));
 }

@@ -6,6 +6,9 @@ pub enum StoreError {
     /// A uniqueness rule was broken; names the entity, e.g. `audience`.
     #[error("{0} already exists")]
     Conflict(&'static str),
+    /// It cannot be deleted while other rows use it; names the entity.
+    #[error("{0} is still in use")]
+    InUse(&'static str),
     /// A referenced row does not exist; names the entity.
     #[error("{0} not found")]
     NotFound(&'static str),

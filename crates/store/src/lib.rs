@@ -37,13 +37,31 @@ pub trait AudienceStore: Send + Sync {
     async fn create_audience(&self, new: NewAudience) -> StoreResult<AudienceRecord>;
     /// The audience with this URI.
     async fn audience_by_uri(&self, uri: &str) -> StoreResult<Option<AudienceRecord>>;
-    /// Every audience, ordered by URI.
-    async fn list_audiences(&self) -> StoreResult<Vec<AudienceRecord>>;
+    /// The audience with this id.
+    async fn audience(&self, id: Uuid) -> StoreResult<Option<AudienceRecord>>;
+    /// A page of audiences, in id (creation) order.
+    async fn list_audiences(&self, page: Page) -> StoreResult<Vec<AudienceRecord>>;
+    /// Changes an audience's description. [`StoreError::NotFound`] when it does not exist.
+    async fn update_audience(&self, id: Uuid, description: &str) -> StoreResult<AudienceRecord>;
+    /// Deletes an audience and its scopes. [`StoreError::Conflict`] while grants use it.
+    async fn delete_audience(&self, id: Uuid) -> StoreResult<()>;
     /// Adds a scope to an audience. [`StoreError::Conflict`] when the name exists there,
     /// [`StoreError::NotFound`] when the audience does not exist.
     async fn create_scope(&self, new: NewScope) -> StoreResult<ScopeRecord>;
     /// The scopes of an audience, ordered by name.
     async fn scopes_of(&self, audience_id: Uuid) -> StoreResult<Vec<ScopeRecord>>;
+    /// The scope with this id.
+    async fn scope(&self, id: Uuid) -> StoreResult<Option<ScopeRecord>>;
+    /// A page of scopes (of one audience, or all), in id order.
+    async fn list_scopes(
+        &self,
+        audience_id: Option<Uuid>,
+        page: Page,
+    ) -> StoreResult<Vec<ScopeRecord>>;
+    /// Changes a scope's description. [`StoreError::NotFound`] when it does not exist.
+    async fn update_scope(&self, id: Uuid, description: &str) -> StoreResult<ScopeRecord>;
+    /// Deletes a scope. [`StoreError::Conflict`] while grants use it.
+    async fn delete_scope(&self, id: Uuid) -> StoreResult<()>;
 }
 
 /// Clients and their credentials.
@@ -66,6 +84,50 @@ pub trait ClientStore: Send + Sync {
     async fn client_secrets(&self, client_id: Uuid) -> StoreResult<Vec<ClientSecretRecord>>;
     /// The client with its secrets and all its grants, for the issuance cache.
     async fn client_view(&self, id: Uuid) -> StoreResult<Option<ClientView>>;
+    /// A page of clients, in id order.
+    async fn list_clients(&self, page: Page) -> StoreResult<Vec<ClientRecord>>;
+    /// Writes `client`'s mutable fields if it was last changed at `seen_updated_at`
+    /// (optimistic concurrency). [`StoreError::Conflict`] when it changed since,
+    /// [`StoreError::NotFound`] when it is gone.
+    async fn update_client(
+        &self,
+        client: &ClientRecord,
+        seen_updated_at: OffsetDateTime,
+    ) -> StoreResult<ClientRecord>;
+    /// Deletes a client with its secrets, public keys and grants.
+    async fn delete_client(&self, id: Uuid) -> StoreResult<()>;
+    /// Deletes one secret of a client.
+    async fn delete_client_secret(&self, client_id: Uuid, secret_id: Uuid) -> StoreResult<()>;
+    /// Registers a public key. [`StoreError::Conflict`] when the kid exists for the client.
+    async fn add_client_public_key(
+        &self,
+        new: NewClientPublicKey,
+    ) -> StoreResult<ClientPublicKeyRecord>;
+    /// The public keys of a client.
+    async fn client_public_keys(&self, client_id: Uuid) -> StoreResult<Vec<ClientPublicKeyRecord>>;
+    /// Deletes one public key of a client.
+    async fn delete_client_public_key(&self, client_id: Uuid, key_id: Uuid) -> StoreResult<()>;
+}
+
+/// People.
+#[async_trait]
+pub trait UserStore: Send + Sync {
+    /// Creates a user. [`StoreError::Conflict`] when the username exists.
+    async fn create_user(&self, new: NewUser) -> StoreResult<UserRecord>;
+    /// The user with this id.
+    async fn user(&self, id: Uuid) -> StoreResult<Option<UserRecord>>;
+    /// The user with this username.
+    async fn user_by_username(&self, username: &str) -> StoreResult<Option<UserRecord>>;
+    /// A page of users, in id order.
+    async fn list_users(&self, page: Page) -> StoreResult<Vec<UserRecord>>;
+    /// Writes `user`'s mutable fields if it was last changed at `seen_updated_at`.
+    async fn update_user(
+        &self,
+        user: &UserRecord,
+        seen_updated_at: OffsetDateTime,
+    ) -> StoreResult<UserRecord>;
+    /// Deletes a user and their grants.
+    async fn delete_user(&self, id: Uuid) -> StoreResult<()>;
 }
 
 /// Grants: which subject may receive which scopes on which audience.
@@ -74,6 +136,14 @@ pub trait GrantStore: Send + Sync {
     /// Creates a grant. [`StoreError::NotFound`] when the audience or one of the scopes
     /// (by name, within that audience) does not exist.
     async fn create_grant(&self, new: NewGrant) -> StoreResult<GrantRecord>;
+    /// The grant with this id.
+    async fn grant(&self, id: Uuid) -> StoreResult<Option<GrantRecord>>;
+    /// A page of grants matching `filter`, in id order.
+    async fn list_grants(&self, filter: GrantFilter, page: Page) -> StoreResult<Vec<GrantRecord>>;
+    /// Writes a grant's mutable fields (window, CIDRs, max TTL, reason).
+    async fn update_grant(&self, grant: &GrantRecord) -> StoreResult<GrantRecord>;
+    /// Deletes a grant.
+    async fn delete_grant(&self, id: Uuid) -> StoreResult<()>;
 }
 
 /// Signing keys (private halves encrypted by the caller).
@@ -98,7 +168,9 @@ pub trait AuditStore: Send + Sync {
 
 /// The whole store.
 #[async_trait]
-pub trait Store: AudienceStore + ClientStore + GrantStore + KeyStore + AuditStore {
+pub trait Store:
+    AudienceStore + ClientStore + UserStore + GrantStore + KeyStore + AuditStore
+{
     /// Applies pending migrations.
     async fn migrate(&self) -> StoreResult<()>;
     /// Checks that the database answers.

@@ -366,3 +366,101 @@ pub struct AuditQuery {
     /// At most this many (capped at 1000).
     pub limit: u32,
 }
+
+/// One page of a listing: items with an id greater than `after`, in id order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Page {
+    /// Start after this id (the previous page's last).
+    pub after: Option<Uuid>,
+    /// At most this many items.
+    pub limit: u32,
+}
+
+/// A public key a client authenticates with (private_key_jwt).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientPublicKeyRecord {
+    /// Id, for deletion.
+    pub id: Uuid,
+    /// The owning client.
+    pub client_id: Uuid,
+    /// Key id as JWT headers name it (RFC 7638 thumbprint unless given).
+    pub kid: String,
+    /// Raw Ed25519 public key.
+    pub public_key: Vec<u8>,
+    /// Creation time.
+    pub created_at: OffsetDateTime,
+}
+
+/// A public key to register.
+#[derive(Debug, Clone)]
+pub struct NewClientPublicKey {
+    /// The owning client.
+    pub client_id: Uuid,
+    /// Key id.
+    pub kid: String,
+    /// Raw Ed25519 public key.
+    pub public_key: [u8; 32],
+    /// Creation time.
+    pub now: OffsetDateTime,
+}
+
+/// A person.
+#[derive(Clone, PartialEq, Eq)]
+pub struct UserRecord {
+    /// Id.
+    pub id: Uuid,
+    /// Unique login name.
+    pub username: String,
+    /// argon2id PHC string.
+    pub password_hash: String,
+    /// Whether they may log in.
+    pub enabled: bool,
+    /// Consecutive failed logins.
+    pub failed_logins: i32,
+    /// Locked out until then.
+    pub locked_until: Option<OffsetDateTime>,
+    /// Creation time.
+    pub created_at: OffsetDateTime,
+    /// Last change.
+    pub updated_at: OffsetDateTime,
+}
+
+impl fmt::Debug for UserRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UserRecord")
+            .field("id", &self.id)
+            .field("username", &self.username)
+            .field("enabled", &self.enabled)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A person to create.
+#[derive(Clone)]
+pub struct NewUser {
+    /// Unique login name.
+    pub username: String,
+    /// argon2id PHC string.
+    pub password_hash: String,
+    /// Whether they may log in.
+    pub enabled: bool,
+    /// Creation time.
+    pub now: OffsetDateTime,
+}
+
+impl fmt::Debug for NewUser {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NewUser")
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Which grants to list.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct GrantFilter {
+    /// Only this subject's.
+    pub subject: Option<Subject>,
+    /// Only on this audience.
+    pub audience_id: Option<Uuid>,
+}

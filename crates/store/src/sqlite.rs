@@ -25,6 +25,9 @@ use crate::{
     NewAudience, NewClient, NewClientSecret, NewGrant, NewScope, ScopeRecord, SigningKeyRecord,
     Store, StoreError, StoreResult, Subject, SubjectGrant,
 };
+use crate::{
+    ClientPublicKeyRecord, GrantFilter, NewClientPublicKey, NewUser, Page, UserRecord, UserStore,
+};
 
 /// A SQLite-backed [`Store`].
 #[derive(Debug, Clone)]
@@ -264,15 +267,6 @@ impl AudienceStore for SqliteStore {
         row.as_ref().map(audience).transpose()
     }
 
-    async fn list_audiences(&self) -> StoreResult<Vec<AudienceRecord>> {
-        let rows =
-            sqlx::query("SELECT id, uri, description, created_at FROM audiences ORDER BY uri")
-                .fetch_all(&self.pool)
-                .await
-                .or_store("audience")?;
-        rows.iter().map(audience).collect()
-    }
-
     async fn create_scope(&self, new: NewScope) -> StoreResult<ScopeRecord> {
         let row = sqlx::query(
             "INSERT INTO scopes (id, audience_id, name, description, created_at) VALUES ($1, $2, $3, $4, $5)
@@ -302,6 +296,144 @@ impl AudienceStore for SqliteStore {
         .await
         .or_store("scope")?;
         rows.iter().map(scope).collect()
+    }
+
+    async fn audience(&self, id: Uuid) -> StoreResult<Option<AudienceRecord>> {
+        let row =
+            sqlx::query("SELECT id, uri, description, created_at FROM audiences WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await
+                .or_store("audience")?;
+        row.as_ref().map(audience).transpose()
+    }
+
+    async fn list_audiences(&self, page: Page) -> StoreResult<Vec<AudienceRecord>> {
+        let rows = sqlx::query(
+            "SELECT id, uri, description, created_at FROM audiences
+             WHERE ($1 IS NULL OR id > $1) ORDER BY id LIMIT $2",
+        )
+        .bind(page.after)
+        .bind(i64::from(page.limit))
+        .fetch_all(&self.pool)
+        .await
+        .or_store("audience")?;
+        rows.iter().map(audience).collect()
+    }
+
+    async fn update_audience(&self, id: Uuid, description: &str) -> StoreResult<AudienceRecord> {
+        let row = sqlx::query(
+            "UPDATE audiences SET description = $2 WHERE id = $1 RETURNING id, uri, description, created_at",
+        )
+        .bind(id)
+        .bind(description)
+        .fetch_optional(&self.pool)
+        .await
+        .or_store("audience")?
+        .ok_or(StoreError::NotFound("audience"))?;
+        self.changed();
+        audience(&row)
+    }
+
+    async fn delete_audience(&self, id: Uuid) -> StoreResult<()> {
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .or_store("audience")?;
+        let used: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM grants WHERE audience_id = $1)")
+                .bind(id)
+                .fetch_one(&mut *tx)
+                .await
+                .or_store("audience")?;
+        if used {
+            return Err(StoreError::InUse("audience"));
+        }
+        let done = sqlx::query("DELETE FROM audiences WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .or_store("audience")?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound("audience"));
+        }
+        tx.commit().await.or_store("audience")?;
+        self.changed();
+        Ok(())
+    }
+
+    async fn scope(&self, id: Uuid) -> StoreResult<Option<ScopeRecord>> {
+        let row = sqlx::query(
+            "SELECT id, audience_id, name, description, created_at FROM scopes WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .or_store("scope")?;
+        row.as_ref().map(scope).transpose()
+    }
+
+    async fn list_scopes(
+        &self,
+        audience_id: Option<Uuid>,
+        page: Page,
+    ) -> StoreResult<Vec<ScopeRecord>> {
+        let rows = sqlx::query(
+            "SELECT id, audience_id, name, description, created_at FROM scopes
+             WHERE ($1 IS NULL OR audience_id = $1) AND ($2 IS NULL OR id > $2)
+             ORDER BY id LIMIT $3",
+        )
+        .bind(audience_id)
+        .bind(page.after)
+        .bind(i64::from(page.limit))
+        .fetch_all(&self.pool)
+        .await
+        .or_store("scope")?;
+        rows.iter().map(scope).collect()
+    }
+
+    async fn update_scope(&self, id: Uuid, description: &str) -> StoreResult<ScopeRecord> {
+        let row = sqlx::query(
+            "UPDATE scopes SET description = $2 WHERE id = $1
+             RETURNING id, audience_id, name, description, created_at",
+        )
+        .bind(id)
+        .bind(description)
+        .fetch_optional(&self.pool)
+        .await
+        .or_store("scope")?
+        .ok_or(StoreError::NotFound("scope"))?;
+        self.changed();
+        scope(&row)
+    }
+
+    async fn delete_scope(&self, id: Uuid) -> StoreResult<()> {
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .or_store("scope")?;
+        let used: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM grant_scopes WHERE scope_id = $1)")
+                .bind(id)
+                .fetch_one(&mut *tx)
+                .await
+                .or_store("scope")?;
+        if used {
+            return Err(StoreError::InUse("scope"));
+        }
+        let done = sqlx::query("DELETE FROM scopes WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .or_store("scope")?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound("scope"));
+        }
+        tx.commit().await.or_store("scope")?;
+        self.changed();
+        Ok(())
     }
 }
 
@@ -408,6 +540,264 @@ impl ClientStore for SqliteStore {
             grants,
         }))
     }
+
+    async fn list_clients(&self, page: Page) -> StoreResult<Vec<ClientRecord>> {
+        let rows =
+            sqlx::query("SELECT * FROM clients WHERE ($1 IS NULL OR id > $1) ORDER BY id LIMIT $2")
+                .bind(page.after)
+                .bind(i64::from(page.limit))
+                .fetch_all(&self.pool)
+                .await
+                .or_store("client")?;
+        rows.iter().map(client).collect()
+    }
+
+    async fn update_client(
+        &self,
+        c: &ClientRecord,
+        seen_updated_at: OffsetDateTime,
+    ) -> StoreResult<ClientRecord> {
+        let row = sqlx::query(
+            "UPDATE clients SET name = $2, enabled = $3, default_ttl_secs = $4, max_ttl_secs = $5,
+                 allowed_cidrs = $6, require_dpop = $7, updated_at = $8
+             WHERE id = $1 AND updated_at = $9 RETURNING *",
+        )
+        .bind(c.id)
+        .bind(&c.name)
+        .bind(c.enabled)
+        .bind(c.default_ttl_secs)
+        .bind(c.max_ttl_secs)
+        .bind(Json(&c.allowed_cidrs))
+        .bind(c.require_dpop)
+        .bind(micros(c.updated_at))
+        .bind(micros(seen_updated_at))
+        .fetch_optional(&self.pool)
+        .await
+        .or_store("client")?;
+        match row {
+            Some(row) => {
+                self.changed();
+                client(&row)
+            }
+            None if self.client(c.id).await?.is_some() => {
+                Err(StoreError::Conflict("client (changed concurrently)"))
+            }
+            None => Err(StoreError::NotFound("client")),
+        }
+    }
+
+    async fn delete_client(&self, id: Uuid) -> StoreResult<()> {
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .or_store("client")?;
+        sqlx::query("DELETE FROM grants WHERE subject_kind = 'client' AND subject_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .or_store("client")?;
+        let done = sqlx::query("DELETE FROM clients WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .or_store("client")?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound("client"));
+        }
+        tx.commit().await.or_store("client")?;
+        self.changed();
+        Ok(())
+    }
+
+    async fn delete_client_secret(&self, client_id: Uuid, secret_id: Uuid) -> StoreResult<()> {
+        let done = sqlx::query("DELETE FROM client_secrets WHERE client_id = $1 AND id = $2")
+            .bind(client_id)
+            .bind(secret_id)
+            .execute(&self.pool)
+            .await
+            .or_store("client secret")?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound("client secret"));
+        }
+        self.changed();
+        Ok(())
+    }
+
+    async fn add_client_public_key(
+        &self,
+        new: NewClientPublicKey,
+    ) -> StoreResult<ClientPublicKeyRecord> {
+        let row = sqlx::query(
+            "INSERT INTO client_public_keys (id, client_id, kid, public_key, created_at) VALUES ($1, $2, $3, $4, $5)
+             RETURNING id, client_id, kid, public_key, created_at",
+        )
+        .bind(Uuid::now_v7())
+        .bind(new.client_id)
+        .bind(&new.kid)
+        .bind(&new.public_key[..])
+        .bind(micros(new.now))
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| match StoreError::from_sqlx(e, "public key") {
+            StoreError::NotFound(_) => StoreError::NotFound("client"),
+            other => other,
+        })?;
+        self.changed();
+        public_key(&row)
+    }
+
+    async fn client_public_keys(&self, client_id: Uuid) -> StoreResult<Vec<ClientPublicKeyRecord>> {
+        let rows = sqlx::query(
+            "SELECT id, client_id, kid, public_key, created_at FROM client_public_keys WHERE client_id = $1 ORDER BY id",
+        )
+        .bind(client_id)
+        .fetch_all(&self.pool)
+        .await
+        .or_store("public key")?;
+        rows.iter().map(public_key).collect()
+    }
+
+    async fn delete_client_public_key(&self, client_id: Uuid, key_id: Uuid) -> StoreResult<()> {
+        let done = sqlx::query("DELETE FROM client_public_keys WHERE client_id = $1 AND id = $2")
+            .bind(client_id)
+            .bind(key_id)
+            .execute(&self.pool)
+            .await
+            .or_store("public key")?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound("public key"));
+        }
+        self.changed();
+        Ok(())
+    }
+}
+
+fn public_key(row: &SqliteRow) -> StoreResult<ClientPublicKeyRecord> {
+    Ok(ClientPublicKeyRecord {
+        id: row.try_get("id").or_store("public key")?,
+        client_id: row.try_get("client_id").or_store("public key")?,
+        kid: row.try_get("kid").or_store("public key")?,
+        public_key: row.try_get("public_key").or_store("public key")?,
+        created_at: get_time(row, "created_at")?,
+    })
+}
+
+fn user(row: &SqliteRow) -> StoreResult<UserRecord> {
+    Ok(UserRecord {
+        id: row.try_get("id").or_store("user")?,
+        username: row.try_get("username").or_store("user")?,
+        password_hash: row.try_get("password_hash").or_store("user")?,
+        enabled: row.try_get("enabled").or_store("user")?,
+        failed_logins: row.try_get("failed_logins").or_store("user")?,
+        locked_until: get_opt_time(row, "locked_until")?,
+        created_at: get_time(row, "created_at")?,
+        updated_at: get_time(row, "updated_at")?,
+    })
+}
+
+#[async_trait]
+impl UserStore for SqliteStore {
+    async fn create_user(&self, new: NewUser) -> StoreResult<UserRecord> {
+        let row = sqlx::query(
+            "INSERT INTO users (id, username, password_hash, enabled, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $5) RETURNING *",
+        )
+        .bind(Uuid::now_v7())
+        .bind(&new.username)
+        .bind(&new.password_hash)
+        .bind(new.enabled)
+        .bind(micros(new.now))
+        .fetch_one(&self.pool)
+        .await
+        .or_store("username")?;
+        self.changed();
+        user(&row)
+    }
+
+    async fn user(&self, id: Uuid) -> StoreResult<Option<UserRecord>> {
+        let row = sqlx::query("SELECT * FROM users WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .or_store("user")?;
+        row.as_ref().map(user).transpose()
+    }
+
+    async fn user_by_username(&self, username: &str) -> StoreResult<Option<UserRecord>> {
+        let row = sqlx::query("SELECT * FROM users WHERE username = $1")
+            .bind(username)
+            .fetch_optional(&self.pool)
+            .await
+            .or_store("user")?;
+        row.as_ref().map(user).transpose()
+    }
+
+    async fn list_users(&self, page: Page) -> StoreResult<Vec<UserRecord>> {
+        let rows =
+            sqlx::query("SELECT * FROM users WHERE ($1 IS NULL OR id > $1) ORDER BY id LIMIT $2")
+                .bind(page.after)
+                .bind(i64::from(page.limit))
+                .fetch_all(&self.pool)
+                .await
+                .or_store("user")?;
+        rows.iter().map(user).collect()
+    }
+
+    async fn update_user(
+        &self,
+        u: &UserRecord,
+        seen_updated_at: OffsetDateTime,
+    ) -> StoreResult<UserRecord> {
+        let row = sqlx::query(
+            "UPDATE users SET password_hash = $2, enabled = $3, failed_logins = $4, locked_until = $5, updated_at = $6
+             WHERE id = $1 AND updated_at = $7 RETURNING *",
+        )
+        .bind(u.id)
+        .bind(&u.password_hash)
+        .bind(u.enabled)
+        .bind(u.failed_logins)
+        .bind(opt_micros(u.locked_until))
+        .bind(micros(u.updated_at))
+        .bind(micros(seen_updated_at))
+        .fetch_optional(&self.pool)
+        .await
+        .or_store("user")?;
+        match row {
+            Some(row) => {
+                self.changed();
+                user(&row)
+            }
+            None if self.user(u.id).await?.is_some() => {
+                Err(StoreError::Conflict("user (changed concurrently)"))
+            }
+            None => Err(StoreError::NotFound("user")),
+        }
+    }
+
+    async fn delete_user(&self, id: Uuid) -> StoreResult<()> {
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .or_store("user")?;
+        sqlx::query("DELETE FROM grants WHERE subject_kind = 'user' AND subject_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .or_store("user")?;
+        let done = sqlx::query("DELETE FROM users WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .or_store("user")?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound("user"));
+        }
+        tx.commit().await.or_store("user")?;
+        self.changed();
+        Ok(())
+    }
 }
 
 #[async_trait]
@@ -473,6 +863,77 @@ impl GrantStore for SqliteStore {
             created_by: new.created_by,
             created_at: new.now,
         })
+    }
+
+    async fn grant(&self, id: Uuid) -> StoreResult<Option<GrantRecord>> {
+        let rows = sqlx::query(
+            "SELECT g.*, s.name AS scope_name FROM grants g
+             JOIN grant_scopes gs ON gs.grant_id = g.id
+             JOIN scopes s ON s.id = gs.scope_id
+             WHERE g.id = $1 ORDER BY s.name",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await
+        .or_store("grant")?;
+        Ok(fold_grants(&rows)?.into_iter().next())
+    }
+
+    async fn list_grants(&self, filter: GrantFilter, page: Page) -> StoreResult<Vec<GrantRecord>> {
+        let rows = sqlx::query(
+            "SELECT g.*, s.name AS scope_name FROM (
+                 SELECT * FROM grants
+                 WHERE ($1 IS NULL OR subject_kind = $1) AND ($2 IS NULL OR subject_id = $2)
+                   AND ($3 IS NULL OR audience_id = $3) AND ($4 IS NULL OR id > $4)
+                 ORDER BY id LIMIT $5
+             ) g
+             JOIN grant_scopes gs ON gs.grant_id = g.id
+             JOIN scopes s ON s.id = gs.scope_id
+             ORDER BY g.id, s.name",
+        )
+        .bind(filter.subject.map(Subject::kind))
+        .bind(filter.subject.map(Subject::id))
+        .bind(filter.audience_id)
+        .bind(page.after)
+        .bind(i64::from(page.limit))
+        .fetch_all(&self.pool)
+        .await
+        .or_store("grant")?;
+        fold_grants(&rows)
+    }
+
+    async fn update_grant(&self, g: &GrantRecord) -> StoreResult<GrantRecord> {
+        let done = sqlx::query(
+            "UPDATE grants SET not_before = $2, expires_at = $3, allowed_cidrs = $4, max_ttl_secs = $5, reason = $6
+             WHERE id = $1",
+        )
+        .bind(g.id)
+        .bind(opt_micros(g.not_before))
+        .bind(opt_micros(g.expires_at))
+        .bind(Json(&g.allowed_cidrs))
+        .bind(g.max_ttl_secs)
+        .bind(&g.reason)
+        .execute(&self.pool)
+        .await
+        .or_store("grant")?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound("grant"));
+        }
+        self.changed();
+        self.grant(g.id).await?.ok_or(StoreError::NotFound("grant"))
+    }
+
+    async fn delete_grant(&self, id: Uuid) -> StoreResult<()> {
+        let done = sqlx::query("DELETE FROM grants WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .or_store("grant")?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound("grant"));
+        }
+        self.changed();
+        Ok(())
     }
 }
 
