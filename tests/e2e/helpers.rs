@@ -5,12 +5,12 @@ use std::sync::Arc;
 
 use mayfly_core::wire::JwkSet;
 use mayfly_sdk::OfflineVerifier;
-use mayfly_server::admin::{Actor, GrantSpec};
+use mayfly_server::admin::{Actor, ClientSpec, GrantSpec};
 use mayfly_server::clock::{Clock, ManualClock, SystemClock};
 use mayfly_server::config::{Config, LogFormat};
 use mayfly_server::state::AppState;
 use mayfly_store::testing::TestDb;
-use mayfly_store::{AuditEvent, AuditQuery, Backend};
+use mayfly_store::{AuditEvent, AuditQuery, Backend, Subject};
 use serde_json::Value;
 use time::{Duration, OffsetDateTime};
 use tokio::sync::oneshot;
@@ -128,7 +128,11 @@ impl TestApp {
     ) -> TestClient {
         let created = self
             .admin()
-            .create_client("test-client", ttl, max_ttl)
+            .create_client(ClientSpec {
+                default_ttl: ttl,
+                max_ttl,
+                ..ClientSpec::named("test-client")
+            })
             .await
             .unwrap();
         TestClient {
@@ -139,17 +143,12 @@ impl TestApp {
 
     /// Grants `client` scopes on `audience` with no window.
     pub async fn grant(&self, client: &TestClient, audience: &str, scopes: &[&str]) {
-        self.grant_spec(GrantSpec {
-            client_id: client.id,
-            audience: audience.into(),
-            scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
-            ..GrantSpec::default()
-        })
-        .await;
+        self.grant_spec(GrantSpec::new(Subject::Client(client.id), audience, scopes))
+            .await;
     }
 
     pub async fn grant_spec(&self, spec: GrantSpec) {
-        self.admin().grant_client(spec).await.unwrap();
+        self.admin().grant(spec).await.unwrap();
     }
 
     /// POSTs a form to the token endpoint.
@@ -256,4 +255,130 @@ pub async fn assert_oauth_error(response: reqwest::Response, status: u16, code: 
         );
     }
     body
+}
+
+/// An admin API caller.
+pub struct AdminApi<'a> {
+    pub app: &'a TestApp,
+    pub token: String,
+}
+
+impl TestApp {
+    /// Bootstraps the first admin and returns an API caller with a `mayfly:admin` token.
+    pub async fn bootstrap_admin(&self) -> AdminApi<'_> {
+        let created = self.admin().bootstrap(&self.base).await.unwrap();
+        let admin = TestClient {
+            id: created.client.id,
+            secret: created.secret.expose().to_owned(),
+        };
+        let body = self
+            .token_ok(
+                Auth::Basic(&admin),
+                &[
+                    ("grant_type", "client_credentials"),
+                    ("scope", "mayfly:admin"),
+                ],
+            )
+            .await;
+        AdminApi {
+            app: self,
+            token: body["access_token"].as_str().unwrap().to_owned(),
+        }
+    }
+
+    /// An API caller holding a token with exactly `scopes` on the issuer audience.
+    pub async fn admin_with(&self, scopes: &[&str]) -> AdminApi<'_> {
+        let client = self.client().await;
+        self.grant(&client, &self.base, scopes).await;
+        let scope = scopes.join(" ");
+        let body = self
+            .token_ok(
+                Auth::Basic(&client),
+                &[
+                    ("grant_type", "client_credentials"),
+                    ("scope", &scope),
+                    ("resource", &self.base),
+                ],
+            )
+            .await;
+        AdminApi {
+            app: self,
+            token: body["access_token"].as_str().unwrap().to_owned(),
+        }
+    }
+}
+
+/// A response's status and JSON body (problem or resource).
+pub struct Answer {
+    pub status: u16,
+    pub body: Value,
+    pub headers: reqwest::header::HeaderMap,
+}
+
+impl Answer {
+    /// Asserts an RFC 7807 problem with this status; returns the body.
+    pub fn problem(&self, status: u16) -> &Value {
+        assert_eq!(self.status, status, "body: {}", self.body);
+        assert_eq!(
+            self.headers
+                .get("content-type")
+                .and_then(|v| v.to_str().ok()),
+            Some("application/problem+json")
+        );
+        assert_eq!(self.body["status"], status);
+        assert!(self.body["title"].is_string());
+        &self.body
+    }
+
+    /// Asserts success with this status; returns the body.
+    pub fn ok(&self, status: u16) -> &Value {
+        assert_eq!(self.status, status, "body: {}", self.body);
+        &self.body
+    }
+}
+
+impl AdminApi<'_> {
+    pub async fn send(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Answer {
+        let mut request = self
+            .app
+            .http
+            .request(method, format!("{}{path}", self.app.base))
+            .bearer_auth(&self.token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        answer(request.send().await.unwrap()).await
+    }
+
+    pub async fn get(&self, path: &str) -> Answer {
+        self.send(reqwest::Method::GET, path, None).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Answer {
+        self.send(reqwest::Method::POST, path, Some(body)).await
+    }
+
+    pub async fn patch(&self, path: &str, body: Value) -> Answer {
+        self.send(reqwest::Method::PATCH, path, Some(body)).await
+    }
+
+    pub async fn delete(&self, path: &str) -> Answer {
+        self.send(reqwest::Method::DELETE, path, None).await
+    }
+}
+
+pub async fn answer(response: reqwest::Response) -> Answer {
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let text = response.text().await.unwrap();
+    let body = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or(Value::String(text))
+    };
+    Answer {
+        status,
+        body,
+        headers,
+    }
 }

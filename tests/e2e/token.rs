@@ -3,6 +3,7 @@
 use mayfly_core::token::peek_key_id;
 use mayfly_sdk::VerifyError;
 use mayfly_server::admin::GrantSpec;
+use mayfly_store::Subject;
 use serde_json::Value;
 use time::Duration;
 
@@ -572,12 +573,7 @@ async fn grant_windows(app: TestApp) {
     app.audience(ORDERS, &["orders:read", "orders:write"]).await;
     let client = app.client().await;
     let t0 = app.now();
-    let spec = |scope: &str| GrantSpec {
-        client_id: client.id,
-        audience: ORDERS.into(),
-        scopes: vec![scope.into()],
-        ..GrantSpec::default()
-    };
+    let spec = |scope: &str| GrantSpec::new(Subject::Client(client.id), ORDERS, &[scope]);
     app.grant_spec(GrantSpec {
         expires_at: Some(t0 + Duration::minutes(30)),
         ..spec("orders:read")
@@ -645,7 +641,7 @@ async fn token_lifetimes(app: TestApp) {
     );
 
     let capped = app
-        .client_with_ttl(Some(Duration::seconds(900)), Some(Duration::seconds(120)))
+        .client_with_ttl(None, Some(Duration::seconds(120)))
         .await;
     app.grant(&capped, ORDERS, &["orders:read"]).await;
     assert_eq!(
@@ -658,11 +654,7 @@ async fn token_lifetimes(app: TestApp) {
 
     // The grant's max TTL and its end both clamp; each scope uses its best grant.
     let client = app.client().await;
-    let base = GrantSpec {
-        client_id: client.id,
-        audience: ORDERS.into(),
-        ..GrantSpec::default()
-    };
+    let base = GrantSpec::new(Subject::Client(client.id), ORDERS, &[]);
     app.grant_spec(GrantSpec {
         scopes: vec!["orders:read".into()],
         max_ttl: Some(Duration::seconds(30)),
@@ -721,7 +713,7 @@ async fn secret_rotation(app: TestApp) {
         .unwrap();
     let new = crate::helpers::TestClient {
         id: old.id,
-        secret: second.expose().to_owned(),
+        secret: second.secret.expose().to_owned(),
     };
     // During rotation both work.
     app.token_ok(Auth::Basic(&old), &ok).await;
@@ -839,12 +831,11 @@ async fn changes_from_other_processes_reach_the_cache(app: TestApp) {
         id: "cli".into(),
         now: app.now(),
     };
-    cli.grant_client(GrantSpec {
-        client_id: client.id,
-        audience: ORDERS.into(),
-        scopes: vec!["orders:write".into()],
-        ..GrantSpec::default()
-    })
+    cli.grant(GrantSpec::new(
+        Subject::Client(client.id),
+        ORDERS,
+        &["orders:write"],
+    ))
     .await
     .unwrap();
     app.state.directory.refresh().await.unwrap();

@@ -17,6 +17,7 @@ pub mod directory;
 pub mod grant;
 pub mod http;
 pub mod keys;
+pub mod password;
 pub mod state;
 pub mod telemetry;
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::Parser as _;
-use mayfly_server::admin::{Actor, CreatedClient, GrantSpec};
+use mayfly_server::admin::{Actor, ClientSpec, CreatedClient, GrantSpec};
 use mayfly_server::cli::{
     AdminCommand, AudienceCommand, Cli, ClientCommand, Command, GrantCommand, ScopeCommand,
 };
@@ -13,6 +13,7 @@ use mayfly_server::clock::{Clock, SystemClock};
 use mayfly_server::config::Config;
 use mayfly_server::state::AppState;
 use mayfly_server::{http, telemetry};
+use mayfly_store::Subject;
 use serde_json::json;
 
 fn main() -> ExitCode {
@@ -169,14 +170,22 @@ async fn admin(config: &Config, command: AdminCommand) -> anyhow::Result<()> {
         }
         AdminCommand::Client { command } => match command {
             ClientCommand::Create { name, ttl, max_ttl } => {
-                let created = actor.create_client(&name, ttl, max_ttl).await?;
+                let created = actor
+                    .create_client(ClientSpec {
+                        default_ttl: ttl,
+                        max_ttl,
+                        ..ClientSpec::named(&name)
+                    })
+                    .await?;
                 print_json(&created_client_json(&created));
             }
             ClientCommand::AddSecret { id, expires_in } => {
-                let secret = actor
+                let added = actor
                     .add_client_secret(id, expires_in.map(|d| actor.now + d))
                     .await?;
-                print_json(&json!({ "client_id": id, "client_secret": secret.expose() }));
+                print_json(
+                    &json!({ "client_id": id, "secret_id": added.record.id, "client_secret": added.secret.expose() }),
+                );
             }
             ClientCommand::Disable { id } => {
                 actor.set_client_enabled(id, false).await?;
@@ -200,12 +209,13 @@ async fn admin(config: &Config, command: AdminCommand) -> anyhow::Result<()> {
                 },
         } => {
             let grant = actor
-                .grant_client(GrantSpec {
-                    client_id: client,
+                .grant(GrantSpec {
+                    subject: Subject::Client(client),
                     audience,
                     scopes,
                     not_before,
                     expires_at,
+                    allowed_cidrs: Vec::new(),
                     max_ttl,
                     reason,
                 })

@@ -28,6 +28,8 @@ pub struct AppState {
     pub audit: AuditSink,
     /// Time.
     pub clock: Arc<dyn Clock>,
+    /// Password hashing, off the async runtime.
+    pub passwords: crate::password::Passwords,
 }
 
 impl std::fmt::Debug for AppState {
@@ -87,6 +89,7 @@ impl AppState {
             directory,
             audit,
             clock,
+            passwords: crate::password::Passwords::default(),
         };
         Ok(Started {
             state,

@@ -178,7 +178,7 @@ fn admin_commands_print_json_and_refuse_bad_input() {
                 "--scope",
                 "a:b",
             ],
-            "audience not found",
+            "invalid audience: no such audience",
         ),
         (
             vec![
@@ -192,7 +192,7 @@ fn admin_commands_print_json_and_refuse_bad_input() {
                 "--scope",
                 "orders:delete",
             ],
-            "scope not found",
+            "invalid scopes: every scope must exist",
         ),
     ] {
         let out = mayfly(d, &args, no_env);

@@ -4,8 +4,8 @@
 
 use mayfly_core::{Audience, Scope};
 use mayfly_store::{
-    AudienceRecord, ClientRecord, GrantRecord, NewAudience, NewClient, NewClientSecret, NewGrant,
-    NewScope, ScopeRecord, Store, StoreError, Subject,
+    AudienceRecord, ClientRecord, NewAudience, NewClient, NewClientSecret, NewScope, ScopeRecord,
+    Store, StoreError, Subject,
 };
 use serde_json::json;
 use time::{Duration, OffsetDateTime};
@@ -17,6 +17,19 @@ use crate::config::TTL_CEILING;
 
 /// The scope that grants full administration.
 pub const ADMIN_SCOPE: &str = "mayfly:admin";
+/// Read every admin resource.
+pub const ADMIN_READ_SCOPE: &str = "mayfly:admin:read";
+/// Every admin scope, created on the issuer audience by bootstrap. Each finer one
+/// allows reading and changing one family of resources.
+pub const ADMIN_SCOPES: &[&str] = &[
+    ADMIN_SCOPE,
+    ADMIN_READ_SCOPE,
+    "mayfly:admin:audiences",
+    "mayfly:admin:clients",
+    "mayfly:admin:users",
+    "mayfly:admin:grants",
+    "mayfly:admin:keys",
+];
 /// Most client secrets valid at once (the current one and its replacement).
 pub const MAX_VALID_SECRETS: usize = 2;
 
@@ -47,12 +60,23 @@ impl From<StoreError> for AdminError {
         match e {
             StoreError::Conflict(what) => Self::Conflict(format!("{what} already exists")),
             StoreError::NotFound(what) => Self::NotFound(what),
+            StoreError::InUse(what) => Self::Conflict(format!("{what} is still used by grants")),
             other => Self::Store(other),
         }
     }
 }
 
-fn invalid(field: &'static str, reason: impl Into<String>) -> AdminError {
+mod audiences;
+mod clients;
+mod grants;
+mod users;
+
+pub use clients::ClientChanges;
+pub use grants::GrantChanges;
+pub use users::UserChanges;
+
+/// Builds an [`AdminError::Invalid`].
+pub fn invalid(field: &'static str, reason: impl Into<String>) -> AdminError {
     AdminError::Invalid {
         field,
         reason: reason.into(),
@@ -65,6 +89,15 @@ pub struct CreatedClient {
     /// The client.
     pub client: ClientRecord,
     /// Its secret in clear.
+    pub secret: ClientSecret,
+}
+
+/// A secret just added: its record and, once, its clear text.
+#[derive(Debug)]
+pub struct AddedSecret {
+    /// What is stored (the digest).
+    pub record: mayfly_store::ClientSecretRecord,
+    /// The secret in clear.
     pub secret: ClientSecret,
 }
 
@@ -95,10 +128,22 @@ impl Actor<'_> {
         target: String,
         detail: serde_json::Value,
     ) -> Result<(), AdminError> {
+        self.audit_change(action, target, serde_json::Value::Null, detail)
+            .await
+    }
+
+    /// Records a change with its before and after states (never secrets).
+    async fn audit_change(
+        &self,
+        action: &str,
+        target: String,
+        before: serde_json::Value,
+        after: serde_json::Value,
+    ) -> Result<(), AdminError> {
         let event = mayfly_store::AuditEvent {
             actor: Some(self.id.clone()),
             subject: Some(target),
-            detail: json!({ "action": action, "after": detail }),
+            detail: json!({ "action": action, "before": before, "after": after }),
             ..audit::event(
                 kind::ADMIN_CHANGE,
                 outcome::SUCCESS,
@@ -187,36 +232,33 @@ impl Actor<'_> {
         Ok(created)
     }
 
-    /// Creates an enabled client with a first secret.
+    /// Creates a client with a first secret.
     ///
     /// # Errors
-    /// [`AdminError`] for an empty name or lifetimes outside 1 s–1 h.
-    pub async fn create_client(
-        &self,
-        name: &str,
-        default_ttl: Option<Duration>,
-        max_ttl: Option<Duration>,
-    ) -> Result<CreatedClient, AdminError> {
-        let name = name.trim();
-        if name.is_empty() || name.len() > 200 {
-            return Err(invalid("name", "must be 1 to 200 characters"));
-        }
-        let default_ttl_secs = ttl_secs("default_ttl", default_ttl)?;
-        let max_ttl_secs = ttl_secs("max_ttl", max_ttl)?;
+    /// [`AdminError`] for an invalid name, lifetimes outside 1 s–1 h, or bad CIDRs.
+    pub async fn create_client(&self, spec: ClientSpec) -> Result<CreatedClient, AdminError> {
+        let default_ttl_secs = ttl_secs("default_ttl_secs", spec.default_ttl)?;
+        let max_ttl_secs = ttl_secs("max_ttl_secs", spec.max_ttl)?;
+        clients::check_ttls(default_ttl_secs, max_ttl_secs)?;
         let client = self
             .store
             .create_client(NewClient {
-                name: name.to_owned(),
-                enabled: true,
+                name: clients::client_name(&spec.name)?,
+                enabled: spec.enabled,
                 default_ttl_secs,
                 max_ttl_secs,
-                allowed_cidrs: Vec::new(),
-                require_dpop: false,
+                allowed_cidrs: cidrs("allowed_cidrs", &spec.allowed_cidrs)?,
+                require_dpop: spec.require_dpop,
                 now: self.now,
             })
             .await?;
-        self.audit("client.create", client.id.to_string(), json!({ "name": client.name, "default_ttl_secs": default_ttl_secs, "max_ttl_secs": max_ttl_secs })).await?;
-        let secret = self.add_client_secret(client.id, None).await?;
+        self.audit(
+            "client.create",
+            client.id.to_string(),
+            clients::client_json(&client),
+        )
+        .await?;
+        let secret = self.add_client_secret(client.id, None).await?.secret;
         Ok(CreatedClient { client, secret })
     }
 
@@ -228,7 +270,7 @@ impl Actor<'_> {
         &self,
         client_id: Uuid,
         expires_at: Option<OffsetDateTime>,
-    ) -> Result<ClientSecret, AdminError> {
+    ) -> Result<AddedSecret, AdminError> {
         if expires_at.is_some_and(|t| t <= self.now) {
             return Err(invalid("expires_at", "must be in the future"));
         }
@@ -260,7 +302,7 @@ impl Actor<'_> {
             json!({ "secret_id": record.id, "expires_at": expires_at.map(|t| t.unix_timestamp()) }),
         )
         .await?;
-        Ok(secret)
+        Ok(AddedSecret { record, secret })
     }
 
     /// Enables or disables a client. Disabling stops new issuance at once.
@@ -287,53 +329,6 @@ impl Actor<'_> {
         .await
     }
 
-    /// Grants a client scopes on an audience.
-    ///
-    /// # Errors
-    /// [`AdminError`] for an unknown client, audience or scope, or an empty window.
-    pub async fn grant_client(&self, spec: GrantSpec) -> Result<GrantRecord, AdminError> {
-        if spec.scopes.is_empty() {
-            return Err(invalid("scope", "at least one scope is required"));
-        }
-        if let (Some(nbf), Some(exp)) = (spec.not_before, spec.expires_at)
-            && exp <= nbf
-        {
-            return Err(invalid("expires_at", "must be after not_before"));
-        }
-        let max_ttl_secs = ttl_secs("max_ttl", spec.max_ttl)?;
-        self.store
-            .client(spec.client_id)
-            .await?
-            .ok_or(AdminError::NotFound("client"))?;
-        let audience = self
-            .store
-            .audience_by_uri(&spec.audience)
-            .await?
-            .ok_or(AdminError::NotFound("audience"))?;
-        let grant = self
-            .store
-            .create_grant(NewGrant {
-                subject: Subject::Client(spec.client_id),
-                audience_id: audience.id,
-                scopes: spec.scopes,
-                not_before: spec.not_before,
-                expires_at: spec.expires_at,
-                allowed_cidrs: Vec::new(),
-                max_ttl_secs,
-                reason: spec.reason,
-                created_by: self.id.clone(),
-                now: self.now,
-            })
-            .await?;
-        self.audit(
-            "grant.create",
-            spec.client_id.to_string(),
-            json!({ "id": grant.id, "audience": audience.uri, "scopes": grant.scopes, "max_ttl_secs": max_ttl_secs }),
-        )
-        .await?;
-        Ok(grant)
-    }
-
     /// Creates the first admin: the issuer's own audience with `mayfly:admin`, a client,
     /// and a grant. Refused once the issuer audience exists.
     ///
@@ -345,26 +340,57 @@ impl Actor<'_> {
                 "already bootstrapped (audience {issuer} exists); create further admins with `mayfly admin client create` and `mayfly admin grant create`"
             )));
         }
-        self.create_audience(issuer, "Mayfly admin API", &[ADMIN_SCOPE.to_owned()])
+        let scopes: Vec<String> = ADMIN_SCOPES.iter().map(|s| (*s).to_owned()).collect();
+        self.create_audience(issuer, "Mayfly admin API", &scopes)
             .await?;
-        let created = self.create_client("mayfly-admin", None, None).await?;
-        self.grant_client(GrantSpec {
-            client_id: created.client.id,
-            audience: issuer.to_owned(),
-            scopes: vec![ADMIN_SCOPE.to_owned()],
+        let created = self
+            .create_client(ClientSpec::named("mayfly-admin"))
+            .await?;
+        self.grant(GrantSpec {
             reason: "bootstrap".into(),
-            ..GrantSpec::default()
+            ..GrantSpec::new(Subject::Client(created.client.id), issuer, &[ADMIN_SCOPE])
         })
         .await?;
         Ok(created)
     }
 }
 
-/// A grant to create for a client.
-#[derive(Debug, Clone, Default)]
+/// A client to create.
+#[derive(Debug, Clone)]
+pub struct ClientSpec {
+    /// Display name.
+    pub name: String,
+    /// Whether it may obtain tokens.
+    pub enabled: bool,
+    /// Default token lifetime.
+    pub default_ttl: Option<Duration>,
+    /// Longest token lifetime.
+    pub max_ttl: Option<Duration>,
+    /// Networks it may call from (empty: anywhere).
+    pub allowed_cidrs: Vec<String>,
+    /// Whether its tokens must be DPoP-bound.
+    pub require_dpop: bool,
+}
+
+impl ClientSpec {
+    /// An enabled client with default settings.
+    pub fn named(name: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            enabled: true,
+            default_ttl: None,
+            max_ttl: None,
+            allowed_cidrs: Vec::new(),
+            require_dpop: false,
+        }
+    }
+}
+
+/// A grant to create.
+#[derive(Debug, Clone)]
 pub struct GrantSpec {
-    /// The client.
-    pub client_id: Uuid,
+    /// Who receives it.
+    pub subject: Subject,
     /// The audience URI.
     pub audience: String,
     /// Scope names on that audience.
@@ -373,10 +399,52 @@ pub struct GrantSpec {
     pub not_before: Option<OffsetDateTime>,
     /// Not in force from.
     pub expires_at: Option<OffsetDateTime>,
+    /// Networks tokens under it may be used from (CIDR notation; empty: anywhere).
+    pub allowed_cidrs: Vec<String>,
     /// Longest token lifetime under it.
     pub max_ttl: Option<Duration>,
     /// Why.
     pub reason: String,
+}
+
+impl GrantSpec {
+    /// A grant of `scopes` on `audience` to `subject`, with no window or limits.
+    pub fn new(subject: Subject, audience: &str, scopes: &[&str]) -> Self {
+        Self {
+            subject,
+            audience: audience.to_owned(),
+            scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
+            not_before: None,
+            expires_at: None,
+            allowed_cidrs: Vec::new(),
+            max_ttl: None,
+            reason: String::new(),
+        }
+    }
+}
+
+/// Validates a list of CIDRs (`10.0.0.0/8`, `2001:db8::/32`, or a bare address).
+fn cidrs(field: &'static str, list: &[String]) -> Result<Vec<String>, AdminError> {
+    if list.len() > 64 {
+        return Err(invalid(field, "at most 64 networks"));
+    }
+    list.iter()
+        .map(|text| {
+            let net: ipnet::IpNet = text
+                .parse()
+                .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| {
+                    invalid(
+                        field,
+                        format!(
+                            "{:?} is not an IP network in CIDR notation",
+                            text.chars().take(64).collect::<String>()
+                        ),
+                    )
+                })?;
+            Ok(net.trunc().to_string())
+        })
+        .collect()
 }
 
 fn ttl_secs(field: &'static str, ttl: Option<Duration>) -> Result<Option<i64>, AdminError> {

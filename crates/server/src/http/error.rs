@@ -80,3 +80,195 @@ pub fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response {
     no_store(&mut response);
     response
 }
+
+/// An RFC 7807 problem: the admin API's error body (`application/problem+json`).
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct Problem {
+    /// Always `about:blank`: the status says what happened.
+    #[serde(rename = "type")]
+    pub type_: &'static str,
+    /// The status's reason phrase.
+    pub title: &'static str,
+    /// The HTTP status.
+    pub status: u16,
+    /// What went wrong, for people.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// Field-level problems (422).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<FieldError>,
+    #[serde(skip)]
+    www_authenticate: Option<String>,
+}
+
+/// One invalid field.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct FieldError {
+    /// The field, as named in the request.
+    pub field: String,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+impl Problem {
+    /// A problem with a status and a detail.
+    pub fn new(status: StatusCode, detail: impl Into<String>) -> Self {
+        Self {
+            type_: "about:blank",
+            title: status.canonical_reason().unwrap_or("Error"),
+            status: status.as_u16(),
+            detail: Some(detail.into()),
+            errors: Vec::new(),
+            www_authenticate: None,
+        }
+    }
+
+    /// A 422 naming the invalid field.
+    pub fn field(field: &str, message: impl Into<String>) -> Self {
+        let message = message.into();
+        Self {
+            errors: vec![FieldError {
+                field: field.into(),
+                message: message.clone(),
+            }],
+            ..Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("invalid {field}: {message}"),
+            )
+        }
+    }
+
+    /// Adds a `WWW-Authenticate` challenge (401, 403).
+    #[must_use]
+    pub fn challenge(mut self, value: String) -> Self {
+        self.www_authenticate = Some(value);
+        self
+    }
+
+    fn status(&self) -> StatusCode {
+        StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    }
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if status.is_server_error() {
+            tracing::error!(detail = ?self.detail, "admin request failed");
+        } else {
+            tracing::debug!(status = self.status, detail = ?self.detail, "admin request refused");
+        }
+        let challenge = self.www_authenticate.clone();
+        let body = serde_json::to_vec(&self).unwrap_or_default();
+        let mut response = (
+            status,
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/problem+json"),
+            )],
+            body,
+        )
+            .into_response();
+        response
+            .headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if let Some(value) = challenge.and_then(|v| HeaderValue::from_str(&v).ok()) {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, value);
+        }
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from_static(RETRY_AFTER_SECS),
+            );
+        }
+        response
+    }
+}
+
+impl From<crate::admin::AdminError> for Problem {
+    fn from(e: crate::admin::AdminError) -> Self {
+        use crate::admin::AdminError;
+        match e {
+            AdminError::Invalid { field, reason } => Self::field(field, reason),
+            AdminError::Conflict(what) => Self::new(StatusCode::CONFLICT, what),
+            AdminError::NotFound(what) => {
+                Self::new(StatusCode::NOT_FOUND, format!("{what} not found"))
+            }
+            AdminError::Store(e) if e.is_unavailable() => {
+                tracing::warn!(error = %e, "database unavailable");
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "temporarily unavailable, retry later",
+                )
+            }
+            AdminError::Store(e) => {
+                tracing::error!(error = %e, source = ?std::error::Error::source(&e), "admin store call failed");
+                Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+            }
+        }
+    }
+}
+
+impl From<axum::extract::rejection::JsonRejection> for Problem {
+    fn from(e: axum::extract::rejection::JsonRejection) -> Self {
+        use axum::extract::rejection::JsonRejection;
+        match &e {
+            JsonRejection::MissingJsonContentType(_) => Self::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "Content-Type must be application/json",
+            ),
+            JsonRejection::JsonDataError(_) => {
+                // serde's message names the field: "unknown field `x`", "missing field `y`".
+                let text = e.body_text();
+                let detail = text
+                    .split_once(": ")
+                    .map_or(text.as_str(), |(_, d)| d)
+                    .to_owned();
+                let field = field_of(&detail).unwrap_or_else(|| "body".into());
+                Self {
+                    errors: vec![FieldError {
+                        field,
+                        message: detail.clone(),
+                    }],
+                    ..Self::new(StatusCode::UNPROCESSABLE_ENTITY, detail)
+                }
+            }
+            JsonRejection::BytesRejection(_) => Self::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "request body too large or unreadable",
+            ),
+            _ => Self::new(StatusCode::BAD_REQUEST, "request body is not valid JSON"),
+        }
+    }
+}
+
+/// The field a serde message names with backquotes, if any.
+fn field_of(message: &str) -> Option<String> {
+    let start = message.find('`')? + 1;
+    let len = message[start..].find('`')?;
+    Some(message[start..start + len].to_owned())
+}
+
+impl From<axum::extract::rejection::PathRejection> for Problem {
+    fn from(_: axum::extract::rejection::PathRejection) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "no such resource: ids are UUIDs")
+    }
+}
+
+impl From<axum::extract::rejection::QueryRejection> for Problem {
+    fn from(e: axum::extract::rejection::QueryRejection) -> Self {
+        let text = e.body_text();
+        let detail = text
+            .split_once(": ")
+            .map_or(text.as_str(), |(_, d)| d)
+            .to_owned();
+        Self::new(StatusCode::BAD_REQUEST, detail)
+    }
+}
+
+/// Any unknown route: a 404 problem rather than an empty body.
+pub async fn not_found() -> Problem {
+    Problem::new(StatusCode::NOT_FOUND, "no such endpoint")
+}

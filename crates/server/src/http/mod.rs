@@ -2,6 +2,7 @@
 //! `error.rs`, the one place errors become responses. Handlers extract, call the service
 //! layer, and convert to wire types.
 
+pub mod admin;
 pub mod error;
 pub mod form;
 pub mod health;
@@ -35,6 +36,8 @@ pub fn router(state: AppState) -> Router {
         .merge(metadata::router())
         .merge(health::router())
         .merge(openapi::router())
+        .merge(admin::router())
+        .fallback(error::not_found)
         .layer(
             ServiceBuilder::new()
                 .layer(SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION, header::COOKIE]))

@@ -19,13 +19,46 @@ use crate::state::AppState;
         super::metadata::jwks,
         super::health::healthz,
         super::health::readyz,
+        super::admin::audiences::create,
+        super::admin::audiences::list,
+        super::admin::audiences::read,
+        super::admin::audiences::update,
+        super::admin::audiences::remove,
+        super::admin::scopes::create,
+        super::admin::scopes::list,
+        super::admin::scopes::read,
+        super::admin::scopes::update,
+        super::admin::scopes::remove,
+        super::admin::clients::create,
+        super::admin::clients::list,
+        super::admin::clients::read,
+        super::admin::clients::update,
+        super::admin::clients::remove,
+        super::admin::clients::add_secret,
+        super::admin::clients::list_secrets,
+        super::admin::clients::remove_secret,
+        super::admin::clients::add_key,
+        super::admin::clients::list_keys,
+        super::admin::clients::remove_key,
+        super::admin::users::create,
+        super::admin::users::list,
+        super::admin::users::read,
+        super::admin::users::update,
+        super::admin::users::remove,
+        super::admin::grants::create,
+        super::admin::grants::list,
+        super::admin::grants::read,
+        super::admin::grants::update,
+        super::admin::grants::remove,
+        super::admin::keys::list,
     ),
-    components(schemas(mayfly_core::wire::ErrorCode)),
+    components(schemas(mayfly_core::wire::ErrorCode, super::error::Problem, super::error::FieldError)),
     modifiers(&Security),
     tags(
         (name = "oauth", description = "OAuth 2.0 endpoints"),
         (name = "discovery", description = "Metadata and keys"),
         (name = "ops", description = "Health"),
+        (name = "admin", description = "Admin API: needs a Mayfly token for the issuer's own audience with mayfly:admin or a finer admin scope"),
     )
 )]
 pub struct ApiDoc;
@@ -38,6 +71,15 @@ impl Modify for Security {
         components.add_security_scheme(
             "client_secret_basic",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Basic).build()),
+        );
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("PASETO v4.public")
+                    .build(),
+            ),
         );
     }
 }

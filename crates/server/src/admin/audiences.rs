@@ -1,0 +1,168 @@
+//! Audiences and their scopes.
+
+use mayfly_core::Scope;
+use mayfly_store::{AudienceRecord, NewScope, Page, ScopeRecord};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use super::{Actor, AdminError, invalid};
+
+/// Longest description kept.
+const MAX_DESCRIPTION: usize = 1000;
+
+fn description(text: &str) -> Result<&str, AdminError> {
+    if text.chars().count() > MAX_DESCRIPTION {
+        return Err(invalid(
+            "description",
+            format!("at most {MAX_DESCRIPTION} characters"),
+        ));
+    }
+    Ok(text)
+}
+
+fn audience_json(a: &AudienceRecord) -> Value {
+    json!({ "id": a.id, "uri": a.uri, "description": a.description })
+}
+
+fn scope_json(s: &ScopeRecord) -> Value {
+    json!({ "id": s.id, "audience_id": s.audience_id, "name": s.name, "description": s.description })
+}
+
+impl Actor<'_> {
+    /// One audience.
+    ///
+    /// # Errors
+    /// [`AdminError::NotFound`] when it does not exist.
+    pub async fn audience(&self, id: Uuid) -> Result<AudienceRecord, AdminError> {
+        self.store
+            .audience(id)
+            .await?
+            .ok_or(AdminError::NotFound("audience"))
+    }
+
+    /// A page of audiences.
+    ///
+    /// # Errors
+    /// The store's.
+    pub async fn audiences(&self, page: Page) -> Result<Vec<AudienceRecord>, AdminError> {
+        Ok(self.store.list_audiences(page).await?)
+    }
+
+    /// Changes an audience's description.
+    ///
+    /// # Errors
+    /// [`AdminError`] when it does not exist or the description is too long.
+    pub async fn update_audience(
+        &self,
+        id: Uuid,
+        text: &str,
+    ) -> Result<AudienceRecord, AdminError> {
+        let before = self.audience(id).await?;
+        let after = self.store.update_audience(id, description(text)?).await?;
+        self.audit_change(
+            "audience.update",
+            id.to_string(),
+            audience_json(&before),
+            audience_json(&after),
+        )
+        .await?;
+        Ok(after)
+    }
+
+    /// Deletes an audience and its scopes; refused while grants use it.
+    ///
+    /// # Errors
+    /// [`AdminError::Conflict`] while in use, [`AdminError::NotFound`].
+    pub async fn delete_audience(&self, id: Uuid) -> Result<(), AdminError> {
+        let before = self.audience(id).await?;
+        self.store.delete_audience(id).await?;
+        self.audit_change(
+            "audience.delete",
+            id.to_string(),
+            audience_json(&before),
+            Value::Null,
+        )
+        .await
+    }
+
+    /// Adds one scope to an audience.
+    ///
+    /// # Errors
+    /// [`AdminError`] for an invalid name, an unknown audience, or a duplicate.
+    pub async fn create_scope(
+        &self,
+        audience_id: Uuid,
+        name: &str,
+        text: &str,
+    ) -> Result<ScopeRecord, AdminError> {
+        let scope = Scope::parse(name).map_err(|e| invalid("name", e.to_string()))?;
+        let record = self
+            .store
+            .create_scope(NewScope {
+                audience_id,
+                name: scope.to_string(),
+                description: description(text)?.to_owned(),
+                now: self.now,
+            })
+            .await?;
+        self.audit("scope.create", record.id.to_string(), scope_json(&record))
+            .await?;
+        Ok(record)
+    }
+
+    /// One scope.
+    ///
+    /// # Errors
+    /// [`AdminError::NotFound`] when it does not exist.
+    pub async fn scope(&self, id: Uuid) -> Result<ScopeRecord, AdminError> {
+        self.store
+            .scope(id)
+            .await?
+            .ok_or(AdminError::NotFound("scope"))
+    }
+
+    /// A page of scopes, of one audience or all.
+    ///
+    /// # Errors
+    /// The store's.
+    pub async fn scopes(
+        &self,
+        audience_id: Option<Uuid>,
+        page: Page,
+    ) -> Result<Vec<ScopeRecord>, AdminError> {
+        Ok(self.store.list_scopes(audience_id, page).await?)
+    }
+
+    /// Changes a scope's description.
+    ///
+    /// # Errors
+    /// [`AdminError`] when it does not exist or the description is too long.
+    pub async fn update_scope(&self, id: Uuid, text: &str) -> Result<ScopeRecord, AdminError> {
+        let before = self.scope(id).await?;
+        let after = self.store.update_scope(id, description(text)?).await?;
+        self.audit_change(
+            "scope.update",
+            id.to_string(),
+            scope_json(&before),
+            scope_json(&after),
+        )
+        .await?;
+        Ok(after)
+    }
+
+    /// Deletes a scope; refused while grants use it.
+    ///
+    /// # Errors
+    /// [`AdminError::Conflict`] while in use, [`AdminError::NotFound`].
+    pub async fn delete_scope(&self, id: Uuid) -> Result<(), AdminError> {
+        let before = self.scope(id).await?;
+        self.store.delete_scope(id).await?;
+        self.audit_change(
+            "scope.delete",
+            id.to_string(),
+            scope_json(&before),
+            Value::Null,
+        )
+        .await
+    }
+}

@@ -1,0 +1,280 @@
+//! Clients, their secrets and their public keys.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use mayfly_store::{
+    ClientPublicKeyRecord, ClientRecord, ClientSecretRecord, NewClientPublicKey, Page,
+};
+use serde_json::{Value, json};
+use sha2::{Digest as _, Sha256};
+use time::Duration;
+use uuid::Uuid;
+
+use super::{Actor, AdminError, cidrs, invalid, ttl_secs};
+
+/// Most public keys registered at once (the current one and its replacement).
+pub const MAX_PUBLIC_KEYS: usize = 2;
+
+/// Changes to a client; `None` leaves a field alone, `Some(None)` clears a TTL.
+#[derive(Debug, Clone, Default)]
+pub struct ClientChanges {
+    /// New name.
+    pub name: Option<String>,
+    /// Enable or disable.
+    pub enabled: Option<bool>,
+    /// New default TTL.
+    pub default_ttl: Option<Option<Duration>>,
+    /// New maximum TTL.
+    pub max_ttl: Option<Option<Duration>>,
+    /// New networks.
+    pub allowed_cidrs: Option<Vec<String>>,
+    /// Require DPoP-bound tokens.
+    pub require_dpop: Option<bool>,
+}
+
+pub(super) fn client_name(name: &str) -> Result<String, AdminError> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 200 {
+        return Err(invalid("name", "must be 1 to 200 characters"));
+    }
+    Ok(name.to_owned())
+}
+
+pub(super) fn check_ttls(default: Option<i64>, max: Option<i64>) -> Result<(), AdminError> {
+    if let (Some(d), Some(m)) = (default, max)
+        && d > m
+    {
+        return Err(invalid("default_ttl_secs", "must not exceed max_ttl_secs"));
+    }
+    Ok(())
+}
+
+pub(super) fn client_json(c: &ClientRecord) -> Value {
+    json!({
+        "id": c.id, "name": c.name, "enabled": c.enabled,
+        "default_ttl_secs": c.default_ttl_secs, "max_ttl_secs": c.max_ttl_secs,
+        "allowed_cidrs": c.allowed_cidrs, "require_dpop": c.require_dpop,
+    })
+}
+
+/// RFC 7638 thumbprint of an Ed25519 JWK: SHA-256 over its required members, sorted.
+pub fn jwk_thumbprint(x: &[u8; 32]) -> String {
+    let canonical = format!(
+        r#"{{"crv":"Ed25519","kty":"OKP","x":"{}"}}"#,
+        URL_SAFE_NO_PAD.encode(x)
+    );
+    URL_SAFE_NO_PAD.encode(Sha256::digest(canonical.as_bytes()))
+}
+
+impl Actor<'_> {
+    /// One client.
+    ///
+    /// # Errors
+    /// [`AdminError::NotFound`] when it does not exist.
+    pub async fn client(&self, id: Uuid) -> Result<ClientRecord, AdminError> {
+        self.store
+            .client(id)
+            .await?
+            .ok_or(AdminError::NotFound("client"))
+    }
+
+    /// A page of clients.
+    ///
+    /// # Errors
+    /// The store's.
+    pub async fn clients(&self, page: Page) -> Result<Vec<ClientRecord>, AdminError> {
+        Ok(self.store.list_clients(page).await?)
+    }
+
+    /// Applies `changes` to a client. Disabling stops issuance at once.
+    ///
+    /// # Errors
+    /// [`AdminError`] for invalid values, an unknown client, or a concurrent change.
+    pub async fn update_client(
+        &self,
+        id: Uuid,
+        changes: ClientChanges,
+    ) -> Result<ClientRecord, AdminError> {
+        let before = self.client(id).await?;
+        let mut after = before.clone();
+        if let Some(name) = &changes.name {
+            after.name = client_name(name)?;
+        }
+        if let Some(enabled) = changes.enabled {
+            after.enabled = enabled;
+        }
+        if let Some(ttl) = changes.default_ttl {
+            after.default_ttl_secs = ttl_secs("default_ttl_secs", ttl)?;
+        }
+        if let Some(ttl) = changes.max_ttl {
+            after.max_ttl_secs = ttl_secs("max_ttl_secs", ttl)?;
+        }
+        if let Some(list) = &changes.allowed_cidrs {
+            after.allowed_cidrs = cidrs("allowed_cidrs", list)?;
+        }
+        if let Some(dpop) = changes.require_dpop {
+            after.require_dpop = dpop;
+        }
+        check_ttls(after.default_ttl_secs, after.max_ttl_secs)?;
+        // Strictly increasing, so the optimistic check always sees a change.
+        after.updated_at = self.now.max(before.updated_at + Duration::microseconds(1));
+        let after = self.store.update_client(&after, before.updated_at).await?;
+        self.audit_change(
+            "client.update",
+            id.to_string(),
+            client_json(&before),
+            client_json(&after),
+        )
+        .await?;
+        Ok(after)
+    }
+
+    /// Deletes a client with its secrets, keys and grants.
+    ///
+    /// # Errors
+    /// [`AdminError::NotFound`].
+    pub async fn delete_client(&self, id: Uuid) -> Result<(), AdminError> {
+        let before = self.client(id).await?;
+        self.store.delete_client(id).await?;
+        self.audit_change(
+            "client.delete",
+            id.to_string(),
+            client_json(&before),
+            Value::Null,
+        )
+        .await
+    }
+
+    /// The secrets of a client (digests stay inside).
+    ///
+    /// # Errors
+    /// [`AdminError::NotFound`] for an unknown client.
+    pub async fn client_secrets(&self, id: Uuid) -> Result<Vec<ClientSecretRecord>, AdminError> {
+        self.client(id).await?;
+        Ok(self.store.client_secrets(id).await?)
+    }
+
+    /// Deletes one secret; it stops working at once.
+    ///
+    /// # Errors
+    /// [`AdminError::NotFound`].
+    pub async fn delete_client_secret(
+        &self,
+        client_id: Uuid,
+        secret_id: Uuid,
+    ) -> Result<(), AdminError> {
+        self.store
+            .delete_client_secret(client_id, secret_id)
+            .await?;
+        self.audit_change(
+            "client.secret.delete",
+            client_id.to_string(),
+            json!({ "secret_id": secret_id }),
+            Value::Null,
+        )
+        .await
+    }
+
+    /// Registers an Ed25519 public key; `kid` defaults to its RFC 7638 thumbprint.
+    ///
+    /// # Errors
+    /// [`AdminError`] for an invalid key or kid, an unknown client, a duplicate, or too
+    /// many keys.
+    pub async fn add_client_public_key(
+        &self,
+        client_id: Uuid,
+        kid: Option<&str>,
+        key: [u8; 32],
+    ) -> Result<ClientPublicKeyRecord, AdminError> {
+        // A small-order ("weak") key would let anyone forge signatures that verify.
+        let usable = ed25519_dalek::VerifyingKey::from_bytes(&key).is_ok_and(|k| !k.is_weak());
+        if !usable {
+            return Err(invalid("x", "not a usable Ed25519 public key"));
+        }
+        let kid = match kid {
+            Some(k) if (1..=128).contains(&k.len()) && k.bytes().all(|b| b.is_ascii_graphic()) => {
+                k.to_owned()
+            }
+            Some(_) => {
+                return Err(invalid(
+                    "kid",
+                    "must be 1 to 128 printable ASCII characters",
+                ));
+            }
+            None => jwk_thumbprint(&key),
+        };
+        self.client(client_id).await?;
+        if self.store.client_public_keys(client_id).await?.len() >= MAX_PUBLIC_KEYS {
+            return Err(AdminError::Conflict(format!(
+                "the client already has {MAX_PUBLIC_KEYS} public keys; delete one first"
+            )));
+        }
+        let record = self
+            .store
+            .add_client_public_key(NewClientPublicKey {
+                client_id,
+                kid,
+                public_key: key,
+                now: self.now,
+            })
+            .await?;
+        self.audit(
+            "client.public_key.add",
+            client_id.to_string(),
+            json!({ "key_id": record.id, "kid": record.kid }),
+        )
+        .await?;
+        Ok(record)
+    }
+
+    /// The public keys of a client.
+    ///
+    /// # Errors
+    /// [`AdminError::NotFound`] for an unknown client.
+    pub async fn client_public_keys(
+        &self,
+        client_id: Uuid,
+    ) -> Result<Vec<ClientPublicKeyRecord>, AdminError> {
+        self.client(client_id).await?;
+        Ok(self.store.client_public_keys(client_id).await?)
+    }
+
+    /// Deletes one public key.
+    ///
+    /// # Errors
+    /// [`AdminError::NotFound`].
+    pub async fn delete_client_public_key(
+        &self,
+        client_id: Uuid,
+        key_id: Uuid,
+    ) -> Result<(), AdminError> {
+        self.store
+            .delete_client_public_key(client_id, key_id)
+            .await?;
+        self.audit_change(
+            "client.public_key.delete",
+            client_id.to_string(),
+            json!({ "key_id": key_id }),
+            Value::Null,
+        )
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn thumbprint_matches_rfc_8037_appendix_a3() {
+        // RFC 8037 A.3: the thumbprint of the A.2 public key.
+        let x = base64::Engine::decode(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo",
+        )
+        .unwrap();
+        let x: [u8; 32] = x.try_into().unwrap();
+        assert_eq!(
+            super::jwk_thumbprint(&x),
+            "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k"
+        );
+    }
+}

@@ -1,0 +1,139 @@
+//! People.
+
+use mayfly_store::{NewUser, Page, UserRecord};
+use serde_json::{Value, json};
+use time::Duration;
+use uuid::Uuid;
+
+use super::{Actor, AdminError, invalid};
+
+/// Changes to a user; `None` leaves a field alone.
+#[derive(Clone, Default)]
+pub struct UserChanges {
+    /// A new argon2id PHC string (hash the password first).
+    pub password_hash: Option<String>,
+    /// Enable or disable.
+    pub enabled: Option<bool>,
+}
+
+impl std::fmt::Debug for UserChanges {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserChanges")
+            .field("password", &self.password_hash.as_ref().map(|_| "<new>"))
+            .field("enabled", &self.enabled)
+            .finish()
+    }
+}
+
+fn username(name: &str) -> Result<&str, AdminError> {
+    let ok = (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'@'));
+    if !ok {
+        return Err(invalid(
+            "username",
+            "1 to 64 characters of A-Z a-z 0-9 . _ - @",
+        ));
+    }
+    Ok(name)
+}
+
+fn user_json(u: &UserRecord) -> Value {
+    json!({ "id": u.id, "username": u.username, "enabled": u.enabled })
+}
+
+impl Actor<'_> {
+    /// Creates a user with an already hashed password.
+    ///
+    /// # Errors
+    /// [`AdminError`] for an invalid or taken username.
+    pub async fn create_user(
+        &self,
+        name: &str,
+        password_hash: String,
+        enabled: bool,
+    ) -> Result<UserRecord, AdminError> {
+        let user = self
+            .store
+            .create_user(NewUser {
+                username: username(name)?.to_owned(),
+                password_hash,
+                enabled,
+                now: self.now,
+            })
+            .await?;
+        self.audit("user.create", user.id.to_string(), user_json(&user))
+            .await?;
+        Ok(user)
+    }
+
+    /// One user.
+    ///
+    /// # Errors
+    /// [`AdminError::NotFound`].
+    pub async fn user(&self, id: Uuid) -> Result<UserRecord, AdminError> {
+        self.store
+            .user(id)
+            .await?
+            .ok_or(AdminError::NotFound("user"))
+    }
+
+    /// A page of users.
+    ///
+    /// # Errors
+    /// The store's.
+    pub async fn users(&self, page: Page) -> Result<Vec<UserRecord>, AdminError> {
+        Ok(self.store.list_users(page).await?)
+    }
+
+    /// Applies `changes`; a new password also clears a lockout.
+    ///
+    /// # Errors
+    /// [`AdminError`] for an unknown user or a concurrent change.
+    pub async fn update_user(
+        &self,
+        id: Uuid,
+        changes: UserChanges,
+    ) -> Result<UserRecord, AdminError> {
+        let before = self.user(id).await?;
+        let mut after = before.clone();
+        let password_changed = changes.password_hash.is_some();
+        if let Some(hash) = changes.password_hash {
+            after.password_hash = hash;
+            after.failed_logins = 0;
+            after.locked_until = None;
+        }
+        if let Some(enabled) = changes.enabled {
+            after.enabled = enabled;
+        }
+        after.updated_at = self.now.max(before.updated_at + Duration::microseconds(1));
+        let after = self.store.update_user(&after, before.updated_at).await?;
+        let mut after_json = user_json(&after);
+        after_json["password_changed"] = json!(password_changed);
+        self.audit_change(
+            "user.update",
+            id.to_string(),
+            user_json(&before),
+            after_json,
+        )
+        .await?;
+        Ok(after)
+    }
+
+    /// Deletes a user and their grants.
+    ///
+    /// # Errors
+    /// [`AdminError::NotFound`].
+    pub async fn delete_user(&self, id: Uuid) -> Result<(), AdminError> {
+        let before = self.user(id).await?;
+        self.store.delete_user(id).await?;
+        self.audit_change(
+            "user.delete",
+            id.to_string(),
+            user_json(&before),
+            Value::Null,
+        )
+        .await
+    }
+}

@@ -1,0 +1,121 @@
+//! The admin REST API under `/admin/v1/`: JSON in, JSON out, RFC 7807 problems on error.
+//!
+//! Every route needs a Mayfly access token whose audience is the issuer itself, checked
+//! exactly as a resource server checks tokens (signature by a published key, `iss`,
+//! `aud`, `exp`/`nbf`). Scopes:
+//!
+//! | scope | allows |
+//! |---|---|
+//! | `mayfly:admin` | everything |
+//! | `mayfly:admin:read` | reading every resource |
+//! | `mayfly:admin:audiences` | reading and changing audiences and scopes |
+//! | `mayfly:admin:clients` | reading and changing clients, their secrets and keys |
+//! | `mayfly:admin:users` | reading and changing users |
+//! | `mayfly:admin:grants` | reading and changing grants |
+//! | `mayfly:admin:keys` | reading and rotating signing keys |
+
+pub mod audiences;
+mod auth;
+pub mod clients;
+pub mod grants;
+pub mod keys;
+pub mod scopes;
+mod types;
+pub mod users;
+
+use axum::Router;
+use axum::extract::{FromRequest, FromRequestParts};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use mayfly_store::Page;
+use uuid::Uuid;
+
+pub use auth::{Admin, Family};
+pub use types::*;
+
+use super::error::Problem;
+use crate::state::AppState;
+
+/// Largest `limit` of a listing.
+pub const MAX_LIMIT: u32 = 500;
+/// `limit` when none is given.
+pub const DEFAULT_LIMIT: u32 = 100;
+
+/// Routes of the admin API.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .merge(audiences::router())
+        .merge(scopes::router())
+        .merge(clients::router())
+        .merge(users::router())
+        .merge(grants::router())
+        .merge(keys::router())
+}
+
+/// A JSON body whose rejections are problems (and unknown fields 422s).
+#[derive(Debug, FromRequest)]
+#[from_request(via(axum::Json), rejection(Problem))]
+pub struct Body<T>(pub T);
+
+/// Path parameters whose rejections are problems.
+#[derive(Debug, FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(Problem))]
+pub struct Ids<T>(pub T);
+
+/// Query parameters whose rejections are problems.
+#[derive(Debug, FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(Problem))]
+pub struct Params<T>(pub T);
+
+/// Turns `limit` and `cursor` into a store page that fetches one extra item, so the
+/// response knows whether another page follows.
+fn page(limit: Option<u32>, cursor: Option<&str>) -> Result<(Page, u32), Problem> {
+    let limit = limit.unwrap_or(DEFAULT_LIMIT);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(Problem::field(
+            "limit",
+            format!("must be between 1 and {MAX_LIMIT}"),
+        ));
+    }
+    let after = match cursor {
+        None => None,
+        Some(c) => {
+            let bytes = URL_SAFE_NO_PAD
+                .decode(c)
+                .map_err(|_| Problem::field("cursor", "not a cursor from a previous page"))?;
+            Some(
+                Uuid::from_slice(&bytes)
+                    .map_err(|_| Problem::field("cursor", "not a cursor from a previous page"))?,
+            )
+        }
+    };
+    Ok((
+        Page {
+            after,
+            limit: limit + 1,
+        },
+        limit,
+    ))
+}
+
+/// Cuts a fetched page to `limit` items and computes the next cursor.
+fn paged<R, T>(
+    mut records: Vec<R>,
+    limit: u32,
+    id: impl Fn(&R) -> Uuid,
+    out: impl Fn(R) -> T,
+) -> Paged<T> {
+    let more = records.len() > limit as usize;
+    records.truncate(limit as usize);
+    let next_cursor = if more {
+        records
+            .last()
+            .map(|r| URL_SAFE_NO_PAD.encode(id(r).as_bytes()))
+    } else {
+        None
+    };
+    Paged {
+        items: records.into_iter().map(out).collect(),
+        next_cursor,
+    }
+}
