@@ -770,6 +770,7 @@ async fn authorization(app: TestApp) {
             jti: "forged".into(),
             scope: "mayfly:admin".into(),
             client_id: "x".into(),
+            gid: vec![],
         },
     )
     .unwrap();

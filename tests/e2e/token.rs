@@ -273,6 +273,18 @@ async fn key_set_caching(app: TestApp) {
         .await
         .unwrap();
     assert_eq!(stale.status(), 200);
+    let weak = app
+        .http
+        .get(&url)
+        .header("if-none-match", format!("W/{}", etag.to_str().unwrap()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        weak.status(),
+        304,
+        "If-None-Match compares weakly (RFC 9110 §13.1.2)"
+    );
 }
 
 async fn client_authentication_failures(app: TestApp) {

@@ -10,6 +10,7 @@
 pub mod audience;
 pub mod keys;
 mod paseto;
+pub mod revocation;
 pub mod scope;
 pub mod token;
 pub mod wire;

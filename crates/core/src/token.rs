@@ -33,6 +33,9 @@ pub struct Claims {
     pub scope: String,
     /// The client that obtained the token.
     pub client_id: String,
+    /// The grants that covered its scopes (lets verifiers apply grant revocations).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gid: Vec<String>,
 }
 
 impl Claims {
@@ -176,6 +179,7 @@ mod tests {
             jti: "jti-1".into(),
             scope: "orders:read orders:write".into(),
             client_id: "client-1".into(),
+            gid: vec!["grant-1".into()],
         }
     }
 

@@ -47,6 +47,7 @@ contract!(
     users,
     client_keys_and_secret_deletion,
     grant_listing_and_changes,
+    revocation_feed,
 );
 
 async fn audience(store: &dyn Store, uri: &str, scopes: &[&str]) -> AudienceRecord {
@@ -938,4 +939,106 @@ async fn grant_listing_and_changes(store: Arc<dyn Store>) {
         store.delete_grant(g2.id).await,
         Err(StoreError::NotFound("grant"))
     ));
+}
+
+fn revoke(kind: &str, value: &str, expires_at: OffsetDateTime) -> NewRevocation {
+    NewRevocation {
+        kind: kind.into(),
+        value: value.into(),
+        issued_before: now(),
+        expires_at,
+        reason: "test".into(),
+        created_by: "tester".into(),
+        now: now(),
+    }
+}
+
+async fn revocation_feed(store: Arc<dyn Store>) {
+    let t = now();
+    let a = store
+        .insert_revocation(revoke("jti", "j1", t + Duration::minutes(5)))
+        .await
+        .unwrap();
+    let b = store
+        .insert_revocation(revoke("client", "c1", t + Duration::hours(1)))
+        .await
+        .unwrap();
+    let c = store
+        .insert_revocation(revoke("key", "k4.pid.x", t - Duration::seconds(1)))
+        .await
+        .unwrap();
+    assert!(a.seq < b.seq && b.seq < c.seq, "seq increases");
+    assert_eq!(
+        (b.kind.as_str(), b.value.as_str(), b.reason.as_str()),
+        ("client", "c1", "test")
+    );
+    assert_eq!(
+        store.revocations_after(0, 100).await.unwrap(),
+        vec![a.clone(), b.clone(), c.clone()]
+    );
+    assert_eq!(
+        store.revocations_after(a.seq, 1).await.unwrap(),
+        vec![b.clone()]
+    );
+    assert!(
+        store
+            .revocations_after(c.seq, 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    assert_eq!(
+        store.prune_revocations(t).await.unwrap(),
+        1,
+        "only the one whose tokens all expired"
+    );
+    assert_eq!(
+        store.revocations_after(0, 100).await.unwrap(),
+        vec![a.clone(), b.clone()]
+    );
+    let d = store
+        .insert_revocation(revoke("grant", "g1", t + Duration::hours(1)))
+        .await
+        .unwrap();
+    assert!(d.seq > c.seq, "a pruned seq is never reused");
+
+    // Concurrent inserts: every one lands, with distinct seqs.
+    let inserts = (0..10).map(|i| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            store
+                .insert_revocation(revoke("jti", &format!("x{i}"), now() + Duration::hours(1)))
+                .await
+        })
+    });
+    let mut seqs = Vec::new();
+    for insert in inserts {
+        seqs.push(insert.await.unwrap().unwrap().seq);
+    }
+    seqs.sort_unstable();
+    seqs.dedup();
+    assert_eq!(seqs.len(), 10);
+    assert_eq!(store.revocations_after(d.seq, 100).await.unwrap().len(), 10);
+
+    match store.backend() {
+        Backend::Postgres => {
+            let signal = store
+                .revocation_signal()
+                .await
+                .unwrap()
+                .expect("Postgres announces revocations");
+            let waiting = tokio::spawn(async move { signal.notified().await });
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            store
+                .insert_revocation(revoke("jti", "announced", now() + Duration::hours(1)))
+                .await
+                .unwrap();
+            tokio::time::timeout(std::time::Duration::from_secs(5), waiting)
+                .await
+                .expect("notified")
+                .unwrap();
+        }
+        Backend::Sqlite => assert!(store.revocation_signal().await.unwrap().is_none()),
+    }
 }

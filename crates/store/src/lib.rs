@@ -157,6 +157,21 @@ pub trait KeyStore: Send + Sync {
     async fn signing_keys(&self) -> StoreResult<Vec<SigningKeyRecord>>;
 }
 
+/// Revocations and their feed.
+#[async_trait]
+pub trait RevocationStore: Send + Sync {
+    /// Records a revocation and announces it to other replicas (Postgres `NOTIFY`).
+    async fn insert_revocation(&self, new: NewRevocation) -> StoreResult<RevocationRecord>;
+    /// Revocations with `seq > after`, in `seq` order, at most `limit`.
+    async fn revocations_after(&self, after: i64, limit: u32)
+    -> StoreResult<Vec<RevocationRecord>>;
+    /// Deletes revocations whose every possible token has expired; returns how many.
+    async fn prune_revocations(&self, now: OffsetDateTime) -> StoreResult<u64>;
+    /// A signal raised whenever any process records a revocation, where the backend can
+    /// tell (Postgres `LISTEN`); `None` means poll.
+    async fn revocation_signal(&self) -> StoreResult<Option<Arc<tokio::sync::Notify>>>;
+}
+
 /// The append-only audit log.
 #[async_trait]
 pub trait AuditStore: Send + Sync {
@@ -169,7 +184,7 @@ pub trait AuditStore: Send + Sync {
 /// The whole store.
 #[async_trait]
 pub trait Store:
-    AudienceStore + ClientStore + UserStore + GrantStore + KeyStore + AuditStore
+    AudienceStore + ClientStore + UserStore + GrantStore + KeyStore + RevocationStore + AuditStore
 {
     /// Applies pending migrations.
     async fn migrate(&self) -> StoreResult<()>;

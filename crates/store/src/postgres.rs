@@ -22,6 +22,12 @@ use crate::{
 use crate::{
     ClientPublicKeyRecord, GrantFilter, NewClientPublicKey, NewUser, Page, UserRecord, UserStore,
 };
+use crate::{NewRevocation, RevocationRecord, RevocationStore};
+
+/// Advisory lock key serializing revocation inserts ("mayflyr").
+const REVOCATION_LOCK: i64 = 0x006d_6179_666c_7972;
+/// `NOTIFY` channel announcing new revocations.
+const REVOCATION_CHANNEL: &str = "mayfly_revocations";
 
 /// Advisory lock key serializing signing-key changes across replicas ("mayflyk").
 const KEY_LOCK: i64 = 0x006d_6179_666c_796b;
@@ -31,6 +37,8 @@ const KEY_LOCK: i64 = 0x006d_6179_666c_796b;
 pub struct PgStore {
     pool: PgPool,
     changes: Arc<AtomicU64>,
+    /// The revocation signal, once someone asked for it.
+    signal: Arc<tokio::sync::Mutex<Option<Arc<tokio::sync::Notify>>>>,
 }
 
 impl PgStore {
@@ -50,6 +58,7 @@ impl PgStore {
         Ok(Self {
             pool,
             changes: Arc::default(),
+            signal: Arc::default(),
         })
     }
 
@@ -951,6 +960,112 @@ impl KeyStore for PgStore {
         .await
         .or_store("signing key")?;
         rows.iter().map(signing_key).collect()
+    }
+}
+
+fn revocation(row: &PgRow) -> Result<RevocationRecord, sqlx::Error> {
+    Ok(RevocationRecord {
+        seq: row.try_get("seq")?,
+        id: row.try_get("id")?,
+        kind: row.try_get("kind")?,
+        value: row.try_get("value")?,
+        issued_before: row.try_get("issued_before")?,
+        expires_at: row.try_get("expires_at")?,
+        reason: row.try_get("reason")?,
+        created_by: row.try_get("created_by")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+#[async_trait]
+impl RevocationStore for PgStore {
+    async fn insert_revocation(&self, new: NewRevocation) -> StoreResult<RevocationRecord> {
+        let mut tx = self.pool.begin().await.or_store("revocation")?;
+        // Serialize inserts so seq order is commit order: the feed never skips a row.
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(REVOCATION_LOCK)
+            .execute(&mut *tx)
+            .await
+            .or_store("revocation")?;
+        let row = sqlx::query(
+            "INSERT INTO revocations (id, kind, value, issued_before, expires_at, reason, created_by, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING *",
+        )
+        .bind(Uuid::now_v7())
+        .bind(&new.kind)
+        .bind(&new.value)
+        .bind(new.issued_before)
+        .bind(new.expires_at)
+        .bind(&new.reason)
+        .bind(&new.created_by)
+        .bind(new.now)
+        .fetch_one(&mut *tx)
+        .await
+        .or_store("revocation")?;
+        let record = revocation(&row).or_store("revocation")?;
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(REVOCATION_CHANNEL)
+            .bind(record.seq.to_string())
+            .execute(&mut *tx)
+            .await
+            .or_store("revocation")?;
+        tx.commit().await.or_store("revocation")?;
+        Ok(record)
+    }
+
+    async fn revocations_after(
+        &self,
+        after: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<RevocationRecord>> {
+        let rows = sqlx::query("SELECT * FROM revocations WHERE seq > $1 ORDER BY seq LIMIT $2")
+            .bind(after)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .or_store("revocation")?;
+        rows.iter()
+            .map(revocation)
+            .collect::<Result<_, _>>()
+            .or_store("revocation")
+    }
+
+    async fn prune_revocations(&self, now: OffsetDateTime) -> StoreResult<u64> {
+        let done = sqlx::query("DELETE FROM revocations WHERE expires_at <= $1")
+            .bind(now)
+            .execute(&self.pool)
+            .await
+            .or_store("revocation")?;
+        Ok(done.rows_affected())
+    }
+
+    async fn revocation_signal(&self) -> StoreResult<Option<Arc<tokio::sync::Notify>>> {
+        let mut slot = self.signal.lock().await;
+        if let Some(signal) = slot.as_ref() {
+            return Ok(Some(signal.clone()));
+        }
+        let mut listener = sqlx::postgres::PgListener::connect_with(&self.pool)
+            .await
+            .or_store("revocation feed")?;
+        listener
+            .listen(REVOCATION_CHANNEL)
+            .await
+            .or_store("revocation feed")?;
+        let signal = Arc::new(tokio::sync::Notify::new());
+        let raised = signal.clone();
+        tokio::spawn(async move {
+            loop {
+                // recv() reconnects by itself after a lost connection; a lost
+                // notification is covered by the listeners' periodic catch-up.
+                if let Err(e) = listener.recv().await {
+                    tracing::warn!(error = %e, "revocation listener interrupted");
+                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                }
+                raised.notify_one();
+            }
+        });
+        *slot = Some(signal.clone());
+        Ok(Some(signal))
     }
 }
 

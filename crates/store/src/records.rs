@@ -464,3 +464,45 @@ pub struct GrantFilter {
     /// Only on this audience.
     pub audience_id: Option<Uuid>,
 }
+
+/// A revocation to record.
+#[derive(Debug, Clone)]
+pub struct NewRevocation {
+    /// `jti`, `subject`, `client`, `grant` or `key`.
+    pub kind: String,
+    /// The target's id.
+    pub value: String,
+    /// Tokens issued before this are revoked.
+    pub issued_before: OffsetDateTime,
+    /// When every token it can match has expired (then it is pruned).
+    pub expires_at: OffsetDateTime,
+    /// Why.
+    pub reason: String,
+    /// Who.
+    pub created_by: String,
+    /// When.
+    pub now: OffsetDateTime,
+}
+
+/// A stored revocation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevocationRecord {
+    /// Position in the feed (increasing, never reused).
+    pub seq: i64,
+    /// Id.
+    pub id: Uuid,
+    /// `jti`, `subject`, `client`, `grant` or `key`.
+    pub kind: String,
+    /// The target's id.
+    pub value: String,
+    /// Tokens issued before this are revoked.
+    pub issued_before: OffsetDateTime,
+    /// Pruned after this.
+    pub expires_at: OffsetDateTime,
+    /// Why.
+    pub reason: String,
+    /// Who.
+    pub created_by: String,
+    /// When.
+    pub created_at: OffsetDateTime,
+}

@@ -245,6 +245,7 @@ pub async fn issue(
         jti: Uuid::new_v4().simple().to_string(),
         scope: scopes.to_string(),
         client_id: client_id.to_string(),
+        gid: used.iter().map(Uuid::to_string).collect(),
     };
     let keys = state.keyring.current();
     let access_token =

@@ -26,14 +26,14 @@ pub struct Health {
 }
 
 /// The process is up.
-#[utoipa::path(get, path = "/healthz", tag = "ops", responses((status = 200, body = Health)))]
+#[utoipa::path(get, path = "/healthz", tag = "ops", responses((status = 200, description = "Up", body = Health)))]
 pub async fn healthz() -> Json<Health> {
     Json(Health { status: "ok" })
 }
 
 /// The process can serve: the database answers.
 #[utoipa::path(get, path = "/readyz", tag = "ops", responses(
-    (status = 200, body = Health),
+    (status = 200, description = "Ready", body = Health),
     (status = 503, description = "The database does not answer", body = Health)))]
 pub async fn readyz(State(state): State<AppState>) -> Response {
     match state.store.ping().await {

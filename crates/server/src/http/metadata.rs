@@ -63,8 +63,10 @@ pub async fn jwks(State(state): State<AppState>, headers: HeaderMap) -> Response
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| {
+            // RFC 9110 §13.1.2: If-None-Match compares weakly, so W/"x" matches "x".
             v.split(',')
-                .any(|tag| tag.trim() == keys.etag || tag.trim() == "*")
+                .map(str::trim)
+                .any(|tag| tag == "*" || tag.trim_start_matches("W/") == keys.etag)
         });
     let mut response = if fresh {
         StatusCode::NOT_MODIFIED.into_response()

@@ -24,7 +24,7 @@ pub fn router() -> Router<AppState> {
 }
 
 /// Create an audience, optionally with scopes.
-#[utoipa::path(post, path = "/admin/v1/audiences", tag = "admin", security(("bearer" = [])),
+#[utoipa::path(post, operation_id = "create_audiences", path = "/admin/v1/audiences", tag = "admin", security(("bearer" = [])),
     request_body = NewAudienceIn,
     responses((status = 201, description = "Created", body = AudienceOut), AdminErrors))]
 pub async fn create(
@@ -41,7 +41,7 @@ pub async fn create(
 }
 
 /// List audiences.
-#[utoipa::path(get, path = "/admin/v1/audiences", tag = "admin", security(("bearer" = [])),
+#[utoipa::path(get, operation_id = "list_audiences", path = "/admin/v1/audiences", tag = "admin", security(("bearer" = [])),
     params(ListParams),
     responses((status = 200, description = "A page", body = Paged<AudienceOut>), AdminErrors))]
 pub async fn list(
@@ -56,7 +56,7 @@ pub async fn list(
 }
 
 /// Get an audience.
-#[utoipa::path(get, path = "/admin/v1/audiences/{id}", tag = "admin", security(("bearer" = [])),
+#[utoipa::path(get, operation_id = "read_audiences", path = "/admin/v1/audiences/{id}", tag = "admin", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Audience id")),
     responses((status = 200, description = "The audience", body = AudienceOut), AdminErrors))]
 pub async fn read(
@@ -69,7 +69,7 @@ pub async fn read(
 }
 
 /// Change an audience's description.
-#[utoipa::path(patch, path = "/admin/v1/audiences/{id}", tag = "admin", security(("bearer" = [])),
+#[utoipa::path(patch, operation_id = "update_audiences", path = "/admin/v1/audiences/{id}", tag = "admin", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Audience id")),
     request_body = DescriptionPatch,
     responses((status = 200, description = "Changed", body = AudienceOut), AdminErrors))]
@@ -90,7 +90,7 @@ pub async fn update(
 }
 
 /// Delete an audience and its scopes (refused while grants use it).
-#[utoipa::path(delete, path = "/admin/v1/audiences/{id}", tag = "admin", security(("bearer" = [])),
+#[utoipa::path(delete, operation_id = "remove_audiences", path = "/admin/v1/audiences/{id}", tag = "admin", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Audience id")),
     responses((status = 204, description = "Deleted"), AdminErrors))]
 pub async fn remove(

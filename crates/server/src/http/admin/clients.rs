@@ -49,7 +49,7 @@ fn secs(value: Option<i64>) -> Option<Duration> {
 }
 
 /// Create a client; the response shows its first secret, once.
-#[utoipa::path(post, path = "/admin/v1/clients", tag = "admin", security(("bearer" = [])),
+#[utoipa::path(post, operation_id = "create_clients", path = "/admin/v1/clients", tag = "admin", security(("bearer" = [])),
     request_body = NewClientIn,
     responses((status = 201, description = "Created, with its secret", body = ClientCreated), AdminErrors))]
 pub async fn create(
@@ -78,7 +78,7 @@ pub async fn create(
 }
 
 /// List clients.
-#[utoipa::path(get, path = "/admin/v1/clients", tag = "admin", security(("bearer" = [])),
+#[utoipa::path(get, operation_id = "list_clients", path = "/admin/v1/clients", tag = "admin", security(("bearer" = [])),
     params(ListParams),
     responses((status = 200, description = "A page", body = Paged<ClientOut>), AdminErrors))]
 pub async fn list(
@@ -93,7 +93,7 @@ pub async fn list(
 }
 
 /// Get a client.
-#[utoipa::path(get, path = "/admin/v1/clients/{id}", tag = "admin", security(("bearer" = [])),
+#[utoipa::path(get, operation_id = "read_clients", path = "/admin/v1/clients/{id}", tag = "admin", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Client id")),
     responses((status = 200, description = "The client", body = ClientOut), AdminErrors))]
 pub async fn read(
@@ -106,7 +106,7 @@ pub async fn read(
 }
 
 /// Change a client. Disabling it stops issuance at once.
-#[utoipa::path(patch, path = "/admin/v1/clients/{id}", tag = "admin", security(("bearer" = [])),
+#[utoipa::path(patch, operation_id = "update_clients", path = "/admin/v1/clients/{id}", tag = "admin", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Client id")),
     request_body = ClientPatch,
     responses((status = 200, description = "Changed", body = ClientOut), AdminErrors))]
@@ -131,7 +131,7 @@ pub async fn update(
 }
 
 /// Delete a client with its secrets, keys and grants.
-#[utoipa::path(delete, path = "/admin/v1/clients/{id}", tag = "admin", security(("bearer" = [])),
+#[utoipa::path(delete, operation_id = "remove_clients", path = "/admin/v1/clients/{id}", tag = "admin", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Client id")),
     responses((status = 204, description = "Deleted"), AdminErrors))]
 pub async fn remove(
@@ -145,7 +145,7 @@ pub async fn remove(
 }
 
 /// Add a secret (at most two valid at once); the response shows it, once.
-#[utoipa::path(post, path = "/admin/v1/clients/{id}/secrets", tag = "admin", security(("bearer" = [])),
+#[utoipa::path(post, operation_id = "add_secret_clients", path = "/admin/v1/clients/{id}/secrets", tag = "admin", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Client id")),
     request_body = NewSecretIn,
     responses((status = 201, description = "Added", body = SecretCreated), AdminErrors))]
@@ -169,7 +169,7 @@ pub async fn add_secret(
 }
 
 /// List a client's secrets (metadata only).
-#[utoipa::path(get, path = "/admin/v1/clients/{id}/secrets", tag = "admin", security(("bearer" = [])),
+#[utoipa::path(get, operation_id = "list_secrets_clients", path = "/admin/v1/clients/{id}/secrets", tag = "admin", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Client id")),
     responses((status = 200, description = "Its secrets", body = Vec<SecretOut>), AdminErrors))]
 pub async fn list_secrets(
@@ -183,7 +183,7 @@ pub async fn list_secrets(
 }
 
 /// Delete a secret; it stops working at once.
-#[utoipa::path(delete, path = "/admin/v1/clients/{id}/secrets/{secret_id}", tag = "admin", security(("bearer" = [])),
+#[utoipa::path(delete, operation_id = "remove_secret_clients", path = "/admin/v1/clients/{id}/secrets/{secret_id}", tag = "admin", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Client id"), ("secret_id" = Uuid, Path, description = "Secret id")),
     responses((status = 204, description = "Deleted"), AdminErrors))]
 pub async fn remove_secret(
@@ -200,7 +200,7 @@ pub async fn remove_secret(
 }
 
 /// Register an Ed25519 public key for private_key_jwt (at most two at once).
-#[utoipa::path(post, path = "/admin/v1/clients/{id}/public-keys", tag = "admin", security(("bearer" = [])),
+#[utoipa::path(post, operation_id = "add_key_clients", path = "/admin/v1/clients/{id}/public-keys", tag = "admin", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Client id")),
     request_body = OkpJwk,
     responses((status = 201, description = "Registered", body = PublicKeyOut), AdminErrors))]
@@ -230,7 +230,7 @@ pub async fn add_key(
 }
 
 /// List a client's public keys.
-#[utoipa::path(get, path = "/admin/v1/clients/{id}/public-keys", tag = "admin", security(("bearer" = [])),
+#[utoipa::path(get, operation_id = "list_keys_clients", path = "/admin/v1/clients/{id}/public-keys", tag = "admin", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Client id")),
     responses((status = 200, description = "Its keys", body = Vec<PublicKeyOut>), AdminErrors))]
 pub async fn list_keys(
@@ -244,7 +244,7 @@ pub async fn list_keys(
 }
 
 /// Remove a public key.
-#[utoipa::path(delete, path = "/admin/v1/clients/{id}/public-keys/{key_id}", tag = "admin", security(("bearer" = [])),
+#[utoipa::path(delete, operation_id = "remove_key_clients", path = "/admin/v1/clients/{id}/public-keys/{key_id}", tag = "admin", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Client id"), ("key_id" = Uuid, Path, description = "Key id")),
     responses((status = 204, description = "Deleted"), AdminErrors))]
 pub async fn remove_key(

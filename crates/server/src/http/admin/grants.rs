@@ -27,7 +27,7 @@ pub fn router() -> Router<AppState> {
 }
 
 /// Grant a client or user scopes on an audience.
-#[utoipa::path(post, path = "/admin/v1/grants", tag = "admin", security(("bearer" = [])),
+#[utoipa::path(post, operation_id = "create_grants", path = "/admin/v1/grants", tag = "admin", security(("bearer" = [])),
     request_body = NewGrantIn,
     responses((status = 201, description = "Created", body = GrantOut), AdminErrors))]
 pub async fn create(
@@ -51,7 +51,7 @@ pub async fn create(
 }
 
 /// List grants, optionally of one subject or audience.
-#[utoipa::path(get, path = "/admin/v1/grants", tag = "admin", security(("bearer" = [])),
+#[utoipa::path(get, operation_id = "list_grants", path = "/admin/v1/grants", tag = "admin", security(("bearer" = [])),
     params(GrantParams),
     responses((status = 200, description = "A page", body = Paged<GrantOut>), AdminErrors))]
 pub async fn list(
@@ -86,7 +86,7 @@ pub async fn list(
 }
 
 /// Get a grant.
-#[utoipa::path(get, path = "/admin/v1/grants/{id}", tag = "admin", security(("bearer" = [])),
+#[utoipa::path(get, operation_id = "read_grants", path = "/admin/v1/grants/{id}", tag = "admin", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Grant id")),
     responses((status = 200, description = "The grant", body = GrantOut), AdminErrors))]
 pub async fn read(
@@ -99,7 +99,7 @@ pub async fn read(
 }
 
 /// Change a grant's window, networks, lifetime or reason.
-#[utoipa::path(patch, path = "/admin/v1/grants/{id}", tag = "admin", security(("bearer" = [])),
+#[utoipa::path(patch, operation_id = "update_grants", path = "/admin/v1/grants/{id}", tag = "admin", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Grant id")),
     request_body = GrantPatch,
     responses((status = 200, description = "Changed", body = GrantOut), AdminErrors))]
@@ -123,7 +123,7 @@ pub async fn update(
 }
 
 /// Delete a grant; issuance under it stops at once.
-#[utoipa::path(delete, path = "/admin/v1/grants/{id}", tag = "admin", security(("bearer" = [])),
+#[utoipa::path(delete, operation_id = "remove_grants", path = "/admin/v1/grants/{id}", tag = "admin", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Grant id")),
     responses((status = 204, description = "Deleted"), AdminErrors))]
 pub async fn remove(

@@ -15,7 +15,7 @@ pub fn router() -> Router<AppState> {
 }
 
 /// List signing keys with their state, newest first.
-#[utoipa::path(get, path = "/admin/v1/keys", tag = "admin", security(("bearer" = [])),
+#[utoipa::path(get, operation_id = "list_keys", path = "/admin/v1/keys", tag = "admin", security(("bearer" = [])),
     responses((status = 200, description = "The keys", body = Vec<KeyOut>), AdminErrors))]
 pub async fn list(
     State(state): State<AppState>,

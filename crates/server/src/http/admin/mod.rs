@@ -77,7 +77,8 @@ fn page(limit: Option<u32>, cursor: Option<&str>) -> Result<(Page, u32), Problem
             format!("must be between 1 and {MAX_LIMIT}"),
         ));
     }
-    let after = match cursor {
+    // An empty cursor is no cursor.
+    let after = match cursor.filter(|c| !c.is_empty()) {
         None => None,
         Some(c) => {
             let bytes = URL_SAFE_NO_PAD

@@ -24,7 +24,7 @@ pub fn router() -> Router<AppState> {
 }
 
 /// Create a scope on an audience.
-#[utoipa::path(post, path = "/admin/v1/scopes", tag = "admin", security(("bearer" = [])),
+#[utoipa::path(post, operation_id = "create_scopes", path = "/admin/v1/scopes", tag = "admin", security(("bearer" = [])),
     request_body = NewScopeIn,
     responses((status = 201, description = "Created", body = ScopeOut), AdminErrors))]
 pub async fn create(
@@ -41,7 +41,7 @@ pub async fn create(
 }
 
 /// List scopes, of one audience or all.
-#[utoipa::path(get, path = "/admin/v1/scopes", tag = "admin", security(("bearer" = [])),
+#[utoipa::path(get, operation_id = "list_scopes", path = "/admin/v1/scopes", tag = "admin", security(("bearer" = [])),
     params(ScopeParams),
     responses((status = 200, description = "A page", body = Paged<ScopeOut>), AdminErrors))]
 pub async fn list(
@@ -56,7 +56,7 @@ pub async fn list(
 }
 
 /// Get a scope.
-#[utoipa::path(get, path = "/admin/v1/scopes/{id}", tag = "admin", security(("bearer" = [])),
+#[utoipa::path(get, operation_id = "read_scopes", path = "/admin/v1/scopes/{id}", tag = "admin", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Scope id")),
     responses((status = 200, description = "The scope", body = ScopeOut), AdminErrors))]
 pub async fn read(
@@ -69,7 +69,7 @@ pub async fn read(
 }
 
 /// Change a scope's description.
-#[utoipa::path(patch, path = "/admin/v1/scopes/{id}", tag = "admin", security(("bearer" = [])),
+#[utoipa::path(patch, operation_id = "update_scopes", path = "/admin/v1/scopes/{id}", tag = "admin", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Scope id")),
     request_body = DescriptionPatch,
     responses((status = 200, description = "Changed", body = ScopeOut), AdminErrors))]
@@ -90,7 +90,7 @@ pub async fn update(
 }
 
 /// Delete a scope (refused while grants use it).
-#[utoipa::path(delete, path = "/admin/v1/scopes/{id}", tag = "admin", security(("bearer" = [])),
+#[utoipa::path(delete, operation_id = "remove_scopes", path = "/admin/v1/scopes/{id}", tag = "admin", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Scope id")),
     responses((status = 204, description = "Deleted"), AdminErrors))]
 pub async fn remove(

@@ -27,6 +27,7 @@ pub struct Paged<T> {
 #[into_params(parameter_in = Query)]
 pub struct ListParams {
     /// Items per page, 1 to 500 (default 100).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
@@ -111,6 +112,10 @@ impl From<AudienceRecord> for AudienceOut {
 #[serde(deny_unknown_fields)]
 pub struct NewAudienceIn {
     /// Absolute URI without fragment, e.g. `https://api.example.com/orders`.
+    #[schema(
+        pattern = r"^[A-Za-z][A-Za-z0-9+.-]*:[!-\x22\x24-~]+$",
+        max_length = 2048
+    )]
     pub uri: String,
     /// Free text.
     #[serde(default)]
@@ -163,6 +168,7 @@ pub struct NewScopeIn {
     /// The owning audience.
     pub audience_id: Uuid,
     /// `resource:action`, e.g. `orders:read`.
+    #[schema(pattern = r"^[A-Za-z0-9._-]+(:[A-Za-z0-9._-]+)+$", max_length = 128)]
     pub name: String,
     /// Free text.
     #[serde(default)]
@@ -232,8 +238,10 @@ pub struct NewClientIn {
     #[serde(default = "yes")]
     pub enabled: bool,
     /// Default token lifetime in seconds (1–3600).
+    #[schema(minimum = 1, maximum = 3600)]
     pub default_ttl_secs: Option<i64>,
     /// Longest token lifetime in seconds (1–3600).
+    #[schema(minimum = 1, maximum = 3600)]
     pub max_ttl_secs: Option<i64>,
     /// Networks it may call from, CIDR notation (empty: anywhere).
     #[serde(default)]
@@ -257,11 +265,11 @@ pub struct ClientPatch {
     pub enabled: Option<bool>,
     /// New default lifetime in seconds, or null.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<i64>)]
+    #[schema(value_type = Option<i64>, minimum = 1, maximum = 3600)]
     pub default_ttl_secs: Option<Option<i64>>,
     /// New longest lifetime in seconds, or null.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<i64>)]
+    #[schema(value_type = Option<i64>, minimum = 1, maximum = 3600)]
     pub max_ttl_secs: Option<Option<i64>>,
     /// New networks.
     pub allowed_cidrs: Option<Vec<String>>,
@@ -317,8 +325,10 @@ pub struct NewSecretIn {
 #[serde(deny_unknown_fields)]
 pub struct OkpJwk {
     /// `OKP`.
+    #[schema(pattern = "^OKP$")]
     pub kty: String,
     /// `Ed25519`.
+    #[schema(pattern = "^Ed25519$")]
     pub crv: String,
     /// base64url of the 32-byte key.
     pub x: String,
@@ -399,8 +409,10 @@ impl From<UserRecord> for UserOut {
 #[serde(deny_unknown_fields)]
 pub struct NewUserIn {
     /// Login name: 1–64 of A-Z a-z 0-9 . _ - @.
+    #[schema(pattern = "^[A-Za-z0-9._@-]{1,64}$")]
     pub username: String,
     /// 12–1024 characters; stored only as an argon2id hash.
+    #[schema(min_length = 12, max_length = 1024)]
     pub password: String,
     /// Whether they may log in (default true).
     #[serde(default = "yes")]
@@ -412,6 +424,7 @@ pub struct NewUserIn {
 #[serde(deny_unknown_fields)]
 pub struct UserPatch {
     /// A new password (also clears a lockout).
+    #[schema(min_length = 12, max_length = 1024)]
     pub password: Option<String>,
     /// Enable or disable.
     pub enabled: Option<bool>,
@@ -520,6 +533,7 @@ pub struct NewGrantIn {
     /// The audience URI.
     pub audience: String,
     /// Scope names on that audience.
+    #[schema(min_items = 1)]
     pub scopes: Vec<String>,
     /// Not in force before.
     pub not_before: Option<Time>,
@@ -529,9 +543,11 @@ pub struct NewGrantIn {
     #[serde(default)]
     pub allowed_cidrs: Vec<String>,
     /// Longest token lifetime in seconds.
+    #[schema(minimum = 1, maximum = 3600)]
     pub max_ttl_secs: Option<i64>,
     /// Why it exists.
     #[serde(default)]
+    #[schema(max_length = 1000)]
     pub reason: String,
 }
 
@@ -569,6 +585,7 @@ pub struct GrantParams {
     /// Only grants on this audience.
     pub audience_id: Option<Uuid>,
     /// Items per page, 1 to 500 (default 100).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
@@ -582,6 +599,7 @@ pub struct ScopeParams {
     /// Only scopes of this audience.
     pub audience_id: Option<Uuid>,
     /// Items per page, 1 to 500 (default 100).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,

@@ -40,7 +40,7 @@ async fn hash(state: &AppState, password: String) -> Result<String, Problem> {
 }
 
 /// Create a user; the password is stored only as an argon2id hash.
-#[utoipa::path(post, path = "/admin/v1/users", tag = "admin", security(("bearer" = [])),
+#[utoipa::path(post, operation_id = "create_users", path = "/admin/v1/users", tag = "admin", security(("bearer" = [])),
     request_body = NewUserIn,
     responses((status = 201, description = "Created", body = UserOut), AdminErrors))]
 pub async fn create(
@@ -58,7 +58,7 @@ pub async fn create(
 }
 
 /// List users.
-#[utoipa::path(get, path = "/admin/v1/users", tag = "admin", security(("bearer" = [])),
+#[utoipa::path(get, operation_id = "list_users", path = "/admin/v1/users", tag = "admin", security(("bearer" = [])),
     params(ListParams),
     responses((status = 200, description = "A page", body = Paged<UserOut>), AdminErrors))]
 pub async fn list(
@@ -73,7 +73,7 @@ pub async fn list(
 }
 
 /// Get a user.
-#[utoipa::path(get, path = "/admin/v1/users/{id}", tag = "admin", security(("bearer" = [])),
+#[utoipa::path(get, operation_id = "read_users", path = "/admin/v1/users/{id}", tag = "admin", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "User id")),
     responses((status = 200, description = "The user", body = UserOut), AdminErrors))]
 pub async fn read(
@@ -86,7 +86,7 @@ pub async fn read(
 }
 
 /// Change a user's password or enable/disable them.
-#[utoipa::path(patch, path = "/admin/v1/users/{id}", tag = "admin", security(("bearer" = [])),
+#[utoipa::path(patch, operation_id = "update_users", path = "/admin/v1/users/{id}", tag = "admin", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "User id")),
     request_body = UserPatch,
     responses((status = 200, description = "Changed", body = UserOut), AdminErrors))]
@@ -115,7 +115,7 @@ pub async fn update(
 }
 
 /// Delete a user and their grants.
-#[utoipa::path(delete, path = "/admin/v1/users/{id}", tag = "admin", security(("bearer" = [])),
+#[utoipa::path(delete, operation_id = "remove_users", path = "/admin/v1/users/{id}", tag = "admin", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "User id")),
     responses((status = 204, description = "Deleted"), AdminErrors))]
 pub async fn remove(
