@@ -761,9 +761,9 @@ async fn authorization(app: TestApp) {
     let forged = mayfly_core::token::mint(
         &other_key,
         &mayfly_core::Claims {
-            iss: app.base.clone(),
+            iss: app.issuer(),
             sub: "x".into(),
-            aud: app.base.clone(),
+            aud: app.issuer(),
             iat: now,
             nbf: now,
             exp: now + Duration::minutes(5),

@@ -29,8 +29,10 @@ pub struct TestApp {
     /// The service's clock: starts at the real time, moves only when a test says so.
     pub clock: Arc<ManualClock>,
     shutdown: Option<oneshot::Sender<()>>,
-    _db: TestDb,
-    _dir: tempfile::TempDir,
+    /// The master key file.
+    pub key_file: std::path::PathBuf,
+    _db: Option<TestDb>,
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl Drop for TestApp {
@@ -57,18 +59,26 @@ pub enum Auth<'a> {
 }
 
 pub async fn spawn_app(backend: Backend) -> TestApp {
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let db = TestDb::new(backend).await;
     let dir = tempfile::tempdir().unwrap();
     let key_file = dir.path().join("mayfly.key");
     std::fs::write(&key_file, format!("{}\n", "7f".repeat(32))).unwrap();
+    let mut app = serve(db.url.clone(), key_file).await;
+    app._db = Some(db);
+    app._dir = Some(dir);
+    app
+}
+
+/// Boots a service on `db_url` with the master key in `key_file`.
+async fn serve(db_url: String, key_file: std::path::PathBuf) -> TestApp {
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr: SocketAddr = listener.local_addr().unwrap();
     let config = Config {
         listen: addr,
-        issuer: None,
-        database_url: db.url.clone(),
-        master_key_file: Some(key_file),
+        issuer: Some("http://mayfly.test".into()),
+        database_url: db_url.clone(),
+        master_key_file: Some(key_file.clone()),
         token_ttl: Duration::seconds(300),
         max_token_ttl: Duration::seconds(3600),
         log_format: LogFormat::Text,
@@ -84,11 +94,24 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
         base: format!("http://{addr}"),
         state,
         http: reqwest::Client::new(),
-        db_url: db.url.clone(),
+        db_url,
         clock,
         shutdown: Some(tx),
-        _db: db,
-        _dir: dir,
+        key_file,
+        _db: None,
+        _dir: None,
+    }
+}
+
+impl TestApp {
+    /// Another replica on the same database and master key (same issuer).
+    pub async fn replica(&self) -> TestApp {
+        serve(self.db_url.clone(), self.key_file.clone()).await
+    }
+
+    /// The issuer URL (shared by replicas).
+    pub fn issuer(&self) -> String {
+        self.state.issuer.clone()
     }
 }
 
@@ -213,7 +236,7 @@ impl TestApp {
 
     /// A resource server's verifier for `audience`, from the published key set.
     pub async fn verifier(&self, audience: &str) -> OfflineVerifier {
-        OfflineVerifier::new(&self.base, audience, &self.jwks().await)
+        OfflineVerifier::new(&self.issuer(), audience, &self.jwks().await)
     }
 
     /// Audit events of one type, newest first.
@@ -266,7 +289,7 @@ pub struct AdminApi<'a> {
 impl TestApp {
     /// Bootstraps the first admin and returns an API caller with a `mayfly:admin` token.
     pub async fn bootstrap_admin(&self) -> AdminApi<'_> {
-        let created = self.admin().bootstrap(&self.base).await.unwrap();
+        let created = self.admin().bootstrap(&self.issuer()).await.unwrap();
         let admin = TestClient {
             id: created.client.id,
             secret: created.secret.expose().to_owned(),
@@ -289,7 +312,7 @@ impl TestApp {
     /// An API caller holding a token with exactly `scopes` on the issuer audience.
     pub async fn admin_with(&self, scopes: &[&str]) -> AdminApi<'_> {
         let client = self.client().await;
-        self.grant(&client, &self.base, scopes).await;
+        self.grant(&client, &self.issuer(), scopes).await;
         let scope = scopes.join(" ");
         let body = self
             .token_ok(
@@ -297,7 +320,7 @@ impl TestApp {
                 &[
                     ("grant_type", "client_credentials"),
                     ("scope", &scope),
-                    ("resource", &self.base),
+                    ("resource", &self.issuer()),
                 ],
             )
             .await;

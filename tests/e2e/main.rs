@@ -7,6 +7,7 @@
 
 mod admin;
 mod helpers;
+mod revocation;
 mod token;
 
 /// Declares each listed test function once per backend.

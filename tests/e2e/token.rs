@@ -30,7 +30,7 @@ crate::both_stores!(
 /// grant, obtain tokens with both authentication methods, verify them offline with the
 /// published key as a resource server would.
 async fn bootstrap_to_verified_token(app: TestApp) {
-    let admin = app.admin().bootstrap(&app.base).await.unwrap();
+    let admin = app.admin().bootstrap(&app.issuer()).await.unwrap();
     let admin_client = crate::helpers::TestClient {
         id: admin.client.id,
         secret: admin.secret.expose().to_owned(),
@@ -46,7 +46,7 @@ async fn bootstrap_to_verified_token(app: TestApp) {
         )
         .await;
     let claims = app
-        .verifier(&app.base)
+        .verifier(&app.issuer())
         .await
         .verify(
             admin_token["access_token"].as_str().unwrap(),
@@ -54,9 +54,9 @@ async fn bootstrap_to_verified_token(app: TestApp) {
             app.now(),
         )
         .unwrap();
-    assert_eq!(claims.aud, app.base);
+    assert_eq!(claims.aud, app.issuer());
     assert!(
-        app.admin().bootstrap(&app.base).await.is_err(),
+        app.admin().bootstrap(&app.issuer()).await.is_err(),
         "bootstrap runs once"
     );
 
@@ -95,7 +95,7 @@ async fn bootstrap_to_verified_token(app: TestApp) {
         assert!(token.starts_with("v4.public."));
 
         let claims = verifier.verify(token, &["orders:read"], app.now()).unwrap();
-        assert_eq!(claims.iss, app.base);
+        assert_eq!(claims.iss, app.issuer());
         assert_eq!(claims.aud, ORDERS);
         assert_eq!(claims.sub, client.id.to_string());
         assert_eq!(claims.client_id, client.id.to_string());
@@ -178,11 +178,22 @@ async fn discovery_documents(app: TestApp) {
         .unwrap();
     assert_eq!(response.status(), 200);
     let meta: Value = response.json().await.unwrap();
-    assert_eq!(meta["issuer"], app.base);
-    assert_eq!(meta["token_endpoint"], format!("{}/oauth2/token", app.base));
+    assert_eq!(meta["issuer"], app.issuer());
+    assert_eq!(
+        meta["token_endpoint"],
+        format!("{}/oauth2/token", app.issuer())
+    );
     assert_eq!(
         meta["jwks_uri"],
-        format!("{}/.well-known/jwks.json", app.base)
+        format!("{}/.well-known/jwks.json", app.issuer())
+    );
+    assert_eq!(
+        meta["introspection_endpoint"],
+        format!("{}/oauth2/introspect", app.issuer())
+    );
+    assert_eq!(
+        meta["revocation_endpoint"],
+        format!("{}/oauth2/revoke", app.issuer())
     );
     assert_eq!(
         meta["grant_types_supported"],

@@ -73,8 +73,9 @@ pub fn mint(key: &SigningKey, claims: &Claims) -> Result<String, MintError> {
 pub struct VerifyOptions<'a> {
     /// Expected `iss`.
     pub issuer: &'a str,
-    /// Expected `aud`.
-    pub audience: &'a str,
+    /// Expected `aud`; `None` accepts any (introspection answers for every audience
+    /// and reports `aud`; resource servers must always name theirs).
+    pub audience: Option<&'a str>,
     /// Clock-skew allowance applied to `exp` and `nbf`.
     pub leeway: Duration,
 }
@@ -149,7 +150,7 @@ pub fn verify<'k>(
     if claims.iss != options.issuer {
         return Err(VerifyError::WrongIssuer);
     }
-    if claims.aud != options.audience {
+    if options.audience.is_some_and(|aud| claims.aud != aud) {
         return Err(VerifyError::WrongAudience);
     }
     if now >= claims.exp + options.leeway {
@@ -186,7 +187,7 @@ mod tests {
     fn options() -> VerifyOptions<'static> {
         VerifyOptions {
             issuer: "https://sts.example",
-            audience: "https://api.example/orders",
+            audience: Some("https://api.example/orders"),
             leeway: Duration::seconds(30),
         }
     }
@@ -236,7 +237,7 @@ mod tests {
             Err(VerifyError::NotYetValid)
         );
         let wrong_aud = VerifyOptions {
-            audience: "https://api.example/other",
+            audience: Some("https://api.example/other"),
             ..options()
         };
         assert_eq!(

@@ -50,6 +50,8 @@ pub enum ErrorCode {
     InvalidScope,
     /// RFC 8707 §2: the requested resource is invalid or unknown.
     InvalidTarget,
+    /// RFC 7009 §2.2.1: revocation of this token type is not supported.
+    UnsupportedTokenType,
     /// RFC 6749 §4.1.2.1: unexpected server condition.
     ServerError,
     /// RFC 6749 §4.1.2.1: temporarily unable to handle the request.
@@ -67,6 +69,7 @@ impl ErrorCode {
             Self::UnsupportedGrantType => "unsupported_grant_type",
             Self::InvalidScope => "invalid_scope",
             Self::InvalidTarget => "invalid_target",
+            Self::UnsupportedTokenType => "unsupported_token_type",
             Self::ServerError => "server_error",
             Self::TemporarilyUnavailable => "temporarily_unavailable",
         }
@@ -100,6 +103,14 @@ pub struct ServerMetadata {
     pub token_endpoint: String,
     /// The key set URL.
     pub jwks_uri: String,
+    /// RFC 7662 introspection endpoint.
+    pub introspection_endpoint: String,
+    /// Client authentication methods at the introspection endpoint.
+    pub introspection_endpoint_auth_methods_supported: Vec<String>,
+    /// RFC 7009 revocation endpoint.
+    pub revocation_endpoint: String,
+    /// Client authentication methods at the revocation endpoint.
+    pub revocation_endpoint_auth_methods_supported: Vec<String>,
     /// Supported grant types.
     pub grant_types_supported: Vec<String>,
     /// Supported client authentication methods at the token endpoint.
@@ -150,4 +161,103 @@ impl Jwk {
 pub struct JwkSet {
     /// Every key a valid token may be signed with.
     pub keys: Vec<Jwk>,
+}
+
+/// An introspection answer (RFC 7662 §2.2). Inactive tokens get `{"active":false}` only.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Introspection {
+    /// Whether the token is valid now: signature, time, not revoked, and its client,
+    /// subject, grants and signing key still in good standing.
+    pub active: bool,
+    /// Granted scopes, space-separated.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    /// The client that obtained it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// Its subject.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sub: Option<String>,
+    /// Its audience.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub aud: Option<String>,
+    /// Its issuer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub iss: Option<String>,
+    /// Expiry, seconds since the epoch.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exp: Option<i64>,
+    /// Issued at, seconds since the epoch.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub iat: Option<i64>,
+    /// Not before, seconds since the epoch.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<i64>,
+    /// Token id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jti: Option<String>,
+    /// `Bearer`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_type: Option<String>,
+}
+
+impl Introspection {
+    /// The answer for an active token.
+    pub fn active(claims: &crate::Claims) -> Self {
+        Self {
+            active: true,
+            scope: Some(claims.scope.clone()),
+            client_id: Some(claims.client_id.clone()),
+            sub: Some(claims.sub.clone()),
+            aud: Some(claims.aud.clone()),
+            iss: Some(claims.iss.clone()),
+            exp: Some(claims.exp.unix_timestamp()),
+            iat: Some(claims.iat.unix_timestamp()),
+            nbf: Some(claims.nbf.unix_timestamp()),
+            jti: Some(claims.jti.clone()),
+            token_type: Some("Bearer".into()),
+        }
+    }
+}
+
+/// One revocation in the feed resource servers follow (`GET /v1/revocations`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RevocationEntry {
+    /// Feed position; pass the last one seen as `after` (or `Last-Event-ID`).
+    pub cursor: String,
+    /// What it targets.
+    pub kind: crate::revocation::RevocationKind,
+    /// The jti, subject, client, grant or key id.
+    pub value: String,
+    /// Tokens issued before this are revoked (ignored for `jti`).
+    #[serde(with = "time::serde::rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    pub issued_before: time::OffsetDateTime,
+    /// After this no token it matches can still be valid; it may be forgotten.
+    #[serde(with = "time::serde::rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    pub expires_at: time::OffsetDateTime,
+}
+
+impl RevocationEntry {
+    /// The rule this entry states.
+    pub fn rule(&self) -> crate::revocation::Rule {
+        crate::revocation::Rule {
+            kind: self.kind,
+            value: self.value.clone(),
+            issued_before: self.issued_before,
+        }
+    }
+}
+
+/// A page of the revocation feed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RevocationPage {
+    /// Revocations after the given cursor, in order.
+    pub items: Vec<RevocationEntry>,
+    /// Where to continue from (the last item's cursor, or the given one when empty).
+    pub next_cursor: String,
 }

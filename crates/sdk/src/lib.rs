@@ -91,7 +91,7 @@ impl OfflineVerifier {
     ) -> Result<Claims, VerifyError> {
         let options = VerifyOptions {
             issuer: &self.issuer,
-            audience: &self.audience,
+            audience: Some(&self.audience),
             leeway: self.leeway,
         };
         let claims = token::verify(

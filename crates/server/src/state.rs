@@ -24,6 +24,8 @@ pub struct AppState {
     pub keyring: Arc<Keyring>,
     /// Clients, secrets and grants, cached.
     pub directory: Arc<Directory>,
+    /// Live revocations, in memory.
+    pub revocations: Arc<crate::revocation::Revocations>,
     /// Durable audit log.
     pub audit: AuditSink,
     /// Time.
@@ -80,6 +82,8 @@ impl AppState {
         store.migrate().await?;
         let keyring = Keyring::load(store.as_ref(), &master, clock.now()).await?;
         let directory = Directory::start(store.clone()).await?;
+        let revocations =
+            crate::revocation::Revocations::start(store.clone(), clock.clone()).await?;
         let (audit, audit_writer) = AuditSink::start(store.clone());
         let state = Self {
             config: Arc::new(config),
@@ -87,6 +91,7 @@ impl AppState {
             store,
             keyring: Arc::new(keyring),
             directory,
+            revocations,
             audit,
             clock,
             passwords: crate::password::Passwords::default(),

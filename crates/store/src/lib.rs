@@ -167,8 +167,9 @@ pub trait RevocationStore: Send + Sync {
     -> StoreResult<Vec<RevocationRecord>>;
     /// Deletes revocations whose every possible token has expired; returns how many.
     async fn prune_revocations(&self, now: OffsetDateTime) -> StoreResult<u64>;
-    /// A signal raised whenever any process records a revocation, where the backend can
-    /// tell (Postgres `LISTEN`); `None` means poll.
+    /// A signal raised when a revocation is recorded: by any process on Postgres
+    /// (`LISTEN`), by this store object on SQLite. Listeners must still poll now and
+    /// then: a signal can be lost. `None` means poll only.
     async fn revocation_signal(&self) -> StoreResult<Option<Arc<tokio::sync::Notify>>>;
 }
 

@@ -35,6 +35,8 @@ use crate::{NewRevocation, RevocationRecord, RevocationStore};
 pub struct SqliteStore {
     pool: SqlitePool,
     changes: Arc<AtomicU64>,
+    /// Raised on every revocation this store object records.
+    signal: Arc<tokio::sync::Notify>,
 }
 
 impl SqliteStore {
@@ -60,6 +62,7 @@ impl SqliteStore {
         Ok(Self {
             pool,
             changes: Arc::default(),
+            signal: Arc::default(),
         })
     }
 }
@@ -1018,6 +1021,7 @@ impl RevocationStore for SqliteStore {
         .fetch_one(&self.pool)
         .await
         .or_store("revocation")?;
+        self.signal.notify_one();
         revocation(&row)
     }
 
@@ -1045,8 +1049,9 @@ impl RevocationStore for SqliteStore {
     }
 
     async fn revocation_signal(&self) -> StoreResult<Option<Arc<tokio::sync::Notify>>> {
-        // One process per SQLite file: the server hears its own revocations directly.
-        Ok(None)
+        // One serving process per SQLite file: it hears its own revocations; other
+        // processes' (the CLI) are found by polling.
+        Ok(Some(self.signal.clone()))
     }
 }
 

@@ -10,7 +10,9 @@ use sha2::{Digest as _, Sha256};
 use time::Duration;
 use uuid::Uuid;
 
-use super::{Actor, AdminError, cidrs, invalid, ttl_secs};
+use mayfly_core::revocation::RevocationKind;
+
+use super::{Actor, AdminError, RevokeSpec, cidrs, invalid, ttl_secs};
 
 /// Most public keys registered at once (the current one and its replacement).
 pub const MAX_PUBLIC_KEYS: usize = 2;
@@ -126,6 +128,14 @@ impl Actor<'_> {
             client_json(&after),
         )
         .await?;
+        if before.enabled && !after.enabled {
+            self.revoke(RevokeSpec::now(
+                RevocationKind::Client,
+                id.to_string(),
+                "client disabled",
+            ))
+            .await?;
+        }
         Ok(after)
     }
 
@@ -142,7 +152,14 @@ impl Actor<'_> {
             client_json(&before),
             Value::Null,
         )
-        .await
+        .await?;
+        self.revoke(RevokeSpec::now(
+            RevocationKind::Client,
+            id.to_string(),
+            "client deleted",
+        ))
+        .await?;
+        Ok(())
     }
 
     /// The secrets of a client (digests stay inside).

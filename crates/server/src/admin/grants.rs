@@ -5,7 +5,9 @@ use serde_json::{Value, json};
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
-use super::{Actor, AdminError, GrantSpec, cidrs, invalid, ttl_secs};
+use mayfly_core::revocation::RevocationKind;
+
+use super::{Actor, AdminError, GrantSpec, RevokeSpec, cidrs, invalid, ttl_secs};
 
 /// Longest reason kept.
 const MAX_REASON: usize = 1000;
@@ -175,6 +177,20 @@ impl Actor<'_> {
             grant_json(&after),
         )
         .await?;
+        // Tokens carry the terms they were issued under: when the terms change, the
+        // tokens issued so far go, and clients get new ones under the new terms.
+        let changed_terms = before.not_before != after.not_before
+            || before.expires_at != after.expires_at
+            || before.max_ttl_secs != after.max_ttl_secs
+            || before.allowed_cidrs != after.allowed_cidrs;
+        if changed_terms {
+            self.revoke(RevokeSpec::now(
+                RevocationKind::Grant,
+                id.to_string(),
+                "grant changed",
+            ))
+            .await?;
+        }
         Ok(after)
     }
 
@@ -191,6 +207,13 @@ impl Actor<'_> {
             grant_json(&before),
             Value::Null,
         )
-        .await
+        .await?;
+        self.revoke(RevokeSpec::now(
+            RevocationKind::Grant,
+            id.to_string(),
+            "grant deleted",
+        ))
+        .await?;
+        Ok(())
     }
 }

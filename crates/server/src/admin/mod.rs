@@ -29,7 +29,15 @@ pub const ADMIN_SCOPES: &[&str] = &[
     "mayfly:admin:users",
     "mayfly:admin:grants",
     "mayfly:admin:keys",
+    "mayfly:admin:revocations",
 ];
+/// Scopes of the issuer audience for services rather than admins: calling
+/// introspection, and reading the revocation feed.
+pub const SERVICE_SCOPES: &[&str] = &[INTROSPECT_SCOPE, REVOCATIONS_READ_SCOPE];
+/// Lets a client call `POST /oauth2/introspect`.
+pub const INTROSPECT_SCOPE: &str = "mayfly:introspect";
+/// Lets a resource server read `GET /v1/revocations` and its stream.
+pub const REVOCATIONS_READ_SCOPE: &str = "mayfly:revocations:read";
 /// Most client secrets valid at once (the current one and its replacement).
 pub const MAX_VALID_SECRETS: usize = 2;
 
@@ -69,10 +77,12 @@ impl From<StoreError> for AdminError {
 mod audiences;
 mod clients;
 mod grants;
+mod revocations;
 mod users;
 
 pub use clients::ClientChanges;
 pub use grants::GrantChanges;
+pub use revocations::{REVOCATION_SKEW, RevokeSpec};
 pub use users::UserChanges;
 
 /// Builds an [`AdminError::Invalid`].
@@ -340,7 +350,11 @@ impl Actor<'_> {
                 "already bootstrapped (audience {issuer} exists); create further admins with `mayfly admin client create` and `mayfly admin grant create`"
             )));
         }
-        let scopes: Vec<String> = ADMIN_SCOPES.iter().map(|s| (*s).to_owned()).collect();
+        let scopes: Vec<String> = ADMIN_SCOPES
+            .iter()
+            .chain(SERVICE_SCOPES)
+            .map(|s| (*s).to_owned())
+            .collect();
         self.create_audience(issuer, "Mayfly admin API", &scopes)
             .await?;
         let created = self

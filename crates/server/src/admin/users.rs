@@ -5,7 +5,9 @@ use serde_json::{Value, json};
 use time::Duration;
 use uuid::Uuid;
 
-use super::{Actor, AdminError, invalid};
+use mayfly_core::revocation::RevocationKind;
+
+use super::{Actor, AdminError, RevokeSpec, invalid};
 
 /// Changes to a user; `None` leaves a field alone.
 #[derive(Clone, Default)]
@@ -118,6 +120,14 @@ impl Actor<'_> {
             after_json,
         )
         .await?;
+        if before.enabled && !after.enabled {
+            self.revoke(RevokeSpec::now(
+                RevocationKind::Subject,
+                id.to_string(),
+                "user disabled",
+            ))
+            .await?;
+        }
         Ok(after)
     }
 
@@ -134,6 +144,13 @@ impl Actor<'_> {
             user_json(&before),
             Value::Null,
         )
-        .await
+        .await?;
+        self.revoke(RevokeSpec::now(
+            RevocationKind::Subject,
+            id.to_string(),
+            "user deleted",
+        ))
+        .await?;
+        Ok(())
     }
 }

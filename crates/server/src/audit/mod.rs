@@ -154,6 +154,10 @@ pub mod kind {
     pub const TOKEN_ISSUED: &str = "token.issued";
     /// A token request was refused.
     pub const TOKEN_DENIED: &str = "token.denied";
+    /// A token, or a set of tokens, was revoked.
+    pub const TOKEN_REVOKED: &str = "token.revoked";
+    /// A resource server introspected a token.
+    pub const TOKEN_INTROSPECTED: &str = "token.introspected";
     /// Client authentication failed.
     pub const CLIENT_AUTH_FAILED: &str = "client.auth_failed";
     /// An administrator changed something.

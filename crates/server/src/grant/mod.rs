@@ -36,6 +36,12 @@ pub enum TokenError {
     /// `invalid_target`: the resource is invalid or unknown (RFC 8707 §2).
     #[error("{0}")]
     InvalidTarget(String),
+    /// `unauthorized_client` with 403: authenticated, but not allowed this endpoint.
+    #[error("{0}")]
+    Forbidden(String),
+    /// `unsupported_token_type` (RFC 7009 §2.2.1).
+    #[error("token_type_hint {0:?} is not supported")]
+    UnsupportedTokenType(String),
     /// `temporarily_unavailable` with 503: the database or audit log is unreachable.
     #[error("service temporarily unavailable, retry later")]
     Unavailable,
@@ -53,6 +59,8 @@ impl TokenError {
             Self::UnsupportedGrantType(_) => ErrorCode::UnsupportedGrantType,
             Self::InvalidScope(_) => ErrorCode::InvalidScope,
             Self::InvalidTarget(_) => ErrorCode::InvalidTarget,
+            Self::Forbidden(_) => ErrorCode::UnauthorizedClient,
+            Self::UnsupportedTokenType(_) => ErrorCode::UnsupportedTokenType,
             Self::Unavailable => ErrorCode::TemporarilyUnavailable,
             Self::Internal(_) => ErrorCode::ServerError,
         }
@@ -74,6 +82,24 @@ impl From<StoreError> for TokenError {
             Self::Unavailable
         } else {
             Self::Internal(format!("{e}: {:?}", std::error::Error::source(&e)))
+        }
+    }
+}
+
+impl From<crate::http::form::FormError> for TokenError {
+    fn from(e: crate::http::form::FormError) -> Self {
+        Self::InvalidRequest(e.to_string())
+    }
+}
+
+impl From<crate::client_auth::PresentError> for TokenError {
+    fn from(e: crate::client_auth::PresentError) -> Self {
+        use crate::client_auth::PresentError;
+        match e {
+            PresentError::Missing | PresentError::MalformedBasic => {
+                Self::InvalidClient(e.to_string())
+            }
+            PresentError::MultipleMethods => Self::InvalidRequest(e.to_string()),
         }
     }
 }

@@ -28,6 +28,7 @@ impl IntoResponse for TokenError {
         let status = match &self {
             Self::InvalidClient(_) => StatusCode::UNAUTHORIZED,
             Self::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(detail) => {
                 tracing::error!(detail, "token request failed");

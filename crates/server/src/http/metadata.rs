@@ -27,15 +27,22 @@ pub fn router() -> Router<AppState> {
     responses((status = 200, description = "RFC 8414 metadata", body = ServerMetadata)))]
 pub async fn metadata(State(state): State<AppState>) -> Response {
     let issuer = &state.issuer;
+    let methods = || {
+        vec![
+            "client_secret_basic".to_owned(),
+            "client_secret_post".to_owned(),
+        ]
+    };
     let body = ServerMetadata {
         issuer: issuer.clone(),
         token_endpoint: format!("{issuer}/oauth2/token"),
         jwks_uri: format!("{issuer}/.well-known/jwks.json"),
+        introspection_endpoint: format!("{issuer}/oauth2/introspect"),
+        introspection_endpoint_auth_methods_supported: methods(),
+        revocation_endpoint: format!("{issuer}/oauth2/revoke"),
+        revocation_endpoint_auth_methods_supported: methods(),
         grant_types_supported: vec!["client_credentials".into()],
-        token_endpoint_auth_methods_supported: vec![
-            "client_secret_basic".into(),
-            "client_secret_post".into(),
-        ],
+        token_endpoint_auth_methods_supported: methods(),
         response_types_supported: vec![],
     };
     let mut response = Json(body).into_response();

@@ -4,10 +4,13 @@
 
 pub mod admin;
 pub mod error;
+pub mod feed;
 pub mod form;
 pub mod health;
+pub mod introspect;
 pub mod metadata;
 pub mod openapi;
+pub mod revoke;
 pub mod token;
 
 use std::future::Future;
@@ -36,6 +39,9 @@ pub fn router(state: AppState) -> Router {
         .merge(metadata::router())
         .merge(health::router())
         .merge(openapi::router())
+        .merge(introspect::router())
+        .merge(revoke::router())
+        .merge(feed::router())
         .merge(admin::router())
         .fallback(error::not_found)
         .layer(

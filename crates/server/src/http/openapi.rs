@@ -15,6 +15,10 @@ use crate::state::AppState;
     info(title = "Mayfly", description = "Zero-trust security token service: short-lived PASETO v4.public tokens for narrow scopes on one audience."),
     paths(
         super::token::token,
+        super::introspect::introspect,
+        super::revoke::revoke,
+        super::feed::page,
+        super::feed::stream,
         super::metadata::metadata,
         super::metadata::jwks,
         super::health::healthz,
@@ -51,6 +55,8 @@ use crate::state::AppState;
         super::admin::grants::update,
         super::admin::grants::remove,
         super::admin::keys::list,
+        super::admin::revocations::create,
+        super::admin::revocations::list,
     ),
     components(schemas(mayfly_core::wire::ErrorCode, super::error::Problem, super::error::FieldError)),
     modifiers(&Security),
@@ -58,6 +64,7 @@ use crate::state::AppState;
         (name = "oauth", description = "OAuth 2.0 endpoints"),
         (name = "discovery", description = "Metadata and keys"),
         (name = "ops", description = "Health"),
+        (name = "revocations", description = "The revocation feed for resource servers (needs mayfly:revocations:read)"),
         (name = "admin", description = "Admin API: needs a Mayfly token for the issuer's own audience with mayfly:admin or a finer admin scope"),
     )
 )]

@@ -10,9 +10,9 @@ use mayfly_store::AuditEvent;
 use serde::Deserialize;
 
 use super::error::no_store;
-use super::form::{Form, FormError};
+use super::form::Form;
 use crate::audit::{self, RequestContext, kind, outcome};
-use crate::client_auth::{self, PresentError};
+use crate::client_auth;
 use crate::grant::{self, Issued, ScopeRequest, TokenError};
 use crate::state::AppState;
 
@@ -101,11 +101,7 @@ async fn exchange(
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
-    let form = Form::parse(content_type, body).map_err(|e| match e {
-        FormError::ContentType | FormError::Repeated(_) => {
-            TokenError::InvalidRequest(e.to_string())
-        }
-    })?;
+    let form = Form::parse(content_type, body)?;
     seen.grant_type = form.get("grant_type").map(str::to_owned);
     seen.scope = form.get("scope").map(str::to_owned);
     let resource = match form.resources() {
@@ -139,12 +135,7 @@ async fn exchange(
             grant_type.chars().take(64).collect(),
         ));
     }
-    let presented = presented.map_err(|e| match e {
-        PresentError::Missing | PresentError::MalformedBasic => {
-            TokenError::InvalidClient(e.to_string())
-        }
-        PresentError::MultipleMethods => TokenError::InvalidRequest(e.to_string()),
-    })?;
+    let presented = presented?;
     let now = state.clock.now();
     let client = client_auth::authenticate(&state.directory, &presented, now).await?;
     let request = ScopeRequest {

@@ -26,6 +26,8 @@ pub enum Family {
     Grants,
     /// Signing keys.
     Keys,
+    /// Revocations.
+    Revocations,
 }
 
 impl Family {
@@ -37,11 +39,13 @@ impl Family {
             Self::Users => "mayfly:admin:users",
             Self::Grants => "mayfly:admin:grants",
             Self::Keys => "mayfly:admin:keys",
+            Self::Revocations => "mayfly:admin:revocations",
         }
     }
 }
 
-/// An authenticated admin caller: a valid Mayfly token for the issuer's own audience.
+/// A caller holding a valid, unrevoked Mayfly token for the issuer's own audience:
+/// admins, and services reading the revocation feed.
 #[derive(Debug, Clone)]
 pub struct Admin {
     claims: Claims,
@@ -74,7 +78,7 @@ impl FromRequestParts<AppState> for Admin {
         let keys = state.keyring.current();
         let options = VerifyOptions {
             issuer: &state.issuer,
-            audience: &state.issuer,
+            audience: Some(&state.issuer),
             leeway: LEEWAY,
         };
         let claims = token::verify(
@@ -90,6 +94,17 @@ impl FromRequestParts<AppState> for Admin {
                 "the access token is invalid or expired",
             )
         })?;
+        if state.revocations.revokes(
+            &claims,
+            &token::peek_key_id(token)
+                .map(|k| k.to_string())
+                .unwrap_or_default(),
+        ) {
+            return Err(unauthorized(
+                Some("invalid_token"),
+                "the access token is invalid or expired",
+            ));
+        }
         Ok(Self { claims })
     }
 }
@@ -130,6 +145,18 @@ impl Admin {
             Ok(())
         } else {
             Err(Self::forbid(family.scope()))
+        }
+    }
+
+    /// Allows what `scope` allows (full admin allows everything).
+    ///
+    /// # Errors
+    /// 403 `insufficient_scope` otherwise.
+    pub fn require(&self, scope: &str) -> Result<(), Problem> {
+        if self.has(ADMIN_SCOPE) || self.has(scope) {
+            Ok(())
+        } else {
+            Err(Self::forbid(scope))
         }
     }
 

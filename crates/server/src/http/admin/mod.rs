@@ -13,12 +13,14 @@
 //! | `mayfly:admin:users` | reading and changing users |
 //! | `mayfly:admin:grants` | reading and changing grants |
 //! | `mayfly:admin:keys` | reading and rotating signing keys |
+//! | `mayfly:admin:revocations` | reading and making revocations |
 
 pub mod audiences;
 mod auth;
 pub mod clients;
 pub mod grants;
 pub mod keys;
+pub mod revocations;
 pub mod scopes;
 mod types;
 pub mod users;
@@ -50,6 +52,7 @@ pub fn router() -> Router<AppState> {
         .merge(users::router())
         .merge(grants::router())
         .merge(keys::router())
+        .merge(revocations::router())
 }
 
 /// A JSON body whose rejections are problems (and unknown fields 422s).

@@ -637,3 +637,53 @@ impl From<SigningKeyRecord> for KeyOut {
         }
     }
 }
+
+// ---- revocations ----
+
+/// A revocation to make.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewRevocationIn {
+    /// What to revoke: one token (`jti`), or every token of a `subject`, `client`,
+    /// `grant` or signing `key`.
+    pub kind: mayfly_core::revocation::RevocationKind,
+    /// The jti, subject id, client id, grant id or key id (`k4.pid.…`).
+    #[schema(min_length = 1, max_length = 256)]
+    pub value: String,
+    /// Revoke tokens issued before this time (default: now; not in the future).
+    pub issued_before: Option<Time>,
+    /// Why.
+    #[serde(default)]
+    #[schema(max_length = 1000)]
+    pub reason: String,
+}
+
+/// A recorded revocation.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RevocationOut {
+    /// Its feed entry.
+    #[serde(flatten)]
+    pub entry: mayfly_core::wire::RevocationEntry,
+    /// Id.
+    pub id: Uuid,
+    /// Why.
+    pub reason: String,
+    /// Who.
+    pub created_by: String,
+    /// When.
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+}
+
+impl RevocationOut {
+    /// The admin view of a stored revocation.
+    pub fn from_record(r: mayfly_store::RevocationRecord) -> Option<Self> {
+        Some(Self {
+            entry: crate::http::feed::entry(&r)?,
+            id: r.id,
+            reason: r.reason,
+            created_by: r.created_by,
+            created_at: r.created_at,
+        })
+    }
+}

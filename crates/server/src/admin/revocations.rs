@@ -1,0 +1,95 @@
+//! Revocations: one token, or every token of a subject, client, grant or signing key
+//! issued before a time.
+
+use mayfly_core::revocation::RevocationKind;
+use mayfly_store::{NewRevocation, RevocationRecord};
+use serde_json::json;
+use time::{Duration, OffsetDateTime};
+
+use super::{Actor, AdminError, invalid};
+use crate::audit::{self, RequestContext, kind, outcome};
+use crate::config::TTL_CEILING;
+
+/// Clock-skew allowance added to how long a revocation is kept.
+pub const REVOCATION_SKEW: Duration = Duration::seconds(60);
+
+/// A revocation to make.
+#[derive(Debug, Clone)]
+pub struct RevokeSpec {
+    /// What it targets.
+    pub kind: RevocationKind,
+    /// The jti, subject, client, grant or key id.
+    pub value: String,
+    /// Tokens issued before this are revoked (default: now). Not in the future.
+    pub issued_before: Option<OffsetDateTime>,
+    /// For one token: its `exp`, so the revocation is kept no longer than needed.
+    pub token_exp: Option<OffsetDateTime>,
+    /// Why.
+    pub reason: String,
+}
+
+impl RevokeSpec {
+    /// Revokes every token of `kind` = `value` issued until now.
+    pub fn now(kind: RevocationKind, value: impl Into<String>, reason: &str) -> Self {
+        Self {
+            kind,
+            value: value.into(),
+            issued_before: None,
+            token_exp: None,
+            reason: reason.to_owned(),
+        }
+    }
+}
+
+impl Actor<'_> {
+    /// Records a revocation and audits it. It takes effect in this process once the
+    /// revocation cache catches up (callers in the server trigger that at once), and on
+    /// other replicas through the store's signal.
+    ///
+    /// # Errors
+    /// [`AdminError`] for an empty value, a future cutoff, or a store failure.
+    pub async fn revoke(&self, spec: RevokeSpec) -> Result<RevocationRecord, AdminError> {
+        let value = spec.value.trim();
+        if value.is_empty() || value.len() > 256 {
+            return Err(invalid("value", "must be 1 to 256 characters"));
+        }
+        if spec.reason.chars().count() > 1000 {
+            return Err(invalid("reason", "at most 1000 characters"));
+        }
+        let issued_before = spec.issued_before.unwrap_or(self.now);
+        if issued_before > self.now {
+            return Err(invalid("issued_before", "must not be in the future"));
+        }
+        // Kept until every token it can match has expired.
+        let expires_at = spec.token_exp.unwrap_or(issued_before + TTL_CEILING) + REVOCATION_SKEW;
+        let record = self
+            .store
+            .insert_revocation(NewRevocation {
+                kind: spec.kind.as_str().to_owned(),
+                value: value.to_owned(),
+                issued_before,
+                expires_at,
+                reason: spec.reason.clone(),
+                created_by: self.id.clone(),
+                now: self.now,
+            })
+            .await?;
+        let event = mayfly_store::AuditEvent {
+            actor: Some(self.id.clone()),
+            subject: (spec.kind != RevocationKind::Jti).then(|| value.to_owned()),
+            jti: (spec.kind == RevocationKind::Jti).then(|| value.to_owned()),
+            detail: json!({
+                "kind": spec.kind, "value": value, "seq": record.seq, "reason": spec.reason,
+                "issued_before": issued_before.unix_timestamp(),
+            }),
+            ..audit::event(
+                kind::TOKEN_REVOKED,
+                outcome::SUCCESS,
+                self.now,
+                &RequestContext::default(),
+            )
+        };
+        self.store.append_audit_events(&[event]).await?;
+        Ok(record)
+    }
+}

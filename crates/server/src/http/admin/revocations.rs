@@ -1,0 +1,57 @@
+//! `/admin/v1/revocations`
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Json, Router};
+use mayfly_core::wire::RevocationPage;
+
+use super::{Admin, AdminErrors, Body, Family, NewRevocationIn, Params, RevocationOut};
+use crate::admin::{AdminError, RevokeSpec};
+use crate::http::error::Problem;
+use crate::http::feed::FeedParams;
+use crate::state::AppState;
+
+/// Routes of this module.
+pub fn router() -> Router<AppState> {
+    Router::new().route("/admin/v1/revocations", get(list).post(create))
+}
+
+/// Revoke one token, or every token of a subject, client, grant or signing key issued
+/// before a time. Effective at once here, within 100 ms on other replicas.
+#[utoipa::path(post, operation_id = "create_revocations", path = "/admin/v1/revocations", tag = "admin", security(("bearer" = [])),
+    request_body = NewRevocationIn,
+    responses((status = 201, description = "Recorded", body = RevocationOut), AdminErrors))]
+pub async fn create(
+    State(state): State<AppState>,
+    admin: Admin,
+    Body(body): Body<NewRevocationIn>,
+) -> Result<(StatusCode, Json<RevocationOut>), Problem> {
+    admin.may_write(Family::Revocations)?;
+    let spec = RevokeSpec {
+        issued_before: body.issued_before.map(|t| t.0),
+        ..RevokeSpec::now(body.kind, body.value, &body.reason)
+    };
+    let record = admin.actor(&state).revoke(spec).await?;
+    state
+        .revocations
+        .catch_up()
+        .await
+        .map_err(AdminError::from)?;
+    let out = RevocationOut::from_record(record)
+        .ok_or_else(|| Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error"))?;
+    Ok((StatusCode::CREATED, Json(out)))
+}
+
+/// The revocations still kept, in feed order (same as `GET /v1/revocations`).
+#[utoipa::path(get, operation_id = "list_revocations", path = "/admin/v1/revocations", tag = "admin", security(("bearer" = [])),
+    params(FeedParams),
+    responses((status = 200, description = "A page", body = RevocationPage), AdminErrors))]
+pub async fn list(
+    state: State<AppState>,
+    admin: Admin,
+    params: Params<FeedParams>,
+) -> Result<Json<RevocationPage>, Problem> {
+    admin.may_read(Family::Revocations)?;
+    crate::http::feed::read_page(&state, params.0).await
+}

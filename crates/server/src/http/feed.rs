@@ -1,0 +1,225 @@
+//! The revocation feed for resource servers: `GET /v1/revocations?after=CURSOR` pages
+//! through revocations in order; `GET /v1/revocations/stream` pushes them as
+//! Server-Sent Events, resuming after `Last-Event-ID`, with keep-alives.
+//!
+//! Callers present a Mayfly token for the issuer's audience with
+//! `mayfly:revocations:read`.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration as StdDuration;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use futures_util::Stream;
+use mayfly_core::revocation::RevocationKind;
+use mayfly_core::wire::{RevocationEntry, RevocationPage};
+use mayfly_store::RevocationRecord;
+use serde::Deserialize;
+use tokio::sync::broadcast;
+
+use super::admin::{Admin, Params};
+use super::error::Problem;
+use crate::admin::REVOCATIONS_READ_SCOPE;
+use crate::state::AppState;
+
+/// Most entries per page.
+const MAX_PAGE: u32 = 1000;
+/// Interval between SSE keep-alive comments.
+pub const KEEP_ALIVE: StdDuration = StdDuration::from_secs(15);
+
+/// Routes of this module.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/revocations", get(page))
+        .route("/v1/revocations/stream", get(stream))
+}
+
+/// Feed position and page size.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct FeedParams {
+    /// Start after this cursor (default: the beginning).
+    #[param(pattern = "^[0-9]{1,18}$")]
+    pub after: Option<String>,
+    /// Entries per page, 1 to 1000 (default 1000).
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: Option<u32>,
+}
+
+/// A stored revocation as a feed entry; `None` for a kind this server does not know.
+pub fn entry(record: &RevocationRecord) -> Option<RevocationEntry> {
+    Some(RevocationEntry {
+        cursor: record.seq.to_string(),
+        kind: RevocationKind::parse(&record.kind)?,
+        value: record.value.clone(),
+        issued_before: record.issued_before,
+        expires_at: record.expires_at,
+    })
+}
+
+fn cursor(text: Option<&str>, field: &str) -> Result<i64, Problem> {
+    match text.filter(|t| !t.is_empty()) {
+        None => Ok(0),
+        Some(t) => t
+            .parse::<i64>()
+            .ok()
+            .filter(|n| *n >= 0)
+            .ok_or_else(|| Problem::field(field, "not a cursor from this feed")),
+    }
+}
+
+fn may_read(caller: &Admin) -> Result<(), Problem> {
+    caller.require(REVOCATIONS_READ_SCOPE)
+}
+
+/// Revocations after a cursor, in order.
+#[utoipa::path(get, path = "/v1/revocations", tag = "revocations", security(("bearer" = [])),
+    params(FeedParams),
+    responses(
+        (status = 200, description = "A page of the feed", body = RevocationPage),
+        (status = 400, description = "Malformed query", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The token lacks mayfly:revocations:read", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid cursor or limit", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn page(
+    State(state): State<AppState>,
+    caller: Admin,
+    Params(q): Params<FeedParams>,
+) -> Result<Json<RevocationPage>, Problem> {
+    may_read(&caller)?;
+    read_page(&state, q).await
+}
+
+/// One page of the feed.
+pub(super) async fn read_page(
+    state: &AppState,
+    q: FeedParams,
+) -> Result<Json<RevocationPage>, Problem> {
+    let after = cursor(q.after.as_deref(), "after")?;
+    let limit = q.limit.unwrap_or(MAX_PAGE);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(Problem::field(
+            "limit",
+            format!("must be between 1 and {MAX_PAGE}"),
+        ));
+    }
+    let records = state
+        .store
+        .revocations_after(after, limit)
+        .await
+        .map_err(crate::admin::AdminError::from)?;
+    let next_cursor = records.last().map_or(after, |r| r.seq).to_string();
+    Ok(Json(RevocationPage {
+        items: records.iter().filter_map(entry).collect(),
+        next_cursor,
+    }))
+}
+
+/// Revocations as Server-Sent Events (`event: revocation`, `id` = cursor, data = entry),
+/// from after `Last-Event-ID` (or `after`), then live.
+#[utoipa::path(get, path = "/v1/revocations/stream", tag = "revocations", security(("bearer" = [])),
+    params(FeedParams, ("Last-Event-ID" = Option<String>, Header, description = "Resume after this cursor")),
+    responses(
+        (status = 200, description = "An endless text/event-stream", content_type = "text/event-stream", body = String),
+        (status = 400, description = "Malformed query", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The token lacks mayfly:revocations:read", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid cursor", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn stream(
+    State(state): State<AppState>,
+    caller: Admin,
+    headers: HeaderMap,
+    Params(q): Params<FeedParams>,
+) -> Response {
+    if let Err(p) = may_read(&caller) {
+        return p.into_response();
+    }
+    let last_event_id = headers.get("last-event-id").and_then(|v| v.to_str().ok());
+    let after = match last_event_id {
+        Some(id) => cursor(Some(id), "Last-Event-ID"),
+        None => cursor(q.after.as_deref(), "after"),
+    };
+    let after = match after {
+        Ok(after) => after,
+        Err(p) => return p.into_response(),
+    };
+    // Subscribe before reading the backlog, so nothing falls between the two.
+    let live = state.revocations.subscribe();
+    let events = follow(state, after, live);
+    let mut response = Sse::new(events)
+        .keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
+        .into_response();
+    *response.status_mut() = StatusCode::OK;
+    response
+}
+
+struct Cursor {
+    state: AppState,
+    last: i64,
+    backlog: VecDeque<RevocationRecord>,
+    reread: bool,
+    live: broadcast::Receiver<Arc<RevocationRecord>>,
+}
+
+fn follow(
+    state: AppState,
+    after: i64,
+    live: broadcast::Receiver<Arc<RevocationRecord>>,
+) -> impl Stream<Item = Result<Event, Infallible>> {
+    let start = Cursor {
+        state,
+        last: after,
+        backlog: VecDeque::new(),
+        reread: true,
+        live,
+    };
+    futures_util::stream::unfold(start, |mut c| async move {
+        loop {
+            if let Some(record) = c.backlog.pop_front() {
+                if record.seq <= c.last {
+                    continue;
+                }
+                c.last = record.seq;
+                let Some(entry) = entry(&record) else {
+                    continue;
+                };
+                let event = Event::default()
+                    .event("revocation")
+                    .id(entry.cursor.clone())
+                    .json_data(&entry)
+                    .unwrap_or_default();
+                return Some((Ok(event), c));
+            }
+            if c.reread {
+                match c.state.store.revocations_after(c.last, MAX_PAGE).await {
+                    Ok(records) => {
+                        c.reread = records.len() == MAX_PAGE as usize;
+                        c.backlog.extend(records);
+                        continue;
+                    }
+                    Err(e) => {
+                        // End the stream; the subscriber reconnects with Last-Event-ID.
+                        tracing::warn!(error = %e, "revocation stream: store unavailable");
+                        return None;
+                    }
+                }
+            }
+            match c.live.recv().await {
+                Ok(record) => c.backlog.push_back((*record).clone()),
+                // Fell behind the broadcast: read the gap from the store.
+                Err(broadcast::error::RecvError::Lagged(_)) => c.reread = true,
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    })
+}

@@ -1,0 +1,200 @@
+//! `POST /oauth2/introspect` (RFC 7662): continuous verification for resource servers.
+//!
+//! The caller authenticates as a client granted `mayfly:introspect` on the issuer's
+//! own audience. A token is active only if its signature is by a published key, it is
+//! within `nbf`..`exp`, no revocation matches it, and the client, user and grants behind
+//! it are still there, enabled and in force, right now.
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use mayfly_core::token::{self, Claims, VerifyOptions};
+use mayfly_core::wire::Introspection;
+use mayfly_store::{AuditEvent, ClientView};
+use serde::Deserialize;
+use time::Duration;
+use uuid::Uuid;
+
+use super::error::no_store;
+use super::form::Form;
+use crate::admin::INTROSPECT_SCOPE;
+use crate::audit::{self, kind, outcome};
+use crate::client_auth;
+use crate::grant::{TokenError, in_force};
+use crate::state::AppState;
+
+/// Clock-skew allowance for `exp`/`nbf`.
+const LEEWAY: Duration = Duration::seconds(5);
+
+/// Routes of this module.
+pub fn router() -> Router<AppState> {
+    Router::new().route("/oauth2/introspect", post(introspect))
+}
+
+/// The introspection request (documentation of the form body).
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct IntrospectionForm {
+    /// The token to check.
+    token: String,
+    /// `access_token` (optional).
+    token_type_hint: Option<String>,
+}
+
+/// Reads an OAuth form body and authenticates the calling client.
+pub(super) async fn authenticated(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: axum::body::Body,
+) -> Result<(Form, Arc<ClientView>), TokenError> {
+    let body = axum::body::to_bytes(body, super::token::MAX_BODY)
+        .await
+        .map_err(|_| TokenError::TooLarge)?;
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    let form = Form::parse(content_type, &body)?;
+    let authorization = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let presented = client_auth::presented(
+        authorization,
+        form.get("client_id"),
+        form.get("client_secret"),
+    )?;
+    let view = client_auth::authenticate(&state.directory, &presented, state.clock.now()).await?;
+    Ok((form, view))
+}
+
+/// Whether `view`'s client holds `scope` on the issuer's audience right now.
+pub(super) fn holds(state: &AppState, view: &ClientView, scope: &str) -> bool {
+    let now = state.clock.now();
+    view.grants.iter().any(|g| {
+        g.audience_uri == state.issuer
+            && in_force(&g.grant, now)
+            && g.grant.scopes.iter().any(|s| s == scope)
+    })
+}
+
+/// Checks a token now; `Err` carries why it is inactive (for the audit log only).
+pub async fn evaluate(state: &AppState, token: &str) -> Result<Claims, &'static str> {
+    let kid = token::peek_key_id(token).map_err(|_| "malformed")?;
+    let keys = state.keyring.current();
+    let options = VerifyOptions {
+        issuer: &state.issuer,
+        audience: None,
+        leeway: LEEWAY,
+    };
+    let now = state.clock.now();
+    let claims =
+        token::verify(token, |kid| keys.public_key(kid), &options, now).map_err(|e| match e {
+            token::VerifyError::Expired => "expired",
+            token::VerifyError::NotYetValid => "not yet valid",
+            token::VerifyError::UnknownKey => "signing key not published",
+            _ => "invalid",
+        })?;
+    if state.revocations.revokes(&claims, kid.as_str()) {
+        return Err("revoked");
+    }
+    let client_id = Uuid::parse_str(&claims.client_id).map_err(|_| "invalid")?;
+    let view = state
+        .directory
+        .client(client_id)
+        .await
+        .map_err(|_| "unavailable")?
+        .ok_or("client gone")?;
+    if !view.client.enabled {
+        return Err("client disabled");
+    }
+    for gid in &claims.gid {
+        let live = view
+            .grants
+            .iter()
+            .any(|g| g.grant.id.to_string() == *gid && in_force(&g.grant, now));
+        if !live {
+            return Err("grant ended");
+        }
+    }
+    if claims.sub != claims.client_id {
+        let user = match Uuid::parse_str(&claims.sub) {
+            Ok(id) => state.store.user(id).await.map_err(|_| "unavailable")?,
+            Err(_) => None,
+        };
+        if !user.is_some_and(|u| u.enabled) {
+            return Err("user gone or disabled");
+        }
+    }
+    Ok(claims)
+}
+
+/// Tells a resource server whether a token is active, and what it carries.
+#[utoipa::path(
+    post,
+    path = "/oauth2/introspect",
+    tag = "oauth",
+    request_body(content = IntrospectionForm, content_type = "application/x-www-form-urlencoded"),
+    security(("client_secret_basic" = [])),
+    responses(
+        (status = 200, description = "RFC 7662 answer; inactive tokens get {\"active\":false} only", body = Introspection),
+        (status = 400, description = "invalid_request", body = mayfly_core::wire::ErrorResponse),
+        (status = 401, description = "invalid_client", body = mayfly_core::wire::ErrorResponse),
+        (status = 403, description = "unauthorized_client: the caller lacks mayfly:introspect", body = mayfly_core::wire::ErrorResponse),
+        (status = 413, description = "Body too large", body = mayfly_core::wire::ErrorResponse),
+        (status = 503, description = "temporarily_unavailable", body = mayfly_core::wire::ErrorResponse),
+    )
+)]
+pub async fn introspect(State(state): State<AppState>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let ctx = super::request_context(&parts.headers, &parts.extensions);
+    let (form, caller) = match authenticated(&state, &parts.headers, body).await {
+        Ok(ok) => ok,
+        Err(e) => return e.into_response(),
+    };
+    if !holds(&state, &caller, INTROSPECT_SCOPE) {
+        return TokenError::Forbidden(format!("introspection needs the scope {INTROSPECT_SCOPE}"))
+            .into_response();
+    }
+    let Some(token) = form.get("token") else {
+        return TokenError::InvalidRequest("the token parameter is required".into())
+            .into_response();
+    };
+    let verdict = evaluate(&state, token).await;
+    if verdict == Err("unavailable") {
+        return TokenError::Unavailable.into_response();
+    }
+    let claims = verdict.as_ref().ok();
+    let event = AuditEvent {
+        actor: Some(caller.client.id.to_string()),
+        subject: claims.map(|c| c.sub.clone()),
+        client_id: claims.map(|c| c.client_id.clone()),
+        jti: claims.map(|c| c.jti.clone()),
+        audience: claims.map(|c| c.aud.clone()),
+        scopes: claims.map(|c| c.scope.clone()),
+        detail: serde_json::json!({ "active": verdict.is_ok(), "reason": verdict.as_ref().err() }),
+        ..audit::event(
+            kind::TOKEN_INTROSPECTED,
+            if verdict.is_ok() {
+                outcome::SUCCESS
+            } else {
+                outcome::DENIED
+            },
+            state.clock.now(),
+            &ctx,
+        )
+    };
+    if let Err(e) = state.audit.record(event).await {
+        tracing::error!(error = %e, "audit unavailable; refusing introspection");
+        return TokenError::Unavailable.into_response();
+    }
+    let answer = match &verdict {
+        Ok(claims) => Introspection::active(claims),
+        Err(_) => Introspection::default(),
+    };
+    let mut response = Json(answer).into_response();
+    no_store(&mut response);
+    response
+}

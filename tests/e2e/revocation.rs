@@ -1,0 +1,603 @@
+//! Continuous verification: revocation of every kind, introspection, the feed and its
+//! stream, restarts and replicas.
+
+use std::time::{Duration as StdDuration, Instant};
+
+use serde_json::{Value, json};
+use time::Duration;
+
+use crate::helpers::{AdminApi, Auth, TestApp, TestClient, answer, assert_oauth_error};
+
+const ORDERS: &str = "https://api.example.com/orders";
+
+crate::both_stores!(
+    every_kind_revokes_and_reaches_the_feed,
+    introspection_checks_everything,
+    clients_revoke_their_own_tokens,
+    the_stream_resumes_without_gaps_or_duplicates,
+    revocations_survive_a_restart,
+    replicas_learn_of_revocations,
+);
+
+/// A service client allowed to introspect and read the feed.
+async fn resource_server(app: &TestApp) -> (TestClient, String) {
+    let rs = app.client().await;
+    app.grant(
+        &rs,
+        &app.issuer(),
+        &["mayfly:introspect", "mayfly:revocations:read"],
+    )
+    .await;
+    let body = app
+        .token_ok(
+            Auth::Basic(&rs),
+            &[
+                ("grant_type", "client_credentials"),
+                ("scope", "mayfly:revocations:read"),
+                ("resource", &app.issuer()),
+            ],
+        )
+        .await;
+    (rs, body["access_token"].as_str().unwrap().to_owned())
+}
+
+async fn introspect(app: &TestApp, caller: &TestClient, token: &str) -> Value {
+    let response = app
+        .http
+        .post(format!("{}/oauth2/introspect", app.base))
+        .basic_auth(caller.id, Some(&caller.secret))
+        .form(&[("token", token)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["cache-control"], "no-store");
+    response.json().await.unwrap()
+}
+
+async fn active(app: &TestApp, caller: &TestClient, token: &str) -> bool {
+    let answer = introspect(app, caller, token).await;
+    if answer["active"] == false {
+        assert_eq!(
+            answer,
+            json!({ "active": false }),
+            "inactive answers carry nothing else"
+        );
+    }
+    answer["active"] == true
+}
+
+async fn token(app: &TestApp, client: &TestClient) -> String {
+    let body = app
+        .token_ok(
+            Auth::Basic(client),
+            &[
+                ("grant_type", "client_credentials"),
+                ("scope", "orders:read"),
+                ("resource", ORDERS),
+            ],
+        )
+        .await;
+    body["access_token"].as_str().unwrap().to_owned()
+}
+
+async fn feed(app: &TestApp, reader: &str, after: &str) -> Value {
+    let response = app
+        .http
+        .get(format!("{}/v1/revocations?after={after}", app.base))
+        .bearer_auth(reader)
+        .send()
+        .await
+        .unwrap();
+    let answer = answer(response).await;
+    answer.ok(200).clone()
+}
+
+fn in_feed(page: &Value, kind: &str, value: &str) -> bool {
+    page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["kind"] == kind && e["value"] == value)
+}
+
+fn claims(app: &TestApp, token: &str) -> mayfly_core::Claims {
+    let keys = app.state.keyring.current();
+    let options = mayfly_core::VerifyOptions {
+        issuer: &app.state.issuer,
+        audience: None,
+        leeway: Duration::ZERO,
+    };
+    mayfly_core::token::verify(token, |kid| keys.public_key(kid), &options, app.now()).unwrap()
+}
+
+async fn setup(app: &TestApp) -> (AdminApi<'_>, TestClient, String, TestClient) {
+    let api = app.bootstrap_admin().await;
+    app.audience(ORDERS, &["orders:read"]).await;
+    let worker = app.client().await;
+    app.grant(&worker, ORDERS, &["orders:read"]).await;
+    let (rs, reader) = resource_server(app).await;
+    (api, rs, reader, worker)
+}
+
+async fn every_kind_revokes_and_reaches_the_feed(app: TestApp) {
+    let (api, rs, reader, worker) = setup(&app).await;
+
+    // One token, by jti, through the admin API.
+    let t = token(&app, &worker).await;
+    let jti = claims(&app, &t).jti;
+    assert!(active(&app, &rs, &t).await);
+    api.post(
+        "/admin/v1/revocations",
+        json!({ "kind": "jti", "value": jti, "reason": "leaked in a log" }),
+    )
+    .await
+    .ok(201);
+    assert!(!active(&app, &rs, &t).await);
+    assert!(in_feed(&feed(&app, &reader, "").await, "jti", &jti));
+
+    // Every token of a subject. Tokens issued later (the next second on) are unaffected.
+    let t = token(&app, &worker).await;
+    assert!(active(&app, &rs, &t).await);
+    api.post(
+        "/admin/v1/revocations",
+        json!({ "kind": "subject", "value": worker.id }),
+    )
+    .await
+    .ok(201);
+    assert!(!active(&app, &rs, &t).await);
+    assert!(in_feed(
+        &feed(&app, &reader, "").await,
+        "subject",
+        &worker.id.to_string()
+    ));
+    app.clock.advance(Duration::seconds(1));
+
+    // Every token of a grant.
+    let t = token(&app, &worker).await;
+    assert!(active(&app, &rs, &t).await);
+    let gid = claims(&app, &t).gid[0].clone();
+    api.post(
+        "/admin/v1/revocations",
+        json!({ "kind": "grant", "value": gid }),
+    )
+    .await
+    .ok(201);
+    assert!(!active(&app, &rs, &t).await);
+    assert!(in_feed(&feed(&app, &reader, "").await, "grant", &gid));
+    app.clock.advance(Duration::seconds(1));
+
+    // Every token of a client: disabling it revokes them (and is in the feed).
+    let t = token(&app, &worker).await;
+    assert!(active(&app, &rs, &t).await);
+    api.patch(
+        &format!("/admin/v1/clients/{}", worker.id),
+        json!({ "enabled": false }),
+    )
+    .await
+    .ok(200);
+    assert!(!active(&app, &rs, &t).await);
+    assert!(in_feed(
+        &feed(&app, &reader, "").await,
+        "client",
+        &worker.id.to_string()
+    ));
+    // Re-enabled, its old tokens stay dead; new ones (a second later) live.
+    api.patch(
+        &format!("/admin/v1/clients/{}", worker.id),
+        json!({ "enabled": true }),
+    )
+    .await
+    .ok(200);
+    assert!(!active(&app, &rs, &t).await);
+    app.clock.advance(Duration::seconds(1));
+    let fresh = token(&app, &worker).await;
+    assert!(active(&app, &rs, &fresh).await);
+
+    // Deleting the grant revokes its tokens.
+    let grants = api
+        .get(&format!(
+            "/admin/v1/grants?subject_kind=client&subject_id={}",
+            worker.id
+        ))
+        .await;
+    let grant_id = grants.ok(200)["items"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    api.delete(&format!("/admin/v1/grants/{grant_id}"))
+        .await
+        .ok(204);
+    assert!(!active(&app, &rs, &fresh).await);
+
+    // The feed is in order, pages by cursor, and the admin view lists the same.
+    let page = feed(&app, &reader, "").await;
+    let cursors: Vec<i64> = page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["cursor"].as_str().unwrap().parse().unwrap())
+        .collect();
+    assert!(cursors.windows(2).all(|w| w[0] < w[1]), "{cursors:?}");
+    let rest = feed(&app, &reader, &cursors[2].to_string()).await;
+    assert_eq!(rest["items"].as_array().unwrap().len(), cursors.len() - 3);
+    assert_eq!(rest["next_cursor"], page["next_cursor"]);
+    let admin_view = api.get("/admin/v1/revocations").await;
+    assert_eq!(
+        admin_view.ok(200)["items"].as_array().unwrap().len(),
+        cursors.len()
+    );
+
+    // Every revocation is audited.
+    let revoked = app.audit("token.revoked").await;
+    assert_eq!(
+        revoked.len(),
+        5,
+        "jti, subject, grant, client (disable), grant (delete)"
+    );
+    let introspected = app.audit("token.introspected").await;
+    assert!(
+        introspected.iter().any(|e| e.detail["active"] == true)
+            && introspected.iter().any(|e| e.detail["reason"] == "revoked")
+    );
+
+    // Validation.
+    api.post(
+        "/admin/v1/revocations",
+        json!({ "kind": "everything", "value": "x" }),
+    )
+    .await
+    .problem(422);
+    api.post(
+        "/admin/v1/revocations",
+        json!({ "kind": "jti", "value": "" }),
+    )
+    .await
+    .problem(422);
+    api.post(
+        "/admin/v1/revocations",
+        json!({ "kind": "jti", "value": "x", "issued_before": "2999-01-01T00:00:00Z" }),
+    )
+    .await
+    .problem(422);
+
+    // Every token signed by a key: the emergency brake. Every token issued so far dies,
+    // the admin's and the feed reader's included.
+    app.grant(&worker, ORDERS, &["orders:read"]).await;
+    app.clock.advance(Duration::seconds(1));
+    let t = token(&app, &worker).await;
+    assert!(active(&app, &rs, &t).await);
+    let kid = mayfly_core::token::peek_key_id(&t).unwrap().to_string();
+    api.post(
+        "/admin/v1/revocations",
+        json!({ "kind": "key", "value": kid }),
+    )
+    .await
+    .ok(201);
+    assert!(!active(&app, &rs, &t).await);
+    api.get("/admin/v1/revocations").await.problem(401);
+    let stale_reader = app
+        .http
+        .get(format!("{}/v1/revocations", app.base))
+        .bearer_auth(&reader)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stale_reader.status(), 401);
+}
+
+async fn introspection_checks_everything(app: TestApp) {
+    let (api, rs, _, worker) = setup(&app).await;
+    let t = token(&app, &worker).await;
+    let answer_json = introspect(&app, &rs, &t).await;
+    let c = claims(&app, &t);
+    assert_eq!(answer_json["active"], true);
+    assert_eq!(answer_json["client_id"], worker.id.to_string());
+    assert_eq!(answer_json["aud"], ORDERS);
+    assert_eq!(answer_json["scope"], "orders:read");
+    assert_eq!(answer_json["jti"], c.jti);
+    assert_eq!(answer_json["exp"], c.exp.unix_timestamp());
+    assert_eq!(answer_json["iss"], app.issuer());
+    assert_eq!(answer_json["token_type"], "Bearer");
+
+    // Garbage, tampering, another issuer's key: inactive.
+    assert!(!active(&app, &rs, "garbage").await);
+    let mut tampered = t.clone().into_bytes();
+    tampered[30] = if tampered[30] == b'A' { b'B' } else { b'A' };
+    assert!(!active(&app, &rs, &String::from_utf8(tampered).unwrap()).await);
+    let forged =
+        mayfly_core::token::mint(&mayfly_core::SigningKey::from_seed(&[9; 32]), &c).unwrap();
+    assert!(!active(&app, &rs, &forged).await);
+
+    // The grant ending early makes it inactive (continuous verification), not only revocation.
+    let grant_id = c.gid[0].clone();
+    let now = app
+        .now()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    api.patch(
+        &format!("/admin/v1/grants/{grant_id}"),
+        json!({ "expires_at": now }),
+    )
+    .await
+    .ok(200);
+    assert!(!active(&app, &rs, &t).await);
+
+    // Expiry.
+    api.patch(
+        &format!("/admin/v1/grants/{grant_id}"),
+        json!({ "expires_at": null }),
+    )
+    .await
+    .ok(200);
+    app.clock.advance(Duration::seconds(1));
+    let t2 = token(&app, &worker).await;
+    assert!(active(&app, &rs, &t2).await);
+    app.clock.advance(Duration::seconds(306));
+    assert!(!active(&app, &rs, &t2).await);
+
+    // Who may ask.
+    let url = format!("{}/oauth2/introspect", app.base);
+    let outsider = app
+        .http
+        .post(&url)
+        .basic_auth(worker.id, Some(&worker.secret))
+        .form(&[("token", t2.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_oauth_error(outsider, 403, "unauthorized_client").await;
+    let wrong = app
+        .http
+        .post(&url)
+        .basic_auth(rs.id, Some("mfy_cs_wrong"))
+        .form(&[("token", t2.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_oauth_error(wrong, 401, "invalid_client").await;
+    let nobody = app
+        .http
+        .post(&url)
+        .form(&[("token", t2.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_oauth_error(nobody, 401, "invalid_client").await;
+    let no_token = app
+        .http
+        .post(&url)
+        .basic_auth(rs.id, Some(&rs.secret))
+        .form(&[("token_type_hint", "access_token")])
+        .send()
+        .await
+        .unwrap();
+    assert_oauth_error(no_token, 400, "invalid_request").await;
+}
+
+async fn clients_revoke_their_own_tokens(app: TestApp) {
+    let (_, rs, reader, worker) = setup(&app).await;
+    let url = format!("{}/oauth2/revoke", app.base);
+    let t = token(&app, &worker).await;
+
+    // Another client cannot revoke it (and learns nothing: 200).
+    let other = app.client().await;
+    let response = app
+        .http
+        .post(&url)
+        .basic_auth(other.id, Some(&other.secret))
+        .form(&[("token", t.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(active(&app, &rs, &t).await);
+
+    // Unknown tokens: 200 (RFC 7009 §2.2). Unsupported hints: 400.
+    let response = app
+        .http
+        .post(&url)
+        .basic_auth(worker.id, Some(&worker.secret))
+        .form(&[("token", "not-a-token")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let hint = app
+        .http
+        .post(&url)
+        .basic_auth(worker.id, Some(&worker.secret))
+        .form(&[("token", t.as_str()), ("token_type_hint", "id_token")])
+        .send()
+        .await
+        .unwrap();
+    assert_oauth_error(hint, 400, "unsupported_token_type").await;
+    let unauthenticated = app
+        .http
+        .post(&url)
+        .form(&[("token", t.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_oauth_error(unauthenticated, 401, "invalid_client").await;
+
+    // Its own client revokes it.
+    let response = app
+        .http
+        .post(&url)
+        .basic_auth(worker.id, Some(&worker.secret))
+        .form(&[("token", t.as_str()), ("token_type_hint", "access_token")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(!active(&app, &rs, &t).await);
+    assert!(in_feed(
+        &feed(&app, &reader, "").await,
+        "jti",
+        &claims(&app, &t).jti
+    ));
+    // Others of its tokens live on.
+    let t2 = token(&app, &worker).await;
+    assert!(active(&app, &rs, &t2).await);
+}
+
+/// Reads SSE events until `n` revocation events arrived; returns (id, value) pairs.
+async fn read_events(response: reqwest::Response, n: usize) -> Vec<(String, String)> {
+    let mut response = response;
+    let mut buffer = String::new();
+    let mut events = Vec::new();
+    let deadline = Instant::now() + StdDuration::from_secs(10);
+    while events.len() < n {
+        let chunk = tokio::time::timeout_at(deadline.into(), response.chunk())
+            .await
+            .expect("events in time")
+            .unwrap()
+            .expect("stream open");
+        buffer.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = buffer.find("\n\n") {
+            let block: String = buffer.drain(..end + 2).collect();
+            let id = block
+                .lines()
+                .find_map(|l| l.strip_prefix("id:"))
+                .map(|s| s.trim().to_owned());
+            let data = block
+                .lines()
+                .find_map(|l| l.strip_prefix("data:"))
+                .map(|s| s.trim().to_owned());
+            if let (Some(id), Some(data)) = (id, data) {
+                let entry: Value = serde_json::from_str(&data).unwrap();
+                assert_eq!(entry["cursor"].as_str(), Some(id.as_str()));
+                events.push((id, entry["value"].as_str().unwrap().to_owned()));
+            }
+        }
+    }
+    events
+}
+
+async fn the_stream_resumes_without_gaps_or_duplicates(app: TestApp) {
+    let (api, _, reader, _) = setup(&app).await;
+    let url = format!("{}/v1/revocations/stream", app.base);
+    let live = app
+        .http
+        .get(&url)
+        .bearer_auth(&reader)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(live.status(), 200);
+    assert!(
+        live.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
+    for n in 0..3 {
+        api.post(
+            "/admin/v1/revocations",
+            json!({ "kind": "jti", "value": format!("jti-{n}") }),
+        )
+        .await
+        .ok(201);
+    }
+    let seen = read_events(live, 3).await;
+    assert_eq!(
+        seen.iter().map(|(_, v)| v.as_str()).collect::<Vec<_>>(),
+        ["jti-0", "jti-1", "jti-2"]
+    );
+
+    // Reconnect after the first: exactly the rest, then new ones as they come.
+    let resumed = app
+        .http
+        .get(&url)
+        .bearer_auth(&reader)
+        .header("last-event-id", &seen[0].0)
+        .send()
+        .await
+        .unwrap();
+    api.post(
+        "/admin/v1/revocations",
+        json!({ "kind": "jti", "value": "jti-3" }),
+    )
+    .await
+    .ok(201);
+    let rest = read_events(resumed, 3).await;
+    assert_eq!(
+        rest.iter().map(|(_, v)| v.as_str()).collect::<Vec<_>>(),
+        ["jti-1", "jti-2", "jti-3"]
+    );
+
+    // Authorization and bad cursors.
+    assert_eq!(app.http.get(&url).send().await.unwrap().status(), 401);
+    let admin_only = app.admin_with(&["mayfly:admin:read"]).await;
+    assert_eq!(
+        app.http
+            .get(&url)
+            .bearer_auth(&admin_only.token)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        403
+    );
+    let bad = app
+        .http
+        .get(&url)
+        .bearer_auth(&reader)
+        .header("last-event-id", "not-a-cursor")
+        .send()
+        .await
+        .unwrap();
+    answer(bad).await.problem(422);
+}
+
+async fn revocations_survive_a_restart(app: TestApp) {
+    let (api, rs, _, worker) = setup(&app).await;
+    let t = token(&app, &worker).await;
+    let jti = claims(&app, &t).jti;
+    api.post(
+        "/admin/v1/revocations",
+        json!({ "kind": "jti", "value": jti }),
+    )
+    .await
+    .ok(201);
+    let restarted = app.replica().await;
+    restarted.clock.advance(app.now() - restarted.now());
+    assert!(
+        !active(&restarted, &rs, &t).await,
+        "loaded from the store at start"
+    );
+}
+
+async fn replicas_learn_of_revocations(app: TestApp) {
+    let (api, rs, reader, worker) = setup(&app).await;
+    let b = app.replica().await;
+    let stream = b
+        .http
+        .get(format!("{}/v1/revocations/stream", b.base))
+        .bearer_auth(&reader)
+        .send()
+        .await
+        .unwrap();
+    let t = token(&app, &worker).await;
+    assert!(active(&b, &rs, &t).await);
+    let jti = claims(&app, &t).jti;
+    let start = Instant::now();
+    api.post(
+        "/admin/v1/revocations",
+        json!({ "kind": "jti", "value": jti }),
+    )
+    .await
+    .ok(201);
+    // Poll replica B; it learns through the store's signal (Postgres NOTIFY) or catch-up.
+    while active(&b, &rs, &t).await {
+        assert!(
+            start.elapsed() < StdDuration::from_secs(2),
+            "replica B still accepts the token"
+        );
+        tokio::time::sleep(StdDuration::from_millis(5)).await;
+    }
+    eprintln!("revocation reached replica B in {:?}", start.elapsed());
+    let events = read_events(stream, 1).await;
+    assert_eq!(events[0].1, jti);
+}
