@@ -138,8 +138,13 @@ fn new_key_record(master: &MasterKey, now: OffsetDateTime) -> SigningKeyRecord {
         id,
         state: KeyState::Active,
         created_at: now,
+        published_at: now,
         activated_at: Some(now),
+        rotate_requested_at: None,
         retired_at: None,
+        removes_at: None,
+        removed_at: None,
+        revoked_at: None,
     }
 }
 
