@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod helpers;
+mod keys;
 mod token;
 
 /// Declares each listed test function once per backend.
