@@ -587,7 +587,7 @@ async fn retire_key(
     key: &SigningKeyRecord,
     step: &KeyStep<'_>,
 ) -> StoreResult<KeyChange> {
-    sqlx::query(
+    let done = sqlx::query(
         "UPDATE signing_keys SET state = 'retired', retired_at = $2, removes_at = $3
          WHERE id = $1 AND state = 'active'",
     )
@@ -597,6 +597,7 @@ async fn retire_key(
     .execute(tx)
     .await
     .or_store("signing key")?;
+    exactly_one(done.rows_affected())?;
     Ok(change(key, KeyState::Retired, step, false))
 }
 
@@ -606,7 +607,7 @@ async fn activate_key(
     key: &SigningKeyRecord,
     step: &KeyStep<'_>,
 ) -> StoreResult<KeyChange> {
-    sqlx::query(
+    let done = sqlx::query(
         "UPDATE signing_keys SET state = 'active', activated_at = $2 WHERE id = $1 AND state = 'next'",
     )
     .bind(&key.id)
@@ -614,6 +615,7 @@ async fn activate_key(
     .execute(tx)
     .await
     .or_store("signing key")?;
+    exactly_one(done.rows_affected())?;
     Ok(change(key, KeyState::Active, step, false))
 }
 
@@ -624,20 +626,32 @@ async fn remove_key(
     step: &KeyStep<'_>,
     revoke: bool,
 ) -> StoreResult<KeyChange> {
-    sqlx::query(
+    let done = sqlx::query(
         "UPDATE signing_keys SET state = 'gone', private_key_enc = $3, removed_at = $2,
              retired_at = COALESCE(retired_at, $2),
              revoked_at = CASE WHEN $4 THEN $2 ELSE revoked_at END
-         WHERE id = $1",
+         WHERE id = $1 AND state = $5",
     )
     .bind(&key.id)
     .bind(micros(step.now))
     .bind(Vec::<u8>::new())
     .bind(revoke)
+    .bind(key.state.as_str())
     .execute(tx)
     .await
     .or_store("signing key")?;
+    exactly_one(done.rows_affected())?;
     Ok(change(key, KeyState::Gone, step, revoke))
+}
+
+/// Every lifecycle update names one row in the state the locked read found it in; any
+/// other count means the read was stale, and the whole step is rolled back.
+fn exactly_one(rows: u64) -> StoreResult<()> {
+    if rows == 1 {
+        Ok(())
+    } else {
+        Err(StoreError::Stale("signing key"))
+    }
 }
 
 fn change(key: &SigningKeyRecord, to: KeyState, step: &KeyStep<'_>, revoked: bool) -> KeyChange {
