@@ -81,8 +81,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("binding {listen}"))?;
+    // The bound address: with port 0 the system picked one.
+    let bound = listener.local_addr().unwrap_or(listen);
     tracing::info!(
-        %listen,
+        listen = %bound,
         issuer = %started.state.issuer,
         backend = ?started.state.store.backend(),
         kid = %started.state.keyring.current().active.id(),
