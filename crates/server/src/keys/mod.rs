@@ -163,12 +163,16 @@ impl Keyring {
 
     /// A fresh Ed25519 key, its private half sealed under the master key.
     pub fn new_key(&self) -> NewSigningKey {
-        let (key, private_key_enc) = generate(&self.master);
-        NewSigningKey {
-            id: key.id().to_string(),
-            public_key: key.public().to_bytes().to_vec(),
-            private_key_enc,
-        }
+        new_key(&self.master)
+    }
+}
+
+fn new_key(master: &MasterKey) -> NewSigningKey {
+    let (key, private_key_enc) = generate(master);
+    NewSigningKey {
+        id: key.id().to_string(),
+        public_key: key.public().to_bytes().to_vec(),
+        private_key_enc,
     }
 }
 
@@ -354,4 +358,86 @@ fn open_signing_key(
         return Err(KeyringError::Corrupt(record.id.clone()));
     }
     Ok(key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(master: &MasterKey, state: KeyState) -> SigningKeyRecord {
+        let new = new_key(master);
+        let at = OffsetDateTime::UNIX_EPOCH;
+        SigningKeyRecord {
+            id: new.id,
+            state,
+            public_key: new.public_key,
+            private_key_enc: new.private_key_enc,
+            created_at: at,
+            published_at: at,
+            activated_at: None,
+            rotate_requested_at: None,
+            retired_at: None,
+            removes_at: None,
+            removed_at: None,
+            revoked_at: None,
+        }
+    }
+
+    fn ids(set: &KeySet) -> Vec<String> {
+        set.published.iter().map(|k| k.id().to_string()).collect()
+    }
+
+    fn with_state(key: &SigningKeyRecord, state: KeyState) -> SigningKeyRecord {
+        SigningKeyRecord {
+            state,
+            ..key.clone()
+        }
+    }
+
+    #[test]
+    fn install_follows_the_store_and_keeps_the_last_good_set() {
+        let master = MasterKey::from_bytes([1; 32]);
+        let a = record(&master, KeyState::Active);
+        let ring = Keyring {
+            current: RwLock::new(Arc::new(build(std::slice::from_ref(&a), &master).unwrap())),
+            master,
+        };
+        let etag = ring.current().etag.clone();
+        assert!(
+            !ring.install(std::slice::from_ref(&a)).unwrap(),
+            "unchanged"
+        );
+
+        // A successor is published: the key set grows, the signer stays.
+        let b = record(&ring.master, KeyState::Next);
+        assert!(ring.install(&[b.clone(), a.clone()]).unwrap());
+        let set = ring.current();
+        assert_eq!(ids(&set), [b.id.clone(), a.id.clone()]);
+        assert_eq!(set.active.id().as_str(), a.id);
+        assert_ne!(set.etag, etag);
+
+        // The successor signs; the retired key stays published; a gone one does not.
+        let gone = record(&ring.master, KeyState::Gone);
+        let rotated = [
+            with_state(&b, KeyState::Active),
+            with_state(&a, KeyState::Retired),
+            gone,
+        ];
+        assert!(ring.install(&rotated).unwrap());
+        assert_eq!(ring.current().active.id().as_str(), b.id);
+        assert_eq!(ids(&ring.current()), [b.id.clone(), a.id.clone()]);
+
+        // No active key, or one this master key cannot open: the last set stays.
+        assert!(matches!(
+            ring.install(&rotated[1..]),
+            Err(KeyringError::NoActiveKey)
+        ));
+        let foreign = record(&MasterKey::from_bytes([2; 32]), KeyState::Active);
+        assert!(matches!(
+            ring.install(&[foreign, with_state(&b, KeyState::Retired)]),
+            Err(KeyringError::MasterKey(..))
+        ));
+        assert_eq!(ring.current().active.id().as_str(), b.id);
+        assert_eq!(ids(&ring.current()), [b.id.clone(), a.id.clone()]);
+    }
 }

@@ -279,6 +279,12 @@ pub fn spawn(state: &AppState) -> JoinHandle<()> {
                         );
                     }
                 }
+                // This process cannot follow the store's keys (a master key that no longer
+                // opens them, e.g. after a rewrap it was not restarted for): it keeps
+                // signing with its last key, valid only until that key is removed.
+                Err(RotationError::Keyring(e)) => {
+                    tracing::error!(error = %e, source = ?std::error::Error::source(&e), "cannot load the store's signing keys; restart this process with the current master key file");
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, source = ?std::error::Error::source(&e), "key rotation round failed; the current keys stay in use");
                 }
