@@ -22,6 +22,9 @@ pub const MIN_CLOCK_SKEW: Duration = Duration::seconds(60);
 /// The default allowance beyond the maximum token TTL before a retired key is removed.
 pub const DEFAULT_CLOCK_SKEW: Duration = Duration::minutes(5);
 
+/// Longest accepted key lifecycle period.
+pub const MAX_KEY_PERIOD: Duration = Duration::days(365);
+
 /// Longest interval between two reloads of the key set from the store (each process
 /// also reloads right after its own key changes).
 pub const MAX_KEY_RELOAD_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
@@ -185,11 +188,17 @@ impl Config {
         const LEAD: &str = "--key-publish-lead / MAYFLY_KEY_PUBLISH_LEAD";
         const MAX_AGE: &str = "--key-set-max-age / MAYFLY_KEY_SET_MAX_AGE";
         const HOLD: &str = "--key-retire-hold / MAYFLY_KEY_RETIRE_HOLD";
-        if self.key_set_max_age < Duration::SECOND {
-            return Err(invalid(MAX_AGE, "must be at least 1s"));
-        }
-        if self.key_lifetime < Duration::SECOND {
-            return Err(invalid(LIFETIME, "must be at least 1s"));
+        // Bounded so that time arithmetic on them can never overflow.
+        let in_range = |d: Duration| (Duration::SECOND..=MAX_KEY_PERIOD).contains(&d);
+        for (setting, value) in [
+            (LIFETIME, self.key_lifetime),
+            (LEAD, self.key_publish_lead),
+            (MAX_AGE, self.key_set_max_age),
+            (HOLD, self.key_retire_hold()),
+        ] {
+            if !in_range(value) {
+                return Err(invalid(setting, "must be between 1s and 365d"));
+            }
         }
         if self.key_set_max_age * 2 >= self.key_publish_lead {
             return Err(invalid(
@@ -428,6 +437,15 @@ mod tests {
         for (args, needle) in [
             (&["--key-set-max-age", "30m"][..], "MAYFLY_KEY_SET_MAX_AGE"),
             (&["--key-set-max-age", "0s"][..], "MAYFLY_KEY_SET_MAX_AGE"),
+            (
+                &["--key-lifetime", "99999999999999d"][..],
+                "MAYFLY_KEY_LIFETIME",
+            ),
+            (&["--key-retire-hold", "366d"][..], "MAYFLY_KEY_RETIRE_HOLD"),
+            (
+                &["--key-lifetime", "365d", "--key-publish-lead", "364d"][..],
+                "",
+            ),
             (
                 &["--key-publish-lead", "10m", "--key-set-max-age", "5m"][..],
                 "MAYFLY_KEY_SET_MAX_AGE",
