@@ -8,6 +8,7 @@ use mayfly_sdk::OfflineVerifier;
 use mayfly_server::admin::{Actor, ClientSpec, GrantSpec};
 use mayfly_server::clock::{Clock, ManualClock, SystemClock};
 use mayfly_server::config::{Config, LogFormat};
+use mayfly_server::keys::rotation::Rotator;
 use mayfly_server::state::AppState;
 use mayfly_store::testing::TestDb;
 use mayfly_store::{AuditEvent, AuditQuery, Backend, Subject};
@@ -59,31 +60,51 @@ pub enum Auth<'a> {
 }
 
 pub async fn spawn_app(backend: Backend) -> TestApp {
+    spawn_app_with(backend, |_| {}).await
+}
+
+/// Like [`spawn_app`], with configuration changes (e.g. key lifecycle periods). The key
+/// rotation task does not run: tests drive it with [`TestApp::rotation_tick`].
+pub async fn spawn_app_with(backend: Backend, configure: impl FnOnce(&mut Config)) -> TestApp {
     let db = TestDb::new(backend).await;
     let dir = tempfile::tempdir().unwrap();
     let key_file = dir.path().join("mayfly.key");
     std::fs::write(&key_file, format!("{}\n", "7f".repeat(32))).unwrap();
-    let mut app = serve(db.url.clone(), key_file).await;
+    let mut app = serve(db.url.clone(), key_file, configure).await;
     app._db = Some(db);
     app._dir = Some(dir);
     app
 }
 
 /// Boots a service on `db_url` with the master key in `key_file`.
-async fn serve(db_url: String, key_file: std::path::PathBuf) -> TestApp {
+async fn serve(
+    db_url: String,
+    key_file: std::path::PathBuf,
+    configure: impl FnOnce(&mut Config),
+) -> TestApp {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr: SocketAddr = listener.local_addr().unwrap();
-    let config = Config {
+    let mut config = Config {
         listen: addr,
         issuer: Some("http://mayfly.test".into()),
         database_url: db_url.clone(),
         master_key_file: Some(key_file.clone()),
         token_ttl: Duration::seconds(300),
         max_token_ttl: Duration::seconds(3600),
+        key_lifetime: Duration::hours(24),
+        key_publish_lead: Duration::hours(1),
+        key_set_max_age: Duration::seconds(300),
+        key_retire_hold: None,
         log_format: LogFormat::Text,
     };
-    let clock = Arc::new(ManualClock::new(SystemClock.now()));
+    configure(&mut config);
+    // Both stores keep microseconds: start on one, so stored times compare equal.
+    let start = SystemClock.now();
+    let start = start
+        .replace_nanosecond(start.nanosecond() / 1000 * 1000)
+        .unwrap_or(start);
+    let clock = Arc::new(ManualClock::new(start));
     let started = AppState::start(config, clock.clone()).await.unwrap();
     let state = started.state.clone();
     let (tx, rx) = oneshot::channel::<()>();
@@ -106,7 +127,7 @@ async fn serve(db_url: String, key_file: std::path::PathBuf) -> TestApp {
 impl TestApp {
     /// Another replica on the same database and master key (same issuer).
     pub async fn replica(&self) -> TestApp {
-        serve(self.db_url.clone(), self.key_file.clone()).await
+        serve(self.db_url.clone(), self.key_file.clone(), |_| {}).await
     }
 
     /// The issuer URL (shared by replicas).
@@ -237,6 +258,17 @@ impl TestApp {
     /// A resource server's verifier for `audience`, from the published key set.
     pub async fn verifier(&self, audience: &str) -> OfflineVerifier {
         OfflineVerifier::new(&self.issuer(), audience, &self.jwks().await)
+    }
+
+    /// Key rotation as this service performs it, acting as `actor`.
+    pub fn rotator(&self, actor: &str) -> Rotator<'_> {
+        Rotator::for_state(&self.state, actor)
+    }
+
+    /// One round of the background rotation task at the service's current time;
+    /// returns the changes it made.
+    pub async fn rotation_tick(&self) -> Vec<mayfly_store::KeyChange> {
+        self.rotator("scheduler").tick(self.now()).await.unwrap()
     }
 
     /// Audit events of one type, newest first.

@@ -7,6 +7,7 @@
 
 mod admin;
 mod helpers;
+mod keys;
 mod revocation;
 mod token;
 

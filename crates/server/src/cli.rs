@@ -1,4 +1,6 @@
-//! The `mayfly` command line: `serve`, `migrate`, `openapi`, and `admin …`.
+//! The `mayfly` command line: `serve`, `migrate`, `openapi`, `admin …` and `keys …`.
+
+use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 use time::format_description::well_known::Rfc3339;
@@ -33,6 +35,37 @@ pub enum Command {
         /// What to administer.
         #[command(subcommand)]
         command: AdminCommand,
+    },
+    /// Inspect and rotate the signing keys.
+    Keys {
+        /// What to do.
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+/// `mayfly keys …`
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Print every signing key (ids, states and times; no key material) as JSON.
+    List,
+    /// Rotate now: the `next` key (or a fresh one) signs once it has been published for
+    /// the publish lead; until then the answer is `pending` and the running services
+    /// activate it when the time comes.
+    Rotate {
+        /// The active key leaked: a successor signs at once and the old key is revoked
+        /// (removed from the key set), so every token it signed is rejected by verifiers
+        /// that refetch the key set.
+        #[arg(long)]
+        emergency: bool,
+    },
+    /// Re-encrypt every private key under a new master key, in one transaction. Stop
+    /// every `mayfly serve` first, then start them with the new key file: the old one no
+    /// longer opens the keys.
+    Rewrap {
+        /// File holding the new master key (64 hex characters; openssl rand -hex 32).
+        #[arg(long)]
+        new_master_key_file: PathBuf,
     },
 }
 

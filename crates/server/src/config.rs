@@ -7,10 +7,27 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, ValueEnum};
 use mayfly_core::Audience;
+use mayfly_store::KeyPolicy;
 use time::Duration;
 
 /// Hard ceiling on any token lifetime, whatever the configuration says.
 pub const TTL_CEILING: Duration = Duration::hours(1);
+
+/// The least a retired key stays published beyond the maximum token TTL: covers the
+/// verifiers' leeway past `exp` (30 s in mayfly-sdk), a replica that signs a few more
+/// seconds with a key another replica just retired (it reloads within 5 s), and some
+/// clock skew between them.
+pub const MIN_CLOCK_SKEW: Duration = Duration::seconds(60);
+
+/// The default allowance beyond the maximum token TTL before a retired key is removed.
+pub const DEFAULT_CLOCK_SKEW: Duration = Duration::minutes(5);
+
+/// Longest accepted key lifecycle period.
+pub const MAX_KEY_PERIOD: Duration = Duration::days(365);
+
+/// Longest interval between two reloads of the key set from the store (each process
+/// also reloads right after its own key changes).
+pub const MAX_KEY_RELOAD_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Settings shared by every subcommand.
 #[derive(Debug, Clone, Args)]
@@ -52,6 +69,26 @@ pub struct Config {
     /// Longest token lifetime any client or grant may get (at most 1h).
     #[arg(long, env = "MAYFLY_MAX_TOKEN_TTL", default_value = "3600s", value_parser = parse_duration, global = true)]
     pub max_token_ttl: Duration,
+
+    /// How long a signing key signs before its successor takes over, e.g. `24h`.
+    #[arg(long, env = "MAYFLY_KEY_LIFETIME", default_value = "24h", value_parser = parse_duration, global = true)]
+    pub key_lifetime: Duration,
+
+    /// How long a new key is published as `next` before it signs, e.g. `1h`. Must be more
+    /// than twice the key set's cache age, so every cached key set holds a key before the
+    /// first token signed with it, and shorter than the key lifetime.
+    #[arg(long, env = "MAYFLY_KEY_PUBLISH_LEAD", default_value = "1h", value_parser = parse_duration, global = true)]
+    pub key_publish_lead: Duration,
+
+    /// How long resource servers may cache the key set (`Cache-Control: max-age`, less a
+    /// random 0–10 % per response so caches do not expire together), e.g. `300s`.
+    #[arg(long, env = "MAYFLY_KEY_SET_MAX_AGE", default_value = "300s", value_parser = parse_duration, global = true)]
+    pub key_set_max_age: Duration,
+
+    /// How long a retired key stays published, so tokens it signed still verify. At least
+    /// the maximum token TTL + 60 s. Default: the maximum token TTL + 5 min.
+    #[arg(long, env = "MAYFLY_KEY_RETIRE_HOLD", value_parser = parse_duration, global = true)]
+    pub key_retire_hold: Option<Duration>,
 
     /// Log format.
     #[arg(long, env = "MAYFLY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
@@ -140,6 +177,90 @@ impl Config {
         Ok(())
     }
 
+    /// Checks that the key lifecycle periods fit together: a key is published for longer
+    /// than any cache may hold the key set before it signs, and stays published for
+    /// longer than any token it signed lives. Call after [`Config::check_ttls`].
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the first setting that does not fit.
+    pub fn check_key_periods(&self) -> Result<(), ConfigError> {
+        const LIFETIME: &str = "--key-lifetime / MAYFLY_KEY_LIFETIME";
+        const LEAD: &str = "--key-publish-lead / MAYFLY_KEY_PUBLISH_LEAD";
+        const MAX_AGE: &str = "--key-set-max-age / MAYFLY_KEY_SET_MAX_AGE";
+        const HOLD: &str = "--key-retire-hold / MAYFLY_KEY_RETIRE_HOLD";
+        // Bounded so that time arithmetic on them can never overflow.
+        let in_range = |d: Duration| (Duration::SECOND..=MAX_KEY_PERIOD).contains(&d);
+        for (setting, value) in [
+            (LIFETIME, self.key_lifetime),
+            (LEAD, self.key_publish_lead),
+            (MAX_AGE, self.key_set_max_age),
+            (HOLD, self.key_retire_hold()),
+        ] {
+            if !in_range(value) {
+                return Err(invalid(setting, "must be between 1s and 365d"));
+            }
+        }
+        if self.key_set_max_age * 2 >= self.key_publish_lead {
+            return Err(invalid(
+                MAX_AGE,
+                format!(
+                    "{} must be less than half the key publish lead ({}), so cached key sets know a key before it signs",
+                    secs(self.key_set_max_age),
+                    secs(self.key_publish_lead)
+                ),
+            ));
+        }
+        if self.key_publish_lead >= self.key_lifetime {
+            return Err(invalid(
+                LEAD,
+                format!(
+                    "{} must be shorter than the key lifetime ({})",
+                    secs(self.key_publish_lead),
+                    secs(self.key_lifetime)
+                ),
+            ));
+        }
+        let least = self.max_token_ttl + MIN_CLOCK_SKEW;
+        if self.key_retire_hold() < least {
+            return Err(invalid(
+                HOLD,
+                format!(
+                    "{} must be at least the maximum token TTL plus {} ({}), so tokens outlive no key",
+                    secs(self.key_retire_hold()),
+                    secs(MIN_CLOCK_SKEW),
+                    secs(least)
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// How long a retired key stays published, defaulted.
+    pub fn key_retire_hold(&self) -> Duration {
+        self.key_retire_hold
+            .unwrap_or(self.max_token_ttl + DEFAULT_CLOCK_SKEW)
+    }
+
+    /// The key lifecycle periods (check them first with [`Config::check_key_periods`]).
+    pub fn key_policy(&self) -> KeyPolicy {
+        KeyPolicy {
+            lifetime: self.key_lifetime,
+            publish_lead: self.key_publish_lead,
+            retire_hold: self.key_retire_hold(),
+        }
+    }
+
+    /// How often each process reloads the key set from the store and checks whether a
+    /// lifecycle step is due: a quarter of the cache age, at most
+    /// [`MAX_KEY_RELOAD_INTERVAL`], so a replica serves a newly published key well
+    /// within one cache age.
+    pub fn key_reload_interval(&self) -> std::time::Duration {
+        let quarter = self.key_set_max_age / 4;
+        std::time::Duration::try_from(quarter)
+            .unwrap_or(MAX_KEY_RELOAD_INTERVAL)
+            .min(MAX_KEY_RELOAD_INTERVAL)
+    }
+
     /// Checks that the database URL names a supported backend.
     ///
     /// # Errors
@@ -197,6 +318,11 @@ fn sqlite_dir(url: &str) -> PathBuf {
         Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
         _ => PathBuf::from("."),
     }
+}
+
+/// A duration for messages, in whole seconds.
+fn secs(d: Duration) -> String {
+    format!("{}s", d.whole_seconds())
 }
 
 /// Parses `300`, `300s`, `5m`, `1h`, `2d` into a duration.
@@ -257,6 +383,16 @@ mod tests {
         let c = config(&[]);
         assert_eq!(c.issuer().unwrap(), "http://127.0.0.1:8080");
         c.check_ttls().unwrap();
+        c.check_key_periods().unwrap();
+        assert_eq!(
+            c.key_policy(),
+            KeyPolicy {
+                lifetime: Duration::hours(24),
+                publish_lead: Duration::hours(1),
+                retire_hold: Duration::hours(1) + Duration::minutes(5),
+            }
+        );
+        assert_eq!(c.key_reload_interval(), std::time::Duration::from_secs(5));
         assert_eq!(
             c.master_key_source().unwrap(),
             MasterKeySource {
@@ -298,6 +434,78 @@ mod tests {
         .master_key_source()
         .unwrap();
         assert!(pg.create_if_missing && pg.path == Path::new("/k"));
+        for (args, needle) in [
+            (&["--key-set-max-age", "30m"][..], "MAYFLY_KEY_SET_MAX_AGE"),
+            (&["--key-set-max-age", "0s"][..], "MAYFLY_KEY_SET_MAX_AGE"),
+            (
+                &["--key-lifetime", "99999999999999d"][..],
+                "MAYFLY_KEY_LIFETIME",
+            ),
+            (&["--key-retire-hold", "366d"][..], "MAYFLY_KEY_RETIRE_HOLD"),
+            (
+                &["--key-lifetime", "365d", "--key-publish-lead", "364d"][..],
+                "",
+            ),
+            (
+                &["--key-publish-lead", "10m", "--key-set-max-age", "5m"][..],
+                "MAYFLY_KEY_SET_MAX_AGE",
+            ),
+            (
+                &["--key-publish-lead", "24h"][..],
+                "MAYFLY_KEY_PUBLISH_LEAD",
+            ),
+            (
+                &[
+                    "--key-lifetime",
+                    "30m",
+                    "--key-set-max-age",
+                    "60s",
+                    "--key-publish-lead",
+                    "5m",
+                ][..],
+                "",
+            ),
+            (&["--key-retire-hold", "30m"][..], "MAYFLY_KEY_RETIRE_HOLD"),
+            (
+                &["--key-retire-hold", "3600s"][..],
+                "MAYFLY_KEY_RETIRE_HOLD",
+            ),
+            (&["--key-retire-hold", "3660s"][..], ""),
+            (
+                &[
+                    "--max-token-ttl",
+                    "5s",
+                    "--token-ttl",
+                    "5s",
+                    "--key-retire-hold",
+                    "65s",
+                ][..],
+                "",
+            ),
+        ] {
+            let result = config(args).check_key_periods();
+            match result {
+                Ok(()) => assert_eq!(needle, "", "{args:?} was accepted"),
+                Err(e) => {
+                    let e = e.to_string();
+                    assert!(!needle.is_empty() && e.contains(needle), "{args:?}: {e}");
+                    assert!(!e.contains('\n'), "one line: {e}");
+                }
+            }
+        }
+        let quick = config(&[
+            "--key-set-max-age",
+            "1s",
+            "--key-publish-lead",
+            "3s",
+            "--key-lifetime",
+            "6s",
+        ]);
+        quick.check_key_periods().unwrap();
+        assert_eq!(
+            quick.key_reload_interval(),
+            std::time::Duration::from_millis(250)
+        );
         let beside = config(&["--database-url", "sqlite:///var/lib/mayfly/m.db"])
             .master_key_source()
             .unwrap();

@@ -2,8 +2,8 @@
 //!
 //! `http/` is the web layer (one module per endpoint family, and `http/error.rs`, the one
 //! place errors become responses); `grant/` issues tokens, one module per grant type;
-//! `client_auth/` authenticates clients, one module per method; `keys/` holds the keyring
-//! and the master key; `audit/` makes events durable with group commit; `directory` caches who may get
+//! `client_auth/` authenticates clients, one module per method; `keys/` holds the keyring,
+//! the master key and key rotation; `audit/` makes events durable with group commit; `directory` caches who may get
 //! which token; `admin/` is the
 //! service layer behind the admin CLI. Handlers stay thin and no SQL lives here.
 

@@ -7,10 +7,13 @@ use anyhow::Context as _;
 use clap::Parser as _;
 use mayfly_server::admin::{Actor, ClientSpec, CreatedClient, GrantSpec};
 use mayfly_server::cli::{
-    AdminCommand, AudienceCommand, Cli, ClientCommand, Command, GrantCommand, ScopeCommand,
+    AdminCommand, AudienceCommand, Cli, ClientCommand, Command, GrantCommand, KeysCommand,
+    ScopeCommand,
 };
 use mayfly_server::clock::{Clock, SystemClock};
-use mayfly_server::config::Config;
+use mayfly_server::config::{Config, MasterKeySource};
+use mayfly_server::keys::rotation::{self, RotateOptions, RotateOutcome, Rotator};
+use mayfly_server::keys::{self, KeyInfo, Keyring, MasterKey};
 use mayfly_server::state::AppState;
 use mayfly_server::{http, telemetry};
 use mayfly_store::Subject;
@@ -67,6 +70,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Admin { command } => admin(&cli.config, command).await,
+        Command::Keys { command } => keys_command(&cli.config, command).await,
     }
 }
 
@@ -78,16 +82,21 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("binding {listen}"))?;
+    // The bound address: with port 0 the system picked one.
+    let bound = listener.local_addr().unwrap_or(listen);
     tracing::info!(
-        %listen,
+        listen = %bound,
         issuer = %started.state.issuer,
         backend = ?started.state.store.backend(),
         kid = %started.state.keyring.current().active.id(),
         "mayfly ready"
     );
-    http::serve(listener, started.state, shutdown_signal())
-        .await
-        .context("serving")?;
+    let rotation = rotation::spawn(&started.state);
+    let served = http::serve(listener, started.state, shutdown_signal()).await;
+    // The task holds the state (and its audit sink): stop it before draining the audit.
+    rotation.abort();
+    let _ = rotation.await;
+    served.context("serving")?;
     // Every sink is gone with the router: the writer drains the queue and stops.
     started.audit_writer.await.context("audit writer")?;
     tracing::info!("stopped");
@@ -224,4 +233,87 @@ async fn admin(config: &Config, command: AdminCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+async fn keys_command(config: &Config, command: KeysCommand) -> anyhow::Result<()> {
+    let store = open_store(config).await?;
+    let now = SystemClock.now();
+    match command {
+        KeysCommand::List => {
+            let keys: Vec<KeyInfo> = store
+                .all_signing_keys()
+                .await
+                .context("reading the signing keys")?
+                .iter()
+                .map(KeyInfo::from)
+                .collect();
+            print_json(&json!({ "keys": keys }));
+        }
+        KeysCommand::Rotate { emergency } => {
+            config.check_ttls()?;
+            config.check_key_periods()?;
+            let master = MasterKey::load(&config.master_key_source()?)?;
+            let keyring = Keyring::load(store.as_ref(), master, now)
+                .await
+                .context("loading the signing keys")?;
+            let outcome = Rotator::new(store.as_ref(), &keyring, config.key_policy(), "cli")
+                .rotate_now(now, RotateOptions { emergency })
+                .await?;
+            print_json(&rotate_outcome_json(&outcome));
+        }
+        KeysCommand::Rewrap {
+            new_master_key_file,
+        } => {
+            // Neither file may be generated here: a fresh key would open nothing.
+            let old = MasterKey::load(&MasterKeySource {
+                create_if_missing: false,
+                ..config.master_key_source()?
+            })?;
+            let new = MasterKey::load(&MasterKeySource {
+                path: new_master_key_file.clone(),
+                create_if_missing: false,
+            })?;
+            let count = keys::rewrap(store.as_ref(), &old, &new, "cli", now)
+                .await
+                .context("re-encrypting the signing keys")?;
+            print_json(&json!({
+                "rewrapped": count,
+                "master_key_file": new_master_key_file.display().to_string(),
+            }));
+        }
+    }
+    Ok(())
+}
+
+fn rotate_outcome_json(outcome: &RotateOutcome) -> serde_json::Value {
+    let changes = |changes: &[mayfly_store::KeyChange]| -> Vec<serde_json::Value> {
+        changes
+            .iter()
+            .map(|c| {
+                json!({
+                    "kid": c.id,
+                    "from": c.from.map(mayfly_store::KeyState::as_str),
+                    "to": c.to.as_str(),
+                    "revoked": c.revoked,
+                })
+            })
+            .collect()
+    };
+    match outcome {
+        RotateOutcome::Activated { active, changes: c } => {
+            json!({ "status": "activated", "active": active, "changes": changes(c) })
+        }
+        RotateOutcome::Pending {
+            next,
+            activates_at,
+            changes: c,
+        } => json!({
+            "status": "pending",
+            "next": next,
+            "activates_at": activates_at
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default(),
+            "changes": changes(c),
+        }),
+    }
 }

@@ -76,11 +76,12 @@ impl AppState {
     pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Started, StartError> {
         let issuer = config.issuer()?;
         config.check_ttls()?;
+        config.check_key_periods()?;
         config.check_database_url()?;
         let master = MasterKey::load(&config.master_key_source()?)?;
         let store = mayfly_store::connect(&config.database_url).await?;
         store.migrate().await?;
-        let keyring = Keyring::load(store.as_ref(), &master, clock.now()).await?;
+        let keyring = Keyring::load(store.as_ref(), master, clock.now()).await?;
         let directory = Directory::start(store.clone()).await?;
         let revocations =
             crate::revocation::Revocations::start(store.clone(), clock.clone()).await?;

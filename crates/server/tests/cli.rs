@@ -5,8 +5,10 @@
 // Test code: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use std::io::BufRead as _;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -235,6 +237,19 @@ fn bad_configuration_stops_with_the_setting_named() {
             vec![("MAYFLY_MASTER_KEY_FILE", "/nonexistent/dir/k")],
             "/nonexistent/dir/k",
         ),
+        (
+            vec![("MAYFLY_KEY_SET_MAX_AGE", "30m")],
+            "MAYFLY_KEY_SET_MAX_AGE",
+        ),
+        (
+            vec![("MAYFLY_KEY_PUBLISH_LEAD", "2d")],
+            "MAYFLY_KEY_PUBLISH_LEAD",
+        ),
+        (
+            vec![("MAYFLY_KEY_RETIRE_HOLD", "10m")],
+            "MAYFLY_KEY_RETIRE_HOLD",
+        ),
+        (vec![("MAYFLY_KEY_LIFETIME", "soon")], "soon"),
     ] {
         let out = mayfly(d, &["serve"], &env);
         assert!(!out.status.success(), "{env:?} started");
@@ -247,4 +262,144 @@ fn bad_configuration_stops_with_the_setting_named() {
         "{}",
         stderr(&out)
     );
+}
+
+/// Starts `mayfly serve` and stops it once it logs that it is ready; `Err` carries its
+/// output when it exits first.
+fn serve_until_ready(dir: &Path, env: &[(&str, &str)]) -> Result<(), String> {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_mayfly"));
+    command
+        .arg("serve")
+        .current_dir(dir)
+        .env_remove("RUST_LOG")
+        .env("MAYFLY_LISTEN", "127.0.0.1:0")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    for (k, _) in std::env::vars() {
+        if k.starts_with("MAYFLY_") && k != "MAYFLY_LISTEN" {
+            command.env_remove(k);
+        }
+    }
+    command.envs(env.iter().copied());
+    let mut child = command.spawn().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = String::new();
+    let outcome = loop {
+        match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(line) if line.contains("mayfly ready") => break Ok(()),
+            Ok(line) => {
+                seen.push_str(&line);
+                seen.push('\n');
+            }
+            Err(_) => break Err(seen),
+        }
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    outcome
+}
+
+fn states(list: &Value) -> Vec<(String, String)> {
+    list["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| {
+            (
+                k["kid"].as_str().unwrap().to_owned(),
+                k["state"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn keys_commands_list_rotate_and_rewrap() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let no_env: &[(&str, &str)] = &[];
+    assert_eq!(
+        json(&mayfly(d, &["keys", "list"], no_env))["keys"],
+        serde_json::json!([])
+    );
+
+    // Rotate now: the first start creates the active key, then a successor is
+    // published; it cannot sign before the publish lead (1h) has passed.
+    let pending = json(&mayfly(d, &["keys", "rotate"], no_env));
+    assert_eq!(pending["status"], "pending", "{pending}");
+    let next = pending["next"].as_str().unwrap().to_owned();
+    assert!(next.starts_with("k4.pid."));
+    assert!(pending["activates_at"].as_str().is_some());
+    let list = json(&mayfly(d, &["keys", "list"], no_env));
+    let keys = states(&list);
+    assert_eq!(keys.len(), 2);
+    assert!(keys.contains(&(next.clone(), "next".into())));
+    let first = keys.iter().find(|(_, s)| s == "active").unwrap().0.clone();
+    let dump = list.to_string();
+    assert!(
+        !dump.contains("private") && !dump.contains("paserk"),
+        "no key material: {dump}"
+    );
+
+    // Emergency: the published successor signs at once; the old key is revoked.
+    let emergency = json(&mayfly(d, &["keys", "rotate", "--emergency"], no_env));
+    assert_eq!(
+        (emergency["status"].as_str(), emergency["active"].as_str()),
+        (Some("activated"), Some(next.as_str())),
+        "{emergency}"
+    );
+    let list = json(&mayfly(d, &["keys", "list"], no_env));
+    let old = list["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["kid"] == first.as_str())
+        .unwrap();
+    assert_eq!(old["state"], "gone");
+    assert!(old["revoked_at"].as_str().is_some());
+    json(&mayfly(d, &["keys", "rotate"], no_env));
+
+    // Rewrap under a new master key: afterwards only the new key file opens the keys.
+    std::fs::write(d.join("new.key"), format!("{}\n", "5a".repeat(32))).unwrap();
+    let missing = mayfly(
+        d,
+        &["keys", "rewrap", "--new-master-key-file", "absent.key"],
+        no_env,
+    );
+    assert!(
+        stderr(&missing).contains("absent.key"),
+        "{}",
+        stderr(&missing)
+    );
+    assert!(!d.join("absent.key").exists(), "never generated");
+    let rewrapped = json(&mayfly(
+        d,
+        &["keys", "rewrap", "--new-master-key-file", "new.key"],
+        no_env,
+    ));
+    assert_eq!(
+        rewrapped["rewrapped"], 2,
+        "the active and the next key, not the gone one"
+    );
+    let old_key = serve_until_ready(d, no_env).unwrap_err();
+    assert!(old_key.contains("does not decrypt"), "{old_key}");
+    let rotate_old = mayfly(d, &["keys", "rotate"], no_env);
+    assert!(
+        stderr(&rotate_old).contains("does not decrypt"),
+        "{}",
+        stderr(&rotate_old)
+    );
+    let new_key = [("MAYFLY_MASTER_KEY_FILE", "new.key")];
+    serve_until_ready(d, &new_key).unwrap();
+    let again = json(&mayfly(d, &["keys", "rotate"], &new_key));
+    assert_eq!(again["status"], "pending");
 }

@@ -21,6 +21,9 @@ pub enum StoreError {
     /// Migrations could not be applied.
     #[error("migration failed")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The data changed between reading it and writing it back: retry from the start.
+    #[error("{0} changed meanwhile; try again")]
+    Stale(&'static str),
     /// A stored value could not be read back (a bug or manual tampering).
     #[error("corrupt stored value in {0}")]
     Corrupt(&'static str),

@@ -10,6 +10,7 @@
 #![deny(missing_docs)]
 
 mod error;
+mod lifecycle;
 mod postgres;
 mod records;
 mod sqlite;
@@ -23,6 +24,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 pub use error::StoreError;
+pub use lifecycle::{KeyChange, KeyPolicy, KeyStep, active_key, next_key};
 pub use postgres::PgStore;
 pub use records::*;
 pub use sqlite::SqliteStore;
@@ -146,7 +148,15 @@ pub trait GrantStore: Send + Sync {
     async fn delete_grant(&self, id: Uuid) -> StoreResult<()>;
 }
 
-/// Signing keys (private halves encrypted by the caller).
+/// Signing keys (private halves encrypted by the caller) and their lifecycle,
+/// `next → active → retired → gone`.
+///
+/// Every lifecycle step is one transaction holding a lock that serializes key changes
+/// across processes (Postgres: an advisory transaction lock; SQLite: `BEGIN IMMEDIATE`).
+/// Under it the step re-reads the keys and checks its rule ([`KeyPolicy`]), so when
+/// several replicas attempt a step at once exactly one performs it. Each step returns
+/// the changes it made, and commits their audit events (built by [`KeyStep::audit`])
+/// with them.
 #[async_trait]
 pub trait KeyStore: Send + Sync {
     /// Returns the active key; when there is none, stores `candidate` as active and
@@ -155,6 +165,45 @@ pub trait KeyStore: Send + Sync {
     -> StoreResult<SigningKeyRecord>;
     /// Every key not yet `gone`, newest first.
     async fn signing_keys(&self) -> StoreResult<Vec<SigningKeyRecord>>;
+    /// Every key, `gone` ones included, newest first.
+    async fn all_signing_keys(&self) -> StoreResult<Vec<SigningKeyRecord>>;
+    /// Publishes `candidate` as `next` if [`KeyPolicy::next_key_due`]; else does nothing.
+    async fn publish_next_key(
+        &self,
+        candidate: NewSigningKey,
+        step: &KeyStep<'_>,
+    ) -> StoreResult<Vec<KeyChange>>;
+    /// Asks for the active key to be replaced as soon as its successor has been
+    /// published for the lead time, and publishes `candidate` as `next` when there is
+    /// no `next` key yet.
+    async fn request_rotation(
+        &self,
+        candidate: NewSigningKey,
+        step: &KeyStep<'_>,
+    ) -> StoreResult<Vec<KeyChange>>;
+    /// If [`KeyPolicy::activation_due`]: the `next` key becomes active and the active
+    /// key retired (to be removed at `now` + retire hold). Else does nothing.
+    async fn activate_next_key(&self, step: &KeyStep<'_>) -> StoreResult<Vec<KeyChange>>;
+    /// Emergency: the active key is revoked and removed at once (`gone`, private key
+    /// wiped, `revoked_at` set), and the `next` key, or `candidate` when there is none,
+    /// becomes active without waiting for the lead time.
+    async fn emergency_rotate(
+        &self,
+        candidate: NewSigningKey,
+        step: &KeyStep<'_>,
+    ) -> StoreResult<Vec<KeyChange>>;
+    /// Removes the retired keys whose hold is over ([`KeyPolicy::removal_due`]): they
+    /// become `gone` and their private keys are wiped.
+    async fn remove_retired_keys(&self, step: &KeyStep<'_>) -> StoreResult<Vec<KeyChange>>;
+    /// Replaces the private key ciphertext of every key that has one, in one
+    /// transaction, and appends `audit`. `keys` must name each of them exactly once with
+    /// the ciphertext it holds now; otherwise nothing changes and the result is
+    /// [`StoreError::Stale`] (a key was added or changed meanwhile).
+    async fn rewrap_signing_keys(
+        &self,
+        keys: &[RewrappedKey],
+        audit: AuditEvent,
+    ) -> StoreResult<()>;
 }
 
 /// Revocations and their feed.

@@ -8,16 +8,17 @@ use std::time::Duration;
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::types::Json;
-use sqlx::{PgPool, Row};
+use sqlx::{PgConnection, PgPool, Postgres, Row, Transaction};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::error::SqlxResultExt;
 use crate::{
     AudienceRecord, AudienceStore, AuditEvent, AuditQuery, AuditStore, Backend, ClientRecord,
-    ClientSecretRecord, ClientStore, ClientView, GrantRecord, GrantStore, KeyState, KeyStore,
-    NewAudience, NewClient, NewClientSecret, NewGrant, NewScope, ScopeRecord, SigningKeyRecord,
-    Store, StoreError, StoreResult, Subject, SubjectGrant,
+    ClientSecretRecord, ClientStore, ClientView, GrantRecord, GrantStore, KeyChange, KeyState,
+    KeyStep, KeyStore, NewAudience, NewClient, NewClientSecret, NewGrant, NewScope, NewSigningKey,
+    RewrappedKey, ScopeRecord, SigningKeyRecord, Store, StoreError, StoreResult, Subject,
+    SubjectGrant, active_key, next_key,
 };
 use crate::{
     ClientPublicKeyRecord, GrantFilter, NewClientPublicKey, NewUser, Page, UserRecord, UserStore,
@@ -153,9 +154,46 @@ fn signing_key(row: &PgRow) -> StoreResult<SigningKeyRecord> {
         public_key: row.try_get("public_key").or_store("signing key")?,
         private_key_enc: row.try_get("private_key_enc").or_store("signing key")?,
         created_at: row.try_get("created_at").or_store("signing key")?,
+        published_at: row.try_get("published_at").or_store("signing key")?,
         activated_at: row.try_get("activated_at").or_store("signing key")?,
+        rotate_requested_at: row.try_get("rotate_requested_at").or_store("signing key")?,
         retired_at: row.try_get("retired_at").or_store("signing key")?,
+        removes_at: row.try_get("removes_at").or_store("signing key")?,
+        removed_at: row.try_get("removed_at").or_store("signing key")?,
+        revoked_at: row.try_get("revoked_at").or_store("signing key")?,
     })
+}
+
+/// Appends audit events on `conn`: one multi-row INSERT, one round trip.
+async fn insert_audit_events(conn: &mut PgConnection, events: &[AuditEvent]) -> StoreResult<()> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let mut builder = sqlx::QueryBuilder::<sqlx::Postgres>::new(
+        "INSERT INTO audit_events (id, occurred_at, event_type, outcome, actor, subject, client_id, jti, audience, scopes, source_ip, user_agent, request_id, detail) ",
+    );
+    builder.push_values(events, |mut b, e| {
+        b.push_bind(e.id)
+            .push_bind(e.occurred_at)
+            .push_bind(&e.event_type)
+            .push_bind(&e.outcome)
+            .push_bind(&e.actor)
+            .push_bind(&e.subject)
+            .push_bind(&e.client_id)
+            .push_bind(&e.jti)
+            .push_bind(&e.audience)
+            .push_bind(&e.scopes)
+            .push_bind(&e.source_ip)
+            .push_bind(&e.user_agent)
+            .push_bind(&e.request_id)
+            .push_bind(Json(&e.detail));
+    });
+    builder
+        .build()
+        .execute(conn)
+        .await
+        .or_store("audit event")?;
+    Ok(())
 }
 
 fn audit_event(row: &PgRow) -> Result<AuditEvent, sqlx::Error> {
@@ -914,6 +952,151 @@ impl GrantStore for PgStore {
     }
 }
 
+/// Starts a key-lifecycle transaction: takes the advisory lock that serializes key
+/// changes across replicas, then reads the keys not yet `gone` as they are under it.
+async fn begin_key_step(
+    pool: &PgPool,
+) -> StoreResult<(Transaction<'static, Postgres>, Vec<SigningKeyRecord>)> {
+    let mut tx = pool.begin().await.or_store("signing key")?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(KEY_LOCK)
+        .execute(&mut *tx)
+        .await
+        .or_store("signing key")?;
+    let rows = sqlx::query(
+        "SELECT * FROM signing_keys WHERE state <> 'gone' ORDER BY created_at DESC, id",
+    )
+    .fetch_all(&mut *tx)
+    .await
+    .or_store("signing key")?;
+    let keys = rows.iter().map(signing_key).collect::<StoreResult<_>>()?;
+    Ok((tx, keys))
+}
+
+/// Commits a key-lifecycle transaction with the audit events of its changes.
+async fn commit_key_step(
+    mut tx: Transaction<'static, Postgres>,
+    changes: Vec<KeyChange>,
+    step: &KeyStep<'_>,
+) -> StoreResult<Vec<KeyChange>> {
+    let events: Vec<AuditEvent> = changes.iter().map(|c| (step.audit)(c)).collect();
+    insert_audit_events(&mut tx, &events).await?;
+    tx.commit().await.or_store("signing key")?;
+    Ok(changes)
+}
+
+async fn insert_key(
+    tx: &mut PgConnection,
+    key: &NewSigningKey,
+    state: KeyState,
+    now: OffsetDateTime,
+) -> StoreResult<KeyChange> {
+    let activated_at = (state == KeyState::Active).then_some(now);
+    sqlx::query(
+        "INSERT INTO signing_keys (id, state, public_key, private_key_enc, created_at, published_at, activated_at)
+         VALUES ($1, $2, $3, $4, $5, $5, $6)",
+    )
+    .bind(&key.id)
+    .bind(state.as_str())
+    .bind(&key.public_key)
+    .bind(&key.private_key_enc)
+    .bind(now)
+    .bind(activated_at)
+    .execute(tx)
+    .await
+    .or_store("signing key")?;
+    Ok(KeyChange {
+        id: key.id.clone(),
+        from: None,
+        to: state,
+        at: now,
+        revoked: false,
+    })
+}
+
+/// Retires the active key: it signs no more and leaves the key set after the hold.
+async fn retire_key(
+    tx: &mut PgConnection,
+    key: &SigningKeyRecord,
+    step: &KeyStep<'_>,
+) -> StoreResult<KeyChange> {
+    let done = sqlx::query(
+        "UPDATE signing_keys SET state = 'retired', retired_at = $2, removes_at = $3
+         WHERE id = $1 AND state = 'active'",
+    )
+    .bind(&key.id)
+    .bind(step.now)
+    .bind(step.policy.removes_at(step.now))
+    .execute(tx)
+    .await
+    .or_store("signing key")?;
+    exactly_one(done.rows_affected())?;
+    Ok(change(key, KeyState::Retired, step, false))
+}
+
+/// The `next` key starts signing.
+async fn activate_key(
+    tx: &mut PgConnection,
+    key: &SigningKeyRecord,
+    step: &KeyStep<'_>,
+) -> StoreResult<KeyChange> {
+    let done = sqlx::query(
+        "UPDATE signing_keys SET state = 'active', activated_at = $2 WHERE id = $1 AND state = 'next'",
+    )
+    .bind(&key.id)
+    .bind(step.now)
+    .execute(tx)
+    .await
+    .or_store("signing key")?;
+    exactly_one(done.rows_affected())?;
+    Ok(change(key, KeyState::Active, step, false))
+}
+
+/// Unpublishes a key and wipes its private half; `revoke` also marks its tokens invalid.
+async fn remove_key(
+    tx: &mut PgConnection,
+    key: &SigningKeyRecord,
+    step: &KeyStep<'_>,
+    revoke: bool,
+) -> StoreResult<KeyChange> {
+    let done = sqlx::query(
+        "UPDATE signing_keys SET state = 'gone', private_key_enc = $3, removed_at = $2,
+             retired_at = COALESCE(retired_at, $2),
+             revoked_at = CASE WHEN $4 THEN $2 ELSE revoked_at END
+         WHERE id = $1 AND state = $5",
+    )
+    .bind(&key.id)
+    .bind(step.now)
+    .bind(Vec::<u8>::new())
+    .bind(revoke)
+    .bind(key.state.as_str())
+    .execute(tx)
+    .await
+    .or_store("signing key")?;
+    exactly_one(done.rows_affected())?;
+    Ok(change(key, KeyState::Gone, step, revoke))
+}
+
+/// Every lifecycle update names one row in the state the locked read found it in; any
+/// other count means the read was stale, and the whole step is rolled back.
+fn exactly_one(rows: u64) -> StoreResult<()> {
+    if rows == 1 {
+        Ok(())
+    } else {
+        Err(StoreError::Stale("signing key"))
+    }
+}
+
+fn change(key: &SigningKeyRecord, to: KeyState, step: &KeyStep<'_>, revoked: bool) -> KeyChange {
+    KeyChange {
+        id: key.id.clone(),
+        from: Some(key.state),
+        to,
+        at: step.now,
+        revoked,
+    }
+}
+
 #[async_trait]
 impl KeyStore for PgStore {
     async fn ensure_active_key(
@@ -935,14 +1118,15 @@ impl KeyStore for PgStore {
             return signing_key(&row);
         }
         sqlx::query(
-            "INSERT INTO signing_keys (id, state, public_key, private_key_enc, created_at, activated_at, retired_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO signing_keys (id, state, public_key, private_key_enc, created_at, published_at, activated_at, retired_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(&candidate.id)
         .bind(candidate.state.as_str())
         .bind(&candidate.public_key)
         .bind(&candidate.private_key_enc)
         .bind(candidate.created_at)
+        .bind(candidate.published_at)
         .bind(candidate.activated_at)
         .bind(candidate.retired_at)
         .execute(&mut *tx)
@@ -954,12 +1138,132 @@ impl KeyStore for PgStore {
 
     async fn signing_keys(&self) -> StoreResult<Vec<SigningKeyRecord>> {
         let rows = sqlx::query(
-            "SELECT * FROM signing_keys WHERE state <> 'gone' ORDER BY created_at DESC",
+            "SELECT * FROM signing_keys WHERE state <> 'gone' ORDER BY created_at DESC, id",
         )
         .fetch_all(&self.pool)
         .await
         .or_store("signing key")?;
         rows.iter().map(signing_key).collect()
+    }
+
+    async fn all_signing_keys(&self) -> StoreResult<Vec<SigningKeyRecord>> {
+        let rows = sqlx::query("SELECT * FROM signing_keys ORDER BY created_at DESC, id")
+            .fetch_all(&self.pool)
+            .await
+            .or_store("signing key")?;
+        rows.iter().map(signing_key).collect()
+    }
+
+    async fn publish_next_key(
+        &self,
+        candidate: NewSigningKey,
+        step: &KeyStep<'_>,
+    ) -> StoreResult<Vec<KeyChange>> {
+        let (mut tx, keys) = begin_key_step(&self.pool).await?;
+        if !step.policy.next_key_due(&keys, step.now) {
+            return Ok(Vec::new());
+        }
+        let published = insert_key(&mut tx, &candidate, KeyState::Next, step.now).await?;
+        commit_key_step(tx, vec![published], step).await
+    }
+
+    async fn request_rotation(
+        &self,
+        candidate: NewSigningKey,
+        step: &KeyStep<'_>,
+    ) -> StoreResult<Vec<KeyChange>> {
+        let (mut tx, keys) = begin_key_step(&self.pool).await?;
+        if let Some(active) = active_key(&keys) {
+            sqlx::query(
+                "UPDATE signing_keys SET rotate_requested_at = $2
+                 WHERE id = $1 AND rotate_requested_at IS NULL",
+            )
+            .bind(&active.id)
+            .bind(step.now)
+            .execute(&mut *tx)
+            .await
+            .or_store("signing key")?;
+        }
+        let mut changes = Vec::new();
+        if next_key(&keys).is_none() {
+            changes.push(insert_key(&mut tx, &candidate, KeyState::Next, step.now).await?);
+        }
+        commit_key_step(tx, changes, step).await
+    }
+
+    async fn activate_next_key(&self, step: &KeyStep<'_>) -> StoreResult<Vec<KeyChange>> {
+        let (mut tx, keys) = begin_key_step(&self.pool).await?;
+        let Some(next) = step.policy.activation_due(&keys, step.now) else {
+            return Ok(Vec::new());
+        };
+        let mut changes = Vec::new();
+        // Retire first: at most one key is active at any moment (unique index).
+        if let Some(active) = active_key(&keys) {
+            changes.push(retire_key(&mut tx, active, step).await?);
+        }
+        changes.push(activate_key(&mut tx, next, step).await?);
+        commit_key_step(tx, changes, step).await
+    }
+
+    async fn emergency_rotate(
+        &self,
+        candidate: NewSigningKey,
+        step: &KeyStep<'_>,
+    ) -> StoreResult<Vec<KeyChange>> {
+        let (mut tx, keys) = begin_key_step(&self.pool).await?;
+        let mut changes = Vec::new();
+        if let Some(active) = active_key(&keys) {
+            changes.push(remove_key(&mut tx, active, step, true).await?);
+        }
+        match next_key(&keys) {
+            Some(next) => changes.push(activate_key(&mut tx, next, step).await?),
+            None => {
+                changes.push(insert_key(&mut tx, &candidate, KeyState::Active, step.now).await?);
+            }
+        }
+        commit_key_step(tx, changes, step).await
+    }
+
+    async fn remove_retired_keys(&self, step: &KeyStep<'_>) -> StoreResult<Vec<KeyChange>> {
+        let (mut tx, keys) = begin_key_step(&self.pool).await?;
+        let mut changes = Vec::new();
+        for key in keys.iter().filter(|k| step.policy.removal_due(k, step.now)) {
+            changes.push(remove_key(&mut tx, key, step, false).await?);
+        }
+        if changes.is_empty() {
+            return Ok(changes);
+        }
+        commit_key_step(tx, changes, step).await
+    }
+
+    async fn rewrap_signing_keys(
+        &self,
+        keys: &[RewrappedKey],
+        audit: AuditEvent,
+    ) -> StoreResult<()> {
+        let (mut tx, _) = begin_key_step(&self.pool).await?;
+        let held: BTreeMap<String, Vec<u8>> = sqlx::query_as(
+            "SELECT id, private_key_enc FROM signing_keys WHERE octet_length(private_key_enc) > 0",
+        )
+        .fetch_all(&mut *tx)
+        .await
+        .or_store("signing key")?
+        .into_iter()
+        .collect();
+        if !crate::lifecycle::rewrap_matches(&held, keys) {
+            return Err(StoreError::Stale("signing keys"));
+        }
+        for key in keys {
+            sqlx::query("UPDATE signing_keys SET private_key_enc = $2 WHERE id = $1")
+                .bind(&key.id)
+                .bind(&key.new)
+                .execute(&mut *tx)
+                .await
+                .or_store("signing key")?;
+        }
+        insert_audit_events(&mut tx, &[audit]).await?;
+        tx.commit().await.or_store("signing key")?;
+        Ok(())
     }
 }
 
@@ -1075,32 +1379,9 @@ impl AuditStore for PgStore {
         if events.is_empty() {
             return Ok(());
         }
-        // One multi-row INSERT per batch: one round trip, one commit (one WAL flush).
-        let mut builder = sqlx::QueryBuilder::<sqlx::Postgres>::new(
-            "INSERT INTO audit_events (id, occurred_at, event_type, outcome, actor, subject, client_id, jti, audience, scopes, source_ip, user_agent, request_id, detail) ",
-        );
-        builder.push_values(events, |mut b, e| {
-            b.push_bind(e.id)
-                .push_bind(e.occurred_at)
-                .push_bind(&e.event_type)
-                .push_bind(&e.outcome)
-                .push_bind(&e.actor)
-                .push_bind(&e.subject)
-                .push_bind(&e.client_id)
-                .push_bind(&e.jti)
-                .push_bind(&e.audience)
-                .push_bind(&e.scopes)
-                .push_bind(&e.source_ip)
-                .push_bind(&e.user_agent)
-                .push_bind(&e.request_id)
-                .push_bind(Json(&e.detail));
-        });
-        builder
-            .build()
-            .execute(&self.pool)
-            .await
-            .or_store("audit event")?;
-        Ok(())
+        // One statement in autocommit: one commit (one WAL flush) per batch.
+        let mut conn = self.pool.acquire().await.or_store("audit event")?;
+        insert_audit_events(&mut conn, events).await
     }
 
     async fn audit_events(&self, query: &AuditQuery) -> StoreResult<Vec<AuditEvent>> {

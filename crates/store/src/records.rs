@@ -303,14 +303,26 @@ pub struct SigningKeyRecord {
     pub state: KeyState,
     /// Raw Ed25519 public key.
     pub public_key: Vec<u8>,
-    /// Private key, encrypted by the server under its master key.
+    /// Private key, encrypted by the server under its master key; empty once `gone`.
     pub private_key_enc: Vec<u8>,
     /// Creation time.
     pub created_at: OffsetDateTime,
+    /// When it entered the key set. A key signs only after being published for the
+    /// lead time, so caches of the key set know it before any token carries it.
+    pub published_at: OffsetDateTime,
     /// When it started signing.
     pub activated_at: Option<OffsetDateTime>,
+    /// When an operator asked for it to be replaced (active keys only): it then retires
+    /// as soon as its successor has been published long enough, whatever its age.
+    pub rotate_requested_at: Option<OffsetDateTime>,
     /// When it stopped signing.
     pub retired_at: Option<OffsetDateTime>,
+    /// When a retired key leaves the key set (every token it signed has expired).
+    pub removes_at: Option<OffsetDateTime>,
+    /// When it left the key set.
+    pub removed_at: Option<OffsetDateTime>,
+    /// When it was revoked by an emergency rotation (its tokens are no longer valid).
+    pub revoked_at: Option<OffsetDateTime>,
 }
 
 impl fmt::Debug for SigningKeyRecord {
@@ -319,6 +331,50 @@ impl fmt::Debug for SigningKeyRecord {
             .field("id", &self.id)
             .field("state", &self.state)
             .field("created_at", &self.created_at)
+            .field("published_at", &self.published_at)
+            .field("activated_at", &self.activated_at)
+            .field("retired_at", &self.retired_at)
+            .field("removes_at", &self.removes_at)
+            .field("revoked_at", &self.revoked_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A freshly generated key for a lifecycle step; the store decides its state and times.
+#[derive(Clone)]
+pub struct NewSigningKey {
+    /// PASERK `k4.pid`.
+    pub id: String,
+    /// Raw Ed25519 public key.
+    pub public_key: Vec<u8>,
+    /// Private key, encrypted by the server under its master key.
+    pub private_key_enc: Vec<u8>,
+}
+
+impl fmt::Debug for NewSigningKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NewSigningKey")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A private key re-encrypted under a new master key, for
+/// [`KeyStore::rewrap_signing_keys`](crate::KeyStore::rewrap_signing_keys).
+#[derive(Clone)]
+pub struct RewrappedKey {
+    /// PASERK `k4.pid`.
+    pub id: String,
+    /// The ciphertext that was read (the row must still hold it).
+    pub old: Vec<u8>,
+    /// The ciphertext to store.
+    pub new: Vec<u8>,
+}
+
+impl fmt::Debug for RewrappedKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RewrappedKey")
+            .field("id", &self.id)
             .finish_non_exhaustive()
     }
 }

@@ -8,12 +8,19 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use mayfly_core::wire::ServerMetadata;
+use time::Duration;
 
 use crate::state::AppState;
 
-/// How long resource servers may cache the key set. Rotation publishes a key as `next`
-/// well before it signs, so a cached set always knows the signing key.
-pub const JWKS_MAX_AGE_SECS: u32 = 300;
+/// The `max-age` of one key-set response: the configured cache age
+/// (`--key-set-max-age`) less a random 0–10 %, so resource servers that fetched the key
+/// set together do not all come back in the same second. Never more than the configured
+/// age: rotation publishes a key as `next` more than twice that long before it signs, so
+/// every cached key set knows the signing key.
+pub fn key_set_max_age(configured: Duration) -> i64 {
+    let secs = configured.whole_seconds().max(1);
+    secs - rand::random_range(0..=secs / 10)
+}
 
 /// Routes of this module.
 pub fn router() -> Router<AppState> {
@@ -53,18 +60,27 @@ pub async fn metadata(State(state): State<AppState>) -> Response {
     response
 }
 
-/// The published signing keys.
+/// The published signing keys (`next`, `active`, `retired`); only the active one signs.
 #[utoipa::path(get, path = "/.well-known/jwks.json", tag = "discovery",
     params(("If-None-Match" = Option<String>, Header, description = "ETag of a cached copy")),
     responses(
-        (status = 200, description = "Every key a valid token may be signed with", body = mayfly_core::wire::JwkSet),
-        (status = 304, description = "The cached copy is current"),
+        (status = 200, description = "Every key a valid token may be signed with (next, active and retired keys)", body = mayfly_core::wire::JwkSet,
+            headers(
+                ("Cache-Control" = String, description = "public, max-age=N: the configured key-set cache age less a random 0-10 %"),
+                ("ETag" = String, description = "Strong validator of this key set, the same on every replica"),
+            )),
+        (status = 304, description = "The cached copy is current",
+            headers(
+                ("Cache-Control" = String, description = "public, max-age=N"),
+                ("ETag" = String, description = "Strong validator of this key set"),
+            )),
     ))]
 pub async fn jwks(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let keys = state.keyring.current();
     let etag =
         HeaderValue::from_str(&keys.etag).unwrap_or_else(|_| HeaderValue::from_static("\"\""));
-    let cache = HeaderValue::from_str(&format!("public, max-age={JWKS_MAX_AGE_SECS}"))
+    let max_age = key_set_max_age(state.config.key_set_max_age);
+    let cache = HeaderValue::from_str(&format!("public, max-age={max_age}"))
         .unwrap_or_else(|_| HeaderValue::from_static("no-cache"));
     let fresh = headers
         .get(header::IF_NONE_MATCH)
@@ -91,4 +107,20 @@ pub async fn jwks(State(state): State<AppState>, headers: HeaderMap) -> Response
     h.insert(header::ETAG, etag);
     h.insert(header::CACHE_CONTROL, cache);
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_set_max_age_is_jittered_down_by_at_most_ten_percent() {
+        let ages: std::collections::BTreeSet<i64> = (0..500)
+            .map(|_| key_set_max_age(Duration::seconds(300)))
+            .collect();
+        assert!(ages.iter().all(|a| (270..=300).contains(a)), "{ages:?}");
+        assert!(ages.len() > 10, "spread out: {ages:?}");
+        assert_eq!(key_set_max_age(Duration::seconds(1)), 1);
+        assert_eq!(key_set_max_age(Duration::ZERO), 1);
+    }
 }
