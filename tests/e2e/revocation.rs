@@ -17,6 +17,7 @@ crate::both_stores!(
     the_stream_resumes_without_gaps_or_duplicates,
     revocations_survive_a_restart,
     replicas_learn_of_revocations,
+    emergency_rotation_over_the_admin_api,
 );
 
 /// A service client allowed to introspect and read the feed.
@@ -600,4 +601,75 @@ async fn replicas_learn_of_revocations(app: TestApp) {
     eprintln!("revocation reached replica B in {:?}", start.elapsed());
     let events = read_events(stream, 1).await;
     assert_eq!(events[0].1, jti);
+}
+
+async fn emergency_rotation_over_the_admin_api(app: TestApp) {
+    let (api, rs, reader, worker) = setup(&app).await;
+    let before = token(&app, &worker).await;
+    let old_kid = mayfly_core::token::peek_key_id(&before)
+        .unwrap()
+        .to_string();
+
+    // A normal rotation waits for the successor's publication lead.
+    let pending = api.post("/admin/v1/keys/rotate", json!({})).await;
+    let body = pending.ok(200).clone();
+    assert_eq!(body["outcome"], "pending");
+    let next = body["next"].as_str().unwrap().to_owned();
+    assert!(
+        app.jwks().await.keys.iter().any(|k| k.kid == next),
+        "the successor is published first"
+    );
+    assert!(active(&app, &rs, &before).await);
+    api.post("/admin/v1/keys/rotate", json!({ "emergency": "yes" }))
+        .await
+        .problem(422);
+    let reader_only = app.admin_with(&["mayfly:admin:read"]).await;
+    reader_only
+        .post("/admin/v1/keys/rotate", json!({ "emergency": true }))
+        .await
+        .problem(403);
+
+    // The emergency brake: the published successor signs at once, the old key is gone.
+    let rotated = api
+        .post("/admin/v1/keys/rotate", json!({ "emergency": true }))
+        .await;
+    let body = rotated.ok(200).clone();
+    assert_eq!(
+        (body["outcome"].as_str(), body["active"].as_str()),
+        (Some("activated"), Some(next.as_str()))
+    );
+    assert!(
+        !active(&app, &rs, &before).await,
+        "introspection rejects the old key's tokens"
+    );
+    assert!(
+        app.jwks().await.keys.iter().all(|k| k.kid != old_kid),
+        "the key set no longer lists it"
+    );
+    api.get("/admin/v1/keys").await.problem(401);
+
+    // New tokens are signed by the new key and work; the feed told resource servers.
+    let after = token(&app, &worker).await;
+    assert_eq!(
+        mayfly_core::token::peek_key_id(&after).unwrap().to_string(),
+        next
+    );
+    assert!(active(&app, &rs, &after).await);
+    let fresh_reader = app
+        .token_ok(
+            Auth::Basic(&rs),
+            &[
+                ("grant_type", "client_credentials"),
+                ("scope", "mayfly:revocations:read"),
+                ("resource", &app.issuer()),
+            ],
+        )
+        .await;
+    let fresh_reader = fresh_reader["access_token"].as_str().unwrap();
+    assert!(in_feed(
+        &feed(&app, fresh_reader, "").await,
+        "key",
+        &old_kid
+    ));
+    let _ = reader;
 }

@@ -55,6 +55,7 @@ use crate::state::AppState;
         super::admin::grants::update,
         super::admin::grants::remove,
         super::admin::keys::list,
+        super::admin::keys::rotate,
         super::admin::revocations::create,
         super::admin::revocations::list,
     ),

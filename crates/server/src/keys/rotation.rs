@@ -17,6 +17,7 @@
 
 use std::sync::Arc;
 
+use mayfly_core::revocation::RevocationKind;
 use mayfly_store::{
     AuditEvent, KeyChange, KeyPolicy, KeyState, KeyStep, Store, StoreError, next_key,
 };
@@ -25,6 +26,7 @@ use time::OffsetDateTime;
 use tokio::task::JoinHandle;
 
 use super::{Keyring, KeyringError};
+
 use crate::audit::{self, RequestContext, kind, outcome};
 use crate::state::AppState;
 
@@ -40,6 +42,9 @@ pub enum RotationError {
     /// The keyring could not be reloaded after the change.
     #[error(transparent)]
     Keyring(#[from] KeyringError),
+    /// The revoked key could not be put in the revocation feed.
+    #[error("recording the key revocation: {0}")]
+    Revocation(String),
 }
 
 /// Options of "rotate now".
@@ -190,6 +195,24 @@ impl<'a> Rotator<'a> {
             changes.extend(self.store.activate_next_key(&step).await?);
             changes
         };
+        // A revoked key also goes into the revocation feed, so verifiers that follow the
+        // feed reject its tokens before they next refetch the key set.
+        for revoked in changes.iter().filter(|c| c.revoked) {
+            let actor = crate::admin::Actor {
+                store: self.store,
+                id: self.actor.clone(),
+                now,
+            };
+            let spec = crate::admin::RevokeSpec::now(
+                RevocationKind::Key,
+                revoked.id.clone(),
+                "emergency key rotation",
+            );
+            actor.revoke(spec).await.map_err(|e| match e {
+                crate::admin::AdminError::Store(e) => RotationError::Store(e),
+                other => RotationError::Revocation(other.to_string()),
+            })?;
+        }
         self.keyring.reload(self.store).await?;
         if let Some(active) = changes.iter().find(|c| c.to == KeyState::Active) {
             return Ok(RotateOutcome::Activated {

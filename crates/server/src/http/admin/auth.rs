@@ -160,6 +160,11 @@ impl Admin {
         }
     }
 
+    /// The caller's client id.
+    pub fn client_id(&self) -> &str {
+        &self.claims.client_id
+    }
+
     /// The service layer, acting as this caller (its client id is the audit actor).
     pub fn actor<'s>(&self, state: &'s AppState) -> Actor<'s> {
         Actor {

@@ -1,17 +1,24 @@
-//! `/admin/v1/keys`: the signing keys (public facts only).
+//! `/admin/v1/keys`: the signing keys (public facts only), and rotation on demand.
 
 use axum::extract::State;
-use axum::routing::get;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
 use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use utoipa::ToSchema;
 
-use super::{Admin, AdminErrors, Family, KeyOut};
+use super::{Admin, AdminErrors, Body, Family, KeyOut};
 use crate::admin::AdminError;
 use crate::http::error::Problem;
+use crate::keys::rotation::{RotateOptions, RotateOutcome, Rotator};
 use crate::state::AppState;
 
 /// Routes of this module.
 pub fn router() -> Router<AppState> {
-    Router::new().route("/admin/v1/keys", get(list))
+    Router::new()
+        .route("/admin/v1/keys", get(list))
+        .route("/admin/v1/keys/rotate", post(rotate))
 }
 
 /// List signing keys with their state, newest first.
@@ -24,4 +31,85 @@ pub async fn list(
     admin.may_read(Family::Keys)?;
     let keys = state.store.signing_keys().await.map_err(AdminError::from)?;
     Ok(Json(keys.into_iter().map(KeyOut::from).collect()))
+}
+
+/// How to rotate.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RotateIn {
+    /// Activate a successor at once and revoke the current key: every token it signed
+    /// is rejected (introspection, the revocation feed, and verifiers once they refetch
+    /// the key set). For a leaked key. Default false: the successor activates once it
+    /// has been published for the lead time.
+    #[serde(default)]
+    pub emergency: bool,
+}
+
+/// What rotation achieved.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RotateOut {
+    /// `activated` (a new key signs now) or `pending` (it will once published long enough).
+    pub outcome: String,
+    /// The key that signs now, when activated.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub active: Option<String>,
+    /// The successor waiting for its lead time, when pending.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
+    /// When the successor starts signing, when pending.
+    #[serde(
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub activates_at: Option<OffsetDateTime>,
+}
+
+/// Rotate the signing key now (`emergency` also revokes the current one).
+#[utoipa::path(post, operation_id = "rotate_keys", path = "/admin/v1/keys/rotate", tag = "admin", security(("bearer" = [])),
+    request_body = RotateIn,
+    responses((status = 200, description = "Rotated, or the successor is scheduled", body = RotateOut), AdminErrors))]
+pub async fn rotate(
+    State(state): State<AppState>,
+    admin: Admin,
+    Body(body): Body<RotateIn>,
+) -> Result<Json<RotateOut>, Problem> {
+    admin.may_write(Family::Keys)?;
+    let outcome = Rotator::for_state(&state, admin.client_id())
+        .rotate_now(
+            state.clock.now(),
+            RotateOptions {
+                emergency: body.emergency,
+            },
+        )
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "key rotation failed");
+            match e {
+                crate::keys::rotation::RotationError::Store(e) => {
+                    Problem::from(AdminError::from(e))
+                }
+                _ => Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error"),
+            }
+        })?;
+    state
+        .revocations
+        .catch_up()
+        .await
+        .map_err(AdminError::from)?;
+    Ok(Json(match outcome {
+        RotateOutcome::Activated { active, .. } => RotateOut {
+            outcome: "activated".into(),
+            active: Some(active),
+            next: None,
+            activates_at: None,
+        },
+        RotateOutcome::Pending {
+            next, activates_at, ..
+        } => RotateOut {
+            outcome: "pending".into(),
+            active: None,
+            next: Some(next),
+            activates_at: Some(activates_at),
+        },
+    }))
 }

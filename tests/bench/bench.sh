@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Load benchmark of a release `mayfly serve`: client_credentials issuance (with durable,
+# group-committed audit) and RFC 7662 introspection, measured with wrk from a second
+# process. Not run by the tests: speed is measured here, never in timed tests.
+#
+#   cargo build --release -p mayfly-server --bin mayfly
+#   bash tests/bench/bench.sh                  # SQLite
+#   MAYFLY_DB=postgres bash tests/bench/bench.sh
+#
+# Env: DUR=10s C=32 THREADS=2 MAYFLY_DB=sqlite|postgres
+# Prints one line per endpoint: requests/s, p50, p99 and errors.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+bin=${1:-${CARGO_TARGET_DIR:-$repo/target}/release/mayfly}
+[ -x "$bin" ] || { echo "bench: no $bin; run cargo build --release -p mayfly-server --bin mayfly"; exit 1; }
+command -v wrk >/dev/null || { echo "bench: wrk is needed (apt-get install wrk)"; exit 1; }
+DUR=${DUR:-10s}; C=${C:-32}; THREADS=${THREADS:-2}; MAYFLY_DB=${MAYFLY_DB:-sqlite}
+
+work=$(mktemp -d)
+port=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
+base=http://127.0.0.1:$port
+export MAYFLY_LISTEN=127.0.0.1:$port MAYFLY_ISSUER=$base MAYFLY_MASTER_KEY_FILE=$work/mayfly.key MAYFLY_LOG_FORMAT=json
+db=
+if [ "$MAYFLY_DB" = postgres ]; then
+    db=mayfly_bench_$$
+    psql -h 127.0.0.1 -U postgres -qc "create database $db" >/dev/null
+    export MAYFLY_DATABASE_URL=postgres://postgres@127.0.0.1:5432/$db
+else
+    export MAYFLY_DATABASE_URL=sqlite://$work/mayfly.db
+fi
+pid=
+cleanup() {
+    [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true
+    [ -n "$db" ] && psql -h 127.0.0.1 -U postgres -qc "drop database if exists $db with (force)" >/dev/null 2>&1 || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+(cd "$work" && exec "$bin" serve >"$work/serve.log" 2>&1) & pid=$!
+for _ in $(seq 100); do curl -fsS -o /dev/null "$base/healthz" 2>/dev/null && break; sleep 0.1; done
+
+json() { python3 -c "import json,sys; print(json.load(sys.stdin)$1)"; }
+admin=$(cd "$work" && "$bin" admin bootstrap)
+admin_id=$(json '["client_id"]' <<<"$admin"); admin_secret=$(json '["client_secret"]' <<<"$admin")
+token() { curl -fsS -u "$1:$2" "$base/oauth2/token" -d grant_type=client_credentials -d "scope=$3" ${4:+-d "resource=$4"} | json '["access_token"]'; }
+admin_token=$(token "$admin_id" "$admin_secret" mayfly:admin)
+api() { curl -fsS -H "Authorization: Bearer $admin_token" -H 'content-type: application/json' "$base/admin/v1/$1" -d "$2"; }
+
+api audiences '{"uri":"https://api.bench/orders","scopes":["orders:read"]}' >/dev/null
+worker=$(api clients '{"name":"bench-worker"}')
+worker_id=$(json '["id"]' <<<"$worker"); worker_secret=$(json '["client_secret"]' <<<"$worker")
+api grants "{\"subject\":{\"kind\":\"client\",\"id\":\"$worker_id\"},\"audience\":\"https://api.bench/orders\",\"scopes\":[\"orders:read\"]}" >/dev/null
+rs=$(api clients '{"name":"bench-resource-server"}')
+rs_id=$(json '["id"]' <<<"$rs"); rs_secret=$(json '["client_secret"]' <<<"$rs")
+api grants "{\"subject\":{\"kind\":\"client\",\"id\":\"$rs_id\"},\"audience\":\"$base\",\"scopes\":[\"mayfly:introspect\"]}" >/dev/null
+worker_token=$(token "$worker_id" "$worker_secret" orders:read)
+
+run() { # name url auth body
+    WRK_AUTH=$3 WRK_BODY=$4 wrk -t1 -c4 -d2s -s "$here/wrk-post.lua" "$2" >/dev/null 2>&1 || true
+    WRK_AUTH=$3 WRK_BODY=$4 wrk -t"$THREADS" -c"$C" -d"$DUR" --latency -s "$here/wrk-post.lua" "$2" 2>/dev/null | sed -n 's/^WRKJSON //p' |
+        python3 -c 'import json,sys;d=json.loads(sys.stdin.read());print("%-14s %8.0f req/s  p50 %6.2f ms  p99 %6.2f ms  errors %d" % (sys.argv[1], d["rps"], d["p50_ms"], d["p99_ms"], d["non2xx3xx"] + d["timeout"]))' "$1"
+}
+basic() { printf 'Basic %s' "$(printf '%s:%s' "$1" "$2" | base64 -w0)"; }
+echo "bench: $MAYFLY_DB, $C connections, $THREADS wrk threads, $DUR per endpoint, $(nproc) cores shared with wrk"
+run issuance "$base/oauth2/token" "$(basic "$worker_id" "$worker_secret")" "grant_type=client_credentials&scope=orders%3Aread&resource=https%3A%2F%2Fapi.bench%2Forders"
+run introspection "$base/oauth2/introspect" "$(basic "$rs_id" "$rs_secret")" "token=$worker_token"
+rss=$(awk '/VmRSS/{print int($2/1024)}' /proc/$pid/status 2>/dev/null || echo "?")
+echo "bench: mayfly RSS after load: $rss MB"
