@@ -17,6 +17,7 @@ crate::both_stores!(
     grants_and_issuance,
     authorization,
     admin_changes_are_audited,
+    admins_cannot_lock_themselves_out,
     keys_are_listed,
 );
 
@@ -838,6 +839,40 @@ async fn authorization(app: TestApp) {
         "invalid_client",
     )
     .await;
+}
+
+async fn admins_cannot_lock_themselves_out(app: TestApp) {
+    let api = app.bootstrap_admin().await;
+    let me = app
+        .state
+        .store
+        .list_clients(mayfly_store::Page {
+            after: None,
+            limit: 1,
+        })
+        .await
+        .unwrap()[0]
+        .id;
+    api.patch(
+        &format!("/admin/v1/clients/{me}"),
+        json!({ "enabled": false }),
+    )
+    .await
+    .problem(409);
+    api.delete(&format!("/admin/v1/clients/{me}"))
+        .await
+        .problem(409);
+    api.get("/admin/v1/clients").await.ok(200);
+    // Another admin can.
+    let other = app.admin_with(&["mayfly:admin:clients"]).await;
+    other
+        .patch(
+            &format!("/admin/v1/clients/{me}"),
+            json!({ "enabled": false }),
+        )
+        .await
+        .ok(200);
+    api.get("/admin/v1/clients").await.problem(401);
 }
 
 async fn admin_changes_are_audited(app: TestApp) {

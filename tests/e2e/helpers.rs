@@ -96,6 +96,7 @@ async fn serve(
         key_publish_lead: Duration::hours(1),
         key_set_max_age: Duration::seconds(300),
         key_retire_hold: None,
+        audit_retention: Duration::days(90),
         log_format: LogFormat::Text,
     };
     configure(&mut config);
@@ -279,6 +280,7 @@ impl TestApp {
                 event_type: Some(event_type.into()),
                 client_id: None,
                 limit: 1000,
+                ..Default::default()
             })
             .await
             .unwrap()

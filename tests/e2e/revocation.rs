@@ -573,12 +573,23 @@ async fn revocations_survive_a_restart(app: TestApp) {
 async fn replicas_learn_of_revocations(app: TestApp) {
     let (api, rs, reader, worker) = setup(&app).await;
     let b = app.replica().await;
-    let stream = b.http.get(format!("{}/v1/revocations/stream", b.base)).bearer_auth(&reader).send().await.unwrap();
+    let stream = b
+        .http
+        .get(format!("{}/v1/revocations/stream", b.base))
+        .bearer_auth(&reader)
+        .send()
+        .await
+        .unwrap();
     let t = token(&app, &worker).await;
     assert!(active(&b, &rs, &t).await);
     let jti = claims(&app, &t).jti;
     let start = Instant::now();
-    api.post("/admin/v1/revocations", json!({ "kind": "jti", "value": jti })).await.ok(201);
+    api.post(
+        "/admin/v1/revocations",
+        json!({ "kind": "jti", "value": jti }),
+    )
+    .await
+    .ok(201);
     // Replica B learns through Postgres NOTIFY (SQLite, being single-process, only
     // through the periodic catch-up).
     let limit = match app.state.store.backend() {
@@ -586,7 +597,11 @@ async fn replicas_learn_of_revocations(app: TestApp) {
         mayfly_store::Backend::Sqlite => StdDuration::from_secs(2),
     };
     while active(&b, &rs, &t).await {
-        assert!(start.elapsed() < limit, "replica B still accepts the token after {:?}", start.elapsed());
+        assert!(
+            start.elapsed() < limit,
+            "replica B still accepts the token after {:?}",
+            start.elapsed()
+        );
         tokio::time::sleep(StdDuration::from_millis(2)).await;
     }
     eprintln!("revocation reached replica B in {:?}", start.elapsed());
@@ -596,19 +611,41 @@ async fn replicas_learn_of_revocations(app: TestApp) {
     // B goes down; revocations continue on A meanwhile.
     drop(b);
     for n in 0..3 {
-        api.post("/admin/v1/revocations", json!({ "kind": "jti", "value": format!("while-down-{n}") })).await.ok(201);
+        api.post(
+            "/admin/v1/revocations",
+            json!({ "kind": "jti", "value": format!("while-down-{n}") }),
+        )
+        .await
+        .ok(201);
     }
     // B comes back: the revocation is still enforced, and a subscriber resuming from
     // its last cursor gets exactly what it missed, then what comes next.
     let b = app.replica().await;
     b.clock.advance(app.now() - b.now());
     assert!(!active(&b, &rs, &t).await);
-    let resumed = b.http.get(format!("{}/v1/revocations/stream", b.base)).bearer_auth(&reader).header("last-event-id", &seen[0].0).send().await.unwrap();
-    api.post("/admin/v1/revocations", json!({ "kind": "jti", "value": "after-restart" })).await.ok(201);
+    let resumed = b
+        .http
+        .get(format!("{}/v1/revocations/stream", b.base))
+        .bearer_auth(&reader)
+        .header("last-event-id", &seen[0].0)
+        .send()
+        .await
+        .unwrap();
+    api.post(
+        "/admin/v1/revocations",
+        json!({ "kind": "jti", "value": "after-restart" }),
+    )
+    .await
+    .ok(201);
     let rest = read_events(resumed, 4).await;
     assert_eq!(
         rest.iter().map(|(_, v)| v.as_str()).collect::<Vec<_>>(),
-        ["while-down-0", "while-down-1", "while-down-2", "after-restart"],
+        [
+            "while-down-0",
+            "while-down-1",
+            "while-down-2",
+            "after-restart"
+        ],
         "no gap, no duplicate"
     );
 }

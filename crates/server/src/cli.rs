@@ -42,6 +42,47 @@ pub enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Search the audit log.
+    Audit {
+        /// What to do.
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+/// `mayfly audit …`
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Print matching events, newest first, one JSON object per line.
+    Search {
+        /// Event type, e.g. token.issued, token.denied, client.auth_failed.
+        #[arg(long = "type")]
+        event_type: Option<String>,
+        /// success, denied or failure.
+        #[arg(long)]
+        outcome: Option<String>,
+        /// The client involved.
+        #[arg(long)]
+        client_id: Option<String>,
+        /// The subject involved.
+        #[arg(long)]
+        subject: Option<String>,
+        /// The token involved.
+        #[arg(long)]
+        jti: Option<String>,
+        /// The audience involved.
+        #[arg(long)]
+        audience: Option<String>,
+        /// Source address or CIDR network.
+        #[arg(long)]
+        ip: Option<ipnet::IpNet>,
+        /// Only events of the last so long, e.g. 15m, 24h.
+        #[arg(long, value_parser = parse_duration)]
+        since: Option<Duration>,
+        /// At most this many (up to 1000).
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
 }
 
 /// `mayfly keys …`

@@ -90,6 +90,10 @@ pub struct Config {
     #[arg(long, env = "MAYFLY_KEY_RETIRE_HOLD", value_parser = parse_duration, global = true)]
     pub key_retire_hold: Option<Duration>,
 
+    /// How long audit events are kept before a background task deletes them.
+    #[arg(long, env = "MAYFLY_AUDIT_RETENTION", default_value = "90d", value_parser = parse_duration, global = true)]
+    pub audit_retention: Duration,
+
     /// Log format.
     #[arg(long, env = "MAYFLY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,

@@ -3,6 +3,8 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use std::io::Write as _;
+
 use anyhow::Context as _;
 use clap::Parser as _;
 use mayfly_server::admin::{Actor, ClientSpec, CreatedClient, GrantSpec};
@@ -71,6 +73,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Admin { command } => admin(&cli.config, command).await,
         Command::Keys { command } => keys_command(&cli.config, command).await,
+        Command::Audit { command } => audit_command(&cli.config, command).await,
     }
 }
 
@@ -92,10 +95,12 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         "mayfly ready"
     );
     let rotation = rotation::spawn(&started.state);
+    let retention = mayfly_server::audit::spawn_retention(&started.state);
     let served = http::serve(listener, started.state, shutdown_signal()).await;
     // The task holds the state (and its audit sink): stop it before draining the audit.
     rotation.abort();
     let _ = rotation.await;
+    retention.abort();
     served.context("serving")?;
     // Every sink is gone with the router: the writer drains the queue and stops.
     started.audit_writer.await.context("audit writer")?;
@@ -316,4 +321,48 @@ fn rotate_outcome_json(outcome: &RotateOutcome) -> serde_json::Value {
             "changes": changes(c),
         }),
     }
+}
+
+async fn audit_command(
+    config: &Config,
+    command: mayfly_server::cli::AuditCommand,
+) -> anyhow::Result<()> {
+    let mayfly_server::cli::AuditCommand::Search {
+        event_type,
+        outcome,
+        client_id,
+        subject,
+        jti,
+        audience,
+        ip,
+        since,
+        limit,
+    } = command;
+    let store = open_store(config).await?;
+    let query = mayfly_store::AuditQuery {
+        event_type,
+        client_id,
+        outcome,
+        subject,
+        jti,
+        audience,
+        network: ip.map(|n| n.trunc()),
+        since: since.map(|d| SystemClock.now() - d),
+        until: None,
+        before: None,
+        limit: limit.min(1000),
+    };
+    let mut stdout = std::io::stdout().lock();
+    for event in store
+        .audit_events(&query)
+        .await
+        .context("searching the audit log")?
+    {
+        let out = mayfly_server::http::admin::audit::AuditEventOut::from(event);
+        // A closed pipe (`| head`) ends the listing quietly.
+        if writeln!(stdout, "{}", serde_json::to_string(&out)?).is_err() {
+            break;
+        }
+    }
+    Ok(())
 }

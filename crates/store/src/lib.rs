@@ -229,6 +229,8 @@ pub trait AuditStore: Send + Sync {
     async fn append_audit_events(&self, events: &[AuditEvent]) -> StoreResult<()>;
     /// Events matching `query`, newest first.
     async fn audit_events(&self, query: &AuditQuery) -> StoreResult<Vec<AuditEvent>>;
+    /// Deletes events older than `before` (retention); returns how many.
+    async fn prune_audit_events(&self, before: OffsetDateTime) -> StoreResult<u64>;
 }
 
 /// The whole store.

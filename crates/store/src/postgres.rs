@@ -1385,21 +1385,71 @@ impl AuditStore for PgStore {
     }
 
     async fn audit_events(&self, query: &AuditQuery) -> StoreResult<Vec<AuditEvent>> {
-        let rows = sqlx::query(
-            "SELECT * FROM audit_events
-             WHERE ($1::text IS NULL OR event_type = $1) AND ($2::text IS NULL OR client_id = $2)
-             ORDER BY occurred_at DESC, id DESC LIMIT $3",
-        )
-        .bind(&query.event_type)
-        .bind(&query.client_id)
-        .bind(i64::from(query.limit.min(1000)))
-        .fetch_all(&self.pool)
-        .await
-        .or_store("audit event")?;
+        // Only the filters given become SQL, so the planner can use the matching index.
+        let mut sql =
+            sqlx::QueryBuilder::<sqlx::Postgres>::new("SELECT * FROM audit_events WHERE TRUE");
+        for (column, value) in [
+            ("event_type", &query.event_type),
+            ("client_id", &query.client_id),
+            ("outcome", &query.outcome),
+            ("subject", &query.subject),
+            ("jti", &query.jti),
+            ("audience", &query.audience),
+        ] {
+            if let Some(value) = value {
+                sql.push(" AND ")
+                    .push(column)
+                    .push(" = ")
+                    .push_bind(value.clone());
+            }
+        }
+        if let Some(net) = query.network {
+            sql.push(" AND source_ip IS NOT NULL AND source_ip::inet <<= ")
+                .push_bind(net.to_string())
+                .push("::cidr");
+        }
+        if let Some(since) = query.since {
+            sql.push(" AND occurred_at >= ").push_bind(since);
+        }
+        if let Some(until) = query.until {
+            sql.push(" AND occurred_at < ").push_bind(until);
+        }
+        if let Some((at, id)) = query.before {
+            sql.push(" AND (occurred_at, id) < (")
+                .push_bind(at)
+                .push(", ")
+                .push_bind(id)
+                .push(")");
+        }
+        sql.push(" ORDER BY occurred_at DESC, id DESC LIMIT ")
+            .push_bind(i64::from(query.limit.min(1000)));
+        let rows = sql
+            .build()
+            .fetch_all(&self.pool)
+            .await
+            .or_store("audit event")?;
         rows.iter()
             .map(audit_event)
             .collect::<Result<_, _>>()
             .or_store("audit event")
+    }
+
+    async fn prune_audit_events(&self, before: OffsetDateTime) -> StoreResult<u64> {
+        // In slices, so a large backlog never holds one long transaction.
+        let mut total = 0;
+        loop {
+            let done = sqlx::query(
+                "DELETE FROM audit_events WHERE id IN (SELECT id FROM audit_events WHERE occurred_at < $1 LIMIT 10000)",
+            )
+            .bind(before)
+            .execute(&self.pool)
+            .await
+            .or_store("audit event")?;
+            total += done.rows_affected();
+            if done.rows_affected() < 10000 {
+                return Ok(total);
+            }
+        }
     }
 }
 

@@ -419,6 +419,22 @@ pub struct AuditQuery {
     pub event_type: Option<String>,
     /// Only events about this client.
     pub client_id: Option<String>,
+    /// Only this outcome.
+    pub outcome: Option<String>,
+    /// Only events about this subject.
+    pub subject: Option<String>,
+    /// Only events about this token.
+    pub jti: Option<String>,
+    /// Only events about this audience.
+    pub audience: Option<String>,
+    /// Only events from this network (a CIDR, or one address as /32 or /128).
+    pub network: Option<ipnet::IpNet>,
+    /// Only events at or after this time.
+    pub since: Option<OffsetDateTime>,
+    /// Only events before this time.
+    pub until: Option<OffsetDateTime>,
+    /// Only events older than this one (`occurred_at`, `id`): the previous page's last.
+    pub before: Option<(OffsetDateTime, Uuid)>,
     /// At most this many (capped at 1000).
     pub limit: u32,
 }

@@ -1382,18 +1382,93 @@ impl AuditStore for SqliteStore {
     }
 
     async fn audit_events(&self, query: &AuditQuery) -> StoreResult<Vec<AuditEvent>> {
-        let rows = sqlx::query(
-            "SELECT * FROM audit_events
-             WHERE ($1 IS NULL OR event_type = $1) AND ($2 IS NULL OR client_id = $2)
-             ORDER BY occurred_at DESC, id DESC LIMIT $3",
-        )
-        .bind(&query.event_type)
-        .bind(&query.client_id)
-        .bind(i64::from(query.limit.min(1000)))
-        .fetch_all(&self.pool)
-        .await
-        .or_store("audit event")?;
-        rows.iter().map(audit_event).collect()
+        let limit = query.limit.min(1000) as usize;
+        let mut found = Vec::new();
+        let mut before = query.before;
+        // SQLite has no inet type: a network filter is applied here, reading batches
+        // until the page is full or the log is exhausted.
+        loop {
+            let mut sql =
+                sqlx::QueryBuilder::<sqlx::Sqlite>::new("SELECT * FROM audit_events WHERE 1");
+            for (column, value) in [
+                ("event_type", &query.event_type),
+                ("client_id", &query.client_id),
+                ("outcome", &query.outcome),
+                ("subject", &query.subject),
+                ("jti", &query.jti),
+                ("audience", &query.audience),
+            ] {
+                if let Some(value) = value {
+                    sql.push(" AND ")
+                        .push(column)
+                        .push(" = ")
+                        .push_bind(value.clone());
+                }
+            }
+            if query.network.is_some() {
+                sql.push(" AND source_ip IS NOT NULL");
+            }
+            if let Some(since) = query.since {
+                sql.push(" AND occurred_at >= ").push_bind(micros(since));
+            }
+            if let Some(until) = query.until {
+                sql.push(" AND occurred_at < ").push_bind(micros(until));
+            }
+            if let Some((at, id)) = before {
+                sql.push(" AND (occurred_at < ")
+                    .push_bind(micros(at))
+                    .push(" OR (occurred_at = ")
+                    .push_bind(micros(at));
+                sql.push(" AND id < ").push_bind(id).push("))");
+            }
+            let batch = if query.network.is_some() {
+                1000
+            } else {
+                limit.max(1)
+            };
+            sql.push(" ORDER BY occurred_at DESC, id DESC LIMIT ")
+                .push_bind(batch as i64);
+            let rows = sql
+                .build()
+                .fetch_all(&self.pool)
+                .await
+                .or_store("audit event")?;
+            let events: Vec<AuditEvent> =
+                rows.iter().map(audit_event).collect::<StoreResult<_>>()?;
+            let exhausted = events.len() < batch;
+            before = events.last().map(|e| (e.occurred_at, e.id));
+            found.extend(events.into_iter().filter(|e| {
+                match query.network {
+                    None => true,
+                    Some(net) => e
+                        .source_ip
+                        .as_deref()
+                        .and_then(|ip| ip.parse::<std::net::IpAddr>().ok())
+                        .is_some_and(|ip| net.contains(&ip)),
+                }
+            }));
+            if found.len() >= limit || exhausted {
+                found.truncate(limit);
+                return Ok(found);
+            }
+        }
+    }
+
+    async fn prune_audit_events(&self, before: OffsetDateTime) -> StoreResult<u64> {
+        let mut total = 0;
+        loop {
+            let done = sqlx::query(
+                "DELETE FROM audit_events WHERE id IN (SELECT id FROM audit_events WHERE occurred_at < $1 LIMIT 10000)",
+            )
+            .bind(micros(before))
+            .execute(&self.pool)
+            .await
+            .or_store("audit event")?;
+            total += done.rows_affected();
+            if done.rows_affected() < 10000 {
+                return Ok(total);
+            }
+        }
     }
 }
 

@@ -69,6 +69,17 @@ pub fn jwk_thumbprint(x: &[u8; 32]) -> String {
 }
 
 impl Actor<'_> {
+    /// Refuses to lock the acting admin out: its own client cannot be disabled or
+    /// deleted through itself (another admin can).
+    fn not_self(&self, id: Uuid, action: &str) -> Result<(), AdminError> {
+        if self.id == id.to_string() {
+            return Err(AdminError::Conflict(format!(
+                "an admin cannot {action} the client it acts as; use another admin"
+            )));
+        }
+        Ok(())
+    }
+
     /// One client.
     ///
     /// # Errors
@@ -118,6 +129,9 @@ impl Actor<'_> {
             after.require_dpop = dpop;
         }
         check_ttls(after.default_ttl_secs, after.max_ttl_secs)?;
+        if before.enabled && !after.enabled {
+            self.not_self(id, "disable")?;
+        }
         // Strictly increasing, so the optimistic check always sees a change.
         after.updated_at = self.now.max(before.updated_at + Duration::microseconds(1));
         let after = self.store.update_client(&after, before.updated_at).await?;
@@ -145,6 +159,7 @@ impl Actor<'_> {
     /// [`AdminError::NotFound`].
     pub async fn delete_client(&self, id: Uuid) -> Result<(), AdminError> {
         let before = self.client(id).await?;
+        self.not_self(id, "delete")?;
         self.store.delete_client(id).await?;
         self.audit_change(
             "client.delete",

@@ -30,6 +30,7 @@ pub const ADMIN_SCOPES: &[&str] = &[
     "mayfly:admin:grants",
     "mayfly:admin:keys",
     "mayfly:admin:revocations",
+    "mayfly:admin:audit",
 ];
 /// Scopes of the issuer audience for services rather than admins: calling
 /// introspection, and reading the revocation feed.

@@ -190,3 +190,23 @@ pub fn event(
         detail: serde_json::Value::Object(serde_json::Map::new()),
     }
 }
+
+/// How often old audit events are pruned.
+pub const RETENTION_INTERVAL: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Deletes events older than the configured retention, now and then every hour.
+pub fn spawn_retention(state: &crate::state::AppState) -> JoinHandle<()> {
+    let store = state.store.clone();
+    let clock = state.clock.clone();
+    let keep = state.config.audit_retention;
+    tokio::spawn(async move {
+        loop {
+            match store.prune_audit_events(clock.now() - keep).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(pruned = n, "audit: deleted events past retention"),
+                Err(e) => tracing::warn!(error = %e, "audit: retention pruning failed"),
+            }
+            tokio::time::sleep(RETENTION_INTERVAL).await;
+        }
+    })
+}

@@ -54,6 +54,7 @@ use crate::state::AppState;
         super::admin::grants::read,
         super::admin::grants::update,
         super::admin::grants::remove,
+        super::admin::audit::search,
         super::admin::keys::list,
         super::admin::keys::rotate,
         super::admin::revocations::create,

@@ -28,6 +28,8 @@ pub enum Family {
     Keys,
     /// Revocations.
     Revocations,
+    /// The audit log (read only).
+    Audit,
 }
 
 impl Family {
@@ -40,6 +42,7 @@ impl Family {
             Self::Grants => "mayfly:admin:grants",
             Self::Keys => "mayfly:admin:keys",
             Self::Revocations => "mayfly:admin:revocations",
+            Self::Audit => "mayfly:admin:audit",
         }
     }
 }

@@ -14,8 +14,10 @@
 //! | `mayfly:admin:grants` | reading and changing grants |
 //! | `mayfly:admin:keys` | reading and rotating signing keys |
 //! | `mayfly:admin:revocations` | reading and making revocations |
+//! | `mayfly:admin:audit` | searching the audit log |
 
 pub mod audiences;
+pub mod audit;
 mod auth;
 pub mod clients;
 pub mod grants;
@@ -47,6 +49,7 @@ pub const DEFAULT_LIMIT: u32 = 100;
 pub fn router() -> Router<AppState> {
     Router::new()
         .merge(audiences::router())
+        .merge(audit::router())
         .merge(scopes::router())
         .merge(clients::router())
         .merge(users::router())
