@@ -9,7 +9,8 @@ const ORDERS: &str = "https://api.example.com/orders";
 
 crate::both_stores!(
     search_by_every_filter,
-    issuance_fails_closed_without_the_audit_log
+    issuance_fails_closed_without_the_audit_log,
+    metrics_are_exposed,
 );
 
 fn jti_of(app: &TestApp, token: &str) -> String {
@@ -275,4 +276,52 @@ async fn issuance_fails_closed_without_the_audit_log(app: TestApp) {
         );
     }
     assert_eq!(events.len(), issued.len());
+}
+
+async fn metrics_are_exposed(app: TestApp) {
+    app.audience(ORDERS, &["orders:read"]).await;
+    let worker = app.client().await;
+    app.grant(&worker, ORDERS, &["orders:read"]).await;
+    app.token_ok(
+        Auth::Basic(&worker),
+        &[
+            ("grant_type", "client_credentials"),
+            ("scope", "orders:read"),
+        ],
+    )
+    .await;
+    app.token_request(
+        Auth::Basic(&worker),
+        &[
+            ("grant_type", "client_credentials"),
+            ("scope", "orders:write"),
+        ],
+    )
+    .await;
+    let response = app
+        .http
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    let text = response.text().await.unwrap();
+    for needle in [
+        "mayfly_tokens_issued_total",
+        "mayfly_tokens_denied_total{reason=\"invalid_scope\"}",
+        "mayfly_http_request_duration_seconds_bucket{route=\"/oauth2/token\"",
+        "mayfly_http_requests_total{route=\"/oauth2/token\",status=\"2xx\"}",
+        "mayfly_audit_batch_size_bucket",
+        "mayfly_audit_commit_seconds_bucket",
+        "mayfly_signing_key_age_seconds",
+    ] {
+        assert!(text.contains(needle), "missing {needle} in:\n{text}");
+    }
+    assert!(!text.contains(&worker.secret));
 }

@@ -113,6 +113,7 @@ impl Revocations {
                         .insert(rule);
                 }
                 self.last_seq.store(record.seq, Ordering::Release);
+                metrics::counter!("mayfly_revocations_applied_total").increment(1);
                 // No subscriber is fine.
                 let _ = self.feed.send(Arc::new(record.clone()));
             }

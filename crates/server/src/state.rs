@@ -74,6 +74,8 @@ impl AppState {
     /// # Errors
     /// [`StartError`] naming what failed.
     pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Started, StartError> {
+        // Install the metrics recorder before anything records.
+        crate::telemetry::metrics();
         let issuer = config.issuer()?;
         config.check_ttls()?;
         config.check_key_periods()?;

@@ -114,10 +114,14 @@ async fn write_batches(store: Arc<dyn Store>, rx: Arc<Mutex<mpsc::Receiver<Pendi
                 }
             }
         }
+        let started = std::time::Instant::now();
         let result = store.append_audit_events(&events).await.map_err(|e| {
+            metrics::counter!("mayfly_audit_failures_total").increment(1);
             tracing::error!(error = %e, source = ?std::error::Error::source(&e), batch = events.len(), "audit batch not committed");
             AuditError::Store(Arc::new(e))
         });
+        metrics::histogram!("mayfly_audit_batch_size").record(events.len() as f64);
+        metrics::histogram!("mayfly_audit_commit_seconds").record(started.elapsed().as_secs_f64());
         tracing::trace!(batch = events.len(), "audit batch committed");
         for waiter in waiters.drain(..) {
             // A waiter that gave up (client went away) is not an error.

@@ -190,6 +190,7 @@ pub async fn introspect(State(state): State<AppState>, request: Request) -> Resp
         tracing::error!(error = %e, "audit unavailable; refusing introspection");
         return TokenError::Unavailable.into_response();
     }
+    metrics::counter!("mayfly_introspections_total", "active" => if verdict.is_ok() { "true" } else { "false" }).increment(1);
     let answer = match &verdict {
         Ok(claims) => Introspection::active(claims),
         Err(_) => Introspection::default(),

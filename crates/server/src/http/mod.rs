@@ -9,6 +9,7 @@ pub mod form;
 pub mod health;
 pub mod introspect;
 pub mod metadata;
+pub mod metrics;
 pub mod openapi;
 pub mod revoke;
 pub mod token;
@@ -42,8 +43,10 @@ pub fn router(state: AppState) -> Router {
         .merge(introspect::router())
         .merge(revoke::router())
         .merge(feed::router())
-        .merge(admin::router())
+        .merge(admin::router().route_layer(axum::middleware::from_fn_with_state(state.clone(), admin::settle)))
+        .merge(metrics::router())
         .fallback(error::not_found)
+        .route_layer(axum::middleware::from_fn(metrics::track))
         .layer(
             ServiceBuilder::new()
                 .layer(SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION, header::COOKIE]))

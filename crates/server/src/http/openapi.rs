@@ -23,6 +23,7 @@ use crate::state::AppState;
         super::metadata::jwks,
         super::health::healthz,
         super::health::readyz,
+        super::metrics::metrics,
         super::admin::audiences::create,
         super::admin::audiences::list,
         super::admin::audiences::read,

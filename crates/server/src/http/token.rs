@@ -82,6 +82,11 @@ pub async fn token(State(state): State<AppState>, request: Request) -> Response 
         tracing::error!(error = %e, "audit unavailable; refusing token request");
         return TokenError::Unavailable.into_response();
     }
+    match &result {
+        Ok(_) => metrics::counter!("mayfly_tokens_issued_total").increment(1),
+        Err(e) => metrics::counter!("mayfly_tokens_denied_total", "reason" => e.code().as_str())
+            .increment(1),
+    }
     match result {
         Ok(issued) => {
             let mut response = Json(issued.response).into_response();

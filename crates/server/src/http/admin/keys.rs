@@ -91,11 +91,6 @@ pub async fn rotate(
                 _ => Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error"),
             }
         })?;
-    state
-        .revocations
-        .catch_up()
-        .await
-        .map_err(AdminError::from)?;
     Ok(Json(match outcome {
         RotateOutcome::Activated { active, .. } => RotateOut {
             outcome: "activated".into(),

@@ -58,6 +58,25 @@ pub fn router() -> Router<AppState> {
         .merge(revocations::router())
 }
 
+/// After a successful change, waits until this process applies any revocation it caused
+/// (disabling a client, ending a grant, …), so the change is in force here before the
+/// response; other replicas learn through the store's signal.
+pub async fn settle(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let changes = request.method() != axum::http::Method::GET;
+    let response = next.run(request).await;
+    if changes
+        && response.status().is_success()
+        && let Err(e) = state.revocations.catch_up().await
+    {
+        tracing::warn!(error = %e, "revocations: catch-up after an admin change failed; the periodic one will apply it");
+    }
+    response
+}
+
 /// A JSON body whose rejections are problems (and unknown fields 422s).
 #[derive(Debug, FromRequest)]
 #[from_request(via(axum::Json), rejection(Problem))]

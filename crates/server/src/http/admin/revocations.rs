@@ -7,7 +7,7 @@ use axum::{Json, Router};
 use mayfly_core::wire::RevocationPage;
 
 use super::{Admin, AdminErrors, Body, Family, NewRevocationIn, Params, RevocationOut};
-use crate::admin::{AdminError, RevokeSpec};
+use crate::admin::RevokeSpec;
 use crate::http::error::Problem;
 use crate::http::feed::FeedParams;
 use crate::state::AppState;
@@ -33,11 +33,6 @@ pub async fn create(
         ..RevokeSpec::now(body.kind, body.value, &body.reason)
     };
     let record = admin.actor(&state).revoke(spec).await?;
-    state
-        .revocations
-        .catch_up()
-        .await
-        .map_err(AdminError::from)?;
     let out = RevocationOut::from_record(record)
         .ok_or_else(|| Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error"))?;
     Ok((StatusCode::CREATED, Json(out)))
