@@ -1,0 +1,223 @@
+//! Following the issuer's revocation feed: the backlog from `GET /v1/revocations`, then
+//! `GET /v1/revocations/stream` (Server-Sent Events, resumed with `Last-Event-ID` after
+//! any disconnect, reconnecting with capped backoff). Every entry becomes a rule in the
+//! shared [`RuleSet`] the verifier checks on each request.
+
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration as StdDuration;
+
+use mayfly_core::revocation::RuleSet;
+use mayfly_core::wire::{RevocationEntry, RevocationPage};
+
+use crate::Error;
+use crate::retry::{self, RetryPolicy};
+use crate::token_source::TokenSource;
+
+/// What the feed follower shares with the verifier.
+#[derive(Debug, Default)]
+pub(crate) struct FeedState {
+    pub(crate) rules: RwLock<RuleSet>,
+    /// The last cursor applied.
+    pub(crate) cursor: Mutex<String>,
+}
+
+impl FeedState {
+    fn apply(&self, entry: &RevocationEntry) {
+        self.rules
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(entry.rule());
+        *self.cursor.lock().unwrap_or_else(|e| e.into_inner()) = entry.cursor.clone();
+    }
+
+    pub(crate) fn cursor(&self) -> String {
+        self.cursor
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
+/// Where the feed lives and how to read it.
+pub(crate) struct Feed {
+    pub(crate) http: reqwest::Client,
+    pub(crate) base: String,
+    pub(crate) reader: TokenSource,
+    pub(crate) retry: RetryPolicy,
+    pub(crate) state: Arc<FeedState>,
+}
+
+impl Feed {
+    /// Reads every page after the current cursor.
+    pub(crate) async fn load_backlog(&self) -> Result<usize, Error> {
+        let mut loaded = 0;
+        loop {
+            let token = self.reader.token().await?;
+            // Cursors are decimal numbers; anything else starts from the beginning.
+            let after = Some(self.state.cursor()).filter(|c| c.bytes().all(|b| b.is_ascii_digit()));
+            let url = format!(
+                "{}/v1/revocations?after={}",
+                self.base,
+                after.unwrap_or_default()
+            );
+            let response = retry::send(&self.retry, || {
+                self.http
+                    .get(&url)
+                    .timeout(StdDuration::from_secs(10))
+                    .bearer_auth(token.secret())
+            })
+            .await?;
+            if !response.status().is_success() {
+                return Err(Error::rejected(response).await);
+            }
+            let page: RevocationPage = response
+                .json()
+                .await
+                .map_err(|e| Error::InvalidResponse(format!("revocation page: {e}")))?;
+            if page.items.is_empty() {
+                return Ok(loaded);
+            }
+            loaded += page.items.len();
+            for entry in &page.items {
+                self.state.apply(entry);
+            }
+        }
+    }
+
+    /// Follows the stream for ever, reconnecting with backoff.
+    pub(crate) async fn follow(self) {
+        let mut failures = 0u32;
+        loop {
+            match self.stream_once().await {
+                Ok(()) => failures = 0,
+                Err(e) => {
+                    tracing::warn!(error = %e, "revocation stream failed");
+                    failures = failures.saturating_add(1);
+                }
+            }
+            let wait = self.retry.backoff(failures.min(10));
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// One connection: returns when the server ends the stream, or on an error.
+    async fn stream_once(&self) -> Result<(), Error> {
+        let token = match self.reader.token().await {
+            Ok(t) => t,
+            Err(e) => return Err(e),
+        };
+        let cursor = self.state.cursor();
+        let mut request = self
+            .http
+            .get(format!("{}/v1/revocations/stream", self.base))
+            .header(reqwest::header::ACCEPT, "text/event-stream")
+            .bearer_auth(token.secret());
+        if !cursor.is_empty() {
+            request = request.header("last-event-id", cursor);
+        }
+        let mut response = request.send().await.map_err(Error::Transport)?;
+        if response.status() == reqwest::StatusCode::UNAUTHORIZED {
+            self.reader.invalidate();
+        }
+        if !response.status().is_success() {
+            return Err(Error::rejected(response).await);
+        }
+        tracing::debug!("revocation stream connected");
+        let mut parser = SseParser::default();
+        while let Some(chunk) = response.chunk().await.map_err(Error::Transport)? {
+            for event in parser.push(&chunk) {
+                if event.event != "revocation" {
+                    continue;
+                }
+                match serde_json::from_str::<RevocationEntry>(&event.data) {
+                    Ok(entry) => self.state.apply(&entry),
+                    Err(e) => tracing::warn!(error = %e, "unreadable revocation event"),
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One Server-Sent Event (WHATWG HTML §9.2).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct SseEvent {
+    pub(crate) event: String,
+    pub(crate) id: Option<String>,
+    pub(crate) data: String,
+}
+
+/// An incremental `text/event-stream` parser.
+#[derive(Debug, Default)]
+pub(crate) struct SseParser {
+    buffer: String,
+}
+
+impl SseParser {
+    /// Feeds bytes; returns the events they complete.
+    pub(crate) fn push(&mut self, bytes: &[u8]) -> Vec<SseEvent> {
+        self.buffer.push_str(&String::from_utf8_lossy(bytes));
+        if self.buffer.contains('\r') {
+            self.buffer = self.buffer.replace("\r\n", "\n").replace('\r', "\n");
+        }
+        let mut events = Vec::new();
+        while let Some(end) = self.buffer.find("\n\n") {
+            let block: String = self.buffer.drain(..end + 2).collect();
+            let mut event = SseEvent {
+                event: "message".into(),
+                ..SseEvent::default()
+            };
+            let mut has_data = false;
+            for line in block.lines() {
+                if line.starts_with(':') || line.is_empty() {
+                    continue; // comment (keep-alive)
+                }
+                let (field, value) = line.split_once(':').unwrap_or((line, ""));
+                let value = value.strip_prefix(' ').unwrap_or(value);
+                match field {
+                    "event" => event.event = value.to_owned(),
+                    "id" => event.id = Some(value.to_owned()),
+                    "data" => {
+                        if has_data {
+                            event.data.push('\n');
+                        }
+                        event.data.push_str(value);
+                        has_data = true;
+                    }
+                    _ => {}
+                }
+            }
+            if has_data {
+                events.push(event);
+            }
+        }
+        events
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_events_across_chunks_and_skips_keep_alives() {
+        let mut p = SseParser::default();
+        assert!(p.push(b":\n\nevent: revocation\nid: 4").is_empty());
+        let events = p.push(b"\ndata: {\"a\":1}\n\n:keep-alive\n\ndata: x\r\ndata: y\r\n\r\n");
+        assert_eq!(
+            events,
+            vec![
+                SseEvent {
+                    event: "revocation".into(),
+                    id: Some("4".into()),
+                    data: "{\"a\":1}".into()
+                },
+                SseEvent {
+                    event: "message".into(),
+                    id: None,
+                    data: "x\ny".into()
+                },
+            ]
+        );
+    }
+}
