@@ -9,6 +9,7 @@ mod admin;
 mod helpers;
 mod keys;
 mod revocation;
+mod sdk;
 mod token;
 
 /// Declares each listed test function once per backend.
