@@ -647,3 +647,265 @@ fn claims_of(answer: Introspection) -> Result<Claims, VerifyError> {
         gid: Vec::new(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use axum::Json;
+    use axum::extract::State;
+    use axum::http::{HeaderMap, StatusCode, header};
+    use axum::response::{IntoResponse, Response};
+    use axum::routing::get;
+    use mayfly_core::SigningKey;
+    use mayfly_core::revocation::{RevocationKind, Rule};
+    use mayfly_core::wire::Jwk;
+    use time::macros::datetime;
+
+    use super::*;
+    use crate::ManualClock;
+
+    const T0: OffsetDateTime = datetime!(2026-11-28 12:00:00 UTC);
+    const AUD: &str = "https://api.example/orders";
+
+    #[derive(Clone)]
+    struct Issuer {
+        base: String,
+        keys: Arc<RwLock<Vec<SigningKey>>>,
+        fetches: Arc<AtomicUsize>,
+        not_modified: Arc<AtomicUsize>,
+    }
+
+    impl Issuer {
+        fn etag(&self) -> String {
+            let keys = self.keys.read().unwrap();
+            format!(
+                "\"{}\"",
+                keys.iter()
+                    .map(|k| &k.id().as_str()[8..14])
+                    .collect::<String>()
+            )
+        }
+    }
+
+    async fn metadata(State(s): State<Issuer>) -> Json<serde_json::Value> {
+        let b = &s.base;
+        Json(serde_json::json!({
+            "issuer": b, "token_endpoint": format!("{b}/t"),
+            "jwks_uri": format!("{b}/jwks"), "introspection_endpoint": format!("{b}/i"),
+            "introspection_endpoint_auth_methods_supported": [],
+            "revocation_endpoint": format!("{b}/r"), "revocation_endpoint_auth_methods_supported": [],
+            "grant_types_supported": [], "token_endpoint_auth_methods_supported": [],
+            "response_types_supported": [],
+        }))
+    }
+
+    async fn jwks(State(s): State<Issuer>, headers: HeaderMap) -> Response {
+        s.fetches.fetch_add(1, Ordering::SeqCst);
+        let etag = s.etag();
+        let cache = [
+            (header::CACHE_CONTROL, "public, max-age=60".to_owned()),
+            (header::ETAG, etag.clone()),
+        ];
+        if headers
+            .get(header::IF_NONE_MATCH)
+            .and_then(|v| v.to_str().ok())
+            == Some(etag.as_str())
+        {
+            s.not_modified.fetch_add(1, Ordering::SeqCst);
+            return (StatusCode::NOT_MODIFIED, cache).into_response();
+        }
+        let keys = s
+            .keys
+            .read()
+            .unwrap()
+            .iter()
+            .map(|k| Jwk::from_public(k.public()))
+            .collect();
+        (cache, Json(JwkSet { keys })).into_response()
+    }
+
+    async fn issuer(keys: Vec<SigningKey>) -> Issuer {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let state = Issuer {
+            base: format!("http://{}", listener.local_addr().unwrap()),
+            keys: Arc::new(RwLock::new(keys)),
+            fetches: Arc::new(AtomicUsize::new(0)),
+            not_modified: Arc::new(AtomicUsize::new(0)),
+        };
+        let app = axum::Router::new()
+            .route("/.well-known/oauth-authorization-server", get(metadata))
+            .route("/jwks", get(jwks))
+            .with_state(state.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        state
+    }
+
+    fn mint(key: &SigningKey, iss: &str, jti: &str, now: OffsetDateTime) -> String {
+        token::mint(
+            key,
+            &Claims {
+                iss: iss.into(),
+                sub: "client-1".into(),
+                aud: AUD.into(),
+                iat: now,
+                nbf: now,
+                exp: now + Duration::seconds(300),
+                jti: jti.into(),
+                scope: "orders:read".into(),
+                client_id: "client-1".into(),
+                gid: vec![],
+            },
+        )
+        .unwrap()
+    }
+
+    async fn verifier(issuer: &Issuer, clock: Arc<ManualClock>) -> Verifier {
+        Verifier::builder(issuer.base.clone(), AUD)
+            .clock(clock)
+            .leeway(Duration::seconds(5))
+            .build()
+            .await
+            .unwrap()
+    }
+
+    fn unknown_key() -> mayfly_core::VerifyError {
+        mayfly_core::VerifyError::UnknownKey
+    }
+
+    #[tokio::test]
+    async fn a_flood_of_unknown_kids_refetches_at_most_once_per_interval() {
+        let k0 = SigningKey::from_seed(&[1; 32]);
+        let issuer = issuer(vec![k0.clone()]).await;
+        let clock = Arc::new(ManualClock::new(T0));
+        let v = verifier(&issuer, clock.clone()).await;
+        assert_eq!(issuer.fetches.load(Ordering::SeqCst), 1);
+        for i in 0..50u8 {
+            let bogus = mint(
+                &SigningKey::from_seed(&[100 + i; 32]),
+                &issuer.base,
+                "x",
+                T0,
+            );
+            assert_eq!(
+                v.verify(&bogus, &[]).await.unwrap_err(),
+                unknown_key().into()
+            );
+        }
+        assert_eq!(
+            issuer.fetches.load(Ordering::SeqCst),
+            2,
+            "one refetch for 50 unknown kids"
+        );
+        // A real new key, published meanwhile, is found once the interval has passed.
+        let k1 = SigningKey::from_seed(&[2; 32]);
+        issuer.keys.write().unwrap().push(k1.clone());
+        let t1 = mint(&k1, &issuer.base, "t1", T0);
+        assert_eq!(v.verify(&t1, &[]).await.unwrap_err(), unknown_key().into());
+        clock.advance(Duration::seconds(5));
+        v.verify(&t1, &["orders:read"]).await.unwrap();
+        assert_eq!(issuer.fetches.load(Ordering::SeqCst), 3);
+        assert_eq!(v.key_count(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_stale_key_set_is_revalidated_with_its_etag() {
+        let k0 = SigningKey::from_seed(&[1; 32]);
+        let issuer = issuer(vec![k0.clone()]).await;
+        let clock = Arc::new(ManualClock::new(T0));
+        let v = verifier(&issuer, clock.clone()).await;
+        let t = mint(&k0, &issuer.base, "a", T0);
+        v.verify(&t, &[]).await.unwrap();
+        clock.advance(Duration::seconds(59));
+        v.verify(&t, &[]).await.unwrap();
+        assert_eq!(
+            issuer.fetches.load(Ordering::SeqCst),
+            1,
+            "fresh for max-age"
+        );
+        clock.advance(Duration::seconds(1));
+        v.verify(&t, &[]).await.unwrap();
+        assert_eq!(issuer.fetches.load(Ordering::SeqCst), 2);
+        assert_eq!(
+            issuer.not_modified.load(Ordering::SeqCst),
+            1,
+            "answered 304"
+        );
+        v.verify(&t, &[]).await.unwrap();
+        assert_eq!(issuer.fetches.load(Ordering::SeqCst), 2, "fresh again");
+    }
+
+    #[tokio::test]
+    async fn cached_tokens_are_still_checked_for_time_revocation_and_scope() {
+        let key = SigningKey::from_seed(&[1; 32]);
+        let jwks = JwkSet {
+            keys: vec![Jwk::from_public(key.public())],
+        };
+        let clock = Arc::new(ManualClock::new(T0));
+        let v = Verifier::builder("https://sts.example", AUD)
+            .key_set(jwks)
+            .clock(clock.clone())
+            .leeway(Duration::seconds(5))
+            .build()
+            .await
+            .unwrap();
+        let t = mint(&key, "https://sts.example", "jti-1", T0);
+        let first = v.verify_offline(&t, &["orders:read"]).unwrap();
+        assert_eq!(first.claims().jti, "jti-1");
+        assert_eq!(first.kid(), Some(key.id()));
+        assert_eq!(v.inner.cache.read().unwrap().len(), 1);
+        // Cached, still scope-checked.
+        assert_eq!(
+            v.verify_offline(&t, &["orders:write"]).unwrap_err(),
+            VerifyError::InsufficientScope("orders:write".into())
+        );
+        // Cached, still revocation-checked.
+        let other = mint(&key, "https://sts.example", "jti-2", T0);
+        v.verify_offline(&other, &[]).unwrap();
+        v.inner.feed.rules.write().unwrap().insert(Rule {
+            kind: RevocationKind::Jti,
+            value: "jti-2".into(),
+            issued_before: T0,
+        });
+        assert_eq!(
+            v.verify_offline(&other, &[]).unwrap_err(),
+            VerifyError::Revoked
+        );
+        // Cached, still expiry-checked.
+        clock.advance(Duration::seconds(304));
+        v.verify_offline(&t, &[]).unwrap();
+        clock.advance(Duration::seconds(1));
+        assert_eq!(
+            v.verify_offline(&t, &[]).unwrap_err(),
+            mayfly_core::VerifyError::Expired.into()
+        );
+        // Another issuer's token is refused (and not cached).
+        let foreign = mint(&key, "https://evil.example", "jti-3", clock.now());
+        assert_eq!(
+            v.verify_offline(&foreign, &[]).unwrap_err(),
+            mayfly_core::VerifyError::WrongIssuer.into()
+        );
+    }
+
+    #[tokio::test]
+    async fn the_cache_is_bounded() {
+        let key = SigningKey::from_seed(&[1; 32]);
+        let v = Verifier::builder("https://sts.example", AUD)
+            .key_set(JwkSet {
+                keys: vec![Jwk::from_public(key.public())],
+            })
+            .clock(Arc::new(ManualClock::new(T0)))
+            .cache_capacity(10)
+            .build()
+            .await
+            .unwrap();
+        for i in 0..25 {
+            v.verify_offline(
+                &mint(&key, "https://sts.example", &format!("j{i}"), T0),
+                &[],
+            )
+            .unwrap();
+            assert!(v.inner.cache.read().unwrap().len() <= 10);
+        }
+    }
+}
