@@ -11,7 +11,9 @@ use axum::Json;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use mayfly_core::{Claims, SigningKey};
-use mayfly_sdk::{ClientSecret, RequestBuilderExt, TokenSource, VerifiedToken, Verifier};
+use mayfly_sdk::{
+    ClientSecret, RequestBuilderExt, TokenSource, VerifiedToken, Verifier, VerifierMode,
+};
 use mayfly_server::clock::{Clock as _, ManualClock};
 use serde_json::{Value, json};
 use time::{Duration, OffsetDateTime};
@@ -25,6 +27,8 @@ crate::both_stores!(
     sdk_guards_routes_by_scope_audience_time_and_signature,
     sdk_resource_server_refuses_a_revoked_token_within_a_second,
     sdk_key_rotation_refuses_no_valid_request,
+    sdk_emergency_rotation_refuses_the_old_key_and_serves_the_new,
+    sdk_introspection_mode_asks_the_issuer,
 );
 
 /// The service's clock, as the SDK sees it.
@@ -334,4 +338,86 @@ fn kid(token: &mayfly_sdk::AccessToken) -> String {
     mayfly_core::token::peek_key_id(token.secret())
         .unwrap()
         .to_string()
+}
+
+async fn sdk_emergency_rotation_refuses_the_old_key_and_serves_the_new(app: TestApp) {
+    let s = setup(&app).await;
+    let reader = source(&app, &s.worker, ORDERS, &["orders:read"]);
+    assert_eq!(get_with(&reader, &s.orders).await.status(), 200);
+    let old = reader.token().await.unwrap();
+
+    // The key leaked: its successor signs at once and the feed revokes the old key.
+    let rotated = s
+        .api
+        .post("/admin/v1/keys/rotate", json!({ "emergency": true }))
+        .await;
+    assert_eq!(rotated.ok(200)["outcome"], "activated");
+    let revoked_at = Instant::now();
+    while call(reqwest::Method::GET, &s.orders, Some(old.secret()))
+        .await
+        .0
+        != 401
+    {
+        assert!(
+            revoked_at.elapsed() < StdDuration::from_secs(1),
+            "old key still accepted"
+        );
+        tokio::time::sleep(StdDuration::from_millis(10)).await;
+    }
+    // A token of the new key works at once: the unknown kid triggers one refetch.
+    reader.invalidate();
+    let new = reader.token().await.unwrap();
+    assert_ne!(kid(&new), kid(&old));
+    assert_eq!(get_with(&reader, &s.orders).await.status(), 200);
+}
+
+async fn sdk_introspection_mode_asks_the_issuer(app: TestApp) {
+    let s = setup(&app).await;
+    let introspector = app.client().await;
+    app.grant(&introspector, &app.issuer(), &["mayfly:introspect"])
+        .await;
+    let verifier = Verifier::builder(app.issuer(), ORDERS)
+        .http_client(issuer_http(&app))
+        .mode(VerifierMode::Introspection {
+            client_id: introspector.id.to_string(),
+            client_secret: ClientSecret::new(introspector.secret.clone()),
+        })
+        .build()
+        .await
+        .unwrap();
+    let orders = orders_server(&verifier).await;
+    let reader = source(&app, &s.worker, ORDERS, &["orders:read"]);
+    let response = get_with(&reader, &orders).await;
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["caller"], s.worker.id.to_string());
+    let token = reader.token().await.unwrap();
+    assert_eq!(
+        call(reqwest::Method::POST, &orders, Some(token.secret()))
+            .await
+            .0,
+        403
+    );
+    let billing = source(&app, &s.worker, BILLING, &["billing:read"]);
+    assert_eq!(
+        call(
+            reqwest::Method::GET,
+            &orders,
+            Some(billing.token().await.unwrap().secret())
+        )
+        .await,
+        (401, INVALID.to_owned())
+    );
+    // Revoked: refused on the very next request, no feed involved.
+    s.api
+        .post(
+            "/admin/v1/revocations",
+            json!({ "kind": "subject", "value": s.worker.id }),
+        )
+        .await
+        .ok(201);
+    assert_eq!(
+        call(reqwest::Method::GET, &orders, Some(token.secret())).await,
+        (401, INVALID.to_owned())
+    );
 }
