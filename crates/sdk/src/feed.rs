@@ -197,7 +197,129 @@ impl SseParser {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
+    use axum::Json;
+    use axum::extract::{Query, State};
+    use axum::http::HeaderMap;
+    use axum::response::IntoResponse;
+    use axum::routing::{get, post};
+
     use super::*;
+    use crate::token_source::ClientSecret;
+
+    #[derive(Clone, Default)]
+    struct FakeFeed {
+        base: Arc<Mutex<String>>,
+        /// `Last-Event-ID` of each stream connection.
+        resumes: Arc<Mutex<Vec<Option<String>>>>,
+    }
+
+    fn entry(cursor: &str, jti: &str) -> serde_json::Value {
+        serde_json::json!({
+            "cursor": cursor, "kind": "jti", "value": jti,
+            "issued_before": "2026-11-28T12:00:00Z", "expires_at": "2026-11-28T13:00:00Z",
+        })
+    }
+
+    async fn metadata(State(s): State<FakeFeed>) -> Json<serde_json::Value> {
+        let b = s.base.lock().unwrap().clone();
+        Json(serde_json::json!({
+            "issuer": b, "token_endpoint": format!("{b}/token"),
+            "jwks_uri": format!("{b}/jwks"), "introspection_endpoint": format!("{b}/i"),
+            "introspection_endpoint_auth_methods_supported": [],
+            "revocation_endpoint": format!("{b}/r"), "revocation_endpoint_auth_methods_supported": [],
+            "grant_types_supported": [], "token_endpoint_auth_methods_supported": [],
+            "response_types_supported": [],
+        }))
+    }
+
+    async fn token() -> Json<serde_json::Value> {
+        Json(serde_json::json!({
+            "access_token": "v4.public.reader", "token_type": "Bearer",
+            "expires_in": 300, "scope": "mayfly:revocations:read",
+        }))
+    }
+
+    async fn page(
+        Query(q): Query<std::collections::HashMap<String, String>>,
+    ) -> Json<serde_json::Value> {
+        let after = q.get("after").cloned().unwrap_or_default();
+        let items = if after.is_empty() {
+            vec![entry("1", "a")]
+        } else {
+            vec![]
+        };
+        Json(serde_json::json!({ "items": items, "next_cursor": "1" }))
+    }
+
+    async fn stream(State(s): State<FakeFeed>, headers: HeaderMap) -> impl IntoResponse {
+        let last = headers
+            .get("last-event-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        s.resumes.lock().unwrap().push(last.clone());
+        // Each connection delivers what follows the cursor, then drops.
+        let body = match last.as_deref() {
+            Some("1") => format!(
+                ": keep-alive\n\nevent: revocation\nid: 2\ndata: {}\n\n",
+                entry("2", "b")
+            ),
+            _ => String::new(),
+        };
+        ([("content-type", "text/event-stream")], body)
+    }
+
+    #[tokio::test]
+    async fn loads_the_backlog_then_follows_and_resumes_the_stream() {
+        let fake = FakeFeed::default();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        *fake.base.lock().unwrap() = base.clone();
+        let app = axum::Router::new()
+            .route("/.well-known/oauth-authorization-server", get(metadata))
+            .route("/token", post(token))
+            .route("/v1/revocations", get(page))
+            .route("/v1/revocations/stream", get(stream))
+            .with_state(fake.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+
+        let retry = RetryPolicy {
+            max_attempts: 2,
+            base_delay: std::time::Duration::from_millis(5),
+            max_delay: std::time::Duration::from_millis(20),
+        };
+        let http = crate::discovery::default_http().unwrap();
+        let state = Arc::new(FeedState::default());
+        let feed = Feed {
+            http: http.clone(),
+            base: base.clone(),
+            reader: TokenSource::builder(base)
+                .client_secret("reader", ClientSecret::new("s"))
+                .scopes(["mayfly:revocations:read"])
+                .http_client(http)
+                .retry(retry)
+                .build()
+                .unwrap(),
+            retry,
+            state: state.clone(),
+        };
+        assert_eq!(feed.load_backlog().await.unwrap(), 1);
+        assert_eq!(state.cursor(), "1");
+        let task = tokio::spawn(feed.follow());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while fake.resumes.lock().unwrap().len() < 3 {
+            assert!(std::time::Instant::now() < deadline, "reconnects");
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        task.abort();
+        let resumes = fake.resumes.lock().unwrap().clone();
+        assert_eq!(
+            resumes[..3],
+            [Some("1".into()), Some("2".into()), Some("2".into())]
+        );
+        assert_eq!(state.rules.read().unwrap().len(), 2);
+    }
 
     #[test]
     fn parses_events_across_chunks_and_skips_keep_alives() {
