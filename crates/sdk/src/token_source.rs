@@ -84,6 +84,8 @@ impl fmt::Debug for AccessToken {
 pub const REFRESH_AT: f64 = 0.8;
 /// Largest random share taken off [`REFRESH_AT`].
 pub const REFRESH_JITTER: f64 = 0.05;
+/// After a failed refresh, how long the still-valid token is served before the next try.
+const REFRESH_PAUSE: Duration = Duration::seconds(5);
 /// Per-request timeout of token requests.
 const REQUEST_TIMEOUT: StdDuration = StdDuration::from_secs(10);
 
@@ -274,6 +276,14 @@ impl TokenSource {
                 match previous {
                     Some(c) => {
                         tracing::warn!(error = %e, "token refresh failed; the current token is still valid");
+                        // Serve it without asking again for a while, so callers do not
+                        // queue behind one failing refresh after another.
+                        let remaining: Duration = c.token.expires_at - now;
+                        let pause = Ord::min(remaining / 2_i32, REFRESH_PAUSE);
+                        *self.write() = Some(Cached {
+                            token: c.token.clone(),
+                            refresh_at: now + pause,
+                        });
                         Ok(c.token)
                     }
                     None => Err(e),
@@ -439,14 +449,14 @@ mod tests {
                 Json(serde_json::json!({ "error": "invalid_scope" })),
             )
                 .into_response(),
-            Some(status) => StatusCode::from_u16(status)
-                .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
-                .into_response(),
-            None => Json(serde_json::json!({
+            Some(200) | None => Json(serde_json::json!({
                 "access_token": format!("v4.public.token-{n}"), "token_type": "Bearer",
                 "expires_in": 100, "scope": "orders:read",
             }))
             .into_response(),
+            Some(status) => StatusCode::from_u16(status)
+                .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+                .into_response(),
         }
     }
 
@@ -556,6 +566,33 @@ mod tests {
             "{err:?}"
         );
         assert_eq!(down.requests.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn a_failed_refresh_serves_the_valid_token_and_pauses() {
+        let mut script = vec![200];
+        script.extend([503; 12]);
+        let issuer = issuer(script).await;
+        let clock = Arc::new(ManualClock::new(T0));
+        let source = source(&issuer, clock.clone());
+        let first = source.token().await.unwrap();
+        clock.set(T0 + Duration::seconds(81));
+        assert_eq!(source.token().await.unwrap().secret(), first.secret());
+        assert_eq!(
+            issuer.requests.load(Ordering::SeqCst),
+            4,
+            "one refresh, 3 attempts"
+        );
+        assert_eq!(source.token().await.unwrap().secret(), first.secret());
+        assert_eq!(issuer.requests.load(Ordering::SeqCst), 4, "paused");
+        clock.set(T0 + Duration::seconds(86));
+        assert_eq!(source.token().await.unwrap().secret(), first.secret());
+        assert_eq!(issuer.requests.load(Ordering::SeqCst), 7, "tried again");
+        clock.set(T0 + Duration::seconds(100));
+        assert!(matches!(
+            source.token().await,
+            Err(Error::Unavailable { .. })
+        ));
     }
 
     #[test]

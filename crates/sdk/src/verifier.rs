@@ -520,7 +520,14 @@ impl Verifier {
         let Some(metadata) = &inner.metadata else {
             return wanted.is_some_and(|kid| self.keys().get(kid).is_some());
         };
-        let mut last_attempt = inner.key_fetch.lock().await;
+        let mut last_attempt = match wanted {
+            Some(_) => inner.key_fetch.lock().await,
+            // Stale but usable: if a refresh is already running, go on with what we hold.
+            None => match inner.key_fetch.try_lock() {
+                Ok(guard) => guard,
+                Err(_) => return true,
+            },
+        };
         let now = inner.clock.now();
         let held = self.keys();
         // Someone else refetched while we waited?
