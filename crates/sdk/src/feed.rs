@@ -6,7 +6,10 @@
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration as StdDuration;
 
-use mayfly_core::revocation::RuleSet;
+use mayfly_core::revocation::{Rule, RuleSet};
+use time::OffsetDateTime;
+
+use crate::clock::Clock;
 use mayfly_core::wire::{RevocationEntry, RevocationPage};
 
 use crate::Error;
@@ -19,14 +22,27 @@ pub(crate) struct FeedState {
     pub(crate) rules: RwLock<RuleSet>,
     /// The last cursor applied.
     pub(crate) cursor: Mutex<String>,
+    /// Every rule held, with the time after which it can match no valid token.
+    live: Mutex<Vec<(OffsetDateTime, Rule)>>,
 }
 
 impl FeedState {
-    fn apply(&self, entry: &RevocationEntry) {
-        self.rules
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(entry.rule());
+    /// Adds an entry's rule; forgets rules whose `expires_at` has passed (the issuer
+    /// prunes them too: no token they match can still be valid).
+    pub(crate) fn apply(&self, entry: &RevocationEntry, now: OffsetDateTime) {
+        let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
+        live.push((entry.expires_at, entry.rule()));
+        let mut rules = self.rules.write().unwrap_or_else(|e| e.into_inner());
+        if live.iter().any(|(expires, _)| *expires <= now) {
+            live.retain(|(expires, _)| *expires > now);
+            let mut fresh = RuleSet::default();
+            for (_, rule) in live.iter() {
+                fresh.insert(rule.clone());
+            }
+            *rules = fresh;
+        } else {
+            rules.insert(entry.rule());
+        }
         *self.cursor.lock().unwrap_or_else(|e| e.into_inner()) = entry.cursor.clone();
     }
 
@@ -45,6 +61,7 @@ pub(crate) struct Feed {
     pub(crate) reader: TokenSource,
     pub(crate) retry: RetryPolicy,
     pub(crate) state: Arc<FeedState>,
+    pub(crate) clock: Arc<dyn Clock>,
 }
 
 impl Feed {
@@ -79,7 +96,7 @@ impl Feed {
             }
             loaded += page.items.len();
             for entry in &page.items {
-                self.state.apply(entry);
+                self.state.apply(entry, self.clock.now());
             }
         }
     }
@@ -130,7 +147,7 @@ impl Feed {
                     continue;
                 }
                 match serde_json::from_str::<RevocationEntry>(&event.data) {
-                    Ok(entry) => self.state.apply(&entry),
+                    Ok(entry) => self.state.apply(&entry, self.clock.now()),
                     Err(e) => tracing::warn!(error = %e, "unreadable revocation event"),
                 }
             }
@@ -303,6 +320,9 @@ mod tests {
                 .unwrap(),
             retry,
             state: state.clone(),
+            clock: Arc::new(crate::ManualClock::new(
+                time::macros::datetime!(2026-11-28 12:00 UTC),
+            )),
         };
         assert_eq!(feed.load_backlog().await.unwrap(), 1);
         assert_eq!(state.cursor(), "1");
@@ -319,6 +339,26 @@ mod tests {
             [Some("1".into()), Some("2".into()), Some("2".into())]
         );
         assert_eq!(state.rules.read().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn expired_rules_are_forgotten() {
+        let state = FeedState::default();
+        let at =
+            |m: i64| time::macros::datetime!(2026-11-28 12:00 UTC) + time::Duration::minutes(m);
+        let entry = |cursor: &str, expires: i64| RevocationEntry {
+            cursor: cursor.into(),
+            kind: mayfly_core::revocation::RevocationKind::Jti,
+            value: format!("jti-{cursor}"),
+            issued_before: at(0),
+            expires_at: at(expires),
+        };
+        state.apply(&entry("1", 5), at(0));
+        state.apply(&entry("2", 60), at(1));
+        assert_eq!(state.rules.read().unwrap().len(), 2);
+        state.apply(&entry("3", 60), at(6));
+        assert_eq!(state.rules.read().unwrap().len(), 2, "jti-1 forgotten");
+        assert_eq!(state.cursor(), "3");
     }
 
     #[test]

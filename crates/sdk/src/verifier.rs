@@ -265,6 +265,7 @@ impl VerifierBuilder {
                 reader,
                 retry: self.retry,
                 state: feed_state.clone(),
+                clock: self.clock.clone(),
             };
             let loaded = feed.load_backlog().await?;
             tracing::debug!(loaded, "revocation backlog loaded");
