@@ -10,6 +10,7 @@ mod audit;
 mod helpers;
 mod keys;
 mod revocation;
+mod sdk;
 mod token;
 
 /// Declares each listed test function once per backend.

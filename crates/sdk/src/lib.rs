@@ -1,108 +1,86 @@
-//! mayfly-sdk: what a resource server needs to trust a Mayfly token.
+//! mayfly-sdk: what workloads and resource servers need to use Mayfly tokens.
 //!
-//! This first piece verifies tokens offline against a key set fetched from the issuer's
-//! `jwks_uri`: signature (with the key named by the footer `kid`), `iss`, `aud`, `exp`
-//! and `nbf` with a small leeway, and required scopes. Fetching and refreshing the key
-//! set, the revocation feed and the tower layer build on it.
+//! - Workloads: [`TokenSource`] obtains tokens with the client credentials grant,
+//!   discovering the token endpoint from the issuer's RFC 8414 metadata, caches them,
+//!   refreshes them at about 80 % of their lifetime, shares one in-flight request among
+//!   concurrent callers and retries transient failures. [`RequestBuilderExt::mayfly_auth`]
+//!   attaches the token to a `reqwest` request.
+//! - Resource servers: [`Verifier`] checks tokens offline against the issuer's key set
+//!   (fetched, cached per `Cache-Control`/`ETag`, refetched on an unknown `kid`, rate
+//!   limited), follows the revocation feed, and keeps a bounded verified-token cache; or
+//!   asks the issuer's introspection endpoint. With the default `axum` feature,
+//!   [`Verifier::require`] is a tower layer that answers RFC 6750 401/403 challenges and
+//!   hands handlers the [`VerifiedToken`].
 //!
-//! ```
-//! use mayfly_core::wire::JwkSet;
-//! use mayfly_sdk::{OfflineVerifier, VerifyError};
+//! Time is an input ([`Clock`]), so refresh and expiry can be tested without sleeping.
 //!
-//! let jwks: JwkSet = serde_json::from_str(r#"{"keys":[]}"#).unwrap();
-//! let verifier = OfflineVerifier::new("https://sts.example", "https://api.example/orders", &jwks);
-//! let now = time::OffsetDateTime::UNIX_EPOCH;
-//! assert_eq!(verifier.verify("v4.public.not-a-token", &["orders:read"], now).unwrap_err(),
-//!            VerifyError::Token(mayfly_core::VerifyError::Malformed));
+//! ```no_run
+//! use axum::{Json, Router, routing::get};
+//! use mayfly_sdk::{ClientSecret, RequestBuilderExt, TokenSource, VerifiedToken, Verifier};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let issuer = "http://127.0.0.1:8080";
+//! let orders = "https://api.example.com/orders";
+//!
+//! // A resource server: GET /orders needs orders:read, POST /orders orders:write.
+//! let verifier = Verifier::builder(issuer, orders)
+//!     .revocation_feed("feed-reader-id", ClientSecret::new("mfy_cs_…"))
+//!     .build()
+//!     .await?;
+//! async fn list(token: VerifiedToken) -> Json<serde_json::Value> {
+//!     Json(serde_json::json!({ "caller": token.claims().sub, "orders": [] }))
+//! }
+//! async fn create(token: VerifiedToken) -> String {
+//!     format!("created for {}", token.claims().client_id)
+//! }
+//! let app: Router = Router::new()
+//!     .route("/orders", get(list).route_layer(verifier.require(["orders:read"])))
+//!     .route("/orders", axum::routing::post(create).route_layer(verifier.require(["orders:write"])));
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+//! tokio::spawn(async move { axum::serve(listener, app).await });
+//!
+//! // A workload calling it.
+//! let source = TokenSource::builder(issuer)
+//!     .client_secret("workload-id", ClientSecret::new("mfy_cs_…"))
+//!     .audience(orders)
+//!     .scopes(["orders:read"])
+//!     .build()?;
+//! let response = reqwest::Client::new()
+//!     .get("http://127.0.0.1:3000/orders")
+//!     .mayfly_auth(&source)
+//!     .await?
+//!     .send()
+//!     .await?;
+//! assert_eq!(response.status(), 200);
+//! # Ok(())
+//! # }
 //! ```
 
 #![deny(missing_docs)]
 
-use mayfly_core::PublicKey;
-use mayfly_core::token::{self, Claims, VerifyOptions};
-use mayfly_core::wire::JwkSet;
-use time::{Duration, OffsetDateTime};
+mod clock;
+mod discovery;
+mod error;
+mod feed;
+mod keyset;
+#[cfg(feature = "axum")]
+mod layer;
+mod offline;
+mod retry;
+mod token_source;
+mod verifier;
 
-/// Default clock-skew allowance.
-pub const DEFAULT_LEEWAY: Duration = Duration::seconds(30);
-
-/// Why a token was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum VerifyError {
-    /// The token itself is invalid (signature, issuer, audience, time).
-    #[error(transparent)]
-    Token(#[from] mayfly_core::VerifyError),
-    /// Valid, but without a required scope (RFC 6750 §3.1 `insufficient_scope`).
-    #[error("missing scope {0}")]
-    InsufficientScope(String),
-}
-
-/// Verifies tokens for one audience against a fixed key set.
-#[derive(Debug, Clone)]
-pub struct OfflineVerifier {
-    issuer: String,
-    audience: String,
-    keys: Vec<PublicKey>,
-    leeway: Duration,
-}
-
-impl OfflineVerifier {
-    /// A verifier trusting the keys of `jwks` whose `paserk` is well formed and matches
-    /// their `kid`; others are ignored.
-    pub fn new(issuer: &str, audience: &str, jwks: &JwkSet) -> Self {
-        let keys = jwks
-            .keys
-            .iter()
-            .filter_map(|jwk| {
-                PublicKey::from_paserk(&jwk.paserk)
-                    .ok()
-                    .filter(|k| k.id().as_str() == jwk.kid)
-            })
-            .collect();
-        Self {
-            issuer: issuer.to_owned(),
-            audience: audience.to_owned(),
-            keys,
-            leeway: DEFAULT_LEEWAY,
-        }
-    }
-
-    /// Changes the clock-skew allowance.
-    #[must_use]
-    pub fn with_leeway(mut self, leeway: Duration) -> Self {
-        self.leeway = leeway;
-        self
-    }
-
-    /// How many keys are trusted.
-    pub fn key_count(&self) -> usize {
-        self.keys.len()
-    }
-
-    /// Verifies `token` at `now` and checks it carries every scope in `required`.
-    ///
-    /// # Errors
-    /// [`VerifyError`] naming the first failed check.
-    pub fn verify(
-        &self,
-        token: &str,
-        required: &[&str],
-        now: OffsetDateTime,
-    ) -> Result<Claims, VerifyError> {
-        let options = VerifyOptions {
-            issuer: &self.issuer,
-            audience: Some(&self.audience),
-            leeway: self.leeway,
-        };
-        let claims = token::verify(
-            token,
-            |kid| self.keys.iter().find(|k| k.id() == kid),
-            &options,
-            now,
-        )?;
-        if let Some(missing) = required.iter().find(|s| !claims.has_scope(s)) {
-            return Err(VerifyError::InsufficientScope((*missing).to_owned()));
-        }
-        Ok(claims)
-    }
-}
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use error::{Error, RejectionCode};
+#[cfg(feature = "axum")]
+pub use layer::{RequireScopes, RequireScopesLayer, refusal};
+pub use offline::OfflineVerifier;
+pub use retry::RetryPolicy;
+pub use token_source::{
+    AccessToken, ClientSecret, REFRESH_AT, REFRESH_JITTER, RequestBuilderExt, TokenSource,
+    TokenSourceBuilder,
+};
+pub use verifier::{
+    DEFAULT_CACHE_CAPACITY, DEFAULT_LEEWAY, DEFAULT_UNKNOWN_KEY_REFETCH, REVOCATIONS_READ_SCOPE,
+    VerifiedToken, Verifier, VerifierBuilder, VerifierMode, VerifyError,
+};

@@ -1,0 +1,169 @@
+//! The tower layer and axum extractor for resource servers (feature `axum`).
+//!
+//! [`Verifier::require`] makes a layer that lets a request through only with a valid
+//! bearer token (RFC 6750 §2.1) carrying the given scopes, and hands the handler a
+//! [`VerifiedToken`] (request extension and extractor). Refusals follow RFC 6750 §3:
+//! 401 with `WWW-Authenticate: Bearer error="invalid_token"` (just `Bearer` when no
+//! token was sent, §3.1), 403 `insufficient_scope` naming the scopes needed. The reason
+//! is logged at debug, never told to the caller.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use axum::extract::{FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use crate::{VerifiedToken, Verifier, VerifyError};
+
+impl Verifier {
+    /// A layer requiring a valid token with every scope in `scopes`; use it with
+    /// `MethodRouter::route_layer` (or `Router::route_layer`).
+    pub fn require<I, S>(&self, scopes: I) -> RequireScopesLayer
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        RequireScopesLayer {
+            verifier: self.clone(),
+            scopes: scopes.into_iter().map(Into::into).collect(),
+        }
+    }
+}
+
+/// Requires a valid token with some scopes; see [`Verifier::require`].
+#[derive(Debug, Clone)]
+pub struct RequireScopesLayer {
+    verifier: Verifier,
+    scopes: Arc<[String]>,
+}
+
+impl<S> tower::Layer<S> for RequireScopesLayer {
+    type Service = RequireScopes<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RequireScopes {
+            inner,
+            verifier: self.verifier.clone(),
+            scopes: self.scopes.clone(),
+        }
+    }
+}
+
+/// The service [`RequireScopesLayer`] wraps around a route.
+#[derive(Debug, Clone)]
+pub struct RequireScopes<S> {
+    inner: S,
+    verifier: Verifier,
+    scopes: Arc<[String]>,
+}
+
+impl<S> tower::Service<Request> for RequireScopes<S>
+where
+    S: tower::Service<Request, Response = Response> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request) -> Self::Future {
+        // The clone is not ready; keep the one that is (tower's usual swap).
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let verifier = self.verifier.clone();
+        let scopes = self.scopes.clone();
+        Box::pin(async move {
+            let required: Vec<&str> = scopes.iter().map(String::as_str).collect();
+            let outcome = match bearer(&request) {
+                Some(token) => verifier.verify(&token, &required).await,
+                None => Err(VerifyError::Missing),
+            };
+            match outcome {
+                Ok(verified) => {
+                    request.extensions_mut().insert(verified);
+                    inner.call(request).await
+                }
+                Err(e) => {
+                    tracing::debug!(reason = %e, "request refused");
+                    Ok(refusal(&e, &scopes))
+                }
+            }
+        })
+    }
+}
+
+/// The bearer token of `Authorization` (RFC 6750 §2.1; the scheme is case-insensitive).
+fn bearer(request: &Request) -> Option<String> {
+    let value = request
+        .headers()
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then(|| token.to_owned())
+}
+
+/// The RFC 6750 §3 answer for a refusal.
+pub fn refusal(error: &VerifyError, scopes: &[String]) -> Response {
+    let (status, challenge, code) = match error {
+        VerifyError::Missing => (StatusCode::UNAUTHORIZED, "Bearer".to_owned(), None),
+        VerifyError::InsufficientScope(_) => (
+            StatusCode::FORBIDDEN,
+            format!(
+                "Bearer error=\"insufficient_scope\", scope=\"{}\"",
+                scopes.join(" ")
+            ),
+            Some("insufficient_scope"),
+        ),
+        VerifyError::Unavailable => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Bearer".to_owned(),
+            Some("temporarily_unavailable"),
+        ),
+        VerifyError::Token(_) | VerifyError::Revoked | VerifyError::Inactive => (
+            StatusCode::UNAUTHORIZED,
+            "Bearer error=\"invalid_token\"".to_owned(),
+            Some("invalid_token"),
+        ),
+    };
+    let body = match code {
+        Some(code) => format!("{{\"error\":\"{code}\"}}"),
+        None => String::new(),
+    };
+    let mut response = (status, body).into_response();
+    let headers = response.headers_mut();
+    if let Ok(value) = HeaderValue::from_str(&challenge) {
+        headers.insert(header::WWW_AUTHENTICATE, value);
+    }
+    if code.is_some() {
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+    }
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// The verified token of a request that went through [`RequireScopesLayer`]; a handler
+/// outside the layer gets a 401.
+impl<S: Send + Sync> FromRequestParts<S> for VerifiedToken {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<VerifiedToken>()
+            .cloned()
+            .ok_or_else(|| refusal(&VerifyError::Missing, &[]))
+    }
+}

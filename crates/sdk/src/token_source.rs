@@ -1,0 +1,612 @@
+//! The workload side: [`TokenSource`] obtains access tokens with the client credentials
+//! grant (RFC 6749 §4.4), caches them and refreshes them before they expire.
+//!
+//! - Endpoints come from the issuer's RFC 8414 metadata, fetched once.
+//! - A token is reused until about 80 % of its lifetime (less a random 0–5 %, so a fleet
+//!   started together does not refresh together), then replaced.
+//! - Concurrent callers share one in-flight request (single flight): the refresh runs
+//!   under an async mutex, and callers that waited find the fresh token.
+//! - Transient failures are retried ([`RetryPolicy`]); a refusal (4xx) never is. While a
+//!   refresh fails, the previous token is handed out for as long as it is valid.
+//! - Tokens and the client secret never appear in `Debug` output or logs.
+
+use std::fmt;
+use std::future::Future;
+use std::sync::{Arc, RwLock};
+use std::time::Duration as StdDuration;
+
+use mayfly_core::wire::{ServerMetadata, TokenResponse};
+use time::{Duration, OffsetDateTime};
+
+use crate::Error;
+use crate::clock::{Clock, SystemClock};
+use crate::discovery;
+use crate::retry::{self, RetryPolicy};
+
+/// A client secret. `Debug` redacts it.
+#[derive(Clone)]
+pub struct ClientSecret(String);
+
+impl ClientSecret {
+    /// Wraps a secret.
+    pub fn new(secret: impl Into<String>) -> Self {
+        Self(secret.into())
+    }
+
+    /// The secret itself; handle with care.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for ClientSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ClientSecret(<redacted>)")
+    }
+}
+
+/// An access token and what is known of it. `Debug` redacts the token.
+#[derive(Clone)]
+pub struct AccessToken {
+    value: Arc<str>,
+    scope: Arc<str>,
+    expires_at: OffsetDateTime,
+}
+
+impl AccessToken {
+    /// The token, for an `Authorization: Bearer` header.
+    pub fn secret(&self) -> &str {
+        &self.value
+    }
+
+    /// The granted scopes, space-separated.
+    pub fn scope(&self) -> &str {
+        &self.scope
+    }
+
+    /// When it expires (by the token source's clock and the issuer's `expires_in`).
+    pub fn expires_at(&self) -> OffsetDateTime {
+        self.expires_at
+    }
+}
+
+impl fmt::Debug for AccessToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AccessToken")
+            .field("value", &"<redacted>")
+            .field("scope", &self.scope)
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
+}
+
+/// Share of a token's lifetime after which it is refreshed (less up to [`REFRESH_JITTER`]).
+pub const REFRESH_AT: f64 = 0.8;
+/// Largest random share taken off [`REFRESH_AT`].
+pub const REFRESH_JITTER: f64 = 0.05;
+/// After a failed refresh, how long the still-valid token is served before the next try.
+const REFRESH_PAUSE: Duration = Duration::seconds(5);
+/// Per-request timeout of token requests.
+const REQUEST_TIMEOUT: StdDuration = StdDuration::from_secs(10);
+
+/// Configures a [`TokenSource`].
+#[derive(Clone)]
+pub struct TokenSourceBuilder {
+    issuer: String,
+    client_id: Option<String>,
+    client_secret: Option<ClientSecret>,
+    audience: Option<String>,
+    scopes: Vec<String>,
+    http: Option<reqwest::Client>,
+    clock: Arc<dyn Clock>,
+    retry: RetryPolicy,
+}
+
+impl fmt::Debug for TokenSourceBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenSourceBuilder")
+            .field("issuer", &self.issuer)
+            .field("client_id", &self.client_id)
+            .field("audience", &self.audience)
+            .field("scopes", &self.scopes)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TokenSourceBuilder {
+    /// Authenticates with a client secret (`client_secret_basic`).
+    #[must_use]
+    pub fn client_secret(mut self, client_id: impl Into<String>, secret: ClientSecret) -> Self {
+        self.client_id = Some(client_id.into());
+        self.client_secret = Some(secret);
+        self
+    }
+
+    /// The audience (RFC 8707 `resource`) tokens are for. Optional when the client is
+    /// granted exactly one audience.
+    #[must_use]
+    pub fn audience(mut self, audience: impl Into<String>) -> Self {
+        self.audience = Some(audience.into());
+        self
+    }
+
+    /// The scopes to ask for (at least one).
+    #[must_use]
+    pub fn scopes<I, S>(mut self, scopes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.scopes = scopes.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Uses this HTTP client (proxies, custom roots, DNS overrides…).
+    #[must_use]
+    pub fn http_client(mut self, http: reqwest::Client) -> Self {
+        self.http = Some(http);
+        self
+    }
+
+    /// Uses this clock (tests).
+    #[must_use]
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Changes how transient failures are retried.
+    #[must_use]
+    pub fn retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// Builds the source. No request is made until the first token is asked for.
+    ///
+    /// # Errors
+    /// [`Error::Config`] when credentials or scopes are missing, or the HTTP client
+    /// cannot be built.
+    pub fn build(self) -> Result<TokenSource, Error> {
+        let (Some(client_id), Some(client_secret)) = (self.client_id, self.client_secret) else {
+            return Err(Error::Config("client credentials are required".into()));
+        };
+        if self.scopes.is_empty() || self.scopes.iter().any(|s| s.is_empty() || s.contains(' ')) {
+            return Err(Error::Config("at least one scope, without spaces".into()));
+        }
+        let http = match self.http {
+            Some(http) => http,
+            None => discovery::default_http()?,
+        };
+        Ok(TokenSource {
+            inner: Arc::new(Inner {
+                issuer: self.issuer,
+                client_id,
+                client_secret,
+                audience: self.audience,
+                scope: self.scopes.join(" "),
+                http,
+                clock: self.clock,
+                retry: self.retry,
+                current: RwLock::new(None),
+                flight: tokio::sync::Mutex::new(None),
+            }),
+        })
+    }
+}
+
+/// Obtains, caches and refreshes access tokens for one audience and set of scopes.
+/// Cheap to clone; clones share the cache.
+#[derive(Clone)]
+pub struct TokenSource {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    issuer: String,
+    client_id: String,
+    client_secret: ClientSecret,
+    audience: Option<String>,
+    scope: String,
+    http: reqwest::Client,
+    clock: Arc<dyn Clock>,
+    retry: RetryPolicy,
+    current: RwLock<Option<Cached>>,
+    /// Held while a token is being fetched; remembers the metadata.
+    flight: tokio::sync::Mutex<Option<ServerMetadata>>,
+}
+
+#[derive(Clone)]
+struct Cached {
+    token: AccessToken,
+    refresh_at: OffsetDateTime,
+}
+
+impl fmt::Debug for TokenSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenSource")
+            .field("issuer", &self.inner.issuer)
+            .field("client_id", &self.inner.client_id)
+            .field("audience", &self.inner.audience)
+            .field("scope", &self.inner.scope)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TokenSource {
+    /// Starts configuring a source for the issuer at `issuer` (its URL, which is also the
+    /// `iss` of its tokens).
+    pub fn builder(issuer: impl Into<String>) -> TokenSourceBuilder {
+        TokenSourceBuilder {
+            issuer: issuer.into(),
+            client_id: None,
+            client_secret: None,
+            audience: None,
+            scopes: Vec::new(),
+            http: None,
+            clock: Arc::new(SystemClock),
+            retry: RetryPolicy::default(),
+        }
+    }
+
+    /// A valid token: the cached one until its refresh time, else a new one.
+    ///
+    /// # Errors
+    /// [`Error`] when no valid token is cached and none could be obtained: the issuer
+    /// refused ([`Error::Rejected`], e.g. `invalid_client`, `invalid_scope`) or could not
+    /// be reached after retries.
+    pub async fn token(&self) -> Result<AccessToken, Error> {
+        if let Some(token) = self.fresh(self.inner.clock.now()) {
+            return Ok(token);
+        }
+        let mut metadata = self.inner.flight.lock().await;
+        // Whoever held the lock before us may have refreshed it already.
+        let now = self.inner.clock.now();
+        if let Some(token) = self.fresh(now) {
+            return Ok(token);
+        }
+        match self.fetch(&mut metadata, now).await {
+            Ok(cached) => {
+                let token = cached.token.clone();
+                *self.write() = Some(cached);
+                Ok(token)
+            }
+            Err(e) => {
+                let previous = self.read().filter(|c| now < c.token.expires_at);
+                match previous {
+                    Some(c) => {
+                        tracing::warn!(error = %e, "token refresh failed; the current token is still valid");
+                        // Serve it without asking again for a while, so callers do not
+                        // queue behind one failing refresh after another.
+                        let remaining: Duration = c.token.expires_at - now;
+                        let pause = Ord::min(remaining / 2_i32, REFRESH_PAUSE);
+                        *self.write() = Some(Cached {
+                            token: c.token.clone(),
+                            refresh_at: now + pause,
+                        });
+                        Ok(c.token)
+                    }
+                    None => Err(e),
+                }
+            }
+        }
+    }
+
+    /// Forgets the cached token, so the next [`TokenSource::token`] asks for a new one
+    /// (e.g. after a resource server answered 401 because it was revoked).
+    pub fn invalidate(&self) {
+        *self.write() = None;
+    }
+
+    fn read(&self) -> Option<Cached> {
+        self.inner
+            .current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Option<Cached>> {
+        self.inner
+            .current
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn fresh(&self, now: OffsetDateTime) -> Option<AccessToken> {
+        self.read().filter(|c| now < c.refresh_at).map(|c| c.token)
+    }
+
+    async fn fetch(
+        &self,
+        metadata: &mut Option<ServerMetadata>,
+        now: OffsetDateTime,
+    ) -> Result<Cached, Error> {
+        let inner = &self.inner;
+        let endpoint = match metadata {
+            Some(m) => m.token_endpoint.clone(),
+            None => {
+                let m = discovery::discover(&inner.http, &inner.issuer, &inner.retry).await?;
+                let endpoint = m.token_endpoint.clone();
+                *metadata = Some(m);
+                endpoint
+            }
+        };
+        let mut form = vec![
+            ("grant_type", "client_credentials"),
+            ("scope", inner.scope.as_str()),
+        ];
+        if let Some(audience) = &inner.audience {
+            form.push(("resource", audience));
+        }
+        let response = retry::send(&inner.retry, || {
+            inner
+                .http
+                .post(&endpoint)
+                .timeout(REQUEST_TIMEOUT)
+                .basic_auth(&inner.client_id, Some(inner.client_secret.expose()))
+                .form(&form)
+        })
+        .await?;
+        if !response.status().is_success() {
+            return Err(Error::rejected(response).await);
+        }
+        let body: TokenResponse = response
+            .json()
+            .await
+            .map_err(|e| Error::InvalidResponse(format!("token response: {e}")))?;
+        if !body.token_type.eq_ignore_ascii_case("bearer") {
+            return Err(Error::InvalidResponse(format!(
+                "token_type {:?}",
+                body.token_type
+            )));
+        }
+        let lifetime = Duration::seconds(i64::try_from(body.expires_in).unwrap_or(i64::MAX / 2));
+        let fraction = REFRESH_AT - rand::random_range(0.0..REFRESH_JITTER);
+        // `now` was taken before the request: the token is, if anything, younger.
+        Ok(Cached {
+            refresh_at: now + lifetime * fraction,
+            token: AccessToken {
+                value: body.access_token.into(),
+                scope: body.scope.into(),
+                expires_at: now + lifetime,
+            },
+        })
+    }
+}
+
+/// Attaches a [`TokenSource`]'s token to a request.
+pub trait RequestBuilderExt: Sized {
+    /// Adds `Authorization: Bearer <token>` (marked sensitive) from `source`.
+    ///
+    /// # Errors
+    /// [`Error`] when no token can be obtained.
+    fn mayfly_auth(
+        self,
+        source: &TokenSource,
+    ) -> impl Future<Output = Result<reqwest::RequestBuilder, Error>> + Send;
+}
+
+impl RequestBuilderExt for reqwest::RequestBuilder {
+    fn mayfly_auth(
+        self,
+        source: &TokenSource,
+    ) -> impl Future<Output = Result<reqwest::RequestBuilder, Error>> + Send {
+        let source = source.clone();
+        async move {
+            let token = source.token().await?;
+            Ok(self.bearer_auth(token.secret()))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use axum::Json;
+    use axum::extract::State;
+    use axum::http::StatusCode;
+    use axum::response::{IntoResponse, Response};
+    use axum::routing::{get, post};
+    use time::macros::datetime;
+
+    use super::*;
+    use crate::ManualClock;
+
+    const T0: OffsetDateTime = datetime!(2026-11-28 12:00:00 UTC);
+
+    #[derive(Clone)]
+    struct Issuer {
+        base: String,
+        requests: Arc<AtomicUsize>,
+        /// Statuses of the first token answers; then 200.
+        script: Arc<Vec<u16>>,
+    }
+
+    async fn metadata(State(s): State<Issuer>) -> Json<serde_json::Value> {
+        let b = &s.base;
+        Json(serde_json::json!({
+            "issuer": b, "token_endpoint": format!("{b}/oauth2/token"),
+            "jwks_uri": format!("{b}/jwks"), "introspection_endpoint": format!("{b}/i"),
+            "introspection_endpoint_auth_methods_supported": [],
+            "revocation_endpoint": format!("{b}/r"), "revocation_endpoint_auth_methods_supported": [],
+            "grant_types_supported": [], "token_endpoint_auth_methods_supported": [],
+            "response_types_supported": [],
+        }))
+    }
+
+    async fn token(State(s): State<Issuer>) -> Response {
+        let n = s.requests.fetch_add(1, Ordering::SeqCst);
+        // Slow enough that concurrent callers overlap.
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        match s.script.get(n).copied() {
+            Some(503) => {
+                (StatusCode::SERVICE_UNAVAILABLE, [("retry-after", "0")], "").into_response()
+            }
+            Some(400) => (
+                StatusCode::BAD_REQUEST,
+                Json(serde_json::json!({ "error": "invalid_scope" })),
+            )
+                .into_response(),
+            Some(200) | None => Json(serde_json::json!({
+                "access_token": format!("v4.public.token-{n}"), "token_type": "Bearer",
+                "expires_in": 100, "scope": "orders:read",
+            }))
+            .into_response(),
+            Some(status) => StatusCode::from_u16(status)
+                .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+                .into_response(),
+        }
+    }
+
+    async fn issuer(script: Vec<u16>) -> Issuer {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let state = Issuer {
+            base: format!("http://{}", listener.local_addr().unwrap()),
+            requests: Arc::new(AtomicUsize::new(0)),
+            script: Arc::new(script),
+        };
+        let app = axum::Router::new()
+            .route("/.well-known/oauth-authorization-server", get(metadata))
+            .route("/oauth2/token", post(token))
+            .with_state(state.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        state
+    }
+
+    fn source(issuer: &Issuer, clock: Arc<ManualClock>) -> TokenSource {
+        TokenSource::builder(issuer.base.clone())
+            .client_secret("c", ClientSecret::new("mfy_cs_secret"))
+            .audience("https://api.example/orders")
+            .scopes(["orders:read"])
+            .clock(clock)
+            .retry(RetryPolicy {
+                max_attempts: 3,
+                base_delay: StdDuration::from_millis(1),
+                max_delay: StdDuration::from_millis(10),
+            })
+            .build()
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn refreshes_at_about_eighty_percent_of_the_lifetime() {
+        let issuer = issuer(vec![]).await;
+        let clock = Arc::new(ManualClock::new(T0));
+        let source = source(&issuer, clock.clone());
+        let first = source.token().await.unwrap();
+        assert_eq!(first.expires_at(), T0 + Duration::seconds(100));
+        // Before 75 % (80 % less the largest jitter): the cached token, no request.
+        clock.set(T0 + Duration::seconds(74));
+        assert_eq!(source.token().await.unwrap().secret(), first.secret());
+        assert_eq!(issuer.requests.load(Ordering::SeqCst), 1);
+        // At 80 %: a new one.
+        clock.set(T0 + Duration::seconds(80));
+        let second = source.token().await.unwrap();
+        assert_ne!(second.secret(), first.secret());
+        assert_eq!(issuer.requests.load(Ordering::SeqCst), 2);
+        assert_eq!(second.expires_at(), T0 + Duration::seconds(180));
+        // Invalidation forces a new request.
+        source.invalidate();
+        source.token().await.unwrap();
+        assert_eq!(issuer.requests.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn concurrent_callers_share_one_request() {
+        let issuer = issuer(vec![]).await;
+        let source = source(&issuer, Arc::new(ManualClock::new(T0)));
+        let callers: Vec<_> = (0..32)
+            .map(|_| {
+                let s = source.clone();
+                tokio::spawn(async move { s.token().await.unwrap().secret().to_owned() })
+            })
+            .collect();
+        let mut tokens = std::collections::BTreeSet::new();
+        for c in callers {
+            tokens.insert(c.await.unwrap());
+        }
+        assert_eq!(tokens.len(), 1);
+        assert_eq!(issuer.requests.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn retries_server_errors_but_never_refusals() {
+        let issuer_503 = issuer(vec![503, 500]).await;
+        let source_503 = source(&issuer_503, Arc::new(ManualClock::new(T0)));
+        source_503.token().await.unwrap();
+        assert_eq!(issuer_503.requests.load(Ordering::SeqCst), 3);
+
+        let refusing = issuer(vec![400, 400]).await;
+        let err = source(&refusing, Arc::new(ManualClock::new(T0)))
+            .token()
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::Rejected {
+                    status: 400,
+                    error: crate::RejectionCode::OAuth(mayfly_core::wire::ErrorCode::InvalidScope),
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert_eq!(refusing.requests.load(Ordering::SeqCst), 1);
+
+        let down = issuer(vec![503, 503, 503, 503]).await;
+        let err = source(&down, Arc::new(ManualClock::new(T0)))
+            .token()
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, Error::Unavailable { status: 503, .. }),
+            "{err:?}"
+        );
+        assert_eq!(down.requests.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn a_failed_refresh_serves_the_valid_token_and_pauses() {
+        let mut script = vec![200];
+        script.extend([503; 12]);
+        let issuer = issuer(script).await;
+        let clock = Arc::new(ManualClock::new(T0));
+        let source = source(&issuer, clock.clone());
+        let first = source.token().await.unwrap();
+        clock.set(T0 + Duration::seconds(81));
+        assert_eq!(source.token().await.unwrap().secret(), first.secret());
+        assert_eq!(
+            issuer.requests.load(Ordering::SeqCst),
+            4,
+            "one refresh, 3 attempts"
+        );
+        assert_eq!(source.token().await.unwrap().secret(), first.secret());
+        assert_eq!(issuer.requests.load(Ordering::SeqCst), 4, "paused");
+        clock.set(T0 + Duration::seconds(86));
+        assert_eq!(source.token().await.unwrap().secret(), first.secret());
+        assert_eq!(issuer.requests.load(Ordering::SeqCst), 7, "tried again");
+        clock.set(T0 + Duration::seconds(100));
+        assert!(matches!(
+            source.token().await,
+            Err(Error::Unavailable { .. })
+        ));
+    }
+
+    #[test]
+    fn debug_never_shows_secrets() {
+        let token = AccessToken {
+            value: "v4.public.secret-token".into(),
+            scope: "orders:read".into(),
+            expires_at: T0,
+        };
+        let secret = ClientSecret::new("mfy_cs_hush");
+        let shown = format!("{token:?} {secret:?}");
+        assert!(
+            !shown.contains("secret-token") && !shown.contains("hush"),
+            "{shown}"
+        );
+    }
+}
