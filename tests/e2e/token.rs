@@ -24,6 +24,7 @@ crate::both_stores!(
     secret_rotation,
     denials_are_audited_without_secrets,
     changes_from_other_processes_reach_the_cache,
+    failed_authentication_is_throttled,
 );
 
 /// The whole walking skeleton: bootstrap an admin, set up an audience, scope, client and
@@ -874,4 +875,63 @@ async fn changes_from_other_processes_reach_the_cache(app: TestApp) {
         "invalid_client",
     )
     .await;
+}
+
+/// Guessing secrets is throttled per client id and per source address (429 with
+/// Retry-After), and audited; the window moves on with time.
+async fn failed_authentication_is_throttled(app: TestApp) {
+    app.audience(ORDERS, &["orders:read"]).await;
+    let client = app.client().await;
+    app.grant(&client, ORDERS, &["orders:read"]).await;
+    let ok = [
+        ("grant_type", "client_credentials"),
+        ("scope", "orders:read"),
+    ];
+    let guess = crate::helpers::TestClient {
+        secret: "mfy_cs_guess".into(),
+        ..client.clone()
+    };
+    for _ in 0..mayfly_server::client_auth::throttle::PER_CLIENT {
+        assert_oauth_error(
+            app.token_request(Auth::Basic(&guess), &ok).await,
+            401,
+            "invalid_client",
+        )
+        .await;
+    }
+    let throttled = app.token_request(Auth::Basic(&client), &ok).await;
+    assert_eq!(throttled.status(), 429, "even the right secret waits");
+    let wait: i64 = throttled.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=61).contains(&wait), "{wait}");
+    assert_oauth_error(throttled, 429, "temporarily_unavailable").await;
+    let other = app.client().await;
+    app.grant(&other, ORDERS, &["orders:read"]).await;
+    app.token_ok(Auth::Basic(&other), &ok).await;
+    let denied = app.audit("token.denied").await;
+    assert!(denied.iter().any(|e| {
+        e.detail["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("too many"))
+    }));
+
+    app.clock.advance(Duration::seconds(61));
+    app.token_ok(Auth::Basic(&client), &ok).await;
+
+    // Many client ids from one address trip the per-address limit.
+    for i in 0..mayfly_server::client_auth::throttle::PER_ADDRESS {
+        let stranger = crate::helpers::TestClient {
+            id: uuid::Uuid::now_v7(),
+            secret: format!("mfy_cs_{i}"),
+        };
+        let response = app.token_request(Auth::Basic(&stranger), &ok).await;
+        assert_eq!(response.status(), 401);
+    }
+    assert_eq!(
+        app.token_request(Auth::Basic(&other), &ok).await.status(),
+        429
+    );
 }

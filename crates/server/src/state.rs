@@ -32,6 +32,8 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     /// Password hashing, off the async runtime.
     pub passwords: crate::password::Passwords,
+    /// Failed client authentication counters.
+    pub throttle: Arc<crate::client_auth::throttle::Throttle>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -98,6 +100,7 @@ impl AppState {
             audit,
             clock,
             passwords: crate::password::Passwords::default(),
+            throttle: Arc::default(),
         };
         Ok(Started {
             state,

@@ -2,6 +2,7 @@
 //! and whether they are right. One module per method.
 
 pub mod secret;
+pub mod throttle;
 
 use std::fmt;
 

@@ -42,6 +42,10 @@ pub enum TokenError {
     /// `unsupported_token_type` (RFC 7009 §2.2.1).
     #[error("token_type_hint {0:?} is not supported")]
     UnsupportedTokenType(String),
+    /// `temporarily_unavailable` with 429: too many failed authentications for this
+    /// client or from this address; retry after the given number of seconds.
+    #[error("too many failed client authentications; retry later")]
+    Throttled(i64),
     /// `temporarily_unavailable` with 503: the database or audit log is unreachable.
     #[error("service temporarily unavailable, retry later")]
     Unavailable,
@@ -61,7 +65,7 @@ impl TokenError {
             Self::InvalidTarget(_) => ErrorCode::InvalidTarget,
             Self::Forbidden(_) => ErrorCode::UnauthorizedClient,
             Self::UnsupportedTokenType(_) => ErrorCode::UnsupportedTokenType,
-            Self::Unavailable => ErrorCode::TemporarilyUnavailable,
+            Self::Unavailable | Self::Throttled(_) => ErrorCode::TemporarilyUnavailable,
             Self::Internal(_) => ErrorCode::ServerError,
         }
     }

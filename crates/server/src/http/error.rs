@@ -30,6 +30,7 @@ impl IntoResponse for TokenError {
             Self::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Throttled(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::Internal(detail) => {
                 tracing::error!(detail, "token request failed");
                 StatusCode::INTERNAL_SERVER_ERROR
@@ -39,6 +40,10 @@ impl IntoResponse for TokenError {
         if status.is_client_error() {
             tracing::debug!(error = %self.code(), reason = %self.audit_reason(), "token request refused");
         }
+        let retry_after = match &self {
+            Self::Throttled(seconds) => HeaderValue::from_str(&seconds.max(&1).to_string()).ok(),
+            _ => None,
+        };
         let body = ErrorResponse {
             error: self.code(),
             error_description: Some(self.to_string()),
@@ -58,6 +63,11 @@ impl IntoResponse for TokenError {
                     header::RETRY_AFTER,
                     HeaderValue::from_static(RETRY_AFTER_SECS),
                 );
+            }
+            StatusCode::TOO_MANY_REQUESTS => {
+                if let Some(value) = retry_after {
+                    headers.insert(header::RETRY_AFTER, value);
+                }
             }
             _ => {}
         }

@@ -49,6 +49,7 @@ pub struct IntrospectionForm {
 pub(super) async fn authenticated(
     state: &AppState,
     headers: &HeaderMap,
+    extensions: &axum::http::Extensions,
     body: axum::body::Body,
 ) -> Result<(Form, Arc<ClientView>), TokenError> {
     let body = axum::body::to_bytes(body, super::token::MAX_BODY)
@@ -65,8 +66,9 @@ pub(super) async fn authenticated(
         authorization,
         form.get("client_id"),
         form.get("client_secret"),
-    )?;
-    let view = client_auth::authenticate(&state.directory, &presented, state.clock.now()).await?;
+    );
+    let source = super::request_context(headers, extensions).source_ip;
+    let view = super::token::authenticate_client(state, presented, source).await?;
     Ok((form, view))
 }
 
@@ -144,13 +146,15 @@ pub async fn evaluate(state: &AppState, token: &str) -> Result<Claims, &'static 
         (status = 401, description = "invalid_client", body = mayfly_core::wire::ErrorResponse),
         (status = 403, description = "unauthorized_client: the caller lacks mayfly:introspect", body = mayfly_core::wire::ErrorResponse),
         (status = 413, description = "Body too large", body = mayfly_core::wire::ErrorResponse),
+        (status = 429, description = "temporarily_unavailable: too many failed client authentications; retry after Retry-After", body = mayfly_core::wire::ErrorResponse),
         (status = 503, description = "temporarily_unavailable", body = mayfly_core::wire::ErrorResponse),
     )
 )]
 pub async fn introspect(State(state): State<AppState>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
     let ctx = super::request_context(&parts.headers, &parts.extensions);
-    let (form, caller) = match authenticated(&state, &parts.headers, body).await {
+    let (form, caller) = match authenticated(&state, &parts.headers, &parts.extensions, body).await
+    {
         Ok(ok) => ok,
         Err(e) => return e.into_response(),
     };

@@ -43,6 +43,7 @@ pub struct RevocationForm {
         (status = 400, description = "invalid_request, unsupported_token_type", body = mayfly_core::wire::ErrorResponse),
         (status = 401, description = "invalid_client", body = mayfly_core::wire::ErrorResponse),
         (status = 413, description = "Body too large", body = mayfly_core::wire::ErrorResponse),
+        (status = 429, description = "temporarily_unavailable: too many failed client authentications; retry after Retry-After", body = mayfly_core::wire::ErrorResponse),
         (status = 503, description = "temporarily_unavailable", body = mayfly_core::wire::ErrorResponse),
     )
 )]
@@ -59,7 +60,8 @@ pub async fn revoke(State(state): State<AppState>, request: Request) -> Response
 
 async fn revoke_own(state: &AppState, request: Request) -> Result<(), TokenError> {
     let (parts, body) = request.into_parts();
-    let (form, caller) = super::introspect::authenticated(state, &parts.headers, body).await?;
+    let (form, caller) =
+        super::introspect::authenticated(state, &parts.headers, &parts.extensions, body).await?;
     let token = form
         .get("token")
         .ok_or_else(|| TokenError::InvalidRequest("the token parameter is required".into()))?;

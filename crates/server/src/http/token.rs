@@ -62,6 +62,7 @@ struct Seen {
         (status = 400, description = "invalid_request, invalid_scope, invalid_target, unsupported_grant_type", body = mayfly_core::wire::ErrorResponse),
         (status = 401, description = "invalid_client", body = mayfly_core::wire::ErrorResponse),
         (status = 413, description = "Body too large", body = mayfly_core::wire::ErrorResponse),
+        (status = 429, description = "temporarily_unavailable: too many failed client authentications; retry after Retry-After", body = mayfly_core::wire::ErrorResponse),
         (status = 503, description = "temporarily_unavailable; retry after Retry-After", body = mayfly_core::wire::ErrorResponse),
     )
 )]
@@ -70,7 +71,7 @@ pub async fn token(State(state): State<AppState>, request: Request) -> Response 
     let ctx = super::request_context(&parts.headers, &parts.extensions);
     let mut seen = Seen::default();
     let result = match axum::body::to_bytes(body, MAX_BODY).await {
-        Ok(body) => exchange(&state, &parts.headers, &body, &mut seen).await,
+        Ok(body) => exchange(&state, &parts.headers, &body, &mut seen, ctx.source_ip).await,
         Err(_) => Err(TokenError::TooLarge),
     };
     let event = match &result {
@@ -97,11 +98,39 @@ pub async fn token(State(state): State<AppState>, request: Request) -> Response 
     }
 }
 
+/// Authenticates the calling client, refusing (429) while too many authentications
+/// failed recently for that client id or from that address, and counting failures.
+pub(super) async fn authenticate_client(
+    state: &AppState,
+    presented: Result<client_auth::Presented, client_auth::PresentError>,
+    source: Option<std::net::IpAddr>,
+) -> Result<std::sync::Arc<mayfly_store::ClientView>, TokenError> {
+    let now = state.clock.now();
+    let claimed = presented
+        .as_ref()
+        .ok()
+        .map(client_auth::Presented::audited_id);
+    if let Some(wait) = state.throttle.check(claimed.as_deref(), source, now) {
+        return Err(TokenError::Throttled(wait.whole_seconds() + 1));
+    }
+    let result = match presented {
+        Ok(presented) => client_auth::authenticate(&state.directory, &presented, now)
+            .await
+            .map_err(TokenError::from),
+        Err(e) => Err(TokenError::from(e)),
+    };
+    if matches!(result, Err(TokenError::InvalidClient(_))) {
+        state.throttle.fail(claimed.as_deref(), source, now);
+    }
+    result
+}
+
 async fn exchange(
     state: &AppState,
     headers: &HeaderMap,
     body: &[u8],
     seen: &mut Seen,
+    source: Option<std::net::IpAddr>,
 ) -> Result<Issued, TokenError> {
     let content_type = headers
         .get(header::CONTENT_TYPE)
@@ -140,9 +169,7 @@ async fn exchange(
             grant_type.chars().take(64).collect(),
         ));
     }
-    let presented = presented?;
-    let now = state.clock.now();
-    let client = client_auth::authenticate(&state.directory, &presented, now).await?;
+    let client = authenticate_client(state, presented, source).await?;
     let request = ScopeRequest {
         scope: form.get("scope").map(str::to_owned),
         resource,
