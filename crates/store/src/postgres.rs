@@ -74,6 +74,32 @@ impl PgStore {
     fn changed(&self) {
         self.changes.fetch_add(1, Ordering::Release);
     }
+
+    /// Deletes a client or user together with its grants, in one transaction.
+    async fn delete_subject(&self, subject: Subject) -> StoreResult<()> {
+        let (entity, delete_row) = match subject {
+            Subject::Client(_) => ("client", "DELETE FROM clients WHERE id = $1"),
+            Subject::User(_) => ("user", "DELETE FROM users WHERE id = $1"),
+        };
+        let mut tx = self.pool.begin().await.or_store(entity)?;
+        sqlx::query("DELETE FROM grants WHERE subject_kind = $1 AND subject_id = $2")
+            .bind(subject.kind())
+            .bind(subject.id())
+            .execute(&mut *tx)
+            .await
+            .or_store(entity)?;
+        let done = sqlx::query(delete_row)
+            .bind(subject.id())
+            .execute(&mut *tx)
+            .await
+            .or_store(entity)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(entity));
+        }
+        tx.commit().await.or_store(entity)?;
+        self.changed();
+        Ok(())
+    }
 }
 
 fn audience(row: &PgRow) -> Result<AudienceRecord, sqlx::Error> {
@@ -607,23 +633,7 @@ impl ClientStore for PgStore {
     }
 
     async fn delete_client(&self, id: Uuid) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await.or_store("client")?;
-        sqlx::query("DELETE FROM grants WHERE subject_kind = 'client' AND subject_id = $1")
-            .bind(id)
-            .execute(&mut *tx)
-            .await
-            .or_store("client")?;
-        let done = sqlx::query("DELETE FROM clients WHERE id = $1")
-            .bind(id)
-            .execute(&mut *tx)
-            .await
-            .or_store("client")?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound("client"));
-        }
-        tx.commit().await.or_store("client")?;
-        self.changed();
-        Ok(())
+        self.delete_subject(Subject::Client(id)).await
     }
 
     async fn delete_client_secret(&self, client_id: Uuid, secret_id: Uuid) -> StoreResult<()> {
@@ -799,23 +809,7 @@ impl UserStore for PgStore {
     }
 
     async fn delete_user(&self, id: Uuid) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await.or_store("user")?;
-        sqlx::query("DELETE FROM grants WHERE subject_kind = 'user' AND subject_id = $1")
-            .bind(id)
-            .execute(&mut *tx)
-            .await
-            .or_store("user")?;
-        let done = sqlx::query("DELETE FROM users WHERE id = $1")
-            .bind(id)
-            .execute(&mut *tx)
-            .await
-            .or_store("user")?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound("user"));
-        }
-        tx.commit().await.or_store("user")?;
-        self.changed();
-        Ok(())
+        self.delete_subject(Subject::User(id)).await
     }
 }
 
