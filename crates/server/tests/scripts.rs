@@ -1,6 +1,6 @@
 //! Checks that live outside Rust, run as part of `cargo test` so the one test command
-//! covers them: an independent PASETO implementation (pyseto) verifies our tokens, and
-//! the compose file validates.
+//! covers them: an independent PASETO implementation (pyseto) verifies our tokens, a
+//! third-party OAuth client (authlib) completes the flows, and the compose file validates.
 
 // Test code: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -45,4 +45,10 @@ fn compose_file_validates() {
 #[test]
 fn openapi_validates_and_fuzzing_finds_nothing() {
     run("tests/openapi/run.sh", &[env!("CARGO_BIN_EXE_mayfly")]);
+}
+
+/// Real third-party OAuth clients (Python's authlib) complete every flow Mayfly offers.
+#[test]
+fn authlib_clients_complete_the_flows() {
+    run("tests/authlib/run.sh", &[env!("CARGO_BIN_EXE_mayfly")]);
 }

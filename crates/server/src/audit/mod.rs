@@ -168,6 +168,13 @@ pub mod kind {
     pub const ADMIN_CHANGE: &str = "admin.change";
     /// A signing key changed state.
     pub const KEY_CHANGE: &str = "key.change";
+    /// A user's password authentication failed (unknown user, wrong password, locked).
+    pub const USER_AUTH_FAILED: &str = "user.auth_failed";
+    /// A resource server reported that a token was used.
+    pub const TOKEN_USED: &str = "token.used";
+    /// Something looked wrong: a new network, a new audience or endpoint, a burst of
+    /// failures, a reused refresh token. `detail.anomaly` says which.
+    pub const ANOMALY: &str = "anomaly";
 }
 
 /// Starts an event of `event_type` at `now`; fill the rest with struct update syntax.
