@@ -97,6 +97,9 @@ async fn serve(
         key_set_max_age: Duration::seconds(300),
         key_retire_hold: None,
         audit_retention: Duration::days(90),
+        anomaly_learning_period: Duration::hours(1),
+        webhook_url: None,
+        webhook_secret_file: None,
         log_format: LogFormat::Text,
     };
     configure(&mut config);

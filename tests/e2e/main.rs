@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod admin;
+mod anomaly;
 mod audit;
 mod helpers;
 mod keys;

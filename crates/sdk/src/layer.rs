@@ -12,12 +12,14 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use axum::extract::{FromRequestParts, Request};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use crate::{VerifiedToken, Verifier, VerifyError};
+use crate::{UsageReporter, VerifiedToken, Verifier, VerifyError};
 
 impl Verifier {
     /// A layer requiring a valid token with every scope in `scopes`; use it with
@@ -30,6 +32,7 @@ impl Verifier {
         RequireScopesLayer {
             verifier: self.clone(),
             scopes: scopes.into_iter().map(Into::into).collect(),
+            usage: None,
         }
     }
 }
@@ -39,6 +42,17 @@ impl Verifier {
 pub struct RequireScopesLayer {
     verifier: Verifier,
     scopes: Arc<[String]>,
+    usage: Option<UsageReporter>,
+}
+
+impl RequireScopesLayer {
+    /// Also reports every accepted request (token, method, path, peer address from
+    /// axum's `ConnectInfo<SocketAddr>` when the server provides it) to the issuer.
+    #[must_use]
+    pub fn report_usage(mut self, reporter: UsageReporter) -> Self {
+        self.usage = Some(reporter);
+        self
+    }
 }
 
 impl<S> tower::Layer<S> for RequireScopesLayer {
@@ -49,6 +63,7 @@ impl<S> tower::Layer<S> for RequireScopesLayer {
             inner,
             verifier: self.verifier.clone(),
             scopes: self.scopes.clone(),
+            usage: self.usage.clone(),
         }
     }
 }
@@ -59,6 +74,7 @@ pub struct RequireScopes<S> {
     inner: S,
     verifier: Verifier,
     scopes: Arc<[String]>,
+    usage: Option<UsageReporter>,
 }
 
 impl<S> tower::Service<Request> for RequireScopes<S>
@@ -80,6 +96,7 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let verifier = self.verifier.clone();
         let scopes = self.scopes.clone();
+        let usage = self.usage.clone();
         Box::pin(async move {
             let required: Vec<&str> = scopes.iter().map(String::as_str).collect();
             let outcome = match bearer(&request) {
@@ -88,6 +105,18 @@ where
             };
             match outcome {
                 Ok(verified) => {
+                    if let Some(usage) = &usage {
+                        let peer = request
+                            .extensions()
+                            .get::<ConnectInfo<SocketAddr>>()
+                            .map(|ConnectInfo(addr)| addr.ip());
+                        usage.record(
+                            verified.claims(),
+                            request.method().as_str(),
+                            request.uri().path(),
+                            peer,
+                        );
+                    }
                     request.extensions_mut().insert(verified);
                     inner.call(request).await
                 }

@@ -10,7 +10,8 @@
 //!   limited), follows the revocation feed, and keeps a bounded verified-token cache; or
 //!   asks the issuer's introspection endpoint. With the default `axum` feature,
 //!   [`Verifier::require`] is a tower layer that answers RFC 6750 401/403 challenges and
-//!   hands handlers the [`VerifiedToken`].
+//!   hands handlers the [`VerifiedToken`]; with [`RequireScopesLayer::report_usage`] it
+//!   also reports each accepted request to the issuer ([`UsageReporter`]).
 //!
 //! Time is an input ([`Clock`]), so refresh and expiry can be tested without sleeping.
 //!
@@ -68,6 +69,7 @@ mod layer;
 mod offline;
 mod retry;
 mod token_source;
+mod usage;
 mod verifier;
 
 pub use clock::{Clock, ManualClock, SystemClock};
@@ -79,6 +81,10 @@ pub use retry::RetryPolicy;
 pub use token_source::{
     AccessToken, ClientSecret, REFRESH_AT, REFRESH_JITTER, RequestBuilderExt, TokenSource,
     TokenSourceBuilder,
+};
+pub use usage::{
+    DEFAULT_INTERVAL, MAX_BATCH, MAX_PENDING, USAGE_WRITE_SCOPE, UsageReporter,
+    UsageReporterBuilder,
 };
 pub use verifier::{
     DEFAULT_CACHE_CAPACITY, DEFAULT_LEEWAY, DEFAULT_UNKNOWN_KEY_REFETCH, REVOCATIONS_READ_SCOPE,

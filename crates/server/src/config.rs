@@ -94,10 +94,27 @@ pub struct Config {
     #[arg(long, env = "MAYFLY_AUDIT_RETENTION", default_value = "90d", value_parser = parse_duration, global = true)]
     pub audit_retention: Duration,
 
+    /// How long after a client is created its networks, audiences and endpoints are
+    /// learnt without raising anomalies.
+    #[arg(long, env = "MAYFLY_ANOMALY_LEARNING_PERIOD", default_value = "1h", value_parser = parse_duration, global = true)]
+    pub anomaly_learning_period: Duration,
+
+    /// URL that receives anomaly events as signed JSON POSTs (none: no webhook).
+    #[arg(long, env = "MAYFLY_WEBHOOK_URL", global = true)]
+    pub webhook_url: Option<String>,
+
+    /// File holding the webhook's HMAC secret (at least 32 characters); required with
+    /// --webhook-url.
+    #[arg(long, env = "MAYFLY_WEBHOOK_SECRET_FILE", global = true)]
+    pub webhook_secret_file: Option<PathBuf>,
+
     /// Log format.
     #[arg(long, env = "MAYFLY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,
 }
+
+/// Where the webhook posts, and the HMAC secret it signs with.
+pub type WebhookTarget = (reqwest::Url, zeroize::Zeroizing<Vec<u8>>);
 
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -284,6 +301,35 @@ impl Config {
     pub fn is_postgres(&self) -> bool {
         self.database_url.starts_with("postgres://")
             || self.database_url.starts_with("postgresql://")
+    }
+
+    /// The webhook's URL and secret, when one is configured.
+    ///
+    /// # Errors
+    /// [`ConfigError`] for a URL that is not http(s), a missing or unreadable secret
+    /// file, or a secret shorter than 32 characters.
+    pub fn webhook(&self) -> Result<Option<WebhookTarget>, ConfigError> {
+        const URL: &str = "--webhook-url / MAYFLY_WEBHOOK_URL";
+        const SECRET: &str = "--webhook-secret-file / MAYFLY_WEBHOOK_SECRET_FILE";
+        let Some(url) = &self.webhook_url else {
+            return Ok(None);
+        };
+        let url = reqwest::Url::parse(url)
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https") && u.has_host())
+            .ok_or_else(|| invalid(URL, "must be an http(s) URL"))?;
+        let path = self
+            .webhook_secret_file
+            .as_ref()
+            .ok_or_else(|| invalid(SECRET, "required with a webhook URL"))?;
+        let raw = zeroize::Zeroizing::new(
+            std::fs::read(path).map_err(|e| invalid(SECRET, format!("cannot read: {e}")))?,
+        );
+        let secret = zeroize::Zeroizing::new(raw.trim_ascii().to_vec());
+        if secret.len() < 32 {
+            return Err(invalid(SECRET, "the secret must be at least 32 characters"));
+        }
+        Ok(Some((url, secret)))
     }
 
     /// Resolves the master key file: explicit, or (SQLite only) `mayfly.key` beside the DB.
@@ -514,5 +560,58 @@ mod tests {
             .master_key_source()
             .unwrap();
         assert_eq!(beside.path, PathBuf::from("/var/lib/mayfly/mayfly.key"));
+    }
+
+    #[test]
+    fn webhook_needs_an_http_url_and_a_long_secret() {
+        let dir = tempfile::tempdir().unwrap();
+        let short = dir.path().join("short");
+        std::fs::write(&short, "too-short\n").unwrap();
+        let good = dir.path().join("good");
+        std::fs::write(&good, "0123456789abcdef0123456789abcdef\n").unwrap();
+        let (short, good) = (short.to_str().unwrap(), good.to_str().unwrap());
+
+        assert!(config(&[]).webhook().unwrap().is_none());
+        let no_secret = config(&["--webhook-url", "https://hooks.example.com/x"]).webhook();
+        assert!(
+            no_secret
+                .unwrap_err()
+                .to_string()
+                .contains("MAYFLY_WEBHOOK_SECRET_FILE")
+        );
+        let weak = config(&[
+            "--webhook-url",
+            "https://h.example/x",
+            "--webhook-secret-file",
+            short,
+        ]);
+        assert!(
+            weak.webhook()
+                .unwrap_err()
+                .to_string()
+                .contains("at least 32")
+        );
+        let ftp = config(&[
+            "--webhook-url",
+            "ftp://h.example/x",
+            "--webhook-secret-file",
+            good,
+        ]);
+        assert!(ftp.webhook().unwrap_err().to_string().contains("http(s)"));
+        let (url, secret) = config(&[
+            "--webhook-url",
+            "https://h.example/x",
+            "--webhook-secret-file",
+            good,
+        ])
+        .webhook()
+        .unwrap()
+        .unwrap();
+        assert_eq!(url.as_str(), "https://h.example/x");
+        assert_eq!(
+            secret.as_slice(),
+            b"0123456789abcdef0123456789abcdef",
+            "trailing newline trimmed"
+        );
     }
 }

@@ -8,6 +8,7 @@
 //! service layer behind the admin CLI. Handlers stay thin and no SQL lives here.
 
 pub mod admin;
+pub mod anomaly;
 pub mod audit;
 pub mod cli;
 pub mod client_auth;
@@ -21,5 +22,6 @@ pub mod password;
 pub mod revocation;
 pub mod state;
 pub mod telemetry;
+pub mod webhook;
 
 pub use state::AppState;

@@ -34,6 +34,10 @@ pub struct AppState {
     pub passwords: crate::password::Passwords,
     /// Failed client authentication counters.
     pub throttle: Arc<crate::client_auth::throttle::Throttle>,
+    /// What anomaly detection remembers in this process.
+    pub anomalies: Arc<crate::anomaly::Detector>,
+    /// Where anomaly events are sent, if anywhere.
+    pub webhook: Option<crate::webhook::Webhook>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -82,6 +86,9 @@ impl AppState {
         config.check_ttls()?;
         config.check_key_periods()?;
         config.check_database_url()?;
+        let webhook = config
+            .webhook()?
+            .map(|(url, secret)| crate::webhook::Webhook::start(url, secret, clock.clone()));
         let master = MasterKey::load(&config.master_key_source()?)?;
         let store = mayfly_store::connect(&config.database_url).await?;
         store.migrate().await?;
@@ -101,6 +108,8 @@ impl AppState {
             clock,
             passwords: crate::password::Passwords::default(),
             throttle: Arc::default(),
+            anomalies: Arc::default(),
+            webhook,
         };
         Ok(Started {
             state,

@@ -233,10 +233,31 @@ pub trait AuditStore: Send + Sync {
     async fn prune_audit_events(&self, before: OffsetDateTime) -> StoreResult<u64>;
 }
 
+/// What each client has been seen doing: the baseline anomaly detection compares with.
+#[async_trait]
+pub trait SightingStore: Send + Sync {
+    /// Records that `client_id` was seen with `kind` = `value` at `now`, and says whether
+    /// that was already known, new, or the first of its kind for the client.
+    async fn record_sighting(
+        &self,
+        client_id: &str,
+        kind: SightingKind,
+        value: &str,
+        now: OffsetDateTime,
+    ) -> StoreResult<Sighting>;
+}
+
 /// The whole store.
 #[async_trait]
 pub trait Store:
-    AudienceStore + ClientStore + UserStore + GrantStore + KeyStore + RevocationStore + AuditStore
+    AudienceStore
+    + ClientStore
+    + UserStore
+    + GrantStore
+    + KeyStore
+    + RevocationStore
+    + AuditStore
+    + SightingStore
 {
     /// Applies pending migrations.
     async fn migrate(&self) -> StoreResult<()>;

@@ -13,6 +13,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::error::SqlxResultExt;
+use crate::{AnomalyPolicy, Sighting, SightingKind, SightingStore};
 use crate::{
     AudienceRecord, AudienceStore, AuditEvent, AuditQuery, AuditStore, Backend, ClientRecord,
     ClientSecretRecord, ClientStore, ClientView, GrantRecord, GrantStore, KeyChange, KeyState,
@@ -88,6 +89,13 @@ impl PgStore {
             .execute(&mut *tx)
             .await
             .or_store(entity)?;
+        if let Subject::Client(id) = subject {
+            sqlx::query("DELETE FROM client_sightings WHERE client_id = $1")
+                .bind(id.to_string())
+                .execute(&mut *tx)
+                .await
+                .or_store(entity)?;
+        }
         let done = sqlx::query(delete_row)
             .bind(subject.id())
             .execute(&mut *tx)
@@ -121,6 +129,11 @@ fn scope(row: &PgRow) -> Result<ScopeRecord, sqlx::Error> {
     })
 }
 
+fn policy(stored: String) -> Result<AnomalyPolicy, sqlx::Error> {
+    AnomalyPolicy::parse(&stored)
+        .ok_or_else(|| sqlx::Error::Decode("unknown anomaly_policy".into()))
+}
+
 fn client(row: &PgRow) -> Result<ClientRecord, sqlx::Error> {
     let Json(allowed_cidrs) = row.try_get::<Json<Vec<String>>, _>("allowed_cidrs")?;
     Ok(ClientRecord {
@@ -131,6 +144,7 @@ fn client(row: &PgRow) -> Result<ClientRecord, sqlx::Error> {
         max_ttl_secs: row.try_get("max_ttl_secs")?,
         allowed_cidrs,
         require_dpop: row.try_get("require_dpop")?,
+        anomaly_policy: policy(row.try_get("anomaly_policy")?)?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
     })
@@ -483,8 +497,8 @@ impl AudienceStore for PgStore {
 impl ClientStore for PgStore {
     async fn create_client(&self, new: NewClient) -> StoreResult<ClientRecord> {
         let row = sqlx::query(
-            "INSERT INTO clients (id, name, enabled, default_ttl_secs, max_ttl_secs, allowed_cidrs, require_dpop, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) RETURNING *",
+            "INSERT INTO clients (id, name, enabled, default_ttl_secs, max_ttl_secs, allowed_cidrs, require_dpop, anomaly_policy, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $9, $8, $8) RETURNING *",
         )
         .bind(Uuid::now_v7())
         .bind(&new.name)
@@ -494,6 +508,7 @@ impl ClientStore for PgStore {
         .bind(Json(&new.allowed_cidrs))
         .bind(new.require_dpop)
         .bind(new.now)
+        .bind(new.anomaly_policy.as_str())
         .fetch_one(&self.pool)
         .await
         .or_store("client")?;
@@ -605,7 +620,7 @@ impl ClientStore for PgStore {
     ) -> StoreResult<ClientRecord> {
         let row = sqlx::query(
             "UPDATE clients SET name = $2, enabled = $3, default_ttl_secs = $4, max_ttl_secs = $5,
-                 allowed_cidrs = $6, require_dpop = $7, updated_at = $8
+                 allowed_cidrs = $6, require_dpop = $7, updated_at = $8, anomaly_policy = $10
              WHERE id = $1 AND updated_at = $9 RETURNING *",
         )
         .bind(c.id)
@@ -617,6 +632,7 @@ impl ClientStore for PgStore {
         .bind(c.require_dpop)
         .bind(c.updated_at)
         .bind(seen_updated_at)
+        .bind(c.anomaly_policy.as_str())
         .fetch_optional(&self.pool)
         .await
         .or_store("client")?;
@@ -1444,6 +1460,42 @@ impl AuditStore for PgStore {
                 return Ok(total);
             }
         }
+    }
+}
+
+#[async_trait]
+impl SightingStore for PgStore {
+    async fn record_sighting(
+        &self,
+        client_id: &str,
+        kind: SightingKind,
+        value: &str,
+        now: OffsetDateTime,
+    ) -> StoreResult<Sighting> {
+        // One statement: the outer SELECT does not see the CTE's insert, so `others`
+        // counts only earlier sightings of other values.
+        let row = sqlx::query(
+            "WITH ins AS (
+                 INSERT INTO client_sightings (client_id, kind, value, first_seen)
+                 VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING RETURNING 1)
+             SELECT EXISTS (SELECT 1 FROM ins) AS inserted,
+                    EXISTS (SELECT 1 FROM client_sightings
+                            WHERE client_id = $1 AND kind = $2 AND value <> $3) AS others",
+        )
+        .bind(client_id)
+        .bind(kind.as_str())
+        .bind(value)
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await
+        .or_store("sighting")?;
+        let inserted: bool = row.try_get("inserted").or_store("sighting")?;
+        let others: bool = row.try_get("others").or_store("sighting")?;
+        Ok(match (inserted, others) {
+            (false, _) => Sighting::Known,
+            (true, false) => Sighting::FirstOfKind,
+            (true, true) => Sighting::New,
+        })
     }
 }
 

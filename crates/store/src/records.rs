@@ -73,6 +73,8 @@ pub struct NewClient {
     pub allowed_cidrs: Vec<String>,
     /// Whether its tokens must be DPoP-bound.
     pub require_dpop: bool,
+    /// What an anomaly concerning it triggers.
+    pub anomaly_policy: AnomalyPolicy,
     /// Creation time.
     pub now: OffsetDateTime,
 }
@@ -94,6 +96,8 @@ pub struct ClientRecord {
     pub allowed_cidrs: Vec<String>,
     /// Whether its tokens must be DPoP-bound.
     pub require_dpop: bool,
+    /// What an anomaly concerning it triggers.
+    pub anomaly_policy: AnomalyPolicy,
     /// Creation time.
     pub created_at: OffsetDateTime,
     /// Last change.
@@ -577,4 +581,67 @@ pub struct RevocationRecord {
     pub created_by: String,
     /// When.
     pub created_at: OffsetDateTime,
+}
+
+/// What kind of thing a client was seen with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SightingKind {
+    /// A source network (a /24 or /64).
+    Network,
+    /// An audience it used a token at.
+    Audience,
+    /// An endpoint it called: `audience METHOD /path`.
+    Endpoint,
+}
+
+impl SightingKind {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Network => "network",
+            Self::Audience => "audience",
+            Self::Endpoint => "endpoint",
+        }
+    }
+}
+
+/// How a sighting compares with what was seen before.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sighting {
+    /// Seen before.
+    Known,
+    /// Never seen, and nothing else of its kind either: the start of the baseline.
+    FirstOfKind,
+    /// Never seen, while other values of its kind were: a surprise.
+    New,
+}
+
+/// What a client does when an anomaly concerns it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AnomalyPolicy {
+    /// Record the anomaly and call the webhook.
+    #[default]
+    Alert,
+    /// Also revoke the token concerned (or the client's live tokens) at once.
+    Revoke,
+}
+
+impl AnomalyPolicy {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Alert => "alert",
+            Self::Revoke => "revoke",
+        }
+    }
+
+    /// Parses the stored name.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "alert" => Some(Self::Alert),
+            "revoke" => Some(Self::Revoke),
+            _ => None,
+        }
+    }
 }

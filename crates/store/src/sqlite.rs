@@ -19,6 +19,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::error::SqlxResultExt;
+use crate::{AnomalyPolicy, Sighting, SightingKind, SightingStore};
 use crate::{
     AudienceRecord, AudienceStore, AuditEvent, AuditQuery, AuditStore, Backend, ClientRecord,
     ClientSecretRecord, ClientStore, ClientView, GrantRecord, GrantStore, KeyChange, KeyState,
@@ -115,6 +116,13 @@ impl SqliteStore {
             .execute(&mut *tx)
             .await
             .or_store(entity)?;
+        if let Subject::Client(id) = subject {
+            sqlx::query("DELETE FROM client_sightings WHERE client_id = $1")
+                .bind(id.to_string())
+                .execute(&mut *tx)
+                .await
+                .or_store(entity)?;
+        }
         let done = sqlx::query(delete_row)
             .bind(subject.id())
             .execute(&mut *tx)
@@ -160,6 +168,11 @@ fn client(row: &SqliteRow) -> StoreResult<ClientRecord> {
         max_ttl_secs: row.try_get("max_ttl_secs").or_store("client")?,
         allowed_cidrs,
         require_dpop: row.try_get("require_dpop").or_store("client")?,
+        anomaly_policy: AnomalyPolicy::parse(
+            row.try_get::<&str, _>("anomaly_policy")
+                .or_store("client")?,
+        )
+        .ok_or(StoreError::Corrupt("unknown anomaly_policy"))?,
         created_at: get_time(row, "created_at")?,
         updated_at: get_time(row, "updated_at")?,
     })
@@ -519,8 +532,8 @@ impl AudienceStore for SqliteStore {
 impl ClientStore for SqliteStore {
     async fn create_client(&self, new: NewClient) -> StoreResult<ClientRecord> {
         let row = sqlx::query(
-            "INSERT INTO clients (id, name, enabled, default_ttl_secs, max_ttl_secs, allowed_cidrs, require_dpop, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) RETURNING *",
+            "INSERT INTO clients (id, name, enabled, default_ttl_secs, max_ttl_secs, allowed_cidrs, require_dpop, anomaly_policy, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $9, $8, $8) RETURNING *",
         )
         .bind(Uuid::now_v7())
         .bind(&new.name)
@@ -530,6 +543,7 @@ impl ClientStore for SqliteStore {
         .bind(Json(&new.allowed_cidrs))
         .bind(new.require_dpop)
         .bind(micros(new.now))
+        .bind(new.anomaly_policy.as_str())
         .fetch_one(&self.pool)
         .await
         .or_store("client")?;
@@ -637,7 +651,7 @@ impl ClientStore for SqliteStore {
     ) -> StoreResult<ClientRecord> {
         let row = sqlx::query(
             "UPDATE clients SET name = $2, enabled = $3, default_ttl_secs = $4, max_ttl_secs = $5,
-                 allowed_cidrs = $6, require_dpop = $7, updated_at = $8
+                 allowed_cidrs = $6, require_dpop = $7, updated_at = $8, anomaly_policy = $10
              WHERE id = $1 AND updated_at = $9 RETURNING *",
         )
         .bind(c.id)
@@ -649,6 +663,7 @@ impl ClientStore for SqliteStore {
         .bind(c.require_dpop)
         .bind(micros(c.updated_at))
         .bind(micros(seen_updated_at))
+        .bind(c.anomaly_policy.as_str())
         .fetch_optional(&self.pool)
         .await
         .or_store("client")?;
@@ -1459,6 +1474,52 @@ impl AuditStore for SqliteStore {
                 return Ok(total);
             }
         }
+    }
+}
+
+#[async_trait]
+impl SightingStore for SqliteStore {
+    async fn record_sighting(
+        &self,
+        client_id: &str,
+        kind: SightingKind,
+        value: &str,
+        now: OffsetDateTime,
+    ) -> StoreResult<Sighting> {
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .or_store("sighting")?;
+        let inserted = sqlx::query(
+            "INSERT INTO client_sightings (client_id, kind, value, first_seen)
+             VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+        )
+        .bind(client_id)
+        .bind(kind.as_str())
+        .bind(value)
+        .bind(micros(now))
+        .execute(&mut *tx)
+        .await
+        .or_store("sighting")?
+        .rows_affected()
+            > 0;
+        let others: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM client_sightings
+                            WHERE client_id = $1 AND kind = $2 AND value <> $3)",
+        )
+        .bind(client_id)
+        .bind(kind.as_str())
+        .bind(value)
+        .fetch_one(&mut *tx)
+        .await
+        .or_store("sighting")?;
+        tx.commit().await.or_store("sighting")?;
+        Ok(match (inserted, others) {
+            (false, _) => Sighting::Known,
+            (true, false) => Sighting::FirstOfKind,
+            (true, true) => Sighting::New,
+        })
     }
 }
 

@@ -3,7 +3,8 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use mayfly_store::{
-    ClientPublicKeyRecord, ClientRecord, ClientSecretRecord, NewClientPublicKey, Page,
+    AnomalyPolicy, ClientPublicKeyRecord, ClientRecord, ClientSecretRecord, NewClientPublicKey,
+    Page,
 };
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
@@ -32,6 +33,8 @@ pub struct ClientChanges {
     pub allowed_cidrs: Option<Vec<String>>,
     /// Require DPoP-bound tokens.
     pub require_dpop: Option<bool>,
+    /// New anomaly policy.
+    pub anomaly_policy: Option<AnomalyPolicy>,
 }
 
 pub(super) fn client_name(name: &str) -> Result<String, AdminError> {
@@ -56,6 +59,7 @@ pub(super) fn client_json(c: &ClientRecord) -> Value {
         "id": c.id, "name": c.name, "enabled": c.enabled,
         "default_ttl_secs": c.default_ttl_secs, "max_ttl_secs": c.max_ttl_secs,
         "allowed_cidrs": c.allowed_cidrs, "require_dpop": c.require_dpop,
+        "anomaly_policy": c.anomaly_policy,
     })
 }
 
@@ -127,6 +131,9 @@ impl Actor<'_> {
         }
         if let Some(dpop) = changes.require_dpop {
             after.require_dpop = dpop;
+        }
+        if let Some(policy) = changes.anomaly_policy {
+            after.anomaly_policy = policy;
         }
         check_ttls(after.default_ttl_secs, after.max_ttl_secs)?;
         if before.enabled && !after.enabled {

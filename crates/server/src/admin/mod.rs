@@ -4,8 +4,8 @@
 
 use mayfly_core::{Audience, Scope};
 use mayfly_store::{
-    AudienceRecord, ClientRecord, NewAudience, NewClient, NewClientSecret, NewScope, ScopeRecord,
-    Store, StoreError, Subject,
+    AnomalyPolicy, AudienceRecord, ClientRecord, NewAudience, NewClient, NewClientSecret, NewScope,
+    ScopeRecord, Store, StoreError, Subject,
 };
 use serde_json::json;
 use time::{Duration, OffsetDateTime};
@@ -33,12 +33,14 @@ pub const ADMIN_SCOPES: &[&str] = &[
     "mayfly:admin:audit",
 ];
 /// Scopes of the issuer audience for services rather than admins: calling
-/// introspection, and reading the revocation feed.
-pub const SERVICE_SCOPES: &[&str] = &[INTROSPECT_SCOPE, REVOCATIONS_READ_SCOPE];
+/// introspection, reading the revocation feed, and reporting token use.
+pub const SERVICE_SCOPES: &[&str] = &[INTROSPECT_SCOPE, REVOCATIONS_READ_SCOPE, USAGE_WRITE_SCOPE];
 /// Lets a client call `POST /oauth2/introspect`.
 pub const INTROSPECT_SCOPE: &str = "mayfly:introspect";
 /// Lets a resource server read `GET /v1/revocations` and its stream.
 pub const REVOCATIONS_READ_SCOPE: &str = "mayfly:revocations:read";
+/// Lets a resource server report token use (`POST /v1/usage`).
+pub const USAGE_WRITE_SCOPE: &str = "mayfly:usage:write";
 /// Most client secrets valid at once (the current one and its replacement).
 pub const MAX_VALID_SECRETS: usize = 2;
 
@@ -260,6 +262,7 @@ impl Actor<'_> {
                 max_ttl_secs,
                 allowed_cidrs: cidrs("allowed_cidrs", &spec.allowed_cidrs)?,
                 require_dpop: spec.require_dpop,
+                anomaly_policy: spec.anomaly_policy,
                 now: self.now,
             })
             .await?;
@@ -385,6 +388,8 @@ pub struct ClientSpec {
     pub allowed_cidrs: Vec<String>,
     /// Whether its tokens must be DPoP-bound.
     pub require_dpop: bool,
+    /// What an anomaly concerning it triggers.
+    pub anomaly_policy: AnomalyPolicy,
 }
 
 impl ClientSpec {
@@ -397,6 +402,7 @@ impl ClientSpec {
             max_ttl: None,
             allowed_cidrs: Vec::new(),
             require_dpop: false,
+            anomaly_policy: AnomalyPolicy::Alert,
         }
     }
 }

@@ -150,6 +150,8 @@ pub mod outcome {
     pub const DENIED: &str = "denied";
     /// It failed.
     pub const FAILURE: &str = "failure";
+    /// Something unusual was noticed (anomaly events).
+    pub const DETECTED: &str = "detected";
 }
 
 /// Event types.

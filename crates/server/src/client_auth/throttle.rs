@@ -18,9 +18,12 @@ pub const WINDOW: Duration = Duration::minutes(1);
 /// Keys tracked before old ones are forgotten (bounds memory under floods).
 const MAX_KEYS: usize = 100_000;
 
+/// What failures are counted for.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-enum Key {
+pub enum Key {
+    /// A claimed client id (not necessarily a real one).
     Client(String),
+    /// A source address.
     Address(IpAddr),
 }
 
@@ -67,8 +70,14 @@ impl Throttle {
             .max()
     }
 
-    /// Records a failed authentication.
-    pub fn fail(&self, client_id: Option<&str>, address: Option<IpAddr>, now: OffsetDateTime) {
+    /// Records a failed authentication; returns the keys whose limit this failure just
+    /// reached (a burst, worth an anomaly event once per window).
+    pub fn fail(
+        &self,
+        client_id: Option<&str>,
+        address: Option<IpAddr>,
+        now: OffsetDateTime,
+    ) -> Vec<Key> {
         let mut failures = self
             .failures
             .lock()
@@ -79,13 +88,21 @@ impl Throttle {
                 failures.clear();
             }
         }
+        let mut tripped = Vec::new();
         for (key, limit) in Self::keys(client_id, address) {
-            let times = failures.entry(key).or_default();
+            let times = failures.entry(key.clone()).or_default();
+            while times.front().is_some_and(|t| *t <= now - WINDOW) {
+                times.pop_front();
+            }
             times.push_back(now);
+            if times.len() == limit {
+                tripped.push(key);
+            }
             while times.len() > limit {
                 times.pop_front();
             }
         }
+        tripped
     }
 }
 
@@ -102,7 +119,14 @@ mod tests {
         let ip: IpAddr = "192.0.2.1".parse().unwrap();
         for i in 0..PER_CLIENT {
             assert_eq!(throttle.check(Some("c1"), Some(ip), T), None, "attempt {i}");
-            throttle.fail(Some("c1"), Some(ip), T + Duration::seconds(i as i64));
+            let tripped = throttle.fail(Some("c1"), Some(ip), T + Duration::seconds(i as i64));
+            // The failure that reaches the limit reports the burst, once.
+            let expected = if i + 1 == PER_CLIENT {
+                vec![Key::Client("c1".into())]
+            } else {
+                vec![]
+            };
+            assert_eq!(tripped, expected, "attempt {i}");
         }
         let wait = throttle
             .check(Some("c1"), None, T + Duration::seconds(20))
@@ -125,9 +149,10 @@ mod tests {
 
         // Many clients from one address trip the address limit.
         let other: IpAddr = "198.51.100.7".parse().unwrap();
-        for i in 0..PER_ADDRESS {
-            throttle.fail(Some(&format!("x{i}")), Some(other), T);
-        }
+        let tripped: Vec<Key> = (0..PER_ADDRESS)
+            .flat_map(|i| throttle.fail(Some(&format!("x{i}")), Some(other), T))
+            .collect();
+        assert_eq!(tripped, vec![Key::Address(other)]);
         assert!(throttle.check(Some("fresh"), Some(other), T).is_some());
         assert!(
             throttle

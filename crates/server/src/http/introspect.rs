@@ -195,6 +195,24 @@ pub async fn introspect(State(state): State<AppState>, request: Request) -> Resp
         return TokenError::Unavailable.into_response();
     }
     metrics::counter!("mayfly_introspections_total", "active" => if verdict.is_ok() { "true" } else { "false" }).increment(1);
+    if let Ok(claims) = &verdict
+        && let Ok(client_id) = Uuid::parse_str(&claims.client_id)
+    {
+        crate::anomaly::inspect_later(
+            &state,
+            crate::anomaly::Observation {
+                seen_in: crate::anomaly::SeenIn::Introspection,
+                client_id,
+                subject: Some(claims.sub.clone()),
+                jti: Some(claims.jti.clone()),
+                token_exp: Some(claims.exp),
+                address: None,
+                audience: Some(claims.aud.clone()),
+                endpoint: None,
+                request: ctx.clone(),
+            },
+        );
+    }
     let answer = match &verdict {
         Ok(claims) => Introspection::active(claims),
         Err(_) => Introspection::default(),

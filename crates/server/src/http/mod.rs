@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod revoke;
 pub mod token;
+pub mod usage;
 
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
@@ -43,6 +44,7 @@ pub fn router(state: AppState) -> Router {
         .merge(introspect::router())
         .merge(revoke::router())
         .merge(feed::router())
+        .merge(usage::router())
         .merge(admin::router().route_layer(axum::middleware::from_fn_with_state(state.clone(), admin::settle)))
         .merge(metrics::router())
         .fallback(error::not_found)

@@ -19,6 +19,7 @@ use crate::state::AppState;
         super::revoke::revoke,
         super::feed::page,
         super::feed::stream,
+        super::usage::report,
         super::metadata::metadata,
         super::metadata::jwks,
         super::health::healthz,
@@ -68,6 +69,7 @@ use crate::state::AppState;
         (name = "discovery", description = "Metadata and keys"),
         (name = "ops", description = "Health"),
         (name = "revocations", description = "The revocation feed for resource servers (needs mayfly:revocations:read)"),
+        (name = "resource servers", description = "Reporting token use (needs mayfly:usage:write)"),
         (name = "admin", description = "Admin API: needs a Mayfly token for the issuer's own audience with mayfly:admin or a finer admin scope"),
     )
 )]

@@ -11,6 +11,7 @@ use serde::Deserialize;
 
 use super::error::no_store;
 use super::form::Form;
+use crate::anomaly::{Observation, SeenIn};
 use crate::audit::{self, RequestContext, kind, outcome};
 use crate::client_auth;
 use crate::grant::{self, Issued, ScopeRequest, TokenError};
@@ -88,6 +89,9 @@ pub async fn token(State(state): State<AppState>, request: Request) -> Response 
         Err(e) => metrics::counter!("mayfly_tokens_denied_total", "reason" => e.code().as_str())
             .increment(1),
     }
+    if let Ok(issued) = &result {
+        watch(&state, issued, &ctx);
+    }
     match result {
         Ok(issued) => {
             let mut response = Json(issued.response).into_response();
@@ -120,9 +124,42 @@ pub(super) async fn authenticate_client(
         Err(e) => Err(TokenError::from(e)),
     };
     if matches!(result, Err(TokenError::InvalidClient(_))) {
-        state.throttle.fail(claimed.as_deref(), source, now);
+        let tripped = state.throttle.fail(claimed.as_deref(), source, now);
+        if !tripped.is_empty() {
+            let ctx = crate::audit::RequestContext {
+                source_ip: source,
+                ..Default::default()
+            };
+            crate::anomaly::bursts(state, tripped, &ctx);
+        }
     }
     result
+}
+
+/// Hands an issued token to anomaly detection, which never delays the response.
+fn watch(state: &AppState, issued: &Issued, ctx: &RequestContext) {
+    let claims = &issued.claims;
+    let Ok(client_id) = uuid::Uuid::parse_str(&claims.client_id) else {
+        return;
+    };
+    let now = state.clock.now();
+    state
+        .anomalies
+        .issued(&claims.jti, ctx.source_ip, claims.exp, now);
+    crate::anomaly::inspect_later(
+        state,
+        Observation {
+            seen_in: SeenIn::Issuance,
+            client_id,
+            subject: Some(claims.sub.clone()),
+            jti: Some(claims.jti.clone()),
+            token_exp: Some(claims.exp),
+            address: ctx.source_ip,
+            audience: Some(claims.aud.clone()),
+            endpoint: None,
+            request: ctx.clone(),
+        },
+    );
 }
 
 async fn exchange(

@@ -1,8 +1,8 @@
 //! Wire types of the admin API. Request types reject unknown fields; times are RFC 3339.
 
 use mayfly_store::{
-    AudienceRecord, ClientPublicKeyRecord, ClientRecord, ClientSecretRecord, GrantRecord, KeyState,
-    ScopeRecord, SigningKeyRecord, Subject, UserRecord,
+    AnomalyPolicy, AudienceRecord, ClientPublicKeyRecord, ClientRecord, ClientSecretRecord,
+    GrantRecord, KeyState, ScopeRecord, SigningKeyRecord, Subject, UserRecord,
 };
 use serde::{Deserialize, Deserializer, Serialize};
 use time::OffsetDateTime;
@@ -194,6 +194,8 @@ pub struct ClientOut {
     pub allowed_cidrs: Vec<String>,
     /// Whether its tokens must be DPoP-bound.
     pub require_dpop: bool,
+    /// What an anomaly concerning it triggers.
+    pub anomaly_policy: Policy,
     /// Creation time.
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
@@ -212,6 +214,7 @@ impl From<ClientRecord> for ClientOut {
             max_ttl_secs: c.max_ttl_secs,
             allowed_cidrs: c.allowed_cidrs,
             require_dpop: c.require_dpop,
+            anomaly_policy: c.anomaly_policy.into(),
             created_at: c.created_at,
             updated_at: c.updated_at,
         }
@@ -249,6 +252,40 @@ pub struct NewClientIn {
     /// Whether its tokens must be DPoP-bound.
     #[serde(default)]
     pub require_dpop: bool,
+    /// What an anomaly concerning it triggers (default `alert`).
+    #[serde(default)]
+    pub anomaly_policy: Policy,
+}
+
+/// What an anomaly (new network, new audience or endpoint, burst of failures) triggers:
+/// `alert` records it and calls the webhook; `revoke` also revokes the token concerned,
+/// or the client's live tokens, at once.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Policy {
+    /// Record and notify.
+    #[default]
+    Alert,
+    /// Record, notify and revoke.
+    Revoke,
+}
+
+impl From<AnomalyPolicy> for Policy {
+    fn from(p: AnomalyPolicy) -> Self {
+        match p {
+            AnomalyPolicy::Alert => Self::Alert,
+            AnomalyPolicy::Revoke => Self::Revoke,
+        }
+    }
+}
+
+impl From<Policy> for AnomalyPolicy {
+    fn from(p: Policy) -> Self {
+        match p {
+            Policy::Alert => Self::Alert,
+            Policy::Revoke => Self::Revoke,
+        }
+    }
 }
 
 fn yes() -> bool {
@@ -275,6 +312,8 @@ pub struct ClientPatch {
     pub allowed_cidrs: Option<Vec<String>>,
     /// Require DPoP.
     pub require_dpop: Option<bool>,
+    /// New anomaly policy.
+    pub anomaly_policy: Option<Policy>,
 }
 
 /// A client secret's metadata (never the secret).

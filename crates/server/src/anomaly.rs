@@ -1,0 +1,429 @@
+//! Anomaly detection on issuance, introspection and reported use.
+//!
+//! Each client has a baseline in the store: the networks (/24 or /64) it was seen from,
+//! the audiences its tokens were used at, and the endpoints they called. A sighting
+//! outside the baseline is an anomaly, except while the client is young (the learning
+//! period) or when it is the first of its kind. Each token also remembers the network it
+//! was issued to: use from another network is an anomaly at once. Bursts of failed
+//! client authentication (the throttle's limit reached) are anomalies too.
+//!
+//! An anomaly is an `anomaly` audit event and a webhook notice; when the client's policy
+//! is `revoke`, the token used (for anomalies in use) or every live token of the client
+//! (for anomalies in token requests and failure bursts) is revoked. The hot paths stay cheap: what this process has
+//! seen already is answered from memory, and issuance never waits for the store.
+
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+use std::sync::{Mutex, PoisonError};
+
+use mayfly_core::revocation::RevocationKind;
+use mayfly_store::{AnomalyPolicy, AuditEvent, Sighting, SightingKind};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::admin::Actor;
+use crate::admin::RevokeSpec;
+use crate::audit::{self, RequestContext, kind, outcome};
+use crate::client_auth::throttle::{self, Key};
+use crate::state::AppState;
+
+/// Who revocations made by a `revoke` policy are attributed to.
+pub const ACTOR: &str = "mayfly:anomaly";
+/// Sightings remembered in memory before the cache starts over.
+const MAX_KNOWN: usize = 200_000;
+/// Issued tokens whose origin is remembered.
+const MAX_TOKENS: usize = 200_000;
+
+/// Where something was seen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SeenIn {
+    /// A token request.
+    Issuance,
+    /// An introspection request.
+    Introspection,
+    /// A resource server's usage report.
+    Usage,
+}
+
+impl SeenIn {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Issuance => "issuance",
+            Self::Introspection => "introspection",
+            Self::Usage => "usage",
+        }
+    }
+}
+
+/// One thing a token or client was seen doing.
+#[derive(Debug, Clone)]
+pub struct Observation {
+    /// Where.
+    pub seen_in: SeenIn,
+    /// The client the token belongs to.
+    pub client_id: Uuid,
+    /// The token's subject.
+    pub subject: Option<String>,
+    /// The token, if one is concerned.
+    pub jti: Option<String>,
+    /// Its expiry (bounds how long a revocation is kept).
+    pub token_exp: Option<OffsetDateTime>,
+    /// The address the client acted from.
+    pub address: Option<IpAddr>,
+    /// The audience used.
+    pub audience: Option<String>,
+    /// The endpoint called: `METHOD /path`.
+    pub endpoint: Option<String>,
+    /// The request that reported it (for the audit event).
+    pub request: RequestContext,
+}
+
+/// The network an address belongs to, as the baseline records it: /24 for IPv4, /64 for
+/// IPv6 (one site or one host's prefix, not one address).
+pub fn network(address: IpAddr) -> String {
+    match address.to_canonical() {
+        IpAddr::V4(v4) => {
+            let [a, b, c, _] = v4.octets();
+            format!("{a}.{b}.{c}.0/24")
+        }
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            let prefix = std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0);
+            format!("{prefix}/64")
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Origin {
+    network: String,
+    exp: OffsetDateTime,
+}
+
+/// What this process remembers. The store holds the baseline; this only saves trips.
+#[derive(Debug, Default)]
+pub struct Detector {
+    known: Mutex<HashSet<(Uuid, SightingKind, String)>>,
+    origins: Mutex<HashMap<String, Origin>>,
+    bursts: Mutex<HashMap<Key, OffsetDateTime>>,
+}
+
+/// An anomaly found, before it is recorded.
+#[derive(Debug)]
+struct Found {
+    name: &'static str,
+    detail: serde_json::Value,
+}
+
+impl Detector {
+    /// Remembers where a token was issued, so use from elsewhere stands out.
+    pub fn issued(
+        &self,
+        jti: &str,
+        address: Option<IpAddr>,
+        exp: OffsetDateTime,
+        now: OffsetDateTime,
+    ) {
+        let Some(address) = address else { return };
+        let mut origins = self.origins.lock().unwrap_or_else(PoisonError::into_inner);
+        if origins.len() >= MAX_TOKENS {
+            origins.retain(|_, o| o.exp > now);
+            if origins.len() >= MAX_TOKENS {
+                origins.clear();
+            }
+        }
+        origins.insert(
+            jti.to_owned(),
+            Origin {
+                network: network(address),
+                exp,
+            },
+        );
+    }
+
+    /// The sightings of `obs` this process has not seen yet (no I/O).
+    fn unknown(&self, obs: &Observation) -> Vec<(SightingKind, String)> {
+        let mut wanted = Vec::with_capacity(3);
+        if let Some(address) = obs.address {
+            wanted.push((SightingKind::Network, network(address)));
+        }
+        if obs.seen_in != SeenIn::Issuance
+            && let Some(aud) = &obs.audience
+        {
+            wanted.push((SightingKind::Audience, aud.clone()));
+            if let Some(endpoint) = &obs.endpoint {
+                wanted.push((SightingKind::Endpoint, format!("{aud} {endpoint}")));
+            }
+        }
+        let known = self.known.lock().unwrap_or_else(PoisonError::into_inner);
+        wanted.retain(|(kind, value)| !known.contains(&(obs.client_id, *kind, value.clone())));
+        wanted
+    }
+
+    fn learn(&self, client_id: Uuid, kind: SightingKind, value: String) {
+        let mut known = self.known.lock().unwrap_or_else(PoisonError::into_inner);
+        if known.len() >= MAX_KNOWN {
+            known.clear();
+        }
+        known.insert((client_id, kind, value));
+    }
+
+    /// The issuance network of the token, when it differs from where it is used now.
+    fn moved(&self, obs: &Observation) -> Option<Found> {
+        let (jti, address) = (obs.jti.as_ref()?, obs.address?);
+        if obs.seen_in == SeenIn::Issuance {
+            return None;
+        }
+        let origins = self.origins.lock().unwrap_or_else(PoisonError::into_inner);
+        let origin = origins.get(jti)?;
+        let now_in = network(address);
+        (origin.network != now_in).then(|| Found {
+            name: "token_new_network",
+            detail: serde_json::json!({ "issued_to": origin.network, "used_from": now_in }),
+        })
+    }
+
+    /// Whether a burst for `key` was already reported within the throttle window.
+    fn burst_is_new(&self, key: &Key, now: OffsetDateTime) -> bool {
+        let mut bursts = self.bursts.lock().unwrap_or_else(PoisonError::into_inner);
+        if bursts.len() >= MAX_KNOWN {
+            bursts.clear();
+        }
+        match bursts.get(key) {
+            Some(at) if *at > now - throttle::WINDOW => false,
+            _ => {
+                bursts.insert(key.clone(), now);
+                true
+            }
+        }
+    }
+}
+
+/// Checks `obs` against the baseline and responds to what stands out. Returns the
+/// anomalies raised. Store failures are logged: detection never fails the request.
+pub async fn inspect(state: &AppState, obs: Observation) -> Vec<&'static str> {
+    let now = state.clock.now();
+    let mut found: Vec<Found> = state.anomalies.moved(&obs).into_iter().collect();
+    let unknown = state.anomalies.unknown(&obs);
+    if !unknown.is_empty() {
+        let view = match state.directory.client(obs.client_id).await {
+            Ok(view) => view,
+            Err(e) => {
+                tracing::warn!(error = %e, "anomaly check: client lookup failed");
+                None
+            }
+        };
+        let learning = view
+            .as_ref()
+            .is_some_and(|v| v.client.created_at + state.config.anomaly_learning_period > now);
+        let client = obs.client_id.to_string();
+        for (kind, value) in unknown {
+            match state
+                .store
+                .record_sighting(&client, kind, &value, now)
+                .await
+            {
+                Ok(sighting) => {
+                    state.anomalies.learn(obs.client_id, kind, value.clone());
+                    if sighting == Sighting::New && !learning {
+                        found.push(Found {
+                            name: match kind {
+                                SightingKind::Network => "new_network",
+                                SightingKind::Audience => "new_audience",
+                                SightingKind::Endpoint => "new_endpoint",
+                            },
+                            detail: serde_json::json!({ "value": value }),
+                        });
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "anomaly check: sighting not recorded"),
+            }
+        }
+    }
+    if found.is_empty() {
+        return Vec::new();
+    }
+    let policy = match state.directory.client(obs.client_id).await {
+        Ok(Some(view)) => view.client.anomaly_policy,
+        _ => AnomalyPolicy::Alert,
+    };
+    // A surprising token request puts the client's credentials in doubt: all its live
+    // tokens go. A surprising use puts that one token in doubt.
+    let target = match (&obs.jti, obs.seen_in) {
+        (Some(jti), SeenIn::Usage | SeenIn::Introspection) => Target::Token {
+            jti: jti.clone(),
+            exp: obs.token_exp,
+        },
+        _ => Target::Client(obs.client_id.to_string()),
+    };
+    let names = found.iter().map(|f| f.name).collect();
+    let event = AuditEvent {
+        actor: Some(ACTOR.to_owned()),
+        subject: obs.subject.clone(),
+        client_id: Some(obs.client_id.to_string()),
+        jti: obs.jti.clone(),
+        audience: obs.audience.clone(),
+        source_ip: obs.address.map(|a| a.to_string()),
+        ..audit::event(kind::ANOMALY, outcome::DETECTED, now, &obs.request)
+    };
+    respond(state, event, &found, obs.seen_in, policy, target).await;
+    names
+}
+
+/// Runs [`inspect`] off the request path when there is anything to check: the hot path
+/// pays one memory lookup when the client and token are behaving as before.
+pub fn inspect_later(state: &AppState, obs: Observation) {
+    if state.anomalies.unknown(&obs).is_empty() && state.anomalies.moved(&obs).is_none() {
+        return;
+    }
+    let state = state.clone();
+    tokio::spawn(async move {
+        inspect(&state, obs).await;
+    });
+}
+
+/// Reports bursts of failed client authentication the throttle just detected.
+pub fn bursts(state: &AppState, tripped: Vec<Key>, ctx: &RequestContext) {
+    let now = state.clock.now();
+    for key in tripped {
+        if !state.anomalies.burst_is_new(&key, now) {
+            continue;
+        }
+        let state = state.clone();
+        let ctx = ctx.clone();
+        tokio::spawn(async move {
+            let (client, detail) = match &key {
+                Key::Client(id) => (
+                    Uuid::parse_str(id).ok(),
+                    serde_json::json!({ "client_id": id, "limit": throttle::PER_CLIENT }),
+                ),
+                Key::Address(ip) => (
+                    None,
+                    serde_json::json!({ "address": ip.to_string(), "limit": throttle::PER_ADDRESS }),
+                ),
+            };
+            let view = match client {
+                Some(id) => state.directory.client(id).await.ok().flatten(),
+                None => None,
+            };
+            let policy = view
+                .as_ref()
+                .map_or(AnomalyPolicy::Alert, |v| v.client.anomaly_policy);
+            let event = AuditEvent {
+                actor: Some(ACTOR.to_owned()),
+                client_id: view.as_ref().map(|v| v.client.id.to_string()),
+                ..audit::event(kind::ANOMALY, outcome::DETECTED, now, &ctx)
+            };
+            let found = [Found {
+                name: "auth_failure_burst",
+                detail,
+            }];
+            let target = match &view {
+                Some(v) => Target::Client(v.client.id.to_string()),
+                None => Target::Nothing,
+            };
+            respond(&state, event, &found, SeenIn::Issuance, policy, target).await;
+        });
+    }
+}
+
+/// What a `revoke` policy revokes.
+enum Target {
+    Token {
+        jti: String,
+        exp: Option<OffsetDateTime>,
+    },
+    Client(String),
+    Nothing,
+}
+
+/// Applies the policy, records the event, and notifies the webhook.
+async fn respond(
+    state: &AppState,
+    mut event: AuditEvent,
+    found: &[Found],
+    seen_in: SeenIn,
+    policy: AnomalyPolicy,
+    target: Target,
+) {
+    let names: Vec<&str> = found.iter().map(|f| f.name).collect();
+    let reason = format!("anomaly: {}", names.join(", "));
+    let action = match (policy, target) {
+        (AnomalyPolicy::Revoke, Target::Token { jti, exp }) => {
+            let spec = RevokeSpec {
+                token_exp: exp,
+                ..RevokeSpec::now(RevocationKind::Jti, jti, &reason)
+            };
+            revoke(state, spec).await.then_some("revoked_token")
+        }
+        (AnomalyPolicy::Revoke, Target::Client(id)) => {
+            let spec = RevokeSpec::now(RevocationKind::Client, id, &reason);
+            revoke(state, spec).await.then_some("revoked_client_tokens")
+        }
+        _ => None,
+    };
+    let details: Vec<_> = found
+        .iter()
+        .map(|f| serde_json::json!({ "anomaly": f.name, "detail": f.detail }))
+        .collect();
+    event.detail = serde_json::json!({
+        "anomaly": names.first(),
+        "anomalies": details,
+        "seen_in": seen_in.as_str(),
+        "policy": policy.as_str(),
+        "action": action.unwrap_or("none"),
+    });
+    for name in &names {
+        metrics::counter!("mayfly_anomalies_total", "anomaly" => *name).increment(1);
+    }
+    tracing::warn!(anomalies = ?names, client_id = ?event.client_id, action = action.unwrap_or("none"), "anomaly detected");
+    if let Some(webhook) = &state.webhook {
+        let body = serde_json::to_value(crate::http::admin::audit::AuditEventOut::from(
+            event.clone(),
+        ))
+        .unwrap_or_default();
+        webhook.notify(event.id.to_string(), &body);
+    }
+    if let Err(e) = state.audit.record(event).await {
+        tracing::error!(error = %e, "anomaly event not recorded");
+    }
+}
+
+/// Revokes as the anomaly responder and makes it effective in this process at once.
+async fn revoke(state: &AppState, spec: RevokeSpec) -> bool {
+    let actor = Actor {
+        store: state.store.as_ref(),
+        id: ACTOR.to_owned(),
+        now: state.clock.now(),
+    };
+    match actor.revoke(spec).await {
+        Ok(_) => {
+            if let Err(e) = state.revocations.catch_up().await {
+                tracing::warn!(error = %e, "revocation recorded; cache catch-up failed");
+            }
+            true
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "anomaly policy: revocation failed");
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn networks_are_slash_24_and_slash_64() {
+        assert_eq!(network("203.0.113.77".parse().unwrap()), "203.0.113.0/24");
+        assert_eq!(
+            network("::ffff:203.0.113.77".parse().unwrap()),
+            "203.0.113.0/24"
+        );
+        assert_eq!(
+            network("2001:db8:1:2:3:4:5:6".parse().unwrap()),
+            "2001:db8:1:2::/64"
+        );
+    }
+}
