@@ -1,5 +1,6 @@
 """Admin-API set-up shared by the authlib checks (plain requests, not the code under test)."""
 
+import os
 import sys
 
 import requests
@@ -15,6 +16,7 @@ class Admin:
         token = session.fetch_token(
             f"{self.issuer}/oauth2/token", grant_type="client_credentials"
         )
+        remember(token["access_token"])
         self.http = requests.Session()
         self.http.headers["Authorization"] = f"Bearer {token['access_token']}"
 
@@ -28,13 +30,25 @@ class Admin:
         return self.post("/admin/v1/audiences", {"uri": uri, "scopes": scopes})
 
     def client(self, name: str, **fields) -> dict:
-        return self.post("/admin/v1/clients", {"name": name, **fields})
+        created = self.post("/admin/v1/clients", {"name": name, **fields})
+        if "client_secret" in created:
+            remember(created["client_secret"])
+        return created
 
     def grant(self, kind: str, subject_id: str, audience: str, scopes: list[str]) -> dict:
         return self.post(
             "/admin/v1/grants",
             {"subject": {"kind": kind, "id": subject_id}, "audience": audience, "scopes": scopes},
         )
+
+
+def remember(secret: str) -> None:
+    """Records a secret, password or token this check used: the runner then asserts
+    that none appears in the server's logs or audit log."""
+    path = os.environ.get("MAYFLY_CHECK_SECRETS_FILE")
+    if path and secret:
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(secret + "\n")
 
 
 def fail(message: str) -> None:

@@ -6,7 +6,7 @@ Usage: test_client_credentials.py ISSUER ADMIN_CLIENT_ID ADMIN_CLIENT_SECRET
 import sys
 
 from authlib.integrations.requests_client import OAuth2Session
-from mayfly_admin import Admin, check
+from mayfly_admin import Admin, check, remember
 
 AUDIENCE = "https://orders.authlib.test"
 
@@ -28,6 +28,7 @@ def main(issuer: str, admin_id: str, admin_secret: str) -> None:
         token = session.fetch_token(
             token_url, grant_type="client_credentials", resource=AUDIENCE
         )
+        remember(token["access_token"])
         check(token["token_type"] == "Bearer", f"{method}: token_type {token['token_type']}")
         check(token["access_token"].startswith("v4.public."), f"{method}: not a PASETO")
         check(token["scope"] == "orders:read", f"{method}: scope {token['scope']}")

@@ -336,6 +336,21 @@ async fn token_used_from_a_new_network_is_an_anomaly(app: TestApp) {
         json!({ "issued_to": "127.0.0.0/24", "used_from": "203.0.113.0/24" })
     );
     assert!(introspect_active(&app, &rs, &issued.token).await);
+    let metrics = app
+        .http
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for needle in [
+        "mayfly_anomalies_total{anomaly=\"token_new_network\"}",
+        "mayfly_token_uses_total",
+    ] {
+        assert!(metrics.contains(needle), "missing {needle}");
+    }
 }
 
 async fn revoke_policy_deactivates_the_token_at_once(app: TestApp) {
@@ -621,16 +636,23 @@ async fn sdk_layer_reports_usage(app: TestApp) {
 }
 
 /// The webhook receives every anomaly as JSON, signed with HMAC-SHA256 over
-/// "<t>.<body>" under the configured secret.
+/// "<t>.<body>" under the configured secret, and retries when the receiver fails.
 async fn webhook_receives_signed_anomalies(backend: Backend) {
+    // The receiver fails its first call: the notice must come again.
     let (tx, mut rx) = mpsc::unbounded_channel::<(HeaderMap, String)>();
+    let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let receiver = axum::Router::new().route(
         "/hook",
         post(move |headers: HeaderMap, body: String| {
             let tx = tx.clone();
+            let calls = calls.clone();
             async move {
                 let _ = tx.send((headers, body));
-                "ok"
+                if calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+                    axum::http::StatusCode::SERVICE_UNAVAILABLE
+                } else {
+                    axum::http::StatusCode::OK
+                }
             }
         }),
     );
@@ -659,10 +681,16 @@ async fn webhook_receives_signed_anomalies(backend: Backend) {
     .await
     .ok(202);
 
-    let (headers, body) = tokio::time::timeout(StdDuration::from_secs(10), rx.recv())
+    let (first_headers, first_body) = tokio::time::timeout(StdDuration::from_secs(10), rx.recv())
         .await
         .expect("the webhook was called")
         .unwrap();
+    let (headers, body) = tokio::time::timeout(StdDuration::from_secs(10), rx.recv())
+        .await
+        .expect("the webhook was retried after a 503")
+        .unwrap();
+    assert_eq!(first_body, body, "the retry carries the same notice");
+    assert_eq!(first_headers["mayfly-event-id"], headers["mayfly-event-id"]);
     let signature = headers["mayfly-signature"].to_str().unwrap();
     let (t, v1) = signature
         .strip_prefix("t=")

@@ -93,6 +93,11 @@ export MAYFLY_ISSUER="$issuer"
 export MAYFLY_DATABASE_URL="sqlite://$tmp/mayfly.db"
 export MAYFLY_MASTER_KEY_FILE="$tmp/master.key"   # created (0600) by the server
 export MAYFLY_LOG_FORMAT=text
+# Log everything, so the secret check below also covers debug output.
+export RUST_LOG=debug,hyper=info,h2=info,sqlx=info,reqwest=info,rustls=info
+# Checks append every secret, password and token they use here, one per line.
+export MAYFLY_CHECK_SECRETS_FILE="$tmp/secrets.txt"
+: >"$MAYFLY_CHECK_SECRETS_FILE"
 
 say "starting $bin serve on $MAYFLY_LISTEN"
 "$bin" serve >"$serve_log" 2>&1 </dev/null &
@@ -166,9 +171,19 @@ for check in "$@"; do
         || die "$(basename "$check") failed (see above)"
 done
 
-# The service must never log a client secret.
-if grep -qF -- "$client_secret" "$serve_log" "$bootstrap_err"; then
-    die "the client secret appears in the mayfly logs"
+# No secret, password or token used above may appear in the logs or the audit log.
+echo "$client_secret" >>"$MAYFLY_CHECK_SECRETS_FILE"
+audit_dump="$tmp/audit.jsonl"
+"$bin" audit search --limit 500 >"$audit_dump" 2>"$tmp/audit.err" </dev/null \
+    || { cat "$tmp/audit.err" >&2; die "mayfly audit search failed"; }
+[ -s "$audit_dump" ] || die "the audit log is empty"
+grep -v '^$' "$MAYFLY_CHECK_SECRETS_FILE" >"$tmp/needles.txt" || true
+say "checking $(wc -l <"$tmp/needles.txt") secrets against $(wc -l <"$serve_log") log lines and $(wc -l <"$audit_dump") audit events"
+if grep -qF -f "$tmp/needles.txt" "$serve_log" "$bootstrap_err"; then
+    die "a secret or token appears in the mayfly logs"
+fi
+if grep -qF -f "$tmp/needles.txt" "$audit_dump"; then
+    die "a secret or token appears in the audit log"
 fi
 
 say "OK"

@@ -55,6 +55,7 @@ contract!(
     revocation_feed,
     audit_search_filters_and_retention,
     sightings_and_anomaly_policy,
+    audit_batch_larger_than_one_statement,
 );
 
 async fn audience(store: &dyn Store, uri: &str, scopes: &[&str]) -> AudienceRecord {
@@ -1835,4 +1836,40 @@ async fn sightings_and_anomaly_policy(store: Arc<dyn Store>) {
             .unwrap(),
         Sighting::FirstOfKind
     );
+}
+
+/// A batch larger than one INSERT may bind (Postgres: 65,535 parameters) is written
+/// whole.
+async fn audit_batch_larger_than_one_statement(store: Arc<dyn Store>) {
+    let t = now();
+    let batch: Vec<_> = (0..5000)
+        .map(|i| event("token.used", "c", t + Duration::microseconds(i)))
+        .collect();
+    store.append_audit_events(&batch).await.unwrap();
+    let newest = store
+        .audit_events(&AuditQuery {
+            limit: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(newest, vec![batch[4999].clone()]);
+    // A failing batch writes nothing: the same ids again collide.
+    assert!(store.append_audit_events(&batch).await.is_err());
+    let mut count = 0;
+    let mut before = None;
+    loop {
+        let page = store
+            .audit_events(&AuditQuery {
+                limit: 1000,
+                before,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let Some(last) = page.last() else { break };
+        before = Some((last.occurred_at, last.id));
+        count += page.len();
+    }
+    assert_eq!(count, 5000);
 }

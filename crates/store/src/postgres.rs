@@ -26,6 +26,9 @@ use crate::{
 };
 use crate::{NewRevocation, RevocationRecord, RevocationStore};
 
+/// Audit events per INSERT statement: 14 parameters each, well under Postgres's 65,535.
+const AUDIT_CHUNK: usize = 1000;
+
 /// Advisory lock key serializing revocation inserts ("mayflyr").
 const REVOCATION_LOCK: i64 = 0x006d_6179_666c_7972;
 /// `NOTIFY` channel announcing new revocations.
@@ -1389,9 +1392,17 @@ impl AuditStore for PgStore {
         if events.is_empty() {
             return Ok(());
         }
-        // One statement in autocommit: one commit (one WAL flush) per batch.
-        let mut conn = self.pool.acquire().await.or_store("audit event")?;
-        insert_audit_events(&mut conn, events).await
+        if events.len() <= AUDIT_CHUNK {
+            // One statement in autocommit: one commit (one WAL flush) per batch.
+            let mut conn = self.pool.acquire().await.or_store("audit event")?;
+            return insert_audit_events(&mut conn, events).await;
+        }
+        // Larger than one statement may bind (65,535 parameters): all chunks or none.
+        let mut tx = self.pool.begin().await.or_store("audit event")?;
+        for chunk in events.chunks(AUDIT_CHUNK) {
+            insert_audit_events(&mut tx, chunk).await?;
+        }
+        tx.commit().await.or_store("audit event")
     }
 
     async fn audit_events(&self, query: &AuditQuery) -> StoreResult<Vec<AuditEvent>> {
