@@ -64,6 +64,23 @@ run() { # name url auth body
 basic() { printf 'Basic %s' "$(printf '%s:%s' "$1" "$2" | base64 -w0)"; }
 echo "bench: $MAYFLY_DB, $C connections, $THREADS wrk threads, $DUR per endpoint, $(nproc) cores shared with wrk"
 run issuance "$base/oauth2/token" "$(basic "$worker_id" "$worker_secret")" "grant_type=client_credentials&scope=orders%3Aread&resource=https%3A%2F%2Fapi.bench%2Forders"
+# Group commit under that load: how many events each audit transaction carried, and how
+# long its commit took (means and p99 from the /metrics histograms).
+curl -fsS "$base/metrics" | python3 -c '
+import re, sys
+text = sys.stdin.read()
+def hist(name):
+    total = float(re.search(r"^%s_sum(?:\{[^}]*\})? (\S+)$" % name, text, re.M).group(1))
+    count = float(re.search(r"^%s_count(?:\{[^}]*\})? (\S+)$" % name, text, re.M).group(1))
+    buckets = [(float("inf") if le == "+Inf" else float(le), float(n))
+               for le, n in re.findall(r"^%s_bucket\{[^}]*le=\"([^\"]+)\"\} (\S+)$" % name, text, re.M)]
+    p99 = next((le for le, n in sorted(buckets) if n >= 0.99 * count), float("nan"))
+    return total / count, p99, count
+size, size_p99, batches = hist("mayfly_audit_batch_size")
+secs, secs_p99, _ = hist("mayfly_audit_commit_seconds")
+print("audit          %8.0f batches  mean %5.1f events (p99 <= %g)  commit mean %5.2f ms (p99 <= %g ms)"
+      % (batches, size, size_p99, secs * 1e3, secs_p99 * 1e3))
+'
 run introspection "$base/oauth2/introspect" "$(basic "$rs_id" "$rs_secret")" "token=$worker_token"
 rss=$(awk '/VmRSS/{print int($2/1024)}' /proc/$pid/status 2>/dev/null || echo "?")
 echo "bench: mayfly RSS after load: $rss MB"

@@ -112,6 +112,23 @@ async fn main() {
         written += n;
     }
     let fill = started.elapsed();
+    // Fresh planner statistics, as autovacuum (Postgres) or `PRAGMA optimize` would
+    // provide on a live system; without them the planner guesses.
+    match backend {
+        Backend::Postgres => {
+            use sqlx::Connection as _;
+            let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+            sqlx::query("ANALYZE audit_events")
+                .execute(&mut conn)
+                .await
+                .unwrap();
+        }
+        Backend::Sqlite => {
+            use sqlx::Connection as _;
+            let mut conn = sqlx::SqliteConnection::connect(&db.url).await.unwrap();
+            sqlx::query("ANALYZE").execute(&mut conn).await.unwrap();
+        }
+    }
     println!(
         "{backend:?}: {total} events written in {:.1} s ({:.0}/s, batches of {BATCH})",
         fill.as_secs_f64(),
