@@ -270,6 +270,29 @@ async fn insert_audit_events(
     Ok(())
 }
 
+/// The text every address of an IPv4 network starts with, as a LIKE pattern; `None`
+/// for IPv6 (its text form has no fixed prefix) or a network shorter than /8.
+fn ipv4_text_prefix(net: ipnet::IpNet) -> Option<String> {
+    let ipnet::IpNet::V4(net) = net else {
+        return None;
+    };
+    let octets = usize::from(net.prefix_len() / 8);
+    if octets == 0 {
+        return None;
+    }
+    let mut prefix: String = net.network().octets()[..octets.min(4)]
+        .iter()
+        .map(|o| format!("{o}."))
+        .collect();
+    if octets == 4 {
+        // A whole address: exactly it.
+        prefix.pop();
+        return Some(prefix);
+    }
+    prefix.push('%');
+    Some(prefix)
+}
+
 fn audit_event(row: &SqliteRow) -> StoreResult<AuditEvent> {
     let Json(detail) = row
         .try_get::<Json<serde_json::Value>, _>("detail")
@@ -1410,8 +1433,13 @@ impl AuditStore for SqliteStore {
                         .push_bind(value.clone());
                 }
             }
-            if query.network.is_some() {
+            if let Some(net) = query.network {
                 sql.push(" AND source_ip IS NOT NULL");
+                // Let SQLite discard most rows itself: an IPv4 network lies within its
+                // whole-octet prefix ("10.17.%" for 10.17.0.0/16 or 10.17.128.0/17).
+                if let Some(prefix) = ipv4_text_prefix(net) {
+                    sql.push(" AND source_ip LIKE ").push_bind(prefix);
+                }
             }
             if let Some(since) = query.since {
                 sql.push(" AND occurred_at >= ").push_bind(micros(since));
@@ -1553,5 +1581,22 @@ impl Store for SqliteStore {
 
     fn backend(&self) -> Backend {
         Backend::Sqlite
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ipv4_text_prefix;
+
+    #[test]
+    fn ipv4_networks_become_text_prefixes() {
+        let prefix = |net: &str| ipv4_text_prefix(net.parse().unwrap());
+        assert_eq!(prefix("10.0.0.0/8").as_deref(), Some("10.%"));
+        assert_eq!(prefix("10.17.0.0/16").as_deref(), Some("10.17.%"));
+        assert_eq!(prefix("10.17.128.0/17").as_deref(), Some("10.17.%"));
+        assert_eq!(prefix("192.0.2.0/24").as_deref(), Some("192.0.2.%"));
+        assert_eq!(prefix("192.0.2.7/32").as_deref(), Some("192.0.2.7"));
+        assert_eq!(prefix("0.0.0.0/0"), None);
+        assert_eq!(prefix("2001:db8::/32"), None);
     }
 }
