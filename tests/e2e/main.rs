@@ -7,6 +7,7 @@
 
 mod admin;
 mod audit;
+mod bound;
 mod helpers;
 mod keys;
 mod revocation;

@@ -653,6 +653,8 @@ fn claims_of(answer: Introspection) -> Result<Claims, VerifyError> {
         scope: answer.scope.unwrap_or_default(),
         client_id: answer.client_id.unwrap_or_default(),
         gid: Vec::new(),
+        cnf: None,
+        cidr: vec![],
     })
 }
 
@@ -763,6 +765,8 @@ mod tests {
                 scope: "orders:read".into(),
                 client_id: "client-1".into(),
                 gid: vec![],
+                cnf: None,
+                cidr: vec![],
             },
         )
         .unwrap()

@@ -34,6 +34,8 @@ pub struct AppState {
     pub passwords: crate::password::Passwords,
     /// Failed client authentication counters.
     pub throttle: Arc<crate::client_auth::throttle::Throttle>,
+    /// DPoP server nonces.
+    pub nonces: Arc<crate::dpop::Nonces>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -83,6 +85,7 @@ impl AppState {
         config.check_key_periods()?;
         config.check_database_url()?;
         let master = MasterKey::load(&config.master_key_source()?)?;
+        let nonces = crate::dpop::Nonces::new(master.derive("mayfly dpop nonce key v1"));
         let store = mayfly_store::connect(&config.database_url).await?;
         store.migrate().await?;
         let keyring = Keyring::load(store.as_ref(), master, clock.now()).await?;
@@ -101,6 +104,7 @@ impl AppState {
             clock,
             passwords: crate::password::Passwords::default(),
             throttle: Arc::default(),
+            nonces: Arc::new(nonces),
         };
         Ok(Started {
             state,

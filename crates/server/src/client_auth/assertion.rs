@@ -1,0 +1,154 @@
+//! `private_key_jwt` (RFC 7523 §2.2, as profiled by OpenID Connect Core §9): the client
+//! signs a short-lived JWT with an Ed25519 key registered for it. No shared secret.
+//!
+//! Checked here: `alg` is `EdDSA` and nothing else (`none`, HMAC — e.g. signed with the
+//! public key's bytes —, RSA and ECDSA are refused before any key is looked at); the
+//! signature verifies (strictly) with one of the client's registered keys (the one
+//! `kid` names, else each); `iss` = `sub` = the client id; `aud` (a string or an array)
+//! names the issuer or one of its endpoints; `iat` at most 5 minutes old and not in the
+//! future (60 s skew); `exp` in the future and at most 60 minutes after `iat`; `nbf`, if
+//! any, reached; and `jti` never used before by this client while the assertion could
+//! still be accepted, on any replica (the store's one-time ids).
+
+use serde::Deserialize;
+use serde_json::Value;
+use time::{Duration, OffsetDateTime};
+
+use mayfly_core::jose::{Jws, PublicJwk};
+use mayfly_store::{ClientPublicKeyRecord, ReplayStore};
+
+use super::AuthError;
+
+/// `client_assertion_type` for JWT client assertions (RFC 7523 §2.2).
+pub const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+/// The only accepted algorithm.
+pub const ALGORITHM: &str = "EdDSA";
+/// Oldest accepted `iat`.
+pub const MAX_AGE: Duration = Duration::minutes(5);
+/// Longest accepted lifetime (`exp` - `iat`): client libraries default to one hour.
+pub const MAX_LIFETIME: Duration = Duration::minutes(60);
+/// Clock-skew allowance.
+pub const SKEW: Duration = Duration::seconds(60);
+const MAX_JTI: usize = 256;
+
+#[derive(Deserialize)]
+struct AssertionClaims {
+    iss: Option<String>,
+    sub: Option<String>,
+    aud: Option<Value>,
+    iat: Option<i64>,
+    exp: Option<i64>,
+    nbf: Option<i64>,
+    jti: Option<String>,
+}
+
+/// The client an assertion claims to come from (its `sub`, else `iss`), unverified:
+/// for finding the client's keys, throttling and the audit log.
+pub fn claimed_client(assertion: &str) -> Option<String> {
+    let jws = Jws::parse(assertion).ok()?;
+    let claims: AssertionClaims = jws.claims().ok()?;
+    claims.sub.or(claims.iss)
+}
+
+/// What an assertion is checked against.
+pub struct Expected<'a> {
+    /// The client the keys belong to.
+    pub client_id: &'a str,
+    /// The client's registered keys.
+    pub keys: &'a [ClientPublicKeyRecord],
+    /// Accepted `aud` values: the issuer and its endpoint URLs.
+    pub audiences: &'a [String],
+    /// Now.
+    pub now: OffsetDateTime,
+}
+
+fn bad(reason: &'static str) -> AuthError {
+    AuthError::BadAssertion(reason)
+}
+
+/// Verifies an assertion, then spends its `jti`.
+///
+/// # Errors
+/// [`AuthError::BadAssertion`] naming the failed check, [`AuthError::Store`].
+pub async fn verify(
+    assertion: &str,
+    expected: &Expected<'_>,
+    replay: &dyn ReplayStore,
+) -> Result<(), AuthError> {
+    let jws = Jws::parse(assertion).map_err(|_| bad("malformed assertion"))?;
+    if jws.header.alg != ALGORITHM {
+        return Err(bad("assertion algorithm not allowed (EdDSA only)"));
+    }
+    let candidates: Vec<&ClientPublicKeyRecord> = match &jws.header.kid {
+        Some(kid) => expected.keys.iter().filter(|k| &k.kid == kid).collect(),
+        None => expected.keys.iter().collect(),
+    };
+    let signed = candidates.iter().any(|k| {
+        <[u8; 32]>::try_from(k.public_key.as_slice())
+            .ok()
+            .and_then(|bytes| PublicJwk::ed25519(&bytes).ok())
+            .is_some_and(|key| jws.verify(&key).is_ok())
+    });
+    if !signed {
+        return Err(bad("assertion not signed by a registered key"));
+    }
+    let claims: AssertionClaims = jws
+        .claims()
+        .map_err(|_| bad("malformed assertion claims"))?;
+    if claims.iss.as_deref() != Some(expected.client_id)
+        || claims.sub.as_deref() != Some(expected.client_id)
+    {
+        return Err(bad("assertion iss and sub must be the client id"));
+    }
+    let aud_ok = match &claims.aud {
+        Some(Value::String(a)) => expected.audiences.contains(a),
+        Some(Value::Array(list)) => list
+            .iter()
+            .filter_map(Value::as_str)
+            .any(|a| expected.audiences.iter().any(|e| e == a)),
+        _ => false,
+    };
+    if !aud_ok {
+        return Err(bad("assertion aud is not this server"));
+    }
+    let time = |t: Option<i64>, what: &'static str| {
+        t.and_then(|t| OffsetDateTime::from_unix_timestamp(t).ok())
+            .ok_or(bad(what))
+    };
+    let now = expected.now;
+    let iat = time(claims.iat, "assertion iat missing")?;
+    let exp = time(claims.exp, "assertion exp missing")?;
+    if iat > now + SKEW {
+        return Err(bad("assertion iat in the future"));
+    }
+    if iat + MAX_AGE < now {
+        return Err(bad("assertion too old (iat)"));
+    }
+    if exp <= now - SKEW {
+        return Err(bad("assertion expired"));
+    }
+    if exp > iat + MAX_LIFETIME {
+        return Err(bad("assertion lifetime exceeds 60 minutes"));
+    }
+    if claims.nbf.is_some() && time(claims.nbf, "assertion nbf invalid")? > now + SKEW {
+        return Err(bad("assertion not yet valid (nbf)"));
+    }
+    let jti = claims
+        .jti
+        .filter(|j| !j.is_empty() && j.len() <= MAX_JTI)
+        .ok_or(bad("assertion jti missing"))?;
+    // Kept until the assertion expires (with the skew the check above allows).
+    let keep_until = exp + SKEW;
+    let fresh = replay
+        .use_once(
+            &format!("assertion:{}", expected.client_id),
+            &jti,
+            keep_until,
+            now,
+        )
+        .await?;
+    if !fresh {
+        return Err(bad("assertion jti replayed"));
+    }
+    Ok(())
+}
