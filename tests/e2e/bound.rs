@@ -12,6 +12,16 @@ use mayfly_store::{Backend, Subject};
 use serde_json::{Value, json};
 use time::{Duration, OffsetDateTime};
 
+use std::sync::Arc;
+
+use axum::Json;
+use axum::routing::get;
+use mayfly_sdk::{
+    ClientSecret, Presentation, RequestBuilderExt, TokenSource, VerifiedToken, Verifier,
+    VerifierMode, VerifyError,
+};
+use mayfly_server::clock::{Clock, ManualClock};
+
 use crate::helpers::{Auth, KeyedClient, TestApp, TestClient, assert_oauth_error, spawn_app_with};
 
 const ORDERS: &str = "https://api.example.com/orders";
@@ -25,6 +35,8 @@ crate::both_stores!(
     dpop_binds_tokens_at_the_token_endpoint,
     dpop_bound_tokens_at_introspection,
     cidr_restrictions_at_issuance_and_use,
+    sdk_private_key_jwt_and_dpop_together,
+    sdk_enforces_networks,
 );
 
 async fn orders(app: &TestApp) {
@@ -864,6 +876,19 @@ async fn dpop_nonces(backend: Backend) {
     let response = dpop_token(&app, &client, &with_nonce(&nonce, now)).await;
     assert_eq!(response.status(), 200);
     assert!(response.headers().contains_key("dpop-nonce"));
+    // The SDK picks the nonce up from the use_dpop_nonce answer and retries.
+    let source = TokenSource::builder(app.issuer())
+        .client_secret(
+            client.id.to_string(),
+            ClientSecret::new(client.secret.clone()),
+        )
+        .scopes(["orders:read"])
+        .dpop_key(JwsKey::ed25519_from_seed(&[31; 32]))
+        .http_client(issuer_http(&app))
+        .clock(Arc::new(AppClock(app.clock.clone())))
+        .build()
+        .unwrap();
+    assert!(source.token().await.unwrap().is_dpop_bound());
     // Another replica (same master key) accepts this replica's nonce.
     let replica = app.replica().await;
     let response = dpop_token(&replica, &client, &with_nonce(&nonce, now)).await;
@@ -901,4 +926,267 @@ mod configured {
     async fn dpop_nonces_postgres() {
         super::dpop_nonces(Backend::Postgres).await;
     }
+}
+
+// ---- the SDK ----
+
+/// The service's clock, as the SDK sees it.
+struct AppClock(Arc<ManualClock>);
+
+impl mayfly_sdk::Clock for AppClock {
+    fn now(&self) -> OffsetDateTime {
+        self.0.now()
+    }
+}
+
+/// An HTTP client that reaches the issuer's URLs (`http://mayfly.test/…`) at the test
+/// service's port.
+fn issuer_http(app: &TestApp) -> reqwest::Client {
+    let addr: std::net::SocketAddr = app.base.trim_start_matches("http://").parse().unwrap();
+    let host = app.issuer().trim_start_matches("http://").to_owned();
+    reqwest::Client::builder()
+        .resolve(&host, addr)
+        .build()
+        .unwrap()
+}
+
+/// A resource server built from the SDK's layer, serving with the peer address.
+async fn orders_server(verifier: &Verifier) -> String {
+    async fn list(token: VerifiedToken) -> Json<Value> {
+        Json(json!({ "caller": token.claims().sub }))
+    }
+    let app = axum::Router::new().route(
+        "/orders",
+        get(list)
+            .post(list)
+            .route_layer(verifier.require(["orders:read"])),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}/orders", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .await
+    });
+    base
+}
+
+/// Status and `WWW-Authenticate` of a raw call.
+async fn raw_call(
+    http: &reqwest::Client,
+    method: reqwest::Method,
+    url: &str,
+    headers: &[(&str, &str)],
+) -> (u16, String) {
+    let mut request = http.request(method, url);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = request.send().await.unwrap();
+    let challenge = response
+        .headers()
+        .get("www-authenticate")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    (response.status().as_u16(), challenge)
+}
+
+async fn sdk_private_key_jwt_and_dpop_together(app: TestApp) {
+    let rs = introspector(&app).await;
+    orders(&app).await;
+    let client = keyed(&app, 40).await;
+    let dpop_key = JwsKey::p256_from_bytes(&[41; 32]).unwrap();
+    let source = TokenSource::builder(app.issuer())
+        .private_key_jwt(
+            client.id.to_string(),
+            client.key.clone(),
+            Some(client.kid.clone()),
+        )
+        .dpop_key(dpop_key.clone())
+        .audience(ORDERS)
+        .scopes(["orders:read"])
+        .http_client(issuer_http(&app))
+        .clock(Arc::new(AppClock(app.clock.clone())))
+        .build()
+        .unwrap();
+    let token = source.token().await.unwrap();
+    assert!(token.is_dpop_bound());
+    // A second request signs a fresh assertion (its jti would be a replay otherwise).
+    source.invalidate();
+    let token = source.token().await.unwrap();
+    let offline = Verifier::builder(app.issuer(), ORDERS)
+        .key_set(app.jwks().await)
+        .clock(Arc::new(AppClock(app.clock.clone())))
+        .build()
+        .await
+        .unwrap();
+    let online = Verifier::builder(app.issuer(), ORDERS)
+        .http_client(issuer_http(&app))
+        .clock(Arc::new(AppClock(app.clock.clone())))
+        .mode(VerifierMode::Introspection {
+            client_id: rs.id.to_string(),
+            client_secret: ClientSecret::new(rs.secret.clone()),
+        })
+        .build()
+        .await
+        .unwrap();
+    let now = app.now();
+    let t = token.secret();
+    let dpop_auth = format!("DPoP {t}");
+    let bearer_auth = format!("Bearer {t}");
+    for verifier in [&offline, &online] {
+        let url = orders_server(verifier).await;
+        let http = reqwest::Client::new();
+        // The SDK's own request: DPoP scheme, a proof per request.
+        for _ in 0..2 {
+            let response = http
+                .get(&url)
+                .mayfly_auth(&source)
+                .await
+                .unwrap()
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 200);
+        }
+        let post = http
+            .post(&url)
+            .mayfly_auth(&source)
+            .await
+            .unwrap()
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(post.status(), 200);
+        // A stolen bound token replayed as a Bearer token, or without a proof.
+        let (status, challenge) = raw_call(
+            &http,
+            reqwest::Method::GET,
+            &url,
+            &[("authorization", &bearer_auth)],
+        )
+        .await;
+        assert_eq!(status, 401);
+        assert!(
+            challenge.starts_with("DPoP error=\"invalid_token\""),
+            "{challenge}"
+        );
+        let (status, _) = raw_call(
+            &http,
+            reqwest::Method::GET,
+            &url,
+            &[("authorization", &dpop_auth)],
+        )
+        .await;
+        assert_eq!(status, 401);
+        // Proofs that do not fit.
+        let other = JwsKey::ed25519_from_seed(&[42; 32]);
+        let good = proof(&dpop_key, "GET", &url, now, Some(t));
+        let refused = [
+            proof(&other, "GET", &url, now, Some(t)),
+            proof(&dpop_key, "POST", &url, now, Some(t)),
+            proof(
+                &dpop_key,
+                "GET",
+                "http://127.0.0.1:1/elsewhere",
+                now,
+                Some(t),
+            ),
+            proof(&dpop_key, "GET", &url, now - Duration::minutes(10), Some(t)),
+            proof(&dpop_key, "GET", &url, now, Some("v4.public.another-token")),
+            proof(&dpop_key, "GET", &url, now, None),
+        ];
+        assert_eq!(
+            raw_call(
+                &http,
+                reqwest::Method::GET,
+                &url,
+                &[("authorization", &dpop_auth), ("dpop", &good)]
+            )
+            .await
+            .0,
+            200
+        );
+        for bad in refused.iter().chain([&good]) {
+            let (status, challenge) = raw_call(
+                &http,
+                reqwest::Method::GET,
+                &url,
+                &[("authorization", &dpop_auth), ("dpop", bad)],
+            )
+            .await;
+            assert_eq!(status, 401, "{challenge}");
+            assert!(challenge.starts_with("DPoP "), "{challenge}");
+        }
+    }
+    // The verifier API directly: a bound token needs its presentation.
+    assert_eq!(
+        offline.verify(t, &[]).await.unwrap_err(),
+        VerifyError::DpopRequired
+    );
+    let url = "https://api.example.com/orders";
+    let p = proof(&dpop_key, "GET", url, now, Some(t));
+    let presented = Presentation {
+        token: t,
+        dpop_scheme: true,
+        proof: Some(&p),
+        method: "GET",
+        url,
+        client_ip: None,
+    };
+    assert!(
+        offline
+            .verify_presented(&presented, &["orders:read"])
+            .await
+            .is_ok()
+    );
+    assert!(matches!(
+        offline.verify_presented(&presented, &["orders:read"]).await,
+        Err(VerifyError::InvalidProof(_))
+    ));
+}
+
+async fn sdk_enforces_networks(app: TestApp) {
+    orders(&app).await;
+    let client = app.client().await;
+    app.grant_spec(GrantSpec {
+        allowed_cidrs: vec!["127.0.0.2/31".into()],
+        ..GrantSpec::new(Subject::Client(client.id), ORDERS, &["orders:read"])
+    })
+    .await;
+    let response = token_from(&app, &http_from("127.0.0.2"), &client, &[]).await;
+    let token = response.json::<Value>().await.unwrap()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let verifier = Verifier::builder(app.issuer(), ORDERS)
+        .key_set(app.jwks().await)
+        .clock(Arc::new(AppClock(app.clock.clone())))
+        .trusted_proxies(vec!["127.0.0.1/32".parse().unwrap()])
+        .build()
+        .await
+        .unwrap();
+    let url = orders_server(&verifier).await;
+    let auth = format!("Bearer {token}");
+    for (from, headers, ok) in [
+        ("127.0.0.2", vec![], true),
+        ("127.0.0.3", vec![], true),
+        ("127.0.0.4", vec![], false),
+        // A spoofed forwarding header from an untrusted peer is ignored.
+        ("127.0.0.4", vec![("x-forwarded-for", "127.0.0.2")], false),
+        // From the trusted proxy, the forwarded address counts.
+        ("127.0.0.1", vec![("x-forwarded-for", "127.0.0.3")], true),
+        ("127.0.0.1", vec![("x-forwarded-for", "127.0.0.9")], false),
+    ] {
+        let mut headers = headers;
+        headers.push(("authorization", &auth));
+        let (status, _) = raw_call(&http_from(from), reqwest::Method::GET, &url, &headers).await;
+        assert_eq!(status == 200, ok, "{from} {headers:?}");
+    }
+    assert_eq!(
+        verifier.verify(&token, &[]).await.unwrap_err(),
+        VerifyError::NetworkNotAllowed
+    );
 }

@@ -140,6 +140,18 @@ pub fn peek_key_id(token: &str) -> Result<KeyId, VerifyError> {
     footer_kid(&parsed)
 }
 
+/// Whether a token, unverified, claims to be DPoP-bound (`cnf`). A hint for choosing a
+/// `WWW-Authenticate` challenge, never for accepting anything.
+pub fn peek_is_bound(token: &str) -> bool {
+    #[derive(Deserialize)]
+    struct Cnf {
+        cnf: Option<serde_json::Value>,
+    }
+    Parsed::parse(token)
+        .and_then(|p| serde_json::from_slice::<Cnf>(p.untrusted_message()).ok())
+        .is_some_and(|c| c.cnf.is_some())
+}
+
 fn footer_kid(parsed: &Parsed) -> Result<KeyId, VerifyError> {
     let footer: Footer =
         serde_json::from_slice(parsed.footer()).map_err(|_| VerifyError::Malformed)?;
