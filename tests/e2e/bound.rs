@@ -439,6 +439,43 @@ async fn private_key_jwt_at_introspection(app: TestApp) {
         .await
         .unwrap();
     assert_eq!(answer["active"], true, "{answer}");
+    // A keyed client revokes its own token, authenticating with an assertion.
+    let keyed_worker = keyed(&app, 7).await;
+    let a = keyed_worker.sign(&keyed_worker.claims(&app.token_endpoint(), app.now(), &jti()));
+    let own: Value = app
+        .assertion_request(&a, &scope())
+        .await
+        .json()
+        .await
+        .unwrap();
+    let own = own["access_token"].as_str().unwrap().to_owned();
+    let revoke_aud = format!("{}/oauth2/revoke", app.issuer());
+    let a = keyed_worker.sign(&keyed_worker.claims(&revoke_aud, app.now(), &jti()));
+    let response = app
+        .http
+        .post(format!("{}/oauth2/revoke", app.base))
+        .form(&[
+            ("token", own.as_str()),
+            (
+                "client_assertion_type",
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            ),
+            ("client_assertion", &a),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(
+        app.state.revocations.revokes(
+            &app.verifier(ORDERS)
+                .await
+                .verify(&own, &[], app.now())
+                .unwrap(),
+            mayfly_core::token::peek_key_id(&own).unwrap().as_str()
+        ),
+        "revoked through private_key_jwt"
+    );
     // Replayed at introspection too.
     let response = app
         .http

@@ -50,6 +50,17 @@ pub fn claimed_client(assertion: &str) -> Option<String> {
     claims.sub.or(claims.iss)
 }
 
+/// What a client assertion's `aud` may name: the issuer, or one of the endpoints a
+/// client authenticates at (RFC 7523 §3, OpenID Connect Core §9).
+pub fn audiences(issuer: &str) -> Vec<String> {
+    vec![
+        issuer.to_owned(),
+        format!("{issuer}/oauth2/token"),
+        format!("{issuer}/oauth2/introspect"),
+        format!("{issuer}/oauth2/revoke"),
+    ]
+}
+
 /// What an assertion is checked against.
 pub struct Expected<'a> {
     /// The client the keys belong to.

@@ -223,8 +223,8 @@ pub struct Authenticator<'a> {
     pub directory: &'a Directory,
     /// Where assertion `jti`s are spent.
     pub replay: &'a dyn ReplayStore,
-    /// Accepted assertion audiences: the issuer and its endpoint URLs.
-    pub audiences: &'a [String],
+    /// The issuer URL: assertions may name it or one of its endpoints as `aud`.
+    pub issuer: &'a str,
     /// Now.
     pub now: OffsetDateTime,
 }
@@ -252,10 +252,11 @@ pub async fn authenticate(
             let Some(v) = &view else {
                 return Err(AuthError::BadCredentials);
             };
+            let audiences = assertion::audiences(auth.issuer);
             let expected = assertion::Expected {
                 client_id: presented.client_id(),
                 keys: &v.public_keys,
-                audiences: auth.audiences,
+                audiences: &audiences,
                 now: auth.now,
             };
             assertion::verify(assertion, &expected, auth.replay).await?;

@@ -149,31 +149,31 @@ pub async fn evaluate(state: &AppState, token: &str) -> Result<Claims, &'static 
 }
 
 /// Checks the sender constraints of an otherwise active token against what the
-/// resource server forwarded; `Err` says why it is inactive (for the audit log).
+/// resource server forwarded: `Ok(Err(reason))` when they are not met (the reason is for
+/// the audit log), `Err` when the check itself failed.
 async fn constrained(
     state: &AppState,
     form: &Form,
     token: &str,
     claims: &Claims,
-) -> Result<(), TokenError> {
-    let inactive = |why: &str| Err(TokenError::InvalidRequest(why.to_owned()));
+) -> Result<Result<(), &'static str>, TokenError> {
     if !claims.cidr.is_empty() {
         let Some(ip) = form
             .get("source_ip")
             .and_then(|s| s.trim().parse::<std::net::IpAddr>().ok())
         else {
-            return inactive("network-restricted token without a valid source_ip");
+            return Ok(Err("network-restricted token without a valid source_ip"));
         };
         let nets = mayfly_core::net::parse_networks(&claims.cidr).unwrap_or_default();
         if !mayfly_core::net::allows(&nets, ip) {
-            return inactive("used from outside its networks");
+            return Ok(Err("used from outside its networks"));
         }
     }
     if let Some(cnf) = &claims.cnf {
         let (Some(proof), Some(htm), Some(htu)) =
             (form.get("dpop"), form.get("htm"), form.get("htu"))
         else {
-            return inactive("DPoP-bound token without a proof");
+            return Ok(Err("DPoP-bound token without a proof"));
         };
         let ctx = crate::dpop::ProofContext {
             htm,
@@ -184,12 +184,11 @@ async fn constrained(
         };
         match crate::dpop::check(state, proof, &ctx).await {
             Ok(_) => {}
-            Err(TokenError::Unavailable) => return Err(TokenError::Unavailable),
-            Err(TokenError::Internal(e)) => return Err(TokenError::Internal(e)),
-            Err(_) => return inactive("DPoP proof refused"),
+            Err(e @ (TokenError::Unavailable | TokenError::Internal(_))) => return Err(e),
+            Err(_) => return Ok(Err("DPoP proof refused")),
         }
     }
-    Ok(())
+    Ok(Ok(()))
 }
 
 /// Tells a resource server whether a token is active, and what it carries.
@@ -228,11 +227,8 @@ pub async fn introspect(State(state): State<AppState>, request: Request) -> Resp
     let mut verdict = evaluate(&state, token).await;
     if let Ok(claims) = &verdict {
         match constrained(&state, &form, token, claims).await {
-            Ok(()) => {}
-            Err(TokenError::InvalidRequest(why)) => {
-                tracing::debug!(reason = why, "sender constraint not met");
-                verdict = Err("sender constraint not met");
-            }
+            Ok(Ok(())) => {}
+            Ok(Err(why)) => verdict = Err(why),
             Err(e) => return e.into_response(),
         }
     }

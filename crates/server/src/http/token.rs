@@ -127,11 +127,10 @@ pub(super) async fn authenticate_client(
     if let Some(wait) = state.throttle.check(claimed.as_deref(), source, now) {
         return Err(TokenError::Throttled(wait.whole_seconds() + 1));
     }
-    let audiences = assertion_audiences(&state.issuer);
     let auth = client_auth::Authenticator {
         directory: &state.directory,
         replay: state.store.as_ref(),
-        audiences: &audiences,
+        issuer: &state.issuer,
         now,
     };
     let result = match presented {
@@ -144,17 +143,6 @@ pub(super) async fn authenticate_client(
         state.throttle.fail(claimed.as_deref(), source, now);
     }
     result
-}
-
-/// What a client assertion's `aud` may name: the issuer, or one of the endpoints a
-/// client authenticates at (RFC 7523 §3, OpenID Connect Core §9).
-fn assertion_audiences(issuer: &str) -> Vec<String> {
-    vec![
-        issuer.to_owned(),
-        format!("{issuer}/oauth2/token"),
-        format!("{issuer}/oauth2/introspect"),
-        format!("{issuer}/oauth2/revoke"),
-    ]
 }
 
 /// The client credentials a form and its headers carry.
