@@ -37,6 +37,7 @@ crate::both_stores!(
     cidr_restrictions_at_issuance_and_use,
     sdk_private_key_jwt_and_dpop_together,
     sdk_enforces_networks,
+    admin_api_enforces_dpop_and_networks,
 );
 
 async fn orders(app: &TestApp) {
@@ -1225,5 +1226,118 @@ async fn sdk_enforces_networks(app: TestApp) {
     assert_eq!(
         verifier.verify(&token, &[]).await.unwrap_err(),
         VerifyError::NetworkNotAllowed
+    );
+}
+
+/// The admin API (the issuer as its own resource server) enforces both constraints.
+async fn admin_api_enforces_dpop_and_networks(app: TestApp) {
+    app.admin().bootstrap(&app.issuer()).await.unwrap();
+    let admin = app.client().await;
+    app.grant_spec(GrantSpec {
+        allowed_cidrs: vec!["127.0.0.2/32".into()],
+        ..GrantSpec::new(
+            Subject::Client(admin.id),
+            &app.issuer(),
+            &["mayfly:admin:read"],
+        )
+    })
+    .await;
+    let key = JwsKey::ed25519_from_seed(&[50; 32]);
+    let now = app.now();
+    let response = app
+        .http
+        .post(format!("{}/oauth2/token", app.base))
+        .basic_auth(admin.id, Some(&admin.secret))
+        .header(
+            "DPoP",
+            proof(&key, "POST", &app.token_endpoint(), now, None),
+        )
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("scope", "mayfly:admin:read"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_oauth_error(response, 400, "unauthorized_client").await;
+    let from = http_from("127.0.0.2");
+    let body: Value = from
+        .post(format!("{}/oauth2/token", app.base))
+        .basic_auth(admin.id, Some(&admin.secret))
+        .header(
+            "DPoP",
+            proof(&key, "POST", &app.token_endpoint(), now, None),
+        )
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("scope", "mayfly:admin:read"),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["token_type"], "DPoP", "{body}");
+    let token = body["access_token"].as_str().unwrap();
+    let path = "/admin/v1/clients";
+    let htu = format!("{}{path}", app.issuer());
+    let url = format!("{}{path}", app.base);
+    let call = |http: reqwest::Client, scheme: &'static str, proof: Option<String>| {
+        let url = url.clone();
+        let auth = format!("{scheme} {token}");
+        async move {
+            let mut request = http.get(&url).header("authorization", auth);
+            if let Some(p) = proof {
+                request = request.header("DPoP", p);
+            }
+            let response = request.send().await.unwrap();
+            let challenge = response
+                .headers()
+                .get("www-authenticate")
+                .map(|v| v.to_str().unwrap().to_owned())
+                .unwrap_or_default();
+            (response.status().as_u16(), challenge)
+        }
+    };
+    let good = proof(&key, "GET", &htu, now, Some(token));
+    assert_eq!(call(from.clone(), "DPoP", Some(good.clone())).await.0, 200);
+    // Replayed proof, stolen token as Bearer, proof by another key, wrong network.
+    let (status, challenge) = call(from.clone(), "DPoP", Some(good.clone())).await;
+    assert_eq!(status, 401);
+    assert!(challenge.contains("invalid_dpop_proof"), "{challenge}");
+    let (status, challenge) = call(from.clone(), "Bearer", None).await;
+    assert_eq!(status, 401);
+    assert!(challenge.starts_with("DPoP "), "{challenge}");
+    let other = JwsKey::ed25519_from_seed(&[51; 32]);
+    assert_eq!(
+        call(
+            from.clone(),
+            "DPoP",
+            Some(proof(&other, "GET", &htu, now, Some(token)))
+        )
+        .await
+        .0,
+        401
+    );
+    assert_eq!(
+        call(
+            http_from("127.0.0.1"),
+            "DPoP",
+            Some(proof(&key, "GET", &htu, now, Some(token)))
+        )
+        .await
+        .0,
+        401
+    );
+    assert_eq!(
+        call(
+            from,
+            "DPoP",
+            Some(proof(&key, "GET", &htu, now, Some(token)))
+        )
+        .await
+        .0,
+        200
     );
 }
