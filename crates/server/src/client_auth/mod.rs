@@ -339,4 +339,59 @@ mod tests {
             PresentError::Missing
         );
     }
+
+    #[test]
+    fn reads_client_assertions() {
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let claims = URL_SAFE_NO_PAD.encode(r#"{"iss":"c1","sub":"c1"}"#);
+        let header = URL_SAFE_NO_PAD.encode(r#"{"alg":"EdDSA"}"#);
+        let jwt = format!("{header}.{claims}.AAAA");
+        let creds = |id: Option<&'static str>, kind: Option<&'static str>| Credentials {
+            client_id: id,
+            client_assertion_type: kind,
+            ..Credentials::default()
+        };
+        let with = |c: Credentials<'_>| {
+            presented_any(&Credentials {
+                client_assertion: Some(&jwt),
+                ..c
+            })
+        };
+        let p = with(creds(None, Some(assertion::JWT_BEARER))).unwrap();
+        assert_eq!((p.client_id(), p.method()), ("c1", "private_key_jwt"));
+        assert!(!format!("{p:?}").contains(&jwt), "Debug redacts");
+        assert!(with(creds(Some("c1"), Some(assertion::JWT_BEARER))).is_ok());
+        assert_eq!(
+            with(creds(Some("c2"), Some(assertion::JWT_BEARER))).unwrap_err(),
+            PresentError::MalformedAssertion
+        );
+        assert_eq!(
+            with(creds(None, Some("urn:other"))).unwrap_err(),
+            PresentError::AssertionType
+        );
+        assert_eq!(
+            with(Credentials {
+                client_secret: Some("s"),
+                ..creds(None, Some(assertion::JWT_BEARER))
+            })
+            .unwrap_err(),
+            PresentError::MultipleMethods
+        );
+        assert_eq!(
+            with(Credentials {
+                authorization: Some("Basic YTpi"),
+                ..creds(None, Some(assertion::JWT_BEARER))
+            })
+            .unwrap_err(),
+            PresentError::MultipleMethods
+        );
+        assert_eq!(
+            presented_any(&Credentials {
+                client_assertion: Some("garbage"),
+                ..creds(None, Some(assertion::JWT_BEARER))
+            })
+            .unwrap_err(),
+            PresentError::MalformedAssertion
+        );
+    }
 }
