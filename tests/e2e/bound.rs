@@ -1070,11 +1070,30 @@ async fn sdk_private_key_jwt_and_dpop_together(app: TestApp) {
         .build()
         .await
         .unwrap();
+    // A resource server without any secret: introspection with private_key_jwt.
+    let rs_keyed = app.keyed_client(43).await;
+    app.grant_spec(GrantSpec::new(
+        Subject::Client(rs_keyed.id),
+        &app.issuer(),
+        &["mayfly:introspect"],
+    ))
+    .await;
+    let online_keyed = Verifier::builder(app.issuer(), ORDERS)
+        .http_client(issuer_http(&app))
+        .clock(Arc::new(AppClock(app.clock.clone())))
+        .mode(VerifierMode::IntrospectionWithKey {
+            client_id: rs_keyed.id.to_string(),
+            key: Box::new(rs_keyed.key.clone()),
+            kid: Some(rs_keyed.kid.clone()),
+        })
+        .build()
+        .await
+        .unwrap();
     let now = app.now();
     let t = token.secret();
     let dpop_auth = format!("DPoP {t}");
     let bearer_auth = format!("Bearer {t}");
-    for verifier in [&offline, &online] {
+    for verifier in [&offline, &online, &online_keyed] {
         let url = orders_server(verifier).await;
         let http = reqwest::Client::new();
         // The SDK's own request: DPoP scheme, a proof per request.

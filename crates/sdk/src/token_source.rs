@@ -107,7 +107,7 @@ const REQUEST_TIMEOUT: StdDuration = StdDuration::from_secs(10);
 /// Lifetime of a client assertion (RFC 7523): each is used at once, once.
 const ASSERTION_LIFETIME: Duration = Duration::seconds(60);
 /// `client_assertion_type` of a JWT client assertion.
-const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+pub(crate) const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
 /// How the client proves who it is.
 #[derive(Clone)]
@@ -117,6 +117,30 @@ enum Credential {
         key: Box<JwsKey>,
         kid: Option<String>,
     },
+}
+
+/// A fresh one-minute client assertion (RFC 7523 §2.2) for `aud`.
+pub(crate) fn client_assertion(
+    key: &JwsKey,
+    kid: Option<&str>,
+    client_id: &str,
+    aud: &str,
+    now: OffsetDateTime,
+) -> String {
+    let mut header = serde_json::Map::new();
+    header.insert("typ".into(), "JWT".into());
+    if let Some(kid) = kid {
+        header.insert("kid".into(), kid.into());
+    }
+    let claims = serde_json::json!({
+        "iss": client_id,
+        "sub": client_id,
+        "aud": aud,
+        "iat": now.unix_timestamp(),
+        "exp": (now + ASSERTION_LIFETIME).unix_timestamp(),
+        "jti": random_id(),
+    });
+    key.sign(header, &claims)
 }
 
 fn random_id() -> String {
@@ -481,20 +505,8 @@ impl TokenSource {
                     request = request.basic_auth(&inner.client_id, Some(secret.expose()));
                 }
                 Credential::PrivateKey { key, kid } => {
-                    let mut header = serde_json::Map::new();
-                    header.insert("typ".into(), "JWT".into());
-                    if let Some(kid) = kid {
-                        header.insert("kid".into(), kid.clone().into());
-                    }
-                    let claims = serde_json::json!({
-                        "iss": inner.client_id,
-                        "sub": inner.client_id,
-                        "aud": endpoint,
-                        "iat": now.unix_timestamp(),
-                        "exp": (now + ASSERTION_LIFETIME).unix_timestamp(),
-                        "jti": random_id(),
-                    });
-                    assertion = key.sign(header, &claims);
+                    assertion =
+                        client_assertion(key, kid.as_deref(), &inner.client_id, endpoint, now);
                     form.push(("client_assertion_type", JWT_BEARER));
                     form.push(("client_assertion", &assertion));
                 }

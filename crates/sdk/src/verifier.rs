@@ -135,6 +135,22 @@ pub enum VerifierMode {
         /// Its secret.
         client_secret: ClientSecret,
     },
+    /// Introspection, the calling client authenticating with `private_key_jwt` (a fresh
+    /// assertion per request): the resource server holds no shared secret.
+    IntrospectionWithKey {
+        /// The calling client.
+        client_id: String,
+        /// Its Ed25519 key, registered with the issuer.
+        key: Box<mayfly_core::jose::JwsKey>,
+        /// The key's `kid`, if it should be named.
+        kid: Option<String>,
+    },
+}
+
+impl VerifierMode {
+    fn introspects(&self) -> bool {
+        !matches!(self, Self::Offline)
+    }
 }
 
 impl fmt::Debug for VerifierMode {
@@ -143,6 +159,10 @@ impl fmt::Debug for VerifierMode {
             Self::Offline => f.write_str("Offline"),
             Self::Introspection { client_id, .. } => f
                 .debug_struct("Introspection")
+                .field("client_id", client_id)
+                .finish_non_exhaustive(),
+            Self::IntrospectionWithKey { client_id, .. } => f
+                .debug_struct("IntrospectionWithKey")
                 .field("client_id", client_id)
                 .finish_non_exhaustive(),
         }
@@ -315,7 +335,8 @@ impl VerifierBuilder {
                             }
                         }
                     }
-                    VerifierMode::Introspection { .. } => {
+                    VerifierMode::Introspection { .. }
+                    | VerifierMode::IntrospectionWithKey { .. } => {
                         Keys::from_jwks(&JwkSet { keys: vec![] }, now, None)
                     }
                 };
@@ -501,7 +522,7 @@ impl Verifier {
         required: &[&str],
     ) -> Result<VerifiedToken, VerifyError> {
         let token = presented.token;
-        if let VerifierMode::Introspection { .. } = self.inner.mode {
+        if self.inner.mode.introspects() {
             // The issuer checks the proof (and spends its jti on every replica) and the
             // address; the scheme is ours to check.
             let verified = match self.introspect(presented, required).await {
@@ -772,14 +793,7 @@ impl Verifier {
     ) -> Result<VerifiedToken, VerifyError> {
         let token = presented.token;
         let inner = &*self.inner;
-        let (
-            VerifierMode::Introspection {
-                client_id,
-                client_secret,
-            },
-            Some(metadata),
-        ) = (&inner.mode, &inner.metadata)
-        else {
+        let Some(metadata) = &inner.metadata else {
             return Err(VerifyError::Unavailable);
         };
         let source_ip = presented.client_ip.map(|ip| ip.to_string());
@@ -795,12 +809,36 @@ impl Verifier {
             ]);
         }
         let response = retry::send(&inner.retry, || {
-            inner
+            let request = inner
                 .http
                 .post(&metadata.introspection_endpoint)
-                .timeout(std::time::Duration::from_secs(10))
-                .basic_auth(client_id, Some(client_secret.expose()))
-                .form(&form)
+                .timeout(std::time::Duration::from_secs(10));
+            match &inner.mode {
+                VerifierMode::Introspection {
+                    client_id,
+                    client_secret,
+                } => request
+                    .basic_auth(client_id, Some(client_secret.expose()))
+                    .form(&form),
+                VerifierMode::IntrospectionWithKey {
+                    client_id,
+                    key,
+                    kid,
+                } => {
+                    let assertion = crate::token_source::client_assertion(
+                        key,
+                        kid.as_deref(),
+                        client_id,
+                        &metadata.introspection_endpoint,
+                        inner.clock.now(),
+                    );
+                    let mut form = form.clone();
+                    form.push(("client_assertion_type", crate::token_source::JWT_BEARER));
+                    form.push(("client_assertion", &assertion));
+                    request.form(&form)
+                }
+                VerifierMode::Offline => request.form(&form),
+            }
         })
         .await
         .map_err(|e| {
