@@ -748,6 +748,8 @@ async fn cidr_restrictions_at_issuance_and_use(app: TestApp) {
         ..GrantSpec::new(Subject::Client(client.id), ORDERS, &["orders:read"])
     })
     .await;
+    // The network change revoked the client's tokens issued in this second.
+    app.clock.advance(Duration::seconds(1));
     // Inside the client's network but outside the grant's: refused and audited.
     let response = token_from(&app, &http_from("127.0.0.1"), &client, &[]).await;
     assert_oauth_error(response, 400, "unauthorized_client").await;
@@ -806,6 +808,19 @@ async fn cidr_restrictions_at_issuance_and_use(app: TestApp) {
     )
     .await;
     assert_oauth_error(response, 400, "unauthorized_client").await;
+    // Changing the client's networks revokes its live tokens.
+    app.admin()
+        .update_client(
+            client.id,
+            ClientChanges {
+                allowed_cidrs: Some(vec!["127.0.0.2/32".into()]),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let answer = introspect_bound(&app, &rs, &token, &[("source_ip", "127.0.0.2")]).await;
+    assert_eq!(answer["active"], false, "{answer}");
 }
 
 /// Behind a trusted proxy (127.0.0.1 here), the forwarded address decides; from any

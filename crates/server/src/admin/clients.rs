@@ -162,11 +162,22 @@ impl Actor<'_> {
             client_json(&after),
         )
         .await?;
-        if before.enabled && !after.enabled {
+        // Tokens issued under looser rules must not outlive them: disabling, changing the
+        // networks, or starting to require DPoP revokes the client's live tokens.
+        let reason = if before.enabled && !after.enabled {
+            Some("client disabled")
+        } else if before.allowed_cidrs != after.allowed_cidrs {
+            Some("client networks changed")
+        } else if !before.require_dpop && after.require_dpop {
+            Some("client now requires DPoP")
+        } else {
+            None
+        };
+        if let Some(reason) = reason {
             self.revoke(RevokeSpec::now(
                 RevocationKind::Client,
                 id.to_string(),
-                "client disabled",
+                reason,
             ))
             .await?;
         }
