@@ -11,8 +11,11 @@ use crate::jose::{JoseError, Jws, JwsKey, PublicJwk, sha256_b64};
 
 /// The signing algorithms accepted in proofs (RFC 9449 §5.1 metadata).
 pub const ALGORITHMS: &[&str] = &["EdDSA", "ES256"];
-/// How old a proof may be.
+/// How old a proof may be at the token endpoint and introspection.
 pub const MAX_AGE: Duration = Duration::minutes(5);
+/// How old a proof may be at a resource server: one proof per request, sent at once, so
+/// a short window keeps the replay cache small.
+pub const RESOURCE_MAX_AGE: Duration = Duration::seconds(60);
 /// How far in the future a proof's `iat` may be (clock skew).
 pub const SKEW: Duration = Duration::seconds(60);
 /// Longest accepted `jti`.
@@ -75,6 +78,8 @@ pub struct Expect<'a> {
     pub access_token: Option<&'a str>,
     /// The thumbprint the token is bound to (`cnf.jkt`), if any.
     pub jkt: Option<&'a str>,
+    /// How old the proof may be ([`MAX_AGE`], or [`RESOURCE_MAX_AGE`]).
+    pub max_age: Duration,
     /// Now.
     pub now: OffsetDateTime,
 }
@@ -88,7 +93,7 @@ pub struct Verified {
     pub jti: String,
     /// The proof's `nonce`, if it carried one.
     pub nonce: Option<String>,
-    /// When the proof can no longer be accepted (`iat` + [`MAX_AGE`] + [`SKEW`]).
+    /// When the proof can no longer be accepted (`iat` + the maximum age + [`SKEW`]).
     pub expires_at: OffsetDateTime,
 }
 
@@ -136,7 +141,7 @@ pub fn ath(access_token: &str) -> String {
 }
 
 /// Checks a proof: `typ`, `alg`, the embedded public `jwk` and the signature, `htm`,
-/// `htu`, `iat` within [`MAX_AGE`] before and [`SKEW`] after `now`, `ath` when an
+/// `htu`, `iat` within `max_age` before and [`SKEW`] after `now`, `ath` when an
 /// access token accompanies it, and the key's thumbprint when the token is bound.
 ///
 /// # Errors
@@ -163,7 +168,7 @@ pub fn verify(proof: &str, expect: &Expect<'_>) -> Result<Verified, ProofError> 
         _ => return Err(ProofError::Url),
     }
     let iat = OffsetDateTime::from_unix_timestamp(claims.iat).map_err(|_| ProofError::Time)?;
-    if iat > expect.now + SKEW || iat + MAX_AGE < expect.now {
+    if iat > expect.now + SKEW || iat + expect.max_age < expect.now {
         return Err(ProofError::Time);
     }
     if let Some(token) = expect.access_token
@@ -181,7 +186,7 @@ pub fn verify(proof: &str, expect: &Expect<'_>) -> Result<Verified, ProofError> 
         jkt,
         jti: claims.jti,
         nonce: claims.nonce,
-        expires_at: iat + MAX_AGE + SKEW,
+        expires_at: iat + expect.max_age + SKEW,
     })
 }
 
@@ -252,6 +257,7 @@ mod tests {
             htu: URL,
             access_token: None,
             jkt: None,
+            max_age: MAX_AGE,
             now: NOW,
         }
     }

@@ -118,8 +118,10 @@ impl<'a> Presentation<'a> {
     }
 }
 
-/// Most proof `jti`s remembered for replay detection.
-const MAX_PROOF_IDS: usize = 100_000;
+/// Most proof `jti`s remembered for replay detection. Each is kept for two minutes
+/// (a proof's 60 s window plus skew), so this allows about 8,000 DPoP requests a second
+/// per verifier; beyond, proofs are refused rather than a replay risked.
+const MAX_PROOF_IDS: usize = 1_000_000;
 
 /// How tokens are checked.
 #[derive(Clone, Default)]
@@ -593,6 +595,7 @@ impl Verifier {
                 htu: presented.url,
                 access_token: Some(presented.token),
                 jkt: Some(&cnf.jkt),
+                max_age: mayfly_core::dpop::RESOURCE_MAX_AGE,
                 now,
             },
         )

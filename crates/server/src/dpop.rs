@@ -106,6 +106,7 @@ pub async fn check(
             htu: ctx.htu,
             access_token: ctx.access_token,
             jkt: ctx.jkt,
+            max_age: dpop::MAX_AGE,
             now,
         },
     )
