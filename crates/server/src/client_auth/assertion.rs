@@ -163,3 +163,138 @@ pub async fn verify(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+
+    use async_trait::async_trait;
+    use mayfly_core::jose::JwsKey;
+    use mayfly_store::StoreResult;
+    use serde_json::json;
+    use time::macros::datetime;
+    use uuid::Uuid;
+
+    use super::*;
+
+    const NOW: OffsetDateTime = datetime!(2026-11-28 12:00:00 UTC);
+    const ID: &str = "0193a5b2-0000-7e4f-8a9b-0c1d2e3f4a5b";
+    const ISSUER: &str = "https://sts.example";
+
+    #[derive(Default)]
+    struct Memory(Mutex<HashMap<(String, String), OffsetDateTime>>);
+
+    #[async_trait]
+    impl ReplayStore for Memory {
+        async fn use_once(
+            &self,
+            namespace: &str,
+            jti: &str,
+            expires_at: OffsetDateTime,
+            now: OffsetDateTime,
+        ) -> StoreResult<bool> {
+            let mut map = self.0.lock().unwrap();
+            let key = (namespace.to_owned(), jti.to_owned());
+            if map.get(&key).is_some_and(|t| now < *t) {
+                return Ok(false);
+            }
+            map.insert(key, expires_at);
+            Ok(true)
+        }
+
+        async fn prune_used_ids(&self, _now: OffsetDateTime) -> StoreResult<u64> {
+            Ok(0)
+        }
+    }
+
+    fn key() -> JwsKey {
+        JwsKey::ed25519_from_seed(&[9; 32])
+    }
+
+    fn record() -> ClientPublicKeyRecord {
+        let mayfly_core::jose::PublicJwk::Ed25519(public) = key().public() else {
+            unreachable!()
+        };
+        ClientPublicKeyRecord {
+            id: Uuid::nil(),
+            client_id: Uuid::nil(),
+            kid: "k1".into(),
+            public_key: public.to_bytes().to_vec(),
+            created_at: NOW,
+        }
+    }
+
+    async fn check(claims: serde_json::Value) -> Result<(), AuthError> {
+        let jwt = key().sign(serde_json::Map::new(), &claims);
+        let keys = [record()];
+        let audiences = audiences(ISSUER);
+        let expected = Expected {
+            client_id: ID,
+            keys: &keys,
+            audiences: &audiences,
+            now: NOW,
+        };
+        verify(&jwt, &expected, &Memory::default()).await
+    }
+
+    fn claims(iat: OffsetDateTime, exp: OffsetDateTime) -> serde_json::Value {
+        json!({
+            "iss": ID, "sub": ID, "aud": format!("{ISSUER}/oauth2/token"),
+            "iat": iat.unix_timestamp(), "exp": exp.unix_timestamp(), "jti": "j",
+        })
+    }
+
+    #[tokio::test]
+    async fn time_window_boundaries() {
+        let ok = |r: Result<(), AuthError>| r.is_ok();
+        assert!(ok(check(claims(NOW, NOW + MAX_LIFETIME)).await));
+        assert!(!ok(check(claims(
+            NOW,
+            NOW + MAX_LIFETIME + Duration::SECOND
+        ))
+        .await));
+        assert!(ok(check(claims(NOW + SKEW, NOW + SKEW * 2)).await));
+        assert!(!ok(check(claims(
+            NOW + SKEW + Duration::SECOND,
+            NOW + SKEW * 2
+        ))
+        .await));
+        assert!(ok(
+            check(claims(NOW - MAX_AGE, NOW + Duration::minutes(1))).await
+        ));
+        assert!(!ok(check(claims(
+            NOW - MAX_AGE - Duration::SECOND,
+            NOW + Duration::minutes(1)
+        ))
+        .await));
+        let mut no_aud = claims(NOW, NOW + Duration::minutes(1));
+        no_aud.as_object_mut().unwrap().remove("aud");
+        assert!(!ok(check(no_aud).await));
+        let mut issuer_aud = claims(NOW, NOW + Duration::minutes(1));
+        issuer_aud["aud"] = json!([ISSUER]);
+        assert!(ok(check(issuer_aud).await));
+    }
+
+    #[tokio::test]
+    async fn replay_is_refused() {
+        let store = Memory::default();
+        let jwt = key().sign(
+            serde_json::Map::new(),
+            &claims(NOW, NOW + Duration::minutes(1)),
+        );
+        let keys = [record()];
+        let audiences = audiences(ISSUER);
+        let expected = Expected {
+            client_id: ID,
+            keys: &keys,
+            audiences: &audiences,
+            now: NOW,
+        };
+        assert!(verify(&jwt, &expected, &store).await.is_ok());
+        assert!(matches!(
+            verify(&jwt, &expected, &store).await,
+            Err(AuthError::BadAssertion("assertion jti replayed"))
+        ));
+    }
+}
