@@ -772,6 +772,8 @@ async fn authorization(app: TestApp) {
             scope: "mayfly:admin".into(),
             client_id: "x".into(),
             gid: vec![],
+            cnf: None,
+            cidr: vec![],
         },
     )
     .unwrap();

@@ -101,6 +101,8 @@ async fn serve(
         webhook_url: None,
         webhook_secret_file: None,
         log_format: LogFormat::Text,
+        trusted_proxies: vec![],
+        dpop_nonce: false,
     };
     configure(&mut config);
     // Both stores keep microseconds: start on one, so stored times compare equal.
@@ -285,6 +287,83 @@ impl TestApp {
                 limit: 1000,
                 ..Default::default()
             })
+            .await
+            .unwrap()
+    }
+}
+
+/// A client that authenticates with private_key_jwt: its id and its Ed25519 key.
+pub struct KeyedClient {
+    pub id: Uuid,
+    pub key: mayfly_core::jose::JwsKey,
+    pub kid: String,
+}
+
+impl KeyedClient {
+    /// An assertion (RFC 7523) with these claims, signed with the client's key.
+    pub fn sign(&self, claims: &Value) -> String {
+        let mut header = serde_json::Map::new();
+        header.insert("typ".into(), "JWT".into());
+        header.insert("kid".into(), self.kid.clone().into());
+        self.key.sign(header, claims)
+    }
+
+    /// The claims of a good assertion for `aud` at `now`, with `jti`.
+    pub fn claims(&self, aud: &str, now: OffsetDateTime, jti: &str) -> Value {
+        serde_json::json!({
+            "iss": self.id.to_string(),
+            "sub": self.id.to_string(),
+            "aud": aud,
+            "iat": now.unix_timestamp(),
+            "exp": (now + Duration::seconds(60)).unix_timestamp(),
+            "jti": jti,
+        })
+    }
+}
+
+impl TestApp {
+    /// Creates a client with one Ed25519 key (from `seed`) and no secret.
+    pub async fn keyed_client(&self, seed: u8) -> KeyedClient {
+        let key = mayfly_core::jose::JwsKey::ed25519_from_seed(&[seed; 32]);
+        let mayfly_core::jose::PublicJwk::Ed25519(public) = key.public() else {
+            unreachable!()
+        };
+        let (client, keys) = self
+            .admin()
+            .create_keyed_client(
+                ClientSpec::named("keyed-client"),
+                &[(None, public.to_bytes())],
+            )
+            .await
+            .unwrap();
+        KeyedClient {
+            id: client.id,
+            key,
+            kid: keys[0].kid.clone(),
+        }
+    }
+
+    /// The token endpoint URL as the issuer names it (a client assertion's `aud`).
+    pub fn token_endpoint(&self) -> String {
+        format!("{}/oauth2/token", self.issuer())
+    }
+
+    /// POSTs a token request authenticated with a client assertion.
+    pub async fn assertion_request(
+        &self,
+        assertion: &str,
+        params: &[(&str, &str)],
+    ) -> reqwest::Response {
+        let mut form: Vec<(&str, &str)> = params.to_vec();
+        form.push((
+            "client_assertion_type",
+            "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+        ));
+        form.push(("client_assertion", assertion));
+        self.http
+            .post(format!("{}/oauth2/token", self.base))
+            .form(&form)
+            .send()
             .await
             .unwrap()
     }

@@ -8,6 +8,7 @@
 mod admin;
 mod anomaly;
 mod audit;
+mod bound;
 mod helpers;
 mod keys;
 mod revocation;

@@ -8,7 +8,10 @@
 #![deny(missing_docs)]
 
 pub mod audience;
+pub mod dpop;
+pub mod jose;
 pub mod keys;
+pub mod net;
 mod paseto;
 pub mod revocation;
 pub mod scope;
@@ -18,4 +21,4 @@ pub mod wire;
 pub use audience::{Audience, AudienceError};
 pub use keys::{KeyError, KeyId, PublicKey, SigningKey};
 pub use scope::{Scope, ScopeError, ScopeSet};
-pub use token::{Claims, MintError, VerifyError, VerifyOptions};
+pub use token::{Claims, Confirmation, MintError, VerifyError, VerifyOptions};

@@ -77,6 +77,11 @@ impl Parsed {
         &self.footer
     }
 
+    /// The untrusted message, for hints that decide nothing.
+    pub(crate) fn untrusted_message(&self) -> &[u8] {
+        &self.message
+    }
+
     /// Checks the signature; returns the now-trusted message.
     pub(crate) fn verify(self, key: &PublicKey) -> Option<Vec<u8>> {
         let signed = pae(&[HEADER.as_bytes(), &self.message, &self.footer, b""]);

@@ -148,6 +148,8 @@ mod tests {
             scope: "a:b".into(),
             client_id: "client-1".into(),
             gid: vec!["grant-1".into(), "grant-2".into()],
+            cnf: None,
+            cidr: vec![],
         }
     }
 

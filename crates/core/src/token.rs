@@ -1,7 +1,8 @@
 //! Access-token claims, minting and verification.
 //!
 //! Claims follow DESIGN.md: `iss`, `sub`, `aud` (one audience), `iat`, `nbf`, `exp` as
-//! RFC 3339 strings (PASETO §registered claims), `jti`, `scope`, `client_id`.
+//! RFC 3339 strings (PASETO §registered claims), `jti`, `scope`, `client_id`, `gid`, and
+//! where they apply `cnf` (DPoP binding) and `cidr` (network restriction).
 
 use serde::{Deserialize, Serialize};
 use time::{Duration, OffsetDateTime};
@@ -36,6 +37,21 @@ pub struct Claims {
     /// The grants that covered its scopes (lets verifiers apply grant revocations).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub gid: Vec<String>,
+    /// Proof-of-possession confirmation (RFC 7800 §3.1): the DPoP key the token is
+    /// bound to (RFC 9449 §6.1). A bound token is useless without that key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cnf: Option<Confirmation>,
+    /// The networks the token may be used from (CIDR notation); empty: anywhere.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cidr: Vec<String>,
+}
+
+/// The `cnf` claim of a DPoP-bound token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Confirmation {
+    /// RFC 7638 thumbprint of the DPoP public key.
+    pub jkt: String,
 }
 
 impl Claims {
@@ -124,6 +140,18 @@ pub fn peek_key_id(token: &str) -> Result<KeyId, VerifyError> {
     footer_kid(&parsed)
 }
 
+/// Whether a token, unverified, claims to be DPoP-bound (`cnf`). A hint for choosing a
+/// `WWW-Authenticate` challenge, never for accepting anything.
+pub fn peek_is_bound(token: &str) -> bool {
+    #[derive(Deserialize)]
+    struct Cnf {
+        cnf: Option<serde_json::Value>,
+    }
+    Parsed::parse(token)
+        .and_then(|p| serde_json::from_slice::<Cnf>(p.untrusted_message()).ok())
+        .is_some_and(|c| c.cnf.is_some())
+}
+
 fn footer_kid(parsed: &Parsed) -> Result<KeyId, VerifyError> {
     let footer: Footer =
         serde_json::from_slice(parsed.footer()).map_err(|_| VerifyError::Malformed)?;
@@ -181,6 +209,8 @@ mod tests {
             scope: "orders:read orders:write".into(),
             client_id: "client-1".into(),
             gid: vec!["grant-1".into()],
+            cnf: None,
+            cidr: vec![],
         }
     }
 

@@ -56,6 +56,10 @@ pub enum ErrorCode {
     ServerError,
     /// RFC 6749 §4.1.2.1: temporarily unable to handle the request.
     TemporarilyUnavailable,
+    /// RFC 9449 §5: the DPoP proof is invalid (or missing where required).
+    InvalidDpopProof,
+    /// RFC 9449 §8: retry with the server's nonce from the `DPoP-Nonce` header.
+    UseDpopNonce,
 }
 
 impl ErrorCode {
@@ -72,6 +76,8 @@ impl ErrorCode {
             Self::UnsupportedTokenType => "unsupported_token_type",
             Self::ServerError => "server_error",
             Self::TemporarilyUnavailable => "temporarily_unavailable",
+            Self::InvalidDpopProof => "invalid_dpop_proof",
+            Self::UseDpopNonce => "use_dpop_nonce",
         }
     }
 }
@@ -117,6 +123,12 @@ pub struct ServerMetadata {
     pub token_endpoint_auth_methods_supported: Vec<String>,
     /// Always empty: Mayfly has no authorization endpoint.
     pub response_types_supported: Vec<String>,
+    /// Algorithms for `private_key_jwt` assertions (`EdDSA`).
+    #[serde(default)]
+    pub token_endpoint_auth_signing_alg_values_supported: Vec<String>,
+    /// Algorithms for DPoP proofs (RFC 9449 §5.1).
+    #[serde(default)]
+    pub dpop_signing_alg_values_supported: Vec<String>,
 }
 
 /// A published signing key: an OKP/Ed25519 JWK (RFC 8037 §2) with its PASERK.
@@ -197,9 +209,15 @@ pub struct Introspection {
     /// Token id.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub jti: Option<String>,
-    /// `Bearer`.
+    /// `Bearer`, or `DPoP` for a token bound to a key.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token_type: Option<String>,
+    /// The key a DPoP-bound token is bound to (RFC 9449 §6.2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cnf: Option<crate::token::Confirmation>,
+    /// The networks the token may be used from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cidr: Option<Vec<String>>,
 }
 
 impl Introspection {
@@ -216,7 +234,16 @@ impl Introspection {
             iat: Some(claims.iat.unix_timestamp()),
             nbf: Some(claims.nbf.unix_timestamp()),
             jti: Some(claims.jti.clone()),
-            token_type: Some("Bearer".into()),
+            token_type: Some(
+                if claims.cnf.is_some() {
+                    "DPoP"
+                } else {
+                    "Bearer"
+                }
+                .into(),
+            ),
+            cnf: claims.cnf.clone(),
+            cidr: (!claims.cidr.is_empty()).then(|| claims.cidr.clone()),
         }
     }
 }

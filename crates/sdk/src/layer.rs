@@ -6,6 +6,13 @@
 //! 401 with `WWW-Authenticate: Bearer error="invalid_token"` (just `Bearer` when no
 //! token was sent, §3.1), 403 `insufficient_scope` naming the scopes needed. The reason
 //! is logged at debug, never told to the caller.
+//!
+//! DPoP (RFC 9449 §7): a token sent as `Authorization: DPoP …` is checked with the
+//! request's `DPoP` proof, method and URL (the configured `resource_base`, else
+//! `http://` + `Host`, and the path); refusals of DPoP presentations answer
+//! `WWW-Authenticate: DPoP error="…", algs="EdDSA ES256"`. The caller's address is the
+//! socket peer (`ConnectInfo`, so serve with `into_make_service_with_connect_info`),
+//! or behind trusted proxies the forwarded one, for network-restricted tokens.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -19,6 +26,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
+use crate::verifier::Presentation;
 use crate::{UsageReporter, VerifiedToken, Verifier, VerifyError};
 
 impl Verifier {
@@ -46,8 +54,9 @@ pub struct RequireScopesLayer {
 }
 
 impl RequireScopesLayer {
-    /// Also reports every accepted request (token, method, path, peer address from
-    /// axum's `ConnectInfo<SocketAddr>` when the server provides it) to the issuer.
+    /// Also reports every accepted request (token, method, path, and the caller's
+    /// address: axum's `ConnectInfo<SocketAddr>` when the server provides it, read
+    /// through the verifier's trusted proxies) to the issuer.
     #[must_use]
     pub fn report_usage(mut self, reporter: UsageReporter) -> Self {
         self.usage = Some(reporter);
@@ -99,22 +108,35 @@ where
         let usage = self.usage.clone();
         Box::pin(async move {
             let required: Vec<&str> = scopes.iter().map(String::as_str).collect();
-            let outcome = match bearer(&request) {
-                Some(token) => verifier.verify(&token, &required).await,
+            let outcome = match credentials(&request) {
+                Some((token, dpop_scheme)) => {
+                    let mut proofs = request.headers().get_all("dpop").iter();
+                    let proof = match (proofs.next(), proofs.next()) {
+                        (Some(p), None) => p.to_str().ok(),
+                        _ => None,
+                    };
+                    let url = request_url(&verifier, &request);
+                    let client_ip = client_ip(&verifier, &request);
+                    let presented = Presentation {
+                        token: &token,
+                        dpop_scheme,
+                        proof,
+                        method: request.method().as_str(),
+                        url: &url,
+                        client_ip,
+                    };
+                    verifier.verify_presented(&presented, &required).await
+                }
                 None => Err(VerifyError::Missing),
             };
             match outcome {
                 Ok(verified) => {
                     if let Some(usage) = &usage {
-                        let peer = request
-                            .extensions()
-                            .get::<ConnectInfo<SocketAddr>>()
-                            .map(|ConnectInfo(addr)| addr.ip());
                         usage.record(
                             verified.claims(),
                             request.method().as_str(),
                             request.uri().path(),
-                            peer,
+                            client_ip(&verifier, &request),
                         );
                     }
                     request.extensions_mut().insert(verified);
@@ -129,8 +151,9 @@ where
     }
 }
 
-/// The bearer token of `Authorization` (RFC 6750 §2.1; the scheme is case-insensitive).
-fn bearer(request: &Request) -> Option<String> {
+/// The token of `Authorization` and whether its scheme is `DPoP` (else `Bearer`; RFC
+/// 6750 §2.1, RFC 9449 §7.1; schemes are case-insensitive).
+fn credentials(request: &Request) -> Option<(String, bool)> {
     let value = request
         .headers()
         .get(header::AUTHORIZATION)?
@@ -138,8 +161,60 @@ fn bearer(request: &Request) -> Option<String> {
         .ok()?;
     let (scheme, token) = value.split_once(' ')?;
     let token = token.trim();
-    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then(|| token.to_owned())
+    if token.is_empty() {
+        return None;
+    }
+    if scheme.eq_ignore_ascii_case("bearer") {
+        Some((token.to_owned(), false))
+    } else if scheme.eq_ignore_ascii_case("dpop") {
+        Some((token.to_owned(), true))
+    } else {
+        None
+    }
 }
+
+/// The URL the client addressed, as a DPoP proof's `htu` names it.
+fn request_url(verifier: &Verifier, request: &Request) -> String {
+    let path = request.uri().path();
+    match verifier.resource_base() {
+        Some(base) => format!("{base}{path}"),
+        None => {
+            let host = request
+                .headers()
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .or_else(|| request.uri().authority().map(|a| a.as_str()))
+                .unwrap_or_default();
+            format!("http://{host}{path}")
+        }
+    }
+}
+
+/// The caller's address: the socket peer, or behind a trusted proxy the forwarded one.
+fn client_ip(verifier: &Verifier, request: &Request) -> Option<std::net::IpAddr> {
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip())?;
+    let joined = |name: &str| -> Option<String> {
+        let values: Vec<&str> = request
+            .headers()
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        (!values.is_empty()).then(|| values.join(","))
+    };
+    Some(mayfly_core::net::source_address(
+        peer,
+        joined("forwarded").as_deref(),
+        joined("x-forwarded-for").as_deref(),
+        verifier.trusted_proxies(),
+    ))
+}
+
+/// DPoP proof algorithms a resource server accepts.
+const DPOP_ALGS: &str = "EdDSA ES256";
 
 /// The RFC 6750 §3 answer for a refusal.
 pub fn refusal(error: &VerifyError, scopes: &[String]) -> Response {
@@ -158,10 +233,24 @@ pub fn refusal(error: &VerifyError, scopes: &[String]) -> Response {
             "Bearer".to_owned(),
             Some("temporarily_unavailable"),
         ),
-        VerifyError::Token(_) | VerifyError::Revoked | VerifyError::Inactive => (
+        VerifyError::Token(_)
+        | VerifyError::Revoked
+        | VerifyError::Inactive
+        | VerifyError::NetworkNotAllowed => (
             StatusCode::UNAUTHORIZED,
             "Bearer error=\"invalid_token\"".to_owned(),
             Some("invalid_token"),
+        ),
+        // RFC 9449 §7.1: the DPoP challenge, naming the accepted algorithms.
+        VerifyError::DpopRequired => (
+            StatusCode::UNAUTHORIZED,
+            format!("DPoP error=\"invalid_token\", algs=\"{DPOP_ALGS}\""),
+            Some("invalid_token"),
+        ),
+        VerifyError::InvalidProof(_) => (
+            StatusCode::UNAUTHORIZED,
+            format!("DPoP error=\"invalid_dpop_proof\", algs=\"{DPOP_ALGS}\""),
+            Some("invalid_dpop_proof"),
         ),
     };
     let body = match code {

@@ -4,7 +4,9 @@
 //!   discovering the token endpoint from the issuer's RFC 8414 metadata, caches them,
 //!   refreshes them at about 80 % of their lifetime, shares one in-flight request among
 //!   concurrent callers and retries transient failures. [`RequestBuilderExt::mayfly_auth`]
-//!   attaches the token to a `reqwest` request.
+//!   attaches the token to a `reqwest` request. The client may authenticate with a
+//!   private key instead of a secret (`private_key_jwt`) and bind its tokens to a DPoP
+//!   key ([`TokenSourceBuilder::dpop_key`]); `mayfly_auth` then signs a proof per request.
 //! - Resource servers: [`Verifier`] checks tokens offline against the issuer's key set
 //!   (fetched, cached per `Cache-Control`/`ETag`, refetched on an unknown `kid`, rate
 //!   limited), follows the revocation feed, and keeps a bounded verified-token cache; or
@@ -12,6 +14,8 @@
 //!   [`Verifier::require`] is a tower layer that answers RFC 6750 401/403 challenges and
 //!   hands handlers the [`VerifiedToken`]; with [`RequireScopesLayer::report_usage`] it
 //!   also reports each accepted request to the issuer ([`UsageReporter`]).
+//!   hands handlers the [`VerifiedToken`]. DPoP-bound tokens pass only with a valid proof
+//!   by their key, network-restricted ones only from inside their networks.
 //!
 //! Time is an input ([`Clock`]), so refresh and expiry can be tested without sleeping.
 //!
@@ -76,6 +80,7 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, RejectionCode};
 #[cfg(feature = "axum")]
 pub use layer::{RequireScopes, RequireScopesLayer, refusal};
+pub use mayfly_core::jose::JwsKey;
 pub use offline::OfflineVerifier;
 pub use retry::RetryPolicy;
 pub use token_source::{
@@ -87,6 +92,6 @@ pub use usage::{
     UsageReporterBuilder,
 };
 pub use verifier::{
-    DEFAULT_CACHE_CAPACITY, DEFAULT_LEEWAY, DEFAULT_UNKNOWN_KEY_REFETCH, REVOCATIONS_READ_SCOPE,
-    VerifiedToken, Verifier, VerifierBuilder, VerifierMode, VerifyError,
+    DEFAULT_CACHE_CAPACITY, DEFAULT_LEEWAY, DEFAULT_UNKNOWN_KEY_REFETCH, Presentation,
+    REVOCATIONS_READ_SCOPE, VerifiedToken, Verifier, VerifierBuilder, VerifierMode, VerifyError,
 };

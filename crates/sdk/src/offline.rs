@@ -1,5 +1,8 @@
 //! [`OfflineVerifier`]: verification against a fixed key set, with no I/O and no
-//! revocation checks. [`crate::Verifier`] is what resource servers should use.
+//! revocation checks, and no sender constraints: it returns the `cnf` and `cidr` claims
+//! of DPoP-bound and network-restricted tokens for the caller to enforce.
+//! [`crate::Verifier`] (with [`crate::Verifier::verify_presented`]) is what resource
+//! servers should use.
 
 use mayfly_core::PublicKey;
 use mayfly_core::token::{self, Claims, VerifyOptions};

@@ -9,13 +9,21 @@
 //! - Transient failures are retried ([`RetryPolicy`]); a refusal (4xx) never is. While a
 //!   refresh fails, the previous token is handed out for as long as it is valid.
 //! - Tokens and the client secret never appear in `Debug` output or logs.
+//! - The client authenticates with a secret (`client_secret_basic`) or with a private
+//!   key (`private_key_jwt`, RFC 7523: a fresh one-minute assertion for every request,
+//!   so retries never replay a `jti`).
+//! - With a DPoP key (RFC 9449), every token request carries a proof, tokens come back
+//!   bound to the key, and [`RequestBuilderExt::mayfly_auth`] sends them as
+//!   `Authorization: DPoP …` with a proof for each request. Server nonces
+//!   (`use_dpop_nonce`, `DPoP-Nonce`) are picked up and used.
 
 use std::fmt;
 use std::future::Future;
 use std::sync::{Arc, RwLock};
 use std::time::Duration as StdDuration;
 
-use mayfly_core::wire::{ServerMetadata, TokenResponse};
+use mayfly_core::jose::JwsKey;
+use mayfly_core::wire::{ErrorCode, ErrorResponse, ServerMetadata, TokenResponse};
 use time::{Duration, OffsetDateTime};
 
 use crate::Error;
@@ -51,6 +59,7 @@ pub struct AccessToken {
     value: Arc<str>,
     scope: Arc<str>,
     expires_at: OffsetDateTime,
+    bound: bool,
 }
 
 impl AccessToken {
@@ -68,6 +77,12 @@ impl AccessToken {
     pub fn expires_at(&self) -> OffsetDateTime {
         self.expires_at
     }
+
+    /// Whether it is bound to the source's DPoP key (`token_type: DPoP`): it must be
+    /// sent as `Authorization: DPoP …` with a proof.
+    pub fn is_dpop_bound(&self) -> bool {
+        self.bound
+    }
 }
 
 impl fmt::Debug for AccessToken {
@@ -76,6 +91,7 @@ impl fmt::Debug for AccessToken {
             .field("value", &"<redacted>")
             .field("scope", &self.scope)
             .field("expires_at", &self.expires_at)
+            .field("bound", &self.bound)
             .finish()
     }
 }
@@ -88,13 +104,57 @@ pub const REFRESH_JITTER: f64 = 0.05;
 const REFRESH_PAUSE: Duration = Duration::seconds(5);
 /// Per-request timeout of token requests.
 const REQUEST_TIMEOUT: StdDuration = StdDuration::from_secs(10);
+/// Lifetime of a client assertion (RFC 7523): each is used at once, once.
+const ASSERTION_LIFETIME: Duration = Duration::seconds(60);
+/// `client_assertion_type` of a JWT client assertion.
+pub(crate) const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
+/// How the client proves who it is.
+#[derive(Clone)]
+enum Credential {
+    Secret(ClientSecret),
+    PrivateKey {
+        key: Box<JwsKey>,
+        kid: Option<String>,
+    },
+}
+
+/// A fresh one-minute client assertion (RFC 7523 §2.2) for `aud`.
+pub(crate) fn client_assertion(
+    key: &JwsKey,
+    kid: Option<&str>,
+    client_id: &str,
+    aud: &str,
+    now: OffsetDateTime,
+) -> String {
+    let mut header = serde_json::Map::new();
+    header.insert("typ".into(), "JWT".into());
+    if let Some(kid) = kid {
+        header.insert("kid".into(), kid.into());
+    }
+    let claims = serde_json::json!({
+        "iss": client_id,
+        "sub": client_id,
+        "aud": aud,
+        "iat": now.unix_timestamp(),
+        "exp": (now + ASSERTION_LIFETIME).unix_timestamp(),
+        "jti": random_id(),
+    });
+    key.sign(header, &claims)
+}
+
+fn random_id() -> String {
+    let bytes: [u8; 16] = rand::random();
+    mayfly_core::jose::b64(&bytes)
+}
 
 /// Configures a [`TokenSource`].
 #[derive(Clone)]
 pub struct TokenSourceBuilder {
     issuer: String,
     client_id: Option<String>,
-    client_secret: Option<ClientSecret>,
+    credential: Option<Credential>,
+    dpop: Option<JwsKey>,
     audience: Option<String>,
     scopes: Vec<String>,
     http: Option<reqwest::Client>,
@@ -118,7 +178,33 @@ impl TokenSourceBuilder {
     #[must_use]
     pub fn client_secret(mut self, client_id: impl Into<String>, secret: ClientSecret) -> Self {
         self.client_id = Some(client_id.into());
-        self.client_secret = Some(secret);
+        self.credential = Some(Credential::Secret(secret));
+        self
+    }
+
+    /// Authenticates with `private_key_jwt` (RFC 7523 §2.2): each token request carries
+    /// a fresh assertion signed with `key` (an Ed25519 key registered for the client),
+    /// naming `kid` if given. No secret is involved.
+    #[must_use]
+    pub fn private_key_jwt(
+        mut self,
+        client_id: impl Into<String>,
+        key: JwsKey,
+        kid: Option<String>,
+    ) -> Self {
+        self.client_id = Some(client_id.into());
+        self.credential = Some(Credential::PrivateKey {
+            key: Box::new(key),
+            kid,
+        });
+        self
+    }
+
+    /// Binds tokens to `key` with DPoP (RFC 9449; Ed25519 or P-256): token requests
+    /// carry a proof, and [`RequestBuilderExt::mayfly_auth`] signs one per request.
+    #[must_use]
+    pub fn dpop_key(mut self, key: JwsKey) -> Self {
+        self.dpop = Some(key);
         self
     }
 
@@ -168,9 +254,12 @@ impl TokenSourceBuilder {
     /// [`Error::Config`] when credentials or scopes are missing, or the HTTP client
     /// cannot be built.
     pub fn build(self) -> Result<TokenSource, Error> {
-        let (Some(client_id), Some(client_secret)) = (self.client_id, self.client_secret) else {
+        let (Some(client_id), Some(credential)) = (self.client_id, self.credential) else {
             return Err(Error::Config("client credentials are required".into()));
         };
+        if matches!(&credential, Credential::PrivateKey { key, .. } if key.alg() != "EdDSA") {
+            return Err(Error::Config("private_key_jwt needs an Ed25519 key".into()));
+        }
         if self.scopes.is_empty() || self.scopes.iter().any(|s| s.is_empty() || s.contains(' ')) {
             return Err(Error::Config("at least one scope, without spaces".into()));
         }
@@ -182,7 +271,9 @@ impl TokenSourceBuilder {
             inner: Arc::new(Inner {
                 issuer: self.issuer,
                 client_id,
-                client_secret,
+                credential,
+                dpop: self.dpop,
+                nonce: RwLock::new(None),
                 audience: self.audience,
                 scope: self.scopes.join(" "),
                 http,
@@ -205,7 +296,10 @@ pub struct TokenSource {
 struct Inner {
     issuer: String,
     client_id: String,
-    client_secret: ClientSecret,
+    credential: Credential,
+    dpop: Option<JwsKey>,
+    /// The issuer's latest DPoP nonce.
+    nonce: RwLock<Option<String>>,
     audience: Option<String>,
     scope: String,
     http: reqwest::Client,
@@ -240,7 +334,8 @@ impl TokenSource {
         TokenSourceBuilder {
             issuer: issuer.into(),
             client_id: None,
-            client_secret: None,
+            credential: None,
+            dpop: None,
             audience: None,
             scopes: Vec::new(),
             http: None,
@@ -339,15 +434,31 @@ impl TokenSource {
         if let Some(audience) = &inner.audience {
             form.push(("resource", audience));
         }
-        let response = retry::send(&inner.retry, || {
-            inner
-                .http
-                .post(&endpoint)
-                .timeout(REQUEST_TIMEOUT)
-                .basic_auth(&inner.client_id, Some(inner.client_secret.expose()))
-                .form(&form)
-        })
-        .await?;
+        // One retry when the issuer asks for a DPoP nonce (RFC 9449 §8).
+        let mut response = self.token_request(&endpoint, &form).await?;
+        if response.status() == reqwest::StatusCode::BAD_REQUEST && self.took_nonce(&response) {
+            let body = response.bytes().await.map_err(Error::Transport)?;
+            match serde_json::from_slice::<ErrorResponse>(&body) {
+                Ok(e) if e.error == ErrorCode::UseDpopNonce => {
+                    response = self.token_request(&endpoint, &form).await?;
+                }
+                Ok(e) => {
+                    return Err(Error::Rejected {
+                        status: 400,
+                        error: crate::error::RejectionCode::OAuth(e.error),
+                        description: e.error_description,
+                    });
+                }
+                Err(_) => {
+                    return Err(Error::Rejected {
+                        status: 400,
+                        error: crate::error::RejectionCode::Other,
+                        description: None,
+                    });
+                }
+            }
+        }
+        self.took_nonce(&response);
         if !response.status().is_success() {
             return Err(Error::rejected(response).await);
         }
@@ -355,7 +466,8 @@ impl TokenSource {
             .json()
             .await
             .map_err(|e| Error::InvalidResponse(format!("token response: {e}")))?;
-        if !body.token_type.eq_ignore_ascii_case("bearer") {
+        let bound = body.token_type.eq_ignore_ascii_case("dpop");
+        if !(body.token_type.eq_ignore_ascii_case("bearer") || bound && inner.dpop.is_some()) {
             return Err(Error::InvalidResponse(format!(
                 "token_type {:?}",
                 body.token_type
@@ -370,14 +482,92 @@ impl TokenSource {
                 value: body.access_token.into(),
                 scope: body.scope.into(),
                 expires_at: now + lifetime,
+                bound,
             },
         })
+    }
+
+    /// Sends one token request (with retries), signing a fresh assertion and DPoP proof
+    /// for every attempt.
+    async fn token_request(
+        &self,
+        endpoint: &str,
+        form: &[(&str, &str)],
+    ) -> Result<reqwest::Response, Error> {
+        let inner = &self.inner;
+        retry::send(&inner.retry, || {
+            let now = inner.clock.now();
+            let mut request = inner.http.post(endpoint).timeout(REQUEST_TIMEOUT);
+            let mut form = form.to_vec();
+            let assertion;
+            match &inner.credential {
+                Credential::Secret(secret) => {
+                    request = request.basic_auth(&inner.client_id, Some(secret.expose()));
+                }
+                Credential::PrivateKey { key, kid } => {
+                    assertion =
+                        client_assertion(key, kid.as_deref(), &inner.client_id, endpoint, now);
+                    form.push(("client_assertion_type", JWT_BEARER));
+                    form.push(("client_assertion", &assertion));
+                }
+            }
+            if let Some(proof) = self.proof("POST", endpoint, None) {
+                request = request.header("DPoP", proof);
+            }
+            request.form(&form)
+        })
+        .await
+    }
+
+    /// Remembers the issuer's `DPoP-Nonce`; whether the response carried a new one.
+    fn took_nonce(&self, response: &reqwest::Response) -> bool {
+        let Some(nonce) = response
+            .headers()
+            .get("dpop-nonce")
+            .and_then(|v| v.to_str().ok())
+        else {
+            return false;
+        };
+        let mut held = self.inner.nonce.write().unwrap_or_else(|e| e.into_inner());
+        let new = held.as_deref() != Some(nonce);
+        *held = Some(nonce.to_owned());
+        new
+    }
+
+    /// A DPoP proof for a request (`access_token` for resource requests), when this
+    /// source holds a DPoP key.
+    pub fn proof(&self, method: &str, url: &str, access_token: Option<&str>) -> Option<String> {
+        let key = self.inner.dpop.as_ref()?;
+        let nonce = self
+            .inner
+            .nonce
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        Some(mayfly_core::dpop::sign(
+            key,
+            &mayfly_core::dpop::ProofRequest {
+                htm: method,
+                htu: url,
+                access_token,
+                // The issuer's nonce is for the issuer only.
+                nonce: if access_token.is_none() {
+                    nonce.as_deref()
+                } else {
+                    None
+                },
+                jti: &random_id(),
+                now: self.inner.clock.now(),
+            },
+        ))
     }
 }
 
 /// Attaches a [`TokenSource`]'s token to a request.
 pub trait RequestBuilderExt: Sized {
-    /// Adds `Authorization: Bearer <token>` (marked sensitive) from `source`.
+    /// Adds `Authorization: Bearer <token>` (marked sensitive) from `source`; for a
+    /// DPoP-bound token, `Authorization: DPoP <token>` and a `DPoP` proof for this
+    /// request's method and URL.
     ///
     /// # Errors
     /// [`Error`] when no token can be obtained.
@@ -395,7 +585,24 @@ impl RequestBuilderExt for reqwest::RequestBuilder {
         let source = source.clone();
         async move {
             let token = source.token().await?;
-            Ok(self.bearer_auth(token.secret()))
+            if !token.is_dpop_bound() {
+                return Ok(self.bearer_auth(token.secret()));
+            }
+            let (method, url) = self
+                .try_clone()
+                .and_then(|b| b.build().ok())
+                .map(|r| (r.method().to_string(), r.url().to_string()))
+                .ok_or_else(|| Error::Config("a DPoP request must be cloneable".into()))?;
+            let proof = source
+                .proof(&method, &url, Some(token.secret()))
+                .ok_or_else(|| Error::Config("no DPoP key".into()))?;
+            let mut value =
+                reqwest::header::HeaderValue::from_str(&format!("DPoP {}", token.secret()))
+                    .map_err(|_| Error::InvalidResponse("unusable token".into()))?;
+            value.set_sensitive(true);
+            Ok(self
+                .header(reqwest::header::AUTHORIZATION, value)
+                .header("DPoP", proof))
         }
     }
 }
@@ -601,6 +808,7 @@ mod tests {
             value: "v4.public.secret-token".into(),
             scope: "orders:read".into(),
             expires_at: T0,
+            bound: false,
         };
         let secret = ClientSecret::new("mfy_cs_hush");
         let shown = format!("{token:?} {secret:?}");

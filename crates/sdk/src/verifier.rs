@@ -15,10 +15,19 @@
 //!
 //! Introspection mode ([`VerifierMode::Introspection`]) asks the issuer (RFC 7662) on
 //! every request instead.
+//!
+//! Sender constraints are enforced whatever the mode, and fail closed: a token bound to
+//! a DPoP key (`cnf.jkt`, RFC 9449) passes only as `Authorization: DPoP …` with a valid
+//! proof by that key for this request (method, URL, fresh `iat`, `ath` = the token's
+//! hash, a `jti` not seen before — a replay cache in memory offline, the issuer's
+//! store in introspection mode); a token restricted to networks (`cidr`) passes only
+//! from an address inside them. [`Verifier::verify`] knows neither the request nor the
+//! caller, so it refuses such tokens; use [`Verifier::verify_presented`].
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, RwLock};
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, RwLock};
 
 use mayfly_core::KeyId;
 use mayfly_core::token::{self, Claims, VerifyOptions};
@@ -64,7 +73,55 @@ pub enum VerifyError {
     /// The issuer could not be asked (introspection mode).
     #[error("the issuer is unavailable")]
     Unavailable,
+    /// A DPoP-bound token without a DPoP proof (e.g. a stolen token sent as Bearer), a
+    /// DPoP presentation of a token that is not bound, or (introspection mode) a DPoP
+    /// presentation the issuer found inactive.
+    #[error("DPoP proof required")]
+    DpopRequired,
+    /// The DPoP proof is invalid for this token and request.
+    #[error("invalid DPoP proof: {0}")]
+    InvalidProof(String),
+    /// The caller's address is outside the token's networks (or unknown).
+    #[error("token used from outside its networks")]
+    NetworkNotAllowed,
 }
+
+/// How a token reached the resource server: what sender constraints are checked with.
+#[derive(Debug, Clone, Copy)]
+pub struct Presentation<'a> {
+    /// The access token.
+    pub token: &'a str,
+    /// Whether it came as `Authorization: DPoP …` (else `Bearer`).
+    pub dpop_scheme: bool,
+    /// The `DPoP` header's proof, if any.
+    pub proof: Option<&'a str>,
+    /// The request method.
+    pub method: &'a str,
+    /// The request URL as the client addressed it (`htu`).
+    pub url: &'a str,
+    /// The caller's address.
+    pub client_ip: Option<IpAddr>,
+}
+
+impl<'a> Presentation<'a> {
+    /// A bare Bearer token with no request context: bound or network-restricted tokens
+    /// are refused.
+    pub fn bearer(token: &'a str) -> Self {
+        Self {
+            token,
+            dpop_scheme: false,
+            proof: None,
+            method: "",
+            url: "",
+            client_ip: None,
+        }
+    }
+}
+
+/// Most proof `jti`s remembered for replay detection. Each is kept for two minutes
+/// (a proof's 60 s window plus skew), so this allows about 8,000 DPoP requests a second
+/// per verifier; beyond, proofs are refused rather than a replay risked.
+const MAX_PROOF_IDS: usize = 1_000_000;
 
 /// How tokens are checked.
 #[derive(Clone, Default)]
@@ -80,6 +137,22 @@ pub enum VerifierMode {
         /// Its secret.
         client_secret: ClientSecret,
     },
+    /// Introspection, the calling client authenticating with `private_key_jwt` (a fresh
+    /// assertion per request): the resource server holds no shared secret.
+    IntrospectionWithKey {
+        /// The calling client.
+        client_id: String,
+        /// Its Ed25519 key, registered with the issuer.
+        key: Box<mayfly_core::jose::JwsKey>,
+        /// The key's `kid`, if it should be named.
+        kid: Option<String>,
+    },
+}
+
+impl VerifierMode {
+    fn introspects(&self) -> bool {
+        !matches!(self, Self::Offline)
+    }
 }
 
 impl fmt::Debug for VerifierMode {
@@ -88,6 +161,10 @@ impl fmt::Debug for VerifierMode {
             Self::Offline => f.write_str("Offline"),
             Self::Introspection { client_id, .. } => f
                 .debug_struct("Introspection")
+                .field("client_id", client_id)
+                .finish_non_exhaustive(),
+            Self::IntrospectionWithKey { client_id, .. } => f
+                .debug_struct("IntrospectionWithKey")
                 .field("client_id", client_id)
                 .finish_non_exhaustive(),
         }
@@ -127,6 +204,8 @@ pub struct VerifierBuilder {
     mode: VerifierMode,
     feed: Option<(String, ClientSecret)>,
     key_set: Option<JwkSet>,
+    trusted_proxies: Vec<ipnet::IpNet>,
+    resource_base: Option<String>,
 }
 
 impl fmt::Debug for VerifierBuilder {
@@ -198,6 +277,23 @@ impl VerifierBuilder {
         self
     }
 
+    /// Believes `Forwarded` / `X-Forwarded-For` from these proxies when the tower layer
+    /// finds the caller's address (see `mayfly_core::net::source_address`).
+    #[must_use]
+    pub fn trusted_proxies(mut self, proxies: Vec<ipnet::IpNet>) -> Self {
+        self.trusted_proxies = proxies;
+        self
+    }
+
+    /// The public origin of this resource server (e.g. `https://api.example.com`), from
+    /// which the tower layer builds the URL DPoP proofs must name. Default: `http://` and
+    /// the request's `Host`.
+    #[must_use]
+    pub fn resource_base(mut self, base: impl Into<String>) -> Self {
+        self.resource_base = Some(base.into().trim_end_matches('/').to_owned());
+        self
+    }
+
     /// Trusts this fixed key set instead of discovering and fetching one (offline use,
     /// benchmarks). No request is made unless a revocation feed is configured.
     #[must_use]
@@ -241,7 +337,8 @@ impl VerifierBuilder {
                             }
                         }
                     }
-                    VerifierMode::Introspection { .. } => {
+                    VerifierMode::Introspection { .. }
+                    | VerifierMode::IntrospectionWithKey { .. } => {
                         Keys::from_jwks(&JwkSet { keys: vec![] }, now, None)
                     }
                 };
@@ -288,6 +385,9 @@ impl VerifierBuilder {
                 feed: feed_state,
                 cache: RwLock::new(HashMap::new()),
                 follower,
+                proof_ids: Mutex::new(HashMap::new()),
+                trusted_proxies: self.trusted_proxies,
+                resource_base: self.resource_base,
             }),
         })
     }
@@ -317,6 +417,10 @@ struct Inner {
     feed: Arc<FeedState>,
     cache: RwLock<HashMap<Box<str>, Cached>>,
     follower: Option<tokio::task::AbortHandle>,
+    /// DPoP proof ids seen (`jkt` + `jti`) until they expire.
+    proof_ids: Mutex<HashMap<String, OffsetDateTime>>,
+    trusted_proxies: Vec<ipnet::IpNet>,
+    resource_base: Option<String>,
 }
 
 impl Drop for Inner {
@@ -358,7 +462,19 @@ impl Verifier {
             mode: VerifierMode::Offline,
             feed: None,
             key_set: None,
+            trusted_proxies: Vec::new(),
+            resource_base: None,
         }
+    }
+
+    /// Proxies whose forwarding headers are believed.
+    pub fn trusted_proxies(&self) -> &[ipnet::IpNet] {
+        &self.inner.trusted_proxies
+    }
+
+    /// The configured public origin, if any.
+    pub fn resource_base(&self) -> Option<&str> {
+        self.inner.resource_base.as_deref()
     }
 
     /// The audience this verifier accepts.
@@ -392,27 +508,120 @@ impl Verifier {
         token: &str,
         required: &[&str],
     ) -> Result<VerifiedToken, VerifyError> {
-        if let VerifierMode::Introspection { .. } = self.inner.mode {
-            return self.introspect(token, required).await;
+        self.verify_presented(&Presentation::bearer(token), required)
+            .await
+    }
+
+    /// Verifies a token as it was presented with a request, including its sender
+    /// constraints: the DPoP proof for a bound token, the caller's address for a
+    /// network-restricted one.
+    ///
+    /// # Errors
+    /// [`VerifyError`] naming the first failed check.
+    pub async fn verify_presented(
+        &self,
+        presented: &Presentation<'_>,
+        required: &[&str],
+    ) -> Result<VerifiedToken, VerifyError> {
+        let token = presented.token;
+        if self.inner.mode.introspects() {
+            // The issuer checks the proof (and spends its jti on every replica) and the
+            // address; the scheme is ours to check.
+            let verified = match self.introspect(presented, required).await {
+                // A DPoP presentation, or a bound token presented without its proof: the
+                // challenge is DPoP's (the issuer does not say which check failed).
+                Err(VerifyError::Inactive)
+                    if presented.dpop_scheme || token::peek_is_bound(token) =>
+                {
+                    return Err(VerifyError::DpopRequired);
+                }
+                other => other?,
+            };
+            if presented.dpop_scheme != verified.claims.cnf.is_some() {
+                return Err(VerifyError::DpopRequired);
+            }
+            return Ok(verified);
         }
         let now = self.inner.clock.now();
         if now >= self.keys().stale_at {
             self.refresh_keys(None).await;
         }
-        match self.verify_offline(token, required) {
+        let verified = match self.verify_signed(token, required) {
             Err(VerifyError::Token(mayfly_core::VerifyError::UnknownKey)) => {
                 let kid = token::peek_key_id(token)?;
                 if self.refresh_keys(Some(&kid)).await {
-                    self.verify_offline(token, required)
+                    self.verify_signed(token, required)
                 } else {
                     Err(mayfly_core::VerifyError::UnknownKey.into())
                 }
             }
             other => other,
-        }
+        }?;
+        self.check_constraints(&verified.claims, presented)?;
+        Ok(verified)
     }
 
-    /// Verifies `token` with the keys held now, without any I/O.
+    /// Checks a verified token's sender constraints against its presentation.
+    fn check_constraints(
+        &self,
+        claims: &Claims,
+        presented: &Presentation<'_>,
+    ) -> Result<(), VerifyError> {
+        if !claims.cidr.is_empty() {
+            let nets = mayfly_core::net::parse_networks(&claims.cidr)
+                .map_err(|_| VerifyError::NetworkNotAllowed)?;
+            if !presented
+                .client_ip
+                .is_some_and(|ip| mayfly_core::net::allows(&nets, ip))
+            {
+                return Err(VerifyError::NetworkNotAllowed);
+            }
+        }
+        let Some(cnf) = &claims.cnf else {
+            return if presented.dpop_scheme {
+                Err(VerifyError::DpopRequired)
+            } else {
+                Ok(())
+            };
+        };
+        let (true, Some(proof)) = (presented.dpop_scheme, presented.proof) else {
+            return Err(VerifyError::DpopRequired);
+        };
+        let now = self.inner.clock.now();
+        let verified = mayfly_core::dpop::verify(
+            proof,
+            &mayfly_core::dpop::Expect {
+                htm: presented.method,
+                htu: presented.url,
+                access_token: Some(presented.token),
+                jkt: Some(&cnf.jkt),
+                max_age: mayfly_core::dpop::RESOURCE_MAX_AGE,
+                now,
+            },
+        )
+        .map_err(|e| VerifyError::InvalidProof(e.to_string()))?;
+        let mut seen = self
+            .inner
+            .proof_ids
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if seen.len() >= MAX_PROOF_IDS {
+            seen.retain(|_, until| now < *until);
+            if seen.len() >= MAX_PROOF_IDS {
+                // Full of live ids: refuse rather than forget one (a replay window).
+                return Err(VerifyError::InvalidProof("replay cache full".into()));
+            }
+        }
+        let id = format!("{}:{}", verified.jkt, verified.jti);
+        if seen.get(&id).is_some_and(|until| now < *until) {
+            return Err(VerifyError::InvalidProof("DPoP proof jti replayed".into()));
+        }
+        seen.insert(id, verified.expires_at);
+        Ok(())
+    }
+
+    /// Verifies `token` with the keys held now, without any I/O. Like
+    /// [`Verifier::verify`], it refuses DPoP-bound and network-restricted tokens.
     ///
     /// # Errors
     /// [`VerifyError`] naming the first failed check; an unknown `kid` is
@@ -422,6 +631,12 @@ impl Verifier {
         token: &str,
         required: &[&str],
     ) -> Result<VerifiedToken, VerifyError> {
+        let verified = self.verify_signed(token, required)?;
+        self.check_constraints(&verified.claims, &Presentation::bearer(token))?;
+        Ok(verified)
+    }
+
+    fn verify_signed(&self, token: &str, required: &[&str]) -> Result<VerifiedToken, VerifyError> {
         let inner = &*self.inner;
         let now = inner.clock.now();
         let cached = inner
@@ -576,27 +791,57 @@ impl Verifier {
 
     async fn introspect(
         &self,
-        token: &str,
+        presented: &Presentation<'_>,
         required: &[&str],
     ) -> Result<VerifiedToken, VerifyError> {
+        let token = presented.token;
         let inner = &*self.inner;
-        let (
-            VerifierMode::Introspection {
-                client_id,
-                client_secret,
-            },
-            Some(metadata),
-        ) = (&inner.mode, &inner.metadata)
-        else {
+        let Some(metadata) = &inner.metadata else {
             return Err(VerifyError::Unavailable);
         };
+        let source_ip = presented.client_ip.map(|ip| ip.to_string());
+        let mut form = vec![("token", token), ("token_type_hint", "access_token")];
+        if let Some(ip) = &source_ip {
+            form.push(("source_ip", ip));
+        }
+        if let (true, Some(proof)) = (presented.dpop_scheme, presented.proof) {
+            form.extend([
+                ("dpop", proof),
+                ("htm", presented.method),
+                ("htu", presented.url),
+            ]);
+        }
         let response = retry::send(&inner.retry, || {
-            inner
+            let request = inner
                 .http
                 .post(&metadata.introspection_endpoint)
-                .timeout(std::time::Duration::from_secs(10))
-                .basic_auth(client_id, Some(client_secret.expose()))
-                .form(&[("token", token), ("token_type_hint", "access_token")])
+                .timeout(std::time::Duration::from_secs(10));
+            match &inner.mode {
+                VerifierMode::Introspection {
+                    client_id,
+                    client_secret,
+                } => request
+                    .basic_auth(client_id, Some(client_secret.expose()))
+                    .form(&form),
+                VerifierMode::IntrospectionWithKey {
+                    client_id,
+                    key,
+                    kid,
+                } => {
+                    let assertion = crate::token_source::client_assertion(
+                        key,
+                        kid.as_deref(),
+                        client_id,
+                        &metadata.introspection_endpoint,
+                        inner.clock.now(),
+                    );
+                    let mut form = form.clone();
+                    form.push(("client_assertion_type", crate::token_source::JWT_BEARER));
+                    form.push(("client_assertion", &assertion));
+                    request.form(&form)
+                }
+                VerifierMode::Offline => request.form(&form),
+            }
         })
         .await
         .map_err(|e| {
@@ -653,6 +898,8 @@ fn claims_of(answer: Introspection) -> Result<Claims, VerifyError> {
         scope: answer.scope.unwrap_or_default(),
         client_id: answer.client_id.unwrap_or_default(),
         gid: Vec::new(),
+        cnf: answer.cnf,
+        cidr: answer.cidr.unwrap_or_default(),
     })
 }
 
@@ -763,6 +1010,8 @@ mod tests {
                 scope: "orders:read".into(),
                 client_id: "client-1".into(),
                 gid: vec![],
+                cnf: None,
+                cidr: vec![],
             },
         )
         .unwrap()

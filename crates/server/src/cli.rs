@@ -175,7 +175,8 @@ pub enum ScopeCommand {
 /// `mayfly admin client …`
 #[derive(Debug, Subcommand)]
 pub enum ClientCommand {
-    /// Create a client; prints its id and first secret once, as JSON.
+    /// Create a client; prints its id and first secret once, as JSON. With
+    /// `--public-key` it authenticates with private_key_jwt only and gets no secret.
     Create {
         /// Display name.
         #[arg(long)]
@@ -186,6 +187,16 @@ pub enum ClientCommand {
         /// Longest token lifetime, e.g. 15m.
         #[arg(long, value_parser = parse_duration)]
         max_ttl: Option<Duration>,
+        /// An Ed25519 public key (the base64url `x` of its JWK) for private_key_jwt; at
+        /// most twice. The client then has no secret.
+        #[arg(long = "public-key")]
+        public_keys: Vec<String>,
+        /// Networks it may call from (CIDR), repeatable.
+        #[arg(long = "allowed-cidr")]
+        allowed_cidrs: Vec<String>,
+        /// Its tokens must be DPoP-bound.
+        #[arg(long)]
+        require_dpop: bool,
     },
     /// Add a secret (at most two valid at once); prints it once, as JSON.
     AddSecret {

@@ -111,6 +111,30 @@ pub struct Config {
     /// Log format.
     #[arg(long, env = "MAYFLY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,
+
+    /// Reverse proxies whose `Forwarded` / `X-Forwarded-For` headers are believed,
+    /// comma-separated CIDRs (e.g. `10.0.0.0/8,192.168.1.10`). From any other peer those
+    /// headers are ignored and the socket address is the client's.
+    #[arg(long, env = "MAYFLY_TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_network, global = true)]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+
+    /// Require a server nonce in DPoP proofs at the token endpoint (RFC 9449 §8): a
+    /// proof without a current one is answered `use_dpop_nonce` with a `DPoP-Nonce`
+    /// header. Nonces are derived from the master key and a 5-minute window, so every
+    /// replica accepts every other's.
+    #[arg(long, env = "MAYFLY_DPOP_NONCE", global = true)]
+    pub dpop_nonce: bool,
+}
+
+/// Parses one CIDR (or a single address) for `--trusted-proxies`.
+///
+/// # Errors
+/// A message naming the value.
+pub fn parse_network(text: &str) -> Result<ipnet::IpNet, String> {
+    mayfly_core::net::parse_networks(&[text])
+        .ok()
+        .and_then(|mut v| v.pop())
+        .ok_or_else(|| format!("{text:?} is not a CIDR or an IP address"))
 }
 
 /// Where the webhook posts, and the HMAC secret it signs with.

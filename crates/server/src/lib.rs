@@ -15,6 +15,7 @@ pub mod client_auth;
 pub mod clock;
 pub mod config;
 pub mod directory;
+pub mod dpop;
 pub mod grant;
 pub mod http;
 pub mod keys;

@@ -96,11 +96,13 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     );
     let rotation = rotation::spawn(&started.state);
     let retention = mayfly_server::audit::spawn_retention(&started.state);
+    let one_time_ids = mayfly_server::dpop::spawn_pruning(&started.state);
     let served = http::serve(listener, started.state, shutdown_signal()).await;
     // The task holds the state (and its audit sink): stop it before draining the audit.
     rotation.abort();
     let _ = rotation.await;
     retention.abort();
+    one_time_ids.abort();
     served.context("serving")?;
     // Every sink is gone with the router: the writer drains the queue and stops.
     started.audit_writer.await.context("audit writer")?;
@@ -183,15 +185,43 @@ async fn admin(config: &Config, command: AdminCommand) -> anyhow::Result<()> {
             );
         }
         AdminCommand::Client { command } => match command {
-            ClientCommand::Create { name, ttl, max_ttl } => {
-                let created = actor
-                    .create_client(ClientSpec {
-                        default_ttl: ttl,
-                        max_ttl,
-                        ..ClientSpec::named(&name)
-                    })
-                    .await?;
-                print_json(&created_client_json(&created));
+            ClientCommand::Create {
+                name,
+                ttl,
+                max_ttl,
+                public_keys,
+                allowed_cidrs,
+                require_dpop,
+            } => {
+                let spec = ClientSpec {
+                    default_ttl: ttl,
+                    max_ttl,
+                    allowed_cidrs,
+                    require_dpop,
+                    ..ClientSpec::named(&name)
+                };
+                if public_keys.is_empty() {
+                    let created = actor.create_client(spec).await?;
+                    print_json(&created_client_json(&created));
+                } else {
+                    use base64::Engine as _;
+                    let keys = public_keys
+                        .iter()
+                        .map(|x| {
+                            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                                .decode(x.trim())
+                                .ok()
+                                .and_then(|b| <[u8; 32]>::try_from(b).ok())
+                                .map(|k| (None, k))
+                                .context("--public-key must be the base64url of 32 bytes")
+                        })
+                        .collect::<anyhow::Result<Vec<_>>>()?;
+                    let (client, keys) = actor.create_keyed_client(spec, &keys).await?;
+                    print_json(&json!({
+                        "client_id": client.id,
+                        "public_keys": keys.iter().map(|k| json!({ "id": k.id, "kid": k.kid })).collect::<Vec<_>>(),
+                    }));
+                }
             }
             ClientCommand::AddSecret { id, expires_in } => {
                 let added = actor

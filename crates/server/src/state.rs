@@ -38,6 +38,8 @@ pub struct AppState {
     pub anomalies: Arc<crate::anomaly::Detector>,
     /// Where anomaly events are sent, if anywhere.
     pub webhook: Option<crate::webhook::Webhook>,
+    /// DPoP server nonces.
+    pub nonces: Arc<crate::dpop::Nonces>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -90,6 +92,7 @@ impl AppState {
             .webhook()?
             .map(|(url, secret)| crate::webhook::Webhook::start(url, secret, clock.clone()));
         let master = MasterKey::load(&config.master_key_source()?)?;
+        let nonces = crate::dpop::Nonces::new(master.derive("mayfly dpop nonce key v1"));
         let store = mayfly_store::connect(&config.database_url).await?;
         store.migrate().await?;
         let keyring = Keyring::load(store.as_ref(), master, clock.now()).await?;
@@ -110,6 +113,7 @@ impl AppState {
             throttle: Arc::default(),
             anomalies: Arc::default(),
             webhook,
+            nonces: Arc::new(nonces),
         };
         Ok(Started {
             state,

@@ -222,6 +222,22 @@ pub trait RevocationStore: Send + Sync {
     async fn revocation_signal(&self) -> StoreResult<Option<Arc<tokio::sync::Notify>>>;
 }
 
+/// One-time ids (client assertion and DPoP proof `jti`s), shared by every replica.
+#[async_trait]
+pub trait ReplayStore: Send + Sync {
+    /// Records `jti` as used in `namespace` until `expires_at`. `Ok(false)` when it is
+    /// already recorded and not yet expired: a replay. Atomic across replicas.
+    async fn use_once(
+        &self,
+        namespace: &str,
+        jti: &str,
+        expires_at: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> StoreResult<bool>;
+    /// Forgets ids expired at `now`; returns how many.
+    async fn prune_used_ids(&self, now: OffsetDateTime) -> StoreResult<u64>;
+}
+
 /// The append-only audit log.
 #[async_trait]
 pub trait AuditStore: Send + Sync {
@@ -258,6 +274,7 @@ pub trait Store:
     + RevocationStore
     + AuditStore
     + SightingStore
+    + ReplayStore
 {
     /// Applies pending migrations.
     async fn migrate(&self) -> StoreResult<()>;

@@ -259,6 +259,8 @@ pub struct ClientView {
     pub client: ClientRecord,
     /// Its secrets (digests), expired ones included.
     pub secrets: Vec<ClientSecretRecord>,
+    /// Its public keys (private_key_jwt), at most two.
+    pub public_keys: Vec<ClientPublicKeyRecord>,
     /// Its grants on every audience.
     pub grants: Vec<SubjectGrant>,
 }

@@ -30,7 +30,7 @@ use crate::{
 use crate::{
     ClientPublicKeyRecord, GrantFilter, NewClientPublicKey, NewUser, Page, UserRecord, UserStore,
 };
-use crate::{NewRevocation, RevocationRecord, RevocationStore};
+use crate::{NewRevocation, ReplayStore, RevocationRecord, RevocationStore};
 
 /// A SQLite-backed [`Store`].
 #[derive(Debug, Clone)]
@@ -649,9 +649,11 @@ impl ClientStore for SqliteStore {
         .await
         .or_store("grant")?;
         let grants = fold_subject_grants(&rows)?;
+        let public_keys = self.client_public_keys(id).await?;
         Ok(Some(ClientView {
             client,
             secrets,
+            public_keys,
             grants,
         }))
     }
@@ -1389,6 +1391,41 @@ impl RevocationStore for SqliteStore {
         // One serving process per SQLite file: it hears its own revocations; other
         // processes' (the CLI) are found by polling.
         Ok(Some(self.signal.clone()))
+    }
+}
+
+#[async_trait]
+impl ReplayStore for SqliteStore {
+    async fn use_once(
+        &self,
+        namespace: &str,
+        jti: &str,
+        expires_at: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> StoreResult<bool> {
+        // Insert, or take over a row whose time is up; a live row makes it a no-op.
+        let done = sqlx::query(
+            "INSERT INTO used_jtis (namespace, jti, expires_at) VALUES ($1, $2, $3)
+             ON CONFLICT (namespace, jti) DO UPDATE SET expires_at = excluded.expires_at
+             WHERE used_jtis.expires_at <= $4",
+        )
+        .bind(namespace)
+        .bind(jti)
+        .bind(micros(expires_at))
+        .bind(micros(now))
+        .execute(&self.pool)
+        .await
+        .or_store("one-time id")?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn prune_used_ids(&self, now: OffsetDateTime) -> StoreResult<u64> {
+        let done = sqlx::query("DELETE FROM used_jtis WHERE expires_at <= $1")
+            .bind(micros(now))
+            .execute(&self.pool)
+            .await
+            .or_store("one-time id")?;
+        Ok(done.rows_affected())
     }
 }
 

@@ -72,6 +72,26 @@ pub fn jwk_thumbprint(x: &[u8; 32]) -> String {
     URL_SAFE_NO_PAD.encode(Sha256::digest(canonical.as_bytes()))
 }
 
+/// Checks an Ed25519 public key and its kid; returns the kid (by default the RFC 7638
+/// thumbprint).
+pub(super) fn check_public_key(kid: Option<&str>, key: &[u8; 32]) -> Result<String, AdminError> {
+    // A small-order ("weak") key would let anyone forge signatures that verify.
+    let usable = ed25519_dalek::VerifyingKey::from_bytes(key).is_ok_and(|k| !k.is_weak());
+    if !usable {
+        return Err(invalid("x", "not a usable Ed25519 public key"));
+    }
+    match kid {
+        Some(k) if (1..=128).contains(&k.len()) && k.bytes().all(|b| b.is_ascii_graphic()) => {
+            Ok(k.to_owned())
+        }
+        Some(_) => Err(invalid(
+            "kid",
+            "must be 1 to 128 printable ASCII characters",
+        )),
+        None => Ok(jwk_thumbprint(key)),
+    }
+}
+
 impl Actor<'_> {
     /// Refuses to lock the acting admin out: its own client cannot be disabled or
     /// deleted through itself (another admin can).
@@ -149,11 +169,22 @@ impl Actor<'_> {
             client_json(&after),
         )
         .await?;
-        if before.enabled && !after.enabled {
+        // Tokens issued under looser rules must not outlive them: disabling, changing the
+        // networks, or starting to require DPoP revokes the client's live tokens.
+        let reason = if before.enabled && !after.enabled {
+            Some("client disabled")
+        } else if before.allowed_cidrs != after.allowed_cidrs {
+            Some("client networks changed")
+        } else if !before.require_dpop && after.require_dpop {
+            Some("client now requires DPoP")
+        } else {
+            None
+        };
+        if let Some(reason) = reason {
             self.revoke(RevokeSpec::now(
                 RevocationKind::Client,
                 id.to_string(),
-                "client disabled",
+                reason,
             ))
             .await?;
         }
@@ -225,23 +256,7 @@ impl Actor<'_> {
         kid: Option<&str>,
         key: [u8; 32],
     ) -> Result<ClientPublicKeyRecord, AdminError> {
-        // A small-order ("weak") key would let anyone forge signatures that verify.
-        let usable = ed25519_dalek::VerifyingKey::from_bytes(&key).is_ok_and(|k| !k.is_weak());
-        if !usable {
-            return Err(invalid("x", "not a usable Ed25519 public key"));
-        }
-        let kid = match kid {
-            Some(k) if (1..=128).contains(&k.len()) && k.bytes().all(|b| b.is_ascii_graphic()) => {
-                k.to_owned()
-            }
-            Some(_) => {
-                return Err(invalid(
-                    "kid",
-                    "must be 1 to 128 printable ASCII characters",
-                ));
-            }
-            None => jwk_thumbprint(&key),
-        };
+        let kid = check_public_key(kid, &key)?;
         self.client(client_id).await?;
         if self.store.client_public_keys(client_id).await?.len() >= MAX_PUBLIC_KEYS {
             return Err(AdminError::Conflict(format!(

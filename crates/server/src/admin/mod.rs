@@ -276,6 +276,63 @@ impl Actor<'_> {
         Ok(CreatedClient { client, secret })
     }
 
+    /// Creates a client that authenticates with `private_key_jwt` only: it gets the given
+    /// Ed25519 public keys (`(kid, x)`, at most two) and no secret at all.
+    ///
+    /// # Errors
+    /// [`AdminError`] as [`Actor::create_client`], or for unusable or too many keys.
+    pub async fn create_keyed_client(
+        &self,
+        spec: ClientSpec,
+        keys: &[(Option<String>, [u8; 32])],
+    ) -> Result<(ClientRecord, Vec<mayfly_store::ClientPublicKeyRecord>), AdminError> {
+        if keys.is_empty() || keys.len() > clients::MAX_PUBLIC_KEYS {
+            return Err(invalid(
+                "public_keys",
+                format!("give 1 to {} keys", clients::MAX_PUBLIC_KEYS),
+            ));
+        }
+        // Check every key before anything is created.
+        let mut kids = Vec::new();
+        for (kid, x) in keys {
+            let kid = clients::check_public_key(kid.as_deref(), x)?;
+            if kids.contains(&kid) {
+                return Err(invalid("kid", "two keys with the same kid"));
+            }
+            kids.push(kid);
+        }
+        let default_ttl_secs = ttl_secs("default_ttl_secs", spec.default_ttl)?;
+        let max_ttl_secs = ttl_secs("max_ttl_secs", spec.max_ttl)?;
+        clients::check_ttls(default_ttl_secs, max_ttl_secs)?;
+        let client = self
+            .store
+            .create_client(NewClient {
+                name: clients::client_name(&spec.name)?,
+                enabled: spec.enabled,
+                default_ttl_secs,
+                max_ttl_secs,
+                allowed_cidrs: cidrs("allowed_cidrs", &spec.allowed_cidrs)?,
+                require_dpop: spec.require_dpop,
+                anomaly_policy: spec.anomaly_policy,
+                now: self.now,
+            })
+            .await?;
+        self.audit(
+            "client.create",
+            client.id.to_string(),
+            clients::client_json(&client),
+        )
+        .await?;
+        let mut records = Vec::with_capacity(keys.len());
+        for (kid, x) in keys {
+            records.push(
+                self.add_client_public_key(client.id, kid.as_deref(), *x)
+                    .await?,
+            );
+        }
+        Ok((client, records))
+    }
+
     /// Adds a secret to a client; at most [`MAX_VALID_SECRETS`] may be valid at once.
     ///
     /// # Errors

@@ -1,6 +1,8 @@
 //! Client authentication at the token endpoint: which credentials a request presents,
-//! and whether they are right. One module per method.
+//! and whether they are right. One module per method: `secret.rs`
+//! (`client_secret_basic`, `client_secret_post`), `assertion.rs` (`private_key_jwt`).
 
+pub mod assertion;
 pub mod secret;
 pub mod throttle;
 
@@ -10,7 +12,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use std::sync::Arc;
 
-use mayfly_store::{ClientView, StoreError};
+use mayfly_store::{ClientView, ReplayStore, StoreError};
 use time::OffsetDateTime;
 use uuid::Uuid;
 use zeroize::Zeroizing;
@@ -37,6 +39,13 @@ pub enum Presented {
         /// Secret as sent.
         secret: Zeroizing<String>,
     },
+    /// `private_key_jwt`: a signed JWT in `client_assertion` (RFC 7523 §2.2).
+    Assertion {
+        /// The `client_id` parameter, else the assertion's (unverified) `sub`.
+        client_id: String,
+        /// The assertion as sent.
+        assertion: Zeroizing<String>,
+    },
 }
 
 impl fmt::Debug for Presented {
@@ -51,7 +60,9 @@ impl Presented {
     /// The client id as sent (untrusted).
     pub fn client_id(&self) -> &str {
         match self {
-            Self::Basic { client_id, .. } | Self::Post { client_id, .. } => client_id,
+            Self::Basic { client_id, .. }
+            | Self::Post { client_id, .. }
+            | Self::Assertion { client_id, .. } => client_id,
         }
     }
 
@@ -60,6 +71,7 @@ impl Presented {
         match self {
             Self::Basic { .. } => "client_secret_basic",
             Self::Post { .. } => "client_secret_post",
+            Self::Assertion { .. } => "private_key_jwt",
         }
     }
 
@@ -85,6 +97,57 @@ pub enum PresentError {
     /// More than one method used at once (RFC 6749 §2.3).
     #[error("use exactly one client authentication method")]
     MultipleMethods,
+    /// A `client_assertion_type` other than JWT bearer, or an assertion without it.
+    #[error("client_assertion_type must be urn:ietf:params:oauth:client-assertion-type:jwt-bearer")]
+    AssertionType,
+    /// An assertion that names no client.
+    #[error("malformed client assertion")]
+    MalformedAssertion,
+}
+
+/// The credential parameters of a request.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Credentials<'a> {
+    /// The `Authorization` header.
+    pub authorization: Option<&'a str>,
+    /// The `client_id` body parameter.
+    pub client_id: Option<&'a str>,
+    /// The `client_secret` body parameter.
+    pub client_secret: Option<&'a str>,
+    /// The `client_assertion_type` body parameter.
+    pub client_assertion_type: Option<&'a str>,
+    /// The `client_assertion` body parameter.
+    pub client_assertion: Option<&'a str>,
+}
+
+/// Reads the credentials of a request: Basic, body secret, or a client assertion.
+///
+/// # Errors
+/// [`PresentError`] when there are none, they are malformed, or two methods are mixed.
+pub fn presented_any(c: &Credentials<'_>) -> Result<Presented, PresentError> {
+    if c.client_assertion.is_none() && c.client_assertion_type.is_none() {
+        return presented(c.authorization, c.client_id, c.client_secret);
+    }
+    let basic = c
+        .authorization
+        .and_then(|v| v.split_once(' '))
+        .is_some_and(|(scheme, _)| scheme.eq_ignore_ascii_case("basic"));
+    if basic || c.client_secret.is_some() {
+        return Err(PresentError::MultipleMethods);
+    }
+    if c.client_assertion_type != Some(assertion::JWT_BEARER) {
+        return Err(PresentError::AssertionType);
+    }
+    let jwt = c.client_assertion.ok_or(PresentError::AssertionType)?;
+    let claimed = assertion::claimed_client(jwt).ok_or(PresentError::MalformedAssertion)?;
+    // RFC 7521 §4.2: a client_id, when sent, must be the assertion's client.
+    if c.client_id.is_some_and(|id| id != claimed) {
+        return Err(PresentError::MalformedAssertion);
+    }
+    Ok(Presented::Assertion {
+        client_id: claimed,
+        assertion: Zeroizing::new(jwt.to_owned()),
+    })
 }
 
 /// Reads the credentials from the `Authorization` header and the body parameters.
@@ -146,9 +209,24 @@ pub enum AuthError {
     /// The client exists but is disabled.
     #[error("client disabled")]
     Disabled,
+    /// A client assertion failed a check (named, for the audit log).
+    #[error("{0}")]
+    BadAssertion(&'static str),
     /// The store failed.
     #[error("store failed")]
     Store(#[from] StoreError),
+}
+
+/// What authentication checks credentials against.
+pub struct Authenticator<'a> {
+    /// Clients, with their secrets and public keys.
+    pub directory: &'a Directory,
+    /// Where assertion `jti`s are spent.
+    pub replay: &'a dyn ReplayStore,
+    /// The issuer URL: assertions may name it or one of its endpoints as `aud`.
+    pub issuer: &'a str,
+    /// Now.
+    pub now: OffsetDateTime,
 }
 
 /// Authenticates presented credentials against the directory.
@@ -156,19 +234,35 @@ pub enum AuthError {
 /// # Errors
 /// [`AuthError`] when they do not match an enabled client.
 pub async fn authenticate(
-    directory: &Directory,
+    auth: &Authenticator<'_>,
     presented: &Presented,
-    now: OffsetDateTime,
 ) -> Result<Arc<ClientView>, AuthError> {
-    let (Presented::Basic { client_id, secret } | Presented::Post { client_id, secret }) =
-        presented;
-    let view = match Uuid::parse_str(client_id) {
-        Ok(id) => directory.client(id).await?,
+    let view = match Uuid::parse_str(presented.client_id()) {
+        Ok(id) => auth.directory.client(id).await?,
         Err(_) => None,
     };
-    // Hash and compare even for an unknown client so timing does not reveal which ids exist.
-    let stored = view.as_ref().map_or(&[][..], |v| v.secrets.as_slice());
-    let ok = secret::matches(secret, stored, now);
+    let ok = match presented {
+        Presented::Basic { secret, .. } | Presented::Post { secret, .. } => {
+            // Hash and compare even for an unknown client so timing does not reveal
+            // which ids exist.
+            let stored = view.as_ref().map_or(&[][..], |v| v.secrets.as_slice());
+            secret::matches(secret, stored, auth.now)
+        }
+        Presented::Assertion { assertion, .. } => {
+            let Some(v) = &view else {
+                return Err(AuthError::BadCredentials);
+            };
+            let audiences = assertion::audiences(auth.issuer);
+            let expected = assertion::Expected {
+                client_id: presented.client_id(),
+                keys: &v.public_keys,
+                audiences: &audiences,
+                now: auth.now,
+            };
+            assertion::verify(assertion, &expected, auth.replay).await?;
+            true
+        }
+    };
     match view {
         Some(v) if ok && v.client.enabled => Ok(v),
         Some(_) if ok => Err(AuthError::Disabled),
@@ -243,6 +337,61 @@ mod tests {
         assert_eq!(
             presented(Some("Bearer x"), None, None).unwrap_err(),
             PresentError::Missing
+        );
+    }
+
+    #[test]
+    fn reads_client_assertions() {
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let claims = URL_SAFE_NO_PAD.encode(r#"{"iss":"c1","sub":"c1"}"#);
+        let header = URL_SAFE_NO_PAD.encode(r#"{"alg":"EdDSA"}"#);
+        let jwt = format!("{header}.{claims}.AAAA");
+        let creds = |id: Option<&'static str>, kind: Option<&'static str>| Credentials {
+            client_id: id,
+            client_assertion_type: kind,
+            ..Credentials::default()
+        };
+        let with = |c: Credentials<'_>| {
+            presented_any(&Credentials {
+                client_assertion: Some(&jwt),
+                ..c
+            })
+        };
+        let p = with(creds(None, Some(assertion::JWT_BEARER))).unwrap();
+        assert_eq!((p.client_id(), p.method()), ("c1", "private_key_jwt"));
+        assert!(!format!("{p:?}").contains(&jwt), "Debug redacts");
+        assert!(with(creds(Some("c1"), Some(assertion::JWT_BEARER))).is_ok());
+        assert_eq!(
+            with(creds(Some("c2"), Some(assertion::JWT_BEARER))).unwrap_err(),
+            PresentError::MalformedAssertion
+        );
+        assert_eq!(
+            with(creds(None, Some("urn:other"))).unwrap_err(),
+            PresentError::AssertionType
+        );
+        assert_eq!(
+            with(Credentials {
+                client_secret: Some("s"),
+                ..creds(None, Some(assertion::JWT_BEARER))
+            })
+            .unwrap_err(),
+            PresentError::MultipleMethods
+        );
+        assert_eq!(
+            with(Credentials {
+                authorization: Some("Basic YTpi"),
+                ..creds(None, Some(assertion::JWT_BEARER))
+            })
+            .unwrap_err(),
+            PresentError::MultipleMethods
+        );
+        assert_eq!(
+            presented_any(&Credentials {
+                client_assertion: Some("garbage"),
+                ..creds(None, Some(assertion::JWT_BEARER))
+            })
+            .unwrap_err(),
+            PresentError::MalformedAssertion
         );
     }
 }

@@ -19,6 +19,7 @@ pub async fn grant(
     let limits = SubjectLimits {
         default_ttl: client.default_ttl_secs.map(Duration::seconds),
         max_ttl: client.max_ttl_secs.map(Duration::seconds),
+        allowed_cidrs: client.allowed_cidrs.clone(),
     };
     issue(
         state,

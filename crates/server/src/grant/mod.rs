@@ -39,6 +39,17 @@ pub enum TokenError {
     /// `unauthorized_client` with 403: authenticated, but not allowed this endpoint.
     #[error("{0}")]
     Forbidden(String),
+    /// `unauthorized_client` with 400: the request comes from a network the client or
+    /// its grants do not allow.
+    #[error("{0}")]
+    NetworkNotAllowed(String),
+    /// `invalid_dpop_proof` (RFC 9449 §5): the proof is invalid, or missing where the
+    /// client must use DPoP.
+    #[error("{0}")]
+    InvalidDpopProof(String),
+    /// `use_dpop_nonce` (RFC 9449 §8): retry with the nonce in the `DPoP-Nonce` header.
+    #[error("a DPoP nonce is required; use the one in the DPoP-Nonce header")]
+    UseDpopNonce,
     /// `unsupported_token_type` (RFC 7009 §2.2.1).
     #[error("token_type_hint {0:?} is not supported")]
     UnsupportedTokenType(String),
@@ -63,7 +74,9 @@ impl TokenError {
             Self::UnsupportedGrantType(_) => ErrorCode::UnsupportedGrantType,
             Self::InvalidScope(_) => ErrorCode::InvalidScope,
             Self::InvalidTarget(_) => ErrorCode::InvalidTarget,
-            Self::Forbidden(_) => ErrorCode::UnauthorizedClient,
+            Self::Forbidden(_) | Self::NetworkNotAllowed(_) => ErrorCode::UnauthorizedClient,
+            Self::InvalidDpopProof(_) => ErrorCode::InvalidDpopProof,
+            Self::UseDpopNonce => ErrorCode::UseDpopNonce,
             Self::UnsupportedTokenType(_) => ErrorCode::UnsupportedTokenType,
             Self::Unavailable | Self::Throttled(_) => ErrorCode::TemporarilyUnavailable,
             Self::Internal(_) => ErrorCode::ServerError,
@@ -100,10 +113,12 @@ impl From<crate::client_auth::PresentError> for TokenError {
     fn from(e: crate::client_auth::PresentError) -> Self {
         use crate::client_auth::PresentError;
         match e {
-            PresentError::Missing | PresentError::MalformedBasic => {
-                Self::InvalidClient(e.to_string())
+            PresentError::Missing
+            | PresentError::MalformedBasic
+            | PresentError::MalformedAssertion => Self::InvalidClient(e.to_string()),
+            PresentError::MultipleMethods | PresentError::AssertionType => {
+                Self::InvalidRequest(e.to_string())
             }
-            PresentError::MultipleMethods => Self::InvalidRequest(e.to_string()),
         }
     }
 }
@@ -124,6 +139,10 @@ pub struct ScopeRequest {
     pub scope: Option<String>,
     /// The `resource` parameter (RFC 8707).
     pub resource: Option<String>,
+    /// The DPoP key thumbprint to bind the token to (RFC 9449 §6), from a checked proof.
+    pub binding: Option<String>,
+    /// Where the request comes from (checked against the allowed networks).
+    pub source: Option<std::net::IpAddr>,
 }
 
 /// A token and what the audit log should know of it.
@@ -139,13 +158,33 @@ pub struct Issued {
     pub kid: String,
 }
 
-/// Lifetime limits from the subject itself (a client's default and maximum TTL).
-#[derive(Debug, Clone, Copy, Default)]
+/// Limits from the subject itself (a client's default and maximum TTL, its networks).
+#[derive(Debug, Clone, Default)]
 pub struct SubjectLimits {
     /// Preferred lifetime.
     pub default_ttl: Option<Duration>,
     /// Longest lifetime.
     pub max_ttl: Option<Duration>,
+    /// Networks requests may come from, CIDR notation (empty: anywhere).
+    pub allowed_cidrs: Vec<String>,
+}
+
+/// A stored network list: `None` when unrestricted.
+fn networks(list: &[String]) -> Result<Option<Vec<ipnet::IpNet>>, TokenError> {
+    if list.is_empty() {
+        return Ok(None);
+    }
+    mayfly_core::net::parse_networks(list)
+        .map(Some)
+        .map_err(|bad| TokenError::Internal(format!("stored CIDR {bad:?} does not parse")))
+}
+
+/// Whether a request from `source` may use something restricted to `nets`.
+fn reachable(nets: &Option<Vec<ipnet::IpNet>>, source: Option<std::net::IpAddr>) -> bool {
+    match nets {
+        None => true,
+        Some(nets) => source.is_some_and(|ip| mayfly_core::net::allows(nets, ip)),
+    }
 }
 
 /// Whether `grant` is in force at `at`: from `not_before` (inclusive) until
@@ -223,6 +262,12 @@ pub async fn issue(
         .as_deref()
         .ok_or_else(|| TokenError::InvalidScope("the scope parameter is required".into()))?;
     let scopes = ScopeSet::parse(scope).map_err(|e| TokenError::InvalidScope(e.to_string()))?;
+    let client_nets = networks(&limits.allowed_cidrs)?;
+    if !reachable(&client_nets, request.source) {
+        return Err(TokenError::NetworkNotAllowed(
+            "this client may not obtain tokens from this network".into(),
+        ));
+    }
     let in_force: Vec<&SubjectGrant> = grants.iter().filter(|g| in_force(&g.grant, at)).collect();
     let audience = audience(state, &in_force, request.resource.as_deref()).await?;
     let grants: Vec<&GrantRecord> = in_force
@@ -241,20 +286,37 @@ pub async fn issue(
 
     // Each scope is covered by the grant that allows the longest life; the token lives
     // no longer than the shortest of those.
+    // Grants restricted to networks the request is not from do not count here.
+    let mut usable: Vec<(&GrantRecord, Option<Vec<ipnet::IpNet>>)> = Vec::new();
+    for g in &grants {
+        let nets = networks(&g.allowed_cidrs)?;
+        if reachable(&nets, request.source) {
+            usable.push((g, nets));
+        }
+    }
     let mut exp = ceiling;
     let mut used: Vec<Uuid> = Vec::new();
+    let mut token_nets = client_nets;
     for wanted in scopes.iter() {
-        let best = grants
+        let covers = |g: &GrantRecord| g.scopes.iter().any(|s| s == wanted.as_str());
+        let Some((best, nets)) = usable
             .iter()
-            .filter(|g| g.scopes.iter().any(|s| s == wanted.as_str()))
-            .max_by_key(|g| grant_limit(g, now, ceiling))
-            .copied()
-            .ok_or_else(|| {
+            .filter(|(g, _)| covers(g))
+            .max_by_key(|(g, _)| grant_limit(g, now, ceiling))
+        else {
+            return Err(if grants.iter().any(|g| covers(g)) {
+                TokenError::NetworkNotAllowed(format!(
+                    "scope {wanted} is not granted to requests from this network"
+                ))
+            } else {
                 TokenError::InvalidScope(format!("scope {wanted} is not granted for this resource"))
-            })?;
+            });
+        };
         exp = exp.min(grant_limit(best, now, ceiling));
         if !used.contains(&best.id) {
             used.push(best.id);
+            // The token may be used only where the client and every grant behind it allow.
+            token_nets = mayfly_core::net::intersect(token_nets, nets.clone());
         }
     }
     let lifetime = (exp - now).whole_seconds();
@@ -276,6 +338,15 @@ pub async fn issue(
         scope: scopes.to_string(),
         client_id: client_id.to_string(),
         gid: used.iter().map(Uuid::to_string).collect(),
+        cnf: request
+            .binding
+            .clone()
+            .map(|jkt| mayfly_core::Confirmation { jkt }),
+        cidr: token_nets
+            .unwrap_or_default()
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
     };
     let keys = state.keyring.current();
     let access_token =
@@ -283,7 +354,12 @@ pub async fn issue(
     Ok(Issued {
         response: TokenResponse {
             access_token,
-            token_type: "Bearer".into(),
+            token_type: if claims.cnf.is_some() {
+                "DPoP"
+            } else {
+                "Bearer"
+            }
+            .into(),
             expires_in: u64::try_from(lifetime).unwrap_or(0),
             scope: claims.scope.clone(),
         },

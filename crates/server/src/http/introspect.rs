@@ -4,6 +4,14 @@
 //! own audience. A token is active only if its signature is by a published key, it is
 //! within `nbf`..`exp`, no revocation matches it, and the client, user and grants behind
 //! it are still there, enabled and in force, right now.
+//!
+//! Sender constraints fail closed here. A token bound to a DPoP key (`cnf.jkt`) is
+//! active only if the resource server forwards the proof it received with it (`dpop`,
+//! with the request's `htm` and `htu`): the proof must be by the bound key, carry the
+//! token's hash (`ath`), be fresh, and its `jti` is spent on every replica. A token
+//! restricted to networks (`cidr`) is active only if the resource server passes the
+//! address the token came from (`source_ip`) and it lies inside. A stolen bound token
+//! replayed as a plain Bearer token is therefore inactive.
 
 use std::sync::Arc;
 
@@ -43,6 +51,20 @@ pub struct IntrospectionForm {
     token: String,
     /// `access_token` (optional).
     token_type_hint: Option<String>,
+    /// Mayfly extension: the address the token was presented from, as the resource
+    /// server saw it. Required for a token restricted to networks (`cidr`).
+    source_ip: Option<String>,
+    /// Mayfly extension: the DPoP proof presented with the token (RFC 9449 §7).
+    /// Required for a DPoP-bound token (`cnf.jkt`).
+    dpop: Option<String>,
+    /// With `dpop`: the method of the request the token came with.
+    htm: Option<String>,
+    /// With `dpop`: the URL of the request the token came with.
+    htu: Option<String>,
+    /// For `private_key_jwt`.
+    client_assertion_type: Option<String>,
+    /// For `private_key_jwt`.
+    client_assertion: Option<String>,
 }
 
 /// Reads an OAuth form body and authenticates the calling client.
@@ -59,15 +81,8 @@ pub(super) async fn authenticated(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
     let form = Form::parse(content_type, &body)?;
-    let authorization = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    let presented = client_auth::presented(
-        authorization,
-        form.get("client_id"),
-        form.get("client_secret"),
-    );
-    let source = super::request_context(headers, extensions).source_ip;
+    let presented = client_auth::presented_any(&super::token::credentials(headers, &form));
+    let source = super::source_ip(&state.config.trusted_proxies, headers, extensions);
     let view = super::token::authenticate_client(state, presented, source).await?;
     Ok((form, view))
 }
@@ -133,6 +148,49 @@ pub async fn evaluate(state: &AppState, token: &str) -> Result<Claims, &'static 
     Ok(claims)
 }
 
+/// Checks the sender constraints of an otherwise active token against what the
+/// resource server forwarded: `Ok(Err(reason))` when they are not met (the reason is for
+/// the audit log), `Err` when the check itself failed.
+async fn constrained(
+    state: &AppState,
+    form: &Form,
+    token: &str,
+    claims: &Claims,
+) -> Result<Result<(), &'static str>, TokenError> {
+    if !claims.cidr.is_empty() {
+        let Some(ip) = form
+            .get("source_ip")
+            .and_then(|s| s.trim().parse::<std::net::IpAddr>().ok())
+        else {
+            return Ok(Err("network-restricted token without a valid source_ip"));
+        };
+        let nets = mayfly_core::net::parse_networks(&claims.cidr).unwrap_or_default();
+        if !mayfly_core::net::allows(&nets, ip) {
+            return Ok(Err("used from outside its networks"));
+        }
+    }
+    if let Some(cnf) = &claims.cnf {
+        let (Some(proof), Some(htm), Some(htu)) =
+            (form.get("dpop"), form.get("htm"), form.get("htu"))
+        else {
+            return Ok(Err("DPoP-bound token without a proof"));
+        };
+        let ctx = crate::dpop::ProofContext {
+            htm,
+            htu,
+            access_token: Some(token),
+            jkt: Some(&cnf.jkt),
+            nonce_required: false,
+        };
+        match crate::dpop::check(state, proof, &ctx).await {
+            Ok(_) => {}
+            Err(e @ (TokenError::Unavailable | TokenError::Internal(_))) => return Err(e),
+            Err(_) => return Ok(Err("DPoP proof refused")),
+        }
+    }
+    Ok(Ok(()))
+}
+
 /// Tells a resource server whether a token is active, and what it carries.
 #[utoipa::path(
     post,
@@ -152,7 +210,7 @@ pub async fn evaluate(state: &AppState, token: &str) -> Result<Claims, &'static 
 )]
 pub async fn introspect(State(state): State<AppState>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
-    let ctx = super::request_context(&parts.headers, &parts.extensions);
+    let ctx = super::request_context(&state, &parts.headers, &parts.extensions);
     let (form, caller) = match authenticated(&state, &parts.headers, &parts.extensions, body).await
     {
         Ok(ok) => ok,
@@ -166,7 +224,14 @@ pub async fn introspect(State(state): State<AppState>, request: Request) -> Resp
         return TokenError::InvalidRequest("the token parameter is required".into())
             .into_response();
     };
-    let verdict = evaluate(&state, token).await;
+    let mut verdict = evaluate(&state, token).await;
+    if let Ok(claims) = &verdict {
+        match constrained(&state, &form, token, claims).await {
+            Ok(Ok(())) => {}
+            Ok(Err(why)) => verdict = Err(why),
+            Err(e) => return e.into_response(),
+        }
+    }
     if verdict == Err("unavailable") {
         return TokenError::Unavailable.into_response();
     }
@@ -206,7 +271,10 @@ pub async fn introspect(State(state): State<AppState>, request: Request) -> Resp
                 subject: Some(claims.sub.clone()),
                 jti: Some(claims.jti.clone()),
                 token_exp: Some(claims.exp),
-                address: None,
+                // The caller's address, when the resource server forwards it.
+                address: form
+                    .get("source_ip")
+                    .and_then(|s| s.trim().parse::<std::net::IpAddr>().ok()),
                 audience: Some(claims.aud.clone()),
                 endpoint: None,
                 request: ctx.clone(),

@@ -38,6 +38,7 @@ pub async fn metadata(State(state): State<AppState>) -> Response {
         vec![
             "client_secret_basic".to_owned(),
             "client_secret_post".to_owned(),
+            "private_key_jwt".to_owned(),
         ]
     };
     let body = ServerMetadata {
@@ -51,6 +52,13 @@ pub async fn metadata(State(state): State<AppState>) -> Response {
         grant_types_supported: vec!["client_credentials".into()],
         token_endpoint_auth_methods_supported: methods(),
         response_types_supported: vec![],
+        token_endpoint_auth_signing_alg_values_supported: vec![
+            crate::client_auth::assertion::ALGORITHM.into(),
+        ],
+        dpop_signing_alg_values_supported: mayfly_core::dpop::ALGORITHMS
+            .iter()
+            .map(|a| (*a).to_owned())
+            .collect(),
     };
     let mut response = Json(body).into_response();
     response.headers_mut().insert(

@@ -85,11 +85,14 @@ pub async fn serve(
     .await
 }
 
-/// Where a request came from, for audit.
-pub fn request_context(headers: &HeaderMap, extensions: &axum::http::Extensions) -> RequestContext {
-    let source_ip: Option<IpAddr> = extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(addr)| addr.ip());
+/// Where a request came from: its source address (see [`source_ip`]), user agent and
+/// request id. The one place that decides a request's address, for audit, throttling
+/// and network restrictions alike.
+pub fn request_context(
+    state: &AppState,
+    headers: &HeaderMap,
+    extensions: &axum::http::Extensions,
+) -> RequestContext {
     let user_agent = headers
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
@@ -99,8 +102,39 @@ pub fn request_context(headers: &HeaderMap, extensions: &axum::http::Extensions)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     RequestContext {
-        source_ip,
+        source_ip: source_ip(&state.config.trusted_proxies, headers, extensions),
         user_agent,
         request_id,
     }
+}
+
+/// The client's address: the socket peer, unless the peer is a trusted proxy
+/// (`--trusted-proxies`); then `Forwarded` (RFC 7239), else `X-Forwarded-For`, read
+/// right to left skipping trusted hops. Forwarding headers from any other peer are
+/// ignored. Several header lines are joined in order, as RFC 9110 §5.3 allows.
+pub fn source_ip(
+    trusted: &[ipnet::IpNet],
+    headers: &HeaderMap,
+    extensions: &axum::http::Extensions,
+) -> Option<IpAddr> {
+    let peer = extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip())?;
+    if trusted.is_empty() {
+        return Some(peer.to_canonical());
+    }
+    let joined = |name: &str| -> Option<String> {
+        let values: Vec<&str> = headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        (!values.is_empty()).then(|| values.join(","))
+    };
+    Some(mayfly_core::net::source_address(
+        peer,
+        joined("forwarded").as_deref(),
+        joined("x-forwarded-for").as_deref(),
+        trusted,
+    ))
 }

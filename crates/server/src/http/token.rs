@@ -3,7 +3,7 @@
 use axum::Json;
 use axum::Router;
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, header};
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use mayfly_store::AuditEvent;
@@ -39,6 +39,11 @@ pub struct TokenRequestForm {
     client_id: Option<String>,
     /// For `client_secret_post`.
     client_secret: Option<String>,
+    /// For `private_key_jwt`: `urn:ietf:params:oauth:client-assertion-type:jwt-bearer`.
+    client_assertion_type: Option<String>,
+    /// For `private_key_jwt`: a JWT signed (EdDSA) with a key registered for the client
+    /// (RFC 7523 §2.2).
+    client_assertion: Option<String>,
 }
 
 /// What the audit log should know of a request, filled in as it is understood.
@@ -49,6 +54,7 @@ struct Seen {
     auth_method: Option<&'static str>,
     scope: Option<String>,
     resource: Option<String>,
+    dpop_jkt: Option<String>,
 }
 
 /// Exchanges client credentials for an access token.
@@ -58,9 +64,10 @@ struct Seen {
     tag = "oauth",
     request_body(content = TokenRequestForm, content_type = "application/x-www-form-urlencoded"),
     security(("client_secret_basic" = []), ()),
+    params(("DPoP" = Option<String>, Header, description = "A DPoP proof (RFC 9449): binds the token to its key")),
     responses(
         (status = 200, description = "A token (RFC 6749 §5.1)", body = mayfly_core::wire::TokenResponse),
-        (status = 400, description = "invalid_request, invalid_scope, invalid_target, unsupported_grant_type", body = mayfly_core::wire::ErrorResponse),
+        (status = 400, description = "invalid_request, invalid_scope, invalid_target, unsupported_grant_type, unauthorized_client (network not allowed), invalid_dpop_proof, use_dpop_nonce", body = mayfly_core::wire::ErrorResponse),
         (status = 401, description = "invalid_client", body = mayfly_core::wire::ErrorResponse),
         (status = 413, description = "Body too large", body = mayfly_core::wire::ErrorResponse),
         (status = 429, description = "temporarily_unavailable: too many failed client authentications; retry after Retry-After", body = mayfly_core::wire::ErrorResponse),
@@ -69,7 +76,7 @@ struct Seen {
 )]
 pub async fn token(State(state): State<AppState>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
-    let ctx = super::request_context(&parts.headers, &parts.extensions);
+    let ctx = super::request_context(&state, &parts.headers, &parts.extensions);
     let mut seen = Seen::default();
     let result = match axum::body::to_bytes(body, MAX_BODY).await {
         Ok(body) => exchange(&state, &parts.headers, &body, &mut seen, ctx.source_ip).await,
@@ -92,14 +99,21 @@ pub async fn token(State(state): State<AppState>, request: Request) -> Response 
     if let Ok(issued) = &result {
         watch(&state, issued, &ctx);
     }
-    match result {
+    let mut response = match result {
         Ok(issued) => {
             let mut response = Json(issued.response).into_response();
             no_store(&mut response);
             response
         }
         Err(e) => e.into_response(),
+    };
+    // RFC 9449 §8: the nonce to put in the next proof.
+    if state.config.dpop_nonce
+        && let Ok(nonce) = HeaderValue::from_str(&state.nonces.issue(state.clock.now()))
+    {
+        response.headers_mut().insert("dpop-nonce", nonce);
     }
+    response
 }
 
 /// Authenticates the calling client, refusing (429) while too many authentications
@@ -117,8 +131,14 @@ pub(super) async fn authenticate_client(
     if let Some(wait) = state.throttle.check(claimed.as_deref(), source, now) {
         return Err(TokenError::Throttled(wait.whole_seconds() + 1));
     }
+    let auth = client_auth::Authenticator {
+        directory: &state.directory,
+        replay: state.store.as_ref(),
+        issuer: &state.issuer,
+        now,
+    };
     let result = match presented {
-        Ok(presented) => client_auth::authenticate(&state.directory, &presented, now)
+        Ok(presented) => client_auth::authenticate(&auth, &presented)
             .await
             .map_err(TokenError::from),
         Err(e) => Err(TokenError::from(e)),
@@ -162,6 +182,37 @@ fn watch(state: &AppState, issued: &Issued, ctx: &RequestContext) {
     );
 }
 
+/// The client credentials a form and its headers carry.
+pub(super) fn credentials<'a>(
+    headers: &'a HeaderMap,
+    form: &'a Form,
+) -> client_auth::Credentials<'a> {
+    client_auth::Credentials {
+        authorization: headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok()),
+        client_id: form.get("client_id"),
+        client_secret: form.get("client_secret"),
+        client_assertion_type: form.get("client_assertion_type"),
+        client_assertion: form.get("client_assertion"),
+    }
+}
+
+/// The one DPoP proof of a request (RFC 9449 §4.3: exactly one `DPoP` header).
+pub(super) fn dpop_header(headers: &HeaderMap) -> Result<Option<&str>, TokenError> {
+    let mut values = headers.get_all("dpop").iter();
+    match (values.next(), values.next()) {
+        (None, _) => Ok(None),
+        (Some(v), None) => v
+            .to_str()
+            .map(Some)
+            .map_err(|_| TokenError::InvalidDpopProof("malformed DPoP header".into())),
+        (Some(_), Some(_)) => Err(TokenError::InvalidDpopProof(
+            "exactly one DPoP header is allowed".into(),
+        )),
+    }
+}
+
 async fn exchange(
     state: &AppState,
     headers: &HeaderMap,
@@ -186,14 +237,7 @@ async fn exchange(
     };
     seen.resource = resource.clone();
 
-    let authorization = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    let presented = client_auth::presented(
-        authorization,
-        form.get("client_id"),
-        form.get("client_secret"),
-    );
+    let presented = client_auth::presented_any(&credentials(headers, &form));
     if let Ok(p) = &presented {
         seen.client_id = Some(p.audited_id());
         seen.auth_method = Some(p.method());
@@ -207,9 +251,33 @@ async fn exchange(
         ));
     }
     let client = authenticate_client(state, presented, source).await?;
+    // RFC 9449 §5: a valid proof binds the token to its key; some clients must.
+    let binding = match dpop_header(headers)? {
+        Some(proof) => {
+            let htu = format!("{}/oauth2/token", state.issuer);
+            let ctx = crate::dpop::ProofContext {
+                htm: "POST",
+                htu: &htu,
+                access_token: None,
+                jkt: None,
+                nonce_required: state.config.dpop_nonce,
+            };
+            let verified = crate::dpop::check(state, proof, &ctx).await?;
+            seen.dpop_jkt = Some(verified.jkt.clone());
+            Some(verified.jkt)
+        }
+        None if client.client.require_dpop => {
+            return Err(TokenError::InvalidDpopProof(
+                "this client must send a DPoP proof (RFC 9449)".into(),
+            ));
+        }
+        None => None,
+    };
     let request = ScopeRequest {
         scope: form.get("scope").map(str::to_owned),
         resource,
+        binding,
+        source,
     };
     grant::client_credentials::grant(state, &client, &request).await
 }
@@ -234,6 +302,8 @@ fn issued_event(
             "expires_in": issued.response.expires_in,
             "kid": issued.kid,
             "grants": issued.grant_ids,
+            "dpop_jkt": claims.cnf.as_ref().map(|c| &c.jkt),
+            "cidr": claims.cidr,
         }),
         ..audit::event(kind::TOKEN_ISSUED, outcome::SUCCESS, state.clock.now(), ctx)
     }
@@ -261,6 +331,7 @@ fn denied_event(
             "reason": error.audit_reason(),
             "grant_type": short(&seen.grant_type),
             "auth_method": seen.auth_method,
+            "dpop_jkt": seen.dpop_jkt,
         }),
         ..audit::event(event_type, result, state.clock.now(), ctx)
     }

@@ -92,7 +92,7 @@ pub async fn report(
     caller.require(USAGE_WRITE_SCOPE)?;
     let now = state.clock.now();
     let uses = check(body, now)?;
-    let ctx = super::request_context(&parts.headers, &parts.extensions);
+    let ctx = super::request_context(&state, &parts.headers, &parts.extensions);
     let reporter = caller.client_id().to_owned();
     let events: Vec<AuditEvent> = uses
         .iter()

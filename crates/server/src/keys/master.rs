@@ -55,6 +55,18 @@ impl MasterKey {
         Self(Zeroizing::new(bytes))
     }
 
+    /// A key for another purpose, derived from this one (HMAC-SHA-256 with `label`), so
+    /// every replica holding the master key derives the same.
+    pub fn derive(&self, label: &str) -> Zeroizing<[u8; 32]> {
+        use hmac::{KeyInit as _, Mac as _};
+        let mut out = Zeroizing::new([0u8; 32]);
+        if let Ok(mut mac) = hmac::Hmac::<sha2::Sha256>::new_from_slice(&self.0[..]) {
+            mac.update(label.as_bytes());
+            out.copy_from_slice(&mac.finalize().into_bytes());
+        }
+        out
+    }
+
     /// A fresh random key.
     pub fn generate() -> Self {
         let mut bytes = Zeroizing::new([0u8; 32]);

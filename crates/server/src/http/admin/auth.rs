@@ -1,4 +1,9 @@
 //! Who calls the admin API, and what they may do.
+//!
+//! The issuer is its own resource server here, and enforces sender constraints as the
+//! SDK does: a DPoP-bound token passes only as `Authorization: DPoP …` with a valid
+//! proof by its key for this request (`jti` spent on every replica), a
+//! network-restricted one only from inside its networks.
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
@@ -69,14 +74,19 @@ impl FromRequestParts<AppState> for Admin {
         let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
             return Err(unauthorized(None, "a Bearer token is required"));
         };
-        let token = value
+        let (dpop_scheme, token) = value
             .to_str()
             .ok()
             .and_then(|v| v.split_once(' '))
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, token)| token.trim())
+            .and_then(|(scheme, token)| {
+                let dpop = scheme.eq_ignore_ascii_case("dpop");
+                (dpop || scheme.eq_ignore_ascii_case("bearer")).then(|| (dpop, token.trim()))
+            })
             .ok_or_else(|| {
-                unauthorized(Some("invalid_request"), "use the Bearer scheme (RFC 6750)")
+                unauthorized(
+                    Some("invalid_request"),
+                    "use the Bearer (RFC 6750) or DPoP (RFC 9449) scheme",
+                )
             })?;
         let keys = state.keyring.current();
         let options = VerifyOptions {
@@ -108,7 +118,82 @@ impl FromRequestParts<AppState> for Admin {
                 "the access token is invalid or expired",
             ));
         }
+        sender_constrained(parts, state, token, dpop_scheme, &claims).await?;
         Ok(Self { claims })
+    }
+}
+
+fn dpop_refusal(error: &str, detail: &str) -> Problem {
+    Problem::new(StatusCode::UNAUTHORIZED, detail).challenge(format!(
+        r#"DPoP realm="mayfly", error="{error}", algs="{}""#,
+        mayfly_core::dpop::ALGORITHMS.join(" ")
+    ))
+}
+
+/// Enforces a token's network restriction and DPoP binding for this request.
+async fn sender_constrained(
+    parts: &Parts,
+    state: &AppState,
+    token: &str,
+    dpop_scheme: bool,
+    claims: &Claims,
+) -> Result<(), Problem> {
+    if !claims.cidr.is_empty() {
+        let source = crate::http::source_ip(
+            &state.config.trusted_proxies,
+            &parts.headers,
+            &parts.extensions,
+        );
+        let nets = mayfly_core::net::parse_networks(&claims.cidr).unwrap_or_default();
+        if !source.is_some_and(|ip| mayfly_core::net::allows(&nets, ip)) {
+            return Err(unauthorized(
+                Some("invalid_token"),
+                "the access token may not be used from this network",
+            ));
+        }
+    }
+    let Some(cnf) = &claims.cnf else {
+        return if dpop_scheme {
+            Err(dpop_refusal(
+                "invalid_token",
+                "the access token is not DPoP-bound",
+            ))
+        } else {
+            Ok(())
+        };
+    };
+    let mut proofs = parts.headers.get_all("dpop").iter();
+    let proof = match (dpop_scheme, proofs.next(), proofs.next()) {
+        (true, Some(p), None) => p.to_str().ok(),
+        _ => None,
+    };
+    let Some(proof) = proof else {
+        return Err(dpop_refusal(
+            "invalid_token",
+            "a DPoP-bound token needs the DPoP scheme and one DPoP proof",
+        ));
+    };
+    let htu = format!("{}{}", state.issuer, parts.uri.path());
+    let ctx = crate::dpop::ProofContext {
+        htm: parts.method.as_str(),
+        htu: &htu,
+        access_token: Some(token),
+        jkt: Some(&cnf.jkt),
+        nonce_required: false,
+    };
+    match crate::dpop::check(state, proof, &ctx).await {
+        Ok(_) => Ok(()),
+        Err(crate::grant::TokenError::Unavailable) => Err(Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "service temporarily unavailable, retry later",
+        )),
+        Err(e) => {
+            tracing::debug!(reason = %e.audit_reason(), "DPoP proof refused");
+            Err(dpop_refusal(
+                "invalid_dpop_proof",
+                "the DPoP proof is invalid",
+            ))
+        }
     }
 }
 

@@ -48,7 +48,8 @@ fn secs(value: Option<i64>) -> Option<Duration> {
     value.map(Duration::seconds)
 }
 
-/// Create a client; the response shows its first secret, once.
+/// Create a client. The response shows its first secret, once; a client created with
+/// `public_keys` authenticates with private_key_jwt only and has no secret at all.
 #[utoipa::path(post, operation_id = "create_clients", path = "/admin/v1/clients", tag = "admin", security(("bearer" = [])),
     request_body = NewClientIn,
     responses((status = 201, description = "Created, with its secret", body = ClientCreated), AdminErrors))]
@@ -67,13 +68,30 @@ pub async fn create(
         require_dpop: body.require_dpop,
         anomaly_policy: body.anomaly_policy.into(),
     };
+    if !body.public_keys.is_empty() {
+        let keys = body
+            .public_keys
+            .iter()
+            .map(|jwk| Ok((jwk.kid.clone(), okp_key(jwk)?)))
+            .collect::<Result<Vec<_>, Problem>>()?;
+        let (client, keys) = admin.actor(&state).create_keyed_client(spec, &keys).await?;
+        return Ok((
+            StatusCode::CREATED,
+            Json(ClientCreated {
+                client: client.into(),
+                client_secret: None,
+                public_keys: keys.into_iter().map(Into::into).collect(),
+            }),
+        ));
+    }
     let created = admin.actor(&state).create_client(spec).await?;
     let client_secret = created.secret.expose().to_owned();
     Ok((
         StatusCode::CREATED,
         Json(ClientCreated {
             client: created.client.into(),
-            client_secret,
+            client_secret: Some(client_secret),
+            public_keys: vec![],
         }),
     ))
 }
@@ -201,6 +219,21 @@ pub async fn remove_secret(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// The raw key of an OKP/Ed25519 JWK.
+fn okp_key(jwk: &OkpJwk) -> Result<[u8; 32], Problem> {
+    if jwk.kty != "OKP" || jwk.crv != "Ed25519" {
+        return Err(Problem::field(
+            "crv",
+            "only OKP keys on Ed25519 are accepted",
+        ));
+    }
+    URL_SAFE_NO_PAD
+        .decode(&jwk.x)
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| Problem::field("x", "must be the base64url of 32 bytes"))
+}
+
 /// Register an Ed25519 public key for private_key_jwt (at most two at once).
 #[utoipa::path(post, operation_id = "add_key_clients", path = "/admin/v1/clients/{id}/public-keys", tag = "admin", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Client id")),
@@ -213,17 +246,7 @@ pub async fn add_key(
     Body(jwk): Body<OkpJwk>,
 ) -> Result<(StatusCode, Json<PublicKeyOut>), Problem> {
     admin.may_write(Family::Clients)?;
-    if jwk.kty != "OKP" || jwk.crv != "Ed25519" {
-        return Err(Problem::field(
-            "crv",
-            "only OKP keys on Ed25519 are accepted",
-        ));
-    }
-    let key: [u8; 32] = URL_SAFE_NO_PAD
-        .decode(&jwk.x)
-        .ok()
-        .and_then(|b| b.try_into().ok())
-        .ok_or_else(|| Problem::field("x", "must be the base64url of 32 bytes"))?;
+    let key = okp_key(&jwk)?;
     let record = admin
         .actor(&state)
         .add_client_public_key(id, jwk.kid.as_deref(), key)

@@ -227,8 +227,13 @@ pub struct ClientCreated {
     /// The client.
     #[serde(flatten)]
     pub client: ClientOut,
-    /// Its first secret (`mfy_cs_…`). Store it now: it cannot be shown again.
-    pub client_secret: String,
+    /// Its first secret (`mfy_cs_…`). Store it now: it cannot be shown again. Absent for
+    /// a client created with public keys: it has no secret.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<String>,
+    /// The public keys it was created with (private_key_jwt).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub public_keys: Vec<PublicKeyOut>,
 }
 
 /// A client to create.
@@ -255,6 +260,11 @@ pub struct NewClientIn {
     /// What an anomaly concerning it triggers (default `alert`).
     #[serde(default)]
     pub anomaly_policy: Policy,
+    /// Ed25519 public keys (at most two) for private_key_jwt. When given, the client
+    /// gets no secret: it can authenticate only with its keys.
+    #[serde(default)]
+    #[schema(max_items = 2)]
+    pub public_keys: Vec<OkpJwk>,
 }
 
 /// What an anomaly (new network, new audience or endpoint, burst of failures) triggers:
