@@ -772,6 +772,9 @@ async fn authorization(app: TestApp) {
             scope: "mayfly:admin".into(),
             client_id: "x".into(),
             gid: vec![],
+            act: None,
+            fam: None,
+            orig: Vec::new(),
         },
     )
     .unwrap();

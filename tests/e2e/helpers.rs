@@ -97,6 +97,10 @@ async fn serve(
         key_set_max_age: Duration::seconds(300),
         key_retire_hold: None,
         audit_retention: Duration::days(90),
+        password_max_failures: 5,
+        password_lockout: Duration::minutes(15),
+        refresh_token_lifetime: Duration::days(7),
+        refresh_token_idle: Duration::hours(24),
         log_format: LogFormat::Text,
     };
     configure(&mut config);

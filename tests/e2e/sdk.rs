@@ -223,6 +223,9 @@ async fn sdk_guards_routes_by_scope_audience_time_and_signature(app: TestApp) {
             scope: "orders:read".into(),
             client_id: s.worker.id.to_string(),
             gid: vec![],
+            act: None,
+            fam: None,
+            orig: Vec::new(),
         },
     )
     .unwrap();

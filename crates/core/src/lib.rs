@@ -18,4 +18,4 @@ pub mod wire;
 pub use audience::{Audience, AudienceError};
 pub use keys::{KeyError, KeyId, PublicKey, SigningKey};
 pub use scope::{Scope, ScopeError, ScopeSet};
-pub use token::{Claims, MintError, VerifyError, VerifyOptions};
+pub use token::{Actor, Claims, MintError, Origin, VerifyError, VerifyOptions};

@@ -45,6 +45,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     scope: "orders:read orders:write".into(),
                     client_id: "0193a5b2-7c1d-7e4f-8a9b-0c1d2e3f4a5b".into(),
                     gid: vec!["0193a5b2-0000-7e4f-8a9b-0c1d2e3f4a5b".into()],
+                    act: None,
+                    fam: None,
+                    orig: Vec::new(),
                 },
             )
         })

@@ -653,6 +653,9 @@ fn claims_of(answer: Introspection) -> Result<Claims, VerifyError> {
         scope: answer.scope.unwrap_or_default(),
         client_id: answer.client_id.unwrap_or_default(),
         gid: Vec::new(),
+        act: answer.act,
+        fam: None,
+        orig: Vec::new(),
     })
 }
 
@@ -763,6 +766,9 @@ mod tests {
                 scope: "orders:read".into(),
                 client_id: "client-1".into(),
                 gid: vec![],
+                act: None,
+                fam: None,
+                orig: Vec::new(),
             },
         )
         .unwrap()

@@ -231,6 +231,7 @@ async fn admin(config: &Config, command: AdminCommand) -> anyhow::Result<()> {
                     expires_at,
                     allowed_cidrs: Vec::new(),
                     max_ttl,
+                    may_act: Vec::new(),
                     reason,
                 })
                 .await?;

@@ -81,6 +81,7 @@ impl AppState {
         let issuer = config.issuer()?;
         config.check_ttls()?;
         config.check_key_periods()?;
+        config.check_user_logins()?;
         config.check_database_url()?;
         let master = MasterKey::load(&config.master_key_source()?)?;
         let store = mayfly_store::connect(&config.database_url).await?;

@@ -260,6 +260,7 @@ impl Actor<'_> {
                 max_ttl_secs,
                 allowed_cidrs: cidrs("allowed_cidrs", &spec.allowed_cidrs)?,
                 require_dpop: spec.require_dpop,
+                grant_types: clients::grant_types(&spec.grant_types)?,
                 now: self.now,
             })
             .await?;
@@ -385,10 +386,13 @@ pub struct ClientSpec {
     pub allowed_cidrs: Vec<String>,
     /// Whether its tokens must be DPoP-bound.
     pub require_dpop: bool,
+    /// Grant types it may use (RFC 7591 `grant_types`); `refresh_token` lets it receive
+    /// refresh tokens on user logins.
+    pub grant_types: Vec<String>,
 }
 
 impl ClientSpec {
-    /// An enabled client with default settings.
+    /// An enabled client with default settings (client_credentials only).
     pub fn named(name: &str) -> Self {
         Self {
             name: name.to_owned(),
@@ -397,6 +401,7 @@ impl ClientSpec {
             max_ttl: None,
             allowed_cidrs: Vec::new(),
             require_dpop: false,
+            grant_types: vec![crate::grant::CLIENT_CREDENTIALS.to_owned()],
         }
     }
 }
@@ -418,6 +423,8 @@ pub struct GrantSpec {
     pub allowed_cidrs: Vec<String>,
     /// Longest token lifetime under it.
     pub max_ttl: Option<Duration>,
+    /// Clients or users that may act for the subject under it (RFC 8693 delegation).
+    pub may_act: Vec<Uuid>,
     /// Why.
     pub reason: String,
 }
@@ -433,6 +440,7 @@ impl GrantSpec {
             expires_at: None,
             allowed_cidrs: Vec::new(),
             max_ttl: None,
+            may_act: Vec::new(),
             reason: String::new(),
         }
     }

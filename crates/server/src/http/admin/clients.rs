@@ -65,6 +65,7 @@ pub async fn create(
         max_ttl: secs(body.max_ttl_secs),
         allowed_cidrs: body.allowed_cidrs,
         require_dpop: body.require_dpop,
+        grant_types: body.grant_types,
     };
     let created = admin.actor(&state).create_client(spec).await?;
     let client_secret = created.secret.expose().to_owned();
@@ -124,6 +125,7 @@ pub async fn update(
         max_ttl: body.max_ttl_secs.map(secs),
         allowed_cidrs: body.allowed_cidrs,
         require_dpop: body.require_dpop,
+        grant_types: body.grant_types,
     };
     Ok(Json(
         admin.actor(&state).update_client(id, changes).await?.into(),

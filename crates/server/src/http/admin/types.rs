@@ -194,6 +194,8 @@ pub struct ClientOut {
     pub allowed_cidrs: Vec<String>,
     /// Whether its tokens must be DPoP-bound.
     pub require_dpop: bool,
+    /// Grant types it may use (RFC 7591 `grant_types`).
+    pub grant_types: Vec<String>,
     /// Creation time.
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
@@ -212,6 +214,7 @@ impl From<ClientRecord> for ClientOut {
             max_ttl_secs: c.max_ttl_secs,
             allowed_cidrs: c.allowed_cidrs,
             require_dpop: c.require_dpop,
+            grant_types: c.grant_types,
             created_at: c.created_at,
             updated_at: c.updated_at,
         }
@@ -249,10 +252,20 @@ pub struct NewClientIn {
     /// Whether its tokens must be DPoP-bound.
     #[serde(default)]
     pub require_dpop: bool,
+    /// Grant types it may use (RFC 7591 `grant_types`): `client_credentials` (the
+    /// default), `password`, `refresh_token` (lets it receive refresh tokens on user
+    /// logins), `urn:ietf:params:oauth:grant-type:token-exchange`.
+    #[serde(default = "default_grant_types")]
+    #[schema(example = json!(["client_credentials"]))]
+    pub grant_types: Vec<String>,
 }
 
 fn yes() -> bool {
     true
+}
+
+fn default_grant_types() -> Vec<String> {
+    vec![crate::grant::CLIENT_CREDENTIALS.to_owned()]
 }
 
 /// Changes to a client; absent fields stay, `null` clears a lifetime.
@@ -275,6 +288,8 @@ pub struct ClientPatch {
     pub allowed_cidrs: Option<Vec<String>>,
     /// Require DPoP.
     pub require_dpop: Option<bool>,
+    /// New grant types.
+    pub grant_types: Option<Vec<String>>,
 }
 
 /// A client secret's metadata (never the secret).
@@ -497,6 +512,8 @@ pub struct GrantOut {
     pub allowed_cidrs: Vec<String>,
     /// Longest token lifetime in seconds.
     pub max_ttl_secs: Option<i64>,
+    /// Clients or users that may act for the subject under it (RFC 8693 delegation).
+    pub may_act: Vec<Uuid>,
     /// Why it exists.
     pub reason: String,
     /// Who created it.
@@ -517,6 +534,7 @@ impl From<GrantRecord> for GrantOut {
             expires_at: g.expires_at,
             allowed_cidrs: g.allowed_cidrs,
             max_ttl_secs: g.max_ttl_secs,
+            may_act: g.may_act,
             reason: g.reason,
             created_by: g.created_by,
             created_at: g.created_at,
@@ -545,6 +563,12 @@ pub struct NewGrantIn {
     /// Longest token lifetime in seconds.
     #[schema(minimum = 1, maximum = 3600)]
     pub max_ttl_secs: Option<i64>,
+    /// Clients or users that may act for the subject under it: with a token of their
+    /// own as `actor_token`, they may exchange the subject's token for a delegated one
+    /// (RFC 8693, `act` claim) covering this grant's scopes.
+    #[serde(default)]
+    #[schema(max_items = 64)]
+    pub may_act: Vec<Uuid>,
     /// Why it exists.
     #[serde(default)]
     #[schema(max_length = 1000)]
@@ -571,6 +595,9 @@ pub struct GrantPatch {
     pub max_ttl_secs: Option<Option<i64>>,
     /// New reason.
     pub reason: Option<String>,
+    /// New list of who may act for the subject (removing one revokes the grant's tokens).
+    #[schema(max_items = 64)]
+    pub may_act: Option<Vec<Uuid>>,
 }
 
 /// Grant listing filters.
@@ -645,7 +672,7 @@ impl From<SigningKeyRecord> for KeyOut {
 #[serde(deny_unknown_fields)]
 pub struct NewRevocationIn {
     /// What to revoke: one token (`jti`), or every token of a `subject`, `client`,
-    /// `grant` or signing `key`.
+    /// `grant`, signing `key` or refresh-token `family`.
     pub kind: mayfly_core::revocation::RevocationKind,
     /// The jti, subject id, client id, grant id or key id (`k4.pid.…`).
     #[schema(min_length = 1, max_length = 256)]
