@@ -7,11 +7,13 @@
 
 mod admin;
 mod audit;
+mod exchange;
 mod helpers;
 mod keys;
 mod revocation;
 mod sdk;
 mod token;
+mod users;
 
 /// Declares each listed test function once per backend.
 #[macro_export]

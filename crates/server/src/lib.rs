@@ -18,6 +18,7 @@ pub mod directory;
 pub mod grant;
 pub mod http;
 pub mod keys;
+pub mod login;
 pub mod password;
 pub mod revocation;
 pub mod state;
