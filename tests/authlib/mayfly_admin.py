@@ -30,6 +30,9 @@ class Admin:
     def client(self, name: str, **fields) -> dict:
         return self.post("/admin/v1/clients", {"name": name, **fields})
 
+    def user(self, username: str, password: str) -> dict:
+        return self.post("/admin/v1/users", {"username": username, "password": password})
+
     def grant(self, kind: str, subject_id: str, audience: str, scopes: list[str]) -> dict:
         return self.post(
             "/admin/v1/grants",
