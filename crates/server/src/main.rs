@@ -154,11 +154,13 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     );
     let rotation = rotation::spawn(&started.state);
     let retention = mayfly_server::audit::spawn_retention(&started.state);
+    let refresh_pruning = mayfly_server::grant::refresh::spawn_pruning(&started.state);
     let served = http::serve(listener, started.state, shutdown_signal()).await;
     // The task holds the state (and its audit sink): stop it before draining the audit.
     rotation.abort();
     let _ = rotation.await;
     retention.abort();
+    refresh_pruning.abort();
     served.context("serving")?;
     // Every sink is gone with the router: the writer drains the queue and stops.
     started.audit_writer.await.context("audit writer")?;

@@ -293,6 +293,29 @@ async fn reuse(
     }))
 }
 
+/// How often families past their lifetime are deleted.
+pub const PRUNE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Deletes refresh families past their absolute lifetime (with their tokens), now and
+/// then every [`PRUNE_INTERVAL`]. Nothing of them can be used any more: their refresh
+/// tokens are refused, and their access tokens expired long before.
+pub fn spawn_pruning(state: &AppState) -> tokio::task::JoinHandle<()> {
+    let store = state.store.clone();
+    let clock = state.clock.clone();
+    tokio::spawn(async move {
+        loop {
+            match store.prune_refresh_families(clock.now()).await {
+                Ok(0) => {}
+                Ok(n) => {
+                    tracing::info!(pruned = n, "refresh: deleted families past their lifetime")
+                }
+                Err(e) => tracing::warn!(error = %e, "refresh: pruning failed"),
+            }
+            tokio::time::sleep(PRUNE_INTERVAL).await;
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
