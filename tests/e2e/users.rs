@@ -17,6 +17,7 @@ crate::both_stores!(
     unknown_user_and_wrong_password_take_the_same_time,
     refresh_tokens_rotate_and_only_narrow,
     refresh_token_reuse_revokes_the_family_and_its_tokens,
+    revoking_a_refresh_token_ends_the_login,
 );
 
 async fn setup(app: &TestApp) -> (uuid::Uuid, TestClient) {
@@ -420,4 +421,45 @@ async fn refresh_token_reuse_revokes_the_family_and_its_tokens(app: TestApp) {
     let anomalies = app.audit("anomaly").await;
     assert_eq!(anomalies.len(), 2);
     assert_eq!(anomalies[0].detail["family_already_revoked"], true);
+}
+
+/// RFC 7009 for refresh tokens: the client ends the login, access tokens included;
+/// another client's attempt changes nothing.
+async fn revoking_a_refresh_token_ends_the_login(app: TestApp) {
+    let (_, cli) = setup(&app).await;
+    let (rs, reader) = app.introspector().await;
+    let login = ok(app.login(&cli, "alice", PASSWORD, "orders:read").await).await;
+    let at = s(&login, "access_token").to_owned();
+    let rt = s(&login, "refresh_token").to_owned();
+    let revoke = |client: TestClient, token: String| {
+        let app = &app;
+        async move {
+            app.http
+                .post(format!("{}/oauth2/revoke", app.base))
+                .basic_auth(client.id, Some(&client.secret))
+                .form(&[
+                    ("token", token.as_str()),
+                    ("token_type_hint", "refresh_token"),
+                ])
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    let other = app.client_for(&["password", "refresh_token"]).await;
+    assert_eq!(revoke(other, rt.clone()).await, 200);
+    assert!(
+        app.is_active(&rs, &at).await,
+        "another client cannot end it"
+    );
+    app.clock.advance(Duration::seconds(1));
+    assert_eq!(revoke(cli.clone(), rt.clone()).await, 200);
+    assert!(!app.is_active(&rs, &at).await);
+    assert!(app.feed_revokes(&reader, &at).await);
+    assert_oauth_error(app.refresh(&cli, &rt, &[]).await, 400, "invalid_grant").await;
+    assert_eq!(revoke(cli.clone(), "mfy_rt_unknown".into()).await, 200);
+    let revoked = app.audit("token.revoked").await;
+    assert!(revoked.iter().any(|e| e.detail["kind"] == "family"));
+    assert!(!format!("{revoked:?}").contains(&rt[7..]));
 }

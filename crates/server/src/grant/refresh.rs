@@ -234,6 +234,62 @@ pub async fn grant(
     Ok(issued)
 }
 
+/// Revokes a family: none of its refresh tokens works again, and a `family`
+/// revocation (recorded in the same transaction) kills every access token issued from
+/// it, here at once and on other replicas through the store's signal.
+///
+/// # Errors
+/// The store's.
+pub async fn revoke_family(
+    state: &AppState,
+    family: Uuid,
+    reason: &str,
+) -> Result<mayfly_store::RevocationRecord, TokenError> {
+    let now = state.clock.now();
+    let revocation = state
+        .store
+        .revoke_refresh_family(
+            family,
+            NewRevocation {
+                kind: RevocationKind::Family.as_str().to_owned(),
+                value: family.to_string(),
+                issued_before: now,
+                expires_at: now + TTL_CEILING + REVOCATION_SKEW,
+                reason: reason.to_owned(),
+                created_by: "mayfly".into(),
+                now,
+            },
+        )
+        .await?;
+    state.revocations.catch_up().await?;
+    Ok(revocation)
+}
+
+/// RFC 7009 for refresh tokens: the client that holds one ends its login (the family
+/// and every access token issued from it). Unknown tokens and other clients' are
+/// ignored. Returns the revocation made, if any.
+///
+/// # Errors
+/// The store's.
+pub async fn revoke_by_client(
+    state: &AppState,
+    presented: &str,
+    client: Uuid,
+) -> Result<Option<mayfly_store::RevocationRecord>, TokenError> {
+    if presented.len() > MAX_LEN {
+        return Ok(None);
+    }
+    let Some(record) = state.store.refresh_token(&digest(presented)).await? else {
+        return Ok(None);
+    };
+    if record.family.client_id != client || record.family.revoked_at.is_some() {
+        return Ok(None);
+    }
+    revoke_family(state, record.family.id, "revoked by its client (RFC 7009)")
+        .await
+        .map(Some)
+}
+
 /// A used refresh token came back: revoke its family and every access token issued from
 /// it, audit the anomaly, and return the refusal.
 async fn reuse(
@@ -248,23 +304,7 @@ async fn reuse(
     let seq = if already {
         None
     } else {
-        let revocation = state
-            .store
-            .revoke_refresh_family(
-                family.id,
-                NewRevocation {
-                    kind: RevocationKind::Family.as_str().to_owned(),
-                    value: family.id.to_string(),
-                    issued_before: now,
-                    expires_at: now + TTL_CEILING + REVOCATION_SKEW,
-                    reason: "refresh token reuse".into(),
-                    created_by: "mayfly".into(),
-                    now,
-                },
-            )
-            .await?;
-        // Effective in this process at once; other replicas hear of it from the store.
-        state.revocations.catch_up().await?;
+        let revocation = revoke_family(state, family.id, "refresh token reuse").await?;
         Some(revocation.seq)
     };
     let event = AuditEvent {
