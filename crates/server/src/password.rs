@@ -138,17 +138,17 @@ mod tests {
         // It parses (a parse failure would return at once, and timing would tell).
         let parsed = PasswordHash::new(DUMMY_HASH).unwrap();
         assert_eq!(parsed.algorithm.as_str(), "argon2id");
-        let time = |hash: String| {
-            let p = p.clone();
-            async move {
-                let start = std::time::Instant::now();
-                assert!(!p.verify(Zeroizing::new("guess".into()), hash).await);
-                start.elapsed()
-            }
-        };
-        let dummy = time(DUMMY_HASH.into()).await;
-        let wrong = time(real).await;
-        let ratio = dummy.as_secs_f64() / wrong.as_secs_f64();
-        assert!((0.5..2.0).contains(&ratio), "{dummy:?} vs {wrong:?}");
+        // Nothing matches it. (Timing is measured end to end by the e2e tests.)
+        assert!(
+            !p.verify(
+                Zeroizing::new("correct horse battery".into()),
+                DUMMY_HASH.into()
+            )
+            .await
+        );
+        assert!(
+            !p.verify(Zeroizing::new(String::new()), DUMMY_HASH.into())
+                .await
+        );
     }
 }
