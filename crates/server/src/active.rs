@@ -66,21 +66,10 @@ pub async fn check(state: &AppState, token: &str) -> Result<Active, &'static str
     let sub = Uuid::parse_str(&claims.sub).map_err(|_| "invalid")?;
     let (subject, grants): (Subject, Arc<[SubjectGrant]>) = if sub == client_id {
         (Subject::Client(sub), view.grants.clone().into())
-    } else if let Some(other) = state
-        .directory
-        .client(sub)
-        .await
-        .map_err(|_| "unavailable")?
-    {
-        // A client's token exchanged by another client.
-        if !other.client.enabled {
-            return Err("subject client disabled");
-        }
-        (Subject::Client(sub), other.grants.clone().into())
-    } else {
-        let user = state.store.user(sub).await.map_err(|_| "unavailable")?;
-        if !user.is_some_and(|u| u.enabled) {
-            return Err("user gone or disabled");
+    } else if let Some(user) = state.store.user(sub).await.map_err(|_| "unavailable")? {
+        // A user's token (users are not cached: one read each).
+        if !user.enabled {
+            return Err("user disabled");
         }
         let grants = state
             .store
@@ -88,6 +77,18 @@ pub async fn check(state: &AppState, token: &str) -> Result<Active, &'static str
             .await
             .map_err(|_| "unavailable")?;
         (Subject::User(sub), grants.into())
+    } else {
+        // A client's token exchanged by another client.
+        let other = state
+            .directory
+            .client(sub)
+            .await
+            .map_err(|_| "unavailable")?
+            .ok_or("subject gone")?;
+        if !other.client.enabled {
+            return Err("subject client disabled");
+        }
+        (Subject::Client(sub), other.grants.clone().into())
     };
     for gid in &claims.gid {
         let live = grants
