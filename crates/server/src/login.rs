@@ -364,6 +364,10 @@ pub fn load(path: &Path) -> Result<TokenFile, LoginError> {
 /// A token valid for at least `min_valid` from the file, refreshed (and the file
 /// rewritten, with the rotated refresh token) when needed.
 ///
+/// Concurrent calls take turns on a lock file beside it: two refreshes with the same
+/// refresh token would look like theft to the server (reuse detection), which would end
+/// the login.
+///
 /// # Errors
 /// [`LoginError`] when the stored token cannot be refreshed (log in again).
 pub async fn current_token(
@@ -371,6 +375,16 @@ pub async fn current_token(
     min_valid: Duration,
     now: OffsetDateTime,
 ) -> Result<Zeroizing<String>, LoginError> {
+    let lock_path = path.with_extension("lock");
+    let lock = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&lock_path)
+        .map_err(io(format!("opening {}", lock_path.display())))?;
+    // Released when `lock` is dropped, after the file is rewritten.
+    lock.lock()
+        .map_err(io(format!("locking {}", lock_path.display())))?;
     let stored = load(path)?;
     if stored.expires_at - now >= min_valid {
         return Ok(Zeroizing::new(stored.access_token));

@@ -643,6 +643,28 @@ fn login_and_token_over_http() {
     assert_eq!(stored["access_token"], refreshed.as_str());
     assert_ne!(stored["refresh_token"], first_refresh.as_str(), "rotated");
     assert_eq!(stdout_line(&mayfly(d, &token_args, no_env)), refreshed);
+    // Concurrent refreshes take turns: none presents a refresh token another already
+    // rotated (which the server would take for theft, ending the login).
+    let racers: Vec<_> = (0..3)
+        .map(|_| {
+            let d = d.to_owned();
+            let file = token_file_arg.to_owned();
+            std::thread::spawn(move || {
+                mayfly(
+                    &d,
+                    &["token", "--token-file", &file, "--min-valid", "1h"],
+                    &[],
+                )
+            })
+        })
+        .collect();
+    for racer in racers {
+        let out = racer.join().unwrap();
+        assert!(stdout_line(&out).starts_with("v4.public."));
+    }
+    let stored: Value = serde_json::from_slice(&std::fs::read(&token_file).unwrap()).unwrap();
+    let refreshed = stored["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(stdout_line(&mayfly(d, &token_args, no_env)), refreshed);
     // The default place: $XDG_CONFIG_HOME/mayfly/token.json.
     let home = d.join("home/.config");
     let xdg = [("XDG_CONFIG_HOME", home.to_str().unwrap())];
