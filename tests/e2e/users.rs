@@ -18,6 +18,7 @@ crate::both_stores!(
     refresh_tokens_rotate_and_only_narrow,
     refresh_token_reuse_revokes_the_family_and_its_tokens,
     revoking_a_refresh_token_ends_the_login,
+    admin_api_sets_grant_types_and_may_act,
 );
 
 async fn setup(app: &TestApp) -> (uuid::Uuid, TestClient) {
@@ -51,7 +52,8 @@ async fn password_success_failure_lockout_and_disabled(app: TestApp) {
     assert_eq!(claims.sub, alice.to_string());
     assert_eq!(claims.client_id, cli.id.to_string());
     assert_eq!(claims.aud, ORDERS);
-    assert!(s(&body, "refresh_token").starts_with("mfy_rt_"));
+    let first_refresh = s(&body, "refresh_token").to_owned();
+    assert!(first_refresh.starts_with("mfy_rt_"));
     assert!(claims.fam.is_some(), "tokens of a login carry its family");
     // Alice's scopes are alice's grants, not the client's.
     assert_oauth_error(
@@ -212,6 +214,17 @@ async fn password_success_failure_lockout_and_disabled(app: TestApp) {
     .await;
     let last = &app.audit("user.auth_failed").await[0];
     assert_eq!(last.detail["reason"], "user disabled");
+    // Nor does a refresh of an earlier login.
+    assert_oauth_error(
+        app.refresh(&cli, &first_refresh, &[]).await,
+        400,
+        "invalid_grant",
+    )
+    .await;
+    assert_eq!(
+        app.audit("token.denied").await[0].detail["reason"],
+        "user gone or disabled"
+    );
 }
 
 /// The same work for a user that does not exist as for a wrong password: medians of a
@@ -462,4 +475,88 @@ async fn revoking_a_refresh_token_ends_the_login(app: TestApp) {
     let revoked = app.audit("token.revoked").await;
     assert!(revoked.iter().any(|e| e.detail["kind"] == "family"));
     assert!(!format!("{revoked:?}").contains(&rt[7..]));
+}
+
+/// The admin REST API: clients' `grant_types` (default client_credentials, validated)
+/// and grants' `may_act` (existing clients or users only).
+async fn admin_api_sets_grant_types_and_may_act(app: TestApp) {
+    let api = app.bootstrap_admin().await;
+    app.audience(ORDERS, &["orders:read"]).await;
+    let plain = api
+        .post(
+            "/admin/v1/clients",
+            serde_json::json!({ "name": "workload" }),
+        )
+        .await;
+    assert_eq!(
+        plain.ok(201)["grant_types"],
+        serde_json::json!(["client_credentials"])
+    );
+    let cli = api
+        .post(
+            "/admin/v1/clients",
+            serde_json::json!({ "name": "cli", "grant_types": ["password", "refresh_token"] }),
+        )
+        .await;
+    let cli_id = cli.ok(201)["id"].as_str().unwrap().to_owned();
+    let bad = api
+        .patch(
+            &format!("/admin/v1/clients/{cli_id}"),
+            serde_json::json!({ "grant_types": ["implicit"] }),
+        )
+        .await;
+    assert_eq!(
+        bad.problem(422)["errors"][0]["field"],
+        "grant_types",
+        "{}",
+        bad.body
+    );
+    let changed = api
+        .patch(
+            &format!("/admin/v1/clients/{cli_id}"),
+            serde_json::json!({ "grant_types": ["password"] }),
+        )
+        .await;
+    assert_eq!(
+        changed.ok(200)["grant_types"],
+        serde_json::json!(["password"])
+    );
+
+    let user = api
+        .post(
+            "/admin/v1/users",
+            serde_json::json!({ "username": "alice", "password": PASSWORD }),
+        )
+        .await;
+    let user_id = user.ok(201)["id"].as_str().unwrap().to_owned();
+    let grant = api
+        .post(
+            "/admin/v1/grants",
+            serde_json::json!({
+                "subject": { "kind": "user", "id": user_id },
+                "audience": ORDERS, "scopes": ["orders:read"], "may_act": [cli_id],
+            }),
+        )
+        .await;
+    let grant_id = grant.ok(201)["id"].as_str().unwrap().to_owned();
+    assert_eq!(grant.body["may_act"], serde_json::json!([cli_id]));
+    let unknown = api
+        .patch(
+            &format!("/admin/v1/grants/{grant_id}"),
+            serde_json::json!({ "may_act": [uuid::Uuid::now_v7()] }),
+        )
+        .await;
+    assert_eq!(
+        unknown.problem(422)["errors"][0]["field"],
+        "may_act",
+        "{}",
+        unknown.body
+    );
+    let cleared = api
+        .patch(
+            &format!("/admin/v1/grants/{grant_id}"),
+            serde_json::json!({ "may_act": [] }),
+        )
+        .await;
+    assert_eq!(cleared.ok(200)["may_act"], serde_json::json!([]));
 }
