@@ -234,6 +234,12 @@ pub async fn grant(
     Ok(issued)
 }
 
+/// How far past "now" a family revocation reaches: a refresh or exchange already in
+/// flight on another replica when the family was revoked may still sign a token of the
+/// family a moment later; no legitimate token of a revoked family exists, so reaching
+/// into the next seconds costs nothing.
+const IN_FLIGHT: time::Duration = time::Duration::seconds(10);
+
 /// Revokes a family: none of its refresh tokens works again, and a `family`
 /// revocation (recorded in the same transaction) kills every access token issued from
 /// it, here at once and on other replicas through the store's signal.
@@ -253,8 +259,8 @@ pub async fn revoke_family(
             NewRevocation {
                 kind: RevocationKind::Family.as_str().to_owned(),
                 value: family.to_string(),
-                issued_before: now,
-                expires_at: now + TTL_CEILING + REVOCATION_SKEW,
+                issued_before: now + IN_FLIGHT,
+                expires_at: now + IN_FLIGHT + TTL_CEILING + REVOCATION_SKEW,
                 reason: reason.to_owned(),
                 created_by: "mayfly".into(),
                 now,
