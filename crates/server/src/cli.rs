@@ -57,6 +57,13 @@ pub enum Command {
     /// Print a valid access token from the file `mayfly login` wrote, refreshing it
     /// (and rotating the refresh token) when it is about to expire.
     Token(TokenArgs),
+    /// End the stored login at the server (RFC 7009: its refresh token and every access
+    /// token issued from it) and delete the token file.
+    Logout {
+        /// The file `mayfly login` wrote (same default).
+        #[arg(long, env = "MAYFLY_TOKEN_FILE")]
+        token_file: Option<PathBuf>,
+    },
 }
 
 /// `mayfly login`: the first-party client comes from MAYFLY_CLIENT_ID and

@@ -173,10 +173,9 @@ impl Client {
         })
     }
 
-    async fn token_endpoint(&self) -> Result<String, LoginError> {
+    async fn metadata(&self) -> Result<ServerMetadata, LoginError> {
         let url = format!("{}/.well-known/oauth-authorization-server", self.issuer);
-        let metadata: ServerMetadata = self
-            .http
+        self.http
             .get(&url)
             .send()
             .await
@@ -184,8 +183,35 @@ impl Client {
             .map_err(|e| LoginError::Http(format!("reading {url}: {e}")))?
             .json()
             .await
-            .map_err(|e| LoginError::Http(format!("reading {url}: {e}")))?;
-        Ok(metadata.token_endpoint)
+            .map_err(|e| LoginError::Http(format!("reading {url}: {e}")))
+    }
+
+    /// RFC 7009: revokes a token of this client (a refresh token ends the whole login).
+    ///
+    /// # Errors
+    /// [`LoginError`] when the server cannot be reached or refuses.
+    pub async fn revoke(&self, token: &str, hint: &str) -> Result<(), LoginError> {
+        let endpoint = self.metadata().await?.revocation_endpoint;
+        let response = self
+            .http
+            .post(&endpoint)
+            .basic_auth(&self.client_id, Some(self.client_secret.as_str()))
+            .form(&[("token", token), ("token_type_hint", hint)])
+            .send()
+            .await
+            .map_err(|e| LoginError::Http(format!("calling {endpoint}: {e}")))?;
+        if response.status().is_success() {
+            Ok(())
+        } else {
+            Err(LoginError::Http(format!(
+                "{endpoint} answered {}",
+                response.status()
+            )))
+        }
+    }
+
+    async fn token_endpoint(&self) -> Result<String, LoginError> {
+        Ok(self.metadata().await?.token_endpoint)
     }
 
     async fn token(&self, form: &[(&str, &str)]) -> Result<TokenResponse, LoginError> {
@@ -417,4 +443,25 @@ pub async fn current_token(
     };
     save(path, &renewed)?;
     Ok(Zeroizing::new(response.access_token))
+}
+
+/// `mayfly logout`: revokes the stored login at the server (the refresh token ends the
+/// family and every access token issued from it; without one, the access token) and
+/// deletes the file.
+///
+/// # Errors
+/// [`LoginError`] when the file cannot be read or the server cannot be reached; the file
+/// is kept then, so the logout can be retried.
+pub async fn logout(path: &Path) -> Result<(), LoginError> {
+    let stored = load(path)?;
+    let client = Client::new(
+        &stored.issuer,
+        &stored.client_id,
+        Zeroizing::new(stored.client_secret.clone()),
+    )?;
+    match stored.refresh_token.as_deref() {
+        Some(refresh_token) => client.revoke(refresh_token, "refresh_token").await?,
+        None => client.revoke(&stored.access_token, "access_token").await?,
+    }
+    std::fs::remove_file(path).map_err(io(format!("deleting {}", path.display())))
 }

@@ -76,6 +76,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Audit { command } => audit_command(&cli.config, command).await,
         Command::Login(args) => login(&cli.config, args).await,
         Command::Token(args) => token(args).await,
+        Command::Logout { token_file } => {
+            let path = match token_file {
+                Some(path) => path,
+                None => mayfly_server::login::default_token_file()?,
+            };
+            mayfly_server::login::logout(&path).await?;
+            eprintln!("mayfly: logged out; {} deleted", path.display());
+            Ok(())
+        }
     }
 }
 

@@ -678,5 +678,33 @@ fn login_and_token_over_http() {
         let out = mayfly(d, &token_args, no_env);
         assert!(!out.status.success());
         assert!(stderr(&out).contains("chmod 600"), "{}", stderr(&out));
+        std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600)).unwrap();
     }
+
+    // Logout ends the login at the server (RFC 7009) and deletes the file: a copy of the
+    // file refreshes no more.
+    let copy = d.join("copy.json");
+    std::fs::copy(&token_file, &copy).unwrap();
+    let out = mayfly(d, &["logout", "--token-file", token_file_arg], no_env);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!token_file.exists());
+    let out = mayfly(d, &token_args, no_env);
+    assert!(stderr(&out).contains("mayfly login"), "{}", stderr(&out));
+    let stale = mayfly(
+        d,
+        &[
+            "token",
+            "--token-file",
+            copy.to_str().unwrap(),
+            "--min-valid",
+            "1h",
+        ],
+        no_env,
+    );
+    assert!(!stale.status.success());
+    assert!(
+        stderr(&stale).contains("invalid_grant"),
+        "{}",
+        stderr(&stale)
+    );
 }
