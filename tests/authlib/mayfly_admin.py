@@ -35,6 +35,9 @@ class Admin:
             remember(created["client_secret"])
         return created
 
+    def user(self, username: str, password: str) -> dict:
+        return self.post("/admin/v1/users", {"username": username, "password": password})
+
     def grant(self, kind: str, subject_id: str, audience: str, scopes: list[str]) -> dict:
         return self.post(
             "/admin/v1/grants",

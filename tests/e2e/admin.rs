@@ -774,6 +774,9 @@ async fn authorization(app: TestApp) {
             gid: vec![],
             cnf: None,
             cidr: vec![],
+            act: None,
+            fam: None,
+            orig: Vec::new(),
         },
     )
     .unwrap();

@@ -100,6 +100,10 @@ async fn serve(
         anomaly_learning_period: Duration::hours(1),
         webhook_url: None,
         webhook_secret_file: None,
+        password_max_failures: 5,
+        password_lockout: Duration::minutes(15),
+        refresh_token_lifetime: Duration::days(7),
+        refresh_token_idle: Duration::hours(24),
         log_format: LogFormat::Text,
         trusted_proxies: vec![],
         dpop_nonce: false,
@@ -520,4 +524,171 @@ pub async fn answer(response: reqwest::Response) -> Answer {
         body,
         headers,
     }
+}
+
+/// People, first-party clients and the checks resource servers make (password,
+/// refresh and exchange tests).
+impl TestApp {
+    /// Creates an enabled user; returns their id.
+    pub async fn user(&self, username: &str, password: &str) -> Uuid {
+        let hash = self
+            .state
+            .passwords
+            .hash(zeroize_string(password))
+            .await
+            .unwrap();
+        self.admin()
+            .create_user(username, hash, true)
+            .await
+            .unwrap()
+            .id
+    }
+
+    /// Grants a user scopes on an audience.
+    pub async fn grant_user(&self, user: Uuid, audience: &str, scopes: &[&str]) -> Uuid {
+        self.admin()
+            .grant(GrantSpec::new(Subject::User(user), audience, scopes))
+            .await
+            .unwrap()
+            .id
+    }
+
+    /// Creates a client that may use these grant types.
+    pub async fn client_for(&self, grant_types: &[&str]) -> TestClient {
+        let created = self
+            .admin()
+            .create_client(ClientSpec {
+                grant_types: grant_types.iter().map(|g| (*g).to_owned()).collect(),
+                ..ClientSpec::named("first-party")
+            })
+            .await
+            .unwrap();
+        TestClient {
+            id: created.client.id,
+            secret: created.secret.expose().to_owned(),
+        }
+    }
+
+    /// `grant_type=password` with client_secret_basic.
+    pub async fn login(
+        &self,
+        client: &TestClient,
+        username: &str,
+        password: &str,
+        scope: &str,
+    ) -> reqwest::Response {
+        self.token_request(
+            Auth::Basic(client),
+            &[
+                ("grant_type", "password"),
+                ("username", username),
+                ("password", password),
+                ("scope", scope),
+            ],
+        )
+        .await
+    }
+
+    /// `grant_type=refresh_token`, with extra parameters.
+    pub async fn refresh(
+        &self,
+        client: &TestClient,
+        refresh_token: &str,
+        extra: &[(&str, &str)],
+    ) -> reqwest::Response {
+        let mut params = vec![
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh_token),
+        ];
+        params.extend_from_slice(extra);
+        self.token_request(Auth::Basic(client), &params).await
+    }
+
+    /// A client allowed to introspect and read the revocation feed (bootstraps the
+    /// issuer audience on first use); with a feed-reading token.
+    pub async fn introspector(&self) -> (TestClient, String) {
+        if self
+            .state
+            .store
+            .audience_by_uri(&self.issuer())
+            .await
+            .unwrap()
+            .is_none()
+        {
+            self.admin().bootstrap(&self.issuer()).await.unwrap();
+        }
+        let rs = self.client().await;
+        self.grant(
+            &rs,
+            &self.issuer(),
+            &["mayfly:introspect", "mayfly:revocations:read"],
+        )
+        .await;
+        let body = self
+            .token_ok(
+                Auth::Basic(&rs),
+                &[
+                    ("grant_type", "client_credentials"),
+                    ("scope", "mayfly:revocations:read"),
+                    ("resource", &self.issuer()),
+                ],
+            )
+            .await;
+        (rs, body["access_token"].as_str().unwrap().to_owned())
+    }
+
+    /// The introspection answer for `token`.
+    pub async fn introspect(&self, caller: &TestClient, token: &str) -> Value {
+        let response = self
+            .http
+            .post(format!("{}/oauth2/introspect", self.base))
+            .basic_auth(caller.id, Some(&caller.secret))
+            .form(&[("token", token)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        response.json().await.unwrap()
+    }
+
+    /// Whether introspection calls `token` active.
+    pub async fn is_active(&self, caller: &TestClient, token: &str) -> bool {
+        self.introspect(caller, token).await["active"] == true
+    }
+
+    /// A token's claims (signature checked, no revocation check).
+    pub fn claims_of(&self, token: &str) -> mayfly_core::Claims {
+        let keys = self.state.keyring.current();
+        let options = mayfly_core::VerifyOptions {
+            issuer: &self.state.issuer,
+            audience: None,
+            leeway: Duration::ZERO,
+        };
+        mayfly_core::token::verify(token, |kid| keys.public_key(kid), &options, self.now()).unwrap()
+    }
+
+    /// What an offline verifier following the feed decides: whether the revocations
+    /// published at `GET /v1/revocations` revoke `token` (the SDK's `RuleSet` check).
+    pub async fn feed_revokes(&self, reader: &str, token: &str) -> bool {
+        let page: mayfly_core::wire::RevocationPage = self
+            .http
+            .get(format!("{}/v1/revocations?after=0", self.base))
+            .bearer_auth(reader)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let mut rules = mayfly_core::revocation::RuleSet::default();
+        for entry in &page.items {
+            rules.insert(entry.rule());
+        }
+        let kid = mayfly_core::token::peek_key_id(token).unwrap();
+        rules.revokes(&self.claims_of(token), kid.as_str())
+    }
+}
+
+fn zeroize_string(text: &str) -> zeroize::Zeroizing<String> {
+    zeroize::Zeroizing::new(text.to_owned())
 }

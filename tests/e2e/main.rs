@@ -9,11 +9,13 @@ mod admin;
 mod anomaly;
 mod audit;
 mod bound;
+mod exchange;
 mod helpers;
 mod keys;
 mod revocation;
 mod sdk;
 mod token;
+mod users;
 
 /// Declares each listed test function once per backend.
 #[macro_export]

@@ -29,6 +29,7 @@ crate::both_stores!(
     sdk_key_rotation_refuses_no_valid_request,
     sdk_emergency_rotation_refuses_the_old_key_and_serves_the_new,
     sdk_introspection_mode_asks_the_issuer,
+    sdk_refuses_what_was_exchanged_from_a_revoked_token,
 );
 
 /// The service's clock, as the SDK sees it.
@@ -225,6 +226,9 @@ async fn sdk_guards_routes_by_scope_audience_time_and_signature(app: TestApp) {
             gid: vec![],
             cnf: None,
             cidr: vec![],
+            act: None,
+            fam: None,
+            orig: Vec::new(),
         },
     )
     .unwrap();
@@ -422,4 +426,90 @@ async fn sdk_introspection_mode_asks_the_issuer(app: TestApp) {
         call(reqwest::Method::GET, &orders, Some(token.secret())).await,
         (401, INVALID.to_owned())
     );
+}
+
+/// Token exchange seen by an offline SDK verifier: a service exchanges a workload's
+/// token for a narrower one; revoking the original (by jti) makes the SDK refuse the
+/// exchanged token too, within a second, from the feed alone.
+async fn sdk_refuses_what_was_exchanged_from_a_revoked_token(app: TestApp) {
+    let s = setup(&app).await;
+    let service = app
+        .client_for(&["urn:ietf:params:oauth:grant-type:token-exchange"])
+        .await;
+    let original = app
+        .token_ok(
+            crate::helpers::Auth::Basic(&s.worker),
+            &[
+                ("grant_type", "client_credentials"),
+                ("scope", "orders:read orders:write"),
+                ("resource", ORDERS),
+            ],
+        )
+        .await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let exchanged = app
+        .token_ok(
+            crate::helpers::Auth::Basic(&service),
+            &[
+                (
+                    "grant_type",
+                    "urn:ietf:params:oauth:grant-type:token-exchange",
+                ),
+                ("subject_token", &original),
+                (
+                    "subject_token_type",
+                    "urn:ietf:params:oauth:token-type:access_token",
+                ),
+                ("scope", "orders:read"),
+            ],
+        )
+        .await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let claims = app.claims_of(&exchanged);
+    assert_eq!(
+        claims.sub,
+        s.worker.id.to_string(),
+        "the workload's token still"
+    );
+    assert_eq!(claims.client_id, service.id.to_string());
+    assert_eq!(
+        call(reqwest::Method::GET, &s.orders, Some(&exchanged))
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        call(reqwest::Method::POST, &s.orders, Some(&exchanged))
+            .await
+            .0,
+        403,
+        "down-scoped: no orders:write"
+    );
+
+    let jti = app.claims_of(&original).jti;
+    s.api
+        .post(
+            "/admin/v1/revocations",
+            json!({ "kind": "jti", "value": jti }),
+        )
+        .await
+        .ok(201);
+    let revoked_at = Instant::now();
+    loop {
+        let (status, challenge) = call(reqwest::Method::GET, &s.orders, Some(&exchanged)).await;
+        if status == 401 {
+            assert_eq!(challenge, INVALID);
+            break;
+        }
+        assert_eq!(status, 200);
+        assert!(
+            revoked_at.elapsed() < StdDuration::from_secs(1),
+            "the exchanged token still accepted a second after the original's revocation"
+        );
+        tokio::time::sleep(StdDuration::from_millis(10)).await;
+    }
 }

@@ -198,7 +198,12 @@ async fn discovery_documents(app: TestApp) {
     );
     assert_eq!(
         meta["grant_types_supported"],
-        serde_json::json!(["client_credentials"])
+        serde_json::json!([
+            "client_credentials",
+            "password",
+            "refresh_token",
+            "urn:ietf:params:oauth:grant-type:token-exchange"
+        ])
     );
     assert_eq!(
         meta["token_endpoint_auth_methods_supported"],
@@ -413,7 +418,7 @@ async fn request_validation_failures(app: TestApp) {
         app.token_request(c, &[("grant_type", "password"), ("scope", "orders:read")])
             .await,
         400,
-        "unsupported_grant_type",
+        "unauthorized_client",
     )
     .await;
     assert_oauth_error(

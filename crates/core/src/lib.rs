@@ -21,4 +21,4 @@ pub mod wire;
 pub use audience::{Audience, AudienceError};
 pub use keys::{KeyError, KeyId, PublicKey, SigningKey};
 pub use scope::{Scope, ScopeError, ScopeSet};
-pub use token::{Claims, Confirmation, MintError, VerifyError, VerifyOptions};
+pub use token::{Actor, Claims, Confirmation, MintError, Origin, VerifyError, VerifyOptions};

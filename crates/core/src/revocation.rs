@@ -1,5 +1,9 @@
 //! What a revocation is, and which tokens it matches. Shared by the server's
 //! introspection and the SDK's offline verifier, so both reject exactly the same tokens.
+//!
+//! A token exchanged from others (its `orig` claim) is revoked by whatever revokes one
+//! of them: their `jti`, `client_id` and signing key are checked against each one's own
+//! `iat`; `sub`, `gid` and `fam` are carried over into the exchanged token itself.
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -21,6 +25,8 @@ pub enum RevocationKind {
     Grant,
     /// Every token signed by a key (footer `kid`).
     Key,
+    /// Every token issued from a refresh-token family (`fam`).
+    Family,
 }
 
 impl RevocationKind {
@@ -32,6 +38,7 @@ impl RevocationKind {
             Self::Client => "client",
             Self::Grant => "grant",
             Self::Key => "key",
+            Self::Family => "family",
         }
     }
 
@@ -43,6 +50,7 @@ impl RevocationKind {
             "client" => Self::Client,
             "grant" => Self::Grant,
             "key" => Self::Key,
+            "family" => Self::Family,
             _ => return None,
         })
     }
@@ -56,7 +64,7 @@ impl RevocationKind {
 pub struct Rule {
     /// What it targets.
     pub kind: RevocationKind,
-    /// The jti, subject, client, grant or key id.
+    /// The jti, subject, client, grant, key or family id.
     pub value: String,
     /// Tokens issued before this are revoked (ignored for `jti`).
     pub issued_before: OffsetDateTime,
@@ -65,14 +73,27 @@ pub struct Rule {
 impl Rule {
     /// Whether this rule revokes a token with `claims`, signed by key `kid`.
     pub fn matches(&self, claims: &Claims, kid: &str) -> bool {
-        let target = match self.kind {
-            RevocationKind::Jti => return claims.jti == self.value,
-            RevocationKind::Subject => claims.sub == self.value,
-            RevocationKind::Client => claims.client_id == self.value,
-            RevocationKind::Grant => claims.gid.contains(&self.value),
-            RevocationKind::Key => kid == self.value,
-        };
-        target && claims.iat < self.issued_before
+        let value = self.value.as_str();
+        let before = |iat: OffsetDateTime| iat < self.issued_before;
+        match self.kind {
+            RevocationKind::Jti => {
+                claims.jti == value || claims.orig.iter().any(|o| o.jti == value)
+            }
+            RevocationKind::Subject => claims.sub == value && before(claims.iat),
+            RevocationKind::Grant => claims.gid.iter().any(|g| g == value) && before(claims.iat),
+            RevocationKind::Family => claims.fam.as_deref() == Some(value) && before(claims.iat),
+            RevocationKind::Client => {
+                (claims.client_id == value && before(claims.iat))
+                    || claims
+                        .orig
+                        .iter()
+                        .any(|o| o.client_id == value && before(o.iat))
+            }
+            RevocationKind::Key => {
+                (kid == value && before(claims.iat))
+                    || claims.orig.iter().any(|o| o.kid == value && before(o.iat))
+            }
+        }
     }
 }
 
@@ -100,21 +121,31 @@ impl RuleSet {
 
     /// Whether any rule revokes a token with `claims`, signed by key `kid`.
     pub fn revokes(&self, claims: &Claims, kid: &str) -> bool {
-        if self.jtis.contains(&claims.jti) {
+        if self.jtis.contains(&claims.jti) || claims.orig.iter().any(|o| self.jtis.contains(&o.jti))
+        {
             return true;
         }
         if self.cutoffs.is_empty() {
             return false;
         }
-        let before = |kind: RevocationKind, value: &str| {
+        let before_at = |kind: RevocationKind, value: &str, iat: OffsetDateTime| {
             self.cutoffs
                 .get(&(kind, value.to_owned()))
-                .is_some_and(|cutoff| claims.iat < *cutoff)
+                .is_some_and(|cutoff| iat < *cutoff)
         };
+        let before = |kind: RevocationKind, value: &str| before_at(kind, value, claims.iat);
         before(RevocationKind::Subject, &claims.sub)
             || before(RevocationKind::Client, &claims.client_id)
             || before(RevocationKind::Key, kid)
             || claims.gid.iter().any(|g| before(RevocationKind::Grant, g))
+            || claims
+                .fam
+                .as_deref()
+                .is_some_and(|f| before(RevocationKind::Family, f))
+            || claims.orig.iter().any(|o| {
+                before_at(RevocationKind::Client, &o.client_id, o.iat)
+                    || before_at(RevocationKind::Key, &o.kid, o.iat)
+            })
     }
 
     /// Number of rules held.
@@ -150,6 +181,9 @@ mod tests {
             gid: vec!["grant-1".into(), "grant-2".into()],
             cnf: None,
             cidr: vec![],
+            act: None,
+            fam: Some("fam-1".into()),
+            orig: Vec::new(),
         }
     }
 
@@ -179,6 +213,9 @@ mod tests {
             (rule(RevocationKind::Grant, "grant-3", after), false),
             (rule(RevocationKind::Key, "k4.pid.a", after), true),
             (rule(RevocationKind::Key, "k4.pid.b", after), false),
+            (rule(RevocationKind::Family, "fam-1", after), true),
+            (rule(RevocationKind::Family, "fam-1", T), false),
+            (rule(RevocationKind::Family, "fam-2", after), false),
         ];
         for (r, expected) in cases {
             assert_eq!(r.matches(&c, "k4.pid.a"), expected, "{r:?}");
@@ -186,6 +223,46 @@ mod tests {
             set.insert(r.clone());
             assert_eq!(set.revokes(&c, "k4.pid.a"), expected, "set: {r:?}");
         }
+    }
+
+    #[test]
+    fn revoking_an_origin_revokes_what_was_exchanged_from_it() {
+        let earlier = T - Duration::seconds(30);
+        let exchanged = Claims {
+            jti: "jti-x".into(),
+            client_id: "client-9".into(),
+            orig: vec![crate::token::Origin {
+                jti: "jti-1".into(),
+                client_id: "client-1".into(),
+                kid: "k4.pid.old".into(),
+                iat: earlier,
+            }],
+            ..claims()
+        };
+        let cases = [
+            (rule(RevocationKind::Jti, "jti-1", T), true),
+            (rule(RevocationKind::Jti, "jti-2", T), false),
+            // The origin's client and key, judged by the origin's own iat.
+            (rule(RevocationKind::Client, "client-1", T), true),
+            (rule(RevocationKind::Client, "client-1", earlier), false),
+            (rule(RevocationKind::Key, "k4.pid.old", T), true),
+            (rule(RevocationKind::Key, "k4.pid.old", earlier), false),
+            (rule(RevocationKind::Client, "client-9", after_t()), true),
+        ];
+        for (r, expected) in cases {
+            assert_eq!(r.matches(&exchanged, "k4.pid.new"), expected, "{r:?}");
+            let mut set = RuleSet::default();
+            set.insert(r.clone());
+            assert_eq!(
+                set.revokes(&exchanged, "k4.pid.new"),
+                expected,
+                "set: {r:?}"
+            );
+        }
+    }
+
+    fn after_t() -> OffsetDateTime {
+        T + Duration::seconds(1)
     }
 
     #[test]
@@ -206,6 +283,10 @@ mod tests {
         assert!(set.revokes(&claims(), "k"));
         assert_eq!(set.len(), 1);
         assert_eq!(RevocationKind::parse("grant"), Some(RevocationKind::Grant));
+        assert_eq!(
+            RevocationKind::parse("family"),
+            Some(RevocationKind::Family)
+        );
         assert_eq!(RevocationKind::parse("x"), None);
     }
 }

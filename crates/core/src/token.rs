@@ -1,8 +1,10 @@
 //! Access-token claims, minting and verification.
 //!
 //! Claims follow DESIGN.md: `iss`, `sub`, `aud` (one audience), `iat`, `nbf`, `exp` as
-//! RFC 3339 strings (PASETO §registered claims), `jti`, `scope`, `client_id`, `gid`, and
-//! where they apply `cnf` (DPoP binding) and `cidr` (network restriction).
+//! RFC 3339 strings (PASETO §registered claims), `jti`, `scope`, `client_id`, `gid`; where
+//! they apply, `cnf` (DPoP binding), `cidr` (network restriction), `act` (RFC 8693 §4.1
+//! delegation), `fam` (the refresh-token family a user token came from) and `orig` (the
+//! tokens an exchanged token was derived from, so revoking one of them revokes it too).
 
 use serde::{Deserialize, Serialize};
 use time::{Duration, OffsetDateTime};
@@ -44,6 +46,17 @@ pub struct Claims {
     /// The networks the token may be used from (CIDR notation); empty: anywhere.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub cidr: Vec<String>,
+    /// The party acting for `sub` (RFC 8693 §4.1), on delegated tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub act: Option<Actor>,
+    /// The refresh-token family (login session) this token was issued from: reuse of a
+    /// rotated refresh token revokes every token of the family.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fam: Option<String>,
+    /// The tokens this one was exchanged from (RFC 8693), nearest first: a revocation
+    /// that matches one of them matches this token too.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub orig: Vec<Origin>,
 }
 
 /// The `cnf` claim of a DPoP-bound token.
@@ -52,6 +65,32 @@ pub struct Claims {
 pub struct Confirmation {
     /// RFC 7638 thumbprint of the DPoP public key.
     pub jkt: String,
+}
+
+/// The `act` claim (RFC 8693 §4.1): who acts, and who acted before them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Actor {
+    /// The acting party's id (a client or user).
+    pub sub: String,
+    /// The prior actor in a chain of delegations.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(no_recursion, value_type = Option<Object>))]
+    pub act: Option<Box<Actor>>,
+}
+
+/// What a revocation check needs of a token another was exchanged from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Origin {
+    /// Its `jti`.
+    pub jti: String,
+    /// Its `client_id`.
+    pub client_id: String,
+    /// The key that signed it.
+    pub kid: String,
+    /// Its `iat`.
+    #[serde(with = "time::serde::rfc3339")]
+    pub iat: OffsetDateTime,
 }
 
 impl Claims {
@@ -211,6 +250,9 @@ mod tests {
             gid: vec!["grant-1".into()],
             cnf: None,
             cidr: vec![],
+            act: None,
+            fam: None,
+            orig: Vec::new(),
         }
     }
 

@@ -17,12 +17,22 @@ pub struct TokenResponse {
     pub expires_in: u64,
     /// The granted scopes, space-separated.
     pub scope: String,
+    /// A refresh token (`mfy_rt_…`), for user logins by clients allowed to refresh.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+    /// RFC 8693 §2.2.1: the type of `access_token`, on token-exchange responses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issued_token_type: Option<String>,
 }
 
 impl fmt::Debug for TokenResponse {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TokenResponse")
             .field("access_token", &"<redacted>")
+            .field(
+                "refresh_token",
+                &self.refresh_token.as_ref().map(|_| "<redacted>"),
+            )
             .field("token_type", &self.token_type)
             .field("expires_in", &self.expires_in)
             .field("scope", &self.scope)
@@ -218,6 +228,9 @@ pub struct Introspection {
     /// The networks the token may be used from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cidr: Option<Vec<String>>,
+    /// Who acts for `sub`, on delegated tokens (RFC 8693 §4.1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub act: Option<crate::token::Actor>,
 }
 
 impl Introspection {
@@ -244,6 +257,7 @@ impl Introspection {
             ),
             cnf: claims.cnf.clone(),
             cidr: (!claims.cidr.is_empty()).then(|| claims.cidr.clone()),
+            act: claims.act.clone(),
         }
     }
 }

@@ -47,6 +47,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     gid: vec!["0193a5b2-0000-7e4f-8a9b-0c1d2e3f4a5b".into()],
                     cnf: None,
                     cidr: vec![],
+                    act: None,
+                    fam: None,
+                    orig: Vec::new(),
                 },
             )
         })

@@ -900,6 +900,9 @@ fn claims_of(answer: Introspection) -> Result<Claims, VerifyError> {
         gid: Vec::new(),
         cnf: answer.cnf,
         cidr: answer.cidr.unwrap_or_default(),
+        act: answer.act,
+        fam: None,
+        orig: Vec::new(),
     })
 }
 
@@ -1012,6 +1015,9 @@ mod tests {
                 gid: vec![],
                 cnf: None,
                 cidr: vec![],
+                act: None,
+                fam: None,
+                orig: Vec::new(),
             },
         )
         .unwrap()

@@ -1,4 +1,5 @@
-//! The `mayfly` command line: `serve`, `migrate`, `openapi`, `admin …` and `keys …`.
+//! The `mayfly` command line: `serve`, `migrate`, `openapi`, `admin …`, `keys …`,
+//! `audit …`, and for people `login` and `token` (which speak HTTP to a running server).
 
 use std::path::PathBuf;
 
@@ -48,6 +49,61 @@ pub enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Log in as a person (password grant against the server at --issuer): asks for
+    /// the password without echo (or reads one line from standard input when it is not
+    /// a terminal) and stores the tokens in a 0600 file for `mayfly token`, or prints
+    /// the access token with --print.
+    Login(LoginArgs),
+    /// Print a valid access token from the file `mayfly login` wrote, refreshing it
+    /// (and rotating the refresh token) when it is about to expire.
+    Token(TokenArgs),
+    /// End the stored login at the server (RFC 7009: its refresh token and every access
+    /// token issued from it) and delete the token file.
+    Logout {
+        /// The file `mayfly login` wrote (same default).
+        #[arg(long, env = "MAYFLY_TOKEN_FILE")]
+        token_file: Option<PathBuf>,
+    },
+}
+
+/// `mayfly login`: the first-party client comes from MAYFLY_CLIENT_ID and
+/// MAYFLY_CLIENT_SECRET (or --client-secret-file), never from a secret on the command
+/// line, where shell history would keep it.
+#[derive(Debug, clap::Args)]
+pub struct LoginArgs {
+    /// Login name; asked for when absent.
+    #[arg(long)]
+    pub username: Option<String>,
+    /// Scopes to ask for (space-separated).
+    #[arg(long)]
+    pub scope: String,
+    /// The audience URI, when the user is granted several.
+    #[arg(long)]
+    pub resource: Option<String>,
+    /// The first-party client's id.
+    #[arg(long, env = "MAYFLY_CLIENT_ID")]
+    pub client_id: String,
+    /// File holding the client's secret (else MAYFLY_CLIENT_SECRET).
+    #[arg(long)]
+    pub client_secret_file: Option<PathBuf>,
+    /// Print the access token and store nothing.
+    #[arg(long)]
+    pub print: bool,
+    /// Where to store the tokens. Default: $XDG_CONFIG_HOME/mayfly/token.json, else
+    /// ~/.config/mayfly/token.json.
+    #[arg(long, env = "MAYFLY_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+}
+
+/// `mayfly token`.
+#[derive(Debug, clap::Args)]
+pub struct TokenArgs {
+    /// The file `mayfly login` wrote (same default).
+    #[arg(long, env = "MAYFLY_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+    /// Refresh unless the token stays valid at least this long, e.g. 30s, 10m.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub min_valid: Duration,
 }
 
 /// `mayfly audit …`
@@ -133,7 +189,13 @@ pub enum AdminCommand {
         #[command(subcommand)]
         command: ClientCommand,
     },
-    /// Grants of scopes to clients.
+    /// People who log in with a password.
+    User {
+        /// Action.
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+    /// Grants of scopes to clients and users.
     Grant {
         /// Action.
         #[command(subcommand)]
@@ -197,6 +259,11 @@ pub enum ClientCommand {
         /// Its tokens must be DPoP-bound.
         #[arg(long)]
         require_dpop: bool,
+        /// A grant type it may use (repeatable; default client_credentials):
+        /// client_credentials, password, refresh_token,
+        /// urn:ietf:params:oauth:grant-type:token-exchange.
+        #[arg(long = "grant-type")]
+        grant_types: Vec<String>,
     },
     /// Add a secret (at most two valid at once); prints it once, as JSON.
     AddSecret {
@@ -218,14 +285,29 @@ pub enum ClientCommand {
     },
 }
 
+/// `mayfly admin user …`
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create a user; the password is asked for without echo (or read as one line from
+    /// standard input when it is not a terminal). Prints the id as JSON.
+    Create {
+        /// Login name: 1–64 of A-Z a-z 0-9 . _ - @.
+        #[arg(long)]
+        username: String,
+    },
+}
+
 /// `mayfly admin grant …`
 #[derive(Debug, Subcommand)]
 pub enum GrantCommand {
-    /// Grant a client scopes on an audience.
+    /// Grant a client or a user scopes on an audience.
     Create {
         /// Client id.
+        #[arg(long, required_unless_present = "user", conflicts_with = "user")]
+        client: Option<Uuid>,
+        /// User id.
         #[arg(long)]
-        client: Uuid,
+        user: Option<Uuid>,
         /// Audience URI.
         #[arg(long)]
         audience: String,

@@ -108,6 +108,28 @@ pub struct Config {
     #[arg(long, env = "MAYFLY_WEBHOOK_SECRET_FILE", global = true)]
     pub webhook_secret_file: Option<PathBuf>,
 
+    /// Consecutive failed password logins that lock a user out.
+    #[arg(
+        long,
+        env = "MAYFLY_PASSWORD_MAX_FAILURES",
+        default_value_t = 5,
+        global = true
+    )]
+    pub password_max_failures: u32,
+
+    /// How long a locked-out user stays locked, e.g. `15m`.
+    #[arg(long, env = "MAYFLY_PASSWORD_LOCKOUT", default_value = "15m", value_parser = parse_duration, global = true)]
+    pub password_lockout: Duration,
+
+    /// Absolute lifetime of a refresh-token family (one login), e.g. `7d`: after it the
+    /// user logs in again, however often the tokens were refreshed.
+    #[arg(long, env = "MAYFLY_REFRESH_TOKEN_LIFETIME", default_value = "7d", value_parser = parse_duration, global = true)]
+    pub refresh_token_lifetime: Duration,
+
+    /// Idle timeout of a refresh token, e.g. `24h`: unused that long, it stops working.
+    #[arg(long, env = "MAYFLY_REFRESH_TOKEN_IDLE", default_value = "24h", value_parser = parse_duration, global = true)]
+    pub refresh_token_idle: Duration,
+
     /// Log format.
     #[arg(long, env = "MAYFLY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,
@@ -275,6 +297,41 @@ impl Config {
                     secs(MIN_CLOCK_SKEW),
                     secs(least)
                 ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Checks the password lockout and refresh-token settings.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the first setting out of range.
+    pub fn check_user_logins(&self) -> Result<(), ConfigError> {
+        if !(1..=1000).contains(&self.password_max_failures) {
+            return Err(invalid(
+                "--password-max-failures / MAYFLY_PASSWORD_MAX_FAILURES",
+                "must be between 1 and 1000",
+            ));
+        }
+        let in_range = |d: Duration| (Duration::SECOND..=MAX_KEY_PERIOD).contains(&d);
+        if !in_range(self.password_lockout) {
+            return Err(invalid(
+                "--password-lockout / MAYFLY_PASSWORD_LOCKOUT",
+                "must be between 1s and 365d",
+            ));
+        }
+        if !in_range(self.refresh_token_lifetime) {
+            return Err(invalid(
+                "--refresh-token-lifetime / MAYFLY_REFRESH_TOKEN_LIFETIME",
+                "must be between 1s and 365d",
+            ));
+        }
+        if self.refresh_token_idle < Duration::SECOND
+            || self.refresh_token_idle > self.refresh_token_lifetime
+        {
+            return Err(invalid(
+                "--refresh-token-idle / MAYFLY_REFRESH_TOKEN_IDLE",
+                "must be between 1s and the refresh-token lifetime",
             ));
         }
         Ok(())
@@ -458,6 +515,13 @@ mod tests {
         assert_eq!(c.issuer().unwrap(), "http://127.0.0.1:8080");
         c.check_ttls().unwrap();
         c.check_key_periods().unwrap();
+        c.check_user_logins().unwrap();
+        assert_eq!(c.password_max_failures, 5);
+        assert_eq!(c.password_lockout, Duration::minutes(15));
+        assert_eq!(
+            (c.refresh_token_lifetime, c.refresh_token_idle),
+            (Duration::days(7), Duration::hours(24))
+        );
         assert_eq!(
             c.key_policy(),
             KeyPolicy {
@@ -566,6 +630,24 @@ mod tests {
                     assert!(!e.contains('\n'), "one line: {e}");
                 }
             }
+        }
+        for (args, needle) in [
+            (
+                &["--password-max-failures", "0"][..],
+                "MAYFLY_PASSWORD_MAX_FAILURES",
+            ),
+            (&["--password-lockout", "0s"][..], "MAYFLY_PASSWORD_LOCKOUT"),
+            (
+                &["--refresh-token-idle", "8d"][..],
+                "MAYFLY_REFRESH_TOKEN_IDLE",
+            ),
+            (
+                &["--refresh-token-lifetime", "366d"][..],
+                "MAYFLY_REFRESH_TOKEN_LIFETIME",
+            ),
+        ] {
+            let e = config(args).check_user_logins().unwrap_err().to_string();
+            assert!(e.contains(needle), "{args:?}: {e}");
         }
         let quick = config(&[
             "--key-set-max-age",

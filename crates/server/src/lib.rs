@@ -7,6 +7,7 @@
 //! which token; `admin/` is the
 //! service layer behind the admin CLI. Handlers stay thin and no SQL lives here.
 
+pub mod active;
 pub mod admin;
 pub mod anomaly;
 pub mod audit;
@@ -19,6 +20,7 @@ pub mod dpop;
 pub mod grant;
 pub mod http;
 pub mod keys;
+pub mod login;
 pub mod password;
 pub mod revocation;
 pub mod state;

@@ -10,7 +10,7 @@ use clap::Parser as _;
 use mayfly_server::admin::{Actor, ClientSpec, CreatedClient, GrantSpec};
 use mayfly_server::cli::{
     AdminCommand, AudienceCommand, Cli, ClientCommand, Command, GrantCommand, KeysCommand,
-    ScopeCommand,
+    LoginArgs, ScopeCommand, TokenArgs, UserCommand,
 };
 use mayfly_server::clock::{Clock, SystemClock};
 use mayfly_server::config::{Config, MasterKeySource};
@@ -74,7 +74,74 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Admin { command } => admin(&cli.config, command).await,
         Command::Keys { command } => keys_command(&cli.config, command).await,
         Command::Audit { command } => audit_command(&cli.config, command).await,
+        Command::Login(args) => login(&cli.config, args).await,
+        Command::Token(args) => token(args).await,
+        Command::Logout { token_file } => {
+            let path = match token_file {
+                Some(path) => path,
+                None => mayfly_server::login::default_token_file()?,
+            };
+            mayfly_server::login::logout(&path).await?;
+            eprintln!("mayfly: logged out; {} deleted", path.display());
+            Ok(())
+        }
     }
+}
+
+async fn login(config: &Config, args: LoginArgs) -> anyhow::Result<()> {
+    use mayfly_server::login::{self, Client};
+    let issuer = config.issuer()?;
+    let secret = match &args.client_secret_file {
+        Some(path) => zeroize::Zeroizing::new(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?
+                .trim()
+                .to_owned(),
+        ),
+        None => zeroize::Zeroizing::new(std::env::var("MAYFLY_CLIENT_SECRET").map_err(|_| {
+            anyhow::anyhow!("set MAYFLY_CLIENT_SECRET or --client-secret-file for the client")
+        })?),
+    };
+    let path = match &args.token_file {
+        Some(path) => path.clone(),
+        None => login::default_token_file()?,
+    };
+    let username = match args.username {
+        Some(name) => name,
+        None => login::read_visible("Username: ")?,
+    };
+    let password = login::read_secret("Password: ")?;
+    let client = Client::new(&issuer, &args.client_id, secret)?;
+    let response = client
+        .login(&username, &password, &args.scope, args.resource.as_deref())
+        .await?;
+    if args.print {
+        println!("{}", response.access_token);
+        return Ok(());
+    }
+    let file = client.file(&response, args.resource.as_deref(), SystemClock.now());
+    login::save(&path, &file)?;
+    eprintln!(
+        "mayfly: logged in as {username}; tokens stored in {} ({}); `mayfly token` prints one",
+        path.display(),
+        if file.refresh_token.is_some() {
+            "refreshable"
+        } else {
+            "not refreshable: log in again when it expires"
+        }
+    );
+    Ok(())
+}
+
+async fn token(args: TokenArgs) -> anyhow::Result<()> {
+    use mayfly_server::login;
+    let path = match &args.token_file {
+        Some(path) => path.clone(),
+        None => login::default_token_file()?,
+    };
+    let token = login::current_token(&path, args.min_valid, SystemClock.now()).await?;
+    println!("{}", token.as_str());
+    Ok(())
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
@@ -97,12 +164,14 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let rotation = rotation::spawn(&started.state);
     let retention = mayfly_server::audit::spawn_retention(&started.state);
     let one_time_ids = mayfly_server::dpop::spawn_pruning(&started.state);
+    let refresh_pruning = mayfly_server::grant::refresh::spawn_pruning(&started.state);
     let served = http::serve(listener, started.state, shutdown_signal()).await;
     // The task holds the state (and its audit sink): stop it before draining the audit.
     rotation.abort();
     let _ = rotation.await;
     retention.abort();
     one_time_ids.abort();
+    refresh_pruning.abort();
     served.context("serving")?;
     // Every sink is gone with the router: the writer drains the queue and stops.
     started.audit_writer.await.context("audit writer")?;
@@ -192,13 +261,20 @@ async fn admin(config: &Config, command: AdminCommand) -> anyhow::Result<()> {
                 public_keys,
                 allowed_cidrs,
                 require_dpop,
+                grant_types,
             } => {
+                let defaults = ClientSpec::named(&name);
                 let spec = ClientSpec {
                     default_ttl: ttl,
                     max_ttl,
                     allowed_cidrs,
                     require_dpop,
-                    ..ClientSpec::named(&name)
+                    grant_types: if grant_types.is_empty() {
+                        defaults.grant_types.clone()
+                    } else {
+                        grant_types
+                    },
+                    ..defaults
                 };
                 if public_keys.is_empty() {
                     let created = actor.create_client(spec).await?;
@@ -240,10 +316,21 @@ async fn admin(config: &Config, command: AdminCommand) -> anyhow::Result<()> {
                 print_json(&json!({ "client_id": id, "enabled": true }));
             }
         },
+        AdminCommand::User {
+            command: UserCommand::Create { username },
+        } => {
+            let password = mayfly_server::login::read_secret("Password: ")?;
+            let hash = mayfly_server::password::Passwords::default()
+                .hash(password)
+                .await?;
+            let user = actor.create_user(&username, hash, true).await?;
+            print_json(&json!({ "id": user.id, "username": user.username }));
+        }
         AdminCommand::Grant {
             command:
                 GrantCommand::Create {
                     client,
+                    user,
                     audience,
                     scopes,
                     not_before,
@@ -252,19 +339,27 @@ async fn admin(config: &Config, command: AdminCommand) -> anyhow::Result<()> {
                     reason,
                 },
         } => {
+            let subject = match (client, user) {
+                (Some(id), _) => Subject::Client(id),
+                (None, Some(id)) => Subject::User(id),
+                (None, None) => anyhow::bail!("name a --client or a --user"),
+            };
             let grant = actor
                 .grant(GrantSpec {
-                    subject: Subject::Client(client),
+                    subject,
                     audience,
                     scopes,
                     not_before,
                     expires_at,
                     allowed_cidrs: Vec::new(),
                     max_ttl,
+                    may_act: Vec::new(),
                     reason,
                 })
                 .await?;
-            print_json(&json!({ "id": grant.id, "client_id": client, "scopes": grant.scopes }));
+            print_json(&json!({
+                "id": grant.id, "client_id": client, "user_id": user, "scopes": grant.scopes,
+            }));
         }
     }
     Ok(())

@@ -14,6 +14,12 @@ pub const MIN_LEN: usize = 12;
 /// Longest password accepted (bounds hashing work).
 pub const MAX_LEN: usize = 1024;
 
+/// Verified in place of a user's hash when the username does not exist, so that an
+/// unknown user costs the same argon2id work as a wrong password and timing does not
+/// tell which usernames exist. Same parameters as [`Passwords::hash`] writes (checked by
+/// a test); no password matches it (its output is all zeros).
+pub const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$bWF5Zmx5LWR1bW15LXNhbHQ$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+
 /// Why hashing failed.
 #[derive(Debug, thiserror::Error)]
 pub enum PasswordError {
@@ -118,5 +124,31 @@ mod tests {
             p.hash(Zeroizing::new("short".into())).await,
             Err(PasswordError::Length)
         ));
+    }
+
+    #[tokio::test]
+    async fn the_dummy_hash_costs_what_a_real_one_does() {
+        let p = Passwords::default();
+        let real = p
+            .hash(Zeroizing::new("correct horse battery".into()))
+            .await
+            .unwrap();
+        let params = |h: &str| h.rsplitn(3, '$').nth(2).unwrap().to_owned();
+        assert_eq!(params(DUMMY_HASH), params(&real), "same algorithm and cost");
+        // It parses (a parse failure would return at once, and timing would tell).
+        let parsed = PasswordHash::new(DUMMY_HASH).unwrap();
+        assert_eq!(parsed.algorithm.as_str(), "argon2id");
+        // Nothing matches it. (Timing is measured end to end by the e2e tests.)
+        assert!(
+            !p.verify(
+                Zeroizing::new("correct horse battery".into()),
+                DUMMY_HASH.into()
+            )
+            .await
+        );
+        assert!(
+            !p.verify(Zeroizing::new(String::new()), DUMMY_HASH.into())
+                .await
+        );
     }
 }

@@ -87,6 +87,7 @@ impl AppState {
         let issuer = config.issuer()?;
         config.check_ttls()?;
         config.check_key_periods()?;
+        config.check_user_logins()?;
         config.check_database_url()?;
         let webhook = config
             .webhook()?

@@ -403,3 +403,308 @@ fn keys_commands_list_rotate_and_rewrap() {
     let again = json(&mayfly(d, &["keys", "rotate"], &new_key));
     assert_eq!(again["status"], "pending");
 }
+
+/// A running `mayfly serve`, stopped (killed) when dropped.
+struct Server(std::process::Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `mayfly serve` on `listen` and waits until it is ready.
+fn serve(dir: &Path, listen: &str) -> Server {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_mayfly"));
+    command
+        .arg("serve")
+        .current_dir(dir)
+        .env_remove("RUST_LOG")
+        .env("MAYFLY_LISTEN", listen)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    for (k, _) in std::env::vars() {
+        if k.starts_with("MAYFLY_") && k != "MAYFLY_LISTEN" {
+            command.env_remove(k);
+        }
+    }
+    let mut child = command.spawn().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let server = Server(child);
+    loop {
+        match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(line) if line.contains("mayfly ready") => break,
+            Ok(_) => {}
+            Err(e) => panic!("mayfly serve did not get ready: {e}"),
+        }
+    }
+    server
+}
+
+/// Runs `mayfly` with `input` on standard input (not a terminal: the password prompt
+/// reads one line from it).
+fn mayfly_with_input(dir: &Path, args: &[&str], env: &[(&str, &str)], input: &str) -> Output {
+    use std::io::Write as _;
+    let mut command = Command::new(env!("CARGO_BIN_EXE_mayfly"));
+    command
+        .args(args)
+        .current_dir(dir)
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, _) in std::env::vars() {
+        if k.starts_with("MAYFLY_") {
+            command.env_remove(k);
+        }
+    }
+    command.envs(env.iter().copied());
+    let mut child = command.spawn().unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn stdout_line(output: &Output) -> String {
+    assert!(output.status.success(), "failed: {}", stderr(output));
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}
+
+/// `mayfly login` stores a user's tokens in a 0600 file (password read without echo, here
+/// from standard input); `mayfly token` prints a valid token from it, refreshing (and
+/// rotating the refresh token) when asked for more validity than it has left.
+#[test]
+fn login_and_token_over_http() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let no_env: &[(&str, &str)] = &[];
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let issuer = format!("http://{listen}");
+    let env_issuer = [("MAYFLY_ISSUER", issuer.as_str())];
+
+    json(&mayfly(
+        d,
+        &[
+            "admin",
+            "audience",
+            "create",
+            "--uri",
+            "https://api.example/orders",
+            "--scope",
+            "orders:read",
+        ],
+        no_env,
+    ));
+    let cli = json(&mayfly(
+        d,
+        &[
+            "admin",
+            "client",
+            "create",
+            "--name",
+            "mayfly-cli",
+            "--grant-type",
+            "password",
+            "--grant-type",
+            "refresh_token",
+        ],
+        no_env,
+    ));
+    let user = json(&mayfly_with_input(
+        d,
+        &["admin", "user", "create", "--username", "alice"],
+        no_env,
+        "correct horse battery staple\n",
+    ));
+    let user_id = user["id"].as_str().unwrap().to_owned();
+    json(&mayfly(
+        d,
+        &[
+            "admin",
+            "grant",
+            "create",
+            "--user",
+            &user_id,
+            "--audience",
+            "https://api.example/orders",
+            "--scope",
+            "orders:read",
+        ],
+        no_env,
+    ));
+    let _server = serve(d, &listen);
+
+    let client_id = cli["client_id"].as_str().unwrap();
+    let client_secret = cli["client_secret"].as_str().unwrap();
+    let token_file = d.join("home/.config/mayfly/token.json");
+    let token_file_arg = token_file.to_str().unwrap();
+    let login_env = [
+        ("MAYFLY_ISSUER", issuer.as_str()),
+        ("MAYFLY_CLIENT_ID", client_id),
+        ("MAYFLY_CLIENT_SECRET", client_secret),
+    ];
+
+    // A wrong password: refused, nothing stored.
+    let refused = mayfly_with_input(
+        d,
+        &[
+            "login",
+            "--username",
+            "alice",
+            "--scope",
+            "orders:read",
+            "--token-file",
+            token_file_arg,
+        ],
+        &login_env,
+        "wrong password\n",
+    );
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains("invalid_grant"),
+        "{}",
+        stderr(&refused)
+    );
+    assert!(!stderr(&refused).contains("wrong password\n"));
+    assert!(!token_file.exists());
+
+    // --print: the access token on stdout, nothing stored.
+    let printed = stdout_line(&mayfly_with_input(
+        d,
+        &[
+            "login",
+            "--username",
+            "alice",
+            "--scope",
+            "orders:read",
+            "--print",
+        ],
+        &login_env,
+        "correct horse battery staple\n",
+    ));
+    assert!(printed.starts_with("v4.public."), "{printed}");
+
+    // Stored: username and password both from standard input.
+    let out = mayfly_with_input(
+        d,
+        &[
+            "login",
+            "--scope",
+            "orders:read",
+            "--token-file",
+            token_file_arg,
+        ],
+        &login_env,
+        "alice\ncorrect horse battery staple\n",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(out.stdout.is_empty(), "nothing on stdout when storing");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&token_file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+    }
+    let stored: Value = serde_json::from_slice(&std::fs::read(&token_file).unwrap()).unwrap();
+    let first_refresh = stored["refresh_token"].as_str().unwrap().to_owned();
+    assert!(first_refresh.starts_with("mfy_rt_"));
+    let access = stored["access_token"].as_str().unwrap().to_owned();
+
+    // `mayfly token`: the stored token while it is valid long enough.
+    let token_args = ["token", "--token-file", token_file_arg];
+    assert_eq!(stdout_line(&mayfly(d, &token_args, &env_issuer)), access);
+    // Asked for more validity than it has: refreshed, the refresh token rotated.
+    let refreshed = stdout_line(&mayfly(
+        d,
+        &["token", "--token-file", token_file_arg, "--min-valid", "1h"],
+        no_env,
+    ));
+    assert!(refreshed.starts_with("v4.public.") && refreshed != access);
+    let stored: Value = serde_json::from_slice(&std::fs::read(&token_file).unwrap()).unwrap();
+    assert_eq!(stored["access_token"], refreshed.as_str());
+    assert_ne!(stored["refresh_token"], first_refresh.as_str(), "rotated");
+    assert_eq!(stdout_line(&mayfly(d, &token_args, no_env)), refreshed);
+    // Concurrent refreshes take turns: none presents a refresh token another already
+    // rotated (which the server would take for theft, ending the login).
+    let racers: Vec<_> = (0..3)
+        .map(|_| {
+            let d = d.to_owned();
+            let file = token_file_arg.to_owned();
+            std::thread::spawn(move || {
+                mayfly(
+                    &d,
+                    &["token", "--token-file", &file, "--min-valid", "1h"],
+                    &[],
+                )
+            })
+        })
+        .collect();
+    for racer in racers {
+        let out = racer.join().unwrap();
+        assert!(stdout_line(&out).starts_with("v4.public."));
+    }
+    let stored: Value = serde_json::from_slice(&std::fs::read(&token_file).unwrap()).unwrap();
+    let refreshed = stored["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(stdout_line(&mayfly(d, &token_args, no_env)), refreshed);
+    // The default place: $XDG_CONFIG_HOME/mayfly/token.json.
+    let home = d.join("home/.config");
+    let xdg = [("XDG_CONFIG_HOME", home.to_str().unwrap())];
+    assert_eq!(stdout_line(&mayfly(d, &["token"], &xdg)), refreshed);
+
+    // A file others may read is refused.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let out = mayfly(d, &token_args, no_env);
+        assert!(!out.status.success());
+        assert!(stderr(&out).contains("chmod 600"), "{}", stderr(&out));
+        std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+
+    // Logout ends the login at the server (RFC 7009) and deletes the file: a copy of the
+    // file refreshes no more.
+    let copy = d.join("copy.json");
+    std::fs::copy(&token_file, &copy).unwrap();
+    let out = mayfly(d, &["logout", "--token-file", token_file_arg], no_env);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!token_file.exists());
+    let out = mayfly(d, &token_args, no_env);
+    assert!(stderr(&out).contains("mayfly login"), "{}", stderr(&out));
+    let stale = mayfly(
+        d,
+        &[
+            "token",
+            "--token-file",
+            copy.to_str().unwrap(),
+            "--min-valid",
+            "1h",
+        ],
+        no_env,
+    );
+    assert!(!stale.status.success());
+    assert!(
+        stderr(&stale).contains("invalid_grant"),
+        "{}",
+        stderr(&stale)
+    );
+}

@@ -54,6 +54,9 @@ contract!(
     grant_listing_and_changes,
     revocation_feed,
     audit_search_filters_and_retention,
+    login_failures_lock_out_without_moving_the_revision,
+    subject_grants_of_users_and_clients,
+    refresh_families_rotate_once_and_revoke_with_a_revocation,
     sightings_and_anomaly_policy,
     audit_batch_larger_than_one_statement,
     one_time_ids,
@@ -92,6 +95,7 @@ async fn client(store: &dyn Store) -> ClientRecord {
             max_ttl_secs: None,
             allowed_cidrs: vec!["10.0.0.0/8".into()],
             require_dpop: false,
+            grant_types: vec!["client_credentials".into()],
             anomaly_policy: AnomalyPolicy::Alert,
             now: now(),
         })
@@ -108,6 +112,7 @@ fn grant(subject: Subject, audience_id: Uuid, scopes: &[&str]) -> NewGrant {
         expires_at: None,
         allowed_cidrs: vec![],
         max_ttl_secs: None,
+        may_act: vec![],
         reason: "test".into(),
         created_by: "tester".into(),
         now: now(),
@@ -623,6 +628,7 @@ async fn paging_updates_and_deletes(store: Arc<dyn Store>) {
         name: "renamed".into(),
         enabled: false,
         max_ttl_secs: Some(60),
+        grant_types: vec!["password".into(), "refresh_token".into()],
         updated_at: seen + Duration::seconds(1),
         ..c.clone()
     };
@@ -938,6 +944,7 @@ async fn grant_listing_and_changes(store: Arc<dyn Store>) {
         reason: "narrowed".into(),
         max_ttl_secs: Some(60),
         allowed_cidrs: vec!["10.0.0.0/8".into()],
+        may_act: vec![Uuid::now_v7()],
         ..g1.clone()
     };
     assert_eq!(store.update_grant(&changed).await.unwrap(), changed);
@@ -1801,6 +1808,7 @@ async fn sightings_and_anomaly_policy(store: Arc<dyn Store>) {
             allowed_cidrs: vec![],
             require_dpop: false,
             anomaly_policy: AnomalyPolicy::default(),
+            grant_types: vec!["client_credentials".into()],
             now: t,
         })
         .await
@@ -1929,4 +1937,263 @@ async fn client_view_holds_public_keys(store: Arc<dyn Store>) {
         .unwrap();
     let view = store.client_view(c.id).await.unwrap().unwrap();
     assert_eq!(view.public_keys, vec![key]);
+}
+
+async fn user(store: &dyn Store, name: &str) -> UserRecord {
+    store
+        .create_user(NewUser {
+            username: name.into(),
+            password_hash: "$argon2id$x".into(),
+            enabled: true,
+            now: now(),
+        })
+        .await
+        .unwrap()
+}
+
+async fn login_failures_lock_out_without_moving_the_revision(store: Arc<dyn Store>) {
+    let alice = user(&*store, "alice").await;
+    let t = now();
+    let failure = LoginFailure {
+        user_id: alice.id,
+        now: t,
+        max_failures: 3,
+        lockout: Duration::minutes(15),
+    };
+    let revision = store.revision().await.unwrap();
+    let local = store.local_changes();
+    let one = store.record_login_failure(failure).await.unwrap();
+    assert_eq!((one.failed_logins, one.locked_until), (1, None));
+    let two = store.record_login_failure(failure).await.unwrap();
+    assert_eq!((two.failed_logins, two.locked_until), (2, None));
+    let three = store.record_login_failure(failure).await.unwrap();
+    assert_eq!(
+        (three.failed_logins, three.locked_until),
+        (0, Some(t + Duration::minutes(15))),
+        "the third failure locks and starts the count over"
+    );
+    assert_eq!(three.updated_at, alice.updated_at, "not an admin change");
+    assert_eq!(store.revision().await.unwrap(), revision, "caches keep");
+    assert_eq!(store.local_changes(), local);
+    store.record_login_failure(failure).await.unwrap();
+    store.record_login_success(alice.id).await.unwrap();
+    let cleared = store.user(alice.id).await.unwrap().unwrap();
+    assert_eq!((cleared.failed_logins, cleared.locked_until), (0, None));
+    assert!(matches!(
+        store
+            .record_login_failure(LoginFailure {
+                user_id: Uuid::now_v7(),
+                ..failure
+            })
+            .await,
+        Err(StoreError::NotFound("user"))
+    ));
+    // An admin change still moves it.
+    store
+        .update_user(
+            &UserRecord {
+                enabled: false,
+                updated_at: alice.updated_at + Duration::seconds(1),
+                ..cleared.clone()
+            },
+            alice.updated_at,
+        )
+        .await
+        .unwrap();
+    assert_ne!(store.revision().await.unwrap(), revision);
+}
+
+async fn subject_grants_of_users_and_clients(store: Arc<dyn Store>) {
+    let orders = audience(&*store, "https://orders", &["orders:read", "orders:write"]).await;
+    let alice = user(&*store, "alice").await;
+    let svc = client(&*store).await;
+    let g = store
+        .create_grant(NewGrant {
+            may_act: vec![svc.id],
+            ..grant(
+                Subject::User(alice.id),
+                orders.id,
+                &["orders:write", "orders:read"],
+            )
+        })
+        .await
+        .unwrap();
+    store
+        .create_grant(grant(Subject::Client(svc.id), orders.id, &["orders:read"]))
+        .await
+        .unwrap();
+    let mine = store.subject_grants(Subject::User(alice.id)).await.unwrap();
+    assert_eq!(
+        mine,
+        vec![SubjectGrant {
+            grant: g.clone(),
+            audience_uri: "https://orders".into()
+        }]
+    );
+    assert_eq!(mine[0].grant.may_act, vec![svc.id]);
+    assert_eq!(mine[0].grant.scopes, vec!["orders:read", "orders:write"]);
+    let theirs = store.subject_grants(Subject::Client(svc.id)).await.unwrap();
+    assert_eq!(theirs.len(), 1);
+    assert!(theirs[0].grant.may_act.is_empty());
+    assert!(
+        store
+            .subject_grants(Subject::User(Uuid::now_v7()))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+async fn refresh_families_rotate_once_and_revoke_with_a_revocation(store: Arc<dyn Store>) {
+    let alice = user(&*store, "alice").await;
+    let app = client(&*store).await;
+    let t = now();
+    let family = store
+        .create_refresh_family(NewRefreshFamily {
+            id: Uuid::new_v4(),
+            user_id: alice.id,
+            client_id: app.id,
+            audience: "https://orders".into(),
+            scope: "orders:read orders:write".into(),
+            digest: [1; 32],
+            token_expires_at: t + Duration::hours(1),
+            expires_at: t + Duration::days(1),
+            now: t,
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        (family.user_id, family.client_id, family.revoked_at),
+        (alice.id, app.id, None)
+    );
+    assert!(matches!(
+        store
+            .create_refresh_family(NewRefreshFamily {
+                id: Uuid::new_v4(),
+                user_id: Uuid::now_v7(),
+                client_id: app.id,
+                audience: "a".into(),
+                scope: "a:b".into(),
+                digest: [9; 32],
+                token_expires_at: t,
+                expires_at: t,
+                now: t,
+            })
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
+    let first = store.refresh_token(&[1; 32]).await.unwrap().unwrap();
+    assert_eq!(first.family, family);
+    assert_eq!(
+        (first.expires_at, first.used_at),
+        (t + Duration::hours(1), None)
+    );
+    assert_eq!(store.refresh_token(&[2; 32]).await.unwrap(), None);
+
+    let rotation = RefreshRotation {
+        old: [1; 32],
+        new: [2; 32],
+        expires_at: t + Duration::hours(2),
+        now: t + Duration::seconds(5),
+    };
+    assert!(store.rotate_refresh_token(rotation.clone()).await.unwrap());
+    let used = store.refresh_token(&[1; 32]).await.unwrap().unwrap();
+    assert_eq!(used.used_at, Some(t + Duration::seconds(5)));
+    let second = store.refresh_token(&[2; 32]).await.unwrap().unwrap();
+    assert_eq!((second.family.id, second.used_at), (family.id, None));
+    // A used token rotates no more: that would be reuse.
+    assert!(
+        !store
+            .rotate_refresh_token(RefreshRotation {
+                new: [3; 32],
+                ..rotation.clone()
+            })
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.refresh_token(&[3; 32]).await.unwrap(), None);
+    // Concurrent uses of one token: exactly one wins.
+    let attempts: Vec<_> = (0..4u8)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .rotate_refresh_token(RefreshRotation {
+                        old: [2; 32],
+                        new: [10 + i; 32],
+                        expires_at: t + Duration::hours(2),
+                        now: t + Duration::seconds(6),
+                    })
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut won = Vec::new();
+    for attempt in attempts {
+        won.push(attempt.await.unwrap());
+    }
+    assert_eq!(won.iter().filter(|w| **w).count(), 1, "{won:?}");
+
+    let before = store.revocations_after(0, 100).await.unwrap().len();
+    let record = store
+        .revoke_refresh_family(
+            family.id,
+            NewRevocation {
+                now: t + Duration::seconds(7),
+                ..revoke("family", &family.id.to_string(), t + Duration::hours(1))
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(record.kind, "family");
+    let feed = store.revocations_after(0, 100).await.unwrap();
+    assert_eq!(feed.len(), before + 1);
+    assert_eq!(feed.last(), Some(&record));
+    let revoked = store.refresh_token(&[2; 32]).await.unwrap().unwrap();
+    assert_eq!(revoked.family.revoked_at, Some(t + Duration::seconds(7)));
+    // Nothing of a revoked family rotates, not even its newest token.
+    let newest = won.iter().position(|w| *w).unwrap() as u8;
+    assert!(
+        !store
+            .rotate_refresh_token(RefreshRotation {
+                old: [10 + newest; 32],
+                new: [20; 32],
+                expires_at: t + Duration::hours(2),
+                now: t + Duration::seconds(8),
+            })
+            .await
+            .unwrap()
+    );
+
+    assert_eq!(store.prune_refresh_families(t).await.unwrap(), 0);
+    assert_eq!(
+        store
+            .prune_refresh_families(t + Duration::days(1))
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(store.refresh_token(&[2; 32]).await.unwrap(), None);
+    // Deleting the user takes their families along.
+    let again = store
+        .create_refresh_family(NewRefreshFamily {
+            id: Uuid::new_v4(),
+            user_id: alice.id,
+            client_id: app.id,
+            audience: "a".into(),
+            scope: "a:b".into(),
+            digest: [30; 32],
+            token_expires_at: t + Duration::hours(1),
+            expires_at: t + Duration::days(1),
+            now: t,
+        })
+        .await
+        .unwrap();
+    store.delete_user(alice.id).await.unwrap();
+    assert_eq!(
+        store.refresh_token(&[30; 32]).await.unwrap(),
+        None,
+        "{again:?}"
+    );
 }

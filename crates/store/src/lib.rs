@@ -130,6 +130,13 @@ pub trait UserStore: Send + Sync {
     ) -> StoreResult<UserRecord>;
     /// Deletes a user and their grants.
     async fn delete_user(&self, id: Uuid) -> StoreResult<()>;
+    /// Counts a failed login, atomically: at `max_failures` consecutive failures the
+    /// user is locked until `now + lockout` and the count starts over. Returns the user
+    /// as changed. Lockout bookkeeping does not move the revision.
+    /// [`StoreError::NotFound`] when the user does not exist.
+    async fn record_login_failure(&self, failure: LoginFailure) -> StoreResult<UserRecord>;
+    /// Clears the failure count and any lockout after a successful login.
+    async fn record_login_success(&self, user_id: Uuid) -> StoreResult<()>;
 }
 
 /// Grants: which subject may receive which scopes on which audience.
@@ -146,6 +153,36 @@ pub trait GrantStore: Send + Sync {
     async fn update_grant(&self, grant: &GrantRecord) -> StoreResult<GrantRecord>;
     /// Deletes a grant.
     async fn delete_grant(&self, id: Uuid) -> StoreResult<()>;
+    /// Every grant of a subject, with its audience's URI (in force or not).
+    async fn subject_grants(&self, subject: Subject) -> StoreResult<Vec<SubjectGrant>>;
+}
+
+/// Refresh tokens (digests only), grouped in families: one family per login, one live
+/// token per family at a time (rotation).
+#[async_trait]
+pub trait RefreshStore: Send + Sync {
+    /// Starts a family with its first token. [`StoreError::NotFound`] when the user or
+    /// client does not exist.
+    async fn create_refresh_family(
+        &self,
+        new: NewRefreshFamily,
+    ) -> StoreResult<RefreshFamilyRecord>;
+    /// The token with this digest, with its family.
+    async fn refresh_token(&self, digest: &[u8; 32]) -> StoreResult<Option<RefreshTokenRecord>>;
+    /// Marks `old` used and stores `new` in its family, in one transaction, only if
+    /// `old` was unused and its family is not revoked. `false` when it was not (a
+    /// concurrent use won, or the family was revoked meanwhile): nothing changed.
+    async fn rotate_refresh_token(&self, rotation: RefreshRotation) -> StoreResult<bool>;
+    /// Revokes a family (no token of it refreshes again) and records `revocation`
+    /// (normally of kind `family`) in the same transaction, announcing it like
+    /// [`RevocationStore::insert_revocation`].
+    async fn revoke_refresh_family(
+        &self,
+        family_id: Uuid,
+        revocation: NewRevocation,
+    ) -> StoreResult<RevocationRecord>;
+    /// Deletes families past their absolute end, with their tokens; returns how many.
+    async fn prune_refresh_families(&self, now: OffsetDateTime) -> StoreResult<u64>;
 }
 
 /// Signing keys (private halves encrypted by the caller) and their lifecycle,
@@ -275,6 +312,7 @@ pub trait Store:
     + AuditStore
     + SightingStore
     + ReplayStore
+    + RefreshStore
 {
     /// Applies pending migrations.
     async fn migrate(&self) -> StoreResult<()>;

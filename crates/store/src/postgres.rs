@@ -24,6 +24,10 @@ use crate::{
 use crate::{
     ClientPublicKeyRecord, GrantFilter, NewClientPublicKey, NewUser, Page, UserRecord, UserStore,
 };
+use crate::{
+    LoginFailure, NewRefreshFamily, RefreshFamilyRecord, RefreshRotation, RefreshStore,
+    RefreshTokenRecord,
+};
 use crate::{NewRevocation, ReplayStore, RevocationRecord, RevocationStore};
 
 /// Audit events per INSERT statement: 14 parameters each, well under Postgres's 65,535.
@@ -139,6 +143,7 @@ fn policy(stored: String) -> Result<AnomalyPolicy, sqlx::Error> {
 
 fn client(row: &PgRow) -> Result<ClientRecord, sqlx::Error> {
     let Json(allowed_cidrs) = row.try_get::<Json<Vec<String>>, _>("allowed_cidrs")?;
+    let Json(grant_types) = row.try_get::<Json<Vec<String>>, _>("grant_types")?;
     Ok(ClientRecord {
         id: row.try_get("id")?,
         name: row.try_get("name")?,
@@ -148,6 +153,7 @@ fn client(row: &PgRow) -> Result<ClientRecord, sqlx::Error> {
         allowed_cidrs,
         require_dpop: row.try_get("require_dpop")?,
         anomaly_policy: policy(row.try_get("anomaly_policy")?)?,
+        grant_types,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
     })
@@ -173,6 +179,9 @@ fn grant(row: &PgRow) -> StoreResult<GrantRecord> {
     let Json(allowed_cidrs) = row
         .try_get::<Json<Vec<String>>, _>("allowed_cidrs")
         .or_store("grant")?;
+    let Json(may_act) = row
+        .try_get::<Json<Vec<Uuid>>, _>("may_act")
+        .or_store("grant")?;
     Ok(GrantRecord {
         id: row.try_get("id").or_store("grant")?,
         subject: Subject::from_parts(&kind, subject_id)
@@ -183,6 +192,7 @@ fn grant(row: &PgRow) -> StoreResult<GrantRecord> {
         expires_at: row.try_get("expires_at").or_store("grant")?,
         allowed_cidrs,
         max_ttl_secs: row.try_get("max_ttl_secs").or_store("grant")?,
+        may_act,
         reason: row.try_get("reason").or_store("grant")?,
         created_by: row.try_get("created_by").or_store("grant")?,
         created_at: row.try_get("created_at").or_store("grant")?,
@@ -500,8 +510,8 @@ impl AudienceStore for PgStore {
 impl ClientStore for PgStore {
     async fn create_client(&self, new: NewClient) -> StoreResult<ClientRecord> {
         let row = sqlx::query(
-            "INSERT INTO clients (id, name, enabled, default_ttl_secs, max_ttl_secs, allowed_cidrs, require_dpop, anomaly_policy, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $9, $8, $8) RETURNING *",
+            "INSERT INTO clients (id, name, enabled, default_ttl_secs, max_ttl_secs, allowed_cidrs, require_dpop, anomaly_policy, created_at, updated_at, grant_types)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $9, $8, $8, $10) RETURNING *",
         )
         .bind(Uuid::now_v7())
         .bind(&new.name)
@@ -512,6 +522,7 @@ impl ClientStore for PgStore {
         .bind(new.require_dpop)
         .bind(new.now)
         .bind(new.anomaly_policy.as_str())
+        .bind(Json(&new.grant_types))
         .fetch_one(&self.pool)
         .await
         .or_store("client")?;
@@ -625,7 +636,8 @@ impl ClientStore for PgStore {
     ) -> StoreResult<ClientRecord> {
         let row = sqlx::query(
             "UPDATE clients SET name = $2, enabled = $3, default_ttl_secs = $4, max_ttl_secs = $5,
-                 allowed_cidrs = $6, require_dpop = $7, updated_at = $8, anomaly_policy = $10
+                 allowed_cidrs = $6, require_dpop = $7, updated_at = $8, anomaly_policy = $10,
+                 grant_types = $11
              WHERE id = $1 AND updated_at = $9 RETURNING *",
         )
         .bind(c.id)
@@ -638,6 +650,7 @@ impl ClientStore for PgStore {
         .bind(c.updated_at)
         .bind(seen_updated_at)
         .bind(c.anomaly_policy.as_str())
+        .bind(Json(&c.grant_types))
         .fetch_optional(&self.pool)
         .await
         .or_store("client")?;
@@ -832,6 +845,35 @@ impl UserStore for PgStore {
     async fn delete_user(&self, id: Uuid) -> StoreResult<()> {
         self.delete_subject(Subject::User(id)).await
     }
+
+    async fn record_login_failure(&self, f: LoginFailure) -> StoreResult<UserRecord> {
+        let row = sqlx::query(
+            "UPDATE users SET
+                 failed_logins = CASE WHEN failed_logins + 1 >= $2 THEN 0 ELSE failed_logins + 1 END,
+                 locked_until = CASE WHEN failed_logins + 1 >= $2 THEN $3 ELSE locked_until END
+             WHERE id = $1 RETURNING *",
+        )
+        .bind(f.user_id)
+        .bind(f.max_failures)
+        .bind(f.now + f.lockout)
+        .fetch_optional(&self.pool)
+        .await
+        .or_store("user")?;
+        row.as_ref()
+            .map(user)
+            .transpose()
+            .or_store("user")?
+            .ok_or(StoreError::NotFound("user"))
+    }
+
+    async fn record_login_success(&self, user_id: Uuid) -> StoreResult<()> {
+        sqlx::query("UPDATE users SET failed_logins = 0, locked_until = NULL WHERE id = $1")
+            .bind(user_id)
+            .execute(&self.pool)
+            .await
+            .or_store("user")?;
+        Ok(())
+    }
 }
 
 #[async_trait]
@@ -840,8 +882,8 @@ impl GrantStore for PgStore {
         let mut tx = self.pool.begin().await.or_store("grant")?;
         let id = Uuid::now_v7();
         sqlx::query(
-            "INSERT INTO grants (id, subject_kind, subject_id, audience_id, not_before, expires_at, allowed_cidrs, max_ttl_secs, reason, created_by, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+            "INSERT INTO grants (id, subject_kind, subject_id, audience_id, not_before, expires_at, allowed_cidrs, max_ttl_secs, reason, created_by, created_at, may_act)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
         )
         .bind(id)
         .bind(new.subject.kind())
@@ -854,6 +896,7 @@ impl GrantStore for PgStore {
         .bind(&new.reason)
         .bind(&new.created_by)
         .bind(new.now)
+        .bind(Json(&new.may_act))
         .execute(&mut *tx)
         .await
         .map_err(|e| match StoreError::from_sqlx(e, "grant") {
@@ -889,6 +932,7 @@ impl GrantStore for PgStore {
             expires_at: new.expires_at,
             allowed_cidrs: new.allowed_cidrs,
             max_ttl_secs: new.max_ttl_secs,
+            may_act: new.may_act,
             reason: new.reason,
             created_by: new.created_by,
             created_at: new.now,
@@ -934,7 +978,8 @@ impl GrantStore for PgStore {
 
     async fn update_grant(&self, g: &GrantRecord) -> StoreResult<GrantRecord> {
         let done = sqlx::query(
-            "UPDATE grants SET not_before = $2, expires_at = $3, allowed_cidrs = $4, max_ttl_secs = $5, reason = $6
+            "UPDATE grants SET not_before = $2, expires_at = $3, allowed_cidrs = $4, max_ttl_secs = $5, reason = $6,
+                 may_act = $7
              WHERE id = $1",
         )
         .bind(g.id)
@@ -943,6 +988,7 @@ impl GrantStore for PgStore {
         .bind(Json(&g.allowed_cidrs))
         .bind(g.max_ttl_secs)
         .bind(&g.reason)
+        .bind(Json(&g.may_act))
         .execute(&self.pool)
         .await
         .or_store("grant")?;
@@ -964,6 +1010,23 @@ impl GrantStore for PgStore {
         }
         self.changed();
         Ok(())
+    }
+
+    async fn subject_grants(&self, subject: Subject) -> StoreResult<Vec<SubjectGrant>> {
+        let rows = sqlx::query(
+            "SELECT g.*, s.name AS scope_name, a.uri AS audience_uri FROM grants g
+             JOIN grant_scopes gs ON gs.grant_id = g.id
+             JOIN scopes s ON s.id = gs.scope_id
+             JOIN audiences a ON a.id = g.audience_id
+             WHERE g.subject_kind = $1 AND g.subject_id = $2
+             ORDER BY g.id, s.name",
+        )
+        .bind(subject.kind())
+        .bind(subject.id())
+        .fetch_all(&self.pool)
+        .await
+        .or_store("grant")?;
+        fold_subject_grants(&rows)
     }
 }
 
@@ -1296,38 +1359,180 @@ fn revocation(row: &PgRow) -> Result<RevocationRecord, sqlx::Error> {
     })
 }
 
+/// Records a revocation in `tx`: serialized with every other insert so seq order is
+/// commit order (the feed never skips a row), announced to the replicas on commit.
+async fn insert_revocation(
+    tx: &mut Transaction<'_, Postgres>,
+    new: &NewRevocation,
+) -> StoreResult<RevocationRecord> {
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(REVOCATION_LOCK)
+        .execute(&mut **tx)
+        .await
+        .or_store("revocation")?;
+    let row = sqlx::query(
+        "INSERT INTO revocations (id, kind, value, issued_before, expires_at, reason, created_by, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING *",
+    )
+    .bind(Uuid::now_v7())
+    .bind(&new.kind)
+    .bind(&new.value)
+    .bind(new.issued_before)
+    .bind(new.expires_at)
+    .bind(&new.reason)
+    .bind(&new.created_by)
+    .bind(new.now)
+    .fetch_one(&mut **tx)
+    .await
+    .or_store("revocation")?;
+    let record = revocation(&row).or_store("revocation")?;
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(REVOCATION_CHANNEL)
+        .bind(record.seq.to_string())
+        .execute(&mut **tx)
+        .await
+        .or_store("revocation")?;
+    Ok(record)
+}
+
+fn refresh_token_record(row: &PgRow) -> Result<RefreshTokenRecord, sqlx::Error> {
+    Ok(RefreshTokenRecord {
+        family: refresh_family(row)?,
+        created_at: row.try_get("token_created_at")?,
+        expires_at: row.try_get("token_expires_at")?,
+        used_at: row.try_get("used_at")?,
+    })
+}
+
+fn refresh_family(row: &PgRow) -> Result<RefreshFamilyRecord, sqlx::Error> {
+    Ok(RefreshFamilyRecord {
+        id: row.try_get("id")?,
+        user_id: row.try_get("user_id")?,
+        client_id: row.try_get("client_id")?,
+        audience: row.try_get("audience")?,
+        scope: row.try_get("scope")?,
+        created_at: row.try_get("created_at")?,
+        expires_at: row.try_get("expires_at")?,
+        revoked_at: row.try_get("revoked_at")?,
+    })
+}
+
+#[async_trait]
+impl RefreshStore for PgStore {
+    async fn create_refresh_family(
+        &self,
+        new: NewRefreshFamily,
+    ) -> StoreResult<RefreshFamilyRecord> {
+        let mut tx = self.pool.begin().await.or_store("refresh family")?;
+        let row = sqlx::query(
+            "INSERT INTO refresh_families (id, user_id, client_id, audience, scope, created_at, expires_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING *",
+        )
+        .bind(new.id)
+        .bind(new.user_id)
+        .bind(new.client_id)
+        .bind(&new.audience)
+        .bind(&new.scope)
+        .bind(new.now)
+        .bind(new.expires_at)
+        .fetch_one(&mut *tx)
+        .await
+        .or_store("user or client")?;
+        sqlx::query(
+            "INSERT INTO refresh_tokens (digest, family_id, created_at, expires_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(&new.digest[..])
+        .bind(new.id)
+        .bind(new.now)
+        .bind(new.token_expires_at)
+        .execute(&mut *tx)
+        .await
+        .or_store("refresh token")?;
+        tx.commit().await.or_store("refresh family")?;
+        refresh_family(&row).or_store("refresh family")
+    }
+
+    async fn refresh_token(&self, digest: &[u8; 32]) -> StoreResult<Option<RefreshTokenRecord>> {
+        let row = sqlx::query(
+            "SELECT f.*, t.created_at AS token_created_at, t.expires_at AS token_expires_at, t.used_at
+             FROM refresh_tokens t JOIN refresh_families f ON f.id = t.family_id
+             WHERE t.digest = $1",
+        )
+        .bind(&digest[..])
+        .fetch_optional(&self.pool)
+        .await
+        .or_store("refresh token")?;
+        row.as_ref()
+            .map(refresh_token_record)
+            .transpose()
+            .or_store("refresh token")
+    }
+
+    async fn rotate_refresh_token(&self, rotation: RefreshRotation) -> StoreResult<bool> {
+        let mut tx = self.pool.begin().await.or_store("refresh token")?;
+        // Row locks make concurrent uses of one token take turns: exactly one sees it unused.
+        let family: Option<Uuid> = sqlx::query_scalar(
+            "UPDATE refresh_tokens SET used_at = $2
+             WHERE digest = $1 AND used_at IS NULL
+               AND family_id IN (SELECT id FROM refresh_families WHERE revoked_at IS NULL)
+             RETURNING family_id",
+        )
+        .bind(&rotation.old[..])
+        .bind(rotation.now)
+        .fetch_optional(&mut *tx)
+        .await
+        .or_store("refresh token")?;
+        let Some(family) = family else {
+            return Ok(false);
+        };
+        sqlx::query(
+            "INSERT INTO refresh_tokens (digest, family_id, created_at, expires_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(&rotation.new[..])
+        .bind(family)
+        .bind(rotation.now)
+        .bind(rotation.expires_at)
+        .execute(&mut *tx)
+        .await
+        .or_store("refresh token")?;
+        tx.commit().await.or_store("refresh token")?;
+        Ok(true)
+    }
+
+    async fn revoke_refresh_family(
+        &self,
+        family_id: Uuid,
+        revocation: NewRevocation,
+    ) -> StoreResult<RevocationRecord> {
+        let mut tx = self.pool.begin().await.or_store("refresh family")?;
+        sqlx::query(
+            "UPDATE refresh_families SET revoked_at = COALESCE(revoked_at, $2) WHERE id = $1",
+        )
+        .bind(family_id)
+        .bind(revocation.now)
+        .execute(&mut *tx)
+        .await
+        .or_store("refresh family")?;
+        let record = insert_revocation(&mut tx, &revocation).await?;
+        tx.commit().await.or_store("refresh family")?;
+        Ok(record)
+    }
+
+    async fn prune_refresh_families(&self, now: OffsetDateTime) -> StoreResult<u64> {
+        let done = sqlx::query("DELETE FROM refresh_families WHERE expires_at <= $1")
+            .bind(now)
+            .execute(&self.pool)
+            .await
+            .or_store("refresh family")?;
+        Ok(done.rows_affected())
+    }
+}
+
 #[async_trait]
 impl RevocationStore for PgStore {
     async fn insert_revocation(&self, new: NewRevocation) -> StoreResult<RevocationRecord> {
         let mut tx = self.pool.begin().await.or_store("revocation")?;
-        // Serialize inserts so seq order is commit order: the feed never skips a row.
-        sqlx::query("SELECT pg_advisory_xact_lock($1)")
-            .bind(REVOCATION_LOCK)
-            .execute(&mut *tx)
-            .await
-            .or_store("revocation")?;
-        let row = sqlx::query(
-            "INSERT INTO revocations (id, kind, value, issued_before, expires_at, reason, created_by, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING *",
-        )
-        .bind(Uuid::now_v7())
-        .bind(&new.kind)
-        .bind(&new.value)
-        .bind(new.issued_before)
-        .bind(new.expires_at)
-        .bind(&new.reason)
-        .bind(&new.created_by)
-        .bind(new.now)
-        .fetch_one(&mut *tx)
-        .await
-        .or_store("revocation")?;
-        let record = revocation(&row).or_store("revocation")?;
-        sqlx::query("SELECT pg_notify($1, $2)")
-            .bind(REVOCATION_CHANNEL)
-            .bind(record.seq.to_string())
-            .execute(&mut *tx)
-            .await
-            .or_store("revocation")?;
+        let record = insert_revocation(&mut tx, &new).await?;
         tx.commit().await.or_store("revocation")?;
         Ok(record)
     }

@@ -75,6 +75,9 @@ pub struct NewClient {
     pub require_dpop: bool,
     /// What an anomaly concerning it triggers.
     pub anomaly_policy: AnomalyPolicy,
+    /// Grant types it may use (RFC 7591 `grant_types`); `refresh_token` lets it receive
+    /// refresh tokens.
+    pub grant_types: Vec<String>,
     /// Creation time.
     pub now: OffsetDateTime,
 }
@@ -98,10 +101,19 @@ pub struct ClientRecord {
     pub require_dpop: bool,
     /// What an anomaly concerning it triggers.
     pub anomaly_policy: AnomalyPolicy,
+    /// Grant types it may use (RFC 7591 `grant_types`).
+    pub grant_types: Vec<String>,
     /// Creation time.
     pub created_at: OffsetDateTime,
     /// Last change.
     pub updated_at: OffsetDateTime,
+}
+
+impl ClientRecord {
+    /// Whether it may use `grant_type` (and, for `refresh_token`, receive refresh tokens).
+    pub fn allows(&self, grant_type: &str) -> bool {
+        self.grant_types.iter().any(|g| g == grant_type)
+    }
 }
 
 /// A client secret digest to add.
@@ -207,6 +219,8 @@ pub struct NewGrant {
     pub allowed_cidrs: Vec<String>,
     /// Longest token lifetime under it.
     pub max_ttl_secs: Option<i64>,
+    /// Who may act for the subject under it (RFC 8693 delegation): client or user ids.
+    pub may_act: Vec<Uuid>,
     /// Why it exists.
     pub reason: String,
     /// Who created it.
@@ -234,6 +248,8 @@ pub struct GrantRecord {
     pub allowed_cidrs: Vec<String>,
     /// Longest token lifetime.
     pub max_ttl_secs: Option<i64>,
+    /// Who may act for the subject under it (RFC 8693 delegation).
+    pub may_act: Vec<Uuid>,
     /// Why it exists.
     pub reason: String,
     /// Who created it.
@@ -541,6 +557,108 @@ pub struct GrantFilter {
     pub subject: Option<Subject>,
     /// Only on this audience.
     pub audience_id: Option<Uuid>,
+}
+
+/// A user's login failure to record (lockout bookkeeping).
+#[derive(Debug, Clone, Copy)]
+pub struct LoginFailure {
+    /// The user.
+    pub user_id: Uuid,
+    /// When.
+    pub now: OffsetDateTime,
+    /// Consecutive failures that lock the account.
+    pub max_failures: i32,
+    /// How long a lockout lasts.
+    pub lockout: time::Duration,
+}
+
+/// A refresh-token family (one login session) to start, with its first token.
+#[derive(Clone)]
+pub struct NewRefreshFamily {
+    /// Family id (carried by its access tokens as `fam`).
+    pub id: Uuid,
+    /// The user who logged in.
+    pub user_id: Uuid,
+    /// The client the tokens are bound to.
+    pub client_id: Uuid,
+    /// The audience of its access tokens.
+    pub audience: String,
+    /// The most a refresh may ask for (space-separated).
+    pub scope: String,
+    /// SHA-256 of the first refresh token.
+    pub digest: [u8; 32],
+    /// When the first token stops working unless used (idle timeout).
+    pub token_expires_at: OffsetDateTime,
+    /// Absolute end of the family.
+    pub expires_at: OffsetDateTime,
+    /// Creation time.
+    pub now: OffsetDateTime,
+}
+
+impl fmt::Debug for NewRefreshFamily {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NewRefreshFamily")
+            .field("id", &self.id)
+            .field("user_id", &self.user_id)
+            .field("client_id", &self.client_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A stored refresh-token family.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefreshFamilyRecord {
+    /// Family id.
+    pub id: Uuid,
+    /// The user.
+    pub user_id: Uuid,
+    /// The client its tokens are bound to.
+    pub client_id: Uuid,
+    /// The audience of its access tokens.
+    pub audience: String,
+    /// The most a refresh may ask for.
+    pub scope: String,
+    /// Creation time.
+    pub created_at: OffsetDateTime,
+    /// Absolute end.
+    pub expires_at: OffsetDateTime,
+    /// When it was revoked (reuse detected, or by an admin).
+    pub revoked_at: Option<OffsetDateTime>,
+}
+
+/// A stored refresh token (its digest only) with its family.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefreshTokenRecord {
+    /// The family.
+    pub family: RefreshFamilyRecord,
+    /// Creation time.
+    pub created_at: OffsetDateTime,
+    /// Idle timeout: unusable from then on.
+    pub expires_at: OffsetDateTime,
+    /// When it was used (rotated); a second use is reuse.
+    pub used_at: Option<OffsetDateTime>,
+}
+
+/// One refresh-token rotation: the old token is marked used and the new one stored,
+/// only if the old one was unused and its family is not revoked.
+#[derive(Clone)]
+pub struct RefreshRotation {
+    /// SHA-256 of the presented token.
+    pub old: [u8; 32],
+    /// SHA-256 of its successor.
+    pub new: [u8; 32],
+    /// Idle timeout of the successor.
+    pub expires_at: OffsetDateTime,
+    /// Now.
+    pub now: OffsetDateTime,
+}
+
+impl fmt::Debug for RefreshRotation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RefreshRotation")
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A revocation to record.

@@ -30,6 +30,10 @@ use crate::{
 use crate::{
     ClientPublicKeyRecord, GrantFilter, NewClientPublicKey, NewUser, Page, UserRecord, UserStore,
 };
+use crate::{
+    LoginFailure, NewRefreshFamily, RefreshFamilyRecord, RefreshRotation, RefreshStore,
+    RefreshTokenRecord,
+};
 use crate::{NewRevocation, ReplayStore, RevocationRecord, RevocationStore};
 
 /// A SQLite-backed [`Store`].
@@ -160,6 +164,9 @@ fn client(row: &SqliteRow) -> StoreResult<ClientRecord> {
     let Json(allowed_cidrs) = row
         .try_get::<Json<Vec<String>>, _>("allowed_cidrs")
         .or_store("client")?;
+    let Json(grant_types) = row
+        .try_get::<Json<Vec<String>>, _>("grant_types")
+        .or_store("client")?;
     Ok(ClientRecord {
         id: row.try_get("id").or_store("client")?,
         name: row.try_get("name").or_store("client")?,
@@ -173,6 +180,7 @@ fn client(row: &SqliteRow) -> StoreResult<ClientRecord> {
                 .or_store("client")?,
         )
         .ok_or(StoreError::Corrupt("unknown anomaly_policy"))?,
+        grant_types,
         created_at: get_time(row, "created_at")?,
         updated_at: get_time(row, "updated_at")?,
     })
@@ -198,6 +206,9 @@ fn grant(row: &SqliteRow) -> StoreResult<GrantRecord> {
     let Json(allowed_cidrs) = row
         .try_get::<Json<Vec<String>>, _>("allowed_cidrs")
         .or_store("grant")?;
+    let Json(may_act) = row
+        .try_get::<Json<Vec<Uuid>>, _>("may_act")
+        .or_store("grant")?;
     Ok(GrantRecord {
         id: row.try_get("id").or_store("grant")?,
         subject: Subject::from_parts(&kind, subject_id)
@@ -208,6 +219,7 @@ fn grant(row: &SqliteRow) -> StoreResult<GrantRecord> {
         expires_at: get_opt_time(row, "expires_at")?,
         allowed_cidrs,
         max_ttl_secs: row.try_get("max_ttl_secs").or_store("grant")?,
+        may_act,
         reason: row.try_get("reason").or_store("grant")?,
         created_by: row.try_get("created_by").or_store("grant")?,
         created_at: get_time(row, "created_at")?,
@@ -555,8 +567,8 @@ impl AudienceStore for SqliteStore {
 impl ClientStore for SqliteStore {
     async fn create_client(&self, new: NewClient) -> StoreResult<ClientRecord> {
         let row = sqlx::query(
-            "INSERT INTO clients (id, name, enabled, default_ttl_secs, max_ttl_secs, allowed_cidrs, require_dpop, anomaly_policy, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $9, $8, $8) RETURNING *",
+            "INSERT INTO clients (id, name, enabled, default_ttl_secs, max_ttl_secs, allowed_cidrs, require_dpop, anomaly_policy, created_at, updated_at, grant_types)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $9, $8, $8, $10) RETURNING *",
         )
         .bind(Uuid::now_v7())
         .bind(&new.name)
@@ -567,6 +579,7 @@ impl ClientStore for SqliteStore {
         .bind(new.require_dpop)
         .bind(micros(new.now))
         .bind(new.anomaly_policy.as_str())
+        .bind(Json(&new.grant_types))
         .fetch_one(&self.pool)
         .await
         .or_store("client")?;
@@ -676,7 +689,8 @@ impl ClientStore for SqliteStore {
     ) -> StoreResult<ClientRecord> {
         let row = sqlx::query(
             "UPDATE clients SET name = $2, enabled = $3, default_ttl_secs = $4, max_ttl_secs = $5,
-                 allowed_cidrs = $6, require_dpop = $7, updated_at = $8, anomaly_policy = $10
+                 allowed_cidrs = $6, require_dpop = $7, updated_at = $8, anomaly_policy = $10,
+                 grant_types = $11
              WHERE id = $1 AND updated_at = $9 RETURNING *",
         )
         .bind(c.id)
@@ -689,6 +703,7 @@ impl ClientStore for SqliteStore {
         .bind(micros(c.updated_at))
         .bind(micros(seen_updated_at))
         .bind(c.anomaly_policy.as_str())
+        .bind(Json(&c.grant_types))
         .fetch_optional(&self.pool)
         .await
         .or_store("client")?;
@@ -876,6 +891,34 @@ impl UserStore for SqliteStore {
     async fn delete_user(&self, id: Uuid) -> StoreResult<()> {
         self.delete_subject(Subject::User(id)).await
     }
+
+    async fn record_login_failure(&self, f: LoginFailure) -> StoreResult<UserRecord> {
+        let row = sqlx::query(
+            "UPDATE users SET
+                 failed_logins = CASE WHEN failed_logins + 1 >= $2 THEN 0 ELSE failed_logins + 1 END,
+                 locked_until = CASE WHEN failed_logins + 1 >= $2 THEN $3 ELSE locked_until END
+             WHERE id = $1 RETURNING *",
+        )
+        .bind(f.user_id)
+        .bind(f.max_failures)
+        .bind(micros(f.now + f.lockout))
+        .fetch_optional(&self.pool)
+        .await
+        .or_store("user")?;
+        row.as_ref()
+            .map(user)
+            .transpose()?
+            .ok_or(StoreError::NotFound("user"))
+    }
+
+    async fn record_login_success(&self, user_id: Uuid) -> StoreResult<()> {
+        sqlx::query("UPDATE users SET failed_logins = 0, locked_until = NULL WHERE id = $1")
+            .bind(user_id)
+            .execute(&self.pool)
+            .await
+            .or_store("user")?;
+        Ok(())
+    }
 }
 
 #[async_trait]
@@ -888,8 +931,8 @@ impl GrantStore for SqliteStore {
             .or_store("grant")?;
         let id = Uuid::now_v7();
         sqlx::query(
-            "INSERT INTO grants (id, subject_kind, subject_id, audience_id, not_before, expires_at, allowed_cidrs, max_ttl_secs, reason, created_by, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+            "INSERT INTO grants (id, subject_kind, subject_id, audience_id, not_before, expires_at, allowed_cidrs, max_ttl_secs, reason, created_by, created_at, may_act)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
         )
         .bind(id)
         .bind(new.subject.kind())
@@ -902,6 +945,7 @@ impl GrantStore for SqliteStore {
         .bind(&new.reason)
         .bind(&new.created_by)
         .bind(micros(new.now))
+        .bind(Json(&new.may_act))
         .execute(&mut *tx)
         .await
         .map_err(|e| match StoreError::from_sqlx(e, "grant") {
@@ -937,6 +981,7 @@ impl GrantStore for SqliteStore {
             expires_at: new.expires_at,
             allowed_cidrs: new.allowed_cidrs,
             max_ttl_secs: new.max_ttl_secs,
+            may_act: new.may_act,
             reason: new.reason,
             created_by: new.created_by,
             created_at: new.now,
@@ -982,7 +1027,8 @@ impl GrantStore for SqliteStore {
 
     async fn update_grant(&self, g: &GrantRecord) -> StoreResult<GrantRecord> {
         let done = sqlx::query(
-            "UPDATE grants SET not_before = $2, expires_at = $3, allowed_cidrs = $4, max_ttl_secs = $5, reason = $6
+            "UPDATE grants SET not_before = $2, expires_at = $3, allowed_cidrs = $4, max_ttl_secs = $5, reason = $6,
+                 may_act = $7
              WHERE id = $1",
         )
         .bind(g.id)
@@ -991,6 +1037,7 @@ impl GrantStore for SqliteStore {
         .bind(Json(&g.allowed_cidrs))
         .bind(g.max_ttl_secs)
         .bind(&g.reason)
+        .bind(Json(&g.may_act))
         .execute(&self.pool)
         .await
         .or_store("grant")?;
@@ -1012,6 +1059,23 @@ impl GrantStore for SqliteStore {
         }
         self.changed();
         Ok(())
+    }
+
+    async fn subject_grants(&self, subject: Subject) -> StoreResult<Vec<SubjectGrant>> {
+        let rows = sqlx::query(
+            "SELECT g.*, s.name AS scope_name, a.uri AS audience_uri FROM grants g
+             JOIN grant_scopes gs ON gs.grant_id = g.id
+             JOIN scopes s ON s.id = gs.scope_id
+             JOIN audiences a ON a.id = g.audience_id
+             WHERE g.subject_kind = $1 AND g.subject_id = $2
+             ORDER BY g.id, s.name",
+        )
+        .bind(subject.kind())
+        .bind(subject.id())
+        .fetch_all(&self.pool)
+        .await
+        .or_store("grant")?;
+        fold_subject_grants(&rows)
     }
 }
 
@@ -1342,26 +1406,181 @@ fn revocation(row: &SqliteRow) -> StoreResult<RevocationRecord> {
     })
 }
 
+/// Records a revocation on `conn` (inside the caller's transaction, if any); the caller
+/// raises the signal once it is committed.
+async fn insert_revocation(
+    conn: &mut SqliteConnection,
+    new: &NewRevocation,
+) -> StoreResult<RevocationRecord> {
+    let row = sqlx::query(
+        "INSERT INTO revocations (id, kind, value, issued_before, expires_at, reason, created_by, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING *",
+    )
+    .bind(Uuid::now_v7())
+    .bind(&new.kind)
+    .bind(&new.value)
+    .bind(micros(new.issued_before))
+    .bind(micros(new.expires_at))
+    .bind(&new.reason)
+    .bind(&new.created_by)
+    .bind(micros(new.now))
+    .fetch_one(conn)
+    .await
+    .or_store("revocation")?;
+    revocation(&row)
+}
+
+fn refresh_family(row: &SqliteRow) -> StoreResult<RefreshFamilyRecord> {
+    Ok(RefreshFamilyRecord {
+        id: row.try_get("id").or_store("refresh family")?,
+        user_id: row.try_get("user_id").or_store("refresh family")?,
+        client_id: row.try_get("client_id").or_store("refresh family")?,
+        audience: row.try_get("audience").or_store("refresh family")?,
+        scope: row.try_get("scope").or_store("refresh family")?,
+        created_at: get_time(row, "created_at")?,
+        expires_at: get_time(row, "expires_at")?,
+        revoked_at: get_opt_time(row, "revoked_at")?,
+    })
+}
+
+#[async_trait]
+impl RefreshStore for SqliteStore {
+    async fn create_refresh_family(
+        &self,
+        new: NewRefreshFamily,
+    ) -> StoreResult<RefreshFamilyRecord> {
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .or_store("refresh family")?;
+        let row = sqlx::query(
+            "INSERT INTO refresh_families (id, user_id, client_id, audience, scope, created_at, expires_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING *",
+        )
+        .bind(new.id)
+        .bind(new.user_id)
+        .bind(new.client_id)
+        .bind(&new.audience)
+        .bind(&new.scope)
+        .bind(micros(new.now))
+        .bind(micros(new.expires_at))
+        .fetch_one(&mut *tx)
+        .await
+        .or_store("user or client")?;
+        sqlx::query(
+            "INSERT INTO refresh_tokens (digest, family_id, created_at, expires_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(&new.digest[..])
+        .bind(new.id)
+        .bind(micros(new.now))
+        .bind(micros(new.token_expires_at))
+        .execute(&mut *tx)
+        .await
+        .or_store("refresh token")?;
+        let family = refresh_family(&row)?;
+        tx.commit().await.or_store("refresh family")?;
+        Ok(family)
+    }
+
+    async fn refresh_token(&self, digest: &[u8; 32]) -> StoreResult<Option<RefreshTokenRecord>> {
+        let row = sqlx::query(
+            "SELECT f.*, t.created_at AS token_created_at, t.expires_at AS token_expires_at, t.used_at
+             FROM refresh_tokens t JOIN refresh_families f ON f.id = t.family_id
+             WHERE t.digest = $1",
+        )
+        .bind(&digest[..])
+        .fetch_optional(&self.pool)
+        .await
+        .or_store("refresh token")?;
+        row.as_ref()
+            .map(|row| {
+                Ok(RefreshTokenRecord {
+                    family: refresh_family(row)?,
+                    created_at: get_time(row, "token_created_at")?,
+                    expires_at: get_time(row, "token_expires_at")?,
+                    used_at: get_opt_time(row, "used_at")?,
+                })
+            })
+            .transpose()
+    }
+
+    async fn rotate_refresh_token(&self, rotation: RefreshRotation) -> StoreResult<bool> {
+        // BEGIN IMMEDIATE: concurrent uses of one token take turns; one sees it unused.
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .or_store("refresh token")?;
+        let family: Option<Uuid> = sqlx::query_scalar(
+            "UPDATE refresh_tokens SET used_at = $2
+             WHERE digest = $1 AND used_at IS NULL
+               AND family_id IN (SELECT id FROM refresh_families WHERE revoked_at IS NULL)
+             RETURNING family_id",
+        )
+        .bind(&rotation.old[..])
+        .bind(micros(rotation.now))
+        .fetch_optional(&mut *tx)
+        .await
+        .or_store("refresh token")?;
+        let Some(family) = family else {
+            return Ok(false);
+        };
+        sqlx::query(
+            "INSERT INTO refresh_tokens (digest, family_id, created_at, expires_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(&rotation.new[..])
+        .bind(family)
+        .bind(micros(rotation.now))
+        .bind(micros(rotation.expires_at))
+        .execute(&mut *tx)
+        .await
+        .or_store("refresh token")?;
+        tx.commit().await.or_store("refresh token")?;
+        Ok(true)
+    }
+
+    async fn revoke_refresh_family(
+        &self,
+        family_id: Uuid,
+        revocation: NewRevocation,
+    ) -> StoreResult<RevocationRecord> {
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .or_store("refresh family")?;
+        sqlx::query(
+            "UPDATE refresh_families SET revoked_at = COALESCE(revoked_at, $2) WHERE id = $1",
+        )
+        .bind(family_id)
+        .bind(micros(revocation.now))
+        .execute(&mut *tx)
+        .await
+        .or_store("refresh family")?;
+        let record = insert_revocation(&mut tx, &revocation).await?;
+        tx.commit().await.or_store("refresh family")?;
+        self.signal.notify_one();
+        Ok(record)
+    }
+
+    async fn prune_refresh_families(&self, now: OffsetDateTime) -> StoreResult<u64> {
+        let done = sqlx::query("DELETE FROM refresh_families WHERE expires_at <= $1")
+            .bind(micros(now))
+            .execute(&self.pool)
+            .await
+            .or_store("refresh family")?;
+        Ok(done.rows_affected())
+    }
+}
+
 #[async_trait]
 impl RevocationStore for SqliteStore {
     async fn insert_revocation(&self, new: NewRevocation) -> StoreResult<RevocationRecord> {
-        let row = sqlx::query(
-            "INSERT INTO revocations (id, kind, value, issued_before, expires_at, reason, created_by, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING *",
-        )
-        .bind(Uuid::now_v7())
-        .bind(&new.kind)
-        .bind(&new.value)
-        .bind(micros(new.issued_before))
-        .bind(micros(new.expires_at))
-        .bind(&new.reason)
-        .bind(&new.created_by)
-        .bind(micros(new.now))
-        .fetch_one(&self.pool)
-        .await
-        .or_store("revocation")?;
+        let mut conn = self.pool.acquire().await.or_store("revocation")?;
+        let record = insert_revocation(&mut conn, &new).await?;
         self.signal.notify_one();
-        revocation(&row)
+        Ok(record)
     }
 
     async fn revocations_after(

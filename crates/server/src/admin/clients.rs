@@ -35,6 +35,29 @@ pub struct ClientChanges {
     pub require_dpop: Option<bool>,
     /// New anomaly policy.
     pub anomaly_policy: Option<AnomalyPolicy>,
+    /// New grant types.
+    pub grant_types: Option<Vec<String>>,
+}
+
+/// Validates a client's grant types: each one Mayfly supports, none twice.
+pub(super) fn grant_types(list: &[String]) -> Result<Vec<String>, AdminError> {
+    let mut out: Vec<String> = Vec::with_capacity(list.len());
+    for g in list {
+        if !crate::grant::GRANT_TYPES.contains(&g.as_str()) {
+            return Err(invalid(
+                "grant_types",
+                format!(
+                    "{:?} is not one of {}",
+                    g.chars().take(80).collect::<String>(),
+                    crate::grant::GRANT_TYPES.join(", ")
+                ),
+            ));
+        }
+        if !out.contains(g) {
+            out.push(g.clone());
+        }
+    }
+    Ok(out)
 }
 
 pub(super) fn client_name(name: &str) -> Result<String, AdminError> {
@@ -60,6 +83,7 @@ pub(super) fn client_json(c: &ClientRecord) -> Value {
         "default_ttl_secs": c.default_ttl_secs, "max_ttl_secs": c.max_ttl_secs,
         "allowed_cidrs": c.allowed_cidrs, "require_dpop": c.require_dpop,
         "anomaly_policy": c.anomaly_policy,
+        "grant_types": c.grant_types,
     })
 }
 
@@ -154,6 +178,9 @@ impl Actor<'_> {
         }
         if let Some(policy) = changes.anomaly_policy {
             after.anomaly_policy = policy;
+        }
+        if let Some(list) = &changes.grant_types {
+            after.grant_types = grant_types(list)?;
         }
         check_ttls(after.default_ttl_secs, after.max_ttl_secs)?;
         if before.enabled && !after.enabled {

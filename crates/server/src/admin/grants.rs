@@ -25,6 +25,8 @@ pub struct GrantChanges {
     pub max_ttl: Option<Option<Duration>>,
     /// New reason.
     pub reason: Option<String>,
+    /// New list of who may act for the subject.
+    pub may_act: Option<Vec<Uuid>>,
 }
 
 fn check_window(
@@ -62,10 +64,31 @@ fn grant_json(g: &GrantRecord) -> Value {
         "not_before": g.not_before.map(OffsetDateTime::unix_timestamp),
         "expires_at": g.expires_at.map(OffsetDateTime::unix_timestamp),
         "allowed_cidrs": g.allowed_cidrs, "max_ttl_secs": g.max_ttl_secs, "reason": g.reason,
+        "may_act": g.may_act,
     })
 }
 
 impl Actor<'_> {
+    /// Checks a `may_act` list: at most 64 distinct existing clients or users.
+    async fn actors(&self, list: &[Uuid]) -> Result<Vec<Uuid>, AdminError> {
+        if list.len() > 64 {
+            return Err(invalid("may_act", "at most 64 actors"));
+        }
+        let mut out: Vec<Uuid> = Vec::with_capacity(list.len());
+        for id in list {
+            if out.contains(id) {
+                continue;
+            }
+            let exists =
+                self.store.client(*id).await?.is_some() || self.store.user(*id).await?.is_some();
+            if !exists {
+                return Err(invalid("may_act", format!("no client or user {id}")));
+            }
+            out.push(*id);
+        }
+        Ok(out)
+    }
+
     /// Creates a grant for a client or user.
     ///
     /// # Errors
@@ -77,6 +100,7 @@ impl Actor<'_> {
         check_window(spec.not_before, spec.expires_at)?;
         let max_ttl_secs = ttl_secs("max_ttl_secs", spec.max_ttl)?;
         let allowed_cidrs = cidrs("allowed_cidrs", &spec.allowed_cidrs)?;
+        let may_act = self.actors(&spec.may_act).await?;
         // What the body refers to must exist: a dangling reference is a bad field (422),
         // not a missing resource (404).
         let exists = match spec.subject {
@@ -101,6 +125,7 @@ impl Actor<'_> {
                 expires_at: spec.expires_at,
                 allowed_cidrs,
                 max_ttl_secs,
+                may_act,
                 reason: reason(&spec.reason)?,
                 created_by: self.id.clone(),
                 now: self.now,
@@ -169,6 +194,9 @@ impl Actor<'_> {
         if let Some(text) = &changes.reason {
             after.reason = reason(text)?;
         }
+        if let Some(list) = &changes.may_act {
+            after.may_act = self.actors(list).await?;
+        }
         let after = self.store.update_grant(&after).await?;
         self.audit_change(
             "grant.update",
@@ -182,7 +210,8 @@ impl Actor<'_> {
         let changed_terms = before.not_before != after.not_before
             || before.expires_at != after.expires_at
             || before.max_ttl_secs != after.max_ttl_secs
-            || before.allowed_cidrs != after.allowed_cidrs;
+            || before.allowed_cidrs != after.allowed_cidrs
+            || before.may_act.iter().any(|a| !after.may_act.contains(a));
         if changed_terms {
             self.revoke(RevokeSpec::now(
                 RevocationKind::Grant,

@@ -263,6 +263,7 @@ impl Actor<'_> {
                 allowed_cidrs: cidrs("allowed_cidrs", &spec.allowed_cidrs)?,
                 require_dpop: spec.require_dpop,
                 anomaly_policy: spec.anomaly_policy,
+                grant_types: clients::grant_types(&spec.grant_types)?,
                 now: self.now,
             })
             .await?;
@@ -314,6 +315,7 @@ impl Actor<'_> {
                 allowed_cidrs: cidrs("allowed_cidrs", &spec.allowed_cidrs)?,
                 require_dpop: spec.require_dpop,
                 anomaly_policy: spec.anomaly_policy,
+                grant_types: clients::grant_types(&spec.grant_types)?,
                 now: self.now,
             })
             .await?;
@@ -447,10 +449,13 @@ pub struct ClientSpec {
     pub require_dpop: bool,
     /// What an anomaly concerning it triggers.
     pub anomaly_policy: AnomalyPolicy,
+    /// Grant types it may use (RFC 7591 `grant_types`); `refresh_token` lets it receive
+    /// refresh tokens on user logins.
+    pub grant_types: Vec<String>,
 }
 
 impl ClientSpec {
-    /// An enabled client with default settings.
+    /// An enabled client with default settings (client_credentials only).
     pub fn named(name: &str) -> Self {
         Self {
             name: name.to_owned(),
@@ -460,6 +465,7 @@ impl ClientSpec {
             allowed_cidrs: Vec::new(),
             require_dpop: false,
             anomaly_policy: AnomalyPolicy::Alert,
+            grant_types: vec![crate::grant::CLIENT_CREDENTIALS.to_owned()],
         }
     }
 }
@@ -481,6 +487,8 @@ pub struct GrantSpec {
     pub allowed_cidrs: Vec<String>,
     /// Longest token lifetime under it.
     pub max_ttl: Option<Duration>,
+    /// Clients or users that may act for the subject under it (RFC 8693 delegation).
+    pub may_act: Vec<Uuid>,
     /// Why.
     pub reason: String,
 }
@@ -496,6 +504,7 @@ impl GrantSpec {
             expires_at: None,
             allowed_cidrs: Vec::new(),
             max_ttl: None,
+            may_act: Vec::new(),
             reason: String::new(),
         }
     }

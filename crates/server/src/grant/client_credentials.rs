@@ -1,9 +1,8 @@
 //! `grant_type=client_credentials` (RFC 6749 §4.4): a workload gets a token for itself.
 
 use mayfly_store::{ClientView, Subject};
-use time::Duration;
 
-use super::{Issued, ScopeRequest, SubjectLimits, TokenError, issue};
+use super::{CLIENT_CREDENTIALS, Issued, ScopeRequest, SubjectLimits, TokenError, issue};
 use crate::state::AppState;
 
 /// Issues a token to an authenticated client for itself, under its own grants.
@@ -16,16 +15,16 @@ pub async fn grant(
     request: &ScopeRequest,
 ) -> Result<Issued, TokenError> {
     let client = &view.client;
-    let limits = SubjectLimits {
-        default_ttl: client.default_ttl_secs.map(Duration::seconds),
-        max_ttl: client.max_ttl_secs.map(Duration::seconds),
-        allowed_cidrs: client.allowed_cidrs.clone(),
-    };
+    if !client.allows(CLIENT_CREDENTIALS) {
+        return Err(TokenError::UnauthorizedClient(
+            "this client may not use the client_credentials grant".into(),
+        ));
+    }
     issue(
         state,
         Subject::Client(client.id),
         client.id,
-        limits,
+        SubjectLimits::of(client),
         &view.grants,
         request,
     )

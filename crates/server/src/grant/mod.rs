@@ -3,6 +3,9 @@
 //! subject's grants, the token lifetime, and minting.
 
 pub mod client_credentials;
+pub mod exchange;
+pub mod password;
+pub mod refresh;
 
 use mayfly_core::token::{self, Claims};
 use mayfly_core::wire::{ErrorCode, TokenResponse};
@@ -13,6 +16,17 @@ use uuid::Uuid;
 
 use crate::client_auth::AuthError;
 use crate::state::AppState;
+
+/// RFC 6749 §4.4.
+pub const CLIENT_CREDENTIALS: &str = "client_credentials";
+/// RFC 6749 §4.3 (resource owner password credentials).
+pub const PASSWORD: &str = "password";
+/// RFC 6749 §6; in a client's `grant_types`, it may also receive refresh tokens.
+pub const REFRESH_TOKEN: &str = "refresh_token";
+/// RFC 8693 token exchange.
+pub const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+/// Every grant type Mayfly supports (the RFC 8414 metadata lists them).
+pub const GRANT_TYPES: &[&str] = &[CLIENT_CREDENTIALS, PASSWORD, REFRESH_TOKEN, TOKEN_EXCHANGE];
 
 /// Why a token request was refused. Each variant is an RFC 6749 §5.2 (or RFC 8707)
 /// error; its text is the `error_description` and is safe to show the client.
@@ -30,6 +44,25 @@ pub enum TokenError {
     /// `unsupported_grant_type`.
     #[error("grant_type {0:?} is not supported")]
     UnsupportedGrantType(String),
+    /// `unauthorized_client`: this client may not use this grant type.
+    #[error("{0}")]
+    UnauthorizedClient(String),
+    /// `invalid_grant`: the presented grant (a token) is invalid, expired or revoked, or
+    /// does not allow what was asked.
+    #[error("{0}")]
+    InvalidGrant(String),
+    /// `invalid_grant` for a user login: unknown user, wrong password, locked out or
+    /// disabled all look alike to the caller; the reason is for the audit log.
+    #[error("invalid username or password")]
+    UserAuthFailed {
+        /// Why, for the audit log.
+        reason: &'static str,
+        /// The user, when the username exists.
+        user: Option<Uuid>,
+    },
+    /// `invalid_grant` for a refresh token; the reason is for the audit log.
+    #[error("the refresh token is invalid, expired or revoked")]
+    RefreshRefused(String),
     /// `invalid_scope`: scope missing, malformed or not granted.
     #[error("{0}")]
     InvalidScope(String),
@@ -72,6 +105,10 @@ impl TokenError {
             Self::InvalidRequest(_) | Self::TooLarge => ErrorCode::InvalidRequest,
             Self::InvalidClient(_) => ErrorCode::InvalidClient,
             Self::UnsupportedGrantType(_) => ErrorCode::UnsupportedGrantType,
+            Self::UnauthorizedClient(_) => ErrorCode::UnauthorizedClient,
+            Self::InvalidGrant(_) | Self::UserAuthFailed { .. } | Self::RefreshRefused(_) => {
+                ErrorCode::InvalidGrant
+            }
             Self::InvalidScope(_) => ErrorCode::InvalidScope,
             Self::InvalidTarget(_) => ErrorCode::InvalidTarget,
             Self::Forbidden(_) | Self::NetworkNotAllowed(_) => ErrorCode::UnauthorizedClient,
@@ -86,7 +123,8 @@ impl TokenError {
     /// The reason to record in the audit log (may say more than the client sees).
     pub fn audit_reason(&self) -> String {
         match self {
-            Self::InvalidClient(reason) => reason.clone(),
+            Self::InvalidClient(reason) | Self::RefreshRefused(reason) => reason.clone(),
+            Self::UserAuthFailed { reason, .. } => (*reason).to_owned(),
             other => other.to_string(),
         }
     }
@@ -167,6 +205,31 @@ pub struct SubjectLimits {
     pub max_ttl: Option<Duration>,
     /// Networks requests may come from, CIDR notation (empty: anywhere).
     pub allowed_cidrs: Vec<String>,
+    /// Latest expiry (an exchanged token outlives neither the token it came from nor
+    /// its actor's).
+    pub not_after: Option<OffsetDateTime>,
+}
+
+impl SubjectLimits {
+    /// A client's own default and maximum TTL, and its networks.
+    pub fn of(client: &mayfly_store::ClientRecord) -> Self {
+        Self {
+            default_ttl: client.default_ttl_secs.map(Duration::seconds),
+            max_ttl: client.max_ttl_secs.map(Duration::seconds),
+            allowed_cidrs: client.allowed_cidrs.clone(),
+            not_after: None,
+        }
+    }
+}
+
+/// A token decided on but not yet signed: grant types may add to its claims (`fam`,
+/// `act`, `orig`) before [`sign`].
+#[derive(Debug)]
+pub struct Authorized {
+    /// The claims.
+    pub claims: Claims,
+    /// The grants that covered the scopes.
+    pub grant_ids: Vec<Uuid>,
 }
 
 /// A stored network list: `None` when unrestricted.
@@ -252,6 +315,23 @@ pub async fn issue(
     grants: &[SubjectGrant],
     request: &ScopeRequest,
 ) -> Result<Issued, TokenError> {
+    let authorized = authorize(state, subject, client_id, limits, grants, request).await?;
+    sign(state, authorized)
+}
+
+/// Decides a token for `subject`: the requested scopes must all be covered by `grants`
+/// (all of the subject's grants) at this moment. Nothing is signed yet.
+///
+/// # Errors
+/// [`TokenError`] when the request is not covered, or the store fails.
+pub async fn authorize(
+    state: &AppState,
+    subject: Subject,
+    client_id: Uuid,
+    limits: SubjectLimits,
+    grants: &[SubjectGrant],
+    request: &ScopeRequest,
+) -> Result<Authorized, TokenError> {
     // Tokens carry whole seconds: start from a whole second so that `exp`, rounded
     // down, never passes a grant's end.
     // Grants are checked at the exact time, token times start from its whole second.
@@ -282,7 +362,7 @@ pub async fn issue(
         .unwrap_or(state.config.token_ttl)
         .min(limits.max_ttl.unwrap_or(state.config.max_token_ttl))
         .min(state.config.max_token_ttl);
-    let ceiling = now + ttl;
+    let ceiling = limits.not_after.map_or(now + ttl, |t| t.min(now + ttl));
 
     // Each scope is covered by the grant that allows the longest life; the token lives
     // no longer than the shortest of those.
@@ -347,10 +427,26 @@ pub async fn issue(
             .iter()
             .map(ToString::to_string)
             .collect(),
+        act: None,
+        fam: None,
+        orig: Vec::new(),
     };
+    Ok(Authorized {
+        claims,
+        grant_ids: used,
+    })
+}
+
+/// Signs a decided token with the active key.
+///
+/// # Errors
+/// [`TokenError::Internal`] if the claims cannot be serialized.
+pub fn sign(state: &AppState, authorized: Authorized) -> Result<Issued, TokenError> {
+    let Authorized { claims, grant_ids } = authorized;
     let keys = state.keyring.current();
     let access_token =
         token::mint(&keys.active, &claims).map_err(|e| TokenError::Internal(e.to_string()))?;
+    let lifetime = (claims.exp - claims.iat).whole_seconds();
     Ok(Issued {
         response: TokenResponse {
             access_token,
@@ -362,9 +458,11 @@ pub async fn issue(
             .into(),
             expires_in: u64::try_from(lifetime).unwrap_or(0),
             scope: claims.scope.clone(),
+            refresh_token: None,
+            issued_token_type: None,
         },
         claims,
-        grant_ids: used,
+        grant_ids,
         kid: keys.active.id().to_string(),
     })
 }

@@ -20,12 +20,10 @@ use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
-use mayfly_core::token::{self, Claims, VerifyOptions};
+use mayfly_core::token::Claims;
 use mayfly_core::wire::Introspection;
 use mayfly_store::{AuditEvent, ClientView};
 use serde::Deserialize;
-use time::Duration;
-use uuid::Uuid;
 
 use super::error::no_store;
 use super::form::Form;
@@ -34,9 +32,6 @@ use crate::audit::{self, kind, outcome};
 use crate::client_auth;
 use crate::grant::{TokenError, in_force};
 use crate::state::AppState;
-
-/// Clock-skew allowance for `exp`/`nbf`.
-const LEEWAY: Duration = Duration::seconds(5);
 
 /// Routes of this module.
 pub fn router() -> Router<AppState> {
@@ -99,53 +94,7 @@ pub(super) fn holds(state: &AppState, view: &ClientView, scope: &str) -> bool {
 
 /// Checks a token now; `Err` carries why it is inactive (for the audit log only).
 pub async fn evaluate(state: &AppState, token: &str) -> Result<Claims, &'static str> {
-    let kid = token::peek_key_id(token).map_err(|_| "malformed")?;
-    let keys = state.keyring.current();
-    let options = VerifyOptions {
-        issuer: &state.issuer,
-        audience: None,
-        leeway: LEEWAY,
-    };
-    let now = state.clock.now();
-    let claims =
-        token::verify(token, |kid| keys.public_key(kid), &options, now).map_err(|e| match e {
-            token::VerifyError::Expired => "expired",
-            token::VerifyError::NotYetValid => "not yet valid",
-            token::VerifyError::UnknownKey => "signing key not published",
-            _ => "invalid",
-        })?;
-    if state.revocations.revokes(&claims, kid.as_str()) {
-        return Err("revoked");
-    }
-    let client_id = Uuid::parse_str(&claims.client_id).map_err(|_| "invalid")?;
-    let view = state
-        .directory
-        .client(client_id)
-        .await
-        .map_err(|_| "unavailable")?
-        .ok_or("client gone")?;
-    if !view.client.enabled {
-        return Err("client disabled");
-    }
-    for gid in &claims.gid {
-        let live = view
-            .grants
-            .iter()
-            .any(|g| g.grant.id.to_string() == *gid && in_force(&g.grant, now));
-        if !live {
-            return Err("grant ended");
-        }
-    }
-    if claims.sub != claims.client_id {
-        let user = match Uuid::parse_str(&claims.sub) {
-            Ok(id) => state.store.user(id).await.map_err(|_| "unavailable")?,
-            Err(_) => None,
-        };
-        if !user.is_some_and(|u| u.enabled) {
-            return Err("user gone or disabled");
-        }
-    }
-    Ok(claims)
+    crate::active::check(state, token).await.map(|a| a.claims)
 }
 
 /// Checks the sender constraints of an otherwise active token against what the
@@ -261,7 +210,7 @@ pub async fn introspect(State(state): State<AppState>, request: Request) -> Resp
     }
     metrics::counter!("mayfly_introspections_total", "active" => if verdict.is_ok() { "true" } else { "false" }).increment(1);
     if let Ok(claims) = &verdict
-        && let Ok(client_id) = Uuid::parse_str(&claims.client_id)
+        && let Ok(client_id) = uuid::Uuid::parse_str(&claims.client_id)
     {
         crate::anomaly::inspect_later(
             &state,

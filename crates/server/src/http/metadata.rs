@@ -49,7 +49,10 @@ pub async fn metadata(State(state): State<AppState>) -> Response {
         introspection_endpoint_auth_methods_supported: methods(),
         revocation_endpoint: format!("{issuer}/oauth2/revoke"),
         revocation_endpoint_auth_methods_supported: methods(),
-        grant_types_supported: vec!["client_credentials".into()],
+        grant_types_supported: crate::grant::GRANT_TYPES
+            .iter()
+            .map(|g| (*g).to_owned())
+            .collect(),
         token_endpoint_auth_methods_supported: methods(),
         response_types_supported: vec![],
         token_endpoint_auth_signing_alg_values_supported: vec![

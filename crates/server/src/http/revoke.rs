@@ -1,4 +1,7 @@
-//! `POST /oauth2/revoke` (RFC 7009): a client revokes one of its own tokens.
+//! `POST /oauth2/revoke` (RFC 7009): a client revokes one of its own tokens. An access
+//! token is revoked by its `jti` (and with it whatever was exchanged from it); a refresh
+//! token ends its whole login: the family and every access token issued from it
+//! (RFC 7009 §2.1).
 
 use axum::Router;
 use axum::extract::{Request, State};
@@ -71,6 +74,32 @@ async fn revoke_own(state: &AppState, request: Request) -> Result<(), TokenError
         return Err(TokenError::UnsupportedTokenType(
             hint.chars().take(64).collect(),
         ));
+    }
+    if token.starts_with(crate::grant::refresh::PREFIX) {
+        let revoked =
+            crate::grant::refresh::revoke_by_client(state, token, caller.client.id).await?;
+        if let Some(record) = revoked {
+            let event = mayfly_store::AuditEvent {
+                actor: Some(caller.client.id.to_string()),
+                subject: Some(record.value.clone()),
+                client_id: Some(caller.client.id.to_string()),
+                detail: serde_json::json!({
+                    "kind": record.kind, "value": record.value, "seq": record.seq,
+                    "reason": record.reason,
+                }),
+                ..crate::audit::event(
+                    crate::audit::kind::TOKEN_REVOKED,
+                    crate::audit::outcome::SUCCESS,
+                    state.clock.now(),
+                    &super::request_context(state, &parts.headers, &parts.extensions),
+                )
+            };
+            state.audit.record(event).await.map_err(|e| {
+                tracing::error!(error = %e, "audit unavailable after a revocation");
+                TokenError::Unavailable
+            })?;
+        }
+        return Ok(());
     }
     let keys = state.keyring.current();
     // An expired token needs no revocation; a token that does not verify is none of ours.

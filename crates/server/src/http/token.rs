@@ -1,4 +1,5 @@
-//! `POST /oauth2/token` (RFC 6749 §3.2, §4.4, §5; RFC 8707 `resource`).
+//! `POST /oauth2/token` (RFC 6749 §3.2, §4.3, §4.4, §5, §6; RFC 8693 token exchange;
+//! RFC 8707 `resource`). Dispatches on `grant_type` to one module of [`crate::grant`].
 
 use axum::Json;
 use axum::Router;
@@ -16,6 +17,7 @@ use crate::audit::{self, RequestContext, kind, outcome};
 use crate::client_auth;
 use crate::grant::{self, Issued, ScopeRequest, TokenError};
 use crate::state::AppState;
+use zeroize::Zeroizing;
 
 /// Largest accepted body; real token requests are a few hundred bytes.
 pub const MAX_BODY: usize = 16 * 1024;
@@ -29,12 +31,36 @@ pub fn router() -> Router<AppState> {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[allow(dead_code)]
 pub struct TokenRequestForm {
-    /// `client_credentials`.
+    /// `client_credentials`, `password`, `refresh_token` or
+    /// `urn:ietf:params:oauth:grant-type:token-exchange`; the client's `grant_types` must
+    /// include it.
     grant_type: String,
-    /// Space-separated scopes; required.
-    scope: String,
-    /// The audience URI (RFC 8707); optional when the client is granted one audience.
+    /// Space-separated scopes; required for `client_credentials` and `password`; for
+    /// `refresh_token` and token exchange, optional and at most what the login or the
+    /// subject token had.
+    scope: Option<String>,
+    /// The audience URI (RFC 8707); optional when the subject is granted one audience
+    /// (refresh: the login's; exchange: the subject token's).
     resource: Option<String>,
+    /// `password`: the user's login name.
+    username: Option<String>,
+    /// `password`: the user's password.
+    password: Option<String>,
+    /// `refresh_token`: the refresh token (`mfy_rt_…`).
+    refresh_token: Option<String>,
+    /// Token exchange: the Mayfly access token to exchange.
+    subject_token: Option<String>,
+    /// Token exchange: `urn:ietf:params:oauth:token-type:access_token`.
+    subject_token_type: Option<String>,
+    /// Token exchange: a Mayfly access token of the party acting for the subject
+    /// (delegation; issued to the calling client).
+    actor_token: Option<String>,
+    /// Token exchange: `urn:ietf:params:oauth:token-type:access_token`.
+    actor_token_type: Option<String>,
+    /// Token exchange: `urn:ietf:params:oauth:token-type:access_token` (the default).
+    requested_token_type: Option<String>,
+    /// Token exchange: the audience URI, like `resource`.
+    audience: Option<String>,
     /// For `client_secret_post`.
     client_id: Option<String>,
     /// For `client_secret_post`.
@@ -57,7 +83,9 @@ struct Seen {
     dpop_jkt: Option<String>,
 }
 
-/// Exchanges client credentials for an access token.
+/// Issues an access token: for the client itself (client_credentials), for a user
+/// (password; with a refresh token when the client may refresh), for a refresh token
+/// (rotated), or in exchange for another access token (RFC 8693).
 #[utoipa::path(
     post,
     path = "/oauth2/token",
@@ -67,7 +95,7 @@ struct Seen {
     params(("DPoP" = Option<String>, Header, description = "A DPoP proof (RFC 9449): binds the token to its key")),
     responses(
         (status = 200, description = "A token (RFC 6749 §5.1)", body = mayfly_core::wire::TokenResponse),
-        (status = 400, description = "invalid_request, invalid_scope, invalid_target, unsupported_grant_type, unauthorized_client (network not allowed), invalid_dpop_proof, use_dpop_nonce", body = mayfly_core::wire::ErrorResponse),
+        (status = 400, description = "invalid_request, invalid_grant, invalid_scope, invalid_target, unauthorized_client (grant type or network not allowed), unsupported_grant_type, invalid_dpop_proof, use_dpop_nonce", body = mayfly_core::wire::ErrorResponse),
         (status = 401, description = "invalid_client", body = mayfly_core::wire::ErrorResponse),
         (status = 413, description = "Body too large", body = mayfly_core::wire::ErrorResponse),
         (status = 429, description = "temporarily_unavailable: too many failed client authentications; retry after Retry-After", body = mayfly_core::wire::ErrorResponse),
@@ -79,7 +107,7 @@ pub async fn token(State(state): State<AppState>, request: Request) -> Response 
     let ctx = super::request_context(&state, &parts.headers, &parts.extensions);
     let mut seen = Seen::default();
     let result = match axum::body::to_bytes(body, MAX_BODY).await {
-        Ok(body) => exchange(&state, &parts.headers, &body, &mut seen, ctx.source_ip).await,
+        Ok(body) => exchange(&state, &parts.headers, &body, &mut seen, &ctx).await,
         Err(_) => Err(TokenError::TooLarge),
     };
     let event = match &result {
@@ -218,8 +246,9 @@ async fn exchange(
     headers: &HeaderMap,
     body: &[u8],
     seen: &mut Seen,
-    source: Option<std::net::IpAddr>,
+    ctx: &RequestContext,
 ) -> Result<Issued, TokenError> {
+    let source = ctx.source_ip;
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
@@ -245,7 +274,7 @@ async fn exchange(
     let grant_type = form
         .get("grant_type")
         .ok_or_else(|| TokenError::InvalidRequest("the grant_type parameter is required".into()))?;
-    if grant_type != "client_credentials" {
+    if !grant::GRANT_TYPES.contains(&grant_type) {
         return Err(TokenError::UnsupportedGrantType(
             grant_type.chars().take(64).collect(),
         ));
@@ -279,7 +308,28 @@ async fn exchange(
         binding,
         source,
     };
-    grant::client_credentials::grant(state, &client, &request).await
+    match grant_type {
+        grant::PASSWORD => {
+            let password = form.get("password").map(|p| Zeroizing::new(p.to_owned()));
+            grant::password::grant(state, &client, form.get("username"), password, &request).await
+        }
+        grant::REFRESH_TOKEN => {
+            grant::refresh::grant(state, &client, form.get("refresh_token"), &request, ctx).await
+        }
+        grant::TOKEN_EXCHANGE => {
+            let exchange = grant::exchange::ExchangeRequest {
+                subject_token: form.get("subject_token"),
+                subject_token_type: form.get("subject_token_type"),
+                actor_token: form.get("actor_token"),
+                actor_token_type: form.get("actor_token_type"),
+                requested_token_type: form.get("requested_token_type"),
+                audience: form.get("audience"),
+                scope: request,
+            };
+            grant::exchange::grant(state, &client, &exchange).await
+        }
+        _ => grant::client_credentials::grant(state, &client, &request).await,
+    }
 }
 
 fn issued_event(
@@ -304,6 +354,10 @@ fn issued_event(
             "grants": issued.grant_ids,
             "dpop_jkt": claims.cnf.as_ref().map(|c| &c.jkt),
             "cidr": claims.cidr,
+            "family": claims.fam,
+            "act": claims.act.as_ref().map(|a| &a.sub),
+            "exchanged_from": claims.orig.first().map(|o| &o.jti),
+            "refresh_token_issued": issued.response.refresh_token.is_some(),
         }),
         ..audit::event(kind::TOKEN_ISSUED, outcome::SUCCESS, state.clock.now(), ctx)
     }
@@ -317,12 +371,18 @@ fn denied_event(
 ) -> AuditEvent {
     let (event_type, result) = match error {
         TokenError::InvalidClient(_) => (kind::CLIENT_AUTH_FAILED, outcome::FAILURE),
+        TokenError::UserAuthFailed { .. } => (kind::USER_AUTH_FAILED, outcome::FAILURE),
         TokenError::Unavailable | TokenError::Internal(_) => (kind::TOKEN_DENIED, outcome::FAILURE),
         _ => (kind::TOKEN_DENIED, outcome::DENIED),
     };
     let short = |s: &Option<String>| s.as_ref().map(|s| s.chars().take(256).collect::<String>());
+    let user = match error {
+        TokenError::UserAuthFailed { user, .. } => user.map(|u| u.to_string()),
+        _ => None,
+    };
     AuditEvent {
         actor: seen.client_id.clone(),
+        subject: user,
         client_id: seen.client_id.clone(),
         audience: short(&seen.resource),
         scopes: short(&seen.scope),

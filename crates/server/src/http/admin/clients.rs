@@ -67,6 +67,7 @@ pub async fn create(
         allowed_cidrs: body.allowed_cidrs,
         require_dpop: body.require_dpop,
         anomaly_policy: body.anomaly_policy.into(),
+        grant_types: body.grant_types,
     };
     if !body.public_keys.is_empty() {
         let keys = body
@@ -144,6 +145,7 @@ pub async fn update(
         allowed_cidrs: body.allowed_cidrs,
         require_dpop: body.require_dpop,
         anomaly_policy: body.anomaly_policy.map(Into::into),
+        grant_types: body.grant_types,
     };
     Ok(Json(
         admin.actor(&state).update_client(id, changes).await?.into(),

@@ -44,6 +44,7 @@ pub async fn create(
         expires_at: body.expires_at.map(|t| t.0),
         allowed_cidrs: body.allowed_cidrs,
         max_ttl: body.max_ttl_secs.map(Duration::seconds),
+        may_act: body.may_act,
         reason: body.reason,
     };
     let grant = admin.actor(&state).grant(spec).await?;
@@ -116,6 +117,7 @@ pub async fn update(
         allowed_cidrs: body.allowed_cidrs,
         max_ttl: body.max_ttl_secs.map(|t| t.map(Duration::seconds)),
         reason: body.reason,
+        may_act: body.may_act,
     };
     Ok(Json(
         admin.actor(&state).update_grant(id, changes).await?.into(),

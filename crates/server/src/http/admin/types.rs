@@ -196,6 +196,8 @@ pub struct ClientOut {
     pub require_dpop: bool,
     /// What an anomaly concerning it triggers.
     pub anomaly_policy: Policy,
+    /// Grant types it may use (RFC 7591 `grant_types`).
+    pub grant_types: Vec<String>,
     /// Creation time.
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
@@ -215,6 +217,7 @@ impl From<ClientRecord> for ClientOut {
             allowed_cidrs: c.allowed_cidrs,
             require_dpop: c.require_dpop,
             anomaly_policy: c.anomaly_policy.into(),
+            grant_types: c.grant_types,
             created_at: c.created_at,
             updated_at: c.updated_at,
         }
@@ -265,6 +268,12 @@ pub struct NewClientIn {
     #[serde(default)]
     #[schema(max_items = 2)]
     pub public_keys: Vec<OkpJwk>,
+    /// Grant types it may use (RFC 7591 `grant_types`): `client_credentials` (the
+    /// default), `password`, `refresh_token` (lets it receive refresh tokens on user
+    /// logins), `urn:ietf:params:oauth:grant-type:token-exchange`.
+    #[serde(default = "default_grant_types")]
+    #[schema(example = json!(["client_credentials"]))]
+    pub grant_types: Vec<String>,
 }
 
 /// What an anomaly (new network, new audience or endpoint, burst of failures) triggers:
@@ -302,6 +311,10 @@ fn yes() -> bool {
     true
 }
 
+fn default_grant_types() -> Vec<String> {
+    vec![crate::grant::CLIENT_CREDENTIALS.to_owned()]
+}
+
 /// Changes to a client; absent fields stay, `null` clears a lifetime.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -324,6 +337,8 @@ pub struct ClientPatch {
     pub require_dpop: Option<bool>,
     /// New anomaly policy.
     pub anomaly_policy: Option<Policy>,
+    /// New grant types.
+    pub grant_types: Option<Vec<String>>,
 }
 
 /// A client secret's metadata (never the secret).
@@ -546,6 +561,8 @@ pub struct GrantOut {
     pub allowed_cidrs: Vec<String>,
     /// Longest token lifetime in seconds.
     pub max_ttl_secs: Option<i64>,
+    /// Clients or users that may act for the subject under it (RFC 8693 delegation).
+    pub may_act: Vec<Uuid>,
     /// Why it exists.
     pub reason: String,
     /// Who created it.
@@ -566,6 +583,7 @@ impl From<GrantRecord> for GrantOut {
             expires_at: g.expires_at,
             allowed_cidrs: g.allowed_cidrs,
             max_ttl_secs: g.max_ttl_secs,
+            may_act: g.may_act,
             reason: g.reason,
             created_by: g.created_by,
             created_at: g.created_at,
@@ -594,6 +612,12 @@ pub struct NewGrantIn {
     /// Longest token lifetime in seconds.
     #[schema(minimum = 1, maximum = 3600)]
     pub max_ttl_secs: Option<i64>,
+    /// Clients or users that may act for the subject under it: with a token of their
+    /// own as `actor_token`, they may exchange the subject's token for a delegated one
+    /// (RFC 8693, `act` claim) covering this grant's scopes.
+    #[serde(default)]
+    #[schema(max_items = 64)]
+    pub may_act: Vec<Uuid>,
     /// Why it exists.
     #[serde(default)]
     #[schema(max_length = 1000)]
@@ -620,6 +644,9 @@ pub struct GrantPatch {
     pub max_ttl_secs: Option<Option<i64>>,
     /// New reason.
     pub reason: Option<String>,
+    /// New list of who may act for the subject (removing one revokes the grant's tokens).
+    #[schema(max_items = 64)]
+    pub may_act: Option<Vec<Uuid>>,
 }
 
 /// Grant listing filters.
@@ -694,7 +721,7 @@ impl From<SigningKeyRecord> for KeyOut {
 #[serde(deny_unknown_fields)]
 pub struct NewRevocationIn {
     /// What to revoke: one token (`jti`), or every token of a `subject`, `client`,
-    /// `grant` or signing `key`.
+    /// `grant`, signing `key` or refresh-token `family`.
     pub kind: mayfly_core::revocation::RevocationKind,
     /// The jti, subject id, client id, grant id or key id (`k4.pid.…`).
     #[schema(min_length = 1, max_length = 256)]

@@ -1,0 +1,359 @@
+//! RFC 8693 token exchange: down-scoping, audiences, lifetime, delegation with and
+//! without permission, and revocation cascading from the original.
+
+use mayfly_server::admin::GrantChanges;
+use serde_json::Value;
+use time::Duration;
+use uuid::Uuid;
+
+use crate::helpers::{Auth, TestApp, TestClient, assert_oauth_error};
+
+const ORDERS: &str = "https://api.example.com/orders";
+/// A narrower resource server that also understands `orders:read`.
+const REPORTS: &str = "https://api.example.com/orders/reports";
+const BILLING: &str = "https://api.example.com/billing";
+const PASSWORD: &str = "correct horse battery staple";
+const EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+const ACCESS_TOKEN: &str = "urn:ietf:params:oauth:token-type:access_token";
+
+crate::both_stores!(
+    exchange_narrows_scopes_audience_and_lifetime,
+    delegation_needs_a_grant_naming_the_actor,
+    revoking_the_original_revokes_what_was_exchanged,
+);
+
+struct Setup {
+    alice: Uuid,
+    alice_grant: Uuid,
+    cli: TestClient,
+    service: TestClient,
+}
+
+async fn setup(app: &TestApp) -> Setup {
+    app.audience(ORDERS, &["orders:read", "orders:write"]).await;
+    app.audience(REPORTS, &["orders:read"]).await;
+    app.audience(BILLING, &["billing:read"]).await;
+    let alice = app.user("alice", PASSWORD).await;
+    let alice_grant = app
+        .grant_user(alice, ORDERS, &["orders:read", "orders:write"])
+        .await;
+    app.grant_user(alice, REPORTS, &["orders:read"]).await;
+    let cli = app.client_for(&["password", "refresh_token"]).await;
+    let service = app.client_for(&["client_credentials", EXCHANGE]).await;
+    Setup {
+        alice,
+        alice_grant,
+        cli,
+        service,
+    }
+}
+
+async fn ok(response: reqwest::Response) -> Value {
+    let status = response.status();
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+fn access_token(body: &Value) -> String {
+    body["access_token"].as_str().unwrap().to_owned()
+}
+
+async fn login(app: &TestApp, s: &Setup, scope: &str) -> String {
+    let response = app
+        .token_request(
+            Auth::Basic(&s.cli),
+            &[
+                ("grant_type", "password"),
+                ("username", "alice"),
+                ("password", PASSWORD),
+                ("scope", scope),
+                ("resource", ORDERS),
+            ],
+        )
+        .await;
+    access_token(&ok(response).await)
+}
+
+async fn exchange(
+    app: &TestApp,
+    caller: &TestClient,
+    subject_token: &str,
+    extra: &[(&str, &str)],
+) -> reqwest::Response {
+    let mut params = vec![
+        ("grant_type", EXCHANGE),
+        ("subject_token", subject_token),
+        ("subject_token_type", ACCESS_TOKEN),
+    ];
+    params.extend_from_slice(extra);
+    app.token_request(Auth::Basic(caller), &params).await
+}
+
+async fn exchange_narrows_scopes_audience_and_lifetime(app: TestApp) {
+    let s = setup(&app).await;
+    let original = login(&app, &s, "orders:read orders:write").await;
+    let before = app.claims_of(&original);
+
+    // A subset of the scopes, same audience by default.
+    let body = ok(exchange(&app, &s.service, &original, &[("scope", "orders:read")]).await).await;
+    assert_eq!(body["scope"], "orders:read");
+    assert_eq!(body["issued_token_type"], ACCESS_TOKEN);
+    assert!(body.get("refresh_token").is_none());
+    let narrowed = app.claims_of(&access_token(&body));
+    assert_eq!(narrowed.sub, s.alice.to_string(), "still alice's token");
+    assert_eq!(narrowed.aud, ORDERS);
+    assert_eq!(narrowed.client_id, s.service.id.to_string());
+    assert!(narrowed.exp <= before.exp);
+    assert_eq!(narrowed.orig[0].jti, before.jti);
+    assert!(narrowed.act.is_none());
+    // No scope asked: the same scopes.
+    let same = ok(exchange(&app, &s.service, &original, &[]).await).await;
+    assert_eq!(same["scope"], "orders:read orders:write");
+
+    // More than the subject token holds: invalid_scope, even if alice is granted it.
+    let read_only = login(&app, &s, "orders:read").await;
+    assert_oauth_error(
+        exchange(
+            &app,
+            &s.service,
+            &read_only,
+            &[("scope", "orders:read orders:write")],
+        )
+        .await,
+        400,
+        "invalid_scope",
+    )
+    .await;
+
+    // Another audience alice is granted: fine (resource or audience parameter).
+    for param in ["resource", "audience"] {
+        let body = ok(exchange(
+            &app,
+            &s.service,
+            &original,
+            &[("scope", "orders:read"), (param, REPORTS)],
+        )
+        .await)
+        .await;
+        assert_eq!(app.claims_of(&access_token(&body)).aud, REPORTS);
+    }
+    // One she is not granted, or that does not exist: invalid_target.
+    for target in [BILLING, "https://nowhere.example"] {
+        assert_oauth_error(
+            exchange(&app, &s.service, &original, &[("resource", target)]).await,
+            400,
+            "invalid_target",
+        )
+        .await;
+    }
+
+    // Never longer than the original's remaining life.
+    app.clock.advance(Duration::seconds(200));
+    let late = ok(exchange(&app, &s.service, &original, &[]).await).await;
+    assert!(late["expires_in"].as_u64().unwrap() <= 100, "{late}");
+    assert_eq!(app.claims_of(&access_token(&late)).exp, before.exp);
+
+    // What is refused before anything is issued.
+    assert_oauth_error(
+        app.token_request(
+            Auth::Basic(&s.service),
+            &[("grant_type", EXCHANGE), ("subject_token", &original)],
+        )
+        .await,
+        400,
+        "invalid_request",
+    )
+    .await;
+    assert_oauth_error(
+        exchange(&app, &s.service, "v4.public.garbage", &[]).await,
+        400,
+        "invalid_grant",
+    )
+    .await;
+    assert_oauth_error(
+        exchange(&app, &s.cli, &original, &[]).await,
+        400,
+        "unauthorized_client",
+    )
+    .await;
+    app.clock.advance(Duration::seconds(200));
+    assert_oauth_error(
+        exchange(&app, &s.service, &original, &[]).await,
+        400,
+        "invalid_grant",
+    )
+    .await;
+}
+
+async fn delegation_needs_a_grant_naming_the_actor(app: TestApp) {
+    let s = setup(&app).await;
+    let (rs, _) = app.introspector().await;
+    // The service's own token, to present as the actor.
+    app.grant(&s.service, BILLING, &["billing:read"]).await;
+    let actor = access_token(
+        &app.token_ok(
+            Auth::Basic(&s.service),
+            &[
+                ("grant_type", "client_credentials"),
+                ("scope", "billing:read"),
+            ],
+        )
+        .await,
+    );
+    let actor_params = [
+        ("actor_token", actor.as_str()),
+        ("actor_token_type", ACCESS_TOKEN),
+    ];
+    let user_token = login(&app, &s, "orders:read orders:write").await;
+
+    // No grant of alice names the service: no delegation.
+    assert_oauth_error(
+        exchange(&app, &s.service, &user_token, &actor_params).await,
+        400,
+        "invalid_grant",
+    )
+    .await;
+
+    // Alice's orders grant lets the service act for her.
+    app.admin()
+        .update_grant(
+            s.alice_grant,
+            GrantChanges {
+                may_act: Some(vec![s.service.id]),
+                ..GrantChanges::default()
+            },
+        )
+        .await
+        .unwrap();
+    let user_token = login(&app, &s, "orders:read orders:write").await;
+    let mut params = actor_params.to_vec();
+    params.push(("scope", "orders:write"));
+    let body = ok(exchange(&app, &s.service, &user_token, &params).await).await;
+    let delegated = access_token(&body);
+    let claims = app.claims_of(&delegated);
+    assert_eq!(claims.sub, s.alice.to_string());
+    assert_eq!(claims.act.as_ref().unwrap().sub, s.service.id.to_string());
+    assert_eq!(claims.scope, "orders:write");
+    let answer = app.introspect(&rs, &delegated).await;
+    assert_eq!(answer["active"], true);
+    assert_eq!(answer["act"]["sub"], s.service.id.to_string());
+    // Only where the permitting grant reaches: alice's REPORTS grant names nobody.
+    assert_oauth_error(
+        exchange(
+            &app,
+            &s.service,
+            &user_token,
+            &[
+                actor_params[0],
+                actor_params[1],
+                ("scope", "orders:read"),
+                ("resource", REPORTS),
+            ],
+        )
+        .await,
+        400,
+        "invalid_target",
+    )
+    .await;
+    // An actor token issued to another client is not the caller's to present.
+    let other = app.client_for(&["client_credentials", EXCHANGE]).await;
+    assert_oauth_error(
+        exchange(&app, &other, &user_token, &actor_params).await,
+        400,
+        "invalid_grant",
+    )
+    .await;
+    // An actor token type is required with the actor token.
+    assert_oauth_error(
+        exchange(
+            &app,
+            &s.service,
+            &user_token,
+            &[("actor_token", actor.as_str())],
+        )
+        .await,
+        400,
+        "invalid_request",
+    )
+    .await;
+
+    // Withdrawing the permission ends the delegated tokens at once.
+    app.clock.advance(Duration::seconds(1));
+    app.admin()
+        .update_grant(
+            s.alice_grant,
+            GrantChanges {
+                may_act: Some(vec![]),
+                ..GrantChanges::default()
+            },
+        )
+        .await
+        .unwrap();
+    app.state.revocations.catch_up().await.unwrap();
+    assert!(!app.is_active(&rs, &delegated).await);
+    let user_token = login(&app, &s, "orders:read").await;
+    assert_oauth_error(
+        exchange(&app, &s.service, &user_token, &actor_params).await,
+        400,
+        "invalid_grant",
+    )
+    .await;
+}
+
+async fn revoking_the_original_revokes_what_was_exchanged(app: TestApp) {
+    let s = setup(&app).await;
+    let (rs, reader) = app.introspector().await;
+    let original = login(&app, &s, "orders:read orders:write").await;
+    let first = access_token(
+        &ok(exchange(&app, &s.service, &original, &[("scope", "orders:read")]).await).await,
+    );
+    // An exchange of an exchange.
+    let second =
+        access_token(&ok(exchange(&app, &s.service, &first, &[("resource", REPORTS)]).await).await);
+    assert_eq!(app.claims_of(&second).orig.len(), 2);
+    // An unrelated token of alice's.
+    let unrelated = login(&app, &s, "orders:read").await;
+    for token in [&original, &first, &second, &unrelated] {
+        assert!(app.is_active(&rs, token).await);
+        assert!(!app.feed_revokes(&reader, token).await);
+    }
+
+    // The login client revokes the original (RFC 7009).
+    let response = app
+        .http
+        .post(format!("{}/oauth2/revoke", app.base))
+        .basic_auth(s.cli.id, Some(&s.cli.secret))
+        .form(&[("token", original.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    for token in [&original, &first, &second] {
+        assert!(!app.is_active(&rs, token).await, "introspection");
+        assert!(app.feed_revokes(&reader, token).await, "offline verifiers");
+    }
+    assert!(app.is_active(&rs, &unrelated).await);
+    // A revoked token cannot be exchanged either.
+    assert_oauth_error(
+        exchange(&app, &s.service, &original, &[]).await,
+        400,
+        "invalid_grant",
+    )
+    .await;
+
+    // Revoking by the original's client (every token it obtained) cascades too, judged
+    // by the original's issue time.
+    let original = login(&app, &s, "orders:read").await;
+    let exchanged = access_token(&ok(exchange(&app, &s.service, &original, &[]).await).await);
+    app.clock.advance(Duration::seconds(1));
+    let api = app.admin_with(&["mayfly:admin:revocations"]).await;
+    api.post(
+        "/admin/v1/revocations",
+        serde_json::json!({ "kind": "client", "value": s.cli.id.to_string() }),
+    )
+    .await
+    .ok(201);
+    assert!(!app.is_active(&rs, &exchanged).await);
+    assert!(app.feed_revokes(&reader, &exchanged).await);
+}
