@@ -36,6 +36,7 @@ class Admin:
         return created
 
     def user(self, username: str, password: str) -> dict:
+        remember(password)
         return self.post("/admin/v1/users", {"username": username, "password": password})
 
     def grant(self, kind: str, subject_id: str, audience: str, scopes: list[str]) -> dict:

@@ -10,7 +10,7 @@ import sys
 import time
 
 from authlib.integrations.requests_client import OAuth2Session
-from mayfly_admin import Admin, check
+from mayfly_admin import Admin, check, remember
 
 AUDIENCE = "https://orders.password.authlib.test"
 USERNAME = "alice-authlib"
@@ -43,10 +43,14 @@ def main(issuer: str, admin_id: str, admin_secret: str) -> None:
     check(token["access_token"].startswith("v4.public."), "not a PASETO")
     check(token["scope"] == "orders:read orders:write", f"scope {token['scope']}")
     first = token["refresh_token"]
+    remember(token["access_token"])
+    remember(first)
     check(first.startswith("mfy_rt_"), "refresh token prefix")
 
     # Rotation: a new access token and a new refresh token.
     second = dict(session.refresh_token(token_url, refresh_token=first))
+    remember(second["access_token"])
+    remember(second["refresh_token"])
     check(second["refresh_token"] != first, "the refresh token was not rotated")
     check(second["access_token"] != token["access_token"], "same access token")
     # Narrowing on refresh; widening is refused.
@@ -54,6 +58,8 @@ def main(issuer: str, admin_id: str, admin_secret: str) -> None:
         session.refresh_token(token_url, refresh_token=second["refresh_token"], scope="orders:read")
     )
     check(third["scope"] == "orders:read", f"narrowed scope {third['scope']}")
+    remember(third["access_token"])
+    remember(third["refresh_token"])
     check(third["refresh_token"] != second["refresh_token"], "not rotated on narrowing")
 
     # authlib's automatic refresh: an expired token is refreshed before a request.
@@ -66,6 +72,8 @@ def main(issuer: str, admin_id: str, admin_secret: str) -> None:
     )
     auto.get(f"{admin.issuer}/healthz", timeout=10).raise_for_status()
     fourth = dict(auto.token)
+    remember(fourth["access_token"])
+    remember(fourth["refresh_token"])
     check(fourth["refresh_token"] != third["refresh_token"], "auto refresh did not rotate")
     check(fourth["access_token"] != third["access_token"], "auto refresh kept the token")
 

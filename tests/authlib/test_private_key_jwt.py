@@ -16,7 +16,7 @@ from authlib.integrations.requests_client import OAuth2Session
 from authlib.oauth2.rfc7523 import PrivateKeyJWT
 from authlib.oauth2.rfc7523.assertion import client_secret_jwt_sign, private_key_jwt_sign
 from joserfc.jwk import OctKey, OKPKey
-from mayfly_admin import Admin, check
+from mayfly_admin import Admin, check, remember
 
 AUDIENCE = "https://orders.pkjwt.authlib.test"
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
@@ -26,6 +26,7 @@ def main(issuer: str, admin_id: str, admin_secret: str) -> None:
     admin = Admin(issuer, admin_id, admin_secret)
     admin.audience(AUDIENCE, ["orders:read"])
     key = OKPKey.generate_key("Ed25519")
+    remember(key.as_dict(private=True)["d"])
     public = key.as_dict(private=False)
     check("d" not in public, "the public JWK carries no private part")
     client = admin.client(
@@ -55,6 +56,7 @@ def main(issuer: str, admin_id: str, admin_secret: str) -> None:
         token = session.fetch_token(
             token_url, grant_type="client_credentials", resource=AUDIENCE
         )
+        remember(token["access_token"])
         check(token["token_type"] == "Bearer", f"token_type {token['token_type']}")
         check(token["access_token"].startswith("v4.public."), "not a PASETO")
         check(token["scope"] == "orders:read", f"scope {token['scope']}")
@@ -74,6 +76,7 @@ def main(issuer: str, admin_id: str, admin_secret: str) -> None:
 
     # The same assertion twice: the second is a replay.
     assertion = private_key_jwt_sign(key, client["id"], token_url, alg="EdDSA")
+    remember(assertion.decode() if isinstance(assertion, bytes) else assertion)
     first = token_with(assertion)
     check(first.status_code == 200, f"assertion: {first.status_code} {first.text}")
     replay = token_with(assertion)

@@ -1,7 +1,9 @@
 //! RFC 8693 token exchange: down-scoping, audiences, lifetime, delegation with and
 //! without permission, and revocation cascading from the original.
 
-use mayfly_server::admin::GrantChanges;
+use mayfly_core::dpop::{self, ProofRequest};
+use mayfly_core::jose::JwsKey;
+use mayfly_server::admin::{ClientChanges, GrantChanges};
 use serde_json::Value;
 use time::Duration;
 use uuid::Uuid;
@@ -20,6 +22,7 @@ crate::both_stores!(
     exchange_narrows_scopes_audience_and_lifetime,
     delegation_needs_a_grant_naming_the_actor,
     revoking_the_original_revokes_what_was_exchanged,
+    exchange_keeps_sender_constraints,
 );
 
 struct Setup {
@@ -356,4 +359,109 @@ async fn revoking_the_original_revokes_what_was_exchanged(app: TestApp) {
     .ok(201);
     assert!(!app.is_active(&rs, &exchanged).await);
     assert!(app.feed_revokes(&reader, &exchanged).await);
+}
+
+fn proof(app: &TestApp, key: &JwsKey) -> String {
+    dpop::sign(
+        key,
+        &ProofRequest {
+            htm: "POST",
+            htu: &app.token_endpoint(),
+            access_token: None,
+            nonce: None,
+            jti: &Uuid::new_v4().to_string(),
+            now: app.now(),
+        },
+    )
+}
+
+/// A DPoP-bound or network-restricted token may be traded only by the holder of its key,
+/// from its networks, and what it is traded for is no less constrained.
+async fn exchange_keeps_sender_constraints(app: TestApp) {
+    let s = setup(&app).await;
+    let alices_key = JwsKey::ed25519_from_seed(&[21; 32]);
+    let bound = ok(app
+        .http
+        .post(format!("{}/oauth2/token", app.base))
+        .basic_auth(s.cli.id, Some(&s.cli.secret))
+        .header("DPoP", proof(&app, &alices_key))
+        .form(&[
+            ("grant_type", "password"),
+            ("username", "alice"),
+            ("password", PASSWORD),
+            ("scope", "orders:read"),
+            ("resource", ORDERS),
+        ])
+        .send()
+        .await
+        .unwrap())
+    .await;
+    assert_eq!(bound["token_type"], "DPoP");
+    let bound = access_token(&bound);
+    let jkt = app.claims_of(&bound).cnf.unwrap().jkt;
+
+    // Without a proof, or with a proof by another key: refused.
+    assert_oauth_error(
+        exchange(&app, &s.service, &bound, &[]).await,
+        400,
+        "invalid_grant",
+    )
+    .await;
+    let params = [
+        ("grant_type", EXCHANGE),
+        ("subject_token", bound.as_str()),
+        ("subject_token_type", ACCESS_TOKEN),
+    ];
+    let with_proof = |key: &JwsKey| {
+        app.http
+            .post(format!("{}/oauth2/token", app.base))
+            .basic_auth(s.service.id, Some(&s.service.secret))
+            .header("DPoP", proof(&app, key))
+            .form(&params)
+            .send()
+    };
+    let stranger = JwsKey::ed25519_from_seed(&[22; 32]);
+    assert_oauth_error(with_proof(&stranger).await.unwrap(), 400, "invalid_grant").await;
+    // By the key holder: the new token is bound to the same key.
+    let traded = ok(with_proof(&alices_key).await.unwrap()).await;
+    assert_eq!(traded["token_type"], "DPoP");
+    assert_eq!(app.claims_of(&access_token(&traded)).cnf.unwrap().jkt, jkt);
+
+    // A token for 127.0.0.1 only: traded from there, the new one is as narrow; from
+    // another address, refused.
+    app.admin()
+        .update_client(
+            s.cli.id,
+            ClientChanges {
+                allowed_cidrs: Some(vec!["127.0.0.1/32".into()]),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    // Changing a client's networks revokes its tokens issued until now (whole seconds).
+    app.clock.advance(Duration::seconds(1));
+    let narrow = login(&app, &s, "orders:read").await;
+    assert_eq!(app.claims_of(&narrow).cidr, vec!["127.0.0.1/32"]);
+    let traded = ok(exchange(&app, &s.service, &narrow, &[]).await).await;
+    assert_eq!(
+        app.claims_of(&access_token(&traded)).cidr,
+        vec!["127.0.0.1/32"],
+        "the service is unrestricted, the token stays narrow"
+    );
+    let elsewhere = reqwest::Client::builder()
+        .local_address("127.0.0.2".parse::<std::net::IpAddr>().unwrap())
+        .build()
+        .unwrap()
+        .post(format!("{}/oauth2/token", app.base))
+        .basic_auth(s.service.id, Some(&s.service.secret))
+        .form(&[
+            ("grant_type", EXCHANGE),
+            ("subject_token", narrow.as_str()),
+            ("subject_token_type", ACCESS_TOKEN),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_oauth_error(elsewhere, 400, "invalid_grant").await;
 }
