@@ -308,13 +308,29 @@ async fn exchange(
         binding,
         source,
     };
+    // The rarer grant types are boxed: their futures are large, and the state machine
+    // of this function (allocated for every token request) would grow to the largest.
     match grant_type {
         grant::PASSWORD => {
             let password = form.get("password").map(|p| Zeroizing::new(p.to_owned()));
-            grant::password::grant(state, &client, form.get("username"), password, &request).await
+            Box::pin(grant::password::grant(
+                state,
+                &client,
+                form.get("username"),
+                password,
+                &request,
+            ))
+            .await
         }
         grant::REFRESH_TOKEN => {
-            grant::refresh::grant(state, &client, form.get("refresh_token"), &request, ctx).await
+            Box::pin(grant::refresh::grant(
+                state,
+                &client,
+                form.get("refresh_token"),
+                &request,
+                ctx,
+            ))
+            .await
         }
         grant::TOKEN_EXCHANGE => {
             let exchange = grant::exchange::ExchangeRequest {
@@ -326,7 +342,7 @@ async fn exchange(
                 audience: form.get("audience"),
                 scope: request,
             };
-            grant::exchange::grant(state, &client, &exchange).await
+            Box::pin(grant::exchange::grant(state, &client, &exchange)).await
         }
         _ => grant::client_credentials::grant(state, &client, &request).await,
     }
