@@ -165,6 +165,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let retention = mayfly_server::audit::spawn_retention(&started.state);
     let one_time_ids = mayfly_server::dpop::spawn_pruning(&started.state);
     let refresh_pruning = mayfly_server::grant::refresh::spawn_pruning(&started.state);
+    let access_expiry = mayfly_server::admin::access::spawn_expiry(&started.state);
     let served = http::serve(listener, started.state, shutdown_signal()).await;
     // The task holds the state (and its audit sink): stop it before draining the audit.
     rotation.abort();
@@ -172,6 +173,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     retention.abort();
     one_time_ids.abort();
     refresh_pruning.abort();
+    access_expiry.abort();
     served.context("serving")?;
     // Every sink is gone with the router: the writer drains the queue and stops.
     started.audit_writer.await.context("audit writer")?;

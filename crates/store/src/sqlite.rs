@@ -1874,8 +1874,8 @@ fn fold_access_requests(rows: &[SqliteRow]) -> StoreResult<Vec<AccessRequestReco
     let mut out: BTreeMap<Uuid, AccessRequestRecord> = BTreeMap::new();
     for row in rows {
         let id: Uuid = row.try_get("id").or_store("access request")?;
-        if !out.contains_key(&id) {
-            out.insert(id, access_request(row)?);
+        if let std::collections::btree_map::Entry::Vacant(slot) = out.entry(id) {
+            slot.insert(access_request(row)?);
         }
         let approver: Option<String> = row.try_get("ap_approver").or_store("access request")?;
         if let (Some(approver), Some(request)) = (approver, out.get_mut(&id)) {
