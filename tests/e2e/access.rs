@@ -20,6 +20,7 @@ crate::both_stores!(
     a_pending_request_expires,
     cancelling_revokes_live_tokens,
     policies_are_validated_and_audited,
+    concurrent_approvals_create_one_grant,
 );
 
 const DB: &str = "https://db.example/main";
@@ -454,6 +455,67 @@ async fn cancelling_revokes_live_tokens(app: TestApp) {
         .ok(200)
         .clone();
     assert_eq!(cancelled["state"], "cancelled");
+}
+
+/// Approvers racing on a request that needs one approval: it is approved once, with
+/// exactly one grant; the losers' grants do not survive.
+async fn concurrent_approvals_create_one_grant(app: TestApp) {
+    let scene = Scene::new(&app).await;
+    scene
+        .policy(json!({
+            "name": "write", "scopes": ["db:write"], "subjects": ["users"],
+            "max_duration_secs": 900, "decision": "approval", "approvals_required": 1,
+        }))
+        .await;
+    let alice_id = scene.person("alice", &["mayfly:access"]).await;
+    let alice = scene.as_user("alice", "mayfly:access").await;
+    let mut approvers = Vec::new();
+    for name in ["bob", "carol", "dave", "erin"] {
+        scene.person(name, &["mayfly:approve"]).await;
+        approvers.push(scene.as_user(name, "mayfly:approve").await);
+    }
+    let pending = alice
+        .post("/v1/access-requests", request(&["db:write"], 600))
+        .await
+        .ok(201)
+        .clone();
+    let path = format!(
+        "/admin/v1/access-requests/{}/approve",
+        pending["id"].as_str().unwrap()
+    );
+    let answers = futures_util::future::join_all(
+        approvers
+            .iter()
+            .map(|a| a.post(&path, json!({ "comment": "race" }))),
+    )
+    .await;
+    for answer in &answers {
+        assert!(
+            answer.status == 200 || answer.status == 409,
+            "{} {}",
+            answer.status,
+            answer.body
+        );
+    }
+    let grants = app
+        .state
+        .store
+        .subject_grants(mayfly_store::Subject::User(alice_id))
+        .await
+        .unwrap();
+    let on_db: Vec<_> = grants.iter().filter(|g| g.audience_uri == DB).collect();
+    assert_eq!(on_db.len(), 1, "exactly one grant");
+    let now = alice
+        .get(&format!(
+            "/v1/access-requests/{}",
+            pending["id"].as_str().unwrap()
+        ))
+        .await
+        .ok(200)
+        .clone();
+    assert_eq!(now["state"], "approved");
+    assert_eq!(now["grant_id"], json!(on_db[0].grant.id));
+    assert_eq!(app.audit("access.approved").await.len(), 1);
 }
 
 /// Policies: CRUD with validation; every change is an `admin.change` event.
