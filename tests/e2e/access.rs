@@ -685,6 +685,24 @@ async fn break_glass_raises_an_anomaly(backend: Backend) {
         .ok(200)
         .clone();
     assert_eq!(review["items"][0]["id"], approved["id"]);
+    // Reviewed afterwards, by someone else, with a comment: the mark goes.
+    let path = format!(
+        "/admin/v1/access-requests/{}/review",
+        approved["id"].as_str().unwrap()
+    );
+    scene.person("bob", &["mayfly:approve"]).await;
+    let bob = scene.as_user("bob", "mayfly:approve").await;
+    bob.post(&path, json!({})).await.problem(422);
+    let reviewed = bob
+        .post(&path, json!({ "comment": "justified: INC-4711" }))
+        .await
+        .ok(200)
+        .clone();
+    assert_eq!(reviewed["needs_review"], false);
+    bob.post(&path, json!({ "comment": "again" }))
+        .await
+        .problem(409);
+    assert_eq!(app.audit("access.reviewed").await.len(), 1);
 
     // The webhook hears of every step: the denied attempt, the request, its approval,
     // and the anomaly.

@@ -2382,6 +2382,26 @@ async fn access_policies_and_requests_decide_once(store: Arc<dyn Store>) {
         .unwrap();
     assert_eq!(mine.len(), 1);
     assert_eq!(mine[0].approvals.len(), 2);
+    assert!(
+        !store.clear_access_review(request.id).await.unwrap(),
+        "not marked"
+    );
+    let marked = AccessRequestRecord {
+        id: Uuid::now_v7(),
+        needs_review: true,
+        ..request.clone()
+    };
+    store.create_access_request(&marked).await.unwrap();
+    assert!(store.clear_access_review(marked.id).await.unwrap());
+    assert!(
+        !store
+            .access_request(marked.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .needs_review
+    );
+    assert!(!store.clear_access_review(marked.id).await.unwrap(), "once");
     store.delete_access_policy(policy.id).await.unwrap();
     assert_eq!(
         store

@@ -332,6 +332,8 @@ pub trait AccessStore: Send + Sync {
     /// Applies `transition` if the request is in `transition.from`; `false` otherwise
     /// (another decision won, or it expired).
     async fn transition_access_request(&self, transition: &AccessTransition) -> StoreResult<bool>;
+    /// Clears a request's review mark; `false` when it was not marked (or is gone).
+    async fn clear_access_review(&self, id: Uuid) -> StoreResult<bool>;
     /// Moves every pending request whose time is up at `now` to `expired` and returns
     /// them (as they are now).
     async fn expire_access_requests(

@@ -2060,6 +2060,17 @@ impl AccessStore for PgStore {
         Ok(done.rows_affected() == 1)
     }
 
+    async fn clear_access_review(&self, id: Uuid) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE access_requests SET needs_review = false WHERE id = $1 AND needs_review",
+        )
+        .bind(id)
+        .execute(&self.pool)
+        .await
+        .or_store("access request")?;
+        Ok(done.rows_affected() == 1)
+    }
+
     async fn expire_access_requests(
         &self,
         now: OffsetDateTime,

@@ -862,6 +862,42 @@ impl Actor<'_> {
         Ok(request)
     }
 
+    /// Records the after-the-fact review of a request marked for it (break-glass), by
+    /// someone other than the requester; clears the mark.
+    ///
+    /// # Errors
+    /// [`AdminError::Forbidden`] for the requester; [`AdminError::Conflict`] when it is
+    /// not marked for review; the comment is required.
+    pub async fn review_access(
+        &self,
+        id: Uuid,
+        comment: &str,
+        cx: &AccessContext<'_>,
+    ) -> Result<AccessRequestRecord, AdminError> {
+        let comment = text("comment", comment, true)?;
+        let request = self.access_request(id, cx).await?;
+        if subject_ref(request.subject).1.to_string() == self.id {
+            return Err(AdminError::Forbidden(
+                "you cannot review your own access request".into(),
+            ));
+        }
+        if !self.store.clear_access_review(id).await? {
+            return Err(AdminError::Conflict(
+                "the access request is not marked for review".into(),
+            ));
+        }
+        let reviewed = self.access_request(id, cx).await?;
+        self.access_event(
+            cx,
+            kind::ACCESS_REVIEWED,
+            outcome::SUCCESS,
+            &reviewed,
+            json!({ "comment": comment }),
+        )
+        .await?;
+        Ok(reviewed)
+    }
+
     /// The requester withdraws a request: a pending one is cancelled; an approved one
     /// too, and its grant ends now, revoking every token issued under it.
     ///

@@ -187,6 +187,8 @@ pub mod kind {
     pub const ACCESS_DENIED: &str = "access.denied";
     /// The requester cancelled an access request (an approved one's grant ended).
     pub const ACCESS_CANCELLED: &str = "access.cancelled";
+    /// An approver reviewed a break-glass access request after the fact.
+    pub const ACCESS_REVIEWED: &str = "access.reviewed";
     /// Nobody decided a pending access request in time.
     pub const ACCESS_EXPIRED: &str = "access.expired";
 }

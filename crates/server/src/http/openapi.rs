@@ -70,6 +70,7 @@ use crate::state::AppState;
         super::admin::access::read_request,
         super::admin::access::approve,
         super::admin::access::deny,
+        super::admin::access::review,
         super::access::create,
         super::access::list,
         super::access::read,

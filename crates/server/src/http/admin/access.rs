@@ -33,6 +33,7 @@ pub fn router() -> Router<AppState> {
         .route("/admin/v1/access-requests/{id}", get(read_request))
         .route("/admin/v1/access-requests/{id}/approve", post(approve))
         .route("/admin/v1/access-requests/{id}/deny", post(deny))
+        .route("/admin/v1/access-requests/{id}/review", post(review))
 }
 
 /// What the service layer needs from the state for an access call.
@@ -570,6 +571,29 @@ pub async fn deny(
     let request = admin
         .subject_actor(&state)
         .deny_access(id, &body.comment, &context(&state, &ctx))
+        .await?;
+    Ok(Json(request.into()))
+}
+
+/// Record the review of a request marked `needs_review` (break-glass), clearing the
+/// mark (needs `mayfly:approve`; never one's own; a comment is required).
+#[utoipa::path(post, operation_id = "review_access_requests", path = "/admin/v1/access-requests/{id}/review", tag = "admin", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Request id")),
+    request_body = DecisionComment,
+    responses((status = 200, description = "The request now", body = AccessRequestOut), AdminErrors))]
+pub async fn review(
+    State(state): State<AppState>,
+    admin: Admin,
+    parts: Parts,
+    Ids(id): Ids<Uuid>,
+    Body(body): Body<DecisionComment>,
+) -> Result<Json<AccessRequestOut>, Problem> {
+    admin.require(APPROVE_SCOPE)?;
+    admin.subject(&state).await?;
+    let ctx = crate::http::request_context(&state, &parts.headers, &parts.extensions);
+    let request = admin
+        .subject_actor(&state)
+        .review_access(id, &body.comment, &context(&state, &ctx))
         .await?;
     Ok(Json(request.into()))
 }
