@@ -616,7 +616,13 @@ impl Actor<'_> {
                 request.decision_comment = format!("approved by access policy {:?}", policy.name);
             }
         }
-        self.store.create_access_request(&request).await?;
+        if let Err(e) = self.store.create_access_request(&request).await {
+            // No grant without its request.
+            if let Some(grant_id) = request.grant_id {
+                let _ = self.delete_grant(grant_id).await;
+            }
+            return Err(e.into());
+        }
         let policy_detail = json!({ "policy_id": policy.id, "policy": policy.name, "break_glass": spec.break_glass });
         self.access_event(
             cx,
