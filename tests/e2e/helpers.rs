@@ -98,6 +98,7 @@ async fn serve(
         key_retire_hold: None,
         audit_retention: Duration::days(90),
         anomaly_learning_period: Duration::hours(1),
+        access_pending_timeout: Duration::hours(1),
         webhook_url: None,
         webhook_secret_file: None,
         password_max_failures: 5,

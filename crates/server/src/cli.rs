@@ -57,6 +57,19 @@ pub enum Command {
     /// Print a valid access token from the file `mayfly login` wrote, refreshing it
     /// (and rotating the refresh token) when it is about to expire.
     Token(TokenArgs),
+    /// Just-in-time access over HTTP, as the person (or client) `mayfly login` stored:
+    /// request access for yourself, list and cancel your requests; approvers list the
+    /// queue and approve or deny. The stored login must be for the issuer audience
+    /// (`mayfly login --scope "mayfly:access" --resource <issuer>`; approvers:
+    /// `mayfly:approve`).
+    Access {
+        /// The file `mayfly login` wrote (same default).
+        #[arg(long, env = "MAYFLY_TOKEN_FILE", global = true)]
+        token_file: Option<PathBuf>,
+        /// What to do.
+        #[command(subcommand)]
+        command: AccessCommand,
+    },
     /// End the stored login at the server (RFC 7009: its refresh token and every access
     /// token issued from it) and delete the token file.
     Logout {
@@ -104,6 +117,72 @@ pub struct TokenArgs {
     /// Refresh unless the token stays valid at least this long, e.g. 30s, 10m.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub min_valid: Duration,
+}
+
+/// `mayfly access …`
+#[derive(Debug, Subcommand)]
+pub enum AccessCommand {
+    /// Ask for scopes on an audience for a while; prints the request as JSON (approved at
+    /// once under an `auto` policy, else pending for approvers).
+    Request {
+        /// The audience URI.
+        #[arg(long)]
+        audience: String,
+        /// A scope (repeatable).
+        #[arg(long = "scope", required = true)]
+        scopes: Vec<String>,
+        /// For how long from approval, e.g. 15m (at most what the policy allows).
+        #[arg(long = "for", value_parser = parse_duration)]
+        duration: Duration,
+        /// Why (shown to approvers, kept in the audit log).
+        #[arg(long)]
+        reason: String,
+        /// Emergency: approve it yourself, where a policy allows break-glass (always an
+        /// anomaly, reviewed afterwards).
+        #[arg(long)]
+        break_glass: bool,
+    },
+    /// Your own requests.
+    List {
+        /// Only those in this state (pending, approved, denied, cancelled, expired).
+        #[arg(long)]
+        state: Option<String>,
+    },
+    /// One of your requests.
+    Show {
+        /// Request id.
+        id: Uuid,
+    },
+    /// Withdraw your request; an approved one's access ends now (its tokens revoked).
+    Cancel {
+        /// Request id.
+        id: Uuid,
+        /// Why.
+        #[arg(long, default_value = "")]
+        comment: String,
+    },
+    /// Approvers: the requests waiting for a decision.
+    Queue {
+        /// Which state to list.
+        #[arg(long, default_value = "pending")]
+        state: String,
+    },
+    /// Approvers: approve a request (never your own).
+    Approve {
+        /// Request id.
+        id: Uuid,
+        /// Why.
+        #[arg(long, default_value = "")]
+        comment: String,
+    },
+    /// Approvers: deny a request.
+    Deny {
+        /// Request id.
+        id: Uuid,
+        /// Why (required).
+        #[arg(long)]
+        comment: String,
+    },
 }
 
 /// `mayfly audit …`
@@ -200,6 +279,44 @@ pub enum AdminCommand {
         /// Action.
         #[command(subcommand)]
         command: GrantCommand,
+    },
+    /// Just-in-time access policies.
+    AccessPolicy {
+        /// Action.
+        #[command(subcommand)]
+        command: AccessPolicyCommand,
+    },
+}
+
+/// `mayfly admin access-policy …`
+#[derive(Debug, Subcommand)]
+pub enum AccessPolicyCommand {
+    /// Who may request which scopes of an audience, for how long, decided how.
+    Create {
+        /// Display name.
+        #[arg(long)]
+        name: String,
+        /// The audience URI.
+        #[arg(long)]
+        audience: String,
+        /// A scope that may be requested (repeatable).
+        #[arg(long = "scope", required = true)]
+        scopes: Vec<String>,
+        /// Who may request (repeatable): user:<id>, client:<id>, users, clients.
+        #[arg(long = "subject", required = true)]
+        subjects: Vec<String>,
+        /// Longest access, e.g. 15m.
+        #[arg(long, value_parser = parse_duration)]
+        max_duration: Duration,
+        /// auto, approval or deny.
+        #[arg(long)]
+        decision: String,
+        /// Distinct approvers needed (approval).
+        #[arg(long, default_value_t = 0)]
+        approvals: i64,
+        /// Allow emergency self-approval (approval policies).
+        #[arg(long)]
+        break_glass: bool,
     },
 }
 

@@ -99,7 +99,12 @@ pub struct Config {
     #[arg(long, env = "MAYFLY_ANOMALY_LEARNING_PERIOD", default_value = "1h", value_parser = parse_duration, global = true)]
     pub anomaly_learning_period: Duration,
 
-    /// URL that receives anomaly events as signed JSON POSTs (none: no webhook).
+    /// How long a just-in-time access request waits for approvers before it expires,
+    /// e.g. `1h`.
+    #[arg(long, env = "MAYFLY_ACCESS_PENDING_TIMEOUT", default_value = "1h", value_parser = parse_duration, global = true)]
+    pub access_pending_timeout: Duration,
+
+    /// URL that receives anomaly and access events as signed JSON POSTs (none: no webhook).
     #[arg(long, env = "MAYFLY_WEBHOOK_URL", global = true)]
     pub webhook_url: Option<String>,
 
@@ -314,6 +319,12 @@ impl Config {
             ));
         }
         let in_range = |d: Duration| (Duration::SECOND..=MAX_KEY_PERIOD).contains(&d);
+        if !in_range(self.access_pending_timeout) {
+            return Err(invalid(
+                "--access-pending-timeout / MAYFLY_ACCESS_PENDING_TIMEOUT",
+                "must be between 1s and 365d",
+            ));
+        }
         if !in_range(self.password_lockout) {
             return Err(invalid(
                 "--password-lockout / MAYFLY_PASSWORD_LOCKOUT",

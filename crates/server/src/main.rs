@@ -9,8 +9,8 @@ use anyhow::Context as _;
 use clap::Parser as _;
 use mayfly_server::admin::{Actor, ClientSpec, CreatedClient, GrantSpec};
 use mayfly_server::cli::{
-    AdminCommand, AudienceCommand, Cli, ClientCommand, Command, GrantCommand, KeysCommand,
-    LoginArgs, ScopeCommand, TokenArgs, UserCommand,
+    AccessCommand, AccessPolicyCommand, AdminCommand, AudienceCommand, Cli, ClientCommand, Command,
+    GrantCommand, KeysCommand, LoginArgs, ScopeCommand, TokenArgs, UserCommand,
 };
 use mayfly_server::clock::{Clock, SystemClock};
 use mayfly_server::config::{Config, MasterKeySource};
@@ -76,6 +76,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Audit { command } => audit_command(&cli.config, command).await,
         Command::Login(args) => login(&cli.config, args).await,
         Command::Token(args) => token(args).await,
+        Command::Access {
+            token_file,
+            command,
+        } => access(token_file, command).await,
         Command::Logout { token_file } => {
             let path = match token_file {
                 Some(path) => path,
@@ -133,6 +137,73 @@ async fn login(config: &Config, args: LoginArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+async fn access(
+    token_file: Option<std::path::PathBuf>,
+    command: AccessCommand,
+) -> anyhow::Result<()> {
+    use mayfly_server::access_cli::Api;
+    let path = match token_file {
+        Some(path) => path,
+        None => mayfly_server::login::default_token_file()?,
+    };
+    let api = Api::new(&path);
+    let now = SystemClock.now();
+    let answer = match command {
+        AccessCommand::Request {
+            audience,
+            scopes,
+            duration,
+            reason,
+            break_glass,
+        } => {
+            api.post(
+                "/v1/access-requests",
+                &json!({
+                    "audience": audience, "scopes": scopes, "duration_secs": duration.whole_seconds(),
+                    "reason": reason, "break_glass": break_glass,
+                }),
+                now,
+            )
+            .await?
+        }
+        AccessCommand::List { state } => {
+            let query = state.map(|s| format!("?state={s}")).unwrap_or_default();
+            api.get(&format!("/v1/access-requests{query}"), now).await?
+        }
+        AccessCommand::Show { id } => api.get(&format!("/v1/access-requests/{id}"), now).await?,
+        AccessCommand::Cancel { id, comment } => {
+            api.post(
+                &format!("/v1/access-requests/{id}/cancel"),
+                &json!({ "comment": comment }),
+                now,
+            )
+            .await?
+        }
+        AccessCommand::Queue { state } => {
+            api.get(&format!("/admin/v1/access-requests?state={state}"), now)
+                .await?
+        }
+        AccessCommand::Approve { id, comment } => {
+            api.post(
+                &format!("/admin/v1/access-requests/{id}/approve"),
+                &json!({ "comment": comment }),
+                now,
+            )
+            .await?
+        }
+        AccessCommand::Deny { id, comment } => {
+            api.post(
+                &format!("/admin/v1/access-requests/{id}/deny"),
+                &json!({ "comment": comment }),
+                now,
+            )
+            .await?
+        }
+    };
+    print_json(&answer);
+    Ok(())
+}
+
 async fn token(args: TokenArgs) -> anyhow::Result<()> {
     use mayfly_server::login;
     let path = match &args.token_file {
@@ -165,6 +236,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let retention = mayfly_server::audit::spawn_retention(&started.state);
     let one_time_ids = mayfly_server::dpop::spawn_pruning(&started.state);
     let refresh_pruning = mayfly_server::grant::refresh::spawn_pruning(&started.state);
+    let access_expiry = mayfly_server::admin::access::spawn_expiry(&started.state);
     let served = http::serve(listener, started.state, shutdown_signal()).await;
     // The task holds the state (and its audit sink): stop it before draining the audit.
     rotation.abort();
@@ -172,6 +244,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     retention.abort();
     one_time_ids.abort();
     refresh_pruning.abort();
+    access_expiry.abort();
     served.context("serving")?;
     // Every sink is gone with the router: the writer drains the queue and stops.
     started.audit_writer.await.context("audit writer")?;
@@ -359,6 +432,41 @@ async fn admin(config: &Config, command: AdminCommand) -> anyhow::Result<()> {
                 .await?;
             print_json(&json!({
                 "id": grant.id, "client_id": client, "user_id": user, "scopes": grant.scopes,
+            }));
+        }
+        AdminCommand::AccessPolicy {
+            command:
+                AccessPolicyCommand::Create {
+                    name,
+                    audience,
+                    scopes,
+                    subjects,
+                    max_duration,
+                    decision,
+                    approvals,
+                    break_glass,
+                },
+        } => {
+            use mayfly_server::admin::access::{AccessPolicySpec, Decision};
+            let decision = Decision::parse(&decision)
+                .ok_or_else(|| anyhow::anyhow!("--decision is auto, approval or deny"))?;
+            let policy = actor
+                .create_access_policy(AccessPolicySpec {
+                    name,
+                    audience,
+                    scopes,
+                    subjects,
+                    max_duration,
+                    decision,
+                    approvals_required: approvals,
+                    break_glass,
+                })
+                .await?;
+            print_json(&json!({
+                "id": policy.id, "name": policy.name, "scopes": policy.scopes,
+                "subjects": policy.subjects, "max_duration_secs": policy.max_duration_secs,
+                "decision": policy.decision, "approvals_required": policy.approvals_required,
+                "break_glass": policy.break_glass,
             }));
         }
     }

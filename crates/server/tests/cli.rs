@@ -708,3 +708,245 @@ fn login_and_token_over_http() {
         stderr(&stale)
     );
 }
+
+/// The claims of a PASETO v4.public token (payload = claims JSON ‖ 64-byte signature),
+/// read without verification: the server's own tests verify tokens elsewhere.
+fn claims_of(token: &str) -> Value {
+    use base64::Engine as _;
+    let body = token
+        .strip_prefix("v4.public.")
+        .unwrap()
+        .split('.')
+        .next()
+        .unwrap();
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(body)
+        .unwrap();
+    serde_json::from_slice(&raw[..raw.len() - 64]).unwrap()
+}
+
+/// Just-in-time access end to end with the CLI against a real server: a user logs in
+/// and requests access, an approver (logged in too) approves from the CLI, the user's
+/// next token carries the scope, and once the window (3 s) is over it does not.
+#[test]
+fn access_request_approved_from_the_cli_lasts_its_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let issuer = format!("http://{listen}");
+    let env_issuer = [("MAYFLY_ISSUER", issuer.as_str())];
+    let db = "https://db.example/main";
+    let password = "correct horse battery staple\n";
+
+    json(&mayfly(d, &["admin", "bootstrap"], &env_issuer));
+    json(&mayfly(
+        d,
+        &[
+            "admin", "audience", "create", "--uri", db, "--scope", "db:read",
+        ],
+        &env_issuer,
+    ));
+    let cli = json(&mayfly(
+        d,
+        &[
+            "admin",
+            "client",
+            "create",
+            "--name",
+            "mayfly-cli",
+            "--grant-type",
+            "password",
+            "--grant-type",
+            "refresh_token",
+        ],
+        &env_issuer,
+    ));
+    let mut users = Vec::new();
+    for (name, scope) in [("alice", "mayfly:access"), ("bob", "mayfly:approve")] {
+        let user = json(&mayfly_with_input(
+            d,
+            &["admin", "user", "create", "--username", name],
+            &env_issuer,
+            password,
+        ));
+        let id = user["id"].as_str().unwrap().to_owned();
+        json(&mayfly(
+            d,
+            &[
+                "admin",
+                "grant",
+                "create",
+                "--user",
+                &id,
+                "--audience",
+                &issuer,
+                "--scope",
+                scope,
+            ],
+            &env_issuer,
+        ));
+        users.push(id);
+    }
+    let policy = json(&mayfly(
+        d,
+        &[
+            "admin",
+            "access-policy",
+            "create",
+            "--name",
+            "read the database",
+            "--audience",
+            db,
+            "--scope",
+            "db:read",
+            "--subject",
+            &format!("user:{}", users[0]),
+            "--max-duration",
+            "15m",
+            "--decision",
+            "approval",
+            "--approvals",
+            "1",
+        ],
+        &env_issuer,
+    ));
+    assert_eq!(policy["decision"], "approval");
+    let _server = serve(d, &listen);
+
+    let client_id = cli["client_id"].as_str().unwrap();
+    let client_secret = cli["client_secret"].as_str().unwrap();
+    let login_env = [
+        ("MAYFLY_ISSUER", issuer.as_str()),
+        ("MAYFLY_CLIENT_ID", client_id),
+        ("MAYFLY_CLIENT_SECRET", client_secret),
+    ];
+    let alice_file = d.join("alice.json");
+    let bob_file = d.join("bob.json");
+    for (name, scope, file) in [
+        ("alice", "mayfly:access", &alice_file),
+        ("bob", "mayfly:approve", &bob_file),
+    ] {
+        let out = mayfly_with_input(
+            d,
+            &[
+                "login",
+                "--username",
+                name,
+                "--scope",
+                scope,
+                "--resource",
+                &issuer,
+                "--token-file",
+                file.to_str().unwrap(),
+            ],
+            &login_env,
+            password,
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let as_alice = ["--token-file", alice_file.to_str().unwrap()];
+    let as_bob = ["--token-file", bob_file.to_str().unwrap()];
+    let db_token = || {
+        mayfly_with_input(
+            d,
+            &[
+                "login",
+                "--username",
+                "alice",
+                "--scope",
+                "db:read",
+                "--resource",
+                db,
+                "--print",
+            ],
+            &login_env,
+            password,
+        )
+    };
+    let before = db_token();
+    assert!(!before.status.success(), "no access before the request");
+
+    let requested = json(&mayfly(
+        d,
+        &[
+            &["access", "request", "--audience", db, "--scope", "db:read"][..],
+            &["--for", "3s", "--reason", "incident 4711"],
+            &as_alice,
+        ]
+        .concat(),
+        &[],
+    ));
+    assert_eq!(requested["state"], "pending", "{requested}");
+    let id = requested["id"].as_str().unwrap().to_owned();
+
+    // The requester cannot approve; the approver sees it in the queue and approves.
+    let own = mayfly(
+        d,
+        &[&["access", "approve", &id][..], &as_alice].concat(),
+        &[],
+    );
+    assert!(!own.status.success());
+    assert!(stderr(&own).contains("403"), "{}", stderr(&own));
+    let queue = json(&mayfly(
+        d,
+        &[&["access", "queue"][..], &as_bob].concat(),
+        &[],
+    ));
+    assert_eq!(queue["items"][0]["id"], id.as_str(), "{queue}");
+    let approved = json(&mayfly(
+        d,
+        &[
+            &["access", "approve", &id, "--comment", "go ahead"][..],
+            &as_bob,
+        ]
+        .concat(),
+        &[],
+    ));
+    assert_eq!(approved["state"], "approved", "{approved}");
+
+    // The next token carries the scope, and ends with the window.
+    let token = stdout_line(&db_token());
+    let claims = claims_of(&token);
+    assert_eq!(claims["scope"], "db:read");
+    assert_eq!(claims["aud"], db);
+    let mine = json(&mayfly(
+        d,
+        &[&["access", "list"][..], &as_alice].concat(),
+        &[],
+    ));
+    assert_eq!(mine["items"][0]["state"], "approved");
+    assert_eq!(mine["items"][0]["expires_at"], approved["expires_at"]);
+
+    // After the window, no more: poll (real clock) rather than sleep a fixed time.
+    let started = std::time::Instant::now();
+    loop {
+        let out = db_token();
+        if !out.status.success() {
+            assert!(stderr(&out).contains("invalid_scope"), "{}", stderr(&out));
+            let end = time::OffsetDateTime::parse(
+                approved["expires_at"].as_str().unwrap(),
+                &time::format_description::well_known::Rfc3339,
+            )
+            .unwrap();
+            #[allow(clippy::disallowed_methods)] // the real server's real clock
+            let now = time::OffsetDateTime::now_utc();
+            // Tokens have whole-second times: in the window's last second a token would
+            // have no lifetime left.
+            assert!(
+                now >= end - time::Duration::seconds(1),
+                "refused only once the window is (all but) over"
+            );
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the grant outlived its window"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}

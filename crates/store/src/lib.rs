@@ -286,6 +286,62 @@ pub trait AuditStore: Send + Sync {
     async fn prune_audit_events(&self, before: OffsetDateTime) -> StoreResult<u64>;
 }
 
+/// Just-in-time access: policies, and requests with their approvals. State changes
+/// are conditional (`… WHERE state = from`), so of concurrent deciders exactly one
+/// moves a request; an approver counts once per request (primary key).
+#[async_trait]
+pub trait AccessStore: Send + Sync {
+    /// Stores a policy. [`StoreError::NotFound`] when its audience does not exist.
+    async fn create_access_policy(
+        &self,
+        policy: &AccessPolicyRecord,
+    ) -> StoreResult<AccessPolicyRecord>;
+    /// The policy with this id.
+    async fn access_policy(&self, id: Uuid) -> StoreResult<Option<AccessPolicyRecord>>;
+    /// A page of policies (of one audience, or all), in id order.
+    async fn list_access_policies(
+        &self,
+        audience_id: Option<Uuid>,
+        page: Page,
+    ) -> StoreResult<Vec<AccessPolicyRecord>>;
+    /// Writes a policy's mutable fields. [`StoreError::NotFound`] when it is gone.
+    async fn update_access_policy(
+        &self,
+        policy: &AccessPolicyRecord,
+    ) -> StoreResult<AccessPolicyRecord>;
+    /// Deletes a policy (its requests keep their history).
+    async fn delete_access_policy(&self, id: Uuid) -> StoreResult<()>;
+    /// Stores a new request (its approvals are ignored).
+    async fn create_access_request(&self, request: &AccessRequestRecord) -> StoreResult<()>;
+    /// The request with this id, with its approvals.
+    async fn access_request(&self, id: Uuid) -> StoreResult<Option<AccessRequestRecord>>;
+    /// A page of requests matching `filter`, in id order, with their approvals.
+    async fn list_access_requests(
+        &self,
+        filter: AccessRequestFilter,
+        page: Page,
+    ) -> StoreResult<Vec<AccessRequestRecord>>;
+    /// Records an approval of a pending request and returns how many distinct approvals
+    /// it now has; `None` when it is not pending. [`StoreError::Conflict`] when this
+    /// approver approved it already.
+    async fn add_access_approval(
+        &self,
+        request_id: Uuid,
+        approval: &AccessApproval,
+    ) -> StoreResult<Option<u32>>;
+    /// Applies `transition` if the request is in `transition.from`; `false` otherwise
+    /// (another decision won, or it expired).
+    async fn transition_access_request(&self, transition: &AccessTransition) -> StoreResult<bool>;
+    /// Clears a request's review mark; `false` when it was not marked (or is gone).
+    async fn clear_access_review(&self, id: Uuid) -> StoreResult<bool>;
+    /// Moves every pending request whose time is up at `now` to `expired` and returns
+    /// them (as they are now).
+    async fn expire_access_requests(
+        &self,
+        now: OffsetDateTime,
+    ) -> StoreResult<Vec<AccessRequestRecord>>;
+}
+
 /// What each client has been seen doing: the baseline anomaly detection compares with.
 #[async_trait]
 pub trait SightingStore: Send + Sync {
@@ -313,6 +369,7 @@ pub trait Store:
     + SightingStore
     + ReplayStore
     + RefreshStore
+    + AccessStore
 {
     /// Applies pending migrations.
     async fn migrate(&self) -> StoreResult<()>;

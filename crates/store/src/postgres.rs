@@ -13,6 +13,10 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::error::SqlxResultExt;
+use crate::{
+    AccessApproval, AccessPolicyRecord, AccessRequestFilter, AccessRequestRecord, AccessStore,
+    AccessTransition,
+};
 use crate::{AnomalyPolicy, Sighting, SightingKind, SightingStore};
 use crate::{
     AudienceRecord, AudienceStore, AuditEvent, AuditQuery, AuditStore, Backend, ClientRecord,
@@ -1749,6 +1753,339 @@ impl SightingStore for PgStore {
             (true, false) => Sighting::FirstOfKind,
             (true, true) => Sighting::New,
         })
+    }
+}
+
+fn access_policy(row: &PgRow) -> StoreResult<AccessPolicyRecord> {
+    let Json(scopes) = row
+        .try_get::<Json<Vec<String>>, _>("scopes")
+        .or_store("access policy")?;
+    let Json(subjects) = row
+        .try_get::<Json<Vec<String>>, _>("subjects")
+        .or_store("access policy")?;
+    Ok(AccessPolicyRecord {
+        id: row.try_get("id").or_store("access policy")?,
+        name: row.try_get("name").or_store("access policy")?,
+        audience_id: row.try_get("audience_id").or_store("access policy")?,
+        scopes,
+        subjects,
+        max_duration_secs: row.try_get("max_duration_secs").or_store("access policy")?,
+        decision: row.try_get("decision").or_store("access policy")?,
+        approvals_required: row
+            .try_get("approvals_required")
+            .or_store("access policy")?,
+        break_glass: row.try_get("break_glass").or_store("access policy")?,
+        created_by: row.try_get("created_by").or_store("access policy")?,
+        created_at: row.try_get("created_at").or_store("access")?,
+        updated_at: row.try_get("updated_at").or_store("access")?,
+    })
+}
+
+/// Reads an access request row without its approvals.
+fn access_request(row: &PgRow) -> StoreResult<AccessRequestRecord> {
+    let kind: String = row.try_get("subject_kind").or_store("access request")?;
+    let subject_id: Uuid = row.try_get("subject_id").or_store("access request")?;
+    let Json(scopes) = row
+        .try_get::<Json<Vec<String>>, _>("scopes")
+        .or_store("access request")?;
+    Ok(AccessRequestRecord {
+        id: row.try_get("id").or_store("access request")?,
+        subject: Subject::from_parts(&kind, subject_id)
+            .ok_or(StoreError::Corrupt("access_requests.subject_kind"))?,
+        audience_id: row.try_get("audience_id").or_store("access request")?,
+        audience: row.try_get("audience").or_store("access request")?,
+        scopes,
+        duration_secs: row.try_get("duration_secs").or_store("access request")?,
+        reason: row.try_get("reason").or_store("access request")?,
+        break_glass: row.try_get("break_glass").or_store("access request")?,
+        state: row.try_get("state").or_store("access request")?,
+        policy_id: row.try_get("policy_id").or_store("access request")?,
+        approvals_required: row
+            .try_get("approvals_required")
+            .or_store("access request")?,
+        approvals: Vec::new(),
+        grant_id: row.try_get("grant_id").or_store("access request")?,
+        needs_review: row.try_get("needs_review").or_store("access request")?,
+        created_at: row.try_get("created_at").or_store("access")?,
+        pending_until: row.try_get("pending_until").or_store("access")?,
+        decided_at: row.try_get("decided_at").or_store("access request")?,
+        decided_by: row.try_get("decided_by").or_store("access request")?,
+        decision_comment: row.try_get("decision_comment").or_store("access request")?,
+    })
+}
+
+/// Folds `request ⟕ approval` rows (approval columns prefixed `ap_`) into requests.
+fn fold_access_requests(rows: &[PgRow]) -> StoreResult<Vec<AccessRequestRecord>> {
+    let mut out: BTreeMap<Uuid, AccessRequestRecord> = BTreeMap::new();
+    for row in rows {
+        let id: Uuid = row.try_get("id").or_store("access request")?;
+        if let std::collections::btree_map::Entry::Vacant(slot) = out.entry(id) {
+            slot.insert(access_request(row)?);
+        }
+        let approver: Option<String> = row.try_get("ap_approver").or_store("access request")?;
+        if let (Some(approver), Some(request)) = (approver, out.get_mut(&id)) {
+            request.approvals.push(AccessApproval {
+                approver,
+                comment: row.try_get("ap_comment").or_store("access request")?,
+                at: row.try_get("ap_at").or_store("access")?,
+            });
+        }
+    }
+    Ok(out.into_values().collect())
+}
+
+#[async_trait]
+impl AccessStore for PgStore {
+    async fn create_access_policy(
+        &self,
+        p: &AccessPolicyRecord,
+    ) -> StoreResult<AccessPolicyRecord> {
+        sqlx::query(
+            "INSERT INTO access_policies (id, name, audience_id, scopes, subjects, max_duration_secs, decision, approvals_required, break_glass, created_by, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+        )
+        .bind(p.id)
+        .bind(&p.name)
+        .bind(p.audience_id)
+        .bind(Json(&p.scopes))
+        .bind(Json(&p.subjects))
+        .bind(p.max_duration_secs)
+        .bind(&p.decision)
+        .bind(p.approvals_required)
+        .bind(p.break_glass)
+        .bind(&p.created_by)
+        .bind(p.created_at)
+        .bind(p.updated_at)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| match StoreError::from_sqlx(e, "access policy") {
+            StoreError::NotFound(_) => StoreError::NotFound("audience"),
+            other => other,
+        })?;
+        Ok(p.clone())
+    }
+
+    async fn access_policy(&self, id: Uuid) -> StoreResult<Option<AccessPolicyRecord>> {
+        sqlx::query("SELECT * FROM access_policies WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .or_store("access policy")?
+            .as_ref()
+            .map(access_policy)
+            .transpose()
+    }
+
+    async fn list_access_policies(
+        &self,
+        audience_id: Option<Uuid>,
+        page: Page,
+    ) -> StoreResult<Vec<AccessPolicyRecord>> {
+        let rows = sqlx::query(
+            "SELECT * FROM access_policies
+             WHERE ($1::uuid IS NULL OR audience_id = $1) AND ($2::uuid IS NULL OR id > $2)
+             ORDER BY id LIMIT $3",
+        )
+        .bind(audience_id)
+        .bind(page.after)
+        .bind(i64::from(page.limit))
+        .fetch_all(&self.pool)
+        .await
+        .or_store("access policy")?;
+        rows.iter().map(access_policy).collect()
+    }
+
+    async fn update_access_policy(
+        &self,
+        p: &AccessPolicyRecord,
+    ) -> StoreResult<AccessPolicyRecord> {
+        let done = sqlx::query(
+            "UPDATE access_policies SET name = $2, scopes = $3, subjects = $4, max_duration_secs = $5,
+                 decision = $6, approvals_required = $7, break_glass = $8, updated_at = $9
+             WHERE id = $1",
+        )
+        .bind(p.id)
+        .bind(&p.name)
+        .bind(Json(&p.scopes))
+        .bind(Json(&p.subjects))
+        .bind(p.max_duration_secs)
+        .bind(&p.decision)
+        .bind(p.approvals_required)
+        .bind(p.break_glass)
+        .bind(p.updated_at)
+        .execute(&self.pool)
+        .await
+        .or_store("access policy")?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound("access policy"));
+        }
+        self.access_policy(p.id)
+            .await?
+            .ok_or(StoreError::NotFound("access policy"))
+    }
+
+    async fn delete_access_policy(&self, id: Uuid) -> StoreResult<()> {
+        let done = sqlx::query("DELETE FROM access_policies WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .or_store("access policy")?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound("access policy"));
+        }
+        Ok(())
+    }
+
+    async fn create_access_request(&self, r: &AccessRequestRecord) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO access_requests (id, subject_kind, subject_id, audience_id, audience, scopes, duration_secs, reason, break_glass, state, policy_id, approvals_required, grant_id, needs_review, created_at, pending_until, decided_at, decided_by, decision_comment)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)",
+        )
+        .bind(r.id)
+        .bind(r.subject.kind())
+        .bind(r.subject.id())
+        .bind(r.audience_id)
+        .bind(&r.audience)
+        .bind(Json(&r.scopes))
+        .bind(r.duration_secs)
+        .bind(&r.reason)
+        .bind(r.break_glass)
+        .bind(&r.state)
+        .bind(r.policy_id)
+        .bind(r.approvals_required)
+        .bind(r.grant_id)
+        .bind(r.needs_review)
+        .bind(r.created_at)
+        .bind(r.pending_until)
+        .bind(r.decided_at)
+        .bind(&r.decided_by)
+        .bind(&r.decision_comment)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| match StoreError::from_sqlx(e, "access request") {
+            StoreError::NotFound(_) => StoreError::NotFound("audience"),
+            other => other,
+        })?;
+        Ok(())
+    }
+
+    async fn access_request(&self, id: Uuid) -> StoreResult<Option<AccessRequestRecord>> {
+        let rows = sqlx::query(
+            "SELECT r.*, a.approver AS ap_approver, a.comment AS ap_comment, a.created_at AS ap_at FROM access_requests r
+             LEFT JOIN access_approvals a ON a.request_id = r.id
+             WHERE r.id = $1 ORDER BY a.created_at, a.approver",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await
+        .or_store("access request")?;
+        Ok(fold_access_requests(&rows)?.into_iter().next())
+    }
+
+    async fn list_access_requests(
+        &self,
+        filter: AccessRequestFilter,
+        page: Page,
+    ) -> StoreResult<Vec<AccessRequestRecord>> {
+        let rows = sqlx::query(
+            "SELECT r.*, a.approver AS ap_approver, a.comment AS ap_comment, a.created_at AS ap_at FROM (
+                 SELECT * FROM access_requests
+                 WHERE ($1::text IS NULL OR subject_kind = $1) AND ($2::uuid IS NULL OR subject_id = $2)
+                   AND ($3::text IS NULL OR state = $3) AND ($4::boolean IS NULL OR needs_review = $4)
+                   AND ($5::uuid IS NULL OR id > $5)
+                 ORDER BY id LIMIT $6
+             ) r
+             LEFT JOIN access_approvals a ON a.request_id = r.id
+             ORDER BY r.id, a.created_at, a.approver",
+        )
+        .bind(filter.subject.map(Subject::kind))
+        .bind(filter.subject.map(Subject::id))
+        .bind(filter.state)
+        .bind(filter.needs_review)
+        .bind(page.after)
+        .bind(i64::from(page.limit))
+        .fetch_all(&self.pool)
+        .await
+        .or_store("access request")?;
+        fold_access_requests(&rows)
+    }
+
+    async fn add_access_approval(
+        &self,
+        request_id: Uuid,
+        approval: &AccessApproval,
+    ) -> StoreResult<Option<u32>> {
+        let mut tx = self.pool.begin().await.or_store("access approval")?;
+        let done = sqlx::query(
+            "INSERT INTO access_approvals (request_id, approver, comment, created_at)
+             SELECT id, $2, $3, $4 FROM access_requests WHERE id = $1 AND state = 'pending'",
+        )
+        .bind(request_id)
+        .bind(&approval.approver)
+        .bind(&approval.comment)
+        .bind(approval.at)
+        .execute(&mut *tx)
+        .await
+        .or_store("access approval")?;
+        if done.rows_affected() == 0 {
+            return Ok(None);
+        }
+        let count: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM access_approvals WHERE request_id = $1")
+                .bind(request_id)
+                .fetch_one(&mut *tx)
+                .await
+                .or_store("access approval")?;
+        tx.commit().await.or_store("access approval")?;
+        Ok(Some(u32::try_from(count).unwrap_or(u32::MAX)))
+    }
+
+    async fn transition_access_request(&self, t: &AccessTransition) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE access_requests SET state = $3, decided_at = $4, decided_by = $5, decision_comment = $6,
+                 grant_id = COALESCE($7::uuid, grant_id), needs_review = (needs_review OR $8::boolean)
+             WHERE id = $1 AND state = $2",
+        )
+        .bind(t.id)
+        .bind(t.from)
+        .bind(t.to)
+        .bind(t.now)
+        .bind(&t.by)
+        .bind(&t.comment)
+        .bind(t.grant_id)
+        .bind(t.needs_review)
+        .execute(&self.pool)
+        .await
+        .or_store("access request")?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn clear_access_review(&self, id: Uuid) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE access_requests SET needs_review = false WHERE id = $1 AND needs_review",
+        )
+        .bind(id)
+        .execute(&self.pool)
+        .await
+        .or_store("access request")?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn expire_access_requests(
+        &self,
+        now: OffsetDateTime,
+    ) -> StoreResult<Vec<AccessRequestRecord>> {
+        let rows = sqlx::query(
+            "UPDATE access_requests SET state = 'expired', decided_at = pending_until, decided_by = 'system',
+                 decision_comment = 'nobody decided in time'
+             WHERE state = 'pending' AND pending_until <= $1
+             RETURNING *",
+        )
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await
+        .or_store("access request")?;
+        rows.iter().map(access_request).collect()
     }
 }
 

@@ -765,3 +765,121 @@ impl AnomalyPolicy {
         }
     }
 }
+
+/// Who may request just-in-time access to which scopes of an audience, for how long,
+/// and how such a request is decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessPolicyRecord {
+    /// Id.
+    pub id: Uuid,
+    /// Display name.
+    pub name: String,
+    /// The audience it covers.
+    pub audience_id: Uuid,
+    /// The scopes (names on that audience) it covers.
+    pub scopes: Vec<String>,
+    /// Who it covers: `user:<id>`, `client:<id>`, `users` (every user) or `clients`
+    /// (every client). The server validates them; the store keeps them as given.
+    pub subjects: Vec<String>,
+    /// Longest access it allows, in seconds.
+    pub max_duration_secs: i64,
+    /// `auto`, `approval` or `deny`.
+    pub decision: String,
+    /// Distinct approvers needed (`approval` only; else 0).
+    pub approvals_required: i64,
+    /// Whether a requester may approve their own request in an emergency.
+    pub break_glass: bool,
+    /// Who created it.
+    pub created_by: String,
+    /// Creation time.
+    pub created_at: OffsetDateTime,
+    /// Last change.
+    pub updated_at: OffsetDateTime,
+}
+
+/// One approval of an access request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessApproval {
+    /// Who approved (a user or client id).
+    pub approver: String,
+    /// Why.
+    pub comment: String,
+    /// When.
+    pub at: OffsetDateTime,
+}
+
+/// A request for just-in-time access: `pending → approved | denied | cancelled |
+/// expired` (an approved one may still be cancelled).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessRequestRecord {
+    /// Id.
+    pub id: Uuid,
+    /// Who asks.
+    pub subject: Subject,
+    /// For which audience.
+    pub audience_id: Uuid,
+    /// Its URI.
+    pub audience: String,
+    /// Which scopes.
+    pub scopes: Vec<String>,
+    /// For how long, in seconds, from approval.
+    pub duration_secs: i64,
+    /// Why.
+    pub reason: String,
+    /// Whether the requester invoked break-glass (self-approval).
+    pub break_glass: bool,
+    /// `pending`, `approved`, `denied`, `cancelled` or `expired`.
+    pub state: String,
+    /// The policy that covered it.
+    pub policy_id: Option<Uuid>,
+    /// Distinct approvals needed.
+    pub approvals_required: i64,
+    /// Approvals so far, oldest first.
+    pub approvals: Vec<AccessApproval>,
+    /// The grant approval created.
+    pub grant_id: Option<Uuid>,
+    /// Marked for review after the fact (break-glass).
+    pub needs_review: bool,
+    /// When it was made.
+    pub created_at: OffsetDateTime,
+    /// A pending request expires at this time.
+    pub pending_until: OffsetDateTime,
+    /// When it left `pending` (or was cancelled).
+    pub decided_at: Option<OffsetDateTime>,
+    /// Who decided (approver, requester, or `system`).
+    pub decided_by: Option<String>,
+    /// The decision's comment.
+    pub decision_comment: String,
+}
+
+/// Filters of [`AccessStore::list_access_requests`].
+#[derive(Debug, Clone, Default)]
+pub struct AccessRequestFilter {
+    /// Only this subject's.
+    pub subject: Option<Subject>,
+    /// Only in this state.
+    pub state: Option<String>,
+    /// Only those marked (or not) for review.
+    pub needs_review: Option<bool>,
+}
+
+/// A state change of an access request, applied only from `from`.
+#[derive(Debug, Clone)]
+pub struct AccessTransition {
+    /// The request.
+    pub id: Uuid,
+    /// The state it must be in.
+    pub from: &'static str,
+    /// The state it moves to.
+    pub to: &'static str,
+    /// Who decides.
+    pub by: String,
+    /// Why.
+    pub comment: String,
+    /// The grant created (approval).
+    pub grant_id: Option<Uuid>,
+    /// Mark it for review.
+    pub needs_review: bool,
+    /// Now.
+    pub now: OffsetDateTime,
+}

@@ -31,10 +31,18 @@ pub const ADMIN_SCOPES: &[&str] = &[
     "mayfly:admin:keys",
     "mayfly:admin:revocations",
     "mayfly:admin:audit",
+    "mayfly:admin:access",
 ];
-/// Scopes of the issuer audience for services rather than admins: calling
-/// introspection, reading the revocation feed, and reporting token use.
-pub const SERVICE_SCOPES: &[&str] = &[INTROSPECT_SCOPE, REVOCATIONS_READ_SCOPE, USAGE_WRITE_SCOPE];
+/// Scopes of the issuer audience for services and people rather than admins: calling
+/// introspection, reading the revocation feed, reporting token use, requesting
+/// just-in-time access, and approving it.
+pub const SERVICE_SCOPES: &[&str] = &[
+    INTROSPECT_SCOPE,
+    REVOCATIONS_READ_SCOPE,
+    USAGE_WRITE_SCOPE,
+    access::ACCESS_SCOPE,
+    access::APPROVE_SCOPE,
+];
 /// Lets a client call `POST /oauth2/introspect`.
 pub const INTROSPECT_SCOPE: &str = "mayfly:introspect";
 /// Lets a resource server read `GET /v1/revocations` and its stream.
@@ -58,6 +66,10 @@ pub enum AdminError {
     /// It exists already.
     #[error("{0}")]
     Conflict(String),
+    /// Refused by policy (e.g. no access policy covers a request, or a requester tries
+    /// to approve their own).
+    #[error("{0}")]
+    Forbidden(String),
     /// Something referenced does not exist.
     #[error("{0} not found")]
     NotFound(&'static str),
@@ -77,6 +89,7 @@ impl From<StoreError> for AdminError {
     }
 }
 
+pub mod access;
 mod audiences;
 mod clients;
 mod grants;

@@ -177,6 +177,20 @@ pub mod kind {
     /// Something looked wrong: a new network, a new audience or endpoint, a burst of
     /// failures, a reused refresh token. `detail.anomaly` says which.
     pub const ANOMALY: &str = "anomaly";
+    /// Just-in-time access was requested.
+    pub const ACCESS_REQUESTED: &str = "access.requested";
+    /// One approver approved an access request (it may need more).
+    pub const ACCESS_APPROVAL: &str = "access.approval";
+    /// An access request was approved: its grant exists.
+    pub const ACCESS_APPROVED: &str = "access.approved";
+    /// An access request was denied (by an approver, or by policy when made).
+    pub const ACCESS_DENIED: &str = "access.denied";
+    /// The requester cancelled an access request (an approved one's grant ended).
+    pub const ACCESS_CANCELLED: &str = "access.cancelled";
+    /// An approver reviewed a break-glass access request after the fact.
+    pub const ACCESS_REVIEWED: &str = "access.reviewed";
+    /// Nobody decided a pending access request in time.
+    pub const ACCESS_EXPIRED: &str = "access.expired";
 }
 
 /// Starts an event of `event_type` at `now`; fill the rest with struct update syntax.

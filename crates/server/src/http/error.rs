@@ -204,6 +204,7 @@ impl From<crate::admin::AdminError> for Problem {
         match e {
             AdminError::Invalid { field, reason } => Self::field(field, reason),
             AdminError::Conflict(what) => Self::new(StatusCode::CONFLICT, what),
+            AdminError::Forbidden(why) => Self::new(StatusCode::FORBIDDEN, why),
             AdminError::NotFound(what) => {
                 Self::new(StatusCode::NOT_FOUND, format!("{what} not found"))
             }

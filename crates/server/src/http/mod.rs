@@ -2,6 +2,7 @@
 //! `error.rs`, the one place errors become responses. Handlers extract, call the service
 //! layer, and convert to wire types.
 
+pub mod access;
 pub mod admin;
 pub mod error;
 pub mod feed;
@@ -45,6 +46,7 @@ pub fn router(state: AppState) -> Router {
         .merge(revoke::router())
         .merge(feed::router())
         .merge(usage::router())
+        .merge(access::router().route_layer(axum::middleware::from_fn_with_state(state.clone(), admin::settle)))
         .merge(admin::router().route_layer(axum::middleware::from_fn_with_state(state.clone(), admin::settle)))
         .merge(metrics::router())
         .fallback(error::not_found)

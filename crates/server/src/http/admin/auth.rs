@@ -35,6 +35,8 @@ pub enum Family {
     Revocations,
     /// The audit log (read only).
     Audit,
+    /// Access policies (just-in-time access).
+    Access,
 }
 
 impl Family {
@@ -48,6 +50,7 @@ impl Family {
             Self::Keys => "mayfly:admin:keys",
             Self::Revocations => "mayfly:admin:revocations",
             Self::Audit => "mayfly:admin:audit",
+            Self::Access => "mayfly:admin:access",
         }
     }
 }
@@ -245,6 +248,57 @@ impl Admin {
             Ok(())
         } else {
             Err(Self::forbid(scope))
+        }
+    }
+
+    /// Whether the token carries `scope` (exactly; full admin is not implied).
+    pub fn holds(&self, scope: &str) -> bool {
+        self.has(scope)
+    }
+
+    /// Who the caller is: the token's subject, a user or a client. Delegated tokens
+    /// (`act`) are not the subject acting for itself, and are refused.
+    ///
+    /// # Errors
+    /// 403 for a delegated token or a subject that no longer exists; 503 when the
+    /// store cannot say.
+    pub async fn subject(&self, state: &AppState) -> Result<mayfly_store::Subject, Problem> {
+        use mayfly_store::Subject;
+        let forbidden = |why: &str| Problem::new(StatusCode::FORBIDDEN, why);
+        if self.claims.act.is_some() {
+            return Err(forbidden(
+                "a delegated token cannot act for its subject here",
+            ));
+        }
+        let sub = uuid::Uuid::parse_str(&self.claims.sub)
+            .map_err(|_| forbidden("the token's subject is not a client or user"))?;
+        if self.claims.sub == self.claims.client_id {
+            return Ok(Subject::Client(sub));
+        }
+        let unavailable =
+            |e: mayfly_store::StoreError| Problem::from(crate::admin::AdminError::Store(e));
+        if state.store.user(sub).await.map_err(unavailable)?.is_some() {
+            return Ok(Subject::User(sub));
+        }
+        if state
+            .store
+            .client(sub)
+            .await
+            .map_err(unavailable)?
+            .is_some()
+        {
+            return Ok(Subject::Client(sub));
+        }
+        Err(forbidden("the token's subject is not a client or user"))
+    }
+
+    /// The service layer acting as the token's subject (a user or client id is the
+    /// audit actor): for just-in-time access, where who asks or approves is the person.
+    pub fn subject_actor<'s>(&self, state: &'s AppState) -> Actor<'s> {
+        Actor {
+            store: state.store.as_ref(),
+            id: self.claims.sub.clone(),
+            now: state.clock.now(),
         }
     }
 

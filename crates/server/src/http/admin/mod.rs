@@ -15,7 +15,10 @@
 //! | `mayfly:admin:keys` | reading and rotating signing keys |
 //! | `mayfly:admin:revocations` | reading and making revocations |
 //! | `mayfly:admin:audit` | searching the audit log |
+//! | `mayfly:admin:access` | reading and changing access policies, reading access requests |
+//! | `mayfly:approve` | reading, approving and denying access requests (not one's own) |
 
+pub mod access;
 pub mod audiences;
 pub mod audit;
 mod auth;
@@ -48,6 +51,7 @@ pub const DEFAULT_LIMIT: u32 = 100;
 /// Routes of the admin API.
 pub fn router() -> Router<AppState> {
     Router::new()
+        .merge(access::router())
         .merge(audiences::router())
         .merge(audit::router())
         .merge(scopes::router())
@@ -94,7 +98,7 @@ pub struct Params<T>(pub T);
 
 /// Turns `limit` and `cursor` into a store page that fetches one extra item, so the
 /// response knows whether another page follows.
-fn page(limit: Option<u32>, cursor: Option<&str>) -> Result<(Page, u32), Problem> {
+pub(crate) fn page(limit: Option<u32>, cursor: Option<&str>) -> Result<(Page, u32), Problem> {
     let limit = limit.unwrap_or(DEFAULT_LIMIT);
     if !(1..=MAX_LIMIT).contains(&limit) {
         return Err(Problem::field(
@@ -125,7 +129,7 @@ fn page(limit: Option<u32>, cursor: Option<&str>) -> Result<(Page, u32), Problem
 }
 
 /// Cuts a fetched page to `limit` items and computes the next cursor.
-fn paged<R, T>(
+pub(crate) fn paged<R, T>(
     mut records: Vec<R>,
     limit: u32,
     id: impl Fn(&R) -> Uuid,

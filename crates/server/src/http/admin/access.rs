@@ -1,0 +1,599 @@
+//! `/admin/v1/access-policies` (scope `mayfly:admin:access`) and the approvers' side of
+//! `/admin/v1/access-requests` (scope `mayfly:approve`): the queue, approve and deny.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use mayfly_store::{AccessPolicyRecord, AccessRequestFilter, AccessRequestRecord};
+use serde::{Deserialize, Serialize};
+use time::{Duration, OffsetDateTime};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::{Admin, AdminErrors, Body, Family, Ids, Paged, Params, SubjectRef, page, paged};
+use crate::admin::access::{APPROVE_SCOPE, AccessContext, AccessPolicySpec, Decision};
+use crate::audit::RequestContext;
+use crate::http::error::Problem;
+use crate::state::AppState;
+
+/// Routes of this module.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/admin/v1/access-policies",
+            get(list_policies).post(create_policy),
+        )
+        .route(
+            "/admin/v1/access-policies/{id}",
+            get(read_policy).patch(update_policy).delete(remove_policy),
+        )
+        .route("/admin/v1/access-requests", get(queue))
+        .route("/admin/v1/access-requests/{id}", get(read_request))
+        .route("/admin/v1/access-requests/{id}/approve", post(approve))
+        .route("/admin/v1/access-requests/{id}/deny", post(deny))
+        .route("/admin/v1/access-requests/{id}/review", post(review))
+}
+
+/// What the service layer needs from the state for an access call.
+pub fn context<'a>(state: &'a AppState, request: &'a RequestContext) -> AccessContext<'a> {
+    AccessContext {
+        webhook: state.webhook.as_ref(),
+        pending_timeout: state.config.access_pending_timeout,
+        request,
+    }
+}
+
+/// How a policy decides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum DecisionIn {
+    /// Approved at once, within the policy.
+    Auto,
+    /// Approved by `approvals_required` distinct approvers (never the requester).
+    Approval,
+    /// Refused.
+    Deny,
+}
+
+impl From<DecisionIn> for Decision {
+    fn from(d: DecisionIn) -> Self {
+        match d {
+            DecisionIn::Auto => Self::Auto,
+            DecisionIn::Approval => Self::Approval,
+            DecisionIn::Deny => Self::Deny,
+        }
+    }
+}
+
+fn decision_out(text: &str) -> DecisionIn {
+    match Decision::parse(text) {
+        Some(Decision::Auto) => DecisionIn::Auto,
+        Some(Decision::Approval) => DecisionIn::Approval,
+        // The store allows only the three; anything else refuses.
+        Some(Decision::Deny) | None => DecisionIn::Deny,
+    }
+}
+
+/// An access policy.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AccessPolicyOut {
+    /// Id.
+    pub id: Uuid,
+    /// Display name.
+    pub name: String,
+    /// The audience it covers.
+    pub audience_id: Uuid,
+    /// Scopes that may be requested.
+    pub scopes: Vec<String>,
+    /// Who may request: `user:<id>`, `client:<id>`, `users` (every user), `clients`
+    /// (every client).
+    pub subjects: Vec<String>,
+    /// Longest access, in seconds.
+    pub max_duration_secs: i64,
+    /// How requests are decided.
+    pub decision: DecisionIn,
+    /// Distinct approvers needed (`approval`).
+    pub approvals_required: i64,
+    /// Whether a requester may approve their own request in an emergency (always an
+    /// anomaly event, and the request is marked for review).
+    pub break_glass: bool,
+    /// Who created it.
+    pub created_by: String,
+    /// Creation time.
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    /// Last change.
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+}
+
+impl From<AccessPolicyRecord> for AccessPolicyOut {
+    fn from(p: AccessPolicyRecord) -> Self {
+        Self {
+            id: p.id,
+            name: p.name,
+            audience_id: p.audience_id,
+            scopes: p.scopes,
+            subjects: p.subjects,
+            max_duration_secs: p.max_duration_secs,
+            decision: decision_out(&p.decision),
+            approvals_required: p.approvals_required,
+            break_glass: p.break_glass,
+            created_by: p.created_by,
+            created_at: p.created_at,
+            updated_at: p.updated_at,
+        }
+    }
+}
+
+/// An access policy to create.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewAccessPolicyIn {
+    /// Display name.
+    #[schema(min_length = 1, max_length = 500)]
+    pub name: String,
+    /// The audience URI.
+    pub audience: String,
+    /// Scopes on it that may be requested.
+    #[schema(min_items = 1, max_items = 64)]
+    pub scopes: Vec<String>,
+    /// Who may request: `user:<id>`, `client:<id>`, `users`, `clients`.
+    #[schema(min_items = 1, max_items = 256)]
+    pub subjects: Vec<String>,
+    /// Longest access, in seconds (at most 7 days).
+    #[schema(minimum = 1, maximum = 604_800)]
+    pub max_duration_secs: i64,
+    /// How requests are decided.
+    pub decision: DecisionIn,
+    /// Distinct approvers needed: 1 to 10 for `approval`, else 0.
+    #[serde(default)]
+    #[schema(minimum = 0, maximum = 10)]
+    pub approvals_required: i64,
+    /// Allow emergency self-approval (`approval` policies only).
+    #[serde(default)]
+    pub break_glass: bool,
+}
+
+/// Changes to an access policy; absent fields stay.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AccessPolicyPatch {
+    /// New name.
+    pub name: Option<String>,
+    /// New scopes.
+    pub scopes: Option<Vec<String>>,
+    /// New subjects.
+    pub subjects: Option<Vec<String>>,
+    /// New longest access, in seconds.
+    #[schema(minimum = 1, maximum = 604_800)]
+    pub max_duration_secs: Option<i64>,
+    /// New decision.
+    pub decision: Option<DecisionIn>,
+    /// New number of approvers.
+    #[schema(minimum = 0, maximum = 10)]
+    pub approvals_required: Option<i64>,
+    /// Allow break-glass or not.
+    pub break_glass: Option<bool>,
+}
+
+/// Policy listing filters.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct PolicyParams {
+    /// Only policies of this audience.
+    pub audience_id: Option<Uuid>,
+    /// Items per page, 1 to 500 (default 100).
+    #[param(minimum = 1, maximum = 500)]
+    pub limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// A request's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum AccessState {
+    /// Waiting for approvers.
+    Pending,
+    /// Approved: its grant exists until `expires_at`.
+    Approved,
+    /// Refused by an approver.
+    Denied,
+    /// Withdrawn by the requester.
+    Cancelled,
+    /// Nobody decided in time.
+    Expired,
+}
+
+impl AccessState {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Approved => "approved",
+            Self::Denied => "denied",
+            Self::Cancelled => "cancelled",
+            Self::Expired => "expired",
+        }
+    }
+
+    fn of(text: &str) -> Self {
+        match text {
+            "pending" => Self::Pending,
+            "approved" => Self::Approved,
+            "denied" => Self::Denied,
+            "cancelled" => Self::Cancelled,
+            // The store allows only these five.
+            _ => Self::Expired,
+        }
+    }
+}
+
+/// One approval.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ApprovalOut {
+    /// The approver (user or client id).
+    pub approver: String,
+    /// Their comment.
+    pub comment: String,
+    /// When.
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+}
+
+/// A just-in-time access request.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AccessRequestOut {
+    /// Id.
+    pub id: Uuid,
+    /// Who asked.
+    pub subject: SubjectRef,
+    /// The audience URI.
+    pub audience: String,
+    /// The scopes.
+    pub scopes: Vec<String>,
+    /// How long the access lasts from approval, in seconds.
+    pub duration_secs: i64,
+    /// Why.
+    pub reason: String,
+    /// Whether break-glass was invoked.
+    pub break_glass: bool,
+    /// Where it is.
+    pub state: AccessState,
+    /// The policy that covered it (null once deleted).
+    pub policy_id: Option<Uuid>,
+    /// Distinct approvals needed.
+    pub approvals_required: i64,
+    /// Approvals so far.
+    pub approvals: Vec<ApprovalOut>,
+    /// The grant its approval created.
+    pub grant_id: Option<Uuid>,
+    /// When the access ends (approved requests; a cancelled one's ended then).
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub expires_at: Option<OffsetDateTime>,
+    /// Marked for review (break-glass).
+    pub needs_review: bool,
+    /// When it was made.
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    /// A pending request expires at this time.
+    #[serde(with = "time::serde::rfc3339")]
+    pub pending_until: OffsetDateTime,
+    /// When it was decided, cancelled or expired.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub decided_at: Option<OffsetDateTime>,
+    /// Who decided: an approver, the requester, `policy:<id>` or `system`.
+    pub decided_by: Option<String>,
+    /// The decision's comment.
+    pub decision_comment: String,
+}
+
+impl From<AccessRequestRecord> for AccessRequestOut {
+    fn from(r: AccessRequestRecord) -> Self {
+        // The grant's window starts at the approval.
+        let expires_at = (r.state == "approved")
+            .then(|| r.decided_at.map(|t| t + Duration::seconds(r.duration_secs)))
+            .flatten();
+        Self {
+            id: r.id,
+            subject: r.subject.into(),
+            audience: r.audience,
+            scopes: r.scopes,
+            duration_secs: r.duration_secs,
+            reason: r.reason,
+            break_glass: r.break_glass,
+            state: AccessState::of(&r.state),
+            policy_id: r.policy_id,
+            approvals_required: r.approvals_required,
+            approvals: r
+                .approvals
+                .into_iter()
+                .map(|a| ApprovalOut {
+                    approver: a.approver,
+                    comment: a.comment,
+                    at: a.at,
+                })
+                .collect(),
+            grant_id: r.grant_id,
+            expires_at,
+            needs_review: r.needs_review,
+            created_at: r.created_at,
+            pending_until: r.pending_until,
+            decided_at: r.decided_at,
+            decided_by: r.decided_by,
+            decision_comment: r.decision_comment,
+        }
+    }
+}
+
+/// Request listing filters.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct AccessRequestParams {
+    /// Only requests in this state (`pending`: the approvers' queue).
+    pub state: Option<AccessState>,
+    /// Only requests marked (or not) for review.
+    pub needs_review: Option<bool>,
+    /// Items per page, 1 to 500 (default 100).
+    #[param(minimum = 1, maximum = 500)]
+    pub limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+impl AccessRequestParams {
+    /// The store filter, for `subject` (own requests) or everyone's.
+    pub fn filter(&self, subject: Option<mayfly_store::Subject>) -> AccessRequestFilter {
+        AccessRequestFilter {
+            subject,
+            state: self.state.map(|s| s.as_str().to_owned()),
+            needs_review: self.needs_review,
+        }
+    }
+}
+
+/// An approver's decision.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DecisionComment {
+    /// Why (required to deny).
+    #[serde(default)]
+    #[schema(max_length = 500)]
+    pub comment: String,
+}
+
+/// Create an access policy.
+#[utoipa::path(post, operation_id = "create_access_policies", path = "/admin/v1/access-policies", tag = "admin", security(("bearer" = [])),
+    request_body = NewAccessPolicyIn,
+    responses((status = 201, description = "Created", body = AccessPolicyOut), AdminErrors))]
+pub async fn create_policy(
+    State(state): State<AppState>,
+    admin: Admin,
+    Body(body): Body<NewAccessPolicyIn>,
+) -> Result<(StatusCode, Json<AccessPolicyOut>), Problem> {
+    admin.may_write(Family::Access)?;
+    let policy = admin
+        .actor(&state)
+        .create_access_policy(AccessPolicySpec {
+            name: body.name,
+            audience: body.audience,
+            scopes: body.scopes,
+            subjects: body.subjects,
+            max_duration: Duration::seconds(body.max_duration_secs),
+            decision: body.decision.into(),
+            approvals_required: body.approvals_required,
+            break_glass: body.break_glass,
+        })
+        .await?;
+    Ok((StatusCode::CREATED, Json(policy.into())))
+}
+
+/// List access policies.
+#[utoipa::path(get, operation_id = "list_access_policies", path = "/admin/v1/access-policies", tag = "admin", security(("bearer" = [])),
+    params(PolicyParams),
+    responses((status = 200, description = "A page", body = Paged<AccessPolicyOut>), AdminErrors))]
+pub async fn list_policies(
+    State(state): State<AppState>,
+    admin: Admin,
+    Params(q): Params<PolicyParams>,
+) -> Result<Json<Paged<AccessPolicyOut>>, Problem> {
+    admin.may_read(Family::Access)?;
+    let (page, limit) = page(q.limit, q.cursor.as_deref())?;
+    let records = admin
+        .actor(&state)
+        .access_policies(q.audience_id, page)
+        .await?;
+    Ok(Json(paged(records, limit, |p| p.id, AccessPolicyOut::from)))
+}
+
+/// Get an access policy.
+#[utoipa::path(get, operation_id = "read_access_policies", path = "/admin/v1/access-policies/{id}", tag = "admin", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Policy id")),
+    responses((status = 200, description = "The policy", body = AccessPolicyOut), AdminErrors))]
+pub async fn read_policy(
+    State(state): State<AppState>,
+    admin: Admin,
+    Ids(id): Ids<Uuid>,
+) -> Result<Json<AccessPolicyOut>, Problem> {
+    admin.may_read(Family::Access)?;
+    Ok(Json(admin.actor(&state).access_policy(id).await?.into()))
+}
+
+/// Change an access policy.
+#[utoipa::path(patch, operation_id = "update_access_policies", path = "/admin/v1/access-policies/{id}", tag = "admin", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Policy id")),
+    request_body = AccessPolicyPatch,
+    responses((status = 200, description = "Changed", body = AccessPolicyOut), AdminErrors))]
+pub async fn update_policy(
+    State(state): State<AppState>,
+    admin: Admin,
+    Ids(id): Ids<Uuid>,
+    Body(body): Body<AccessPolicyPatch>,
+) -> Result<Json<AccessPolicyOut>, Problem> {
+    admin.may_write(Family::Access)?;
+    let policy = admin
+        .actor(&state)
+        .update_access_policy(id, |spec| {
+            if let Some(v) = body.name {
+                spec.name = v;
+            }
+            if let Some(v) = body.scopes {
+                spec.scopes = v;
+            }
+            if let Some(v) = body.subjects {
+                spec.subjects = v;
+            }
+            if let Some(v) = body.max_duration_secs {
+                spec.max_duration = Duration::seconds(v);
+            }
+            if let Some(v) = body.decision {
+                spec.decision = v.into();
+            }
+            if let Some(v) = body.approvals_required {
+                spec.approvals_required = v;
+            }
+            if let Some(v) = body.break_glass {
+                spec.break_glass = v;
+            }
+        })
+        .await?;
+    Ok(Json(policy.into()))
+}
+
+/// Delete an access policy (its requests and their grants stay).
+#[utoipa::path(delete, operation_id = "remove_access_policies", path = "/admin/v1/access-policies/{id}", tag = "admin", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Policy id")),
+    responses((status = 204, description = "Deleted"), AdminErrors))]
+pub async fn remove_policy(
+    State(state): State<AppState>,
+    admin: Admin,
+    Ids(id): Ids<Uuid>,
+) -> Result<StatusCode, Problem> {
+    admin.may_write(Family::Access)?;
+    admin.actor(&state).delete_access_policy(id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Approvers may read every request: `mayfly:approve`, or reading admins.
+fn may_see_requests(admin: &Admin) -> Result<(), Problem> {
+    if admin.holds(APPROVE_SCOPE) {
+        return Ok(());
+    }
+    admin.may_read(Family::Access)
+}
+
+/// List access requests (`?state=pending`: the approvers' queue).
+#[utoipa::path(get, operation_id = "list_access_requests", path = "/admin/v1/access-requests", tag = "admin", security(("bearer" = [])),
+    params(AccessRequestParams),
+    responses((status = 200, description = "A page", body = Paged<AccessRequestOut>), AdminErrors))]
+pub async fn queue(
+    State(state): State<AppState>,
+    admin: Admin,
+    parts: Parts,
+    Params(q): Params<AccessRequestParams>,
+) -> Result<Json<Paged<AccessRequestOut>>, Problem> {
+    may_see_requests(&admin)?;
+    let (page, limit) = page(q.limit, q.cursor.as_deref())?;
+    let ctx = crate::http::request_context(&state, &parts.headers, &parts.extensions);
+    let records = admin
+        .subject_actor(&state)
+        .access_requests(q.filter(None), page, &context(&state, &ctx))
+        .await?;
+    Ok(Json(paged(
+        records,
+        limit,
+        |r| r.id,
+        AccessRequestOut::from,
+    )))
+}
+
+/// Get an access request.
+#[utoipa::path(get, operation_id = "read_access_requests", path = "/admin/v1/access-requests/{id}", tag = "admin", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Request id")),
+    responses((status = 200, description = "The request", body = AccessRequestOut), AdminErrors))]
+pub async fn read_request(
+    State(state): State<AppState>,
+    admin: Admin,
+    parts: Parts,
+    Ids(id): Ids<Uuid>,
+) -> Result<Json<AccessRequestOut>, Problem> {
+    may_see_requests(&admin)?;
+    let ctx = crate::http::request_context(&state, &parts.headers, &parts.extensions);
+    let request = admin
+        .subject_actor(&state)
+        .access_request(id, &context(&state, &ctx))
+        .await?;
+    Ok(Json(request.into()))
+}
+
+/// Approve an access request (needs `mayfly:approve`; never one's own). Once enough
+/// distinct approvers agree, the grant is created.
+#[utoipa::path(post, operation_id = "approve_access_requests", path = "/admin/v1/access-requests/{id}/approve", tag = "admin", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Request id")),
+    request_body = DecisionComment,
+    responses((status = 200, description = "The request now", body = AccessRequestOut), AdminErrors))]
+pub async fn approve(
+    State(state): State<AppState>,
+    admin: Admin,
+    parts: Parts,
+    Ids(id): Ids<Uuid>,
+    Body(body): Body<DecisionComment>,
+) -> Result<Json<AccessRequestOut>, Problem> {
+    admin.require(APPROVE_SCOPE)?;
+    admin.subject(&state).await?;
+    let ctx = crate::http::request_context(&state, &parts.headers, &parts.extensions);
+    let request = admin
+        .subject_actor(&state)
+        .approve_access(id, &body.comment, &context(&state, &ctx))
+        .await?;
+    Ok(Json(request.into()))
+}
+
+/// Deny an access request (needs `mayfly:approve`; a comment is required).
+#[utoipa::path(post, operation_id = "deny_access_requests", path = "/admin/v1/access-requests/{id}/deny", tag = "admin", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Request id")),
+    request_body = DecisionComment,
+    responses((status = 200, description = "The request now", body = AccessRequestOut), AdminErrors))]
+pub async fn deny(
+    State(state): State<AppState>,
+    admin: Admin,
+    parts: Parts,
+    Ids(id): Ids<Uuid>,
+    Body(body): Body<DecisionComment>,
+) -> Result<Json<AccessRequestOut>, Problem> {
+    admin.require(APPROVE_SCOPE)?;
+    admin.subject(&state).await?;
+    let ctx = crate::http::request_context(&state, &parts.headers, &parts.extensions);
+    let request = admin
+        .subject_actor(&state)
+        .deny_access(id, &body.comment, &context(&state, &ctx))
+        .await?;
+    Ok(Json(request.into()))
+}
+
+/// Record the review of a request marked `needs_review` (break-glass), clearing the
+/// mark (needs `mayfly:approve`; never one's own; a comment is required).
+#[utoipa::path(post, operation_id = "review_access_requests", path = "/admin/v1/access-requests/{id}/review", tag = "admin", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Request id")),
+    request_body = DecisionComment,
+    responses((status = 200, description = "The request now", body = AccessRequestOut), AdminErrors))]
+pub async fn review(
+    State(state): State<AppState>,
+    admin: Admin,
+    parts: Parts,
+    Ids(id): Ids<Uuid>,
+    Body(body): Body<DecisionComment>,
+) -> Result<Json<AccessRequestOut>, Problem> {
+    admin.require(APPROVE_SCOPE)?;
+    admin.subject(&state).await?;
+    let ctx = crate::http::request_context(&state, &parts.headers, &parts.extensions);
+    let request = admin
+        .subject_actor(&state)
+        .review_access(id, &body.comment, &context(&state, &ctx))
+        .await?;
+    Ok(Json(request.into()))
+}
