@@ -2445,7 +2445,10 @@ async fn labels_round_trip_on_users_and_clients(store: Arc<dyn Store>) {
         ..alice.clone()
     };
     assert_eq!(
-        store.update_user(&relabelled, alice.updated_at).await.unwrap(),
+        store
+            .update_user(&relabelled, alice.updated_at)
+            .await
+            .unwrap(),
         relabelled
     );
     assert_eq!(store.revision().await.unwrap(), revision);
@@ -2492,7 +2495,13 @@ async fn labels_round_trip_on_users_and_clients(store: Arc<dyn Store>) {
         changed
     );
     assert_eq!(
-        store.client_view(svc.id).await.unwrap().unwrap().client.labels,
+        store
+            .client_view(svc.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .client
+            .labels,
         ["batch", "oncall"]
     );
     let listed = store
