@@ -2437,8 +2437,10 @@ async fn labels_round_trip_on_users_and_clients(store: Arc<dyn Store>) {
     assert_eq!(alice.labels, ["oncall", "sre"]);
     assert_eq!(store.user(alice.id).await.unwrap(), Some(alice.clone()));
 
-    // Relabelling a user is not issuance data: the revision stays.
+    // Relabelling a user is not issuance data: the revision stays, and so does this
+    // process's change count.
     let revision = store.revision().await.unwrap();
+    let local = store.local_changes();
     let relabelled = UserRecord {
         labels: vec!["dba".into()],
         updated_at: t + Duration::seconds(1),
@@ -2452,6 +2454,7 @@ async fn labels_round_trip_on_users_and_clients(store: Arc<dyn Store>) {
         relabelled
     );
     assert_eq!(store.revision().await.unwrap(), revision);
+    assert_eq!(store.local_changes(), local);
     assert_eq!(
         store.user_by_username("alice").await.unwrap(),
         Some(relabelled.clone())
@@ -2467,6 +2470,7 @@ async fn labels_round_trip_on_users_and_clients(store: Arc<dyn Store>) {
         .await
         .unwrap();
     assert!(store.revision().await.unwrap() > revision);
+    assert!(store.local_changes() > local);
 
     let svc = store
         .create_client(NewClient {

@@ -827,6 +827,17 @@ impl UserStore for PgStore {
         u: &UserRecord,
         seen_updated_at: OffsetDateTime,
     ) -> StoreResult<UserRecord> {
+        // Labels and lockout bookkeeping are not issuance data: only a change to the
+        // username, password or enabled flag counts as one (the revision trigger of
+        // 0012 compares the same columns). When the update below succeeds, this read
+        // was its pre-image (the update is conditional on `updated_at`); when in doubt,
+        // count it.
+        let issuance_changed = self.user(u.id).await?.is_none_or(|old| {
+            old.updated_at != seen_updated_at
+                || old.username != u.username
+                || old.password_hash != u.password_hash
+                || old.enabled != u.enabled
+        });
         let row = sqlx::query(
             "UPDATE users SET password_hash = $2, enabled = $3, failed_logins = $4, locked_until = $5, updated_at = $6,
                  labels = $8
@@ -845,7 +856,9 @@ impl UserStore for PgStore {
         .or_store("user")?;
         match row {
             Some(row) => {
-                self.changed();
+                if issuance_changed {
+                    self.changed();
+                }
                 user(&row).or_store("user")
             }
             None if self.user(u.id).await?.is_some() => {
