@@ -21,6 +21,7 @@ crate::both_stores!(
     cancelling_revokes_live_tokens,
     policies_are_validated_and_audited,
     concurrent_approvals_create_one_grant,
+    a_label_policy_covers_labelled_users_only,
 );
 
 const DB: &str = "https://db.example/main";
@@ -536,6 +537,10 @@ async fn policies_are_validated_and_audited(app: TestApp) {
             "subjects",
         ),
         (
+            json!({ "name": "x", "audience": DB, "scopes": ["db:read"], "subjects": ["label:On Call"], "max_duration_secs": 60, "decision": "auto" }),
+            "subjects",
+        ),
+        (
             json!({ "name": "x", "audience": DB, "scopes": ["db:read"], "subjects": ["users"], "max_duration_secs": 0, "decision": "auto" }),
             "max_duration_secs",
         ),
@@ -735,4 +740,61 @@ async fn break_glass_raises_an_anomaly_sqlite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn break_glass_raises_an_anomaly_postgres() {
     break_glass_raises_an_anomaly(Backend::Postgres).await;
+}
+
+/// A policy for `label:oncall` covers a user once an admin labels them `oncall`
+/// (PATCH /admin/v1/users/{id}), read at request time: the unlabelled user is refused,
+/// and so is the labelled one again once the label is taken away.
+async fn a_label_policy_covers_labelled_users_only(app: TestApp) {
+    let scene = Scene::new(&app).await;
+    let policy = scene
+        .policy(json!({
+            "name": "on call reads", "scopes": ["db:read"], "subjects": ["label:oncall"],
+            "max_duration_secs": 900, "decision": "auto",
+        }))
+        .await;
+    assert_eq!(policy["subjects"], json!(["label:oncall"]));
+    let alice_id = scene.person("alice", &["mayfly:access"]).await;
+    scene.person("bob", &["mayfly:access"]).await;
+    let alice_path = format!("/admin/v1/users/{alice_id}");
+    let labelled = scene
+        .admin
+        .patch(&alice_path, json!({ "labels": ["oncall"] }))
+        .await
+        .ok(200)
+        .clone();
+    assert_eq!(labelled["labels"], json!(["oncall"]));
+
+    let bob = scene.as_user("bob", "mayfly:access").await;
+    let refused = bob
+        .post("/v1/access-requests", request(&["db:read"], 120))
+        .await;
+    assert!(
+        refused.problem(403)["detail"]
+            .as_str()
+            .unwrap()
+            .contains("no access policy"),
+        "{}",
+        refused.body
+    );
+
+    let alice = scene.as_user("alice", "mayfly:access").await;
+    let approved = alice
+        .post("/v1/access-requests", request(&["db:read"], 120))
+        .await
+        .ok(201)
+        .clone();
+    assert_eq!(approved["state"], "approved");
+    assert_eq!(scene.login("alice", "db:read", DB).await.status(), 200);
+
+    // Taking the label away takes the policy away for the next request.
+    scene
+        .admin
+        .patch(&alice_path, json!({ "labels": [] }))
+        .await
+        .ok(200);
+    alice
+        .post("/v1/access-requests", request(&["db:read"], 60))
+        .await
+        .problem(403);
 }

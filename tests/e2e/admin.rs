@@ -19,6 +19,7 @@ crate::both_stores!(
     admin_changes_are_audited,
     admins_cannot_lock_themselves_out,
     keys_are_listed,
+    labels_on_clients_and_users,
 );
 
 fn id(v: &Value) -> String {
@@ -932,4 +933,121 @@ async fn keys_are_listed(app: TestApp) {
     assert_eq!(list[0]["state"], "active");
     assert_eq!(list[0]["id"], app.jwks().await.keys[0].kid);
     assert!(list[0].get("private_key_enc").is_none());
+}
+
+/// Labels on clients and users: validated (1–64 of a-z 0-9 . _ -, at most 32),
+/// deduplicated, returned, and audited in the before/after states.
+async fn labels_on_clients_and_users(app: TestApp) {
+    let api = app.bootstrap_admin().await;
+
+    let client = api
+        .post(
+            "/admin/v1/clients",
+            json!({ "name": "labelled", "labels": ["batch", "oncall", "batch"] }),
+        )
+        .await
+        .ok(201)
+        .clone();
+    assert_eq!(client["labels"], json!(["batch", "oncall"]));
+    let cpath = format!("/admin/v1/clients/{}", id(&client));
+    assert_eq!(
+        api.get(&cpath).await.ok(200)["labels"],
+        json!(["batch", "oncall"])
+    );
+    let too_many: Vec<String> = (0..33).map(|i| format!("l{i}")).collect();
+    for bad in [
+        json!(["On-Call"]),
+        json!([""]),
+        json!(["a b"]),
+        json!(["x".repeat(65)]),
+        json!(too_many),
+    ] {
+        assert_eq!(
+            api.patch(&cpath, json!({ "labels": bad }))
+                .await
+                .problem(422)["errors"][0]["field"],
+            "labels",
+            "{bad}"
+        );
+    }
+    assert_eq!(
+        api.post(
+            "/admin/v1/clients",
+            json!({ "name": "bad", "labels": ["UPPER"] })
+        )
+        .await
+        .problem(422)["errors"][0]["field"],
+        "labels"
+    );
+    assert_eq!(
+        api.patch(&cpath, json!({ "labels": ["db.read_only-2"] }))
+            .await
+            .ok(200)["labels"],
+        json!(["db.read_only-2"])
+    );
+
+    let user = api
+        .post(
+            "/admin/v1/users",
+            json!({ "username": "alice", "password": "correct horse battery staple" }),
+        )
+        .await
+        .ok(201)
+        .clone();
+    assert_eq!(user["labels"], json!([]));
+    let upath = format!("/admin/v1/users/{}", id(&user));
+    assert_eq!(
+        api.patch(&upath, json!({ "labels": ["bad label"] }))
+            .await
+            .problem(422)["errors"][0]["field"],
+        "labels"
+    );
+    assert_eq!(
+        api.post(
+            "/admin/v1/users",
+            json!({ "username": "bob", "password": "correct horse battery staple", "labels": ["Nope"] })
+        )
+        .await
+        .problem(422)["errors"][0]["field"],
+        "labels"
+    );
+    assert_eq!(
+        api.patch(&upath, json!({ "labels": ["oncall", "sre"] }))
+            .await
+            .ok(200)["labels"],
+        json!(["oncall", "sre"])
+    );
+    assert_eq!(
+        api.get(&upath).await.ok(200)["labels"],
+        json!(["oncall", "sre"])
+    );
+    let bob = api
+        .post(
+            "/admin/v1/users",
+            json!({ "username": "bob", "password": "correct horse battery staple", "labels": ["dba"] }),
+        )
+        .await
+        .ok(201)
+        .clone();
+    assert_eq!(bob["labels"], json!(["dba"]));
+
+    let events = app.audit("admin.change").await;
+    let relabel = events
+        .iter()
+        .find(|e| e.detail["action"] == "user.update")
+        .expect("user update audited");
+    assert_eq!(relabel.detail["before"]["labels"], json!([]));
+    assert_eq!(relabel.detail["after"]["labels"], json!(["oncall", "sre"]));
+    let client_update = events
+        .iter()
+        .find(|e| e.detail["action"] == "client.update")
+        .expect("client update audited");
+    assert_eq!(
+        client_update.detail["before"]["labels"],
+        json!(["batch", "oncall"])
+    );
+    assert_eq!(
+        client_update.detail["after"]["labels"],
+        json!(["db.read_only-2"])
+    );
 }

@@ -539,7 +539,7 @@ impl TestApp {
             .await
             .unwrap();
         self.admin()
-            .create_user(username, hash, true)
+            .create_user(username, hash, true, &[])
             .await
             .unwrap()
             .id

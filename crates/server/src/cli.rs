@@ -302,7 +302,8 @@ pub enum AccessPolicyCommand {
         /// A scope that may be requested (repeatable).
         #[arg(long = "scope", required = true)]
         scopes: Vec<String>,
-        /// Who may request (repeatable): user:<id>, client:<id>, users, clients.
+        /// Who may request (repeatable): user:<id>, client:<id>, label:<name>, users,
+        /// clients.
         #[arg(long = "subject", required = true)]
         subjects: Vec<String>,
         /// Longest access, e.g. 15m.

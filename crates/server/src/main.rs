@@ -396,7 +396,7 @@ async fn admin(config: &Config, command: AdminCommand) -> anyhow::Result<()> {
             let hash = mayfly_server::password::Passwords::default()
                 .hash(password)
                 .await?;
-            let user = actor.create_user(&username, hash, true).await?;
+            let user = actor.create_user(&username, hash, true, &[]).await?;
             print_json(&json!({ "id": user.id, "username": user.username }));
         }
         AdminCommand::Grant {

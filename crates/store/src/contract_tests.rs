@@ -62,6 +62,7 @@ contract!(
     audit_batch_larger_than_one_statement,
     one_time_ids,
     client_view_holds_public_keys,
+    labels_round_trip_on_users_and_clients,
 );
 
 async fn audience(store: &dyn Store, uri: &str, scopes: &[&str]) -> AudienceRecord {
@@ -97,6 +98,7 @@ async fn client(store: &dyn Store) -> ClientRecord {
             allowed_cidrs: vec!["10.0.0.0/8".into()],
             require_dpop: false,
             grant_types: vec!["client_credentials".into()],
+            labels: vec![],
             anomaly_policy: AnomalyPolicy::Alert,
             now: now(),
         })
@@ -701,6 +703,7 @@ async fn users(store: Arc<dyn Store>) {
             username: "alice".into(),
             password_hash: "$argon2id$x".into(),
             enabled: true,
+            labels: vec![],
             now: t,
         })
         .await
@@ -710,6 +713,7 @@ async fn users(store: Arc<dyn Store>) {
             username: "alice".into(),
             password_hash: "h".into(),
             enabled: true,
+            labels: vec![],
             now: t,
         })
         .await;
@@ -722,6 +726,7 @@ async fn users(store: Arc<dyn Store>) {
             username: "bob".into(),
             password_hash: "h".into(),
             enabled: false,
+            labels: vec![],
             now: t,
         })
         .await
@@ -1810,6 +1815,7 @@ async fn sightings_and_anomaly_policy(store: Arc<dyn Store>) {
             require_dpop: false,
             anomaly_policy: AnomalyPolicy::default(),
             grant_types: vec!["client_credentials".into()],
+            labels: vec![],
             now: t,
         })
         .await
@@ -1946,6 +1952,7 @@ async fn user(store: &dyn Store, name: &str) -> UserRecord {
             username: name.into(),
             password_hash: "$argon2id$x".into(),
             enabled: true,
+            labels: vec![],
             now: now(),
         })
         .await
@@ -2413,4 +2420,100 @@ async fn access_policies_and_requests_decide_once(store: Arc<dyn Store>) {
         None,
         "requests outlive their policy"
     );
+}
+
+async fn labels_round_trip_on_users_and_clients(store: Arc<dyn Store>) {
+    let t = now();
+    let alice = store
+        .create_user(NewUser {
+            username: "alice".into(),
+            password_hash: "$argon2id$x".into(),
+            enabled: true,
+            labels: vec!["oncall".into(), "sre".into()],
+            now: t,
+        })
+        .await
+        .unwrap();
+    assert_eq!(alice.labels, ["oncall", "sre"]);
+    assert_eq!(store.user(alice.id).await.unwrap(), Some(alice.clone()));
+
+    // Relabelling a user is not issuance data: the revision stays, and so does this
+    // process's change count.
+    let revision = store.revision().await.unwrap();
+    let local = store.local_changes();
+    let relabelled = UserRecord {
+        labels: vec!["dba".into()],
+        updated_at: t + Duration::seconds(1),
+        ..alice.clone()
+    };
+    assert_eq!(
+        store
+            .update_user(&relabelled, alice.updated_at)
+            .await
+            .unwrap(),
+        relabelled
+    );
+    assert_eq!(store.revision().await.unwrap(), revision);
+    assert_eq!(store.local_changes(), local);
+    assert_eq!(
+        store.user_by_username("alice").await.unwrap(),
+        Some(relabelled.clone())
+    );
+    // Disabling still moves it.
+    let disabled = UserRecord {
+        enabled: false,
+        updated_at: t + Duration::seconds(2),
+        ..relabelled.clone()
+    };
+    store
+        .update_user(&disabled, relabelled.updated_at)
+        .await
+        .unwrap();
+    assert!(store.revision().await.unwrap() > revision);
+    assert!(store.local_changes() > local);
+
+    let svc = store
+        .create_client(NewClient {
+            name: "labelled".into(),
+            enabled: true,
+            default_ttl_secs: None,
+            max_ttl_secs: None,
+            allowed_cidrs: vec![],
+            require_dpop: false,
+            anomaly_policy: AnomalyPolicy::default(),
+            grant_types: vec!["client_credentials".into()],
+            labels: vec!["batch".into()],
+            now: t,
+        })
+        .await
+        .unwrap();
+    assert_eq!(svc.labels, ["batch"]);
+    assert_eq!(store.client(svc.id).await.unwrap(), Some(svc.clone()));
+    let changed = ClientRecord {
+        labels: vec!["batch".into(), "oncall".into()],
+        updated_at: t + Duration::seconds(1),
+        ..svc.clone()
+    };
+    assert_eq!(
+        store.update_client(&changed, svc.updated_at).await.unwrap(),
+        changed
+    );
+    assert_eq!(
+        store
+            .client_view(svc.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .client
+            .labels,
+        ["batch", "oncall"]
+    );
+    let listed = store
+        .list_clients(Page {
+            after: None,
+            limit: 10,
+        })
+        .await
+        .unwrap();
+    assert_eq!(listed, [changed]);
 }

@@ -148,6 +148,7 @@ fn policy(stored: String) -> Result<AnomalyPolicy, sqlx::Error> {
 fn client(row: &PgRow) -> Result<ClientRecord, sqlx::Error> {
     let Json(allowed_cidrs) = row.try_get::<Json<Vec<String>>, _>("allowed_cidrs")?;
     let Json(grant_types) = row.try_get::<Json<Vec<String>>, _>("grant_types")?;
+    let Json(labels) = row.try_get::<Json<Vec<String>>, _>("labels")?;
     Ok(ClientRecord {
         id: row.try_get("id")?,
         name: row.try_get("name")?,
@@ -158,6 +159,7 @@ fn client(row: &PgRow) -> Result<ClientRecord, sqlx::Error> {
         require_dpop: row.try_get("require_dpop")?,
         anomaly_policy: policy(row.try_get("anomaly_policy")?)?,
         grant_types,
+        labels,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
     })
@@ -514,8 +516,8 @@ impl AudienceStore for PgStore {
 impl ClientStore for PgStore {
     async fn create_client(&self, new: NewClient) -> StoreResult<ClientRecord> {
         let row = sqlx::query(
-            "INSERT INTO clients (id, name, enabled, default_ttl_secs, max_ttl_secs, allowed_cidrs, require_dpop, anomaly_policy, created_at, updated_at, grant_types)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $9, $8, $8, $10) RETURNING *",
+            "INSERT INTO clients (id, name, enabled, default_ttl_secs, max_ttl_secs, allowed_cidrs, require_dpop, anomaly_policy, created_at, updated_at, grant_types, labels)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $9, $8, $8, $10, $11) RETURNING *",
         )
         .bind(Uuid::now_v7())
         .bind(&new.name)
@@ -527,6 +529,7 @@ impl ClientStore for PgStore {
         .bind(new.now)
         .bind(new.anomaly_policy.as_str())
         .bind(Json(&new.grant_types))
+        .bind(Json(&new.labels))
         .fetch_one(&self.pool)
         .await
         .or_store("client")?;
@@ -641,7 +644,7 @@ impl ClientStore for PgStore {
         let row = sqlx::query(
             "UPDATE clients SET name = $2, enabled = $3, default_ttl_secs = $4, max_ttl_secs = $5,
                  allowed_cidrs = $6, require_dpop = $7, updated_at = $8, anomaly_policy = $10,
-                 grant_types = $11
+                 grant_types = $11, labels = $12
              WHERE id = $1 AND updated_at = $9 RETURNING *",
         )
         .bind(c.id)
@@ -655,6 +658,7 @@ impl ClientStore for PgStore {
         .bind(seen_updated_at)
         .bind(c.anomaly_policy.as_str())
         .bind(Json(&c.grant_types))
+        .bind(Json(&c.labels))
         .fetch_optional(&self.pool)
         .await
         .or_store("client")?;
@@ -751,6 +755,7 @@ fn public_key(row: &PgRow) -> Result<ClientPublicKeyRecord, sqlx::Error> {
 }
 
 fn user(row: &PgRow) -> Result<UserRecord, sqlx::Error> {
+    let Json(labels) = row.try_get::<Json<Vec<String>>, _>("labels")?;
     Ok(UserRecord {
         id: row.try_get("id")?,
         username: row.try_get("username")?,
@@ -758,6 +763,7 @@ fn user(row: &PgRow) -> Result<UserRecord, sqlx::Error> {
         enabled: row.try_get("enabled")?,
         failed_logins: row.try_get("failed_logins")?,
         locked_until: row.try_get("locked_until")?,
+        labels,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
     })
@@ -767,14 +773,15 @@ fn user(row: &PgRow) -> Result<UserRecord, sqlx::Error> {
 impl UserStore for PgStore {
     async fn create_user(&self, new: NewUser) -> StoreResult<UserRecord> {
         let row = sqlx::query(
-            "INSERT INTO users (id, username, password_hash, enabled, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $5) RETURNING *",
+            "INSERT INTO users (id, username, password_hash, enabled, created_at, updated_at, labels)
+             VALUES ($1, $2, $3, $4, $5, $5, $6) RETURNING *",
         )
         .bind(Uuid::now_v7())
         .bind(&new.username)
         .bind(&new.password_hash)
         .bind(new.enabled)
         .bind(new.now)
+        .bind(Json(&new.labels))
         .fetch_one(&self.pool)
         .await
         .or_store("username")?;
@@ -820,8 +827,20 @@ impl UserStore for PgStore {
         u: &UserRecord,
         seen_updated_at: OffsetDateTime,
     ) -> StoreResult<UserRecord> {
+        // Labels and lockout bookkeeping are not issuance data: only a change to the
+        // username, password or enabled flag counts as one (the revision trigger of
+        // 0012 compares the same columns). When the update below succeeds, this read
+        // was its pre-image (the update is conditional on `updated_at`); when in doubt,
+        // count it.
+        let issuance_changed = self.user(u.id).await?.is_none_or(|old| {
+            old.updated_at != seen_updated_at
+                || old.username != u.username
+                || old.password_hash != u.password_hash
+                || old.enabled != u.enabled
+        });
         let row = sqlx::query(
-            "UPDATE users SET password_hash = $2, enabled = $3, failed_logins = $4, locked_until = $5, updated_at = $6
+            "UPDATE users SET password_hash = $2, enabled = $3, failed_logins = $4, locked_until = $5, updated_at = $6,
+                 labels = $8
              WHERE id = $1 AND updated_at = $7 RETURNING *",
         )
         .bind(u.id)
@@ -831,12 +850,15 @@ impl UserStore for PgStore {
         .bind(u.locked_until)
         .bind(u.updated_at)
         .bind(seen_updated_at)
+        .bind(Json(&u.labels))
         .fetch_optional(&self.pool)
         .await
         .or_store("user")?;
         match row {
             Some(row) => {
-                self.changed();
+                if issuance_changed {
+                    self.changed();
+                }
                 user(&row).or_store("user")
             }
             None if self.user(u.id).await?.is_some() => {

@@ -78,6 +78,8 @@ pub struct NewClient {
     /// Grant types it may use (RFC 7591 `grant_types`); `refresh_token` lets it receive
     /// refresh tokens.
     pub grant_types: Vec<String>,
+    /// Labels that access policies may select it by (`label:<name>`).
+    pub labels: Vec<String>,
     /// Creation time.
     pub now: OffsetDateTime,
 }
@@ -103,6 +105,8 @@ pub struct ClientRecord {
     pub anomaly_policy: AnomalyPolicy,
     /// Grant types it may use (RFC 7591 `grant_types`).
     pub grant_types: Vec<String>,
+    /// Labels that access policies may select it by (`label:<name>`).
+    pub labels: Vec<String>,
     /// Creation time.
     pub created_at: OffsetDateTime,
     /// Last change.
@@ -513,6 +517,8 @@ pub struct UserRecord {
     pub failed_logins: i32,
     /// Locked out until then.
     pub locked_until: Option<OffsetDateTime>,
+    /// Labels that access policies may select them by (`label:<name>`).
+    pub labels: Vec<String>,
     /// Creation time.
     pub created_at: OffsetDateTime,
     /// Last change.
@@ -525,6 +531,7 @@ impl fmt::Debug for UserRecord {
             .field("id", &self.id)
             .field("username", &self.username)
             .field("enabled", &self.enabled)
+            .field("labels", &self.labels)
             .finish_non_exhaustive()
     }
 }
@@ -538,6 +545,8 @@ pub struct NewUser {
     pub password_hash: String,
     /// Whether they may log in.
     pub enabled: bool,
+    /// Labels that access policies may select them by (`label:<name>`).
+    pub labels: Vec<String>,
     /// Creation time.
     pub now: OffsetDateTime,
 }
@@ -546,6 +555,7 @@ impl fmt::Debug for NewUser {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("NewUser")
             .field("username", &self.username)
+            .field("labels", &self.labels)
             .finish_non_exhaustive()
     }
 }

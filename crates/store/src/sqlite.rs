@@ -171,6 +171,9 @@ fn client(row: &SqliteRow) -> StoreResult<ClientRecord> {
     let Json(grant_types) = row
         .try_get::<Json<Vec<String>>, _>("grant_types")
         .or_store("client")?;
+    let Json(labels) = row
+        .try_get::<Json<Vec<String>>, _>("labels")
+        .or_store("client")?;
     Ok(ClientRecord {
         id: row.try_get("id").or_store("client")?,
         name: row.try_get("name").or_store("client")?,
@@ -185,6 +188,7 @@ fn client(row: &SqliteRow) -> StoreResult<ClientRecord> {
         )
         .ok_or(StoreError::Corrupt("unknown anomaly_policy"))?,
         grant_types,
+        labels,
         created_at: get_time(row, "created_at")?,
         updated_at: get_time(row, "updated_at")?,
     })
@@ -571,8 +575,8 @@ impl AudienceStore for SqliteStore {
 impl ClientStore for SqliteStore {
     async fn create_client(&self, new: NewClient) -> StoreResult<ClientRecord> {
         let row = sqlx::query(
-            "INSERT INTO clients (id, name, enabled, default_ttl_secs, max_ttl_secs, allowed_cidrs, require_dpop, anomaly_policy, created_at, updated_at, grant_types)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $9, $8, $8, $10) RETURNING *",
+            "INSERT INTO clients (id, name, enabled, default_ttl_secs, max_ttl_secs, allowed_cidrs, require_dpop, anomaly_policy, created_at, updated_at, grant_types, labels)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $9, $8, $8, $10, $11) RETURNING *",
         )
         .bind(Uuid::now_v7())
         .bind(&new.name)
@@ -584,6 +588,7 @@ impl ClientStore for SqliteStore {
         .bind(micros(new.now))
         .bind(new.anomaly_policy.as_str())
         .bind(Json(&new.grant_types))
+        .bind(Json(&new.labels))
         .fetch_one(&self.pool)
         .await
         .or_store("client")?;
@@ -694,7 +699,7 @@ impl ClientStore for SqliteStore {
         let row = sqlx::query(
             "UPDATE clients SET name = $2, enabled = $3, default_ttl_secs = $4, max_ttl_secs = $5,
                  allowed_cidrs = $6, require_dpop = $7, updated_at = $8, anomaly_policy = $10,
-                 grant_types = $11
+                 grant_types = $11, labels = $12
              WHERE id = $1 AND updated_at = $9 RETURNING *",
         )
         .bind(c.id)
@@ -708,6 +713,7 @@ impl ClientStore for SqliteStore {
         .bind(micros(seen_updated_at))
         .bind(c.anomaly_policy.as_str())
         .bind(Json(&c.grant_types))
+        .bind(Json(&c.labels))
         .fetch_optional(&self.pool)
         .await
         .or_store("client")?;
@@ -801,6 +807,9 @@ fn public_key(row: &SqliteRow) -> StoreResult<ClientPublicKeyRecord> {
 }
 
 fn user(row: &SqliteRow) -> StoreResult<UserRecord> {
+    let Json(labels) = row
+        .try_get::<Json<Vec<String>>, _>("labels")
+        .or_store("user")?;
     Ok(UserRecord {
         id: row.try_get("id").or_store("user")?,
         username: row.try_get("username").or_store("user")?,
@@ -808,6 +817,7 @@ fn user(row: &SqliteRow) -> StoreResult<UserRecord> {
         enabled: row.try_get("enabled").or_store("user")?,
         failed_logins: row.try_get("failed_logins").or_store("user")?,
         locked_until: get_opt_time(row, "locked_until")?,
+        labels,
         created_at: get_time(row, "created_at")?,
         updated_at: get_time(row, "updated_at")?,
     })
@@ -817,14 +827,15 @@ fn user(row: &SqliteRow) -> StoreResult<UserRecord> {
 impl UserStore for SqliteStore {
     async fn create_user(&self, new: NewUser) -> StoreResult<UserRecord> {
         let row = sqlx::query(
-            "INSERT INTO users (id, username, password_hash, enabled, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $5) RETURNING *",
+            "INSERT INTO users (id, username, password_hash, enabled, created_at, updated_at, labels)
+             VALUES ($1, $2, $3, $4, $5, $5, $6) RETURNING *",
         )
         .bind(Uuid::now_v7())
         .bind(&new.username)
         .bind(&new.password_hash)
         .bind(new.enabled)
         .bind(micros(new.now))
+        .bind(Json(&new.labels))
         .fetch_one(&self.pool)
         .await
         .or_store("username")?;
@@ -866,8 +877,20 @@ impl UserStore for SqliteStore {
         u: &UserRecord,
         seen_updated_at: OffsetDateTime,
     ) -> StoreResult<UserRecord> {
+        // Labels and lockout bookkeeping are not issuance data: only a change to the
+        // username, password or enabled flag counts as one (the revision trigger of
+        // 0012 compares the same columns). When the update below succeeds, this read
+        // was its pre-image (the update is conditional on `updated_at`); when in doubt,
+        // count it.
+        let issuance_changed = self.user(u.id).await?.is_none_or(|old| {
+            old.updated_at != seen_updated_at
+                || old.username != u.username
+                || old.password_hash != u.password_hash
+                || old.enabled != u.enabled
+        });
         let row = sqlx::query(
-            "UPDATE users SET password_hash = $2, enabled = $3, failed_logins = $4, locked_until = $5, updated_at = $6
+            "UPDATE users SET password_hash = $2, enabled = $3, failed_logins = $4, locked_until = $5, updated_at = $6,
+                 labels = $8
              WHERE id = $1 AND updated_at = $7 RETURNING *",
         )
         .bind(u.id)
@@ -877,12 +900,15 @@ impl UserStore for SqliteStore {
         .bind(opt_micros(u.locked_until))
         .bind(micros(u.updated_at))
         .bind(micros(seen_updated_at))
+        .bind(Json(&u.labels))
         .fetch_optional(&self.pool)
         .await
         .or_store("user")?;
         match row {
             Some(row) => {
-                self.changed();
+                if issuance_changed {
+                    self.changed();
+                }
                 user(&row)
             }
             None if self.user(u.id).await?.is_some() => {

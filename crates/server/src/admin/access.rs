@@ -93,7 +93,8 @@ pub struct AccessPolicySpec {
     pub audience: String,
     /// Scopes on it that may be requested.
     pub scopes: Vec<String>,
-    /// Who may request: `user:<id>`, `client:<id>`, `users`, `clients`.
+    /// Who may request: `user:<id>`, `client:<id>`, `label:<name>` (users and clients
+    /// carrying that label), `users` (every user), `clients` (every client).
     pub subjects: Vec<String>,
     /// Longest access.
     pub max_duration: Duration,
@@ -178,18 +179,32 @@ fn policy_json(p: &AccessPolicyRecord) -> Value {
     })
 }
 
-/// Whether `policy` names `subject`.
-fn covers_subject(policy: &AccessPolicyRecord, subject: Subject) -> bool {
+/// Whether `policy` names `subject`, which carries `labels`.
+fn covers_subject(policy: &AccessPolicyRecord, subject: Subject, labels: &[String]) -> bool {
     let (kind, id) = subject_ref(subject);
     let group = match subject {
         Subject::Client(_) => "clients",
         Subject::User(_) => "users",
     };
     let me = format!("{kind}:{id}");
-    policy.subjects.iter().any(|s| *s == me || s == group)
+    policy.subjects.iter().any(|s| {
+        *s == me
+            || s == group
+            || s.strip_prefix("label:")
+                .is_some_and(|label| labels.iter().any(|l| l == label))
+    })
 }
 
 impl Actor<'_> {
+    /// The labels `subject` carries now (none when it is gone).
+    async fn labels_of(&self, subject: Subject) -> Result<Vec<String>, AdminError> {
+        Ok(match subject {
+            Subject::User(id) => self.store.user(id).await?.map(|u| u.labels),
+            Subject::Client(id) => self.store.client(id).await?.map(|c| c.labels),
+        }
+        .unwrap_or_default())
+    }
+
     /// Checks a policy's fields, and that what it names exists.
     async fn check_policy(
         &self,
@@ -216,6 +231,8 @@ impl Actor<'_> {
         for s in &spec.subjects {
             let exists = match s.split_once(':') {
                 None if s == "users" || s == "clients" => true,
+                // A label need not be on anyone yet.
+                Some(("label", label)) if super::is_label(label) => true,
                 Some(("user", id)) => match Uuid::parse_str(id) {
                     Ok(id) => self.store.user(id).await?.is_some(),
                     Err(_) => false,
@@ -227,7 +244,7 @@ impl Actor<'_> {
                 _ => {
                     return Err(invalid(
                         "subjects",
-                        "each is user:<id>, client:<id>, users or clients",
+                        "each is user:<id>, client:<id>, label:<name> (1 to 64 of a-z 0-9 . _ -), users or clients",
                     ));
                 }
             };
@@ -530,9 +547,19 @@ impl Actor<'_> {
                 },
             )
             .await?;
+        // The requester's labels, read now: a label added or removed takes effect on the
+        // next request. Looked up only when some policy selects by label.
+        let labels = if policies
+            .iter()
+            .any(|p| p.subjects.iter().any(|s| s.starts_with("label:")))
+        {
+            self.labels_of(spec.subject).await?
+        } else {
+            Vec::new()
+        };
         let covering: Vec<&AccessPolicyRecord> = policies
             .iter()
-            .filter(|p| covers_subject(p, spec.subject))
+            .filter(|p| covers_subject(p, spec.subject, &labels))
             .filter(|p| scopes.iter().all(|s| p.scopes.contains(s)))
             .collect();
         if covering.is_empty() {

@@ -37,6 +37,8 @@ pub struct ClientChanges {
     pub anomaly_policy: Option<AnomalyPolicy>,
     /// New grant types.
     pub grant_types: Option<Vec<String>>,
+    /// New labels (replacing the old ones).
+    pub labels: Option<Vec<String>>,
 }
 
 /// Validates a client's grant types: each one Mayfly supports, none twice.
@@ -84,6 +86,7 @@ pub(super) fn client_json(c: &ClientRecord) -> Value {
         "allowed_cidrs": c.allowed_cidrs, "require_dpop": c.require_dpop,
         "anomaly_policy": c.anomaly_policy,
         "grant_types": c.grant_types,
+        "labels": c.labels,
     })
 }
 
@@ -181,6 +184,9 @@ impl Actor<'_> {
         }
         if let Some(list) = &changes.grant_types {
             after.grant_types = grant_types(list)?;
+        }
+        if let Some(list) = &changes.labels {
+            after.labels = super::labels(list)?;
         }
         check_ttls(after.default_ttl_secs, after.max_ttl_secs)?;
         if before.enabled && !after.enabled {

@@ -109,6 +109,41 @@ pub fn invalid(field: &'static str, reason: impl Into<String>) -> AdminError {
     }
 }
 
+/// Most labels on one user or client.
+pub const MAX_LABELS: usize = 32;
+
+/// Whether `name` is a label: 1 to 64 characters of `a-z 0-9 . _ -`.
+pub fn is_label(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-')
+        })
+}
+
+/// Validates a user's or client's labels: each [`is_label`], at most [`MAX_LABELS`]
+/// once duplicates are dropped (the first occurrence keeps its place).
+pub(crate) fn labels(list: &[String]) -> Result<Vec<String>, AdminError> {
+    let mut out: Vec<String> = Vec::with_capacity(list.len().min(MAX_LABELS));
+    for label in list {
+        if !is_label(label) {
+            return Err(invalid(
+                "labels",
+                format!(
+                    "{:?} is not 1 to 64 characters of a-z 0-9 . _ -",
+                    label.chars().take(80).collect::<String>()
+                ),
+            ));
+        }
+        if !out.contains(label) {
+            out.push(label.clone());
+        }
+    }
+    if out.len() > MAX_LABELS {
+        return Err(invalid("labels", format!("at most {MAX_LABELS} labels")));
+    }
+    Ok(out)
+}
+
 /// A client and its first secret, shown once.
 #[derive(Debug)]
 pub struct CreatedClient {
@@ -277,6 +312,7 @@ impl Actor<'_> {
                 require_dpop: spec.require_dpop,
                 anomaly_policy: spec.anomaly_policy,
                 grant_types: clients::grant_types(&spec.grant_types)?,
+                labels: labels(&spec.labels)?,
                 now: self.now,
             })
             .await?;
@@ -329,6 +365,7 @@ impl Actor<'_> {
                 require_dpop: spec.require_dpop,
                 anomaly_policy: spec.anomaly_policy,
                 grant_types: clients::grant_types(&spec.grant_types)?,
+                labels: labels(&spec.labels)?,
                 now: self.now,
             })
             .await?;
@@ -465,6 +502,8 @@ pub struct ClientSpec {
     /// Grant types it may use (RFC 7591 `grant_types`); `refresh_token` lets it receive
     /// refresh tokens on user logins.
     pub grant_types: Vec<String>,
+    /// Labels that access policies may select it by (`label:<name>`).
+    pub labels: Vec<String>,
 }
 
 impl ClientSpec {
@@ -479,6 +518,7 @@ impl ClientSpec {
             require_dpop: false,
             anomaly_policy: AnomalyPolicy::Alert,
             grant_types: vec![crate::grant::CLIENT_CREDENTIALS.to_owned()],
+            labels: Vec::new(),
         }
     }
 }

@@ -16,6 +16,8 @@ pub struct UserChanges {
     pub password_hash: Option<String>,
     /// Enable or disable.
     pub enabled: Option<bool>,
+    /// New labels (replacing the old ones).
+    pub labels: Option<Vec<String>>,
 }
 
 impl std::fmt::Debug for UserChanges {
@@ -23,6 +25,7 @@ impl std::fmt::Debug for UserChanges {
         f.debug_struct("UserChanges")
             .field("password", &self.password_hash.as_ref().map(|_| "<new>"))
             .field("enabled", &self.enabled)
+            .field("labels", &self.labels)
             .finish()
     }
 }
@@ -42,19 +45,22 @@ fn username(name: &str) -> Result<&str, AdminError> {
 }
 
 fn user_json(u: &UserRecord) -> Value {
-    json!({ "id": u.id, "username": u.username, "enabled": u.enabled })
+    json!({
+        "id": u.id, "username": u.username, "enabled": u.enabled, "labels": u.labels,
+    })
 }
 
 impl Actor<'_> {
     /// Creates a user with an already hashed password.
     ///
     /// # Errors
-    /// [`AdminError`] for an invalid or taken username.
+    /// [`AdminError`] for an invalid or taken username or invalid labels.
     pub async fn create_user(
         &self,
         name: &str,
         password_hash: String,
         enabled: bool,
+        labels: &[String],
     ) -> Result<UserRecord, AdminError> {
         let user = self
             .store
@@ -62,6 +68,7 @@ impl Actor<'_> {
                 username: username(name)?.to_owned(),
                 password_hash,
                 enabled,
+                labels: super::labels(labels)?,
                 now: self.now,
             })
             .await?;
@@ -92,7 +99,7 @@ impl Actor<'_> {
     /// Applies `changes`; a new password also clears a lockout.
     ///
     /// # Errors
-    /// [`AdminError`] for an unknown user or a concurrent change.
+    /// [`AdminError`] for invalid labels, an unknown user or a concurrent change.
     pub async fn update_user(
         &self,
         id: Uuid,
@@ -108,6 +115,9 @@ impl Actor<'_> {
         }
         if let Some(enabled) = changes.enabled {
             after.enabled = enabled;
+        }
+        if let Some(list) = &changes.labels {
+            after.labels = super::labels(list)?;
         }
         after.updated_at = self.now.max(before.updated_at + Duration::microseconds(1));
         let after = self.store.update_user(&after, before.updated_at).await?;

@@ -87,8 +87,8 @@ pub struct AccessPolicyOut {
     pub audience_id: Uuid,
     /// Scopes that may be requested.
     pub scopes: Vec<String>,
-    /// Who may request: `user:<id>`, `client:<id>`, `users` (every user), `clients`
-    /// (every client).
+    /// Who may request: `user:<id>`, `client:<id>`, `label:<name>` (every user or
+    /// client carrying that label), `users` (every user), `clients` (every client).
     pub subjects: Vec<String>,
     /// Longest access, in seconds.
     pub max_duration_secs: i64,
@@ -140,7 +140,9 @@ pub struct NewAccessPolicyIn {
     /// Scopes on it that may be requested.
     #[schema(min_items = 1, max_items = 64)]
     pub scopes: Vec<String>,
-    /// Who may request: `user:<id>`, `client:<id>`, `users`, `clients`.
+    /// Who may request: `user:<id>`, `client:<id>`, `label:<name>` (every user or
+    /// client carrying that label, read when a request is made), `users` (every user),
+    /// `clients` (every client).
     #[schema(min_items = 1, max_items = 256)]
     pub subjects: Vec<String>,
     /// Longest access, in seconds (at most 7 days).

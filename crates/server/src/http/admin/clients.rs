@@ -68,6 +68,7 @@ pub async fn create(
         require_dpop: body.require_dpop,
         anomaly_policy: body.anomaly_policy.into(),
         grant_types: body.grant_types,
+        labels: body.labels,
     };
     if !body.public_keys.is_empty() {
         let keys = body
@@ -146,6 +147,7 @@ pub async fn update(
         require_dpop: body.require_dpop,
         anomaly_policy: body.anomaly_policy.map(Into::into),
         grant_types: body.grant_types,
+        labels: body.labels,
     };
     Ok(Json(
         admin.actor(&state).update_client(id, changes).await?.into(),

@@ -198,6 +198,8 @@ pub struct ClientOut {
     pub anomaly_policy: Policy,
     /// Grant types it may use (RFC 7591 `grant_types`).
     pub grant_types: Vec<String>,
+    /// Labels that access policies may select it by (`label:<name>`).
+    pub labels: Vec<String>,
     /// Creation time.
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
@@ -218,6 +220,7 @@ impl From<ClientRecord> for ClientOut {
             require_dpop: c.require_dpop,
             anomaly_policy: c.anomaly_policy.into(),
             grant_types: c.grant_types,
+            labels: c.labels,
             created_at: c.created_at,
             updated_at: c.updated_at,
         }
@@ -274,6 +277,11 @@ pub struct NewClientIn {
     #[serde(default = "default_grant_types")]
     #[schema(example = json!(["client_credentials"]))]
     pub grant_types: Vec<String>,
+    /// Labels that access policies may select it by (`label:<name>`): at most 32,
+    /// each 1–64 characters of `a-z 0-9 . _ -`; duplicates are dropped.
+    #[serde(default)]
+    #[schema(max_items = 32, example = json!(["oncall"]))]
+    pub labels: Vec<String>,
 }
 
 /// What an anomaly (new network, new audience or endpoint, burst of failures) triggers:
@@ -339,6 +347,10 @@ pub struct ClientPatch {
     pub anomaly_policy: Option<Policy>,
     /// New grant types.
     pub grant_types: Option<Vec<String>>,
+    /// New labels, replacing the old ones (at most 32, each 1–64 characters of
+    /// `a-z 0-9 . _ -`; duplicates are dropped).
+    #[schema(max_items = 32, example = json!(["oncall"]))]
+    pub labels: Option<Vec<String>>,
 }
 
 /// A client secret's metadata (never the secret).
@@ -447,6 +459,8 @@ pub struct UserOut {
     /// Locked out until then, after repeated failures.
     #[serde(with = "time::serde::rfc3339::option")]
     pub locked_until: Option<OffsetDateTime>,
+    /// Labels that access policies may select them by (`label:<name>`).
+    pub labels: Vec<String>,
     /// Creation time.
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
@@ -462,6 +476,7 @@ impl From<UserRecord> for UserOut {
             username: u.username,
             enabled: u.enabled,
             locked_until: u.locked_until,
+            labels: u.labels,
             created_at: u.created_at,
             updated_at: u.updated_at,
         }
@@ -481,6 +496,11 @@ pub struct NewUserIn {
     /// Whether they may log in (default true).
     #[serde(default = "yes")]
     pub enabled: bool,
+    /// Labels that access policies may select them by (`label:<name>`): at most 32,
+    /// each 1–64 characters of `a-z 0-9 . _ -`; duplicates are dropped.
+    #[serde(default)]
+    #[schema(max_items = 32, example = json!(["oncall"]))]
+    pub labels: Vec<String>,
 }
 
 /// Changes to a user.
@@ -492,6 +512,10 @@ pub struct UserPatch {
     pub password: Option<String>,
     /// Enable or disable.
     pub enabled: Option<bool>,
+    /// New labels, replacing the old ones (at most 32, each 1–64 characters of
+    /// `a-z 0-9 . _ -`; duplicates are dropped).
+    #[schema(max_items = 32, example = json!(["oncall"]))]
+    pub labels: Option<Vec<String>>,
 }
 
 // ---- grants ----

@@ -52,7 +52,7 @@ pub async fn create(
     let password_hash = hash(&state, body.password).await?;
     let user = admin
         .actor(&state)
-        .create_user(&body.username, password_hash, body.enabled)
+        .create_user(&body.username, password_hash, body.enabled, &body.labels)
         .await?;
     Ok((StatusCode::CREATED, Json(user.into())))
 }
@@ -85,7 +85,7 @@ pub async fn read(
     Ok(Json(admin.actor(&state).user(id).await?.into()))
 }
 
-/// Change a user's password or enable/disable them.
+/// Change a user's password or labels, or enable/disable them.
 #[utoipa::path(patch, operation_id = "update_users", path = "/admin/v1/users/{id}", tag = "admin", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "User id")),
     request_body = UserPatch,
@@ -108,6 +108,7 @@ pub async fn update(
             UserChanges {
                 password_hash,
                 enabled: body.enabled,
+                labels: body.labels,
             },
         )
         .await?;
