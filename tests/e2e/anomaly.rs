@@ -10,14 +10,15 @@ use axum::http::HeaderMap;
 use axum::routing::{get, post};
 use hmac::{Hmac, KeyInit, Mac};
 use mayfly_sdk::{ClientSecret, TokenSource, VerifiedToken, Verifier};
-use mayfly_server::clock::{Clock as _, ManualClock};
 use mayfly_store::{AuditEvent, AuditQuery, Backend};
 use serde_json::{Value, json};
 use sha2::Sha256;
-use time::{Duration, OffsetDateTime};
+use time::Duration;
 use tokio::sync::mpsc;
 
-use crate::helpers::{AdminApi, Auth, TestApp, TestClient, answer, spawn_app_with};
+use crate::helpers::{
+    AdminApi, AppClock, Auth, TestApp, TestClient, answer, issuer_http, spawn_app_with,
+};
 
 const ORDERS: &str = "https://api.example.com/orders";
 const BILLING: &str = "https://api.example.com/billing";
@@ -80,15 +81,7 @@ async fn worker_token(app: &TestApp, worker: &TestClient) -> Issued {
         )
         .await;
     let token = body["access_token"].as_str().unwrap().to_owned();
-    let keys = app.state.keyring.current();
-    let options = mayfly_core::VerifyOptions {
-        issuer: &app.state.issuer,
-        audience: None,
-        leeway: Duration::ZERO,
-    };
-    let jti = mayfly_core::token::verify(&token, |kid| keys.public_key(kid), &options, app.now())
-        .unwrap()
-        .jti;
+    let jti = app.claims_of(&token).jti;
     Issued { token, jti }
 }
 
@@ -518,24 +511,11 @@ async fn failure_burst_is_an_anomaly(app: TestApp) {
     assert_eq!(found[0].source_ip.as_deref(), Some("127.0.0.1"));
 }
 
-/// The service's clock, as the SDK sees it.
-struct AppClock(Arc<ManualClock>);
-
-impl mayfly_sdk::Clock for AppClock {
-    fn now(&self) -> OffsetDateTime {
-        self.0.now()
-    }
-}
-
 async fn sdk_layer_reports_usage(app: TestApp) {
     app.bootstrap_admin().await;
     let worker = orders_worker(&app).await;
     let rs = resource_server(&app).await;
-    let addr: SocketAddr = app.base.trim_start_matches("http://").parse().unwrap();
-    let issuer_http = reqwest::Client::builder()
-        .resolve(app.issuer().trim_start_matches("http://"), addr)
-        .build()
-        .unwrap();
+    let issuer_http = issuer_http(&app);
     let clock: Arc<dyn mayfly_sdk::Clock> = Arc::new(AppClock(app.clock.clone()));
     let verifier = Verifier::builder(app.issuer(), ORDERS)
         .http_client(issuer_http.clone())

@@ -20,9 +20,11 @@ use mayfly_sdk::{
     ClientSecret, Presentation, RequestBuilderExt, TokenSource, VerifiedToken, Verifier,
     VerifierMode, VerifyError,
 };
-use mayfly_server::clock::{Clock, ManualClock};
 
-use crate::helpers::{Auth, KeyedClient, TestApp, TestClient, assert_oauth_error, spawn_app_with};
+use crate::helpers::{
+    AppClock, Auth, KeyedClient, TestApp, TestClient, assert_oauth_error, issuer_http,
+    spawn_app_with,
+};
 
 const ORDERS: &str = "https://api.example.com/orders";
 
@@ -985,26 +987,6 @@ mod configured {
 }
 
 // ---- the SDK ----
-
-/// The service's clock, as the SDK sees it.
-struct AppClock(Arc<ManualClock>);
-
-impl mayfly_sdk::Clock for AppClock {
-    fn now(&self) -> OffsetDateTime {
-        self.0.now()
-    }
-}
-
-/// An HTTP client that reaches the issuer's URLs (`http://mayfly.test/…`) at the test
-/// service's port.
-fn issuer_http(app: &TestApp) -> reqwest::Client {
-    let addr: std::net::SocketAddr = app.base.trim_start_matches("http://").parse().unwrap();
-    let host = app.issuer().trim_start_matches("http://").to_owned();
-    reqwest::Client::builder()
-        .resolve(&host, addr)
-        .build()
-        .unwrap()
-}
 
 /// A resource server built from the SDK's layer, serving with the peer address.
 async fn orders_server(verifier: &Verifier) -> String {

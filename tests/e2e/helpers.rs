@@ -693,3 +693,23 @@ impl TestApp {
 fn zeroize_string(text: &str) -> zeroize::Zeroizing<String> {
     zeroize::Zeroizing::new(text.to_owned())
 }
+
+/// The service's clock, as the SDK sees it.
+pub struct AppClock(pub Arc<ManualClock>);
+
+impl mayfly_sdk::Clock for AppClock {
+    fn now(&self) -> OffsetDateTime {
+        self.0.now()
+    }
+}
+
+/// An HTTP client that reaches the issuer's URLs (`http://mayfly.test/…`, as the metadata
+/// names them) at the test service's port.
+pub fn issuer_http(app: &TestApp) -> reqwest::Client {
+    let addr: SocketAddr = app.base.trim_start_matches("http://").parse().unwrap();
+    let host = app.issuer().trim_start_matches("http://").to_owned();
+    reqwest::Client::builder()
+        .resolve(&host, addr)
+        .build()
+        .unwrap()
+}

@@ -3,7 +3,6 @@
 //! `orders:write`), in-process on port 0. Time is the service's `ManualClock`, shared
 //! with the SDK through its `Clock` trait.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration as StdDuration, Instant};
 
@@ -14,11 +13,10 @@ use mayfly_core::{Claims, SigningKey};
 use mayfly_sdk::{
     ClientSecret, RequestBuilderExt, TokenSource, VerifiedToken, Verifier, VerifierMode,
 };
-use mayfly_server::clock::{Clock as _, ManualClock};
 use serde_json::{Value, json};
-use time::{Duration, OffsetDateTime};
+use time::Duration;
 
-use crate::helpers::{AdminApi, TestApp, TestClient};
+use crate::helpers::{AdminApi, AppClock, TestApp, TestClient, issuer_http};
 
 const ORDERS: &str = "https://api.example.com/orders";
 const BILLING: &str = "https://api.example.com/billing";
@@ -31,26 +29,6 @@ crate::both_stores!(
     sdk_introspection_mode_asks_the_issuer,
     sdk_refuses_what_was_exchanged_from_a_revoked_token,
 );
-
-/// The service's clock, as the SDK sees it.
-struct AppClock(Arc<ManualClock>);
-
-impl mayfly_sdk::Clock for AppClock {
-    fn now(&self) -> OffsetDateTime {
-        self.0.now()
-    }
-}
-
-/// An HTTP client that reaches the issuer's URLs (`http://mayfly.test/…`, as the metadata
-/// names them) at the test service's port.
-fn issuer_http(app: &TestApp) -> reqwest::Client {
-    let addr: SocketAddr = app.base.trim_start_matches("http://").parse().unwrap();
-    let host = app.issuer().trim_start_matches("http://").to_owned();
-    reqwest::Client::builder()
-        .resolve(&host, addr)
-        .build()
-        .unwrap()
-}
 
 struct Setup<'a> {
     api: AdminApi<'a>,
