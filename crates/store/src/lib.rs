@@ -411,3 +411,5 @@ pub async fn connect(url: &str) -> StoreResult<Arc<dyn Store>> {
 
 #[cfg(test)]
 mod contract_tests;
+#[cfg(test)]
+mod socket_tests;
