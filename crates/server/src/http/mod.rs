@@ -28,6 +28,8 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::trace::TraceLayer;
 
+use mayfly_core::UntrustedText;
+
 use crate::audit::RequestContext;
 use crate::state::AppState;
 
@@ -106,11 +108,11 @@ pub fn request_context(
     let user_agent = headers
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
-        .map(|ua| ua.chars().take(MAX_USER_AGENT).collect());
+        .map(|ua| UntrustedText::capped(ua, MAX_USER_AGENT).into_string());
     let request_id = headers
         .get(REQUEST_ID)
         .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
+        .map(|id| UntrustedText::new(id).into_string());
     RequestContext {
         source_ip: source_ip(&state.config.trusted_proxies, headers, extensions),
         user_agent,
