@@ -649,10 +649,10 @@ impl Verifier {
             Some(hit) => {
                 // Signature, issuer and audience were checked when it was cached; time
                 // moves on, so expiry is checked again.
-                if now >= hit.claims.exp + inner.leeway {
+                if now >= hit.claims.exp.saturating_add(inner.leeway) {
                     return Err(mayfly_core::VerifyError::Expired.into());
                 }
-                if now + inner.leeway < hit.claims.nbf {
+                if now.saturating_add(inner.leeway) < hit.claims.nbf {
                     return Err(mayfly_core::VerifyError::NotYetValid.into());
                 }
                 (hit.claims, hit.kid)
@@ -712,7 +712,7 @@ impl Verifier {
         let mut cache = self.inner.cache.write().unwrap_or_else(|e| e.into_inner());
         if cache.len() >= capacity {
             let leeway = self.inner.leeway;
-            cache.retain(|_, c| now < c.claims.exp + leeway);
+            cache.retain(|_, c| now < c.claims.exp.saturating_add(leeway));
             if cache.len() >= capacity {
                 // Still full of live tokens: start over rather than track recency on the
                 // hot path; the next sight of each costs one signature check.
