@@ -1,7 +1,11 @@
 //! Abuse resistance (issue #15): hostile bytes, hostile times, hostile headers and a
 //! database that went away must not take issuance down for anyone else.
 
-use crate::helpers::{Auth, TestApp, TestClient};
+use mayfly_core::net::ForwardedHeader;
+use mayfly_server::admin::ClientChanges;
+use mayfly_store::Backend;
+
+use crate::helpers::{Auth, TestApp, TestClient, assert_oauth_error, spawn_app_with};
 
 const ORDERS: &str = "https://api.example.com/orders";
 
@@ -136,4 +140,125 @@ async fn a_refused_audit_event_fails_only_itself(app: TestApp) {
         results.iter().filter(|r| r.is_err()).count()
     );
     assert_eq!(app.audit("test.event").await.len(), 40);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarded_headers_sqlite() {
+    forwarded_headers(Backend::Sqlite, ForwardedHeader::XForwardedFor).await;
+    forwarded_headers(Backend::Sqlite, ForwardedHeader::Forwarded).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarded_headers_postgres() {
+    forwarded_headers(Backend::Postgres, ForwardedHeader::XForwardedFor).await;
+    forwarded_headers(Backend::Postgres, ForwardedHeader::Forwarded).await;
+}
+
+/// Behind a trusted proxy (the test's own 127.0.0.1) that writes `header`: a client's
+/// copy of the other header is ignored (it passes through the proxy untouched), and a
+/// chain with a malformed or `unknown` hop is refused with 400, never taken to be the
+/// proxy's own address.
+async fn forwarded_headers(backend: Backend, header: ForwardedHeader) {
+    let app = spawn_app_with(backend, |c| {
+        c.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+        c.forwarded_header = header;
+    })
+    .await;
+    let worker = orders_client(&app).await;
+    // The victim network the attacker wants to pass as.
+    app.admin()
+        .update_client(
+            worker.id,
+            ClientChanges {
+                allowed_cidrs: Some(vec!["10.9.0.0/16".into()]),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let ask = [
+        ("grant_type", "client_credentials"),
+        ("scope", "orders:read"),
+        ("resource", ORDERS),
+    ];
+    let send = |headers: Vec<(&'static str, &'static str)>| {
+        let mut request = app
+            .http
+            .post(format!("{}/oauth2/token", app.base))
+            .basic_auth(worker.id, Some(&worker.secret))
+            .form(&ask);
+        for (name, value) in headers {
+            request = request.header(name, value);
+        }
+        request.send()
+    };
+    let (ours, other, hop) = match header {
+        ForwardedHeader::XForwardedFor => ("x-forwarded-for", "forwarded", "198.51.100.7"),
+        ForwardedHeader::Forwarded => ("forwarded", "x-forwarded-for", "for=198.51.100.7"),
+    };
+    let spoof = match header {
+        ForwardedHeader::XForwardedFor => "for=10.9.1.1",
+        ForwardedHeader::Forwarded => "10.9.1.1",
+    };
+    let genuine = match header {
+        ForwardedHeader::XForwardedFor => "10.9.1.1",
+        ForwardedHeader::Forwarded => "for=10.9.1.1;proto=https",
+    };
+    // The proxy's own hop is honoured.
+    let response = send(vec![(ours, genuine)]).await.unwrap();
+    assert_eq!(response.status(), 200, "{header:?}");
+    // Spoofed: the proxy wrote the client's real address, the client added the other
+    // header naming the victim network.
+    let response = send(vec![(ours, hop), (other, spoof)]).await.unwrap();
+    assert_oauth_error(response, 400, "unauthorized_client").await;
+    let response = send(vec![(other, spoof)]).await.unwrap();
+    assert_oauth_error(response, 400, "unauthorized_client").await;
+    let denied = app.audit("token.denied").await;
+    assert_eq!(denied[1].source_ip.as_deref(), Some("198.51.100.7"));
+    assert_eq!(
+        denied[0].source_ip.as_deref(),
+        Some("127.0.0.1"),
+        "no header: the peer itself"
+    );
+
+    // Garbage and unknown hops: 400, on every route, in that route's error format.
+    let garbage: &[&'static str] = match header {
+        ForwardedHeader::XForwardedFor => &[
+            "garbage",
+            "unknown",
+            "10.9.1.1, garbage",
+            "10.9.1.1,",
+            "10.9.1.1:99999",
+            "_hidden",
+        ],
+        ForwardedHeader::Forwarded => &[
+            "for=unknown",
+            "for=_hidden",
+            "garbage",
+            "proto=https",
+            "for=10.9.1.1, for=\"10.9.1.1",
+            "for=10.9.1.1, for=unknown",
+        ],
+    };
+    for value in garbage {
+        let response = send(vec![(ours, value)]).await.unwrap();
+        let body = assert_oauth_error(response, 400, "invalid_request").await;
+        assert!(
+            body["error_description"].as_str().unwrap().contains(ours),
+            "{body}"
+        );
+    }
+    let response = app
+        .http
+        .get(format!("{}/admin/v1/clients", app.base))
+        .header(ours, "garbage")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/problem+json"
+    );
+    assert_eq!(app.audit("token.issued").await.len(), 1);
 }

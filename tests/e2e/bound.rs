@@ -864,13 +864,15 @@ async fn trusted_proxy_headers(backend: Backend) {
             vec![("x-forwarded-for", "198.51.100.7, 203.0.113.1")],
             false,
         ),
-        (vec![("forwarded", "for=198.51.100.8;proto=https")], true),
+        // Only the configured header (X-Forwarded-For by default) is read: a client's
+        // own `Forwarded` passed through the proxy changes nothing.
+        (vec![("forwarded", "for=198.51.100.8;proto=https")], false),
         (
             vec![
                 ("forwarded", "for=203.0.113.1"),
                 ("x-forwarded-for", "198.51.100.7"),
             ],
-            false,
+            true,
         ),
     ] {
         let response = token_from(&app, &proxy, &client, &headers).await;

@@ -190,27 +190,24 @@ fn request_url(verifier: &Verifier, request: &Request) -> String {
     }
 }
 
-/// The caller's address: the socket peer, or behind a trusted proxy the forwarded one.
+/// The caller's address: the socket peer, or behind a trusted proxy the forwarded one;
+/// none when the forwarding chain cannot be read.
 fn client_ip(verifier: &Verifier, request: &Request) -> Option<std::net::IpAddr> {
     let peer = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ConnectInfo(addr)| addr.ip())?;
-    let joined = |name: &str| -> Option<String> {
-        let values: Vec<&str> = request
-            .headers()
-            .get_all(name)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .collect();
-        (!values.is_empty()).then(|| values.join(","))
-    };
-    Some(mayfly_core::net::source_address(
-        peer,
-        joined("forwarded").as_deref(),
-        joined("x-forwarded-for").as_deref(),
-        verifier.trusted_proxies(),
-    ))
+    let header = verifier.forwarded_header();
+    let values = request
+        .headers()
+        .get_all(header.name())
+        .iter()
+        .map(|v| v.to_str())
+        .collect::<Result<Vec<&str>, _>>()
+        .unwrap_or_else(|_| vec![""]);
+    let chain = (!values.is_empty()).then(|| values.join(","));
+    mayfly_core::net::source_address(peer, header, chain.as_deref(), verifier.trusted_proxies())
+        .ok()
 }
 
 /// DPoP proof algorithms a resource server accepts.

@@ -205,6 +205,7 @@ pub struct VerifierBuilder {
     feed: Option<(String, ClientSecret)>,
     key_set: Option<JwkSet>,
     trusted_proxies: Vec<ipnet::IpNet>,
+    forwarded_header: mayfly_core::net::ForwardedHeader,
     resource_base: Option<String>,
 }
 
@@ -277,11 +278,21 @@ impl VerifierBuilder {
         self
     }
 
-    /// Believes `Forwarded` / `X-Forwarded-For` from these proxies when the tower layer
-    /// finds the caller's address (see `mayfly_core::net::source_address`).
+    /// Believes the forwarding header (see [`Self::forwarded_header`]) from these
+    /// proxies when the tower layer finds the caller's address (see
+    /// `mayfly_core::net::source_address`).
     #[must_use]
     pub fn trusted_proxies(mut self, proxies: Vec<ipnet::IpNet>) -> Self {
         self.trusted_proxies = proxies;
+        self
+    }
+
+    /// The one header the trusted proxies write (default `X-Forwarded-For`); the other
+    /// is ignored. A chain that cannot be read leaves the caller's address unknown, so
+    /// network-restricted tokens are refused.
+    #[must_use]
+    pub fn forwarded_header(mut self, header: mayfly_core::net::ForwardedHeader) -> Self {
+        self.forwarded_header = header;
         self
     }
 
@@ -387,6 +398,7 @@ impl VerifierBuilder {
                 follower,
                 proof_ids: Mutex::new(HashMap::new()),
                 trusted_proxies: self.trusted_proxies,
+                forwarded_header: self.forwarded_header,
                 resource_base: self.resource_base,
             }),
         })
@@ -420,6 +432,7 @@ struct Inner {
     /// DPoP proof ids seen (`jkt` + `jti`) until they expire.
     proof_ids: Mutex<HashMap<String, OffsetDateTime>>,
     trusted_proxies: Vec<ipnet::IpNet>,
+    forwarded_header: mayfly_core::net::ForwardedHeader,
     resource_base: Option<String>,
 }
 
@@ -463,6 +476,7 @@ impl Verifier {
             feed: None,
             key_set: None,
             trusted_proxies: Vec::new(),
+            forwarded_header: Default::default(),
             resource_base: None,
         }
     }
@@ -470,6 +484,11 @@ impl Verifier {
     /// Proxies whose forwarding headers are believed.
     pub fn trusted_proxies(&self) -> &[ipnet::IpNet] {
         &self.inner.trusted_proxies
+    }
+
+    /// The forwarding header those proxies write.
+    pub fn forwarded_header(&self) -> mayfly_core::net::ForwardedHeader {
+        self.inner.forwarded_header
     }
 
     /// The configured public origin, if any.

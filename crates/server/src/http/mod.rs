@@ -53,6 +53,7 @@ pub fn router(state: AppState) -> Router {
         .merge(metrics::router())
         .fallback(error::not_found)
         .route_layer(axum::middleware::from_fn(metrics::track))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), decide_source))
         .layer(
             ServiceBuilder::new()
                 .layer(SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION, header::COOKIE]))
@@ -120,33 +121,73 @@ pub fn request_context(
     }
 }
 
-/// The client's address: the socket peer, unless the peer is a trusted proxy
-/// (`--trusted-proxies`); then `Forwarded` (RFC 7239), else `X-Forwarded-For`, read
-/// right to left skipping trusted hops. Forwarding headers from any other peer are
-/// ignored. Several header lines are joined in order, as RFC 9110 §5.3 allows.
+/// The client's address, as the [`decide_source`] middleware decided it for this
+/// request. Without the middleware (a router built by hand), the socket peer when no
+/// proxy is trusted, else none: never a guess.
 pub fn source_ip(
     trusted: &[ipnet::IpNet],
-    headers: &HeaderMap,
+    _headers: &HeaderMap,
     extensions: &axum::http::Extensions,
 ) -> Option<IpAddr> {
+    if let Some(SourceAddress(ip)) = extensions.get::<SourceAddress>() {
+        return Some(*ip);
+    }
     let peer = extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ConnectInfo(addr)| addr.ip())?;
-    if trusted.is_empty() {
-        return Some(peer.to_canonical());
-    }
-    let joined = |name: &str| -> Option<String> {
-        let values: Vec<&str> = headers
-            .get_all(name)
+    trusted.is_empty().then(|| peer.to_canonical())
+}
+
+/// A request's source address, decided once per request.
+#[derive(Debug, Clone, Copy)]
+struct SourceAddress(IpAddr);
+
+/// Decides where a request comes from: the socket peer, unless the peer is a trusted
+/// proxy (`--trusted-proxies`); then the configured header (`--forwarded-header`; every
+/// line of it, joined in order as RFC 9110 §5.3 allows) read right to left skipping
+/// trusted hops. A chain that cannot be read is refused with 400 (OAuth error JSON on
+/// `/oauth2/…`, a problem elsewhere): an unattributable request must not pass as the
+/// proxy.
+async fn decide_source(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    mut request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip());
+    if let Some(peer) = peer {
+        let header = state.config.forwarded_header;
+        let trusted = &state.config.trusted_proxies;
+        let values: Result<Vec<&str>, _> = request
+            .headers()
+            .get_all(header.name())
             .iter()
-            .filter_map(|v| v.to_str().ok())
+            .map(|v| v.to_str())
             .collect();
-        (!values.is_empty()).then(|| values.join(","))
-    };
-    Some(mayfly_core::net::source_address(
-        peer,
-        joined("forwarded").as_deref(),
-        joined("x-forwarded-for").as_deref(),
-        trusted,
-    ))
+        let decided = match values {
+            Ok(values) => {
+                let chain = (!values.is_empty()).then(|| values.join(","));
+                mayfly_core::net::source_address(peer, header, chain.as_deref(), trusted)
+            }
+            // Not even text: unreadable, unless nobody would read it.
+            Err(_) => mayfly_core::net::source_address(peer, header, Some(""), trusted),
+        };
+        match decided {
+            Ok(ip) => {
+                request.extensions_mut().insert(SourceAddress(ip));
+            }
+            Err(e) => {
+                let detail = format!("{e} ({})", header.name());
+                return if request.uri().path().starts_with("/oauth2/") {
+                    crate::grant::TokenError::InvalidRequest(detail).into_response()
+                } else {
+                    error::Problem::new(axum::http::StatusCode::BAD_REQUEST, detail).into_response()
+                };
+            }
+        }
+    }
+    next.run(request).await
 }
