@@ -5,7 +5,9 @@ use mayfly_core::net::ForwardedHeader;
 use mayfly_server::admin::ClientChanges;
 use mayfly_store::Backend;
 
-use crate::helpers::{Auth, TestApp, TestClient, assert_oauth_error, spawn_app_with};
+use crate::helpers::{
+    Auth, TestApp, TestClient, assert_oauth_error, spawn_app_via, spawn_app_with,
+};
 
 const ORDERS: &str = "https://api.example.com/orders";
 
@@ -261,4 +263,173 @@ async fn forwarded_headers(backend: Backend, header: ForwardedHeader) {
         "application/problem+json"
     );
     assert_eq!(app.audit("token.issued").await.len(), 1);
+}
+
+/// Where a [`Relay`] forwards to (`host:port`).
+type Upstream = std::sync::Arc<std::sync::Mutex<String>>;
+
+/// A TCP relay to Postgres that a test can cut and restore: an outage for one service,
+/// without stopping the Postgres server others share.
+struct Relay {
+    port: u16,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Relay {
+    /// Relays `127.0.0.1:port` (0: any free port) to `upstream`.
+    async fn start(port: u16, upstream: Upstream) -> Self {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_reuseaddr(true).unwrap();
+        socket
+            .bind(std::net::SocketAddr::from(([127, 0, 0, 1], port)))
+            .unwrap();
+        let listener = socket.listen(64).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let task = tokio::spawn(async move {
+            // Dropped with this task: every relayed connection is cut with it.
+            let mut connections = tokio::task::JoinSet::new();
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let upstream = upstream.lock().unwrap().clone();
+                connections.spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+            }
+        });
+        Self { port, task }
+    }
+
+    /// Closes the port and every connection through it.
+    async fn cut(self) {
+        self.task.abort();
+        let _ = self.task.await;
+    }
+}
+
+/// `postgres://user@host:port/db` -> (`host:port`, the same URL through 127.0.0.1:`port`).
+fn through(url: &str, port: u16) -> (String, String) {
+    let (scheme, rest) = url.split_once("://").unwrap();
+    let (authority, path) = rest.split_once('/').unwrap();
+    let (user, host) = match authority.rsplit_once('@') {
+        Some((user, host)) => (format!("{user}@"), host),
+        None => (String::new(), authority),
+    };
+    let host = if host.contains(':') {
+        host.to_owned()
+    } else {
+        format!("{host}:5432")
+    };
+    (host, format!("{scheme}://{user}127.0.0.1:{port}/{path}"))
+}
+
+/// With Postgres unreachable, the first request learns it the slow way (the pool's
+/// acquire timeout); from then on requests get 503 + Retry-After at once, `/readyz`
+/// answers within a second, and service resumes as soon as the database is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn database_outage_fails_fast_postgres() {
+    use std::time::{Duration, Instant};
+    // Postgres's address is known once the test database exists.
+    let upstream = Upstream::default();
+    let relay = Relay::start(0, upstream.clone()).await;
+    let port = relay.port;
+    let app = spawn_app_via(
+        Backend::Postgres,
+        |url| {
+            let (host, routed) = through(url, port);
+            *upstream.lock().unwrap() = host;
+            routed
+        },
+        |_| {},
+    )
+    .await;
+    let worker = orders_client(&app).await;
+    let ask = [
+        ("grant_type", "client_credentials"),
+        ("scope", "orders:read"),
+        ("resource", ORDERS),
+    ];
+    app.token_ok(Auth::Basic(&worker), &ask).await;
+
+    relay.cut().await;
+    let first = app.token_request(Auth::Basic(&worker), &ask).await;
+    assert_eq!(first.status(), 503);
+    let started = Instant::now();
+    let ready = app
+        .http
+        .get(format!("{}/readyz", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 503);
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "/readyz took {:?}",
+        started.elapsed()
+    );
+    for _ in 0..50 {
+        if app.state.availability.is_down() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(app.state.availability.is_down());
+
+    let mut took = Vec::new();
+    for _ in 0..20 {
+        let started = Instant::now();
+        let response = app.token_request(Auth::Basic(&worker), &ask).await;
+        took.push(started.elapsed());
+        assert_eq!(response.headers()["retry-after"], "1");
+        assert_oauth_error(response, 503, "temporarily_unavailable").await;
+    }
+    took.sort();
+    eprintln!("503 while down: median {:?}, max {:?}", took[10], took[19]);
+    // Generous bounds (a shared, loaded machine): the pool timeout is 3 s.
+    assert!(took[10] < Duration::from_millis(100), "{took:?}");
+    assert!(took[19] < Duration::from_millis(500), "{took:?}");
+    let admin = app
+        .http
+        .get(format!("{}/admin/v1/clients", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(admin.status(), 503);
+    assert_eq!(admin.headers()["content-type"], "application/problem+json");
+    for path in ["/healthz", "/.well-known/jwks.json"] {
+        let response = app
+            .http
+            .get(format!("{}{path}", app.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+    }
+
+    // Back: the next probe reopens the gate.
+    let relay = Relay::start(port, upstream).await;
+    let back = Instant::now();
+    loop {
+        let response = app.token_request(Auth::Basic(&worker), &ask).await;
+        if response.status() == 200 {
+            break;
+        }
+        assert!(
+            back.elapsed() < Duration::from_secs(10),
+            "still {}",
+            response.status()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    eprintln!("first 200 {:?} after the database returned", back.elapsed());
+    assert!(!app.state.availability.is_down());
+    let ready = app
+        .http
+        .get(format!("{}/readyz", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 200);
+    drop(app);
+    relay.cut().await;
 }

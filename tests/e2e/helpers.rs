@@ -76,6 +76,23 @@ pub async fn spawn_app_with(backend: Backend, configure: impl FnOnce(&mut Config
     app
 }
 
+/// Like [`spawn_app_with`], but the service reaches its fresh database through the URL
+/// `route` makes of it (e.g. through a proxy the test controls).
+pub async fn spawn_app_via(
+    backend: Backend,
+    route: impl FnOnce(&str) -> String,
+    configure: impl FnOnce(&mut Config),
+) -> TestApp {
+    let db = TestDb::new(backend).await;
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("mayfly.key");
+    std::fs::write(&key_file, format!("{}\n", "7f".repeat(32))).unwrap();
+    let mut app = serve(route(&db.url), key_file, configure).await;
+    app._db = Some(db);
+    app._dir = Some(dir);
+    app
+}
+
 /// Boots a service on `db_url` with the master key in `key_file`.
 async fn serve(
     db_url: String,

@@ -53,6 +53,7 @@ pub fn router(state: AppState) -> Router {
         .merge(metrics::router())
         .fallback(error::not_found)
         .route_layer(axum::middleware::from_fn(metrics::track))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), gate))
         .layer(axum::middleware::from_fn_with_state(state.clone(), decide_source))
         .layer(
             ServiceBuilder::new()
@@ -190,4 +191,42 @@ async fn decide_source(
         }
     }
     next.run(request).await
+}
+
+/// Routes that never touch the database (or, `/readyz`, report on it themselves): served
+/// while it is down.
+fn needs_no_database(path: &str) -> bool {
+    matches!(path, "/healthz" | "/readyz" | "/metrics" | "/openapi.json")
+        || path.starts_with("/.well-known/")
+}
+
+/// While the database is known to be down, answers 503 with `Retry-After` at once
+/// (OAuth JSON on `/oauth2/…`, a problem elsewhere); any 503 a handler gives has the
+/// database probed (see [`crate::availability`]).
+async fn gate(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    if needs_no_database(request.uri().path()) {
+        return next.run(request).await;
+    }
+    if state.availability.is_down() {
+        ::metrics::counter!("mayfly_requests_refused_database_down_total").increment(1);
+        return if request.uri().path().starts_with("/oauth2/") {
+            crate::grant::TokenError::Unavailable.into_response()
+        } else {
+            error::Problem::new(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                "the database is unavailable; retry later",
+            )
+            .into_response()
+        };
+    }
+    let response = next.run(request).await;
+    if response.status() == axum::http::StatusCode::SERVICE_UNAVAILABLE {
+        state.availability.suspect();
+    }
+    response
 }
