@@ -433,3 +433,34 @@ async fn database_outage_fails_fast_postgres() {
     drop(app);
     relay.cut().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_on_their_own_listener() {
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = free.local_addr().unwrap();
+    drop(free);
+    let app = spawn_app_with(Backend::Sqlite, |c| c.metrics_listen = Some(addr)).await;
+    let main = app
+        .http
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(main.status(), 404, "not on the API's listener");
+    let apart = app
+        .http
+        .get(format!("http://{addr}/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(apart.status(), 200);
+    let text = apart.text().await.unwrap();
+    assert!(text.contains("mayfly_signing_key_age_seconds"), "{text}");
+    let other = app
+        .http
+        .get(format!("http://{addr}/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other.status(), 404, "only /metrics there");
+}

@@ -151,6 +151,11 @@ pub struct Config {
     #[arg(long, env = "MAYFLY_FORWARDED_HEADER", default_value = "x-forwarded-for", value_parser = parse_forwarded_header, global = true)]
     pub forwarded_header: mayfly_core::net::ForwardedHeader,
 
+    /// Serve `/metrics` on this address only (e.g. `127.0.0.1:9090`), not on `--listen`.
+    /// Default: on `--listen`.
+    #[arg(long, env = "MAYFLY_METRICS_LISTEN", global = true)]
+    pub metrics_listen: Option<SocketAddr>,
+
     /// Require a server nonce in DPoP proofs at the token endpoint (RFC 9449 §8): a
     /// proof without a current one is answered `use_dpop_nonce` with a `DPoP-Nonce`
     /// header. Nonces are derived from the master key and a 5-minute window, so every

@@ -50,7 +50,7 @@ pub fn router(state: AppState) -> Router {
         .merge(usage::router())
         .merge(access::router().route_layer(axum::middleware::from_fn_with_state(state.clone(), admin::settle)))
         .merge(admin::router().route_layer(axum::middleware::from_fn_with_state(state.clone(), admin::settle)))
-        .merge(metrics::router())
+        .merge(metrics::router(state.config.metrics_listen.is_some()))
         .fallback(error::not_found)
         .route_layer(axum::middleware::from_fn(metrics::track))
         .layer(axum::middleware::from_fn_with_state(state.clone(), gate))
