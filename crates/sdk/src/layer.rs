@@ -8,8 +8,9 @@
 //! is logged at debug, never told to the caller.
 //!
 //! DPoP (RFC 9449 §7): a token sent as `Authorization: DPoP …` is checked with the
-//! request's `DPoP` proof, method and URL (the configured `resource_base`, else
-//! `http://` + `Host`, and the path); refusals of DPoP presentations answer
+//! request's `DPoP` proof, method and URL (the configured `resource_base` and the path;
+//! never the client-written `Host`, so without `resource_base` DPoP presentations are
+//! refused); refusals of DPoP presentations answer
 //! `WWW-Authenticate: DPoP error="…", algs="EdDSA ES256"`. The caller's address is the
 //! socket peer (`ConnectInfo`, so serve with `into_make_service_with_connect_info`),
 //! or behind trusted proxies the forwarded one, for network-restricted tokens.
@@ -173,19 +174,16 @@ fn credentials(request: &Request) -> Option<(String, bool)> {
     }
 }
 
-/// The URL the client addressed, as a DPoP proof's `htu` names it.
+/// The URL the client addressed, as a DPoP proof's `htu` names it: the configured
+/// `resource_base` and the path. Never from the request's `Host`: the client writes that,
+/// so a proof made for another server (another `Host`) would pass. Without a
+/// `resource_base` there is no URL to check, and DPoP presentations are refused.
 fn request_url(verifier: &Verifier, request: &Request) -> String {
-    let path = request.uri().path();
     match verifier.resource_base() {
-        Some(base) => format!("{base}{path}"),
+        Some(base) => format!("{base}{}", request.uri().path()),
         None => {
-            let host = request
-                .headers()
-                .get(header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .or_else(|| request.uri().authority().map(|a| a.as_str()))
-                .unwrap_or_default();
-            format!("http://{host}{path}")
+            tracing::debug!("no resource_base configured: DPoP proofs cannot be checked");
+            String::new()
         }
     }
 }

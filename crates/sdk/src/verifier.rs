@@ -297,8 +297,9 @@ impl VerifierBuilder {
     }
 
     /// The public origin of this resource server (e.g. `https://api.example.com`), from
-    /// which the tower layer builds the URL DPoP proofs must name. Default: `http://` and
-    /// the request's `Host`.
+    /// which the tower layer builds the URL DPoP proofs must name. Required for DPoP:
+    /// the layer never uses the request's `Host` (the client writes it), so without it
+    /// DPoP-bound tokens are refused.
     #[must_use]
     pub fn resource_base(mut self, base: impl Into<String>) -> Self {
         self.resource_base = Some(base.into().trim_end_matches('/').to_owned());
