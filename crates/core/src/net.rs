@@ -6,7 +6,9 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
-/// Parses CIDR strings (a bare address counts as a /32 or /128).
+/// Parses CIDR strings (a bare address counts as a /32 or /128). An IPv4-mapped IPv6
+/// network (`::ffff:10.0.0.0/104`) becomes the IPv4 network it names, as addresses are
+/// compared in their canonical form (see [`allows`]).
 ///
 /// # Errors
 /// The first string that is neither.
@@ -16,10 +18,22 @@ pub fn parse_networks<S: AsRef<str>>(list: &[S]) -> Result<Vec<IpNet>, String> {
             let s = s.as_ref().trim();
             s.parse::<IpNet>()
                 .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
-                .map(|n| n.trunc())
+                .map(|n| canonical(n.trunc()))
                 .map_err(|_| s.to_owned())
         })
         .collect()
+}
+
+/// An IPv4-mapped IPv6 network as its IPv4 network; any other unchanged.
+fn canonical(net: IpNet) -> IpNet {
+    match net {
+        IpNet::V6(v6) if v6.prefix_len() >= 96 => v6
+            .addr()
+            .to_ipv4_mapped()
+            .and_then(|v4| ipnet::Ipv4Net::new(v4, v6.prefix_len() - 96).ok())
+            .map_or(net, IpNet::V4),
+        _ => net,
+    }
 }
 
 /// Whether `ip` lies in one of `networks` (IPv4-mapped IPv6 addresses count as IPv4).
@@ -218,6 +232,9 @@ mod tests {
             Some(vec![])
         );
         assert!(allows(&nets(&["127.0.0.2"]), ip("::ffff:127.0.0.2")));
+        // Found by the cidr_parser fuzz target: a mapped network matched nothing.
+        assert_eq!(nets(&["::ffff:10.0.0.1/104"]), nets(&["10.0.0.0/8"]));
+        assert!(allows(&nets(&["::ffff:10.0.0.0/104"]), ip("10.1.2.3")));
         assert!(!allows(&nets(&["127.0.0.2/32"]), ip("127.0.0.1")));
     }
 
