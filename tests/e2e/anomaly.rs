@@ -32,6 +32,7 @@ crate::both_stores!(
     client_issuing_from_a_new_network,
     failure_burst_is_an_anomaly,
     sdk_layer_reports_usage,
+    far_future_times_are_refused_not_a_panic,
 );
 
 /// A resource server's client, allowed to report use and introspect.
@@ -705,4 +706,47 @@ async fn webhook_receives_signed_anomalies_sqlite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn webhook_receives_signed_anomalies_postgres() {
     webhook_receives_signed_anomalies(Backend::Postgres).await;
+}
+
+/// A usage report with `exp` at the end of time, for a client whose policy revokes:
+/// once a panic (the revocation's keep-until overflowed), now a 422; and the admin
+/// layer keeps such a revocation only as long as a token can live.
+async fn far_future_times_are_refused_not_a_panic(app: TestApp) {
+    let api = app.bootstrap_admin().await;
+    let worker = orders_worker(&app).await;
+    set_policy(&api, &worker, "revoke").await;
+    let rs = resource_server(&app).await;
+    let issued = worker_token(&app, &worker).await;
+    for exp in [
+        "9999-12-31T23:59:59Z",
+        "2999-01-01T00:00:00Z",
+        "0000-01-01T00:00:00Z",
+    ] {
+        let mut event = use_of(&app, &worker, &issued, "198.51.100.20", "/orders");
+        event["exp"] = json!(exp);
+        let answer = report(&app, &rs, json!([event])).await;
+        assert_eq!(answer.problem(422)["errors"][0]["field"], "exp", "{exp}");
+    }
+    for at in ["9999-12-31T23:59:59Z", "0000-01-01T00:00:00Z"] {
+        let mut event = use_of(&app, &worker, &issued, "198.51.100.20", "/orders");
+        event["at"] = json!(at);
+        report(&app, &rs, json!([event])).await.problem(422);
+    }
+    assert!(introspect_active(&app, &rs, &issued.token).await);
+
+    let end_of_time = time::macros::datetime!(9999-12-31 23:59:59 UTC);
+    let record = app
+        .admin()
+        .revoke(mayfly_server::admin::RevokeSpec {
+            token_exp: Some(end_of_time),
+            ..mayfly_server::admin::RevokeSpec::now(
+                mayfly_core::revocation::RevocationKind::Jti,
+                issued.jti.clone(),
+                "test",
+            )
+        })
+        .await
+        .unwrap();
+    assert!(record.expires_at <= app.now() + time::Duration::hours(2));
+    assert!(!introspect_active(&app, &rs, &issued.token).await);
 }

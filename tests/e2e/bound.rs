@@ -864,13 +864,15 @@ async fn trusted_proxy_headers(backend: Backend) {
             vec![("x-forwarded-for", "198.51.100.7, 203.0.113.1")],
             false,
         ),
-        (vec![("forwarded", "for=198.51.100.8;proto=https")], true),
+        // Only the configured header (X-Forwarded-For by default) is read: a client's
+        // own `Forwarded` passed through the proxy changes nothing.
+        (vec![("forwarded", "for=198.51.100.8;proto=https")], false),
         (
             vec![
                 ("forwarded", "for=203.0.113.1"),
                 ("x-forwarded-for", "198.51.100.7"),
             ],
-            false,
+            true,
         ),
     ] {
         let response = token_from(&app, &proxy, &client, &headers).await;
@@ -988,8 +990,17 @@ mod configured {
 
 // ---- the SDK ----
 
-/// A resource server built from the SDK's layer, serving with the peer address.
-async fn orders_server(verifier: &Verifier) -> String {
+/// A listener for a resource server, and its origin (`http://127.0.0.1:PORT`): the
+/// verifier's `resource_base`.
+async fn rs_listener() -> (tokio::net::TcpListener, String) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin = format!("http://{}", listener.local_addr().unwrap());
+    (listener, origin)
+}
+
+/// A resource server built from the SDK's layer on `listener`, serving with the peer
+/// address; returns its `/orders` URL.
+async fn orders_server(verifier: &Verifier, listener: tokio::net::TcpListener) -> String {
     async fn list(token: VerifiedToken) -> Json<Value> {
         Json(json!({ "caller": token.claims().sub }))
     }
@@ -999,7 +1010,6 @@ async fn orders_server(verifier: &Verifier) -> String {
             .post(list)
             .route_layer(verifier.require(["orders:read"])),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}/orders", listener.local_addr().unwrap());
     tokio::spawn(async move {
         axum::serve(
@@ -1054,13 +1064,22 @@ async fn sdk_private_key_jwt_and_dpop_together(app: TestApp) {
     // A second request signs a fresh assertion (its jti would be a replay otherwise).
     source.invalidate();
     let token = source.token().await.unwrap();
+    let (listeners, origins): (Vec<_>, Vec<_>) = [
+        rs_listener().await,
+        rs_listener().await,
+        rs_listener().await,
+    ]
+    .into_iter()
+    .unzip();
     let offline = Verifier::builder(app.issuer(), ORDERS)
         .key_set(app.jwks().await)
         .clock(Arc::new(AppClock(app.clock.clone())))
+        .resource_base(&origins[0])
         .build()
         .await
         .unwrap();
     let online = Verifier::builder(app.issuer(), ORDERS)
+        .resource_base(&origins[1])
         .http_client(issuer_http(&app))
         .clock(Arc::new(AppClock(app.clock.clone())))
         .mode(VerifierMode::Introspection {
@@ -1079,6 +1098,7 @@ async fn sdk_private_key_jwt_and_dpop_together(app: TestApp) {
     ))
     .await;
     let online_keyed = Verifier::builder(app.issuer(), ORDERS)
+        .resource_base(&origins[2])
         .http_client(issuer_http(&app))
         .clock(Arc::new(AppClock(app.clock.clone())))
         .mode(VerifierMode::IntrospectionWithKey {
@@ -1093,8 +1113,11 @@ async fn sdk_private_key_jwt_and_dpop_together(app: TestApp) {
     let t = token.secret();
     let dpop_auth = format!("DPoP {t}");
     let bearer_auth = format!("Bearer {t}");
-    for verifier in [&offline, &online, &online_keyed] {
-        let url = orders_server(verifier).await;
+    for (verifier, listener) in [&offline, &online, &online_keyed]
+        .into_iter()
+        .zip(listeners)
+    {
+        let url = orders_server(verifier, listener).await;
         let http = reqwest::Client::new();
         // The SDK's own request: DPoP scheme, a proof per request.
         for _ in 0..2 {
@@ -1166,6 +1189,21 @@ async fn sdk_private_key_jwt_and_dpop_together(app: TestApp) {
             .0,
             200
         );
+        // A proof made for another server, presented with that server's Host: the URL
+        // comes from configuration, never from the Host the client wrote.
+        let elsewhere = proof(&dpop_key, "GET", "http://evil.example/orders", now, Some(t));
+        let (status, _) = raw_call(
+            &http,
+            reqwest::Method::GET,
+            &url,
+            &[
+                ("authorization", &dpop_auth),
+                ("dpop", &elsewhere),
+                ("host", "evil.example"),
+            ],
+        )
+        .await;
+        assert_eq!(status, 401);
         for bad in refused.iter().chain([&good]) {
             let (status, challenge) = raw_call(
                 &http,
@@ -1178,6 +1216,23 @@ async fn sdk_private_key_jwt_and_dpop_together(app: TestApp) {
             assert!(challenge.starts_with("DPoP "), "{challenge}");
         }
     }
+    // Without a resource_base there is no URL to check a proof against: refused.
+    let unconfigured = Verifier::builder(app.issuer(), ORDERS)
+        .key_set(app.jwks().await)
+        .clock(Arc::new(AppClock(app.clock.clone())))
+        .build()
+        .await
+        .unwrap();
+    let url = orders_server(&unconfigured, rs_listener().await.0).await;
+    let good = proof(&dpop_key, "GET", &url, now, Some(t));
+    let (status, _) = raw_call(
+        &reqwest::Client::new(),
+        reqwest::Method::GET,
+        &url,
+        &[("authorization", &dpop_auth), ("dpop", &good)],
+    )
+    .await;
+    assert_eq!(status, 401);
     // The verifier API directly: a bound token needs its presentation.
     assert_eq!(
         offline.verify(t, &[]).await.unwrap_err(),
@@ -1225,7 +1280,7 @@ async fn sdk_enforces_networks(app: TestApp) {
         .build()
         .await
         .unwrap();
-    let url = orders_server(&verifier).await;
+    let url = orders_server(&verifier, rs_listener().await.0).await;
     let auth = format!("Bearer {token}");
     for (from, headers, ok) in [
         ("127.0.0.2", vec![], true),

@@ -69,11 +69,35 @@ pub async fn spawn_app_with(backend: Backend, configure: impl FnOnce(&mut Config
     let db = TestDb::new(backend).await;
     let dir = tempfile::tempdir().unwrap();
     let key_file = dir.path().join("mayfly.key");
-    std::fs::write(&key_file, format!("{}\n", "7f".repeat(32))).unwrap();
+    write_key(&key_file);
     let mut app = serve(db.url.clone(), key_file, configure).await;
     app._db = Some(db);
     app._dir = Some(dir);
     app
+}
+
+/// Like [`spawn_app_with`], but the service reaches its fresh database through the URL
+/// `route` makes of it (e.g. through a proxy the test controls).
+pub async fn spawn_app_via(
+    backend: Backend,
+    route: impl FnOnce(&str) -> String,
+    configure: impl FnOnce(&mut Config),
+) -> TestApp {
+    let db = TestDb::new(backend).await;
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("mayfly.key");
+    write_key(&key_file);
+    let mut app = serve(route(&db.url), key_file, configure).await;
+    app._db = Some(db);
+    app._dir = Some(dir);
+    app
+}
+
+/// Writes a master key file, owner-only (the service refuses one others can read).
+fn write_key(path: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::write(path, format!("{}\n", "7f".repeat(32))).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
 }
 
 /// Boots a service on `db_url` with the master key in `key_file`.
@@ -107,6 +131,8 @@ async fn serve(
         refresh_token_idle: Duration::hours(24),
         log_format: LogFormat::Text,
         trusted_proxies: vec![],
+        forwarded_header: Default::default(),
+        metrics_listen: None,
         dpop_nonce: false,
     };
     configure(&mut config);
@@ -118,6 +144,10 @@ async fn serve(
     let clock = Arc::new(ManualClock::new(start));
     let started = AppState::start(config, clock.clone()).await.unwrap();
     let state = started.state.clone();
+    if let Some(addr) = state.config.metrics_listen {
+        let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+        mayfly_server::http::metrics::serve_apart(listener, state.clone());
+    }
     let (tx, rx) = oneshot::channel::<()>();
     tokio::spawn(mayfly_server::http::serve(listener, started.state, async {
         let _ = rx.await;

@@ -168,7 +168,7 @@ pub fn verify(proof: &str, expect: &Expect<'_>) -> Result<Verified, ProofError> 
         _ => return Err(ProofError::Url),
     }
     let iat = OffsetDateTime::from_unix_timestamp(claims.iat).map_err(|_| ProofError::Time)?;
-    if iat > expect.now + SKEW || iat + expect.max_age < expect.now {
+    if iat > expect.now.saturating_add(SKEW) || iat.saturating_add(expect.max_age) < expect.now {
         return Err(ProofError::Time);
     }
     if let Some(token) = expect.access_token
@@ -186,7 +186,7 @@ pub fn verify(proof: &str, expect: &Expect<'_>) -> Result<Verified, ProofError> 
         jkt,
         jti: claims.jti,
         nonce: claims.nonce,
-        expires_at: iat + expect.max_age + SKEW,
+        expires_at: iat.saturating_add(expect.max_age).saturating_add(SKEW),
     })
 }
 

@@ -15,10 +15,12 @@ pub mod net;
 mod paseto;
 pub mod revocation;
 pub mod scope;
+pub mod text;
 pub mod token;
 pub mod wire;
 
 pub use audience::{Audience, AudienceError};
 pub use keys::{KeyError, KeyId, PublicKey, SigningKey};
 pub use scope::{Scope, ScopeError, ScopeSet};
+pub use text::UntrustedText;
 pub use token::{Actor, Claims, Confirmation, MintError, Origin, VerifyError, VerifyOptions};

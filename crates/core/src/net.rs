@@ -6,7 +6,9 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
-/// Parses CIDR strings (a bare address counts as a /32 or /128).
+/// Parses CIDR strings (a bare address counts as a /32 or /128). An IPv4-mapped IPv6
+/// network (`::ffff:10.0.0.0/104`) becomes the IPv4 network it names, as addresses are
+/// compared in their canonical form (see [`allows`]).
 ///
 /// # Errors
 /// The first string that is neither.
@@ -16,10 +18,22 @@ pub fn parse_networks<S: AsRef<str>>(list: &[S]) -> Result<Vec<IpNet>, String> {
             let s = s.as_ref().trim();
             s.parse::<IpNet>()
                 .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
-                .map(|n| n.trunc())
+                .map(|n| canonical(n.trunc()))
                 .map_err(|_| s.to_owned())
         })
         .collect()
+}
+
+/// An IPv4-mapped IPv6 network as its IPv4 network; any other unchanged.
+fn canonical(net: IpNet) -> IpNet {
+    match net {
+        IpNet::V6(v6) if v6.prefix_len() >= 96 => v6
+            .addr()
+            .to_ipv4_mapped()
+            .and_then(|v4| ipnet::Ipv4Net::new(v4, v6.prefix_len() - 96).ok())
+            .map_or(net, IpNet::V4),
+        _ => net,
+    }
 }
 
 /// Whether `ip` lies in one of `networks` (IPv4-mapped IPv6 addresses count as IPv4).
@@ -57,68 +71,138 @@ pub fn intersect(a: Option<Vec<IpNet>>, b: Option<Vec<IpNet>>) -> Option<Vec<IpN
     }
 }
 
-/// The client's address: the socket `peer`, unless the peer is one of the `trusted`
-/// proxies; then the forwarding chain (`Forwarded`'s `for=` values, else
-/// `X-Forwarded-For`) is read right to left, skipping trusted hops, and the first
-/// untrusted address is the client. A hop that cannot be read (`unknown`, an obfuscated
-/// name) stops the walk at the last trusted hop. Headers from an untrusted peer are
-/// ignored: anyone can write them.
-pub fn source_address(
-    peer: IpAddr,
-    forwarded: Option<&str>,
-    x_forwarded_for: Option<&str>,
-    trusted: &[IpNet],
-) -> IpAddr {
-    let peer = peer.to_canonical();
-    if !allows(trusted, peer) {
-        return peer;
-    }
-    let chain: Vec<Option<IpAddr>> = match (forwarded, x_forwarded_for) {
-        (Some(f), _) => forwarded_for(f),
-        (None, Some(x)) => x.split(',').map(|h| parse_hop(h.trim())).collect(),
-        (None, None) => return peer,
-    };
-    let mut current = peer;
-    for hop in chain.iter().rev() {
-        match hop {
-            Some(ip) => {
-                current = ip.to_canonical();
-                if !allows(trusted, current) {
-                    return current;
-                }
-            }
-            None => return current,
+/// The one header a deployment's proxies write the forwarding chain in. Only that one
+/// is read: a proxy that appends `X-Forwarded-For` passes a client's own `Forwarded`
+/// through untouched, so believing both would let the client pick its address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ForwardedHeader {
+    /// `X-Forwarded-For: client, proxy1, proxy2` (the de-facto standard).
+    #[default]
+    XForwardedFor,
+    /// RFC 7239 `Forwarded: for=client, for=proxy1`.
+    Forwarded,
+}
+
+impl ForwardedHeader {
+    /// The header's name, lower case.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::XForwardedFor => "x-forwarded-for",
+            Self::Forwarded => "forwarded",
         }
     }
-    current
 }
 
-/// The `for=` values of a `Forwarded` header (RFC 7239 §4), left to right.
-fn forwarded_for(header: &str) -> Vec<Option<IpAddr>> {
-    header
-        .split(',')
-        .filter_map(|element| {
-            element.split(';').find_map(|pair| {
-                let (name, value) = pair.trim().split_once('=')?;
-                name.trim()
-                    .eq_ignore_ascii_case("for")
-                    .then(|| parse_hop(value.trim().trim_matches('"')))
-            })
-        })
-        .collect()
+/// Why a forwarding chain was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ForwardedError {
+    /// A hop is not an address (a typo, garbage, an element without `for=`).
+    #[error("malformed hop in the forwarding header")]
+    Malformed,
+    /// A hop is `unknown` or an obfuscated identifier (RFC 7239 §6.2, §6.3).
+    #[error("unknown hop in the forwarding header")]
+    Unknown,
 }
 
-/// One hop: `1.2.3.4`, `1.2.3.4:80`, `[::1]`, `[::1]:80` or a bare IPv6 address.
-fn parse_hop(hop: &str) -> Option<IpAddr> {
+/// The client's address: the socket `peer`, unless the peer is one of the `trusted`
+/// proxies; then the chain in `chain` (the value of the configured `header`, every line
+/// joined with commas) is read right to left, skipping trusted hops, and the first
+/// untrusted address is the client. Headers from an untrusted peer are ignored: anyone
+/// can write them. A trusted peer without the header is itself the client.
+///
+/// # Errors
+/// A hop that must be read (right of the first untrusted one, inclusive) is malformed or
+/// unknown: the request cannot be attributed, and guessing (the proxy's own address, or
+/// a hop further left that the client wrote) would let it pass as someone else.
+pub fn source_address(
+    peer: IpAddr,
+    header: ForwardedHeader,
+    chain: Option<&str>,
+    trusted: &[IpNet],
+) -> Result<IpAddr, ForwardedError> {
+    let peer = peer.to_canonical();
+    if !allows(trusted, peer) {
+        return Ok(peer);
+    }
+    let Some(chain) = chain else {
+        return Ok(peer);
+    };
+    let mut current = peer;
+    for element in chain.rsplit(',') {
+        let hop = match header {
+            ForwardedHeader::XForwardedFor => element.trim(),
+            ForwardedHeader::Forwarded => forwarded_for(element)?,
+        };
+        current = parse_hop(hop)?.to_canonical();
+        if !allows(trusted, current) {
+            return Ok(current);
+        }
+    }
+    Ok(current)
+}
+
+/// The `for=` value of one `Forwarded` element (RFC 7239 §4): `pair *( ";" pair )`, with
+/// exactly one `for`.
+fn forwarded_for(element: &str) -> Result<&str, ForwardedError> {
+    let mut found = None;
+    for pair in element.split(';') {
+        let (name, value) = pair
+            .trim()
+            .split_once('=')
+            .ok_or(ForwardedError::Malformed)?;
+        let name = name.trim();
+        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+            return Err(ForwardedError::Malformed);
+        }
+        if name.eq_ignore_ascii_case("for") {
+            if found.is_some() {
+                return Err(ForwardedError::Malformed);
+            }
+            let value = value.trim();
+            let value = match value.strip_prefix('"') {
+                Some(rest) => rest.strip_suffix('"').ok_or(ForwardedError::Malformed)?,
+                None => value,
+            };
+            found = Some(value);
+        }
+    }
+    found.ok_or(ForwardedError::Malformed)
+}
+
+/// One hop: `1.2.3.4`, `1.2.3.4:80`, `[::1]`, `[::1]:80` or a bare IPv6 address;
+/// `unknown` and obfuscated `_names` (RFC 7239 §6) are refused as unknown.
+fn parse_hop(hop: &str) -> Result<IpAddr, ForwardedError> {
+    if hop.eq_ignore_ascii_case("unknown") || hop.starts_with('_') {
+        return Err(ForwardedError::Unknown);
+    }
     if let Ok(ip) = hop.parse::<IpAddr>() {
-        return Some(ip);
+        return Ok(ip);
     }
-    if let Some(rest) = hop.strip_prefix('[') {
-        return rest.split_once(']')?.0.parse().ok();
-    }
-    let (host, port) = hop.rsplit_once(':')?;
-    port.parse::<u16>().ok()?;
-    host.parse::<std::net::Ipv4Addr>().ok().map(IpAddr::V4)
+    let parsed = if let Some(rest) = hop.strip_prefix('[') {
+        rest.split_once(']').and_then(|(host, port)| {
+            (port.is_empty() || port.strip_prefix(':').is_some_and(valid_port))
+                .then(|| host.parse::<std::net::Ipv6Addr>().ok().map(IpAddr::V6))
+                .flatten()
+        })
+    } else {
+        hop.rsplit_once(':').and_then(|(host, port)| {
+            valid_port(port)
+                .then(|| host.parse::<std::net::Ipv4Addr>().ok().map(IpAddr::V4))
+                .flatten()
+        })
+    };
+    parsed.ok_or(ForwardedError::Malformed)
+}
+
+/// A port number, or an obfuscated port (RFC 7239 §6.3: `_` and letters, digits, `.`,
+/// `_`, `-`).
+fn valid_port(port: &str) -> bool {
+    port.parse::<u16>().is_ok()
+        || (port.starts_with('_')
+            && port.len() > 1
+            && port
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')))
 }
 
 #[cfg(test)]
@@ -148,48 +232,108 @@ mod tests {
             Some(vec![])
         );
         assert!(allows(&nets(&["127.0.0.2"]), ip("::ffff:127.0.0.2")));
+        // Found by the cidr_parser fuzz target: a mapped network matched nothing.
+        assert_eq!(nets(&["::ffff:10.0.0.1/104"]), nets(&["10.0.0.0/8"]));
+        assert!(allows(&nets(&["::ffff:10.0.0.0/104"]), ip("10.1.2.3")));
         assert!(!allows(&nets(&["127.0.0.2/32"]), ip("127.0.0.1")));
+    }
+
+    fn check(
+        header: ForwardedHeader,
+        peer: &str,
+        chain: Option<&str>,
+        expected: Result<&str, ForwardedError>,
+    ) {
+        let trusted = nets(&["10.0.0.0/8"]);
+        assert_eq!(
+            source_address(ip(peer), header, chain, &trusted),
+            expected.map(ip),
+            "{header:?} {chain:?}"
+        );
     }
 
     #[test]
     fn source_address_trusts_only_configured_proxies() {
-        let trusted = nets(&["10.0.0.0/8"]);
-        // Untrusted peer: headers ignored.
-        assert_eq!(
-            source_address(ip("203.0.113.9"), None, Some("1.1.1.1"), &trusted),
-            ip("203.0.113.9")
-        );
+        use ForwardedError::{Malformed, Unknown};
+        use ForwardedHeader::{Forwarded, XForwardedFor as Xff};
+        // Untrusted peer: headers ignored, however malformed.
+        check(Xff, "203.0.113.9", Some("1.1.1.1"), Ok("203.0.113.9"));
+        check(Xff, "203.0.113.9", Some("garbage"), Ok("203.0.113.9"));
         // Trusted peer: rightmost untrusted hop, skipping trusted ones; a spoofed
-        // leftmost entry is not reached.
-        assert_eq!(
-            source_address(
-                ip("10.0.0.1"),
-                None,
-                Some("6.6.6.6, 198.51.100.7, 10.0.0.2"),
-                &trusted
-            ),
-            ip("198.51.100.7")
+        // leftmost entry is not reached (not even when it is garbage).
+        check(
+            Xff,
+            "10.0.0.1",
+            Some("6.6.6.6, 198.51.100.7, 10.0.0.2"),
+            Ok("198.51.100.7"),
         );
-        assert_eq!(
-            source_address(
-                ip("10.0.0.1"),
-                Some(r#"for=6.6.6.6, for="[2001:db8::1]:4711";proto=https, for=10.0.0.3"#),
-                Some("9.9.9.9"),
-                &trusted
-            ),
-            ip("2001:db8::1")
+        check(
+            Xff,
+            "10.0.0.1",
+            Some("garbage, 198.51.100.7"),
+            Ok("198.51.100.7"),
         );
-        assert_eq!(
-            source_address(ip("10.0.0.1"), Some("for=unknown"), None, &trusted),
-            ip("10.0.0.1")
+        check(
+            Xff,
+            "10.0.0.1",
+            Some("198.51.100.7:8080"),
+            Ok("198.51.100.7"),
         );
-        assert_eq!(
-            source_address(ip("10.0.0.1"), None, Some("198.51.100.7:8080"), &trusted),
-            ip("198.51.100.7")
+        check(
+            Xff,
+            "10.0.0.1",
+            Some("[2001:db8::1]:4711"),
+            Ok("2001:db8::1"),
         );
-        assert_eq!(
-            source_address(ip("10.0.0.1"), None, None, &trusted),
-            ip("10.0.0.1")
+        check(Xff, "10.0.0.1", Some("10.0.0.3, 10.0.0.2"), Ok("10.0.0.3"));
+        check(Xff, "10.0.0.1", None, Ok("10.0.0.1"));
+        // Only the configured header counts: Forwarded is not X-Forwarded-For.
+        check(
+            Forwarded,
+            "10.0.0.1",
+            Some("for=6.6.6.6, for=\"[2001:db8::1]:4711\";proto=https, for=10.0.0.3"),
+            Ok("2001:db8::1"),
         );
+        check(
+            Forwarded,
+            "10.0.0.1",
+            Some("for=198.51.100.8;proto=https;by=10.0.0.1"),
+            Ok("198.51.100.8"),
+        );
+        check(
+            Forwarded,
+            "10.0.0.1",
+            Some("For=\"198.51.100.8:_port\""),
+            Ok("198.51.100.8"),
+        );
+        // Unreadable hops that must be read: refused, never the proxy's own address.
+        check(Xff, "10.0.0.1", Some("garbage"), Err(Malformed));
+        check(
+            Xff,
+            "10.0.0.1",
+            Some("198.51.100.7, garbage"),
+            Err(Malformed),
+        );
+        check(
+            Xff,
+            "10.0.0.1",
+            Some("198.51.100.7, 10.0.0.2, "),
+            Err(Malformed),
+        );
+        check(Xff, "10.0.0.1", Some("unknown"), Err(Unknown));
+        check(Xff, "10.0.0.1", Some("1.2.3.4:99999"), Err(Malformed));
+        check(Xff, "10.0.0.1", Some("[::1"), Err(Malformed));
+        check(Xff, "10.0.0.1", Some("for=198.51.100.7"), Err(Malformed));
+        check(Forwarded, "10.0.0.1", Some("for=unknown"), Err(Unknown));
+        check(Forwarded, "10.0.0.1", Some("for=_hidden"), Err(Unknown));
+        check(Forwarded, "10.0.0.1", Some("proto=https"), Err(Malformed));
+        check(
+            Forwarded,
+            "10.0.0.1",
+            Some("for=1.2.3.4;for=5.6.7.8"),
+            Err(Malformed),
+        );
+        check(Forwarded, "10.0.0.1", Some("for=\"1.2.3.4"), Err(Malformed));
+        check(Forwarded, "10.0.0.1", Some("198.51.100.7"), Err(Malformed));
     }
 }

@@ -220,10 +220,10 @@ pub fn verify<'k>(
     if options.audience.is_some_and(|aud| claims.aud != aud) {
         return Err(VerifyError::WrongAudience);
     }
-    if now >= claims.exp + options.leeway {
+    if now >= claims.exp.saturating_add(options.leeway) {
         return Err(VerifyError::Expired);
     }
-    if now + options.leeway < claims.nbf {
+    if now.saturating_add(options.leeway) < claims.nbf {
         return Err(VerifyError::NotYetValid);
     }
     Ok(claims)

@@ -41,7 +41,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let audience = var("ORDERS_AUDIENCE", "https://api.example.com/orders");
     let listen = var("ORDERS_LISTEN", "127.0.0.1:3000");
 
-    let mut builder = Verifier::builder(&issuer, &audience);
+    // The origin clients address (DPoP proofs name it); never taken from `Host`.
+    let public = var("ORDERS_PUBLIC_URL", &format!("http://{listen}"));
+    let mut builder = Verifier::builder(&issuer, &audience).resource_base(public);
     match (
         env::var("ORDERS_FEED_CLIENT_ID"),
         env::var("ORDERS_FEED_CLIENT_SECRET"),

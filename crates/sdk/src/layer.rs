@@ -8,8 +8,9 @@
 //! is logged at debug, never told to the caller.
 //!
 //! DPoP (RFC 9449 §7): a token sent as `Authorization: DPoP …` is checked with the
-//! request's `DPoP` proof, method and URL (the configured `resource_base`, else
-//! `http://` + `Host`, and the path); refusals of DPoP presentations answer
+//! request's `DPoP` proof, method and URL (the configured `resource_base` and the path;
+//! never the client-written `Host`, so without `resource_base` DPoP presentations are
+//! refused); refusals of DPoP presentations answer
 //! `WWW-Authenticate: DPoP error="…", algs="EdDSA ES256"`. The caller's address is the
 //! socket peer (`ConnectInfo`, so serve with `into_make_service_with_connect_info`),
 //! or behind trusted proxies the forwarded one, for network-restricted tokens.
@@ -173,44 +174,38 @@ fn credentials(request: &Request) -> Option<(String, bool)> {
     }
 }
 
-/// The URL the client addressed, as a DPoP proof's `htu` names it.
+/// The URL the client addressed, as a DPoP proof's `htu` names it: the configured
+/// `resource_base` and the path. Never from the request's `Host`: the client writes that,
+/// so a proof made for another server (another `Host`) would pass. Without a
+/// `resource_base` there is no URL to check, and DPoP presentations are refused.
 fn request_url(verifier: &Verifier, request: &Request) -> String {
-    let path = request.uri().path();
     match verifier.resource_base() {
-        Some(base) => format!("{base}{path}"),
+        Some(base) => format!("{base}{}", request.uri().path()),
         None => {
-            let host = request
-                .headers()
-                .get(header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .or_else(|| request.uri().authority().map(|a| a.as_str()))
-                .unwrap_or_default();
-            format!("http://{host}{path}")
+            tracing::debug!("no resource_base configured: DPoP proofs cannot be checked");
+            String::new()
         }
     }
 }
 
-/// The caller's address: the socket peer, or behind a trusted proxy the forwarded one.
+/// The caller's address: the socket peer, or behind a trusted proxy the forwarded one;
+/// none when the forwarding chain cannot be read.
 fn client_ip(verifier: &Verifier, request: &Request) -> Option<std::net::IpAddr> {
     let peer = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ConnectInfo(addr)| addr.ip())?;
-    let joined = |name: &str| -> Option<String> {
-        let values: Vec<&str> = request
-            .headers()
-            .get_all(name)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .collect();
-        (!values.is_empty()).then(|| values.join(","))
-    };
-    Some(mayfly_core::net::source_address(
-        peer,
-        joined("forwarded").as_deref(),
-        joined("x-forwarded-for").as_deref(),
-        verifier.trusted_proxies(),
-    ))
+    let header = verifier.forwarded_header();
+    let values = request
+        .headers()
+        .get_all(header.name())
+        .iter()
+        .map(|v| v.to_str())
+        .collect::<Result<Vec<&str>, _>>()
+        .unwrap_or_else(|_| vec![""]);
+    let chain = (!values.is_empty()).then(|| values.join(","));
+    mayfly_core::net::source_address(peer, header, chain.as_deref(), verifier.trusted_proxies())
+        .ok()
 }
 
 /// DPoP proof algorithms a resource server accepts.

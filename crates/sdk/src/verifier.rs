@@ -205,6 +205,7 @@ pub struct VerifierBuilder {
     feed: Option<(String, ClientSecret)>,
     key_set: Option<JwkSet>,
     trusted_proxies: Vec<ipnet::IpNet>,
+    forwarded_header: mayfly_core::net::ForwardedHeader,
     resource_base: Option<String>,
 }
 
@@ -277,17 +278,28 @@ impl VerifierBuilder {
         self
     }
 
-    /// Believes `Forwarded` / `X-Forwarded-For` from these proxies when the tower layer
-    /// finds the caller's address (see `mayfly_core::net::source_address`).
+    /// Believes the forwarding header (see [`Self::forwarded_header`]) from these
+    /// proxies when the tower layer finds the caller's address (see
+    /// `mayfly_core::net::source_address`).
     #[must_use]
     pub fn trusted_proxies(mut self, proxies: Vec<ipnet::IpNet>) -> Self {
         self.trusted_proxies = proxies;
         self
     }
 
+    /// The one header the trusted proxies write (default `X-Forwarded-For`); the other
+    /// is ignored. A chain that cannot be read leaves the caller's address unknown, so
+    /// network-restricted tokens are refused.
+    #[must_use]
+    pub fn forwarded_header(mut self, header: mayfly_core::net::ForwardedHeader) -> Self {
+        self.forwarded_header = header;
+        self
+    }
+
     /// The public origin of this resource server (e.g. `https://api.example.com`), from
-    /// which the tower layer builds the URL DPoP proofs must name. Default: `http://` and
-    /// the request's `Host`.
+    /// which the tower layer builds the URL DPoP proofs must name. Required for DPoP:
+    /// the layer never uses the request's `Host` (the client writes it), so without it
+    /// DPoP-bound tokens are refused.
     #[must_use]
     pub fn resource_base(mut self, base: impl Into<String>) -> Self {
         self.resource_base = Some(base.into().trim_end_matches('/').to_owned());
@@ -387,6 +399,7 @@ impl VerifierBuilder {
                 follower,
                 proof_ids: Mutex::new(HashMap::new()),
                 trusted_proxies: self.trusted_proxies,
+                forwarded_header: self.forwarded_header,
                 resource_base: self.resource_base,
             }),
         })
@@ -420,6 +433,7 @@ struct Inner {
     /// DPoP proof ids seen (`jkt` + `jti`) until they expire.
     proof_ids: Mutex<HashMap<String, OffsetDateTime>>,
     trusted_proxies: Vec<ipnet::IpNet>,
+    forwarded_header: mayfly_core::net::ForwardedHeader,
     resource_base: Option<String>,
 }
 
@@ -463,6 +477,7 @@ impl Verifier {
             feed: None,
             key_set: None,
             trusted_proxies: Vec::new(),
+            forwarded_header: Default::default(),
             resource_base: None,
         }
     }
@@ -470,6 +485,11 @@ impl Verifier {
     /// Proxies whose forwarding headers are believed.
     pub fn trusted_proxies(&self) -> &[ipnet::IpNet] {
         &self.inner.trusted_proxies
+    }
+
+    /// The forwarding header those proxies write.
+    pub fn forwarded_header(&self) -> mayfly_core::net::ForwardedHeader {
+        self.inner.forwarded_header
     }
 
     /// The configured public origin, if any.
@@ -649,10 +669,10 @@ impl Verifier {
             Some(hit) => {
                 // Signature, issuer and audience were checked when it was cached; time
                 // moves on, so expiry is checked again.
-                if now >= hit.claims.exp + inner.leeway {
+                if now >= hit.claims.exp.saturating_add(inner.leeway) {
                     return Err(mayfly_core::VerifyError::Expired.into());
                 }
-                if now + inner.leeway < hit.claims.nbf {
+                if now.saturating_add(inner.leeway) < hit.claims.nbf {
                     return Err(mayfly_core::VerifyError::NotYetValid.into());
                 }
                 (hit.claims, hit.kid)
@@ -712,7 +732,7 @@ impl Verifier {
         let mut cache = self.inner.cache.write().unwrap_or_else(|e| e.into_inner());
         if cache.len() >= capacity {
             let leeway = self.inner.leeway;
-            cache.retain(|_, c| now < c.claims.exp + leeway);
+            cache.retain(|_, c| now < c.claims.exp.saturating_add(leeway));
             if cache.len() >= capacity {
                 // Still full of live tokens: start over rather than track recency on the
                 // hot path; the next sight of each costs one signature check.

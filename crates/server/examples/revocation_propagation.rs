@@ -107,6 +107,7 @@ async fn main() {
     let dir = tempfile::tempdir().unwrap();
     let key = dir.path().join("mayfly.key");
     std::fs::write(&key, format!("{}\n", "5a".repeat(32))).unwrap();
+    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     let (pa, pb) = (free_port(), free_port());
     let issuer = format!("http://127.0.0.1:{pa}");
     let (a, b) = (

@@ -145,12 +145,35 @@ pub struct Config {
     #[arg(long, env = "MAYFLY_TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_network, global = true)]
     pub trusted_proxies: Vec<ipnet::IpNet>,
 
+    /// The one header the trusted proxies write the forwarding chain in:
+    /// `x-forwarded-for` or `forwarded` (RFC 7239). The other is ignored; a chain with a
+    /// malformed or `unknown` hop is refused with 400.
+    #[arg(long, env = "MAYFLY_FORWARDED_HEADER", default_value = "x-forwarded-for", value_parser = parse_forwarded_header, global = true)]
+    pub forwarded_header: mayfly_core::net::ForwardedHeader,
+
+    /// Serve `/metrics` on this address only (e.g. `127.0.0.1:9090`), not on `--listen`.
+    /// Default: on `--listen`.
+    #[arg(long, env = "MAYFLY_METRICS_LISTEN", global = true)]
+    pub metrics_listen: Option<SocketAddr>,
+
     /// Require a server nonce in DPoP proofs at the token endpoint (RFC 9449 §8): a
     /// proof without a current one is answered `use_dpop_nonce` with a `DPoP-Nonce`
     /// header. Nonces are derived from the master key and a 5-minute window, so every
     /// replica accepts every other's.
     #[arg(long, env = "MAYFLY_DPOP_NONCE", global = true)]
     pub dpop_nonce: bool,
+}
+
+/// Parses `--forwarded-header`.
+///
+/// # Errors
+/// A message naming the accepted values.
+pub fn parse_forwarded_header(text: &str) -> Result<mayfly_core::net::ForwardedHeader, String> {
+    use mayfly_core::net::ForwardedHeader;
+    [ForwardedHeader::XForwardedFor, ForwardedHeader::Forwarded]
+        .into_iter()
+        .find(|h| h.name().eq_ignore_ascii_case(text.trim()))
+        .ok_or_else(|| format!("{text:?}: expected x-forwarded-for or forwarded"))
 }
 
 /// Parses one CIDR (or a single address) for `--trusted-proxies`.

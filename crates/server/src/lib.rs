@@ -12,6 +12,7 @@ pub mod active;
 pub mod admin;
 pub mod anomaly;
 pub mod audit;
+pub mod availability;
 pub mod cli;
 pub mod client_auth;
 pub mod clock;

@@ -237,7 +237,21 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let one_time_ids = mayfly_server::dpop::spawn_pruning(&started.state);
     let refresh_pruning = mayfly_server::grant::refresh::spawn_pruning(&started.state);
     let access_expiry = mayfly_server::admin::access::spawn_expiry(&started.state);
+    let metrics = match started.state.config.metrics_listen {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding --metrics-listen {addr}"))?;
+            tracing::info!(listen = %addr, "metrics served apart");
+            Some(http::metrics::serve_apart(listener, started.state.clone()))
+        }
+        None => None,
+    };
     let served = http::serve(listener, started.state, shutdown_signal()).await;
+    if let Some(metrics) = metrics {
+        metrics.abort();
+        let _ = metrics.await;
+    }
     // The task holds the state (and its audit sink): stop it before draining the audit.
     rotation.abort();
     let _ = rotation.await;

@@ -40,6 +40,8 @@ pub struct AppState {
     pub webhook: Option<crate::webhook::Webhook>,
     /// DPoP server nonces.
     pub nonces: Arc<crate::dpop::Nonces>,
+    /// Whether the database is known to be down (requests then fail fast).
+    pub availability: Arc<crate::availability::Availability>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -104,7 +106,7 @@ impl AppState {
         let state = Self {
             config: Arc::new(config),
             issuer,
-            store,
+            store: store.clone(),
             keyring: Arc::new(keyring),
             directory,
             revocations,
@@ -115,6 +117,7 @@ impl AppState {
             anomalies: Arc::default(),
             webhook,
             nonces: Arc::new(nonces),
+            availability: crate::availability::Availability::new(store.clone()),
         };
         Ok(Started {
             state,

@@ -255,13 +255,34 @@ fn bad_configuration_stops_with_the_setting_named() {
         assert!(!out.status.success(), "{env:?} started");
         assert!(stderr(&out).contains(needle), "{env:?}: {}", stderr(&out));
     }
-    std::fs::write(d.join("bad.key"), "not hex").unwrap();
+    write_key(&d.join("bad.key"), "not hex");
     let out = mayfly(d, &["serve"], &[("MAYFLY_MASTER_KEY_FILE", "bad.key")]);
     assert!(
         stderr(&out).contains("64 hex characters"),
         "{}",
         stderr(&out)
     );
+    // A key file others can read is refused, as ssh refuses such private keys.
+    std::fs::write(d.join("open.key"), format!("{}\n", "5a".repeat(32))).unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(d.join("open.key"), std::fs::Permissions::from_mode(0o644))
+            .unwrap();
+    }
+    let out = mayfly(d, &["serve"], &[("MAYFLY_MASTER_KEY_FILE", "open.key")]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("too open (mode 644)"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// Writes a master key file as an operator should: owner-only.
+fn write_key(path: &Path, text: &str) {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
 }
 
 /// Starts `mayfly serve` and stops it once it logs that it is ready; `Err` carries its
@@ -369,7 +390,7 @@ fn keys_commands_list_rotate_and_rewrap() {
     json(&mayfly(d, &["keys", "rotate"], no_env));
 
     // Rewrap under a new master key: afterwards only the new key file opens the keys.
-    std::fs::write(d.join("new.key"), format!("{}\n", "5a".repeat(32))).unwrap();
+    write_key(&d.join("new.key"), &format!("{}\n", "5a".repeat(32)));
     let missing = mayfly(
         d,
         &["keys", "rewrap", "--new-master-key-file", "absent.key"],

@@ -209,6 +209,11 @@ async fn three_replicas_rotate_once_per_period_without_failed_verifications() {
     let dir = tempfile::tempdir().unwrap();
     let key_file = dir.path().join("master.key");
     std::fs::write(&key_file, format!("{}\n", "3c".repeat(32))).unwrap();
+    std::fs::set_permissions(
+        &key_file,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
 
     let admin = Actor {
         store: store.as_ref(),

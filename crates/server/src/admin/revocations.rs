@@ -60,8 +60,14 @@ impl Actor<'_> {
         if issued_before > self.now {
             return Err(invalid("issued_before", "must not be in the future"));
         }
-        // Kept until every token it can match has expired.
-        let expires_at = spec.token_exp.unwrap_or(issued_before + TTL_CEILING) + REVOCATION_SKEW;
+        // Kept until every token it can match has expired. No token outlives its issue
+        // by more than the ceiling, so a reported `exp` beyond that (even the end of
+        // time) is cut there rather than trusted or overflowed.
+        let ceiling = issued_before.saturating_add(TTL_CEILING);
+        let expires_at = spec
+            .token_exp
+            .map_or(ceiling, |exp| exp.min(ceiling))
+            .saturating_add(REVOCATION_SKEW);
         let record = self
             .store
             .insert_revocation(NewRevocation {

@@ -4,12 +4,18 @@
 //! every event waiting in the queue into a single transaction, so concurrent requests
 //! share one commit (and one fsync) instead of paying for one each. On Postgres several
 //! writers take turns at the queue, so one batch forms while another commits (latency
-//! stays near one commit time, not two); SQLite has a single writer anyway. When the
-//! store fails, every waiter of that batch gets the error and the caller fails closed.
+//! stays near one commit time, not two); SQLite has a single writer anyway.
+//!
+//! One request's event must never fail another's: every string of an event passes
+//! [`UntrustedText`] before it is queued (no control characters, capped), and a batch
+//! the store refuses for any reason but unavailability is retried event by event, so
+//! only the event at fault fails. When the store is unavailable, every waiter of the
+//! batch gets the error and the caller fails closed.
 
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use mayfly_core::UntrustedText;
 use mayfly_store::{AuditEvent, Backend, Store, StoreError};
 use time::OffsetDateTime;
 use tokio::sync::{Mutex, mpsc, oneshot};
@@ -20,6 +26,10 @@ use uuid::Uuid;
 const MAX_BATCH: usize = 512;
 /// Queue length; beyond it, callers wait (back-pressure).
 const QUEUE: usize = 8192;
+/// Longest string kept in an event, in characters (after escaping). The request-facing
+/// code caps what it copies from requests far lower ([`UntrustedText::MAX_CHARS`]); this
+/// is the backstop for everything else (admin changes carry whole records).
+const MAX_FIELD: usize = 8192;
 
 /// Why an event could not be made durable.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -84,7 +94,8 @@ impl AuditSink {
     ///
     /// # Errors
     /// [`AuditError`] when the batch holding it could not be committed.
-    pub async fn record(&self, event: AuditEvent) -> Result<(), AuditError> {
+    pub async fn record(&self, mut event: AuditEvent) -> Result<(), AuditError> {
+        sanitize(&mut event);
         let (done, wait) = oneshot::channel();
         self.queue
             .send(Pending { event, done })
@@ -115,19 +126,91 @@ async fn write_batches(store: Arc<dyn Store>, rx: Arc<Mutex<mpsc::Receiver<Pendi
             }
         }
         let started = std::time::Instant::now();
-        let result = store.append_audit_events(&events).await.map_err(|e| {
-            metrics::counter!("mayfly_audit_failures_total").increment(1);
-            tracing::error!(error = %e, source = ?std::error::Error::source(&e), batch = events.len(), "audit batch not committed");
-            AuditError::Store(Arc::new(e))
-        });
+        let result = store.append_audit_events(&events).await;
         metrics::histogram!("mayfly_audit_batch_size").record(events.len() as f64);
         metrics::histogram!("mayfly_audit_commit_seconds").record(started.elapsed().as_secs_f64());
-        tracing::trace!(batch = events.len(), "audit batch committed");
-        for waiter in waiters.drain(..) {
-            // A waiter that gave up (client went away) is not an error.
-            let _ = waiter.send(result.clone());
+        match result {
+            Ok(()) => {
+                tracing::trace!(batch = events.len(), "audit batch committed");
+                for waiter in waiters.drain(..) {
+                    // A waiter that gave up (client went away) is not an error.
+                    let _ = waiter.send(Ok(()));
+                }
+            }
+            // The database is away: one at a time would only fail slower.
+            Err(e) if e.is_unavailable() || events.len() == 1 => {
+                let error = failed(e, events.len());
+                for waiter in waiters.drain(..) {
+                    let _ = waiter.send(Err(error.clone()));
+                }
+            }
+            // One event may be at fault: it must not take the others with it.
+            Err(e) => {
+                tracing::warn!(error = %e, batch = events.len(), "audit batch refused; retrying event by event");
+                for (event, waiter) in events.iter().zip(waiters.drain(..)) {
+                    let result = store
+                        .append_audit_events(std::slice::from_ref(event))
+                        .await
+                        .map_err(|e| failed(e, 1));
+                    let _ = waiter.send(result);
+                }
+            }
         }
         events.clear();
+    }
+}
+
+fn failed(e: StoreError, batch: usize) -> AuditError {
+    metrics::counter!("mayfly_audit_failures_total").increment(1);
+    tracing::error!(error = %e, source = ?std::error::Error::source(&e), batch, "audit batch not committed");
+    AuditError::Store(Arc::new(e))
+}
+
+/// Passes every string of `event` through [`UntrustedText`] (keys of `detail` too),
+/// whoever built it.
+fn sanitize(event: &mut AuditEvent) {
+    for field in [&mut event.event_type, &mut event.outcome] {
+        clean(field);
+    }
+    for field in [
+        &mut event.actor,
+        &mut event.subject,
+        &mut event.client_id,
+        &mut event.jti,
+        &mut event.audience,
+        &mut event.scopes,
+        &mut event.source_ip,
+        &mut event.user_agent,
+        &mut event.request_id,
+    ]
+    .into_iter()
+    .flatten()
+    {
+        clean(field);
+    }
+    clean_json(&mut event.detail);
+}
+
+fn clean(s: &mut String) {
+    if !UntrustedText::is_clean(s, MAX_FIELD) {
+        *s = UntrustedText::capped(s, MAX_FIELD).into_string();
+    }
+}
+
+fn clean_json(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::String(s) => clean(s),
+        serde_json::Value::Array(items) => items.iter_mut().for_each(clean_json),
+        serde_json::Value::Object(map) => {
+            if map.keys().any(|k| !UntrustedText::is_clean(k, MAX_FIELD)) {
+                *map = std::mem::take(map)
+                    .into_iter()
+                    .map(|(k, v)| (UntrustedText::capped(&k, MAX_FIELD).into_string(), v))
+                    .collect();
+            }
+            map.values_mut().for_each(clean_json);
+        }
+        _ => {}
     }
 }
 
@@ -136,9 +219,9 @@ async fn write_batches(store: Arc<dyn Store>, rx: Arc<Mutex<mpsc::Receiver<Pendi
 pub struct RequestContext {
     /// Source address.
     pub source_ip: Option<IpAddr>,
-    /// `User-Agent`, truncated.
+    /// `User-Agent`, escaped and capped ([`UntrustedText`]).
     pub user_agent: Option<String>,
-    /// `x-request-id`.
+    /// `x-request-id`, escaped and capped ([`UntrustedText`]).
     pub request_id: Option<String>,
 }
 

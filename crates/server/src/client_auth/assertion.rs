@@ -129,19 +129,20 @@ pub async fn verify(
     let now = expected.now;
     let iat = time(claims.iat, "assertion iat missing")?;
     let exp = time(claims.exp, "assertion exp missing")?;
-    if iat > now + SKEW {
+    if iat > now.saturating_add(SKEW) {
         return Err(bad("assertion iat in the future"));
     }
-    if iat + MAX_AGE < now {
+    if iat.saturating_add(MAX_AGE) < now {
         return Err(bad("assertion too old (iat)"));
     }
-    if exp <= now - SKEW {
+    if exp <= now.saturating_sub(SKEW) {
         return Err(bad("assertion expired"));
     }
-    if exp > iat + MAX_LIFETIME {
+    if exp > iat.saturating_add(MAX_LIFETIME) {
         return Err(bad("assertion lifetime exceeds 60 minutes"));
     }
-    if claims.nbf.is_some() && time(claims.nbf, "assertion nbf invalid")? > now + SKEW {
+    if claims.nbf.is_some() && time(claims.nbf, "assertion nbf invalid")? > now.saturating_add(SKEW)
+    {
         return Err(bad("assertion not yet valid (nbf)"));
     }
     let jti = claims
@@ -149,7 +150,7 @@ pub async fn verify(
         .filter(|j| !j.is_empty() && j.len() <= MAX_JTI)
         .ok_or(bad("assertion jti missing"))?;
     // Kept until the assertion expires (with the skew the check above allows).
-    let keep_until = exp + SKEW;
+    let keep_until = exp.saturating_add(SKEW);
     let fresh = replay
         .use_once(
             &format!("assertion:{}", expected.client_id),

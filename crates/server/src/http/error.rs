@@ -38,7 +38,7 @@ impl IntoResponse for TokenError {
             _ => StatusCode::BAD_REQUEST,
         };
         if status.is_client_error() {
-            tracing::debug!(error = %self.code(), reason = %self.audit_reason(), "token request refused");
+            tracing::debug!(error = %self.code(), reason = %mayfly_core::UntrustedText::new(&self.audit_reason()), "token request refused");
         }
         let retry_after = match &self {
             Self::Throttled(seconds) => HeaderValue::from_str(&seconds.max(&1).to_string()).ok(),

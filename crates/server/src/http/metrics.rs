@@ -11,9 +11,29 @@ use axum::routing::get;
 
 use crate::state::AppState;
 
-/// Routes of this module.
-pub fn router() -> Router<AppState> {
-    Router::new().route("/metrics", get(metrics))
+/// Routes of this module on the main listener: none when `/metrics` has a listener of
+/// its own (`--metrics-listen`), so it is not exposed wherever the API is.
+pub fn router(own_listener: bool) -> Router<AppState> {
+    if own_listener {
+        Router::new()
+    } else {
+        Router::new().route("/metrics", get(metrics))
+    }
+}
+
+/// Serves `/metrics` alone on `listener` (`--metrics-listen`) until the task is aborted.
+pub fn serve_apart(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+) -> tokio::task::JoinHandle<()> {
+    let app = Router::new()
+        .route("/metrics", get(metrics))
+        .with_state(state);
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "metrics listener failed");
+        }
+    })
 }
 
 /// Counts and times each request by matched route and status class.
@@ -37,16 +57,11 @@ pub async fn track(request: Request, next: Next) -> Response {
 #[utoipa::path(get, path = "/metrics", tag = "ops",
     responses((status = 200, description = "Prometheus text exposition format", content_type = "text/plain", body = String)))]
 pub async fn metrics(State(state): State<AppState>) -> Response {
-    if let Ok(keys) = state.store.signing_keys().await {
-        let now = state.clock.now();
-        if let Some(active) = keys
-            .iter()
-            .find(|k| k.state == mayfly_store::KeyState::Active)
-        {
-            let since = active.activated_at.unwrap_or(active.created_at);
-            metrics::gauge!("mayfly_signing_key_age_seconds").set((now - since).as_seconds_f64());
-        }
-    }
+    // From memory: a scrape never queries the database (scrapers must not be able to
+    // load it, and metrics must keep answering while it is down).
+    let since = state.keyring.current().active_since;
+    metrics::gauge!("mayfly_signing_key_age_seconds")
+        .set((state.clock.now() - since).as_seconds_f64());
     let handle = crate::telemetry::metrics();
     handle.run_upkeep();
     (

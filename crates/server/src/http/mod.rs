@@ -28,6 +28,8 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::trace::TraceLayer;
 
+use mayfly_core::UntrustedText;
+
 use crate::audit::RequestContext;
 use crate::state::AppState;
 
@@ -48,9 +50,11 @@ pub fn router(state: AppState) -> Router {
         .merge(usage::router())
         .merge(access::router().route_layer(axum::middleware::from_fn_with_state(state.clone(), admin::settle)))
         .merge(admin::router().route_layer(axum::middleware::from_fn_with_state(state.clone(), admin::settle)))
-        .merge(metrics::router())
+        .merge(metrics::router(state.config.metrics_listen.is_some()))
         .fallback(error::not_found)
         .route_layer(axum::middleware::from_fn(metrics::track))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), gate))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), decide_source))
         .layer(
             ServiceBuilder::new()
                 .layer(SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION, header::COOKIE]))
@@ -106,11 +110,11 @@ pub fn request_context(
     let user_agent = headers
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
-        .map(|ua| ua.chars().take(MAX_USER_AGENT).collect());
+        .map(|ua| UntrustedText::capped(ua, MAX_USER_AGENT).into_string());
     let request_id = headers
         .get(REQUEST_ID)
         .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
+        .map(|id| UntrustedText::new(id).into_string());
     RequestContext {
         source_ip: source_ip(&state.config.trusted_proxies, headers, extensions),
         user_agent,
@@ -118,33 +122,111 @@ pub fn request_context(
     }
 }
 
-/// The client's address: the socket peer, unless the peer is a trusted proxy
-/// (`--trusted-proxies`); then `Forwarded` (RFC 7239), else `X-Forwarded-For`, read
-/// right to left skipping trusted hops. Forwarding headers from any other peer are
-/// ignored. Several header lines are joined in order, as RFC 9110 §5.3 allows.
+/// The client's address, as the [`decide_source`] middleware decided it for this
+/// request. Without the middleware (a router built by hand), the socket peer when no
+/// proxy is trusted, else none: never a guess.
 pub fn source_ip(
     trusted: &[ipnet::IpNet],
-    headers: &HeaderMap,
+    _headers: &HeaderMap,
     extensions: &axum::http::Extensions,
 ) -> Option<IpAddr> {
+    if let Some(SourceAddress(ip)) = extensions.get::<SourceAddress>() {
+        return Some(*ip);
+    }
     let peer = extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ConnectInfo(addr)| addr.ip())?;
-    if trusted.is_empty() {
-        return Some(peer.to_canonical());
-    }
-    let joined = |name: &str| -> Option<String> {
-        let values: Vec<&str> = headers
-            .get_all(name)
+    trusted.is_empty().then(|| peer.to_canonical())
+}
+
+/// A request's source address, decided once per request.
+#[derive(Debug, Clone, Copy)]
+struct SourceAddress(IpAddr);
+
+/// Decides where a request comes from: the socket peer, unless the peer is a trusted
+/// proxy (`--trusted-proxies`); then the configured header (`--forwarded-header`; every
+/// line of it, joined in order as RFC 9110 §5.3 allows) read right to left skipping
+/// trusted hops. A chain that cannot be read is refused with 400 (OAuth error JSON on
+/// `/oauth2/…`, a problem elsewhere): an unattributable request must not pass as the
+/// proxy.
+async fn decide_source(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    mut request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip());
+    if let Some(peer) = peer {
+        let header = state.config.forwarded_header;
+        let trusted = &state.config.trusted_proxies;
+        let values: Result<Vec<&str>, _> = request
+            .headers()
+            .get_all(header.name())
             .iter()
-            .filter_map(|v| v.to_str().ok())
+            .map(|v| v.to_str())
             .collect();
-        (!values.is_empty()).then(|| values.join(","))
-    };
-    Some(mayfly_core::net::source_address(
-        peer,
-        joined("forwarded").as_deref(),
-        joined("x-forwarded-for").as_deref(),
-        trusted,
-    ))
+        let decided = match values {
+            Ok(values) => {
+                let chain = (!values.is_empty()).then(|| values.join(","));
+                mayfly_core::net::source_address(peer, header, chain.as_deref(), trusted)
+            }
+            // Not even text: unreadable, unless nobody would read it.
+            Err(_) => mayfly_core::net::source_address(peer, header, Some(""), trusted),
+        };
+        match decided {
+            Ok(ip) => {
+                request.extensions_mut().insert(SourceAddress(ip));
+            }
+            Err(e) => {
+                let detail = format!("{e} ({})", header.name());
+                return if request.uri().path().starts_with("/oauth2/") {
+                    crate::grant::TokenError::InvalidRequest(detail).into_response()
+                } else {
+                    error::Problem::new(axum::http::StatusCode::BAD_REQUEST, detail).into_response()
+                };
+            }
+        }
+    }
+    next.run(request).await
+}
+
+/// Routes that never touch the database (or, `/readyz`, report on it themselves): served
+/// while it is down.
+fn needs_no_database(path: &str) -> bool {
+    matches!(path, "/healthz" | "/readyz" | "/metrics" | "/openapi.json")
+        || path.starts_with("/.well-known/")
+}
+
+/// While the database is known to be down, answers 503 with `Retry-After` at once
+/// (OAuth JSON on `/oauth2/…`, a problem elsewhere); any 503 a handler gives has the
+/// database probed (see [`crate::availability`]).
+async fn gate(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    if needs_no_database(request.uri().path()) {
+        return next.run(request).await;
+    }
+    if state.availability.is_down() {
+        ::metrics::counter!("mayfly_requests_refused_database_down_total").increment(1);
+        return if request.uri().path().starts_with("/oauth2/") {
+            crate::grant::TokenError::Unavailable.into_response()
+        } else {
+            error::Problem::new(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                "the database is unavailable; retry later",
+            )
+            .into_response()
+        };
+    }
+    let response = next.run(request).await;
+    if response.status() == axum::http::StatusCode::SERVICE_UNAVAILABLE {
+        state.availability.suspect();
+    }
+    response
 }

@@ -7,6 +7,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
+use mayfly_core::UntrustedText;
 use mayfly_store::AuditEvent;
 use serde::Deserialize;
 
@@ -72,14 +73,15 @@ pub struct TokenRequestForm {
     client_assertion: Option<String>,
 }
 
-/// What the audit log should know of a request, filled in as it is understood.
+/// What the audit log should know of a request, filled in as it is understood. What
+/// the request said is [`UntrustedText`]: escaped and capped before it is stored.
 #[derive(Debug, Default)]
 struct Seen {
-    grant_type: Option<String>,
-    client_id: Option<String>,
+    grant_type: Option<UntrustedText>,
+    client_id: Option<UntrustedText>,
     auth_method: Option<&'static str>,
-    scope: Option<String>,
-    resource: Option<String>,
+    scope: Option<UntrustedText>,
+    resource: Option<UntrustedText>,
     dpop_jkt: Option<String>,
 }
 
@@ -253,8 +255,8 @@ async fn exchange(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
     let form = Form::parse(content_type, body)?;
-    seen.grant_type = form.get("grant_type").map(str::to_owned);
-    seen.scope = form.get("scope").map(str::to_owned);
+    seen.grant_type = form.get("grant_type").map(UntrustedText::new);
+    seen.scope = form.get("scope").map(UntrustedText::new);
     let resource = match form.resources() {
         [] => None,
         [one] => Some(one.clone()),
@@ -264,11 +266,11 @@ async fn exchange(
             ));
         }
     };
-    seen.resource = resource.clone();
+    seen.resource = resource.as_deref().map(UntrustedText::new);
 
     let presented = client_auth::presented_any(&credentials(headers, &form));
     if let Ok(p) = &presented {
-        seen.client_id = Some(p.audited_id());
+        seen.client_id = Some(UntrustedText::new(&p.audited_id()));
         seen.auth_method = Some(p.method());
     }
     let grant_type = form
@@ -276,7 +278,7 @@ async fn exchange(
         .ok_or_else(|| TokenError::InvalidRequest("the grant_type parameter is required".into()))?;
     if !grant::GRANT_TYPES.contains(&grant_type) {
         return Err(TokenError::UnsupportedGrantType(
-            grant_type.chars().take(64).collect(),
+            UntrustedText::capped(grant_type, 64).into_string(),
         ));
     }
     let client = authenticate_client(state, presented, source).await?;
@@ -391,21 +393,21 @@ fn denied_event(
         TokenError::Unavailable | TokenError::Internal(_) => (kind::TOKEN_DENIED, outcome::FAILURE),
         _ => (kind::TOKEN_DENIED, outcome::DENIED),
     };
-    let short = |s: &Option<String>| s.as_ref().map(|s| s.chars().take(256).collect::<String>());
+    let text = |s: &Option<UntrustedText>| s.clone().map(UntrustedText::into_string);
     let user = match error {
         TokenError::UserAuthFailed { user, .. } => user.map(|u| u.to_string()),
         _ => None,
     };
     AuditEvent {
-        actor: seen.client_id.clone(),
+        actor: text(&seen.client_id),
         subject: user,
-        client_id: seen.client_id.clone(),
-        audience: short(&seen.resource),
-        scopes: short(&seen.scope),
+        client_id: text(&seen.client_id),
+        audience: text(&seen.resource),
+        scopes: text(&seen.scope),
         detail: serde_json::json!({
             "error": error.code(),
             "reason": error.audit_reason(),
-            "grant_type": short(&seen.grant_type),
+            "grant_type": seen.grant_type,
             "auth_method": seen.auth_method,
             "dpop_jkt": seen.dpop_jkt,
         }),

@@ -19,6 +19,7 @@ use super::error::Problem;
 use crate::admin::{AdminError, USAGE_WRITE_SCOPE, invalid};
 use crate::anomaly::{self, Observation, SeenIn};
 use crate::audit::{self, kind, outcome};
+use crate::config::TTL_CEILING;
 use crate::state::AppState;
 
 /// Most events in one report.
@@ -55,7 +56,7 @@ pub struct TokenUse {
     pub sub: String,
     /// The token's `aud`.
     pub aud: String,
-    /// The token's `exp` (bounds how long a revocation is kept).
+    /// The token's `exp` (bounds how long a revocation is kept); within an hour of now.
     pub exp: Option<Time>,
     /// HTTP method of the request.
     pub method: String,
@@ -193,15 +194,24 @@ fn check(report: UsageReport, now: OffsetDateTime) -> Result<Vec<Use>, AdminErro
                 })
                 .transpose()?;
             let at = e.at.map_or(now, |t| t.0);
-            if at > now + SKEW || at < now - MAX_AGE {
+            if at > now.saturating_add(SKEW) || at < now.saturating_sub(MAX_AGE) {
                 return Err(invalid("at", "within the last hour"));
+            }
+            // A token accepted within the last hour expires within its lifetime ceiling
+            // of now; anything else is not a Mayfly token's `exp`.
+            let exp = e.exp.map(|t| t.0);
+            if exp.is_some_and(|exp| {
+                exp > now.saturating_add(TTL_CEILING + SKEW)
+                    || exp < now.saturating_sub(MAX_AGE + SKEW)
+            }) {
+                return Err(invalid("exp", "within an hour of now"));
             }
             Ok(Use {
                 jti: text("jti", e.jti, 128)?,
                 client_id: e.client_id,
                 sub: text("sub", e.sub, 256)?,
                 aud: text("aud", e.aud, 2048)?,
-                exp: e.exp.map(|t| t.0),
+                exp,
                 method: method.to_ascii_uppercase(),
                 path,
                 client_ip,

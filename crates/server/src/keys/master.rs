@@ -35,6 +35,15 @@ pub enum MasterKeyError {
     /// The file is missing and may not be created.
     #[error("master key file {0} does not exist (create it with: openssl rand -hex 32 > FILE)")]
     Missing(String),
+    /// The file is readable by others, or by its group while it belongs to this user
+    /// (the rule ssh applies to private keys).
+    #[error("master key file {path} is too open (mode {mode:03o}): chmod 600 {path}")]
+    TooOpen {
+        /// The file.
+        path: String,
+        /// Its permission bits.
+        mode: u32,
+    },
     /// A ciphertext did not decrypt: wrong master key or tampered data.
     #[error("a private key does not decrypt under this master key (wrong key, or tampered data)")]
     Decrypt,
@@ -78,12 +87,16 @@ impl MasterKey {
     ///
     /// # Errors
     /// [`MasterKeyError`] when the file is missing and may not be created, unreadable,
-    /// or malformed.
+    /// too open (see [`MasterKeyError::TooOpen`]), or malformed.
     pub fn load(source: &MasterKeySource) -> Result<Self, MasterKeyError> {
         let path = &source.path;
         let shown = path.display().to_string();
-        match std::fs::read_to_string(path) {
-            Ok(text) => Self::parse_hex(text.trim()).ok_or(MasterKeyError::Format(shown)),
+        match read_private(path) {
+            Ok(Err(mode)) => Err(MasterKeyError::TooOpen { path: shown, mode }),
+            Ok(Ok(bytes)) => std::str::from_utf8(&bytes)
+                .ok()
+                .and_then(|text| Self::parse_hex(text.trim()))
+                .ok_or(MasterKeyError::Format(shown)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && source.create_if_missing => {
                 let key = Self::generate();
                 write_new_key_file(path, &key).map_err(|source| MasterKeyError::Io {
@@ -175,6 +188,28 @@ impl MasterKey {
     }
 }
 
+/// Reads a file that must be private: its bytes (zeroized when dropped), or its mode
+/// when others may read it, or its group may while it belongs to this user. A file of
+/// another owner may be group-readable: that is how a container user is given a key
+/// file it does not own (see docker-compose.yml).
+fn read_private(path: &Path) -> std::io::Result<Result<Zeroizing<Vec<u8>>, u32>> {
+    use std::io::Read as _;
+    let mut file = std::fs::File::open(path)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt as _;
+        let meta = file.metadata()?;
+        let mode = meta.mode() & 0o777;
+        let ours = meta.uid() == rustix::process::geteuid().as_raw();
+        if mode & 0o007 != 0 || (ours && mode & 0o070 != 0) {
+            return Ok(Err(mode));
+        }
+    }
+    let mut bytes = Zeroizing::new(Vec::with_capacity(128));
+    file.read_to_end(&mut bytes)?;
+    Ok(Ok(bytes))
+}
+
 fn write_new_key_file(path: &Path, key: &MasterKey) -> std::io::Result<()> {
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
@@ -230,6 +265,42 @@ mod tests {
         assert!(format!("{first:?}").contains("redacted"));
     }
 
+    /// Writes `text` to `path` with owner-only permissions, as an operator should.
+    fn write_private(path: &Path, text: &str) {
+        std::fs::write(path, text).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn key_files_others_can_read_are_refused() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k");
+        write_private(&path, &format!("{}\n", "0a".repeat(32)));
+        let strict = MasterKeySource {
+            path: path.clone(),
+            create_if_missing: false,
+        };
+        for mode in [0o644, 0o640, 0o604, 0o660, 0o666] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            let err = MasterKey::load(&strict).unwrap_err();
+            assert!(
+                matches!(err, MasterKeyError::TooOpen { mode: m, .. } if m == mode),
+                "{mode:o}"
+            );
+            assert!(err.to_string().contains("chmod 600"));
+        }
+        for mode in [0o600, 0o400] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            assert_eq!(*MasterKey::load(&strict).unwrap().0, [10u8; 32], "{mode:o}");
+        }
+    }
+
     #[test]
     fn missing_or_malformed_files_are_refused() {
         let dir = tempfile::tempdir().unwrap();
@@ -242,17 +313,17 @@ mod tests {
             MasterKey::load(&strict),
             Err(MasterKeyError::Missing(_))
         ));
-        std::fs::write(&path, "abc").unwrap();
+        write_private(&path, "abc");
         assert!(matches!(
             MasterKey::load(&strict),
             Err(MasterKeyError::Format(_))
         ));
-        std::fs::write(&path, format!("{}\n", "g".repeat(64))).unwrap();
+        write_private(&path, &format!("{}\n", "g".repeat(64)));
         assert!(matches!(
             MasterKey::load(&strict),
             Err(MasterKeyError::Format(_))
         ));
-        std::fs::write(&path, format!("{}\n", "0a".repeat(32))).unwrap();
+        write_private(&path, &format!("{}\n", "0a".repeat(32)));
         assert_eq!(*MasterKey::load(&strict).unwrap().0, [10u8; 32]);
     }
 }

@@ -56,10 +56,12 @@ pub struct KeySet {
     pub jwks_json: String,
     /// Strong ETag of `jwks_json`; equal on every replica that sees the same keys.
     pub etag: String,
+    /// Since when the active key signs (for the key-age metric, without a query).
+    pub active_since: OffsetDateTime,
 }
 
 impl KeySet {
-    fn new(active: SigningKey, published: Vec<PublicKey>) -> Self {
+    fn new(active: SigningKey, published: Vec<PublicKey>, active_since: OffsetDateTime) -> Self {
         let doc = JwkSet {
             keys: published.iter().map(Jwk::from_public).collect(),
         };
@@ -73,6 +75,7 @@ impl KeySet {
             published,
             jwks_json,
             etag,
+            active_since,
         }
     }
 
@@ -194,12 +197,13 @@ fn build(keys: &[SigningKeyRecord], master: &MasterKey) -> Result<KeySet, Keyrin
         .iter()
         .find(|k| k.state == KeyState::Active)
         .ok_or(KeyringError::NoActiveKey)?;
+    let active_since = active.activated_at.unwrap_or(active.created_at);
     let active = open_signing_key(active, master)?;
     let published = published(keys)
         .into_iter()
         .map(public_key)
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(KeySet::new(active, published))
+    Ok(KeySet::new(active, published, active_since))
 }
 
 /// A fresh key and its sealed seed.

@@ -1,0 +1,153 @@
+//! Untrusted text: whatever a request said, made safe to store and to log.
+//!
+//! Databases refuse some bytes (Postgres `text` and `jsonb` refuse NUL), terminals and
+//! log viewers interpret others (ANSI escapes, newlines that forge log lines, bidi
+//! overrides that reorder what a reader sees). [`UntrustedText`] is the one boundary: a
+//! value of it holds no control character and is at most a known length, so anything
+//! built from it can be written anywhere.
+
+use std::fmt;
+
+/// Request-derived text that is safe to store and log: control characters (Unicode
+/// `Cc`, which includes NUL, DEL and the C1 set) and invisible reordering characters are
+/// escaped as `\u{…}` (the backslash itself as `\\`), so nothing is silently dropped and
+/// the original can be read back; then it is cut to a length cap, ending in `…` when cut.
+#[derive(Clone, PartialEq, Eq, Hash, Default, serde::Serialize)]
+#[serde(transparent)]
+pub struct UntrustedText(String);
+
+impl UntrustedText {
+    /// The cap [`UntrustedText::new`] applies, in characters: more than any legitimate
+    /// scope list, audience URI, client id or user agent needs.
+    pub const MAX_CHARS: usize = 256;
+
+    /// Escapes `raw` and caps it at [`Self::MAX_CHARS`] characters.
+    pub fn new(raw: &str) -> Self {
+        Self::capped(raw, Self::MAX_CHARS)
+    }
+
+    /// Escapes `raw` and caps it at `max_chars` characters (at least 1). An escape
+    /// sequence is never cut in half.
+    pub fn capped(raw: &str, max_chars: usize) -> Self {
+        let max_chars = max_chars.max(1);
+        let mut out = String::with_capacity(raw.len().min(max_chars.saturating_mul(4)));
+        let mut count = 0;
+        // Where the text ends if it turns out too long: the last piece that leaves room
+        // for the ellipsis.
+        let mut cut = 0;
+        for c in raw.chars() {
+            let piece = escape(c);
+            let len = piece.chars().count();
+            if count + len > max_chars {
+                out.truncate(cut);
+                out.push('…');
+                return Self(out);
+            }
+            out.push_str(&piece);
+            count += len;
+            if count < max_chars {
+                cut = out.len();
+            }
+        }
+        Self(out)
+    }
+
+    /// Whether `raw` holds no control or reordering character and is at most
+    /// `max_chars` long: safe to store as it is. Backslashes are fine here (the text may
+    /// already be escaped), so checking an [`UntrustedText`] again never escapes it twice.
+    pub fn is_clean(raw: &str, max_chars: usize) -> bool {
+        !raw.chars().any(is_hazard) && raw.chars().count() <= max_chars
+    }
+
+    /// The escaped text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The escaped text, owned.
+    pub fn into_string(self) -> String {
+        self.0
+    }
+}
+
+/// Whether `c` must not reach storage or logs as itself.
+fn is_hazard(c: char) -> bool {
+    c.is_control()
+        // Zero-width and bidirectional formatting characters (Trojan Source, CVE-2021-42574).
+        || matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{feff}')
+}
+
+fn escape(c: char) -> std::borrow::Cow<'static, str> {
+    if c == '\\' {
+        "\\\\".into()
+    } else if is_hazard(c) {
+        format!("\\u{{{:x}}}", c as u32).into()
+    } else {
+        String::from(c).into()
+    }
+}
+
+impl fmt::Display for UntrustedText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for UntrustedText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+impl From<&str> for UntrustedText {
+    fn from(raw: &str) -> Self {
+        Self::new(raw)
+    }
+}
+
+impl From<UntrustedText> for String {
+    fn from(text: UntrustedText) -> Self {
+        text.0
+    }
+}
+
+impl AsRef<str> for UntrustedText {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(raw: &str, max: usize, expected: &str) {
+        assert_eq!(
+            UntrustedText::capped(raw, max).as_str(),
+            expected,
+            "{raw:?}"
+        );
+    }
+
+    #[test]
+    fn escapes_and_caps() {
+        check("orders:read", 256, "orders:read");
+        check("\0", 256, "\\u{0}");
+        check("a\nb\r\t", 256, "a\\u{a}b\\u{d}\\u{9}");
+        check("\u{1b}[31m\u{7f}\u{85}", 256, "\\u{1b}[31m\\u{7f}\\u{85}");
+        check("\u{202e}gnp.exe", 256, "\\u{202e}gnp.exe");
+        check("back\\slash", 256, "back\\\\slash");
+        check("héllo wörld", 256, "héllo wörld");
+        // Cut: at most max characters, ending in an ellipsis, never inside an escape.
+        check("abcdef", 6, "abcdef");
+        check("abcdefg", 6, "abcde…");
+        check("abcd\0", 6, "abcd…");
+        check("\0\0", 1, "…");
+        check("", 0, "");
+        assert!(UntrustedText::is_clean("orders:read", 11));
+        assert!(!UntrustedText::is_clean("orders:read", 10));
+        assert!(!UntrustedText::is_clean("a\0", 10));
+        let once = UntrustedText::new("a\0b\\c");
+        assert!(UntrustedText::is_clean(once.as_str(), 256));
+    }
+}
