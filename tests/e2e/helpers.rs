@@ -154,6 +154,7 @@ impl TestApp {
             store: self.state.store.as_ref(),
             id: "test".into(),
             now: self.now(),
+            caller: mayfly_server::admin::Caller::trusted(),
         }
     }
 

@@ -10,6 +10,7 @@ mod admin;
 mod anomaly;
 mod audit;
 mod bound;
+mod escalation;
 mod exchange;
 mod helpers;
 mod keys;

@@ -202,6 +202,7 @@ impl<'a> Rotator<'a> {
                 store: self.store,
                 id: self.actor.clone(),
                 now,
+                caller: crate::admin::Caller::trusted(),
             };
             let spec = crate::admin::RevokeSpec::now(
                 RevocationKind::Key,
