@@ -15,6 +15,7 @@ crate::both_stores!(
     a_clients_admin_cannot_hand_out_token_exchange,
     a_deny_policy_wins_over_any_overlap,
     exchange_without_an_actor_is_for_the_tokens_own_client_only,
+    admin_changes_carry_the_callers_address,
 );
 
 const ORDERS: &str = "https://api.example.com/orders";
@@ -521,4 +522,43 @@ async fn exchange_without_an_actor_is_for_the_tokens_own_client_only(app: TestAp
     assert_eq!(claims.sub, alice.to_string());
     assert_eq!(claims.aud, REPORTS);
     assert!(claims.act.is_none());
+}
+
+/// An admin change through the API is audited with where the call came from (as every
+/// other event is): the source address, user agent and request id.
+async fn admin_changes_carry_the_callers_address(app: TestApp) {
+    let (_, full) = full_admin(&app).await;
+    let response = app
+        .http
+        .post(format!("{}/admin/v1/clients", app.base))
+        .bearer_auth(&full.token)
+        .header("user-agent", "escalation-test/1")
+        .json(&json!({ "name": "audited" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let events = app.audit("admin.change").await;
+    let created = events
+        .iter()
+        .find(|e| e.detail["action"] == "client.create" && e.detail["after"]["name"] == "audited")
+        .expect("the change is audited");
+    assert_eq!(created.source_ip.as_deref(), Some("127.0.0.1"));
+    assert_eq!(created.user_agent.as_deref(), Some("escalation-test/1"));
+    // The refusal of a narrow admin's attempt is no change: nothing is recorded for it.
+    let before = app.audit("admin.change").await.len();
+    let (_, grants) = narrow_admin(&app, &["mayfly:admin:grants"]).await;
+    let after_setup = app.audit("admin.change").await.len();
+    assert!(after_setup > before);
+    assert_lacks(
+        &grants
+            .post(
+                "/admin/v1/grants",
+                json!({ "subject": { "kind": "client", "id": Uuid::nil() }, "audience": app.issuer(),
+                        "scopes": ["mayfly:admin"], "reason": "no" }),
+            )
+            .await,
+        "mayfly:admin",
+    );
+    assert_eq!(app.audit("admin.change").await.len(), after_setup);
 }

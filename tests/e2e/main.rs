@@ -14,6 +14,7 @@ mod escalation;
 mod exchange;
 mod helpers;
 mod keys;
+mod matrix;
 mod revocation;
 mod sdk;
 mod token;

@@ -474,3 +474,90 @@ impl Admin {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::{Family, Need, ROUTES};
+    use crate::admin::{ADMIN_SCOPES, SERVICE_SCOPES};
+
+    /// Every token-checked operation of the API description has exactly one row, and
+    /// every row is an operation.
+    #[test]
+    fn every_operation_has_one_row() {
+        let doc: serde_json::Value =
+            serde_json::from_str(&crate::http::openapi::document()).unwrap();
+        let mut operations = BTreeSet::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for method in ["get", "post", "put", "patch", "delete"] {
+                let guarded = path.starts_with("/admin/") || path.starts_with("/v1/");
+                if guarded && item.get(method).is_some() {
+                    operations.insert(format!("{} {path}", method.to_uppercase()));
+                }
+            }
+        }
+        let rows: Vec<String> = ROUTES
+            .iter()
+            .map(|r| format!("{} {}", r.method, r.path))
+            .collect();
+        let unique: BTreeSet<String> = rows.iter().cloned().collect();
+        assert_eq!(unique.len(), rows.len(), "a route has two rows");
+        assert_eq!(unique, operations);
+    }
+
+    /// The README's scope table lists exactly the scopes the model knows, and every scope
+    /// a row needs is one of them.
+    #[test]
+    fn readme_scope_table_matches_the_model() {
+        let readme = include_str!("../../../../../README.md");
+        let listed: BTreeSet<&str> = readme
+            .lines()
+            .filter_map(|l| l.strip_prefix("| `mayfly:"))
+            .filter_map(|l| l.split_once('`'))
+            .map(|(rest, _)| rest)
+            .collect();
+        let known: BTreeSet<&str> = ADMIN_SCOPES
+            .iter()
+            .chain(SERVICE_SCOPES)
+            .filter_map(|s| s.strip_prefix("mayfly:"))
+            .collect();
+        assert_eq!(listed, known, "README.md's scope table");
+        for route in ROUTES {
+            let needed = match route.need {
+                Need::Read(f) | Need::Write(f) | Need::ReadOr(f, _) => f.scope(),
+                Need::Scope(s) => s,
+            };
+            assert!(
+                known.contains(needed.trim_start_matches("mayfly:")),
+                "{needed}"
+            );
+        }
+        let families = [
+            Family::Audiences,
+            Family::Clients,
+            Family::Users,
+            Family::Grants,
+            Family::Keys,
+            Family::Revocations,
+            Family::Audit,
+            Family::Access,
+        ];
+        for family in families {
+            assert!(ADMIN_SCOPES.contains(&family.scope()), "{family:?}");
+        }
+    }
+
+    #[test]
+    fn full_admin_meets_every_need_read_only_never_a_write() {
+        for route in ROUTES {
+            assert!(route.need.allows(|s| s == "mayfly:admin"), "{route:?}");
+            if let Need::Write(_) | Need::Scope(_) = route.need {
+                assert!(
+                    !route.need.allows(|s| s == "mayfly:admin:read"),
+                    "{route:?}"
+                );
+            }
+        }
+    }
+}
