@@ -200,6 +200,33 @@ pub(super) fn covers_subject(
 }
 
 impl Actor<'_> {
+    /// Every policy of an audience, page by page: a decision that missed one (a deny)
+    /// would fail open.
+    pub(super) async fn all_access_policies(
+        &self,
+        audience_id: Uuid,
+    ) -> Result<Vec<AccessPolicyRecord>, AdminError> {
+        const PAGE: u32 = 500;
+        let mut out: Vec<AccessPolicyRecord> = Vec::new();
+        loop {
+            let page = self
+                .store
+                .list_access_policies(
+                    Some(audience_id),
+                    Page {
+                        after: out.last().map(|p| p.id),
+                        limit: PAGE,
+                    },
+                )
+                .await?;
+            let last = page.len() < PAGE as usize;
+            out.extend(page);
+            if last {
+                return Ok(out);
+            }
+        }
+    }
+
     /// The labels `subject` carries now (none when it is gone).
     async fn labels_of(&self, subject: Subject) -> Result<Vec<String>, AdminError> {
         Ok(match subject {
@@ -547,16 +574,7 @@ impl Actor<'_> {
         let Some(audience) = self.store.audience_by_uri(&spec.audience).await? else {
             return Err(invalid("audience", "no such audience"));
         };
-        let policies = self
-            .store
-            .list_access_policies(
-                Some(audience.id),
-                Page {
-                    after: None,
-                    limit: 1000,
-                },
-            )
-            .await?;
+        let policies = self.all_access_policies(audience.id).await?;
         // The requester's labels, read now: a label added or removed takes effect on the
         // next request. Looked up only when some policy selects by label.
         let labels = if policies

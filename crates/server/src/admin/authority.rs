@@ -18,7 +18,7 @@
 //! The CLI and background tasks act with [`Authority::Trusted`] (they run with the
 //! master key and the database already).
 
-use mayfly_store::{Page, Subject};
+use mayfly_store::Subject;
 use uuid::Uuid;
 
 use super::access::covers_subject;
@@ -199,16 +199,7 @@ impl Actor<'_> {
             .filter(|g| g.grant.audience_id == audience.id)
             .flat_map(|g| g.grant.scopes)
             .collect();
-        let policies = self
-            .store
-            .list_access_policies(
-                Some(audience.id),
-                Page {
-                    after: None,
-                    limit: 1000,
-                },
-            )
-            .await?;
+        let policies = self.all_access_policies(audience.id).await?;
         for policy in policies.into_iter().filter(|p| p.decision != "deny") {
             if covers_subject(&policy, subject, labels)
                 || covers_subject(&policy, subject, new_labels)
