@@ -545,6 +545,19 @@ async fn admin_changes_carry_the_callers_address(app: TestApp) {
         .expect("the change is audited");
     assert_eq!(created.source_ip.as_deref(), Some("127.0.0.1"));
     assert_eq!(created.user_agent.as_deref(), Some("escalation-test/1"));
+    // A revocation through the admin API too.
+    full.post(
+        "/admin/v1/revocations",
+        json!({ "kind": "client", "value": Uuid::now_v7().to_string(), "reason": "test" }),
+    )
+    .await
+    .ok(201);
+    let revoked = app.audit("token.revoked").await;
+    assert_eq!(
+        revoked.first().and_then(|e| e.source_ip.as_deref()),
+        Some("127.0.0.1"),
+        "{revoked:?}"
+    );
     // The refusal of a narrow admin's attempt is no change: nothing is recorded for it.
     let before = app.audit("admin.change").await.len();
     let (_, grants) = narrow_admin(&app, &["mayfly:admin:grants"]).await;
