@@ -552,6 +552,17 @@ async fn admin_changes_carry_the_callers_address(app: TestApp) {
     )
     .await
     .ok(201);
+    full.post("/admin/v1/keys/rotate", json!({ "emergency": true }))
+        .await
+        .ok(200);
+    let key_changes = app.audit("key.change").await;
+    assert!(!key_changes.is_empty());
+    assert!(
+        key_changes
+            .iter()
+            .all(|e| e.source_ip.as_deref() == Some("127.0.0.1")),
+        "{key_changes:?}"
+    );
     let revoked = app.audit("token.revoked").await;
     assert_eq!(
         revoked.first().and_then(|e| e.source_ip.as_deref()),

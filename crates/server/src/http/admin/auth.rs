@@ -459,6 +459,11 @@ impl Admin {
         }
     }
 
+    /// Where the call came from (source address, user agent, request id), for audit.
+    pub fn request(&self) -> &RequestContext {
+        &self.request
+    }
+
     /// The caller's client id.
     pub fn client_id(&self) -> &str {
         &self.claims.client_id

@@ -70,6 +70,7 @@ pub async fn rotate(
     Body(body): Body<RotateIn>,
 ) -> Result<Json<RotateOut>, Problem> {
     let outcome = Rotator::for_state(&state, admin.client_id())
+        .with_context(admin.request().clone())
         .rotate_now(
             state.clock.now(),
             RotateOptions {
