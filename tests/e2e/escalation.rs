@@ -16,6 +16,8 @@ crate::both_stores!(
     a_deny_policy_wins_over_any_overlap,
     exchange_without_an_actor_is_for_the_tokens_own_client_only,
     admin_changes_carry_the_callers_address,
+    an_audiences_admin_cannot_touch_the_issuer_audience,
+    privilege_through_an_access_policy_counts,
 );
 
 const ORDERS: &str = "https://api.example.com/orders";
@@ -585,4 +587,133 @@ async fn admin_changes_carry_the_callers_address(app: TestApp) {
         "mayfly:admin",
     );
     assert_eq!(app.audit("admin.change").await.len(), after_setup);
+}
+
+/// `mayfly:admin:audiences` adding, changing or deleting scopes of the issuer audience,
+/// or the audience itself: refused. Other audiences are its job.
+async fn an_audiences_admin_cannot_touch_the_issuer_audience(app: TestApp) {
+    let (_, _full) = full_admin(&app).await;
+    app.audience(ORDERS, &["orders:read"]).await;
+    let (_, audiences) = narrow_admin(&app, &["mayfly:admin:audiences"]).await;
+    let issuer = app
+        .state
+        .store
+        .audience_by_uri(&app.issuer())
+        .await
+        .unwrap()
+        .unwrap();
+    let orders = app
+        .state
+        .store
+        .audience_by_uri(ORDERS)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_lacks(
+        &audiences
+            .post(
+                "/admin/v1/scopes",
+                json!({ "audience_id": issuer.id, "name": "mayfly:superpower" }),
+            )
+            .await,
+        "mayfly:superpower",
+    );
+    let scopes = app.state.store.scopes_of(issuer.id).await.unwrap();
+    let admin_scope = scopes.iter().find(|s| s.name == "mayfly:admin").unwrap();
+    let path = format!("/admin/v1/scopes/{}", admin_scope.id);
+    assert_lacks(&audiences.delete(&path).await, "mayfly:admin");
+    assert_lacks(
+        &audiences
+            .patch(&path, json!({ "description": "mine" }))
+            .await,
+        "mayfly:admin",
+    );
+    assert_lacks(
+        &audiences
+            .patch(
+                &format!("/admin/v1/audiences/{}", issuer.id),
+                json!({ "description": "mine" }),
+            )
+            .await,
+        "mayfly:admin",
+    );
+    audiences
+        .post(
+            "/admin/v1/scopes",
+            json!({ "audience_id": orders.id, "name": "orders:write" }),
+        )
+        .await
+        .ok(201);
+}
+
+/// A subject that holds a `mayfly:*` scope only through an access policy (by label) is
+/// privileged too; and a narrow admin cannot make a subject privileged by labelling it.
+async fn privilege_through_an_access_policy_counts(app: TestApp) {
+    let (_, full) = full_admin(&app).await;
+    full.post(
+        "/admin/v1/access-policies",
+        json!({ "name": "on call", "audience": app.issuer(), "scopes": ["mayfly:admin:keys"],
+                "subjects": ["label:oncall"], "max_duration_secs": 3600,
+                "decision": "approval", "approvals_required": 1 }),
+    )
+    .await
+    .ok(201);
+    let (_, users) = narrow_admin(&app, &["mayfly:admin:users"]).await;
+    let (_, clients) = narrow_admin(&app, &["mayfly:admin:clients"]).await;
+    let oncall = app.user("oncall", PASSWORD).await;
+    full.patch(
+        &format!("/admin/v1/users/{oncall}"),
+        json!({ "labels": ["oncall"] }),
+    )
+    .await
+    .ok(200);
+
+    assert_lacks(
+        &users
+            .patch(
+                &format!("/admin/v1/users/{oncall}"),
+                json!({ "password": "a password i know" }),
+            )
+            .await,
+        "mayfly:admin:keys",
+    );
+    // Labelling someone into the policy, or creating them with the label: refused.
+    let bob = app.user("bob", PASSWORD).await;
+    assert_lacks(
+        &users
+            .patch(
+                &format!("/admin/v1/users/{bob}"),
+                json!({ "labels": ["oncall"] }),
+            )
+            .await,
+        "mayfly:admin:keys",
+    );
+    assert_lacks(
+        &users
+            .post(
+                "/admin/v1/users",
+                json!({ "username": "mallory", "password": "a password i know",
+                        "labels": ["oncall"] }),
+            )
+            .await,
+        "mayfly:admin:keys",
+    );
+    let worker = app.client().await;
+    assert_lacks(
+        &clients
+            .patch(
+                &format!("/admin/v1/clients/{}", worker.id),
+                json!({ "labels": ["oncall"] }),
+            )
+            .await,
+        "mayfly:admin:keys",
+    );
+    // Other labels, other users: its job.
+    users
+        .patch(
+            &format!("/admin/v1/users/{bob}"),
+            json!({ "labels": ["night-shift"], "password": "bob's new password" }),
+        )
+        .await
+        .ok(200);
 }

@@ -553,6 +553,31 @@ mod tests {
         }
     }
 
+    /// One gate: handlers of token-checked routes never look at scopes themselves (the
+    /// route table and the service layer's ceiling decide).
+    #[test]
+    fn handlers_do_not_check_scopes() {
+        let handlers = [
+            ("admin/access.rs", include_str!("access.rs")),
+            ("admin/audiences.rs", include_str!("audiences.rs")),
+            ("admin/audit.rs", include_str!("audit.rs")),
+            ("admin/clients.rs", include_str!("clients.rs")),
+            ("admin/grants.rs", include_str!("grants.rs")),
+            ("admin/keys.rs", include_str!("keys.rs")),
+            ("admin/revocations.rs", include_str!("revocations.rs")),
+            ("admin/scopes.rs", include_str!("scopes.rs")),
+            ("admin/users.rs", include_str!("users.rs")),
+            ("access.rs", include_str!("../access.rs")),
+            ("feed.rs", include_str!("../feed.rs")),
+            ("usage.rs", include_str!("../usage.rs")),
+        ];
+        for (name, text) in handlers {
+            for needle in ["has_scope", "_SCOPE", "may_read", "may_write"] {
+                assert!(!text.contains(needle), "{name} mentions {needle}");
+            }
+        }
+    }
+
     #[test]
     fn full_admin_meets_every_need_read_only_never_a_write() {
         for route in ROUTES {
