@@ -869,8 +869,17 @@ async fn admins_cannot_lock_themselves_out(app: TestApp) {
         .await
         .problem(409);
     api.get("/admin/v1/clients").await.ok(200);
-    // Another admin can.
-    let other = app.admin_with(&["mayfly:admin:clients"]).await;
+    // A narrower admin cannot (the client holds mayfly:admin, it does not); another
+    // full admin can.
+    app.admin_with(&["mayfly:admin:clients"])
+        .await
+        .patch(
+            &format!("/admin/v1/clients/{me}"),
+            json!({ "enabled": false }),
+        )
+        .await
+        .problem(403);
+    let other = app.admin_with(&["mayfly:admin"]).await;
     other
         .patch(
             &format!("/admin/v1/clients/{me}"),

@@ -3,7 +3,7 @@
 
 use mayfly_core::dpop::{self, ProofRequest};
 use mayfly_core::jose::JwsKey;
-use mayfly_server::admin::{ClientChanges, GrantChanges};
+use mayfly_server::admin::GrantChanges;
 use serde_json::Value;
 use time::Duration;
 use uuid::Uuid;
@@ -41,7 +41,11 @@ async fn setup(app: &TestApp) -> Setup {
         .grant_user(alice, ORDERS, &["orders:read", "orders:write"])
         .await;
     app.grant_user(alice, REPORTS, &["orders:read"]).await;
-    let cli = app.client_for(&["password", "refresh_token"]).await;
+    // The login client trades its own tokens; the service acts for alice only by
+    // delegation (an actor token and a grant naming it).
+    let cli = app
+        .client_for(&["password", "refresh_token", EXCHANGE])
+        .await;
     let service = app.client_for(&["client_credentials", EXCHANGE]).await;
     Setup {
         alice,
@@ -99,19 +103,19 @@ async fn exchange_narrows_scopes_audience_and_lifetime(app: TestApp) {
     let before = app.claims_of(&original);
 
     // A subset of the scopes, same audience by default.
-    let body = ok(exchange(&app, &s.service, &original, &[("scope", "orders:read")]).await).await;
+    let body = ok(exchange(&app, &s.cli, &original, &[("scope", "orders:read")]).await).await;
     assert_eq!(body["scope"], "orders:read");
     assert_eq!(body["issued_token_type"], ACCESS_TOKEN);
     assert!(body.get("refresh_token").is_none());
     let narrowed = app.claims_of(&access_token(&body));
     assert_eq!(narrowed.sub, s.alice.to_string(), "still alice's token");
     assert_eq!(narrowed.aud, ORDERS);
-    assert_eq!(narrowed.client_id, s.service.id.to_string());
+    assert_eq!(narrowed.client_id, s.cli.id.to_string());
     assert!(narrowed.exp <= before.exp);
     assert_eq!(narrowed.orig[0].jti, before.jti);
     assert!(narrowed.act.is_none());
     // No scope asked: the same scopes.
-    let same = ok(exchange(&app, &s.service, &original, &[]).await).await;
+    let same = ok(exchange(&app, &s.cli, &original, &[]).await).await;
     assert_eq!(same["scope"], "orders:read orders:write");
 
     // More than the subject token holds: invalid_scope, even if alice is granted it.
@@ -119,7 +123,7 @@ async fn exchange_narrows_scopes_audience_and_lifetime(app: TestApp) {
     assert_oauth_error(
         exchange(
             &app,
-            &s.service,
+            &s.cli,
             &read_only,
             &[("scope", "orders:read orders:write")],
         )
@@ -133,7 +137,7 @@ async fn exchange_narrows_scopes_audience_and_lifetime(app: TestApp) {
     for param in ["resource", "audience"] {
         let body = ok(exchange(
             &app,
-            &s.service,
+            &s.cli,
             &original,
             &[("scope", "orders:read"), (param, REPORTS)],
         )
@@ -144,7 +148,7 @@ async fn exchange_narrows_scopes_audience_and_lifetime(app: TestApp) {
     // One she is not granted, or that does not exist: invalid_target.
     for target in [BILLING, "https://nowhere.example"] {
         assert_oauth_error(
-            exchange(&app, &s.service, &original, &[("resource", target)]).await,
+            exchange(&app, &s.cli, &original, &[("resource", target)]).await,
             400,
             "invalid_target",
         )
@@ -153,14 +157,14 @@ async fn exchange_narrows_scopes_audience_and_lifetime(app: TestApp) {
 
     // Never longer than the original's remaining life.
     app.clock.advance(Duration::seconds(200));
-    let late = ok(exchange(&app, &s.service, &original, &[]).await).await;
+    let late = ok(exchange(&app, &s.cli, &original, &[]).await).await;
     assert!(late["expires_in"].as_u64().unwrap() <= 100, "{late}");
     assert_eq!(app.claims_of(&access_token(&late)).exp, before.exp);
 
     // What is refused before anything is issued.
     assert_oauth_error(
         app.token_request(
-            Auth::Basic(&s.service),
+            Auth::Basic(&s.cli),
             &[("grant_type", EXCHANGE), ("subject_token", &original)],
         )
         .await,
@@ -169,20 +173,28 @@ async fn exchange_narrows_scopes_audience_and_lifetime(app: TestApp) {
     )
     .await;
     assert_oauth_error(
-        exchange(&app, &s.service, "v4.public.garbage", &[]).await,
+        exchange(&app, &s.cli, "v4.public.garbage", &[]).await,
         400,
         "invalid_grant",
     )
     .await;
+    let plain = app.client().await;
     assert_oauth_error(
-        exchange(&app, &s.cli, &original, &[]).await,
+        exchange(&app, &plain, &original, &[]).await,
         400,
         "unauthorized_client",
     )
     .await;
-    app.clock.advance(Duration::seconds(200));
+    // Another client's token, without an actor token: not this client's to trade.
     assert_oauth_error(
         exchange(&app, &s.service, &original, &[]).await,
+        400,
+        "invalid_grant",
+    )
+    .await;
+    app.clock.advance(Duration::seconds(200));
+    assert_oauth_error(
+        exchange(&app, &s.cli, &original, &[]).await,
         400,
         "invalid_grant",
     )
@@ -309,11 +321,11 @@ async fn revoking_the_original_revokes_what_was_exchanged(app: TestApp) {
     let (rs, reader) = app.introspector().await;
     let original = login(&app, &s, "orders:read orders:write").await;
     let first = access_token(
-        &ok(exchange(&app, &s.service, &original, &[("scope", "orders:read")]).await).await,
+        &ok(exchange(&app, &s.cli, &original, &[("scope", "orders:read")]).await).await,
     );
     // An exchange of an exchange.
     let second =
-        access_token(&ok(exchange(&app, &s.service, &first, &[("resource", REPORTS)]).await).await);
+        access_token(&ok(exchange(&app, &s.cli, &first, &[("resource", REPORTS)]).await).await);
     assert_eq!(app.claims_of(&second).orig.len(), 2);
     // An unrelated token of alice's.
     let unrelated = login(&app, &s, "orders:read").await;
@@ -339,7 +351,7 @@ async fn revoking_the_original_revokes_what_was_exchanged(app: TestApp) {
     assert!(app.is_active(&rs, &unrelated).await);
     // A revoked token cannot be exchanged either.
     assert_oauth_error(
-        exchange(&app, &s.service, &original, &[]).await,
+        exchange(&app, &s.cli, &original, &[]).await,
         400,
         "invalid_grant",
     )
@@ -348,7 +360,7 @@ async fn revoking_the_original_revokes_what_was_exchanged(app: TestApp) {
     // Revoking by the original's client (every token it obtained) cascades too, judged
     // by the original's issue time.
     let original = login(&app, &s, "orders:read").await;
-    let exchanged = access_token(&ok(exchange(&app, &s.service, &original, &[]).await).await);
+    let exchanged = access_token(&ok(exchange(&app, &s.cli, &original, &[]).await).await);
     app.clock.advance(Duration::seconds(1));
     let api = app.admin_with(&["mayfly:admin:revocations"]).await;
     api.post(
@@ -402,7 +414,7 @@ async fn exchange_keeps_sender_constraints(app: TestApp) {
 
     // Without a proof, or with a proof by another key: refused.
     assert_oauth_error(
-        exchange(&app, &s.service, &bound, &[]).await,
+        exchange(&app, &s.cli, &bound, &[]).await,
         400,
         "invalid_grant",
     )
@@ -415,7 +427,7 @@ async fn exchange_keeps_sender_constraints(app: TestApp) {
     let with_proof = |key: &JwsKey| {
         app.http
             .post(format!("{}/oauth2/token", app.base))
-            .basic_auth(s.service.id, Some(&s.service.secret))
+            .basic_auth(s.cli.id, Some(&s.cli.secret))
             .header("DPoP", proof(&app, key))
             .form(&params)
             .send()
@@ -430,31 +442,31 @@ async fn exchange_keeps_sender_constraints(app: TestApp) {
     // A token for 127.0.0.1 only: traded from there, the new one is as narrow; from
     // another address, refused.
     app.admin()
-        .update_client(
-            s.cli.id,
-            ClientChanges {
+        .update_grant(
+            s.alice_grant,
+            GrantChanges {
                 allowed_cidrs: Some(vec!["127.0.0.1/32".into()]),
                 ..Default::default()
             },
         )
         .await
         .unwrap();
-    // Changing a client's networks revokes its tokens issued until now (whole seconds).
+    // Changing a grant's networks revokes its tokens issued until now (whole seconds).
     app.clock.advance(Duration::seconds(1));
     let narrow = login(&app, &s, "orders:read").await;
     assert_eq!(app.claims_of(&narrow).cidr, vec!["127.0.0.1/32"]);
-    let traded = ok(exchange(&app, &s.service, &narrow, &[]).await).await;
+    let traded = ok(exchange(&app, &s.cli, &narrow, &[]).await).await;
     assert_eq!(
         app.claims_of(&access_token(&traded)).cidr,
         vec!["127.0.0.1/32"],
-        "the service is unrestricted, the token stays narrow"
+        "the exchange keeps the narrower networks"
     );
     let elsewhere = reqwest::Client::builder()
         .local_address("127.0.0.2".parse::<std::net::IpAddr>().unwrap())
         .build()
         .unwrap()
         .post(format!("{}/oauth2/token", app.base))
-        .basic_auth(s.service.id, Some(&s.service.secret))
+        .basic_auth(s.cli.id, Some(&s.cli.secret))
         .form(&[
             ("grant_type", EXCHANGE),
             ("subject_token", narrow.as_str()),

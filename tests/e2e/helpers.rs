@@ -184,6 +184,7 @@ impl TestApp {
             store: self.state.store.as_ref(),
             id: "test".into(),
             now: self.now(),
+            caller: mayfly_server::admin::Caller::trusted(),
         }
     }
 

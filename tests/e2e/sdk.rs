@@ -411,9 +411,21 @@ async fn sdk_introspection_mode_asks_the_issuer(app: TestApp) {
 /// exchanged token too, within a second, from the feed alone.
 async fn sdk_refuses_what_was_exchanged_from_a_revoked_token(app: TestApp) {
     let s = setup(&app).await;
-    let service = app
-        .client_for(&["urn:ietf:params:oauth:grant-type:token-exchange"])
-        .await;
+    // The workload itself trades its token down (exchange is not impersonation).
+    app.admin()
+        .update_client(
+            s.worker.id,
+            mayfly_server::admin::ClientChanges {
+                grant_types: Some(vec![
+                    "client_credentials".into(),
+                    "urn:ietf:params:oauth:grant-type:token-exchange".into(),
+                ]),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let service = s.worker.clone();
     let original = app
         .token_ok(
             crate::helpers::Auth::Basic(&s.worker),

@@ -863,6 +863,7 @@ async fn changes_from_other_processes_reach_the_cache(app: TestApp) {
         store: other.as_ref(),
         id: "cli".into(),
         now: app.now(),
+        caller: mayfly_server::admin::Caller::trusted(),
     };
     cli.grant(GrantSpec::new(
         Subject::Client(client.id),

@@ -367,9 +367,22 @@ async fn refresh_tokens_rotate_and_only_narrow(app: TestApp) {
 
 async fn refresh_token_reuse_revokes_the_family_and_its_tokens(app: TestApp) {
     let (_, cli) = setup(&app).await;
-    let exchanger = app
-        .client_for(&["urn:ietf:params:oauth:grant-type:token-exchange"])
-        .await;
+    // The login client trades one of its own tokens (exchange is not impersonation).
+    app.admin()
+        .update_client(
+            cli.id,
+            mayfly_server::admin::ClientChanges {
+                grant_types: Some(vec![
+                    "password".into(),
+                    "refresh_token".into(),
+                    "urn:ietf:params:oauth:grant-type:token-exchange".into(),
+                ]),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let exchanger = cli.clone();
     let (rs, reader) = app.introspector().await;
     let login = ok(app.login(&cli, "alice", PASSWORD, "orders:read").await).await;
     let at1 = s(&login, "access_token").to_owned();

@@ -127,7 +127,10 @@ pub struct ServerMetadata {
     pub revocation_endpoint: String,
     /// Client authentication methods at the revocation endpoint.
     pub revocation_endpoint_auth_methods_supported: Vec<String>,
-    /// Supported grant types.
+    /// Supported grant types. Token exchange (RFC 8693) is not impersonation: without
+    /// `actor_token` only the client a subject token was issued to may exchange it
+    /// (down-scoping); acting for its subject needs an `actor_token` named in one of the
+    /// subject's grants' `may_act` (delegation, `act` claim).
     pub grant_types_supported: Vec<String>,
     /// Supported client authentication methods at the token endpoint.
     pub token_endpoint_auth_methods_supported: Vec<String>,

@@ -310,6 +310,7 @@ async fn admin(config: &Config, command: AdminCommand) -> anyhow::Result<()> {
         store: store.as_ref(),
         id: "cli".into(),
         now: SystemClock.now(),
+        caller: mayfly_server::admin::Caller::trusted(),
     };
     match command {
         AdminCommand::Bootstrap => {

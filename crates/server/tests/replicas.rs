@@ -219,6 +219,7 @@ async fn three_replicas_rotate_once_per_period_without_failed_verifications() {
         store: store.as_ref(),
         id: "test".into(),
         now: SystemClock.now(),
+        caller: mayfly_server::admin::Caller::trusted(),
     };
     admin
         .create_audience(ORDERS, "", &["orders:read".to_owned()])

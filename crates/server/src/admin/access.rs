@@ -180,7 +180,11 @@ fn policy_json(p: &AccessPolicyRecord) -> Value {
 }
 
 /// Whether `policy` names `subject`, which carries `labels`.
-fn covers_subject(policy: &AccessPolicyRecord, subject: Subject, labels: &[String]) -> bool {
+pub(super) fn covers_subject(
+    policy: &AccessPolicyRecord,
+    subject: Subject,
+    labels: &[String],
+) -> bool {
     let (kind, id) = subject_ref(subject);
     let group = match subject {
         Subject::Client(_) => "clients",
@@ -196,6 +200,33 @@ fn covers_subject(policy: &AccessPolicyRecord, subject: Subject, labels: &[Strin
 }
 
 impl Actor<'_> {
+    /// Every policy of an audience, page by page: a decision that missed one (a deny)
+    /// would fail open.
+    pub(super) async fn all_access_policies(
+        &self,
+        audience_id: Uuid,
+    ) -> Result<Vec<AccessPolicyRecord>, AdminError> {
+        const PAGE: u32 = 500;
+        let mut out: Vec<AccessPolicyRecord> = Vec::new();
+        loop {
+            let page = self
+                .store
+                .list_access_policies(
+                    Some(audience_id),
+                    Page {
+                        after: out.last().map(|p| p.id),
+                        limit: PAGE,
+                    },
+                )
+                .await?;
+            let last = page.len() < PAGE as usize;
+            out.extend(page);
+            if last {
+                return Ok(out);
+            }
+        }
+    }
+
     /// The labels `subject` carries now (none when it is gone).
     async fn labels_of(&self, subject: Subject) -> Result<Vec<String>, AdminError> {
         Ok(match subject {
@@ -301,6 +332,7 @@ impl Actor<'_> {
         spec: AccessPolicySpec,
     ) -> Result<AccessPolicyRecord, AdminError> {
         let (name, scopes, subjects, audience_id) = self.check_policy(&spec).await?;
+        self.may_hand_out(&spec.audience, &scopes, "an access policy")?;
         let policy = self
             .store
             .create_access_policy(&AccessPolicyRecord {
@@ -382,8 +414,11 @@ impl Actor<'_> {
             approvals_required: before.approvals_required,
             break_glass: before.break_glass,
         };
+        let before_scopes = spec.scopes.clone();
         change(&mut spec);
         let (name, scopes, subjects, _) = self.check_policy(&spec).await?;
+        self.may_hand_out(&spec.audience, &before_scopes, "an access policy")?;
+        self.may_hand_out(&spec.audience, &scopes, "an access policy")?;
         let after = self
             .store
             .update_access_policy(&AccessPolicyRecord {
@@ -415,6 +450,8 @@ impl Actor<'_> {
     /// [`AdminError::NotFound`].
     pub async fn delete_access_policy(&self, id: Uuid) -> Result<(), AdminError> {
         let before = self.access_policy(id).await?;
+        self.may_hand_out_on(before.audience_id, &before.scopes, "an access policy")
+            .await?;
         self.store.delete_access_policy(id).await?;
         self.audit_change(
             "access_policy.delete",
@@ -537,16 +574,7 @@ impl Actor<'_> {
         let Some(audience) = self.store.audience_by_uri(&spec.audience).await? else {
             return Err(invalid("audience", "no such audience"));
         };
-        let policies = self
-            .store
-            .list_access_policies(
-                Some(audience.id),
-                Page {
-                    after: None,
-                    limit: 1000,
-                },
-            )
-            .await?;
+        let policies = self.all_access_policies(audience.id).await?;
         // The requester's labels, read now: a label added or removed takes effect on the
         // next request. Looked up only when some policy selects by label.
         let labels = if policies
@@ -557,9 +585,22 @@ impl Actor<'_> {
         } else {
             Vec::new()
         };
+        // Deny wins: a deny policy naming the requester refuses the whole request when
+        // it names any requested scope, whether or not it names them all.
+        let denial = policies
+            .iter()
+            .filter(|p| p.decision == "deny" && covers_subject(p, spec.subject, &labels))
+            .find_map(|p| scopes.iter().find(|s| p.scopes.contains(s)).map(|s| (p, s)));
+        if let Some((p, scope)) = denial {
+            let e = AdminError::Forbidden(format!(
+                "access policy {:?} denies {scope}; the request is refused whole",
+                p.name
+            ));
+            return Err(self.refuse(cx, &spec, &scopes, e).await);
+        }
         let covering: Vec<&AccessPolicyRecord> = policies
             .iter()
-            .filter(|p| covers_subject(p, spec.subject, &labels))
+            .filter(|p| p.decision != "deny" && covers_subject(p, spec.subject, &labels))
             .filter(|p| scopes.iter().all(|s| p.scopes.contains(s)))
             .collect();
         if covering.is_empty() {
@@ -568,10 +609,6 @@ impl Actor<'_> {
                 scopes.join(" "),
                 audience.uri
             ));
-            return Err(self.refuse(cx, &spec, &scopes, e).await);
-        }
-        if let Some(p) = covering.iter().find(|p| p.decision == "deny") {
-            let e = AdminError::Forbidden(format!("access policy {:?} denies this", p.name));
             return Err(self.refuse(cx, &spec, &scopes, e).await);
         }
         let seconds = spec.duration.whole_seconds();
@@ -1012,6 +1049,7 @@ pub fn spawn_expiry(state: &crate::state::AppState) -> tokio::task::JoinHandle<(
                 store: state.store.as_ref(),
                 id: "system".into(),
                 now: state.clock.now(),
+                caller: crate::admin::Caller::trusted(),
             };
             let cx = AccessContext {
                 webhook: state.webhook.as_ref(),

@@ -58,6 +58,7 @@ impl Actor<'_> {
         text: &str,
     ) -> Result<AudienceRecord, AdminError> {
         let before = self.audience(id).await?;
+        self.may_change_issuer_audience(&before.uri)?;
         let after = self.store.update_audience(id, description(text)?).await?;
         self.audit_change(
             "audience.update",
@@ -75,6 +76,7 @@ impl Actor<'_> {
     /// [`AdminError::Conflict`] while in use, [`AdminError::NotFound`].
     pub async fn delete_audience(&self, id: Uuid) -> Result<(), AdminError> {
         let before = self.audience(id).await?;
+        self.may_change_issuer_audience(&before.uri)?;
         self.store.delete_audience(id).await?;
         self.audit_change(
             "audience.delete",
@@ -96,6 +98,8 @@ impl Actor<'_> {
         text: &str,
     ) -> Result<ScopeRecord, AdminError> {
         let scope = Scope::parse(name).map_err(|e| invalid("name", e.to_string()))?;
+        self.may_hand_out_on(audience_id, &[scope.to_string()], "creating a scope")
+            .await?;
         let record = self
             .store
             .create_scope(NewScope {
@@ -139,6 +143,12 @@ impl Actor<'_> {
     /// [`AdminError`] when it does not exist or the description is too long.
     pub async fn update_scope(&self, id: Uuid, text: &str) -> Result<ScopeRecord, AdminError> {
         let before = self.scope(id).await?;
+        self.may_hand_out_on(
+            before.audience_id,
+            std::slice::from_ref(&before.name),
+            "changing a scope",
+        )
+        .await?;
         let after = self.store.update_scope(id, description(text)?).await?;
         self.audit_change(
             "scope.update",
@@ -156,6 +166,12 @@ impl Actor<'_> {
     /// [`AdminError::Conflict`] while in use, [`AdminError::NotFound`].
     pub async fn delete_scope(&self, id: Uuid) -> Result<(), AdminError> {
         let before = self.scope(id).await?;
+        self.may_hand_out_on(
+            before.audience_id,
+            std::slice::from_ref(&before.name),
+            "deleting a scope",
+        )
+        .await?;
         self.store.delete_scope(id).await?;
         self.audit_change(
             "scope.delete",

@@ -13,7 +13,11 @@ use uuid::Uuid;
 
 use mayfly_core::revocation::RevocationKind;
 
-use super::{Actor, AdminError, RevokeSpec, cidrs, invalid, ttl_secs};
+use super::authority::Authority;
+use super::{ADMIN_SCOPE, Actor, AdminError, ClientSpec, RevokeSpec, cidrs, invalid, ttl_secs};
+
+/// Why the token-exchange grant type needs `mayfly:admin`.
+const EXCHANGE_NEEDS: &str = "the token-exchange grant type lets a client act for others";
 
 /// Most public keys registered at once (the current one and its replacement).
 pub const MAX_PUBLIC_KEYS: usize = 2;
@@ -120,6 +124,40 @@ pub(super) fn check_public_key(kid: Option<&str>, key: &[u8; 32]) -> Result<Stri
 }
 
 impl Actor<'_> {
+    /// The ceiling for a new client: the token-exchange grant type, and what access
+    /// policies would give it by its labels.
+    pub(super) async fn may_create_client(&self, spec: &ClientSpec) -> Result<(), AdminError> {
+        if spec
+            .grant_types
+            .iter()
+            .any(|g| g == crate::grant::TOKEN_EXCHANGE)
+        {
+            self.need(ADMIN_SCOPE, EXCHANGE_NEEDS)?;
+        }
+        self.may_create_subject(mayfly_store::Subject::Client(Uuid::nil()), &spec.labels)
+            .await
+    }
+
+    /// The privileged-subject rule for client `id`, which may get `new_labels`.
+    pub(super) async fn may_change_client(
+        &self,
+        id: Uuid,
+        new_labels: Option<&[String]>,
+    ) -> Result<(), AdminError> {
+        if matches!(self.caller.authority, Authority::Trusted) {
+            return Ok(());
+        }
+        let Some(client) = self.store.client(id).await? else {
+            return Ok(());
+        };
+        self.may_change_subject(
+            mayfly_store::Subject::Client(id),
+            &client.labels,
+            new_labels.unwrap_or(&client.labels),
+        )
+        .await
+    }
+
     /// Refuses to lock the acting admin out: its own client cannot be disabled or
     /// deleted through itself (another admin can).
     fn not_self(&self, id: Uuid, action: &str) -> Result<(), AdminError> {
@@ -160,6 +198,8 @@ impl Actor<'_> {
         changes: ClientChanges,
     ) -> Result<ClientRecord, AdminError> {
         let before = self.client(id).await?;
+        self.may_change_client(id, changes.labels.as_deref())
+            .await?;
         let mut after = before.clone();
         if let Some(name) = &changes.name {
             after.name = client_name(name)?;
@@ -184,6 +224,11 @@ impl Actor<'_> {
         }
         if let Some(list) = &changes.grant_types {
             after.grant_types = grant_types(list)?;
+            if after.allows(crate::grant::TOKEN_EXCHANGE)
+                && !before.allows(crate::grant::TOKEN_EXCHANGE)
+            {
+                self.need(ADMIN_SCOPE, EXCHANGE_NEEDS)?;
+            }
         }
         if let Some(list) = &changes.labels {
             after.labels = super::labels(list)?;
@@ -231,6 +276,7 @@ impl Actor<'_> {
     pub async fn delete_client(&self, id: Uuid) -> Result<(), AdminError> {
         let before = self.client(id).await?;
         self.not_self(id, "delete")?;
+        self.may_change_client(id, None).await?;
         self.store.delete_client(id).await?;
         self.audit_change(
             "client.delete",
@@ -266,6 +312,7 @@ impl Actor<'_> {
         client_id: Uuid,
         secret_id: Uuid,
     ) -> Result<(), AdminError> {
+        self.may_change_client(client_id, None).await?;
         self.store
             .delete_client_secret(client_id, secret_id)
             .await?;
@@ -291,6 +338,7 @@ impl Actor<'_> {
     ) -> Result<ClientPublicKeyRecord, AdminError> {
         let kid = check_public_key(kid, &key)?;
         self.client(client_id).await?;
+        self.may_change_client(client_id, None).await?;
         if self.store.client_public_keys(client_id).await?.len() >= MAX_PUBLIC_KEYS {
             return Err(AdminError::Conflict(format!(
                 "the client already has {MAX_PUBLIC_KEYS} public keys; delete one first"
@@ -335,6 +383,7 @@ impl Actor<'_> {
         client_id: Uuid,
         key_id: Uuid,
     ) -> Result<(), AdminError> {
+        self.may_change_client(client_id, None).await?;
         self.store
             .delete_client_public_key(client_id, key_id)
             .await?;

@@ -7,7 +7,10 @@ use uuid::Uuid;
 
 use mayfly_core::revocation::RevocationKind;
 
-use super::{Actor, AdminError, GrantSpec, RevokeSpec, cidrs, invalid, ttl_secs};
+use super::{ADMIN_SCOPE, Actor, AdminError, GrantSpec, RevokeSpec, cidrs, invalid, ttl_secs};
+
+/// Why naming actors needs `mayfly:admin`.
+const MAY_ACT_NEEDS: &str = "naming actors in may_act lets them act for the subject";
 
 /// Longest reason kept.
 const MAX_REASON: usize = 1000;
@@ -100,6 +103,10 @@ impl Actor<'_> {
         check_window(spec.not_before, spec.expires_at)?;
         let max_ttl_secs = ttl_secs("max_ttl_secs", spec.max_ttl)?;
         let allowed_cidrs = cidrs("allowed_cidrs", &spec.allowed_cidrs)?;
+        self.may_hand_out(&spec.audience, &spec.scopes, "granting")?;
+        if !spec.may_act.is_empty() {
+            self.need(ADMIN_SCOPE, MAY_ACT_NEEDS)?;
+        }
         let may_act = self.actors(&spec.may_act).await?;
         // What the body refers to must exist: a dangling reference is a bad field (422),
         // not a missing resource (404).
@@ -177,6 +184,8 @@ impl Actor<'_> {
         changes: GrantChanges,
     ) -> Result<GrantRecord, AdminError> {
         let before = self.get_grant(id).await?;
+        self.may_hand_out_on(before.audience_id, &before.scopes, "changing a grant")
+            .await?;
         let mut after = before.clone();
         if let Some(t) = changes.not_before {
             after.not_before = t;
@@ -195,6 +204,9 @@ impl Actor<'_> {
             after.reason = reason(text)?;
         }
         if let Some(list) = &changes.may_act {
+            if list.iter().any(|a| !before.may_act.contains(a)) {
+                self.need(ADMIN_SCOPE, MAY_ACT_NEEDS)?;
+            }
             after.may_act = self.actors(list).await?;
         }
         let after = self.store.update_grant(&after).await?;
@@ -229,6 +241,8 @@ impl Actor<'_> {
     /// [`AdminError::NotFound`].
     pub async fn delete_grant(&self, id: Uuid) -> Result<(), AdminError> {
         let before = self.get_grant(id).await?;
+        self.may_hand_out_on(before.audience_id, &before.scopes, "deleting a grant")
+            .await?;
         self.store.delete_grant(id).await?;
         self.audit_change(
             "grant.delete",

@@ -11,7 +11,7 @@ use serde_json::json;
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
-use crate::audit::{self, RequestContext, kind, outcome};
+use crate::audit::{self, kind, outcome};
 use crate::client_auth::secret::ClientSecret;
 use crate::config::TTL_CEILING;
 
@@ -70,6 +70,15 @@ pub enum AdminError {
     /// to approve their own).
     #[error("{0}")]
     Forbidden(String),
+    /// The caller lacks a scope the change needs (the ceiling, or a privileged
+    /// subject): 403 `insufficient_scope` naming it.
+    #[error("this needs the scope {scope}: {why}")]
+    InsufficientScope {
+        /// The scope missing.
+        scope: String,
+        /// Why the change needs it.
+        why: String,
+    },
     /// Something referenced does not exist.
     #[error("{0} not found")]
     NotFound(&'static str),
@@ -91,11 +100,13 @@ impl From<StoreError> for AdminError {
 
 pub mod access;
 mod audiences;
+mod authority;
 mod clients;
 mod grants;
 mod revocations;
 mod users;
 
+pub use authority::{Authority, Caller};
 pub use clients::ClientChanges;
 pub use grants::GrantChanges;
 pub use revocations::{REVOCATION_SKEW, RevokeSpec};
@@ -171,6 +182,8 @@ pub struct Actor<'a> {
     pub id: String,
     /// Now.
     pub now: OffsetDateTime,
+    /// What the caller holds, and where its request came from.
+    pub caller: Caller,
 }
 
 impl std::fmt::Debug for Actor<'_> {
@@ -178,6 +191,7 @@ impl std::fmt::Debug for Actor<'_> {
         f.debug_struct("Actor")
             .field("id", &self.id)
             .field("now", &self.now)
+            .field("caller", &self.caller)
             .finish_non_exhaustive()
     }
 }
@@ -209,7 +223,7 @@ impl Actor<'_> {
                 kind::ADMIN_CHANGE,
                 outcome::SUCCESS,
                 self.now,
-                &RequestContext::default(),
+                &self.caller.request,
             )
         };
         self.store.append_audit_events(&[event]).await?;
@@ -227,6 +241,7 @@ impl Actor<'_> {
         scopes: &[String],
     ) -> Result<(AudienceRecord, Vec<ScopeRecord>), AdminError> {
         let uri = Audience::parse(uri).map_err(|e| invalid("uri", e.to_string()))?;
+        self.may_change_issuer_audience(uri.as_str())?;
         for name in scopes {
             Scope::parse(name).map_err(|e| invalid("scope", e.to_string()))?;
         }
@@ -298,6 +313,7 @@ impl Actor<'_> {
     /// # Errors
     /// [`AdminError`] for an invalid name, lifetimes outside 1 s–1 h, or bad CIDRs.
     pub async fn create_client(&self, spec: ClientSpec) -> Result<CreatedClient, AdminError> {
+        self.may_create_client(&spec).await?;
         let default_ttl_secs = ttl_secs("default_ttl_secs", spec.default_ttl)?;
         let max_ttl_secs = ttl_secs("max_ttl_secs", spec.max_ttl)?;
         clients::check_ttls(default_ttl_secs, max_ttl_secs)?;
@@ -351,6 +367,7 @@ impl Actor<'_> {
             }
             kids.push(kid);
         }
+        self.may_create_client(&spec).await?;
         let default_ttl_secs = ttl_secs("default_ttl_secs", spec.default_ttl)?;
         let max_ttl_secs = ttl_secs("max_ttl_secs", spec.max_ttl)?;
         clients::check_ttls(default_ttl_secs, max_ttl_secs)?;
@@ -388,12 +405,14 @@ impl Actor<'_> {
     /// Adds a secret to a client; at most [`MAX_VALID_SECRETS`] may be valid at once.
     ///
     /// # Errors
-    /// [`AdminError`] for an unknown client, a past expiry, or too many valid secrets.
+    /// [`AdminError`] for an unknown client, a past expiry, or too many valid secrets;
+    /// [`AdminError::InsufficientScope`] for a privileged client.
     pub async fn add_client_secret(
         &self,
         client_id: Uuid,
         expires_at: Option<OffsetDateTime>,
     ) -> Result<AddedSecret, AdminError> {
+        self.may_change_client(client_id, None).await?;
         if expires_at.is_some_and(|t| t <= self.now) {
             return Err(invalid("expires_at", "must be in the future"));
         }

@@ -7,7 +7,7 @@ use serde_json::json;
 use time::{Duration, OffsetDateTime};
 
 use super::{Actor, AdminError, invalid};
-use crate::audit::{self, RequestContext, kind, outcome};
+use crate::audit::{self, kind, outcome};
 use crate::config::TTL_CEILING;
 
 /// Clock-skew allowance added to how long a revocation is kept.
@@ -92,7 +92,7 @@ impl Actor<'_> {
                 kind::TOKEN_REVOKED,
                 outcome::SUCCESS,
                 self.now,
-                &RequestContext::default(),
+                &self.caller.request,
             )
         };
         self.store.append_audit_events(&[event]).await?;

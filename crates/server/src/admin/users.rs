@@ -1,6 +1,6 @@
 //! People.
 
-use mayfly_store::{NewUser, Page, UserRecord};
+use mayfly_store::{NewUser, Page, Subject, UserRecord};
 use serde_json::{Value, json};
 use time::Duration;
 use uuid::Uuid;
@@ -62,6 +62,8 @@ impl Actor<'_> {
         enabled: bool,
         labels: &[String],
     ) -> Result<UserRecord, AdminError> {
+        self.may_create_subject(Subject::User(Uuid::nil()), labels)
+            .await?;
         let user = self
             .store
             .create_user(NewUser {
@@ -106,6 +108,12 @@ impl Actor<'_> {
         changes: UserChanges,
     ) -> Result<UserRecord, AdminError> {
         let before = self.user(id).await?;
+        self.may_change_subject(
+            Subject::User(id),
+            &before.labels,
+            changes.labels.as_deref().unwrap_or(&before.labels),
+        )
+        .await?;
         let mut after = before.clone();
         let password_changed = changes.password_hash.is_some();
         if let Some(hash) = changes.password_hash {
@@ -147,6 +155,8 @@ impl Actor<'_> {
     /// [`AdminError::NotFound`].
     pub async fn delete_user(&self, id: Uuid) -> Result<(), AdminError> {
         let before = self.user(id).await?;
+        self.may_change_subject(Subject::User(id), &before.labels, &before.labels)
+            .await?;
         self.store.delete_user(id).await?;
         self.audit_change(
             "user.delete",

@@ -10,6 +10,9 @@
 //!   `audience`, default: the subject token's) one the subject is granted right now (else
 //!   `invalid_target`), and the subject's grants are checked again. It expires no later
 //!   than the subject token (and the actor token).
+//! - Without `actor_token`, only the client the subject token was issued to may exchange
+//!   it (`client_id`): exchange narrows a client's own token, it does not let one
+//!   client become another's subject (`invalid_grant`).
 //! - With `actor_token` (a token issued to the calling client), the new token carries
 //!   `act: {sub: <actor>}` (nesting any earlier `act`), and only grants of the subject
 //!   whose `may_act` names the actor count: without one, `invalid_grant`.
@@ -136,7 +139,16 @@ pub async fn grant(
             }
             Some(actor)
         }
-        None => None,
+        None => {
+            // Exchange is not impersonation: without an actor, a client may only trade
+            // tokens issued to itself (down-scoping its own token).
+            if subject.claims.client_id != client.id.to_string() {
+                return Err(TokenError::InvalidGrant(
+                    "the subject_token was not issued to this client; to act for its subject, present an actor_token named in one of its grants' may_act".into(),
+                ));
+            }
+            None
+        }
     };
 
     // Scopes: a subset of the subject token's.

@@ -205,6 +205,13 @@ impl From<crate::admin::AdminError> for Problem {
             AdminError::Invalid { field, reason } => Self::field(field, reason),
             AdminError::Conflict(what) => Self::new(StatusCode::CONFLICT, what),
             AdminError::Forbidden(why) => Self::new(StatusCode::FORBIDDEN, why),
+            AdminError::InsufficientScope { scope, why } => Self::new(
+                StatusCode::FORBIDDEN,
+                format!("this needs the scope {scope}, which the caller does not hold: {why}"),
+            )
+            .challenge(format!(
+                r#"Bearer realm="mayfly", error="insufficient_scope", scope="{scope}""#
+            )),
             AdminError::NotFound(what) => {
                 Self::new(StatusCode::NOT_FOUND, format!("{what} not found"))
             }

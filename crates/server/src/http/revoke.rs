@@ -124,6 +124,10 @@ async fn revoke_own(state: &AppState, request: Request) -> Result<(), TokenError
         store: state.store.as_ref(),
         id: caller.client.id.to_string(),
         now: state.clock.now(),
+        caller: crate::admin::Caller {
+            request: super::request_context(state, &parts.headers, &parts.extensions),
+            ..crate::admin::Caller::trusted()
+        },
     };
     let spec = RevokeSpec {
         token_exp: Some(claims.exp),

@@ -49,12 +49,16 @@ pub struct TokenRequestForm {
     password: Option<String>,
     /// `refresh_token`: the refresh token (`mfy_rt_…`).
     refresh_token: Option<String>,
-    /// Token exchange: the Mayfly access token to exchange.
+    /// Token exchange: the Mayfly access token to exchange. Exchange is not
+    /// impersonation: without `actor_token`, only the client it was issued to
+    /// (`client_id`) may exchange it (down-scoping); any other client gets
+    /// `invalid_grant` and must delegate with `actor_token`.
     subject_token: Option<String>,
     /// Token exchange: `urn:ietf:params:oauth:token-type:access_token`.
     subject_token_type: Option<String>,
     /// Token exchange: a Mayfly access token of the party acting for the subject
-    /// (delegation; issued to the calling client).
+    /// (delegation; issued to the calling client, which a grant of the subject must
+    /// name in `may_act`).
     actor_token: Option<String>,
     /// Token exchange: `urn:ietf:params:oauth:token-type:access_token`.
     actor_token_type: Option<String>,

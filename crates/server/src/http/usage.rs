@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use super::admin::{Admin, AdminErrors, Body, Time};
 use super::error::Problem;
-use crate::admin::{AdminError, USAGE_WRITE_SCOPE, invalid};
+use crate::admin::{AdminError, invalid};
 use crate::anomaly::{self, Observation, SeenIn};
 use crate::audit::{self, kind, outcome};
 use crate::config::TTL_CEILING;
@@ -90,7 +90,6 @@ pub async fn report(
     parts: Parts,
     Body(body): Body<UsageReport>,
 ) -> Result<(StatusCode, Json<UsageAccepted>), Problem> {
-    caller.require(USAGE_WRITE_SCOPE)?;
     let now = state.clock.now();
     let uses = check(body, now)?;
     let ctx = super::request_context(&state, &parts.headers, &parts.extensions);

@@ -202,6 +202,10 @@ impl<'a> Rotator<'a> {
                 store: self.store,
                 id: self.actor.clone(),
                 now,
+                caller: crate::admin::Caller {
+                    request: self.context.clone(),
+                    ..crate::admin::Caller::trusted()
+                },
             };
             let spec = crate::admin::RevokeSpec::now(
                 RevocationKind::Key,

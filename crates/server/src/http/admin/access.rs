@@ -12,8 +12,8 @@ use time::{Duration, OffsetDateTime};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::{Admin, AdminErrors, Body, Family, Ids, Paged, Params, SubjectRef, page, paged};
-use crate::admin::access::{APPROVE_SCOPE, AccessContext, AccessPolicySpec, Decision};
+use super::{Admin, AdminErrors, Body, Ids, Paged, Params, SubjectRef, page, paged};
+use crate::admin::access::{AccessContext, AccessPolicySpec, Decision};
 use crate::audit::RequestContext;
 use crate::http::error::Problem;
 use crate::state::AppState;
@@ -377,7 +377,6 @@ pub async fn create_policy(
     admin: Admin,
     Body(body): Body<NewAccessPolicyIn>,
 ) -> Result<(StatusCode, Json<AccessPolicyOut>), Problem> {
-    admin.may_write(Family::Access)?;
     let policy = admin
         .actor(&state)
         .create_access_policy(AccessPolicySpec {
@@ -403,7 +402,6 @@ pub async fn list_policies(
     admin: Admin,
     Params(q): Params<PolicyParams>,
 ) -> Result<Json<Paged<AccessPolicyOut>>, Problem> {
-    admin.may_read(Family::Access)?;
     let (page, limit) = page(q.limit, q.cursor.as_deref())?;
     let records = admin
         .actor(&state)
@@ -421,7 +419,6 @@ pub async fn read_policy(
     admin: Admin,
     Ids(id): Ids<Uuid>,
 ) -> Result<Json<AccessPolicyOut>, Problem> {
-    admin.may_read(Family::Access)?;
     Ok(Json(admin.actor(&state).access_policy(id).await?.into()))
 }
 
@@ -436,7 +433,6 @@ pub async fn update_policy(
     Ids(id): Ids<Uuid>,
     Body(body): Body<AccessPolicyPatch>,
 ) -> Result<Json<AccessPolicyOut>, Problem> {
-    admin.may_write(Family::Access)?;
     let policy = admin
         .actor(&state)
         .update_access_policy(id, |spec| {
@@ -475,17 +471,8 @@ pub async fn remove_policy(
     admin: Admin,
     Ids(id): Ids<Uuid>,
 ) -> Result<StatusCode, Problem> {
-    admin.may_write(Family::Access)?;
     admin.actor(&state).delete_access_policy(id).await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-/// Approvers may read every request: `mayfly:approve`, or reading admins.
-fn may_see_requests(admin: &Admin) -> Result<(), Problem> {
-    if admin.holds(APPROVE_SCOPE) {
-        return Ok(());
-    }
-    admin.may_read(Family::Access)
 }
 
 /// List access requests (`?state=pending`: the approvers' queue).
@@ -498,7 +485,6 @@ pub async fn queue(
     parts: Parts,
     Params(q): Params<AccessRequestParams>,
 ) -> Result<Json<Paged<AccessRequestOut>>, Problem> {
-    may_see_requests(&admin)?;
     let (page, limit) = page(q.limit, q.cursor.as_deref())?;
     let ctx = crate::http::request_context(&state, &parts.headers, &parts.extensions);
     let records = admin
@@ -523,7 +509,6 @@ pub async fn read_request(
     parts: Parts,
     Ids(id): Ids<Uuid>,
 ) -> Result<Json<AccessRequestOut>, Problem> {
-    may_see_requests(&admin)?;
     let ctx = crate::http::request_context(&state, &parts.headers, &parts.extensions);
     let request = admin
         .subject_actor(&state)
@@ -545,7 +530,6 @@ pub async fn approve(
     Ids(id): Ids<Uuid>,
     Body(body): Body<DecisionComment>,
 ) -> Result<Json<AccessRequestOut>, Problem> {
-    admin.require(APPROVE_SCOPE)?;
     admin.subject(&state).await?;
     let ctx = crate::http::request_context(&state, &parts.headers, &parts.extensions);
     let request = admin
@@ -567,7 +551,6 @@ pub async fn deny(
     Ids(id): Ids<Uuid>,
     Body(body): Body<DecisionComment>,
 ) -> Result<Json<AccessRequestOut>, Problem> {
-    admin.require(APPROVE_SCOPE)?;
     admin.subject(&state).await?;
     let ctx = crate::http::request_context(&state, &parts.headers, &parts.extensions);
     let request = admin
@@ -590,7 +573,6 @@ pub async fn review(
     Ids(id): Ids<Uuid>,
     Body(body): Body<DecisionComment>,
 ) -> Result<Json<AccessRequestOut>, Problem> {
-    admin.require(APPROVE_SCOPE)?;
     admin.subject(&state).await?;
     let ctx = crate::http::request_context(&state, &parts.headers, &parts.extensions);
     let request = admin

@@ -7,8 +7,8 @@ use axum::{Json, Router};
 use uuid::Uuid;
 
 use super::{
-    Admin, AdminErrors, AudienceOut, Body, DescriptionPatch, Family, Ids, ListParams,
-    NewAudienceIn, Paged, Params, page, paged,
+    Admin, AdminErrors, AudienceOut, Body, DescriptionPatch, Ids, ListParams, NewAudienceIn, Paged,
+    Params, page, paged,
 };
 use crate::http::error::Problem;
 use crate::state::AppState;
@@ -32,7 +32,6 @@ pub async fn create(
     admin: Admin,
     Body(body): Body<NewAudienceIn>,
 ) -> Result<(StatusCode, Json<AudienceOut>), Problem> {
-    admin.may_write(Family::Audiences)?;
     let (audience, _) = admin
         .actor(&state)
         .create_audience(&body.uri, &body.description, &body.scopes)
@@ -49,7 +48,6 @@ pub async fn list(
     admin: Admin,
     Params(q): Params<ListParams>,
 ) -> Result<Json<Paged<AudienceOut>>, Problem> {
-    admin.may_read(Family::Audiences)?;
     let (page, limit) = page(q.limit, q.cursor.as_deref())?;
     let records = admin.actor(&state).audiences(page).await?;
     Ok(Json(paged(records, limit, |a| a.id, AudienceOut::from)))
@@ -64,7 +62,6 @@ pub async fn read(
     admin: Admin,
     Ids(id): Ids<Uuid>,
 ) -> Result<Json<AudienceOut>, Problem> {
-    admin.may_read(Family::Audiences)?;
     Ok(Json(admin.actor(&state).audience(id).await?.into()))
 }
 
@@ -79,7 +76,6 @@ pub async fn update(
     Ids(id): Ids<Uuid>,
     Body(body): Body<DescriptionPatch>,
 ) -> Result<Json<AudienceOut>, Problem> {
-    admin.may_write(Family::Audiences)?;
     Ok(Json(
         admin
             .actor(&state)
@@ -98,7 +94,6 @@ pub async fn remove(
     admin: Admin,
     Ids(id): Ids<Uuid>,
 ) -> Result<StatusCode, Problem> {
-    admin.may_write(Family::Audiences)?;
     admin.actor(&state).delete_audience(id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

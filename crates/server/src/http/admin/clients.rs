@@ -10,9 +10,8 @@ use time::Duration;
 use uuid::Uuid;
 
 use super::{
-    Admin, AdminErrors, Body, ClientCreated, ClientOut, ClientPatch, Family, Ids, ListParams,
-    NewClientIn, NewSecretIn, OkpJwk, Paged, Params, PublicKeyOut, SecretCreated, SecretOut, page,
-    paged,
+    Admin, AdminErrors, Body, ClientCreated, ClientOut, ClientPatch, Ids, ListParams, NewClientIn,
+    NewSecretIn, OkpJwk, Paged, Params, PublicKeyOut, SecretCreated, SecretOut, page, paged,
 };
 use crate::admin::{ClientChanges, ClientSpec};
 use crate::http::error::Problem;
@@ -58,7 +57,6 @@ pub async fn create(
     admin: Admin,
     Body(body): Body<NewClientIn>,
 ) -> Result<(StatusCode, Json<ClientCreated>), Problem> {
-    admin.may_write(Family::Clients)?;
     let spec = ClientSpec {
         name: body.name,
         enabled: body.enabled,
@@ -107,7 +105,6 @@ pub async fn list(
     admin: Admin,
     Params(q): Params<ListParams>,
 ) -> Result<Json<Paged<ClientOut>>, Problem> {
-    admin.may_read(Family::Clients)?;
     let (page, limit) = page(q.limit, q.cursor.as_deref())?;
     let records = admin.actor(&state).clients(page).await?;
     Ok(Json(paged(records, limit, |c| c.id, ClientOut::from)))
@@ -122,7 +119,6 @@ pub async fn read(
     admin: Admin,
     Ids(id): Ids<Uuid>,
 ) -> Result<Json<ClientOut>, Problem> {
-    admin.may_read(Family::Clients)?;
     Ok(Json(admin.actor(&state).client(id).await?.into()))
 }
 
@@ -137,7 +133,6 @@ pub async fn update(
     Ids(id): Ids<Uuid>,
     Body(body): Body<ClientPatch>,
 ) -> Result<Json<ClientOut>, Problem> {
-    admin.may_write(Family::Clients)?;
     let changes = ClientChanges {
         name: body.name,
         enabled: body.enabled,
@@ -163,7 +158,6 @@ pub async fn remove(
     admin: Admin,
     Ids(id): Ids<Uuid>,
 ) -> Result<StatusCode, Problem> {
-    admin.may_write(Family::Clients)?;
     admin.actor(&state).delete_client(id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -179,7 +173,6 @@ pub async fn add_secret(
     Ids(id): Ids<Uuid>,
     Body(body): Body<NewSecretIn>,
 ) -> Result<(StatusCode, Json<SecretCreated>), Problem> {
-    admin.may_write(Family::Clients)?;
     let added = admin
         .actor(&state)
         .add_client_secret(id, body.expires_at.map(|t| t.0))
@@ -201,7 +194,6 @@ pub async fn list_secrets(
     admin: Admin,
     Ids(id): Ids<Uuid>,
 ) -> Result<Json<Vec<SecretOut>>, Problem> {
-    admin.may_read(Family::Clients)?;
     let secrets = admin.actor(&state).client_secrets(id).await?;
     Ok(Json(secrets.into_iter().map(SecretOut::from).collect()))
 }
@@ -215,7 +207,6 @@ pub async fn remove_secret(
     admin: Admin,
     Ids((id, secret_id)): Ids<(Uuid, Uuid)>,
 ) -> Result<StatusCode, Problem> {
-    admin.may_write(Family::Clients)?;
     admin
         .actor(&state)
         .delete_client_secret(id, secret_id)
@@ -249,7 +240,6 @@ pub async fn add_key(
     Ids(id): Ids<Uuid>,
     Body(jwk): Body<OkpJwk>,
 ) -> Result<(StatusCode, Json<PublicKeyOut>), Problem> {
-    admin.may_write(Family::Clients)?;
     let key = okp_key(&jwk)?;
     let record = admin
         .actor(&state)
@@ -267,7 +257,6 @@ pub async fn list_keys(
     admin: Admin,
     Ids(id): Ids<Uuid>,
 ) -> Result<Json<Vec<PublicKeyOut>>, Problem> {
-    admin.may_read(Family::Clients)?;
     let keys = admin.actor(&state).client_public_keys(id).await?;
     Ok(Json(keys.into_iter().map(PublicKeyOut::from).collect()))
 }
@@ -281,7 +270,6 @@ pub async fn remove_key(
     admin: Admin,
     Ids((id, key_id)): Ids<(Uuid, Uuid)>,
 ) -> Result<StatusCode, Problem> {
-    admin.may_write(Family::Clients)?;
     admin
         .actor(&state)
         .delete_client_public_key(id, key_id)

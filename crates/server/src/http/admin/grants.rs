@@ -9,8 +9,8 @@ use time::Duration;
 use uuid::Uuid;
 
 use super::{
-    Admin, AdminErrors, Body, Family, GrantOut, GrantParams, GrantPatch, Ids, NewGrantIn, Paged,
-    Params, SubjectKind, page, paged,
+    Admin, AdminErrors, Body, GrantOut, GrantParams, GrantPatch, Ids, NewGrantIn, Paged, Params,
+    SubjectKind, page, paged,
 };
 use crate::admin::{GrantChanges, GrantSpec};
 use crate::http::error::Problem;
@@ -35,7 +35,6 @@ pub async fn create(
     admin: Admin,
     Body(body): Body<NewGrantIn>,
 ) -> Result<(StatusCode, Json<GrantOut>), Problem> {
-    admin.may_write(Family::Grants)?;
     let spec = GrantSpec {
         subject: body.subject.into(),
         audience: body.audience,
@@ -60,7 +59,6 @@ pub async fn list(
     admin: Admin,
     Params(q): Params<GrantParams>,
 ) -> Result<Json<Paged<GrantOut>>, Problem> {
-    admin.may_read(Family::Grants)?;
     let (page, limit) = page(q.limit, q.cursor.as_deref())?;
     let subject = match (q.subject_kind, q.subject_id) {
         (Some(SubjectKind::Client), Some(id)) => Some(Subject::Client(id)),
@@ -95,7 +93,6 @@ pub async fn read(
     admin: Admin,
     Ids(id): Ids<Uuid>,
 ) -> Result<Json<GrantOut>, Problem> {
-    admin.may_read(Family::Grants)?;
     Ok(Json(admin.actor(&state).get_grant(id).await?.into()))
 }
 
@@ -110,7 +107,6 @@ pub async fn update(
     Ids(id): Ids<Uuid>,
     Body(body): Body<GrantPatch>,
 ) -> Result<Json<GrantOut>, Problem> {
-    admin.may_write(Family::Grants)?;
     let changes = GrantChanges {
         not_before: body.not_before.map(|t| t.map(|t| t.0)),
         expires_at: body.expires_at.map(|t| t.map(|t| t.0)),
@@ -133,7 +129,6 @@ pub async fn remove(
     admin: Admin,
     Ids(id): Ids<Uuid>,
 ) -> Result<StatusCode, Problem> {
-    admin.may_write(Family::Grants)?;
     admin.actor(&state).delete_grant(id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

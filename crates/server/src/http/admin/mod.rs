@@ -17,6 +17,9 @@
 //! | `mayfly:admin:audit` | searching the audit log |
 //! | `mayfly:admin:access` | reading and changing access policies, reading access requests |
 //! | `mayfly:approve` | reading, approving and denying access requests (not one's own) |
+//!
+//! Which operation needs which is one table, [`ROUTES`], enforced by the [`Admin`]
+//! extractor; handlers never check scopes themselves.
 
 pub mod access;
 pub mod audiences;
@@ -37,7 +40,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use mayfly_store::Page;
 use uuid::Uuid;
 
-pub use auth::{Admin, Family};
+pub use auth::{Admin, Family, Need, ROUTES, Route, route_of};
 pub use types::*;
 
 use super::error::Problem;

@@ -7,7 +7,7 @@ use axum::{Json, Router};
 use uuid::Uuid;
 
 use super::{
-    Admin, AdminErrors, Body, DescriptionPatch, Family, Ids, NewScopeIn, Paged, Params, ScopeOut,
+    Admin, AdminErrors, Body, DescriptionPatch, Ids, NewScopeIn, Paged, Params, ScopeOut,
     ScopeParams, page, paged,
 };
 use crate::http::error::Problem;
@@ -32,7 +32,6 @@ pub async fn create(
     admin: Admin,
     Body(body): Body<NewScopeIn>,
 ) -> Result<(StatusCode, Json<ScopeOut>), Problem> {
-    admin.may_write(Family::Audiences)?;
     let scope = admin
         .actor(&state)
         .create_scope(body.audience_id, &body.name, &body.description)
@@ -49,7 +48,6 @@ pub async fn list(
     admin: Admin,
     Params(q): Params<ScopeParams>,
 ) -> Result<Json<Paged<ScopeOut>>, Problem> {
-    admin.may_read(Family::Audiences)?;
     let (page, limit) = page(q.limit, q.cursor.as_deref())?;
     let records = admin.actor(&state).scopes(q.audience_id, page).await?;
     Ok(Json(paged(records, limit, |s| s.id, ScopeOut::from)))
@@ -64,7 +62,6 @@ pub async fn read(
     admin: Admin,
     Ids(id): Ids<Uuid>,
 ) -> Result<Json<ScopeOut>, Problem> {
-    admin.may_read(Family::Audiences)?;
     Ok(Json(admin.actor(&state).scope(id).await?.into()))
 }
 
@@ -79,7 +76,6 @@ pub async fn update(
     Ids(id): Ids<Uuid>,
     Body(body): Body<DescriptionPatch>,
 ) -> Result<Json<ScopeOut>, Problem> {
-    admin.may_write(Family::Audiences)?;
     Ok(Json(
         admin
             .actor(&state)
@@ -98,7 +94,6 @@ pub async fn remove(
     admin: Admin,
     Ids(id): Ids<Uuid>,
 ) -> Result<StatusCode, Problem> {
-    admin.may_write(Family::Audiences)?;
     admin.actor(&state).delete_scope(id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
