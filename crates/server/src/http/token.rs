@@ -145,7 +145,9 @@ pub async fn token(State(state): State<AppState>, request: Request) -> Response 
 }
 
 /// Authenticates the calling client, refusing (429) while too many authentications
-/// failed recently for that client id or from that address, and counting failures.
+/// failed recently for that client from this network, or from this address, and
+/// counting failures (against the client only when it exists: see
+/// [`client_auth::throttle`]).
 pub(super) async fn authenticate_client(
     state: &AppState,
     presented: Result<client_auth::Presented, client_auth::PresentError>,
@@ -155,8 +157,8 @@ pub(super) async fn authenticate_client(
     let claimed = presented
         .as_ref()
         .ok()
-        .map(client_auth::Presented::audited_id);
-    if let Some(wait) = state.throttle.check(claimed.as_deref(), source, now) {
+        .and_then(|p| client_auth::canonical_id(p.client_id()));
+    if let Some(wait) = state.throttle.check(claimed, source, now) {
         return Err(TokenError::Throttled(wait.whole_seconds() + 1));
     }
     let auth = client_auth::Authenticator {
@@ -165,14 +167,19 @@ pub(super) async fn authenticate_client(
         issuer: &state.issuer,
         now,
     };
-    let result = match presented {
-        Ok(presented) => client_auth::authenticate(&auth, &presented)
-            .await
-            .map_err(TokenError::from),
-        Err(e) => Err(TokenError::from(e)),
+    let (result, existing) = match presented {
+        Ok(presented) => match client_auth::authenticate(&auth, &presented).await {
+            Ok(view) => (Ok(view), claimed),
+            Err(client_auth::AuthError::UnknownClient) => (
+                Err(TokenError::from(client_auth::AuthError::UnknownClient)),
+                None,
+            ),
+            Err(e) => (Err(TokenError::from(e)), claimed),
+        },
+        Err(e) => (Err(TokenError::from(e)), None),
     };
     if matches!(result, Err(TokenError::InvalidClient(_))) {
-        let tripped = state.throttle.fail(claimed.as_deref(), source, now);
+        let tripped = state.throttle.fail(existing, source, now);
         if !tripped.is_empty() {
             let ctx = crate::audit::RequestContext {
                 source_ip: source,
