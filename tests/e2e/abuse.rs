@@ -3,10 +3,12 @@
 //! attack and checks the service still serves the legitimate caller.
 
 use std::net::IpAddr;
+use std::time::{Duration as StdDuration, Instant};
 
+use mayfly_store::Backend;
 use serde_json::json;
 
-use crate::helpers::{Auth, TestApp, TestClient, assert_oauth_error};
+use crate::helpers::{Auth, TestApp, TestClient, assert_oauth_error, spawn_app_with};
 
 const ORDERS: &str = "https://api.example.com/orders";
 
@@ -14,6 +16,40 @@ crate::both_stores!(
     secret_guesses_from_elsewhere_do_not_lock_out_the_owner,
     unauthenticated_burst_never_revokes,
     other_spellings_of_a_client_id_are_refused,
+    concurrent_wrong_passwords_are_checked_at_most_max_failures_times,
+    overlong_passwords_are_refused_alike_for_every_user,
+);
+
+/// Declares a test once per backend, on a service configured by `configure`.
+macro_rules! both_stores_with {
+    ($name:ident, $configure:expr) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let app = super::spawn_app_with(super::Backend::Sqlite, $configure).await;
+                super::$name(app).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                let app = super::spawn_app_with(super::Backend::Postgres, $configure).await;
+                super::$name(app).await;
+            }
+        }
+    };
+}
+
+both_stores_with!(
+    failed_logins_are_throttled_per_address,
+    |c: &mut mayfly_server::config::Config| {
+        c.limits.login_failures_per_address = 5;
+    }
+);
+both_stores_with!(
+    a_full_password_queue_answers_503_at_once,
+    |c: &mut mayfly_server::config::Config| {
+        c.limits.password_workers = 1;
+        c.limits.password_queue = 1;
+    }
 );
 
 const ASK: [(&str, &str); 2] = [
@@ -151,5 +187,191 @@ async fn other_spellings_of_a_client_id_are_refused(app: TestApp) {
         app.token_request(Auth::Basic(&guess), &ASK).await.status(),
         401,
         "an uppercase id is not this client: its failures do not count as the client's"
+    );
+}
+
+const PASSWORD: &str = "correct horse battery staple";
+
+/// A user `alice` with orders:read and a first-party client that may log users in.
+async fn people(app: &TestApp) -> (uuid::Uuid, TestClient) {
+    app.audience(ORDERS, &["orders:read"]).await;
+    let alice = app.user("alice", PASSWORD).await;
+    app.grant_user(alice, ORDERS, &["orders:read"]).await;
+    let cli = app.client_for(&["password"]).await;
+    (alice, cli)
+}
+
+async fn login_from(
+    app: &TestApp,
+    http: &reqwest::Client,
+    cli: &TestClient,
+    username: &str,
+    password: &str,
+) -> reqwest::Response {
+    http.post(format!("{}/oauth2/token", app.base))
+        .basic_auth(cli.id, Some(&cli.secret))
+        .form(&[
+            ("grant_type", "password"),
+            ("username", username),
+            ("password", password),
+            ("scope", "orders:read"),
+        ])
+        .send()
+        .await
+        .unwrap()
+}
+
+/// 40 wrong passwords for one user at once: each attempt is counted before its check,
+/// so no more than the lockout threshold (5) are checked against the real hash; the
+/// rest find the lockout (or a full queue: 503).
+async fn concurrent_wrong_passwords_are_checked_at_most_max_failures_times(app: TestApp) {
+    let (alice, cli) = people(&app).await;
+    let attempts = (0..40).map(|i| {
+        let (app, cli) = (&app, &cli);
+        async move {
+            login_from(app, &app.http, cli, "alice", &format!("wrong password {i}"))
+                .await
+                .status()
+                .as_u16()
+        }
+    });
+    let statuses = futures_util::future::join_all(attempts).await;
+    assert!(
+        statuses.iter().all(|s| [400, 503].contains(s)),
+        "{statuses:?}"
+    );
+    let failures = app.audit("user.auth_failed").await;
+    let checked = failures
+        .iter()
+        .filter(|e| {
+            e.detail["reason"]
+                .as_str()
+                .is_some_and(|r| r.starts_with("wrong password"))
+        })
+        .count();
+    println!("{checked} of 40 concurrent wrong passwords checked; statuses {statuses:?}");
+    assert!(checked <= 8, "{checked} checked");
+    assert_eq!(checked, 5, "exactly the lockout threshold");
+    let user = app.state.store.user(alice).await.unwrap().unwrap();
+    assert!(user.locked_until.is_some_and(|t| t > app.now()));
+    // Even the right password waits for the lockout to end.
+    assert_eq!(
+        login_from(&app, &app.http, &cli, "alice", PASSWORD)
+            .await
+            .status(),
+        400
+    );
+    app.clock.advance(time::Duration::minutes(15));
+    assert_eq!(
+        login_from(&app, &app.http, &cli, "alice", PASSWORD)
+            .await
+            .status(),
+        200
+    );
+}
+
+/// Failed logins from one address, whatever the usernames, are throttled there (429),
+/// and only there: the user logs in from elsewhere.
+async fn failed_logins_are_throttled_per_address(app: TestApp) {
+    let (_, cli) = people(&app).await;
+    let attacker = http_from("127.0.9.3");
+    for i in 0..5 {
+        let response = login_from(
+            &app,
+            &attacker,
+            &cli,
+            &format!("user{i}"),
+            "guess guess guess",
+        )
+        .await;
+        assert_oauth_error(response, 400, "invalid_grant").await;
+    }
+    let refused = login_from(&app, &attacker, &cli, "alice", PASSWORD).await;
+    assert_eq!(refused.status(), 429);
+    let wait: i64 = refused.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=15 * 60 + 1).contains(&wait), "{wait}");
+    // Another address (the user's) is not affected, and a success is not a failure.
+    for _ in 0..6 {
+        assert_eq!(
+            login_from(&app, &app.http, &cli, "alice", PASSWORD)
+                .await
+                .status(),
+            200
+        );
+    }
+    app.clock.advance(time::Duration::minutes(15));
+    assert_eq!(
+        login_from(&app, &attacker, &cli, "alice", PASSWORD)
+            .await
+            .status(),
+        200
+    );
+}
+
+/// With one worker and one queue place, a burst of logins is answered at once with 503
+/// and Retry-After beyond what the pool holds; the pool then serves as before.
+async fn a_full_password_queue_answers_503_at_once(app: TestApp) {
+    let (_, cli) = people(&app).await;
+    let started = Instant::now();
+    let attempts = (0..20).map(|i| {
+        let (app, cli) = (&app, &cli);
+        async move {
+            let response = login_from(
+                app,
+                &app.http,
+                cli,
+                &format!("user{i}"),
+                "guess guess guess",
+            )
+            .await;
+            let retry = response.headers().get("retry-after").cloned();
+            (response.status().as_u16(), retry)
+        }
+    });
+    let answers = futures_util::future::join_all(attempts).await;
+    let busy: Vec<_> = answers.iter().filter(|(s, _)| *s == 503).collect();
+    assert!(!busy.is_empty(), "{answers:?}");
+    assert!(busy.iter().all(|(_, retry)| retry.is_some()));
+    assert!(
+        answers.iter().all(|(s, _)| [400, 503].contains(s)),
+        "{answers:?}"
+    );
+    assert!(started.elapsed() < StdDuration::from_secs(30));
+    assert_eq!(
+        login_from(&app, &app.http, &cli, "alice", PASSWORD)
+            .await
+            .status(),
+        200
+    );
+}
+
+/// A password longer than any stored one is refused for known and unknown users alike,
+/// before any lookup: the same answer, and nothing counted against the user.
+async fn overlong_passwords_are_refused_alike_for_every_user(app: TestApp) {
+    let (alice, cli) = people(&app).await;
+    let long = "x".repeat(mayfly_server::password::MAX_BYTES + 1);
+    let known = login_from(&app, &app.http, &cli, "alice", &long).await;
+    let known = assert_oauth_error(known, 400, "invalid_grant").await;
+    let unknown = login_from(&app, &app.http, &cli, "nobody", &long).await;
+    let unknown = assert_oauth_error(unknown, 400, "invalid_grant").await;
+    assert_eq!(known, unknown);
+    let user = app.state.store.user(alice).await.unwrap().unwrap();
+    assert_eq!((user.failed_logins, user.locked_until), (0, None));
+    let reasons: Vec<_> = app
+        .audit("user.auth_failed")
+        .await
+        .iter()
+        .map(|e| (e.detail["reason"].clone(), e.subject.clone()))
+        .collect();
+    assert_eq!(
+        reasons,
+        vec![
+            (json!("password too long"), None),
+            (json!("password too long"), None)
+        ]
     );
 }

@@ -107,6 +107,7 @@ async fn serve(
         refresh_token_idle: Duration::hours(24),
         log_format: LogFormat::Text,
         trusted_proxies: vec![],
+        limits: mayfly_server::config::Limits::default(),
         dpop_nonce: false,
     };
     configure(&mut config);

@@ -87,8 +87,9 @@ pub enum TokenError {
     #[error("token_type_hint {0:?} is not supported")]
     UnsupportedTokenType(String),
     /// `temporarily_unavailable` with 429: too many failed authentications for this
-    /// client or from this address; retry after the given number of seconds.
-    #[error("too many failed client authentications; retry later")]
+    /// client or from this address (client or password); retry after the given number
+    /// of seconds.
+    #[error("too many failed authentications; retry later")]
     Throttled(i64),
     /// `temporarily_unavailable` with 503: the database or audit log is unreachable.
     #[error("service temporarily unavailable, retry later")]

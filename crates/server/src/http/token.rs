@@ -98,7 +98,7 @@ struct Seen {
         (status = 400, description = "invalid_request, invalid_grant, invalid_scope, invalid_target, unauthorized_client (grant type or network not allowed), unsupported_grant_type, invalid_dpop_proof, use_dpop_nonce", body = mayfly_core::wire::ErrorResponse),
         (status = 401, description = "invalid_client", body = mayfly_core::wire::ErrorResponse),
         (status = 413, description = "Body too large", body = mayfly_core::wire::ErrorResponse),
-        (status = 429, description = "temporarily_unavailable: too many failed client authentications; retry after Retry-After", body = mayfly_core::wire::ErrorResponse),
+        (status = 429, description = "temporarily_unavailable: too many failed client authentications or logins; retry after Retry-After", body = mayfly_core::wire::ErrorResponse),
         (status = 503, description = "temporarily_unavailable; retry after Retry-After", body = mayfly_core::wire::ErrorResponse),
     )
 )]
