@@ -45,6 +45,19 @@ both_stores_with!(
     }
 );
 both_stores_with!(
+    idle_connections_do_not_starve_token_requests,
+    |c: &mut mayfly_server::config::Config| {
+        c.limits.max_connections = 20;
+    }
+);
+both_stores_with!(
+    slow_headers_and_bodies_time_out,
+    |c: &mut mayfly_server::config::Config| {
+        c.limits.header_read_timeout = time::Duration::milliseconds(500);
+        c.limits.body_read_timeout = time::Duration::milliseconds(500);
+    }
+);
+both_stores_with!(
     a_full_password_queue_answers_503_at_once,
     |c: &mut mayfly_server::config::Config| {
         c.limits.password_workers = 1;
@@ -374,4 +387,143 @@ async fn overlong_passwords_are_refused_alike_for_every_user(app: TestApp) {
             (json!("password too long"), None)
         ]
     );
+}
+
+/// The service's address, for raw connections.
+fn addr(app: &TestApp) -> std::net::SocketAddr {
+    app.base.trim_start_matches("http://").parse().unwrap()
+}
+
+/// Reads what the server sends until it closes the connection (or `limit` passes).
+async fn read_until_closed(
+    stream: &mut tokio::net::TcpStream,
+    limit: StdDuration,
+) -> Option<String> {
+    use tokio::io::AsyncReadExt as _;
+    let mut received = Vec::new();
+    let read = tokio::time::timeout(limit, async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => received.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    read.ok()
+        .map(|()| String::from_utf8_lossy(&received).into_owned())
+}
+
+/// Twice the cap of idle connections (they send nothing): those beyond the cap are
+/// answered 503 at once, the idle ones are closed to make room, and token requests get
+/// through (after at most a quick 503 and a retry), none left hanging.
+async fn idle_connections_do_not_starve_token_requests(app: TestApp) {
+    let client = orders_client(&app).await;
+    let mut idle = Vec::new();
+    for _ in 0..40 {
+        idle.push(tokio::net::TcpStream::connect(addr(&app)).await.unwrap());
+    }
+    // Those beyond the cap hear 503 and are closed at once.
+    let mut refused = 0;
+    for stream in &mut idle[20..] {
+        let answer = read_until_closed(stream, StdDuration::from_secs(3)).await;
+        let answer = answer.expect("a refused connection is closed, not left hanging");
+        assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+        assert!(
+            answer.to_ascii_lowercase().contains("retry-after: 1"),
+            "{answer}"
+        );
+        refused += 1;
+    }
+    assert_eq!(refused, 20);
+    // Fresh connections for each token request.
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+    let started = Instant::now();
+    for i in 0..10 {
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let asked = Instant::now();
+            let response = token_from(&app, &http, &client, &client.id.to_string()).await;
+            assert!(
+                asked.elapsed() < StdDuration::from_secs(5),
+                "request {i} hung"
+            );
+            match response.status().as_u16() {
+                200 => break,
+                503 => {
+                    assert!(response.headers().contains_key("retry-after"));
+                    tokio::time::sleep(StdDuration::from_millis(500)).await;
+                }
+                other => panic!("request {i}: {other}"),
+            }
+            assert!(tries < 10, "request {i} never got through");
+        }
+    }
+    assert!(started.elapsed() < StdDuration::from_secs(30));
+    // Idle connections within the cap were closed to make room (the others go at the
+    // header-read timeout).
+    let mut closed = 0;
+    for stream in &mut idle[..20] {
+        if read_until_closed(stream, StdDuration::from_millis(50))
+            .await
+            .is_some()
+        {
+            closed += 1;
+        }
+    }
+    assert!(closed >= 5, "{closed} idle connections closed");
+}
+
+/// Slowloris: headers dripped slower than the header-read timeout, or a body that
+/// never completes, end the request instead of holding the connection.
+async fn slow_headers_and_bodies_time_out(app: TestApp) {
+    use tokio::io::AsyncWriteExt as _;
+    let mut slow = tokio::net::TcpStream::connect(addr(&app)).await.unwrap();
+    let started = Instant::now();
+    slow.write_all(b"POST /oauth2/token HTTP/1.1\r\nhost: mayfly.test\r\n")
+        .await
+        .unwrap();
+    for i in 0..20 {
+        tokio::time::sleep(StdDuration::from_millis(150)).await;
+        if slow
+            .write_all(format!("x-drip-{i}: 1\r\n").as_bytes())
+            .await
+            .is_err()
+        {
+            break;
+        }
+    }
+    let answer = read_until_closed(&mut slow, StdDuration::from_secs(5)).await;
+    assert!(answer.is_some(), "the connection is closed");
+    assert!(
+        started.elapsed() < StdDuration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // Complete headers, a body that stops short of its length.
+    let client = orders_client(&app).await;
+    let mut partial = tokio::net::TcpStream::connect(addr(&app)).await.unwrap();
+    let basic = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", client.id, client.secret))
+    };
+    let head = format!(
+        "POST /oauth2/token HTTP/1.1\r\nhost: mayfly.test\r\nauthorization: Basic {basic}\r\ncontent-type: application/x-www-form-urlencoded\r\ncontent-length: 200\r\n\r\ngrant_type=client_credentials"
+    );
+    let started = Instant::now();
+    partial.write_all(head.as_bytes()).await.unwrap();
+    let answer = read_until_closed(&mut partial, StdDuration::from_secs(5))
+        .await
+        .unwrap_or_default();
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("invalid_request"), "{answer}");
+    assert!(started.elapsed() < StdDuration::from_secs(4));
+    // The service still answers.
+    app.token_ok(Auth::Basic(&client), &ASK).await;
 }

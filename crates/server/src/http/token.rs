@@ -97,6 +97,7 @@ struct Seen {
         (status = 200, description = "A token (RFC 6749 §5.1)", body = mayfly_core::wire::TokenResponse),
         (status = 400, description = "invalid_request, invalid_grant, invalid_scope, invalid_target, unauthorized_client (grant type or network not allowed), unsupported_grant_type, invalid_dpop_proof, use_dpop_nonce", body = mayfly_core::wire::ErrorResponse),
         (status = 401, description = "invalid_client", body = mayfly_core::wire::ErrorResponse),
+        (status = 408, description = "invalid_request: the body did not arrive within the body read timeout", body = mayfly_core::wire::ErrorResponse),
         (status = 413, description = "Body too large", body = mayfly_core::wire::ErrorResponse),
         (status = 429, description = "temporarily_unavailable: too many failed client authentications or logins; retry after Retry-After", body = mayfly_core::wire::ErrorResponse),
         (status = 503, description = "temporarily_unavailable; retry after Retry-After", body = mayfly_core::wire::ErrorResponse),
@@ -108,6 +109,7 @@ pub async fn token(State(state): State<AppState>, request: Request) -> Response 
     let mut seen = Seen::default();
     let result = match axum::body::to_bytes(body, MAX_BODY).await {
         Ok(body) => exchange(&state, &parts.headers, &body, &mut seen, &ctx).await,
+        Err(e) if is_timeout(&e) => Err(TokenError::SlowBody),
         Err(_) => Err(TokenError::TooLarge),
     };
     let event = match &result {
@@ -142,6 +144,19 @@ pub async fn token(State(state): State<AppState>, request: Request) -> Response 
         response.headers_mut().insert("dpop-nonce", nonce);
     }
     response
+}
+
+/// Whether reading a body failed because its deadline passed
+/// ([`tower_http::timeout::RequestBodyDeadlineLayer`]).
+fn is_timeout(error: &axum::Error) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = cause {
+        if e.is::<tower_http::timeout::TimeoutError>() {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
 }
 
 /// Authenticates the calling client, refusing (429) while too many authentications
