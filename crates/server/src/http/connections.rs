@@ -38,6 +38,10 @@ pub const IDLE_UNDER_PRESSURE: Duration = Duration::from_secs(1);
 /// listener, and connections being refused.
 pub const RESERVED_FILES: u64 = 128;
 
+/// How long a refused connection is read before, and drained after, its 503: short, as
+/// a burst of refusals holds descriptors meanwhile.
+const REFUSAL_WAIT: Duration = Duration::from_millis(500);
+
 /// The answer to a connection beyond the cap.
 const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
 content-type: application/json\r\n\
@@ -148,7 +152,7 @@ pub async fn serve(
     Ok(())
 }
 
-/// Answers 503 and closes. The request's head is read first (for at most a second), as
+/// Answers 503 and closes. The request's head is read first (for at most half a second), as
 /// clients take an answer before their request for a broken connection; then whatever
 /// else the client sends, until it closes: closing with unread data would reset the
 /// connection and could lose the answer.
@@ -163,7 +167,7 @@ async fn refuse(mut stream: TcpStream) {
             }
         }
     };
-    let _ = tokio::time::timeout(Duration::from_secs(1), read_head).await;
+    let _ = tokio::time::timeout(REFUSAL_WAIT, read_head).await;
     let answer = async {
         stream.write_all(BUSY).await?;
         stream.shutdown().await?;
@@ -171,7 +175,7 @@ async fn refuse(mut stream: TcpStream) {
         while stream.read(&mut sink).await? > 0 {}
         io::Result::Ok(())
     };
-    let _ = tokio::time::timeout(Duration::from_secs(1), answer).await;
+    let _ = tokio::time::timeout(REFUSAL_WAIT, answer).await;
 }
 
 struct Connection {
