@@ -11,6 +11,7 @@
 #   cargo build --release -p mayfly-server --bin mayfly
 #   bash tests/bench/abuse.sh                  # SQLite
 #   MAYFLY_DB=postgres bash tests/bench/abuse.sh
+#   HONOR_RETRY=1 bash tests/bench/abuse.sh    # flooding callers wait Retry-After on 429/503
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
@@ -73,9 +74,9 @@ echo "abuse: $MAYFLY_DB, RSS before: $(rss) MB"
 issue quiet 10s
 
 # 200 concurrent wrong-password callers for 15 s, each on its own connection.
-python3 - "$port" "$cli_id" "$cli_secret" >"$work/flood.txt" <<'PY' &
+python3 - "$port" "$cli_id" "$cli_secret" "${HONOR_RETRY:-0}" >"$work/flood.txt" <<'PY' &
 import base64, collections, http.client, sys, threading, time
-port, cid, secret = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+port, cid, secret, honor = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4] == "1"
 auth = "Basic " + base64.b64encode(f"{cid}:{secret}".encode()).decode()
 body = "grant_type=password&username=alice&password=wrong+password+guess&scope=orders%3Aread"
 deadline = time.monotonic() + 15
@@ -87,12 +88,15 @@ def caller(i):
             c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
             c.request("POST", "/oauth2/token", body=body.replace("alice", f"user{i % 50}") if i % 2 else body,
                       headers={"Authorization": auth, "Content-Type": "application/x-www-form-urlencoded"})
-            status = c.getresponse().status
+            response = c.getresponse()
+            status, retry = response.status, response.getheader("retry-after")
             c.close()
         except Exception as e:
-            status = type(e).__name__
+            status, retry = type(e).__name__, None
         with lock:
             counts[status] += 1
+        if honor and retry:
+            time.sleep(min(float(retry), 1.0))
 threads = [threading.Thread(target=caller, args=(i,)) for i in range(200)]
 for t in threads: t.start()
 for t in threads: t.join()

@@ -4,7 +4,7 @@
 //! password work is bounded by the pool's size, whatever the load. In front of the pool
 //! a bounded queue: beyond it a check is refused at once ([`PasswordError::Busy`], a 503
 //! with `Retry-After`), so a burst of password work neither grows memory nor starves
-//! token issuance.
+//! token issuance (the workers also run at the lowest CPU priority).
 
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -158,8 +158,15 @@ impl Passwords {
     }
 }
 
-/// A worker: takes jobs until the pool is dropped, always in the same memory.
+/// A worker: takes jobs until the pool is dropped, always in the same memory. It runs
+/// at the lowest priority, so that password work (which anyone with a password-grant
+/// client can ask for) takes the CPU only when token issuance leaves it.
 fn work(receiver: &Mutex<mpsc::Receiver<Job>>) {
+    if let Err(e) =
+        thread_priority::set_current_thread_priority(thread_priority::ThreadPriority::Min)
+    {
+        tracing::warn!(error = ?e, "password worker: priority not lowered");
+    }
     let mut memory = vec![Block::default(); Params::DEFAULT.block_count()];
     loop {
         let job = receiver
