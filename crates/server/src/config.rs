@@ -172,7 +172,8 @@ pub struct Limits {
     )]
     pub max_connections: usize,
 
-    /// How long a client may take to send a request's headers (slowloris), e.g. `10s`.
+    /// How long a client may take to send a request's headers (slowloris), e.g. `10s`;
+    /// also how long a kept-alive connection waits for its next request.
     #[arg(long, env = "MAYFLY_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = parse_duration, global = true)]
     pub header_read_timeout: Duration,
 
@@ -180,7 +181,8 @@ pub struct Limits {
     #[arg(long, env = "MAYFLY_BODY_READ_TIMEOUT", default_value = "10s", value_parser = parse_duration, global = true)]
     pub body_read_timeout: Duration,
 
-    /// How long an idle keep-alive connection stays open, e.g. `60s`.
+    /// How long a connection may move no bytes at all before it is closed (once its
+    /// response, if any, is done), e.g. `60s`.
     #[arg(long, env = "MAYFLY_IDLE_TIMEOUT", default_value = "60s", value_parser = parse_duration, global = true)]
     pub idle_timeout: Duration,
 
