@@ -133,6 +133,7 @@ async fn serve(
         trusted_proxies: vec![],
         forwarded_header: Default::default(),
         metrics_listen: None,
+        limits: mayfly_server::config::Limits::default(),
         dpop_nonce: false,
     };
     configure(&mut config);

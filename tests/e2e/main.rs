@@ -15,6 +15,7 @@ mod escalation;
 mod exchange;
 mod helpers;
 mod keys;
+mod limits;
 mod matrix;
 mod revocation;
 mod sdk;

@@ -9,8 +9,10 @@
 //!
 //! An anomaly is an `anomaly` audit event and a webhook notice; when the client's policy
 //! is `revoke`, the token used (for anomalies in use) or every live token of the client
-//! (for anomalies in token requests and failure bursts) is revoked. The hot paths stay cheap: what this process has
-//! seen already is answered from memory, and issuance never waits for the store.
+//! (for anomalies in token requests) is revoked. Failure bursts revoke nothing whatever
+//! the policy: anyone who knows a client id can cause one. The hot paths stay cheap:
+//! what this process has seen already is answered from memory, and issuance never waits
+//! for the store.
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
@@ -187,12 +189,15 @@ impl Detector {
     fn burst_is_new(&self, key: &Key, now: OffsetDateTime) -> bool {
         let mut bursts = self.bursts.lock().unwrap_or_else(PoisonError::into_inner);
         if bursts.len() >= MAX_KNOWN {
+            bursts.retain(|_, at| *at > now - throttle::WINDOW);
+        }
+        if bursts.len() >= MAX_KNOWN {
             bursts.clear();
         }
         match bursts.get(key) {
             Some(at) if *at > now - throttle::WINDOW => false,
             _ => {
-                bursts.insert(key.clone(), now);
+                bursts.insert(*key, now);
                 true
             }
         }
@@ -282,7 +287,9 @@ pub fn inspect_later(state: &AppState, obs: Observation) {
     });
 }
 
-/// Reports bursts of failed client authentication the throttle just detected.
+/// Reports bursts of failed client authentication the throttle just detected. Anyone
+/// who knows a client id can cause one, so a burst is only reported: whatever the
+/// client's policy, it revokes nothing.
 pub fn bursts(state: &AppState, tripped: Vec<Key>, ctx: &RequestContext) {
     let now = state.clock.now();
     for key in tripped {
@@ -293,36 +300,43 @@ pub fn bursts(state: &AppState, tripped: Vec<Key>, ctx: &RequestContext) {
         let ctx = ctx.clone();
         tokio::spawn(async move {
             let (client, detail) = match &key {
-                Key::Client(id) => (
-                    Uuid::parse_str(id).ok(),
-                    serde_json::json!({ "client_id": id, "limit": throttle::PER_CLIENT }),
+                Key::Client { id, network } => (
+                    Some(*id),
+                    serde_json::json!({
+                        "client_id": id,
+                        "network": network.map(|n| n.to_string()),
+                        "limit": throttle::PER_CLIENT,
+                    }),
                 ),
-                Key::Address(ip) => (
+                Key::Address(net) => (
                     None,
-                    serde_json::json!({ "address": ip.to_string(), "limit": throttle::PER_ADDRESS }),
+                    serde_json::json!({ "address": net.to_string(), "limit": throttle::PER_ADDRESS }),
                 ),
             };
-            let view = match client {
+            // The policy is recorded as configured; the action is always none.
+            let policy = match client {
                 Some(id) => state.directory.client(id).await.ok().flatten(),
                 None => None,
-            };
-            let policy = view
-                .as_ref()
-                .map_or(AnomalyPolicy::Alert, |v| v.client.anomaly_policy);
+            }
+            .map_or(AnomalyPolicy::Alert, |v| v.client.anomaly_policy);
             let event = AuditEvent {
                 actor: Some(ACTOR.to_owned()),
-                client_id: view.as_ref().map(|v| v.client.id.to_string()),
+                client_id: client.map(|id| id.to_string()),
                 ..audit::event(kind::ANOMALY, outcome::DETECTED, now, &ctx)
             };
             let found = [Found {
                 name: "auth_failure_burst",
                 detail,
             }];
-            let target = match &view {
-                Some(v) => Target::Client(v.client.id.to_string()),
-                None => Target::Nothing,
-            };
-            respond(&state, event, &found, SeenIn::Issuance, policy, target).await;
+            respond(
+                &state,
+                event,
+                &found,
+                SeenIn::Issuance,
+                policy,
+                Target::Nothing,
+            )
+            .await;
         });
     }
 }

@@ -162,6 +162,135 @@ pub struct Config {
     /// replica accepts every other's.
     #[arg(long, env = "MAYFLY_DPOP_NONCE", global = true)]
     pub dpop_nonce: bool,
+
+    /// Bounds on what callers can make the service hold: connections, password work.
+    #[command(flatten)]
+    pub limits: Limits,
+}
+
+/// Bounds on the resources callers can make the service hold, so that no client,
+/// credential or connection can take issuance down for the others.
+#[derive(Debug, Clone, Args)]
+pub struct Limits {
+    /// Open connections at most; beyond it a new connection is answered 503 and closed.
+    /// Lowered at start to fit the open-files limit (less room for the database pool,
+    /// files and the listener).
+    #[arg(
+        long,
+        env = "MAYFLY_MAX_CONNECTIONS",
+        default_value_t = 4096,
+        global = true
+    )]
+    pub max_connections: usize,
+
+    /// How long a client may take to send a request's headers (slowloris), e.g. `10s`;
+    /// also how long a kept-alive connection waits for its next request.
+    #[arg(long, env = "MAYFLY_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = parse_duration, global = true)]
+    pub header_read_timeout: Duration,
+
+    /// How long a client may take to send a request's body, e.g. `10s`.
+    #[arg(long, env = "MAYFLY_BODY_READ_TIMEOUT", default_value = "10s", value_parser = parse_duration, global = true)]
+    pub body_read_timeout: Duration,
+
+    /// How long a connection may move no bytes at all before it is closed (once its
+    /// response, if any, is done), e.g. `60s`.
+    #[arg(long, env = "MAYFLY_IDLE_TIMEOUT", default_value = "60s", value_parser = parse_duration, global = true)]
+    pub idle_timeout: Duration,
+
+    /// Threads hashing passwords (argon2id, 19 MiB each, allocated once): memory for
+    /// password work is bounded by this many times 19 MiB, whatever the load.
+    #[arg(
+        long,
+        env = "MAYFLY_PASSWORD_WORKERS",
+        default_value_t = 2,
+        global = true
+    )]
+    pub password_workers: usize,
+
+    /// Password checks waiting for a worker at most; beyond it a login is answered 503
+    /// with `Retry-After` at once.
+    #[arg(
+        long,
+        env = "MAYFLY_PASSWORD_QUEUE",
+        default_value_t = 32,
+        global = true
+    )]
+    pub password_queue: usize,
+
+    /// Failed logins (any username) allowed from one address (IPv6: one /64) within
+    /// `--password-lockout`; beyond it logins from there are answered 429.
+    #[arg(
+        long,
+        env = "MAYFLY_LOGIN_FAILURES_PER_ADDRESS",
+        default_value_t = 50,
+        global = true
+    )]
+    pub login_failures_per_address: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_connections: 4096,
+            header_read_timeout: Duration::seconds(10),
+            body_read_timeout: Duration::seconds(10),
+            idle_timeout: Duration::seconds(60),
+            password_workers: 2,
+            password_queue: 32,
+            login_failures_per_address: 50,
+        }
+    }
+}
+
+impl Limits {
+    /// Checks the limits.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the first setting out of range.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        if self.max_connections == 0 {
+            return Err(invalid(
+                "--max-connections / MAYFLY_MAX_CONNECTIONS",
+                "must be at least 1",
+            ));
+        }
+        let in_range =
+            |d: Duration| (Duration::MILLISECOND * 100..=Duration::hours(1)).contains(&d);
+        for (setting, value) in [
+            (
+                "--header-read-timeout / MAYFLY_HEADER_READ_TIMEOUT",
+                self.header_read_timeout,
+            ),
+            (
+                "--body-read-timeout / MAYFLY_BODY_READ_TIMEOUT",
+                self.body_read_timeout,
+            ),
+            ("--idle-timeout / MAYFLY_IDLE_TIMEOUT", self.idle_timeout),
+        ] {
+            if !in_range(value) {
+                return Err(invalid(setting, "must be between 100ms and 1h"));
+            }
+        }
+        if !(1..=64).contains(&self.password_workers) {
+            return Err(invalid(
+                "--password-workers / MAYFLY_PASSWORD_WORKERS",
+                "must be between 1 and 64",
+            ));
+        }
+        if self.password_queue > 100_000 {
+            return Err(invalid(
+                "--password-queue / MAYFLY_PASSWORD_QUEUE",
+                "must be at most 100000",
+            ));
+        }
+        if self.login_failures_per_address == 0 {
+            return Err(invalid(
+                "--login-failures-per-address / MAYFLY_LOGIN_FAILURES_PER_ADDRESS",
+                "must be at least 1",
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// Parses `--forwarded-header`.

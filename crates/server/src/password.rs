@@ -1,18 +1,29 @@
 //! Human passwords: argon2id with OWASP's minimum parameters (19 MiB, t=2, p=1, the
-//! argon2 crate's defaults), hashed off the async runtime behind a semaphore so a burst
-//! of password work cannot starve token issuance.
+//! argon2 crate's defaults), computed on a fixed pool of worker threads, each with its
+//! 19 MiB of argon2 memory allocated once and reused for every check: memory for
+//! password work is bounded by the pool's size, whatever the load. In front of the pool
+//! a bounded queue: beyond it a check is refused at once ([`PasswordError::Busy`], a 503
+//! with `Retry-After`), so a burst of password work neither grows memory nor starves
+//! token issuance (the workers also run at the lowest CPU priority).
 
-use std::sync::Arc;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, PoisonError};
 
-use argon2::password_hash::phc::PasswordHash;
-use argon2::{Argon2, PasswordHasher as _, PasswordVerifier as _};
-use tokio::sync::Semaphore;
+use argon2::password_hash::phc::{Output, ParamsString, PasswordHash, Salt};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
+use rand::Rng as _;
+use subtle::ConstantTimeEq as _;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 use zeroize::Zeroizing;
 
 /// Shortest password accepted (NIST SP 800-63B asks for at least 8; we ask more).
 pub const MIN_LEN: usize = 12;
 /// Longest password accepted (bounds hashing work).
 pub const MAX_LEN: usize = 1024;
+/// Longest password, in bytes, that can match a stored hash ([`MAX_LEN`] characters of
+/// at most 4 bytes). Longer ones are refused before any lookup, for every username
+/// alike, so their timing tells nothing either.
+pub const MAX_BYTES: usize = MAX_LEN * 4;
 
 /// Verified in place of a user's hash when the username does not exist, so that an
 /// unknown user costs the same argon2id work as a wrong password and timing does not
@@ -20,77 +31,213 @@ pub const MAX_LEN: usize = 1024;
 /// a test); no password matches it (its output is all zeros).
 pub const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$bWF5Zmx5LWR1bW15LXNhbHQ$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
 
-/// Why hashing failed.
+/// Why hashing or checking failed.
 #[derive(Debug, thiserror::Error)]
 pub enum PasswordError {
     /// Too short or too long.
     #[error("password must be {MIN_LEN} to {MAX_LEN} characters")]
     Length,
-    /// The hashing task failed (never expected).
+    /// Every worker is busy and the queue is full: retry later.
+    #[error("password checks are busy; retry later")]
+    Busy,
+    /// The hashing failed (never expected).
     #[error("password hashing failed")]
     Hashing,
 }
 
-/// Runs password hashing and verification on the blocking pool, a few at a time.
+enum Work {
+    Hash(Zeroizing<String>),
+    Verify(Zeroizing<String>, String),
+}
+
+enum Done {
+    Hashed(Result<String, PasswordError>),
+    Verified(bool),
+}
+
+struct Job {
+    work: Work,
+    reply: oneshot::Sender<Done>,
+    span: tracing::Span,
+    /// A place in the pool or its queue, given back when the job is done.
+    _place: OwnedSemaphorePermit,
+}
+
+/// A place in the password pool (a worker or a queue slot), taken before any other work
+/// for a login, so that a login refused for lack of room has cost nothing.
+#[derive(Debug)]
+pub struct Place(OwnedSemaphorePermit);
+
+/// The password pool. Cheap to clone; the workers stop when the last clone is dropped.
 #[derive(Debug, Clone)]
 pub struct Passwords {
-    permits: Arc<Semaphore>,
+    jobs: mpsc::Sender<Job>,
+    places: Arc<Semaphore>,
 }
 
 impl Default for Passwords {
     fn default() -> Self {
-        Self::new(2)
+        Self::new(2, 32)
     }
 }
 
 impl Passwords {
-    /// At most `concurrency` hashes at once.
-    pub fn new(concurrency: usize) -> Self {
-        Self {
-            permits: Arc::new(Semaphore::new(concurrency.max(1))),
+    /// A pool of `workers` threads (at least one) with `queue` checks waiting at most.
+    pub fn new(workers: usize, queue: usize) -> Self {
+        let (jobs, receiver) = mpsc::channel::<Job>();
+        let receiver = Arc::new(Mutex::new(receiver));
+        let workers = workers.max(1);
+        for i in 0..workers {
+            let receiver = receiver.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("argon2-{i}"))
+                .spawn(move || work(&receiver));
+            if let Err(e) = spawned {
+                tracing::error!(error = %e, "password worker not started");
+            }
         }
+        Self {
+            jobs,
+            places: Arc::new(Semaphore::new(workers.saturating_add(queue))),
+        }
+    }
+
+    /// Takes a place in the pool or its queue, without waiting.
+    ///
+    /// # Errors
+    /// [`PasswordError::Busy`] when the queue is full.
+    pub fn place(&self) -> Result<Place, PasswordError> {
+        self.places
+            .clone()
+            .try_acquire_owned()
+            .map(Place)
+            .map_err(|_| PasswordError::Busy)
     }
 
     /// Hashes a new password into a PHC string.
     ///
     /// # Errors
-    /// [`PasswordError::Length`] outside the accepted lengths.
+    /// [`PasswordError::Length`] outside the accepted lengths, [`PasswordError::Busy`]
+    /// when the queue is full.
     pub async fn hash(&self, password: Zeroizing<String>) -> Result<String, PasswordError> {
         let chars = password.chars().count();
         if !(MIN_LEN..=MAX_LEN).contains(&chars) {
             return Err(PasswordError::Length);
         }
-        let _permit = self
-            .permits
-            .acquire()
-            .await
-            .map_err(|_| PasswordError::Hashing)?;
-        tokio::task::spawn_blocking(move || {
-            let hash: PasswordHash = Argon2::default()
-                .hash_password(password.as_bytes())
-                .map_err(|_| PasswordError::Hashing)?;
-            Ok(hash.to_string())
-        })
-        .await
-        .map_err(|_| PasswordError::Hashing)?
+        let place = self.place()?;
+        match self.run(place, Work::Hash(password)).await? {
+            Done::Hashed(result) => result,
+            Done::Verified(_) => Err(PasswordError::Hashing),
+        }
     }
 
-    /// Whether `password` matches the PHC string `hash`.
-    pub async fn verify(&self, password: Zeroizing<String>, hash: String) -> bool {
-        if password.len() > MAX_LEN * 4 {
-            return false;
-        }
-        let Ok(_permit) = self.permits.acquire().await else {
-            return false;
+    /// Whether `password` matches the PHC string `hash`, checked in the place taken.
+    /// A password longer than [`MAX_BYTES`] costs the same work and never matches.
+    pub async fn verify(&self, place: Place, password: Zeroizing<String>, hash: String) -> bool {
+        let (password, hash) = if password.len() > MAX_BYTES {
+            (Zeroizing::new(String::new()), DUMMY_HASH.to_owned())
+        } else {
+            (password, hash)
         };
-        tokio::task::spawn_blocking(move || {
-            Argon2::default()
-                .verify_password(password.as_bytes(), hash.as_str())
-                .is_ok()
-        })
-        .await
-        .unwrap_or(false)
+        matches!(
+            self.run(place, Work::Verify(password, hash)).await,
+            Ok(Done::Verified(true))
+        )
     }
+
+    async fn run(&self, Place(place): Place, work: Work) -> Result<Done, PasswordError> {
+        let (reply, done) = oneshot::channel();
+        let job = Job {
+            work,
+            reply,
+            span: tracing::Span::current(),
+            _place: place,
+        };
+        self.jobs.send(job).map_err(|_| PasswordError::Hashing)?;
+        done.await.map_err(|_| PasswordError::Hashing)
+    }
+}
+
+/// A worker: takes jobs until the pool is dropped, always in the same memory. It runs
+/// at the lowest priority, so that password work (which anyone with a password-grant
+/// client can ask for) takes the CPU only when token issuance leaves it.
+fn work(receiver: &Mutex<mpsc::Receiver<Job>>) {
+    if let Err(e) =
+        thread_priority::set_current_thread_priority(thread_priority::ThreadPriority::Min)
+    {
+        tracing::warn!(error = ?e, "password worker: priority not lowered");
+    }
+    let mut memory = vec![Block::default(); Params::DEFAULT.block_count()];
+    loop {
+        let job = receiver
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .recv();
+        let Ok(job) = job else {
+            return;
+        };
+        let _entered = job.span.enter();
+        let done = match &job.work {
+            Work::Hash(password) => Done::Hashed(hash_into(password, &mut memory)),
+            Work::Verify(password, hash) => Done::Verified(verify_in(password, hash, &mut memory)),
+        };
+        // The requester may have gone (its request was cancelled): nothing to do.
+        let _ = job.reply.send(done);
+    }
+}
+
+fn hash_into(password: &str, memory: &mut [Block]) -> Result<String, PasswordError> {
+    let mut salt = [0u8; 16];
+    rand::rng().fill_bytes(&mut salt);
+    let params = Params::DEFAULT;
+    let mut out = Zeroizing::new([0u8; Params::DEFAULT_OUTPUT_LEN]);
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone())
+        .hash_password_into_with_memory(password.as_bytes(), &salt, &mut out[..], memory)
+        .map_err(|_| PasswordError::Hashing)?;
+    let phc = PasswordHash {
+        algorithm: Algorithm::Argon2id.ident(),
+        version: Some(Version::V0x13.into()),
+        params: ParamsString::try_from(&params).map_err(|_| PasswordError::Hashing)?,
+        salt: Some(Salt::new(&salt).map_err(|_| PasswordError::Hashing)?),
+        hash: Some(Output::new(&out[..]).map_err(|_| PasswordError::Hashing)?),
+    };
+    Ok(phc.to_string())
+}
+
+/// Checks `password` against a PHC string. A hash needing more memory than a worker
+/// holds (not one Mayfly writes) never matches.
+fn verify_in(password: &str, hash: &str, memory: &mut [Block]) -> bool {
+    let Ok(parsed) = PasswordHash::new(hash) else {
+        return false;
+    };
+    let (Some(salt), Some(expected)) = (&parsed.salt, &parsed.hash) else {
+        return false;
+    };
+    let Ok(algorithm) = Algorithm::try_from(parsed.algorithm.as_str()) else {
+        return false;
+    };
+    let version = match parsed.version.map(Version::try_from).transpose() {
+        Ok(v) => v.unwrap_or_default(),
+        Err(_) => return false,
+    };
+    let Ok(params) = Params::try_from(&parsed) else {
+        return false;
+    };
+    if params.block_count() > memory.len() {
+        tracing::warn!(
+            m_cost = params.m_cost(),
+            "password hash needs more memory than a worker holds"
+        );
+        return false;
+    }
+    let mut out = Zeroizing::new(vec![0u8; expected.len()]);
+    let hashed = Argon2::new(algorithm, version, params).hash_password_into_with_memory(
+        password.as_bytes(),
+        salt.as_ref(),
+        &mut out,
+        memory,
+    );
+    hashed.is_ok() && bool::from(out.as_slice().ct_eq(expected.as_bytes()))
 }
 
 #[cfg(test)]
@@ -109,16 +256,28 @@ mod tests {
             "{hash}"
         );
         assert!(
-            p.verify(Zeroizing::new("correct horse battery".into()), hash.clone())
-                .await
+            p.verify(
+                p.place().unwrap(),
+                Zeroizing::new("correct horse battery".into()),
+                hash.clone()
+            )
+            .await
         );
         assert!(
-            !p.verify(Zeroizing::new("wrong horse battery".into()), hash.clone())
-                .await
+            !p.verify(
+                p.place().unwrap(),
+                Zeroizing::new("wrong horse battery".into()),
+                hash.clone()
+            )
+            .await
         );
         assert!(
-            !p.verify(Zeroizing::new("x".into()), "not a hash".into())
-                .await
+            !p.verify(
+                p.place().unwrap(),
+                Zeroizing::new("x".into()),
+                "not a hash".into()
+            )
+            .await
         );
         assert!(matches!(
             p.hash(Zeroizing::new("short".into())).await,
@@ -141,14 +300,19 @@ mod tests {
         // Nothing matches it. (Timing is measured end to end by the e2e tests.)
         assert!(
             !p.verify(
+                p.place().unwrap(),
                 Zeroizing::new("correct horse battery".into()),
                 DUMMY_HASH.into()
             )
             .await
         );
         assert!(
-            !p.verify(Zeroizing::new(String::new()), DUMMY_HASH.into())
-                .await
+            !p.verify(
+                p.place().unwrap(),
+                Zeroizing::new(String::new()),
+                DUMMY_HASH.into()
+            )
+            .await
         );
     }
 }

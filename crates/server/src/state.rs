@@ -30,8 +30,10 @@ pub struct AppState {
     pub audit: AuditSink,
     /// Time.
     pub clock: Arc<dyn Clock>,
-    /// Password hashing, off the async runtime.
+    /// Password hashing: a fixed pool of workers with a bounded queue.
     pub passwords: crate::password::Passwords,
+    /// Failed logins per source address (IPv6: per /64).
+    pub login_failures: Arc<crate::client_auth::throttle::Counters<ipnet::IpNet>>,
     /// Failed client authentication counters.
     pub throttle: Arc<crate::client_auth::throttle::Throttle>,
     /// What anomaly detection remembers in this process.
@@ -91,6 +93,7 @@ impl AppState {
         config.check_key_periods()?;
         config.check_user_logins()?;
         config.check_database_url()?;
+        config.limits.check()?;
         let webhook = config
             .webhook()?
             .map(|(url, secret)| crate::webhook::Webhook::start(url, secret, clock.clone()));
@@ -103,6 +106,10 @@ impl AppState {
         let revocations =
             crate::revocation::Revocations::start(store.clone(), clock.clone()).await?;
         let (audit, audit_writer) = AuditSink::start(store.clone());
+        let passwords = crate::password::Passwords::new(
+            config.limits.password_workers,
+            config.limits.password_queue,
+        );
         let state = Self {
             config: Arc::new(config),
             issuer,
@@ -112,7 +119,8 @@ impl AppState {
             revocations,
             audit,
             clock,
-            passwords: crate::password::Passwords::default(),
+            passwords,
+            login_failures: Arc::default(),
             throttle: Arc::default(),
             anomalies: Arc::default(),
             webhook,

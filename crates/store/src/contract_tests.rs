@@ -56,6 +56,7 @@ contract!(
     revocation_feed,
     audit_search_filters_and_retention,
     login_failures_lock_out_without_moving_the_revision,
+    login_attempts_are_counted_before_the_check,
     subject_grants_of_users_and_clients,
     refresh_families_rotate_once_and_revoke_with_a_revocation,
     sightings_and_anomaly_policy,
@@ -1957,6 +1958,59 @@ async fn user(store: &dyn Store, name: &str) -> UserRecord {
         })
         .await
         .unwrap()
+}
+
+async fn login_attempts_are_counted_before_the_check(store: Arc<dyn Store>) {
+    let alice = user(&*store, "alice").await;
+    let t = now();
+    let attempt = LoginFailure {
+        user_id: alice.id,
+        now: t,
+        max_failures: 3,
+        lockout: Duration::minutes(15),
+    };
+    // Concurrent attempts: exactly max_failures get through, the rest find the lockout.
+    let tries: Vec<_> = (0..10)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move { store.begin_login_attempt(attempt).await })
+        })
+        .collect();
+    let mut admitted = 0;
+    for attempt in tries {
+        admitted += usize::from(attempt.await.unwrap().unwrap().is_some());
+    }
+    assert_eq!(admitted, 3);
+    let locked = store.user(alice.id).await.unwrap().unwrap();
+    assert_eq!(locked.locked_until, Some(t + Duration::minutes(15)));
+    assert!(store.begin_login_attempt(attempt).await.unwrap().is_none());
+    assert_eq!(
+        store.user(alice.id).await.unwrap().unwrap().locked_until,
+        locked.locked_until,
+        "a refused attempt does not extend the lockout"
+    );
+    let after = LoginFailure {
+        now: t + Duration::minutes(15),
+        ..attempt
+    };
+    let counted = store.begin_login_attempt(after).await.unwrap().unwrap();
+    assert_eq!(
+        (counted.failed_logins, counted.locked_until),
+        (1, locked.locked_until)
+    );
+    store.record_login_success(alice.id).await.unwrap();
+    let cleared = store.user(alice.id).await.unwrap().unwrap();
+    assert_eq!((cleared.failed_logins, cleared.locked_until), (0, None));
+    assert!(
+        store
+            .begin_login_attempt(LoginFailure {
+                user_id: Uuid::now_v7(),
+                ..attempt
+            })
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
 
 async fn login_failures_lock_out_without_moving_the_revision(store: Arc<dyn Store>) {

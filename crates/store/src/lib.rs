@@ -135,6 +135,14 @@ pub trait UserStore: Send + Sync {
     /// as changed. Lockout bookkeeping does not move the revision.
     /// [`StoreError::NotFound`] when the user does not exist.
     async fn record_login_failure(&self, failure: LoginFailure) -> StoreResult<UserRecord>;
+    /// Counts a login attempt as a failure before its password is checked, atomically and
+    /// only if the user is not locked out at `now` (as [`Self::record_login_failure`]
+    /// counts, locking at `max_failures`); returns the user as changed. `None` when the
+    /// user is locked out (or gone): nothing changed and the password must not be
+    /// checked. Concurrent attempts thus
+    /// each see the count the others left: at most `max_failures` are checked per
+    /// lockout. A right password then clears the count ([`Self::record_login_success`]).
+    async fn begin_login_attempt(&self, attempt: LoginFailure) -> StoreResult<Option<UserRecord>>;
     /// Clears the failure count and any lockout after a successful login.
     async fn record_login_success(&self, user_id: Uuid) -> StoreResult<()>;
 }

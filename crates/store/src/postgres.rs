@@ -892,6 +892,23 @@ impl UserStore for PgStore {
             .ok_or(StoreError::NotFound("user"))
     }
 
+    async fn begin_login_attempt(&self, f: LoginFailure) -> StoreResult<Option<UserRecord>> {
+        let row = sqlx::query(
+            "UPDATE users SET
+                 failed_logins = CASE WHEN failed_logins + 1 >= $2 THEN 0 ELSE failed_logins + 1 END,
+                 locked_until = CASE WHEN failed_logins + 1 >= $2 THEN $3 ELSE locked_until END
+             WHERE id = $1 AND (locked_until IS NULL OR locked_until <= $4) RETURNING *",
+        )
+        .bind(f.user_id)
+        .bind(f.max_failures)
+        .bind(f.now + f.lockout)
+        .bind(f.now)
+        .fetch_optional(&self.pool)
+        .await
+        .or_store("user")?;
+        row.as_ref().map(user).transpose().or_store("user")
+    }
+
     async fn record_login_success(&self, user_id: Uuid) -> StoreResult<()> {
         sqlx::query("UPDATE users SET failed_logins = 0, locked_until = NULL WHERE id = $1")
             .bind(user_id)

@@ -203,9 +203,14 @@ fn form_decode(part: &str) -> String {
 /// the audit log.
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
-    /// No such client, or a wrong secret (deliberately indistinguishable).
+    /// A wrong secret (for the caller, indistinguishable from an unknown client).
     #[error("unknown client or wrong secret")]
     BadCredentials,
+    /// No such client, or an id not in canonical form. Reads as [`Self::BadCredentials`]
+    /// in the audit log too; only the throttle tells them apart (it counts failures
+    /// against a client only when the client exists).
+    #[error("unknown client or wrong secret")]
+    UnknownClient,
     /// The client exists but is disabled.
     #[error("client disabled")]
     Disabled,
@@ -229,6 +234,15 @@ pub struct Authenticator<'a> {
     pub now: OffsetDateTime,
 }
 
+/// The client id as a UUID when it is spelled canonically (lowercase, hyphenated), the
+/// only spelling of a client id: any other names no client, so one client can never be
+/// counted, cached or audited under two names.
+pub fn canonical_id(text: &str) -> Option<Uuid> {
+    Uuid::try_parse(text)
+        .ok()
+        .filter(|id| id.hyphenated().encode_lower(&mut Uuid::encode_buffer()) == text)
+}
+
 /// Authenticates presented credentials against the directory.
 ///
 /// # Errors
@@ -237,9 +251,9 @@ pub async fn authenticate(
     auth: &Authenticator<'_>,
     presented: &Presented,
 ) -> Result<Arc<ClientView>, AuthError> {
-    let view = match Uuid::parse_str(presented.client_id()) {
-        Ok(id) => auth.directory.client(id).await?,
-        Err(_) => None,
+    let view = match canonical_id(presented.client_id()) {
+        Some(id) => auth.directory.client(id).await?,
+        None => None,
     };
     let ok = match presented {
         Presented::Basic { secret, .. } | Presented::Post { secret, .. } => {
@@ -250,7 +264,7 @@ pub async fn authenticate(
         }
         Presented::Assertion { assertion, .. } => {
             let Some(v) = &view else {
-                return Err(AuthError::BadCredentials);
+                return Err(AuthError::UnknownClient);
             };
             let audiences = assertion::audiences(auth.issuer);
             let expected = assertion::Expected {
@@ -266,7 +280,8 @@ pub async fn authenticate(
     match view {
         Some(v) if ok && v.client.enabled => Ok(v),
         Some(_) if ok => Err(AuthError::Disabled),
-        _ => Err(AuthError::BadCredentials),
+        Some(_) => Err(AuthError::BadCredentials),
+        None => Err(AuthError::UnknownClient),
     }
 }
 
@@ -276,6 +291,22 @@ mod tests {
 
     fn basic(id: &str, secret: &str) -> String {
         format!("Basic {}", STANDARD.encode(format!("{id}:{secret}")))
+    }
+
+    #[test]
+    fn one_spelling_per_client_id() {
+        let id = Uuid::now_v7();
+        assert_eq!(canonical_id(&id.to_string()), Some(id));
+        for other in [
+            id.to_string().to_uppercase(),
+            id.simple().to_string(),
+            id.braced().to_string(),
+            id.urn().to_string(),
+            format!(" {id}"),
+            String::new(),
+        ] {
+            assert_eq!(canonical_id(&other), None, "{other}");
+        }
     }
 
     #[test]

@@ -86,9 +86,14 @@ pub enum TokenError {
     /// `unsupported_token_type` (RFC 7009 §2.2.1).
     #[error("token_type_hint {0:?} is not supported")]
     UnsupportedTokenType(String),
+    /// `invalid_request` with 408: the body did not arrive within
+    /// `--body-read-timeout`.
+    #[error("the request body did not arrive in time")]
+    SlowBody,
     /// `temporarily_unavailable` with 429: too many failed authentications for this
-    /// client or from this address; retry after the given number of seconds.
-    #[error("too many failed client authentications; retry later")]
+    /// client or from this address (client or password); retry after the given number
+    /// of seconds.
+    #[error("too many failed authentications; retry later")]
     Throttled(i64),
     /// `temporarily_unavailable` with 503: the database or audit log is unreachable.
     #[error("service temporarily unavailable, retry later")]
@@ -102,7 +107,7 @@ impl TokenError {
     /// The wire error code.
     pub fn code(&self) -> ErrorCode {
         match self {
-            Self::InvalidRequest(_) | Self::TooLarge => ErrorCode::InvalidRequest,
+            Self::InvalidRequest(_) | Self::TooLarge | Self::SlowBody => ErrorCode::InvalidRequest,
             Self::InvalidClient(_) => ErrorCode::InvalidClient,
             Self::UnsupportedGrantType(_) => ErrorCode::UnsupportedGrantType,
             Self::UnauthorizedClient(_) => ErrorCode::UnauthorizedClient,

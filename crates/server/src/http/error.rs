@@ -28,6 +28,7 @@ impl IntoResponse for TokenError {
         let status = match &self {
             Self::InvalidClient(_) => StatusCode::UNAUTHORIZED,
             Self::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::SlowBody => StatusCode::REQUEST_TIMEOUT,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Throttled(_) => StatusCode::TOO_MANY_REQUESTS,

@@ -4,6 +4,7 @@
 
 pub mod access;
 pub mod admin;
+pub mod connections;
 pub mod error;
 pub mod feed;
 pub mod form;
@@ -26,6 +27,7 @@ use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+use tower_http::timeout::RequestBodyDeadlineLayer;
 use tower_http::trace::TraceLayer;
 
 use mayfly_core::UntrustedText;
@@ -39,6 +41,7 @@ const MAX_USER_AGENT: usize = 256;
 
 /// The whole application.
 pub fn router(state: AppState) -> Router {
+    let body_deadline = std_duration(state.config.limits.body_read_timeout);
     Router::new()
         .merge(token::router())
         .merge(metadata::router())
@@ -69,12 +72,14 @@ pub fn router(state: AppState) -> Router {
                     tracing::debug_span!("request", method = %req.method(), path = req.uri().path(), route, request_id)
                 }))
                 .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+                .layer(RequestBodyDeadlineLayer::new(body_deadline))
                 .layer(CatchPanicLayer::custom(error::panic_response)),
         )
         .with_state(state)
 }
 
-/// Serves the application until `shutdown` resolves, then drains open requests.
+/// Serves the application until `shutdown` resolves, then drains open requests, within
+/// the configured connection bounds ([`connections`]).
 ///
 /// # Errors
 /// The listener's I/O errors.
@@ -83,20 +88,31 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    use axum::serve::ListenerExt as _;
-    // Small responses go out at once: without TCP_NODELAY, Nagle's algorithm can hold a
-    // response until the client's delayed ACK (40 ms on Linux).
-    let listener = listener.tap_io(|stream| {
-        if let Err(e) = stream.set_nodelay(true) {
-            tracing::debug!(error = %e, "TCP_NODELAY not set");
-        }
-    });
-    axum::serve(
-        listener,
-        router(state).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
+    let limits = &state.config.limits;
+    let open_files = connections::raise_open_files_limit();
+    let bounds = connections::Bounds {
+        max_connections: connections::fit_cap(limits.max_connections, open_files),
+        header_read: std_duration(limits.header_read_timeout),
+        idle: std_duration(limits.idle_timeout),
+    };
+    if bounds.max_connections < limits.max_connections {
+        tracing::warn!(
+            configured = limits.max_connections,
+            open_files_limit = open_files,
+            max_connections = bounds.max_connections,
+            "connection cap lowered to fit the open-files limit"
+        );
+    }
+    tracing::info!(
+        open_files_limit = open_files,
+        max_connections = bounds.max_connections,
+        "accepting connections"
+    );
+    connections::serve(listener, router(state), bounds, shutdown).await
+}
+
+fn std_duration(d: time::Duration) -> std::time::Duration {
+    std::time::Duration::try_from(d).unwrap_or(std::time::Duration::from_secs(1))
 }
 
 /// Where a request came from: its source address (see [`source_ip`]), user agent and

@@ -103,8 +103,9 @@ struct Seen {
         (status = 200, description = "A token (RFC 6749 §5.1)", body = mayfly_core::wire::TokenResponse),
         (status = 400, description = "invalid_request, invalid_grant, invalid_scope, invalid_target, unauthorized_client (grant type or network not allowed), unsupported_grant_type, invalid_dpop_proof, use_dpop_nonce", body = mayfly_core::wire::ErrorResponse),
         (status = 401, description = "invalid_client", body = mayfly_core::wire::ErrorResponse),
+        (status = 408, description = "invalid_request: the body did not arrive within the body read timeout", body = mayfly_core::wire::ErrorResponse),
         (status = 413, description = "Body too large", body = mayfly_core::wire::ErrorResponse),
-        (status = 429, description = "temporarily_unavailable: too many failed client authentications; retry after Retry-After", body = mayfly_core::wire::ErrorResponse),
+        (status = 429, description = "temporarily_unavailable: too many failed client authentications or logins; retry after Retry-After", body = mayfly_core::wire::ErrorResponse),
         (status = 503, description = "temporarily_unavailable; retry after Retry-After", body = mayfly_core::wire::ErrorResponse),
     )
 )]
@@ -114,6 +115,7 @@ pub async fn token(State(state): State<AppState>, request: Request) -> Response 
     let mut seen = Seen::default();
     let result = match axum::body::to_bytes(body, MAX_BODY).await {
         Ok(body) => exchange(&state, &parts.headers, &body, &mut seen, &ctx).await,
+        Err(e) if is_timeout(&e) => Err(TokenError::SlowBody),
         Err(_) => Err(TokenError::TooLarge),
     };
     let event = match &result {
@@ -150,8 +152,23 @@ pub async fn token(State(state): State<AppState>, request: Request) -> Response 
     response
 }
 
+/// Whether reading a body failed because its deadline passed
+/// ([`tower_http::timeout::RequestBodyDeadlineLayer`]).
+fn is_timeout(error: &axum::Error) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = cause {
+        if e.is::<tower_http::timeout::TimeoutError>() {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
+}
+
 /// Authenticates the calling client, refusing (429) while too many authentications
-/// failed recently for that client id or from that address, and counting failures.
+/// failed recently for that client from this network, or from this address, and
+/// counting failures (against the client only when it exists: see
+/// [`client_auth::throttle`]).
 pub(super) async fn authenticate_client(
     state: &AppState,
     presented: Result<client_auth::Presented, client_auth::PresentError>,
@@ -161,8 +178,8 @@ pub(super) async fn authenticate_client(
     let claimed = presented
         .as_ref()
         .ok()
-        .map(client_auth::Presented::audited_id);
-    if let Some(wait) = state.throttle.check(claimed.as_deref(), source, now) {
+        .and_then(|p| client_auth::canonical_id(p.client_id()));
+    if let Some(wait) = state.throttle.check(claimed, source, now) {
         return Err(TokenError::Throttled(wait.whole_seconds() + 1));
     }
     let auth = client_auth::Authenticator {
@@ -171,14 +188,19 @@ pub(super) async fn authenticate_client(
         issuer: &state.issuer,
         now,
     };
-    let result = match presented {
-        Ok(presented) => client_auth::authenticate(&auth, &presented)
-            .await
-            .map_err(TokenError::from),
-        Err(e) => Err(TokenError::from(e)),
+    let (result, existing) = match presented {
+        Ok(presented) => match client_auth::authenticate(&auth, &presented).await {
+            Ok(view) => (Ok(view), claimed),
+            Err(client_auth::AuthError::UnknownClient) => (
+                Err(TokenError::from(client_auth::AuthError::UnknownClient)),
+                None,
+            ),
+            Err(e) => (Err(TokenError::from(e)), claimed),
+        },
+        Err(e) => (Err(TokenError::from(e)), None),
     };
     if matches!(result, Err(TokenError::InvalidClient(_))) {
-        let tripped = state.throttle.fail(claimed.as_deref(), source, now);
+        let tripped = state.throttle.fail(existing, source, now);
         if !tripped.is_empty() {
             let ctx = crate::audit::RequestContext {
                 source_ip: source,

@@ -33,6 +33,7 @@ async fn hash(state: &AppState, password: String) -> Result<String, Problem> {
         .await
         .map_err(|e| match e {
             PasswordError::Length => Problem::field("password", e.to_string()),
+            PasswordError::Busy => Problem::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
             PasswordError::Hashing => {
                 Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
             }
