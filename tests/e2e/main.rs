@@ -13,6 +13,7 @@ mod bound;
 mod exchange;
 mod helpers;
 mod keys;
+mod logins_end;
 mod revocation;
 mod sdk;
 mod token;

@@ -58,6 +58,7 @@ contract!(
     login_failures_lock_out_without_moving_the_revision,
     subject_grants_of_users_and_clients,
     refresh_families_rotate_once_and_revoke_with_a_revocation,
+    revocations_end_the_refresh_families_they_cover,
     sightings_and_anomaly_policy,
     audit_batch_larger_than_one_statement,
     one_time_ids,
@@ -2058,6 +2059,7 @@ async fn refresh_families_rotate_once_and_revoke_with_a_revocation(store: Arc<dy
     let t = now();
     let family = store
         .create_refresh_family(NewRefreshFamily {
+            jkt: None,
             id: Uuid::new_v4(),
             user_id: alice.id,
             client_id: app.id,
@@ -2077,6 +2079,7 @@ async fn refresh_families_rotate_once_and_revoke_with_a_revocation(store: Arc<dy
     assert!(matches!(
         store
             .create_refresh_family(NewRefreshFamily {
+                jkt: None,
                 id: Uuid::new_v4(),
                 user_id: Uuid::now_v7(),
                 client_id: app.id,
@@ -2186,6 +2189,7 @@ async fn refresh_families_rotate_once_and_revoke_with_a_revocation(store: Arc<dy
     // Deleting the user takes their families along.
     let again = store
         .create_refresh_family(NewRefreshFamily {
+            jkt: None,
             id: Uuid::new_v4(),
             user_id: alice.id,
             client_id: app.id,
@@ -2516,4 +2520,93 @@ async fn labels_round_trip_on_users_and_clients(store: Arc<dyn Store>) {
         .await
         .unwrap();
     assert_eq!(listed, [changed]);
+}
+
+/// A subject, client or family revocation ends the families started before its cutoff,
+/// in the same transaction; other kinds and later families are left alone.
+async fn revocations_end_the_refresh_families_they_cover(store: Arc<dyn Store>) {
+    let alice = user(&*store, "alice").await;
+    let bob = user(&*store, "bob").await;
+    let app = client(&*store).await;
+    let t = now();
+    let family = |user_id: Uuid, digest: u8, at: OffsetDateTime| NewRefreshFamily {
+        id: Uuid::new_v4(),
+        user_id,
+        client_id: app.id,
+        audience: "https://orders".into(),
+        scope: "orders:read".into(),
+        digest: [digest; 32],
+        token_expires_at: t + Duration::hours(1),
+        expires_at: t + Duration::days(1),
+        jkt: Some("thumbprint".into()),
+        now: at,
+    };
+    let early = store
+        .create_refresh_family(family(alice.id, 1, t - Duration::seconds(10)))
+        .await
+        .unwrap();
+    assert_eq!(early.jkt.as_deref(), Some("thumbprint"));
+    let late = store
+        .create_refresh_family(family(alice.id, 2, t + Duration::seconds(10)))
+        .await
+        .unwrap();
+    let bobs = store
+        .create_refresh_family(family(bob.id, 3, t - Duration::seconds(10)))
+        .await
+        .unwrap();
+    let revoked = |digest: u8| {
+        let store = store.clone();
+        async move {
+            store
+                .refresh_token(&[digest; 32])
+                .await
+                .unwrap()
+                .unwrap()
+                .family
+                .revoked_at
+                .is_some()
+        }
+    };
+    // Kinds that name no login, and values that are no id, end nothing.
+    for (kind, value) in [
+        ("grant", alice.id.to_string()),
+        ("jti", alice.id.to_string()),
+        ("subject", "not-an-id".to_owned()),
+    ] {
+        store
+            .insert_revocation(revoke(kind, &value, t + Duration::hours(1)))
+            .await
+            .unwrap();
+    }
+    assert!(!revoked(1).await && !revoked(2).await && !revoked(3).await);
+    store
+        .insert_revocation(revoke(
+            "subject",
+            &alice.id.to_string(),
+            t + Duration::hours(1),
+        ))
+        .await
+        .unwrap();
+    assert!(revoked(1).await, "started before the cutoff");
+    assert!(!revoked(2).await, "started after it");
+    assert!(!revoked(3).await, "another user's");
+    store
+        .insert_revocation(revoke(
+            "family",
+            &late.id.to_string(),
+            t + Duration::hours(1),
+        ))
+        .await
+        .unwrap();
+    assert!(!revoked(2).await, "a family revocation before its start");
+    store
+        .insert_revocation(revoke(
+            "client",
+            &app.id.to_string(),
+            t + Duration::hours(1),
+        ))
+        .await
+        .unwrap();
+    assert!(revoked(3).await);
+    assert_eq!(bobs.revoked_at, None);
 }

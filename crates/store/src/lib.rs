@@ -29,6 +29,28 @@ pub use postgres::PgStore;
 pub use records::*;
 pub use sqlite::SqliteStore;
 
+/// The statement that ends the refresh families a revocation of `kind` = `value`
+/// covers (`$1` now, `$2` the id, `$3` the cutoff), and the id it names; `None` when the
+/// kind ends no refresh family (or the value is no id, so it can name none).
+fn ended_families(kind: &str, value: &str) -> Option<(&'static str, Uuid)> {
+    let sql = match kind {
+        "subject" => {
+            "UPDATE refresh_families SET revoked_at = COALESCE(revoked_at, $1)
+             WHERE user_id = $2 AND created_at < $3"
+        }
+        "client" => {
+            "UPDATE refresh_families SET revoked_at = COALESCE(revoked_at, $1)
+             WHERE client_id = $2 AND created_at < $3"
+        }
+        "family" => {
+            "UPDATE refresh_families SET revoked_at = COALESCE(revoked_at, $1)
+             WHERE id = $2 AND created_at < $3"
+        }
+        _ => return None,
+    };
+    Some((sql, Uuid::parse_str(value).ok()?))
+}
+
 /// Result of a store call.
 pub type StoreResult<T> = Result<T, StoreError>;
 
@@ -246,7 +268,10 @@ pub trait KeyStore: Send + Sync {
 /// Revocations and their feed.
 #[async_trait]
 pub trait RevocationStore: Send + Sync {
-    /// Records a revocation and announces it to other replicas (Postgres `NOTIFY`).
+    /// Records a revocation and announces it to other replicas (Postgres `NOTIFY`). In
+    /// the same transaction, a `subject`, `client` or `family` revocation ends the
+    /// refresh families it covers (those started before its cutoff): a login outlives
+    /// no revocation of it, however long its refresh tokens would have lasted.
     async fn insert_revocation(&self, new: NewRevocation) -> StoreResult<RevocationRecord>;
     /// Revocations with `seq > after`, in `seq` order, at most `limit`.
     async fn revocations_after(&self, after: i64, limit: u32)

@@ -1412,6 +1412,15 @@ async fn insert_revocation(
     .await
     .or_store("revocation")?;
     let record = revocation(&row).or_store("revocation")?;
+    if let Some((sql, id)) = crate::ended_families(&new.kind, &new.value) {
+        sqlx::query(sql)
+            .bind(new.now)
+            .bind(id)
+            .bind(new.issued_before)
+            .execute(&mut **tx)
+            .await
+            .or_store("refresh family")?;
+    }
     sqlx::query("SELECT pg_notify($1, $2)")
         .bind(REVOCATION_CHANNEL)
         .bind(record.seq.to_string())
@@ -1440,6 +1449,7 @@ fn refresh_family(row: &PgRow) -> Result<RefreshFamilyRecord, sqlx::Error> {
         created_at: row.try_get("created_at")?,
         expires_at: row.try_get("expires_at")?,
         revoked_at: row.try_get("revoked_at")?,
+        jkt: row.try_get("jkt")?,
     })
 }
 
@@ -1451,8 +1461,8 @@ impl RefreshStore for PgStore {
     ) -> StoreResult<RefreshFamilyRecord> {
         let mut tx = self.pool.begin().await.or_store("refresh family")?;
         let row = sqlx::query(
-            "INSERT INTO refresh_families (id, user_id, client_id, audience, scope, created_at, expires_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING *",
+            "INSERT INTO refresh_families (id, user_id, client_id, audience, scope, created_at, expires_at, jkt)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING *",
         )
         .bind(new.id)
         .bind(new.user_id)
@@ -1461,6 +1471,7 @@ impl RefreshStore for PgStore {
         .bind(&new.scope)
         .bind(new.now)
         .bind(new.expires_at)
+        .bind(&new.jkt)
         .fetch_one(&mut *tx)
         .await
         .or_store("user or client")?;

@@ -1454,9 +1454,18 @@ async fn insert_revocation(
     .bind(&new.reason)
     .bind(&new.created_by)
     .bind(micros(new.now))
-    .fetch_one(conn)
+    .fetch_one(&mut *conn)
     .await
     .or_store("revocation")?;
+    if let Some((sql, id)) = crate::ended_families(&new.kind, &new.value) {
+        sqlx::query(sql)
+            .bind(micros(new.now))
+            .bind(id)
+            .bind(micros(new.issued_before))
+            .execute(&mut *conn)
+            .await
+            .or_store("refresh family")?;
+    }
     revocation(&row)
 }
 
@@ -1470,6 +1479,7 @@ fn refresh_family(row: &SqliteRow) -> StoreResult<RefreshFamilyRecord> {
         created_at: get_time(row, "created_at")?,
         expires_at: get_time(row, "expires_at")?,
         revoked_at: get_opt_time(row, "revoked_at")?,
+        jkt: row.try_get("jkt").or_store("refresh family")?,
     })
 }
 
@@ -1485,8 +1495,8 @@ impl RefreshStore for SqliteStore {
             .await
             .or_store("refresh family")?;
         let row = sqlx::query(
-            "INSERT INTO refresh_families (id, user_id, client_id, audience, scope, created_at, expires_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING *",
+            "INSERT INTO refresh_families (id, user_id, client_id, audience, scope, created_at, expires_at, jkt)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING *",
         )
         .bind(new.id)
         .bind(new.user_id)
@@ -1495,6 +1505,7 @@ impl RefreshStore for SqliteStore {
         .bind(&new.scope)
         .bind(micros(new.now))
         .bind(micros(new.expires_at))
+        .bind(&new.jkt)
         .fetch_one(&mut *tx)
         .await
         .or_store("user or client")?;
@@ -1607,8 +1618,13 @@ impl RefreshStore for SqliteStore {
 #[async_trait]
 impl RevocationStore for SqliteStore {
     async fn insert_revocation(&self, new: NewRevocation) -> StoreResult<RevocationRecord> {
-        let mut conn = self.pool.acquire().await.or_store("revocation")?;
-        let record = insert_revocation(&mut conn, &new).await?;
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .or_store("revocation")?;
+        let record = insert_revocation(&mut tx, &new).await?;
+        tx.commit().await.or_store("revocation")?;
         self.signal.notify_one();
         Ok(record)
     }

@@ -96,7 +96,8 @@ impl Actor<'_> {
         Ok(self.store.list_users(page).await?)
     }
 
-    /// Applies `changes`; a new password also clears a lockout.
+    /// Applies `changes`; a new password also clears a lockout. Disabling or a new
+    /// password revokes the user's tokens and ends their logins.
     ///
     /// # Errors
     /// [`AdminError`] for invalid labels, an unknown user or a concurrent change.
@@ -130,11 +131,20 @@ impl Actor<'_> {
             after_json,
         )
         .await?;
-        if before.enabled && !after.enabled {
+        // Disabling and a new password end every login: access tokens, and (the store
+        // marks them) refresh families, which re-enabling does not revive.
+        let ended = if before.enabled && !after.enabled {
+            Some("user disabled")
+        } else if password_changed {
+            Some("password changed")
+        } else {
+            None
+        };
+        if let Some(reason) = ended {
             self.revoke(RevokeSpec::now(
                 RevocationKind::Subject,
                 id.to_string(),
-                "user disabled",
+                reason,
             ))
             .await?;
         }
