@@ -540,6 +540,11 @@ impl Verifier {
             if presented.dpop_scheme != verified.claims.cnf.is_some() {
                 return Err(VerifyError::DpopRequired);
             }
+            // The issuer calls a bound token active without a proof (RFC 9449 §6.2):
+            // only one it checked, because we forwarded it, lets the token pass.
+            if verified.claims.cnf.is_some() && presented.proof.is_none() {
+                return Err(VerifyError::DpopRequired);
+            }
             return Ok(verified);
         }
         let now = self.inner.clock.now();
