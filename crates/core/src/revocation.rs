@@ -2,8 +2,10 @@
 //! introspection and the SDK's offline verifier, so both reject exactly the same tokens.
 //!
 //! A token exchanged from others (its `orig` claim) is revoked by whatever revokes one
-//! of them: their `jti`, `client_id` and signing key are checked against each one's own
-//! `iat`; `sub`, `gid` and `fam` are carried over into the exchanged token itself.
+//! of them: their `jti`, `client_id`, signing key, `sub` and `fam` are checked against
+//! each one's own `iat`, so a delegated token ends with its actor (the actor token is
+//! one of its origins, nested delegations carry theirs along); `gid` and the subject's
+//! `fam` are also carried over into the exchanged token itself.
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -79,9 +81,21 @@ impl Rule {
             RevocationKind::Jti => {
                 claims.jti == value || claims.orig.iter().any(|o| o.jti == value)
             }
-            RevocationKind::Subject => claims.sub == value && before(claims.iat),
+            RevocationKind::Subject => {
+                (claims.sub == value && before(claims.iat))
+                    || claims
+                        .orig
+                        .iter()
+                        .any(|o| o.sub.as_deref() == Some(value) && before(o.iat))
+            }
             RevocationKind::Grant => claims.gid.iter().any(|g| g == value) && before(claims.iat),
-            RevocationKind::Family => claims.fam.as_deref() == Some(value) && before(claims.iat),
+            RevocationKind::Family => {
+                (claims.fam.as_deref() == Some(value) && before(claims.iat))
+                    || claims
+                        .orig
+                        .iter()
+                        .any(|o| o.fam.as_deref() == Some(value) && before(o.iat))
+            }
             RevocationKind::Client => {
                 (claims.client_id == value && before(claims.iat))
                     || claims
@@ -145,6 +159,12 @@ impl RuleSet {
             || claims.orig.iter().any(|o| {
                 before_at(RevocationKind::Client, &o.client_id, o.iat)
                     || before_at(RevocationKind::Key, &o.kid, o.iat)
+                    || o.sub
+                        .as_deref()
+                        .is_some_and(|sub| before_at(RevocationKind::Subject, sub, o.iat))
+                    || o.fam
+                        .as_deref()
+                        .is_some_and(|fam| before_at(RevocationKind::Family, fam, o.iat))
             })
     }
 
@@ -236,6 +256,8 @@ mod tests {
                 client_id: "client-1".into(),
                 kid: "k4.pid.old".into(),
                 iat: earlier,
+                sub: Some("actor-1".into()),
+                fam: Some("fam-actor".into()),
             }],
             ..claims()
         };
@@ -248,6 +270,11 @@ mod tests {
             (rule(RevocationKind::Key, "k4.pid.old", T), true),
             (rule(RevocationKind::Key, "k4.pid.old", earlier), false),
             (rule(RevocationKind::Client, "client-9", after_t()), true),
+            // The origin's subject and login (an actor's), by the origin's iat.
+            (rule(RevocationKind::Subject, "actor-1", T), true),
+            (rule(RevocationKind::Subject, "actor-1", earlier), false),
+            (rule(RevocationKind::Family, "fam-actor", T), true),
+            (rule(RevocationKind::Family, "fam-actor", earlier), false),
         ];
         for (r, expected) in cases {
             assert_eq!(r.matches(&exchanged, "k4.pid.new"), expected, "{r:?}");
