@@ -25,7 +25,8 @@ pub enum RevocationKind {
     Client,
     /// Every token issued under a grant (`gid`).
     Grant,
-    /// Every token signed by a key (footer `kid`).
+    /// Every token signed by a key (footer `kid`), whatever its `iat`: a leaked key
+    /// can sign any `iat` it likes.
     Key,
     /// Every token issued from a refresh-token family (`fam`).
     Family,
@@ -68,7 +69,7 @@ pub struct Rule {
     pub kind: RevocationKind,
     /// The jti, subject, client, grant, key or family id.
     pub value: String,
-    /// Tokens issued before this are revoked (ignored for `jti`).
+    /// Tokens issued before this are revoked (ignored for `jti` and `key`).
     pub issued_before: OffsetDateTime,
 }
 
@@ -103,10 +104,7 @@ impl Rule {
                         .iter()
                         .any(|o| o.client_id == value && before(o.iat))
             }
-            RevocationKind::Key => {
-                (kid == value && before(claims.iat))
-                    || claims.orig.iter().any(|o| o.kid == value && before(o.iat))
-            }
+            RevocationKind::Key => kid == value || claims.orig.iter().any(|o| o.kid == value),
         }
     }
 }
@@ -115,6 +113,8 @@ impl Rule {
 #[derive(Debug, Clone, Default)]
 pub struct RuleSet {
     jtis: std::collections::HashSet<String>,
+    /// Revoked signing keys: nothing they signed is valid, whatever its `iat`.
+    keys: std::collections::HashSet<String>,
     /// (kind, value) → the latest `issued_before` among rules for it.
     cutoffs: std::collections::HashMap<(RevocationKind, String), OffsetDateTime>,
 }
@@ -124,6 +124,8 @@ impl RuleSet {
     pub fn insert(&mut self, rule: Rule) {
         if rule.kind == RevocationKind::Jti {
             self.jtis.insert(rule.value);
+        } else if rule.kind == RevocationKind::Key {
+            self.keys.insert(rule.value);
         } else {
             let cutoff = self
                 .cutoffs
@@ -139,6 +141,11 @@ impl RuleSet {
         {
             return true;
         }
+        if !self.keys.is_empty()
+            && (self.keys.contains(kid) || claims.orig.iter().any(|o| self.keys.contains(&o.kid)))
+        {
+            return true;
+        }
         if self.cutoffs.is_empty() {
             return false;
         }
@@ -150,7 +157,6 @@ impl RuleSet {
         let before = |kind: RevocationKind, value: &str| before_at(kind, value, claims.iat);
         before(RevocationKind::Subject, &claims.sub)
             || before(RevocationKind::Client, &claims.client_id)
-            || before(RevocationKind::Key, kid)
             || claims.gid.iter().any(|g| before(RevocationKind::Grant, g))
             || claims
                 .fam
@@ -158,7 +164,6 @@ impl RuleSet {
                 .is_some_and(|f| before(RevocationKind::Family, f))
             || claims.orig.iter().any(|o| {
                 before_at(RevocationKind::Client, &o.client_id, o.iat)
-                    || before_at(RevocationKind::Key, &o.kid, o.iat)
                     || o.sub
                         .as_deref()
                         .is_some_and(|sub| before_at(RevocationKind::Subject, sub, o.iat))
@@ -168,9 +173,15 @@ impl RuleSet {
             })
     }
 
+    /// Whether a rule revokes every token signed by `kid` (a verifier stops trusting
+    /// the key itself).
+    pub fn revokes_key(&self, kid: &str) -> bool {
+        self.keys.contains(kid)
+    }
+
     /// Number of rules held.
     pub fn len(&self) -> usize {
-        self.jtis.len() + self.cutoffs.len()
+        self.jtis.len() + self.keys.len() + self.cutoffs.len()
     }
 
     /// Whether there are none.
@@ -232,6 +243,11 @@ mod tests {
             (rule(RevocationKind::Grant, "grant-2", after), true),
             (rule(RevocationKind::Grant, "grant-3", after), false),
             (rule(RevocationKind::Key, "k4.pid.a", after), true),
+            // A leaked key signs any iat: its rule has no cutoff.
+            (
+                rule(RevocationKind::Key, "k4.pid.a", T - Duration::days(1)),
+                true,
+            ),
             (rule(RevocationKind::Key, "k4.pid.b", after), false),
             (rule(RevocationKind::Family, "fam-1", after), true),
             (rule(RevocationKind::Family, "fam-1", T), false),
@@ -268,7 +284,14 @@ mod tests {
             (rule(RevocationKind::Client, "client-1", T), true),
             (rule(RevocationKind::Client, "client-1", earlier), false),
             (rule(RevocationKind::Key, "k4.pid.old", T), true),
-            (rule(RevocationKind::Key, "k4.pid.old", earlier), false),
+            (
+                rule(
+                    RevocationKind::Key,
+                    "k4.pid.old",
+                    earlier - Duration::days(1),
+                ),
+                true,
+            ),
             (rule(RevocationKind::Client, "client-9", after_t()), true),
             // The origin's subject and login (an actor's), by the origin's iat.
             (rule(RevocationKind::Subject, "actor-1", T), true),
