@@ -18,6 +18,7 @@ crate::both_stores!(
     revocations_survive_a_restart,
     replicas_learn_of_revocations,
     emergency_rotation_over_the_admin_api,
+    cutoffs_cover_tokens_signed_before_the_change_propagates,
 );
 
 /// A service client allowed to introspect and read the feed.
@@ -152,7 +153,7 @@ async fn every_kind_revokes_and_reaches_the_feed(app: TestApp) {
         "subject",
         &worker.id.to_string()
     ));
-    app.clock.advance(Duration::seconds(1));
+    app.clock.advance(Duration::seconds(3)); // past the revocation margin
 
     // Every token of a grant.
     let t = token(&app, &worker).await;
@@ -166,7 +167,7 @@ async fn every_kind_revokes_and_reaches_the_feed(app: TestApp) {
     .ok(201);
     assert!(!active(&app, &rs, &t).await);
     assert!(in_feed(&feed(&app, &reader, "").await, "grant", &gid));
-    app.clock.advance(Duration::seconds(1));
+    app.clock.advance(Duration::seconds(3)); // past the revocation margin
 
     // Every token of a client: disabling it revokes them (and is in the feed).
     let t = token(&app, &worker).await;
@@ -191,7 +192,7 @@ async fn every_kind_revokes_and_reaches_the_feed(app: TestApp) {
     .await
     .ok(200);
     assert!(!active(&app, &rs, &t).await);
-    app.clock.advance(Duration::seconds(1));
+    app.clock.advance(Duration::seconds(3)); // past the revocation margin
     let fresh = token(&app, &worker).await;
     assert!(active(&app, &rs, &fresh).await);
 
@@ -331,7 +332,7 @@ async fn introspection_checks_everything(app: TestApp) {
     )
     .await
     .ok(200);
-    app.clock.advance(Duration::seconds(1));
+    app.clock.advance(Duration::seconds(3)); // past the revocation margin
     let t2 = token(&app, &worker).await;
     assert!(active(&app, &rs, &t2).await);
     app.clock.advance(Duration::seconds(306));
@@ -719,4 +720,51 @@ async fn emergency_rotation_over_the_admin_api(app: TestApp) {
         &old_kid
     ));
     let _ = reader;
+}
+
+/// A replica that has not yet seen a change (its directory is up to 100 ms stale) may
+/// sign a token just after the cutoff; at a whole-second boundary its `iat` is past an
+/// unpadded cutoff. Subject, client and grant cutoffs carry a margin for it.
+async fn cutoffs_cover_tokens_signed_before_the_change_propagates(app: TestApp) {
+    let admin = app.bootstrap_admin().await;
+    app.audience(ORDERS, &["orders:read"]).await;
+    let (rs, reader) = resource_server(&app).await;
+    let client = app.client().await;
+    let grant = app
+        .admin()
+        .grant(mayfly_server::admin::GrantSpec::new(
+            mayfly_store::Subject::Client(client.id),
+            ORDERS,
+            &["orders:read"],
+        ))
+        .await
+        .unwrap()
+        .id;
+    for (kind, value) in [
+        ("client", client.id.to_string()),
+        ("subject", client.id.to_string()),
+        ("grant", grant.to_string()),
+    ] {
+        // 1 ms before a whole second.
+        app.clock.advance(Duration::seconds(5));
+        let micros = i64::from(app.now().microsecond());
+        app.clock
+            .advance(Duration::microseconds(1_000_000 - micros - 1_000));
+        admin
+            .post(
+                "/admin/v1/revocations",
+                json!({"kind": kind, "value": value, "reason": "test"}),
+            )
+            .await
+            .ok(201);
+        // Signed 50 ms later, as a replica that had not seen the change would.
+        app.clock.advance(Duration::milliseconds(50));
+        let late = token(&app, &client).await;
+        assert!(!active(&app, &rs, &late).await, "{kind}: introspection");
+        assert!(app.feed_revokes(&reader, &late).await, "{kind}: offline");
+        // Past the margin, tokens live.
+        app.clock.advance(Duration::seconds(3));
+        let fresh = token(&app, &client).await;
+        assert!(active(&app, &rs, &fresh).await, "{kind}: after the margin");
+    }
 }

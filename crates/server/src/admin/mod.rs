@@ -98,7 +98,7 @@ mod users;
 
 pub use clients::ClientChanges;
 pub use grants::GrantChanges;
-pub use revocations::{REVOCATION_SKEW, RevokeSpec};
+pub use revocations::{REVOCATION_MARGIN, REVOCATION_SKEW, RevokeSpec};
 pub use users::UserChanges;
 
 /// Builds an [`AdminError::Invalid`].

@@ -13,6 +13,14 @@ use crate::config::TTL_CEILING;
 /// Clock-skew allowance added to how long a revocation is kept.
 pub const REVOCATION_SKEW: Duration = Duration::seconds(60);
 
+/// How far past "now" a subject, client, grant or family cutoff reaches by default.
+/// Another replica may sign a token for the target until it sees the change (its
+/// directory is up to 100 ms stale, a request may be in flight), and token `iat`s are
+/// whole seconds, so a token signed 100 ms after a cutoff at x.95 s says x+1: the
+/// margin is the propagation bound plus a second, rounded up. The cost: a token the
+/// target obtains in the next 2 s is revoked too (ask again after).
+pub const REVOCATION_MARGIN: Duration = Duration::seconds(2);
+
 /// A revocation to make.
 #[derive(Debug, Clone)]
 pub struct RevokeSpec {
@@ -20,7 +28,8 @@ pub struct RevokeSpec {
     pub kind: RevocationKind,
     /// The jti, subject, client, grant or key id.
     pub value: String,
-    /// Tokens issued before this are revoked (default: now). Not in the future.
+    /// Tokens issued before this are revoked (default: now, plus [`REVOCATION_MARGIN`]
+    /// for subjects, clients, grants and families). Not in the future.
     pub issued_before: Option<OffsetDateTime>,
     /// For one token: its `exp`, so the revocation is kept no longer than needed.
     pub token_exp: Option<OffsetDateTime>,
@@ -56,10 +65,17 @@ impl Actor<'_> {
         if spec.reason.chars().count() > 1000 {
             return Err(invalid("reason", "at most 1000 characters"));
         }
-        let issued_before = spec.issued_before.unwrap_or(self.now);
-        if issued_before > self.now {
+        if spec.issued_before.is_some_and(|t| t > self.now) {
             return Err(invalid("issued_before", "must not be in the future"));
         }
+        let issued_before = spec.issued_before.unwrap_or(match spec.kind {
+            // One token, or a key (no cutoff): nothing is signed "later".
+            RevocationKind::Jti | RevocationKind::Key => self.now,
+            RevocationKind::Subject
+            | RevocationKind::Client
+            | RevocationKind::Grant
+            | RevocationKind::Family => self.now + REVOCATION_MARGIN,
+        });
         // Kept until every token it can match has expired.
         let expires_at = spec.token_exp.unwrap_or(issued_before + TTL_CEILING) + REVOCATION_SKEW;
         let record = self
