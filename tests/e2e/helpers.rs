@@ -141,6 +141,13 @@ impl TestApp {
         serve(self.db_url.clone(), self.key_file.clone(), |_| {}).await
     }
 
+    /// Starts a graceful shutdown of the service, as SIGTERM does.
+    pub fn shut_down(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+
     /// The issuer URL (shared by replicas).
     pub fn issuer(&self) -> String {
         self.state.issuer.clone()

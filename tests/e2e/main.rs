@@ -16,6 +16,7 @@ mod keys;
 mod logins_end;
 mod revocation;
 mod sdk;
+mod streams;
 mod token;
 mod users;
 

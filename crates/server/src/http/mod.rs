@@ -87,6 +87,12 @@ pub async fn serve(
             tracing::debug!(error = %e, "TCP_NODELAY not set");
         }
     });
+    // Revocation streams never end by themselves: close them when shutdown starts.
+    let revocations = state.revocations.clone();
+    let shutdown = async move {
+        shutdown.await;
+        revocations.close_streams();
+    };
     axum::serve(
         listener,
         router(state).into_make_service_with_connect_info::<SocketAddr>(),
