@@ -19,6 +19,7 @@ crate::both_stores!(
     replicas_learn_of_revocations,
     emergency_rotation_over_the_admin_api,
     cutoffs_cover_tokens_signed_before_the_change_propagates,
+    a_change_and_its_revocation_commit_together,
 );
 
 /// A service client allowed to introspect and read the feed.
@@ -767,4 +768,76 @@ async fn cutoffs_cover_tokens_signed_before_the_change_propagates(app: TestApp) 
         let fresh = token(&app, &client).await;
         assert!(active(&app, &rs, &fresh).await, "{kind}: after the margin");
     }
+}
+
+/// Makes the revocations table refuse inserts (or accept them again), from outside.
+async fn block_revocations(app: &TestApp, blocked: bool) {
+    use sqlx::Connection as _;
+    match app.state.store.backend() {
+        mayfly_store::Backend::Postgres => {
+            let mut conn = sqlx::PgConnection::connect(&app.db_url).await.unwrap();
+            let sql = if blocked {
+                "ALTER TABLE revocations ADD CONSTRAINT revocations_blocked CHECK (false) NOT VALID"
+            } else {
+                "ALTER TABLE revocations DROP CONSTRAINT revocations_blocked"
+            };
+            sqlx::query(sql).execute(&mut conn).await.unwrap();
+        }
+        mayfly_store::Backend::Sqlite => {
+            let mut conn = sqlx::SqliteConnection::connect(&app.db_url).await.unwrap();
+            let sql = if blocked {
+                "CREATE TRIGGER revocations_blocked BEFORE INSERT ON revocations BEGIN SELECT RAISE(ABORT, 'blocked'); END"
+            } else {
+                "DROP TRIGGER revocations_blocked"
+            };
+            sqlx::query(sql).execute(&mut conn).await.unwrap();
+        }
+    }
+}
+
+/// A failure between an admin change and its revocation leaves neither: the API
+/// answers an error, nothing changed, nothing was audited, and a retry does it all.
+async fn a_change_and_its_revocation_commit_together(app: TestApp) {
+    let (api, rs, _, worker) = setup(&app).await;
+    let t = token(&app, &worker).await;
+    assert!(active(&app, &rs, &t).await);
+    let path = format!("/admin/v1/clients/{}", worker.id);
+    let before = client_updates(&app).await;
+
+    block_revocations(&app, true).await;
+    let failed = api.patch(&path, json!({"enabled": false})).await;
+    assert!(failed.status >= 500, "{}", failed.body);
+    assert_eq!(
+        api.get(&path).await.ok(200)["enabled"],
+        true,
+        "not disabled"
+    );
+    assert_eq!(
+        client_updates(&app).await,
+        before,
+        "no audit event of a change that did not happen"
+    );
+    assert!(active(&app, &rs, &t).await);
+
+    block_revocations(&app, false).await;
+    app.clock.advance(Duration::seconds(1));
+    api.patch(&path, json!({"enabled": false})).await.ok(200);
+    assert_eq!(api.get(&path).await.ok(200)["enabled"], false);
+    assert_eq!(client_updates(&app).await, before + 1);
+    assert!(!active(&app, &rs, &t).await, "the retry revoked the tokens");
+    let revoked = app.audit("token.revoked").await;
+    assert!(
+        revoked
+            .iter()
+            .any(|e| e.detail["kind"] == "client" && e.detail["value"] == worker.id.to_string())
+    );
+}
+
+/// How many `client.update` changes were audited.
+async fn client_updates(app: &TestApp) -> usize {
+    app.audit("admin.change")
+        .await
+        .into_iter()
+        .filter(|e| e.detail["action"] == "client.update")
+        .count()
 }

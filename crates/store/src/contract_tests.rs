@@ -59,6 +59,7 @@ contract!(
     subject_grants_of_users_and_clients,
     refresh_families_rotate_once_and_revoke_with_a_revocation,
     revocations_end_the_refresh_families_they_cover,
+    a_change_commits_with_its_effects_or_not_at_all,
     sightings_and_anomaly_policy,
     audit_batch_larger_than_one_statement,
     one_time_ids,
@@ -636,7 +637,10 @@ async fn paging_updates_and_deletes(store: Arc<dyn Store>) {
         updated_at: seen + Duration::seconds(1),
         ..c.clone()
     };
-    let stored = store.update_client(&changed, seen).await.unwrap();
+    let stored = store
+        .update_client(&changed, seen, &ChangeEffects::default())
+        .await
+        .unwrap();
     assert_eq!(stored, changed);
     let stale = store
         .update_client(
@@ -645,6 +649,7 @@ async fn paging_updates_and_deletes(store: Arc<dyn Store>) {
                 ..changed.clone()
             },
             seen,
+            &ChangeEffects::default(),
         )
         .await;
     assert!(matches!(stale, Err(StoreError::Conflict(_))), "{stale:?}");
@@ -665,7 +670,10 @@ async fn paging_updates_and_deletes(store: Arc<dyn Store>) {
         })
         .await
         .unwrap();
-    store.delete_client(c.id).await.unwrap();
+    store
+        .delete_client(c.id, &ChangeEffects::default())
+        .await
+        .unwrap();
     assert_eq!(store.client(c.id).await.unwrap(), None);
     assert!(store.client_secrets(c.id).await.unwrap().is_empty());
     assert!(
@@ -685,10 +693,12 @@ async fn paging_updates_and_deletes(store: Arc<dyn Store>) {
             .is_empty()
     );
     assert!(matches!(
-        store.delete_client(c.id).await,
+        store.delete_client(c.id, &ChangeEffects::default()).await,
         Err(StoreError::NotFound("client"))
     ));
-    let ghost = store.update_client(&changed, changed.updated_at).await;
+    let ghost = store
+        .update_client(&changed, changed.updated_at, &ChangeEffects::default())
+        .await;
     assert!(
         matches!(ghost, Err(StoreError::NotFound("client"))),
         "{ghost:?}"
@@ -769,11 +779,16 @@ async fn users(store: Arc<dyn Store>) {
         ..alice.clone()
     };
     assert_eq!(
-        store.update_user(&locked, alice.updated_at).await.unwrap(),
+        store
+            .update_user(&locked, alice.updated_at, &ChangeEffects::default())
+            .await
+            .unwrap(),
         locked
     );
     assert!(matches!(
-        store.update_user(&locked, alice.updated_at).await,
+        store
+            .update_user(&locked, alice.updated_at, &ChangeEffects::default())
+            .await,
         Err(StoreError::Conflict(_))
     ));
 
@@ -782,7 +797,10 @@ async fn users(store: Arc<dyn Store>) {
         .create_grant(grant(Subject::User(alice.id), aud.id, &["orders:read"]))
         .await
         .unwrap();
-    store.delete_user(alice.id).await.unwrap();
+    store
+        .delete_user(alice.id, &ChangeEffects::default())
+        .await
+        .unwrap();
     assert_eq!(store.user(alice.id).await.unwrap(), None);
     assert!(
         store
@@ -799,7 +817,7 @@ async fn users(store: Arc<dyn Store>) {
         "grants go with the user"
     );
     assert!(matches!(
-        store.delete_user(alice.id).await,
+        store.delete_user(alice.id, &ChangeEffects::default()).await,
         Err(StoreError::NotFound("user"))
     ));
 }
@@ -954,20 +972,32 @@ async fn grant_listing_and_changes(store: Arc<dyn Store>) {
         may_act: vec![Uuid::now_v7()],
         ..g1.clone()
     };
-    assert_eq!(store.update_grant(&changed).await.unwrap(), changed);
+    assert_eq!(
+        store
+            .update_grant(&changed, &ChangeEffects::default())
+            .await
+            .unwrap(),
+        changed
+    );
     assert!(matches!(
         store
-            .update_grant(&GrantRecord {
-                id: Uuid::now_v7(),
-                ..changed.clone()
-            })
+            .update_grant(
+                &GrantRecord {
+                    id: Uuid::now_v7(),
+                    ..changed.clone()
+                },
+                &ChangeEffects::default()
+            )
             .await,
         Err(StoreError::NotFound("grant"))
     ));
-    store.delete_grant(g2.id).await.unwrap();
+    store
+        .delete_grant(g2.id, &ChangeEffects::default())
+        .await
+        .unwrap();
     assert_eq!(store.grant(g2.id).await.unwrap(), None);
     assert!(matches!(
-        store.delete_grant(g2.id).await,
+        store.delete_grant(g2.id, &ChangeEffects::default()).await,
         Err(StoreError::NotFound("grant"))
     ));
 }
@@ -1826,7 +1856,7 @@ async fn sightings_and_anomaly_policy(store: Arc<dyn Store>) {
     changed.anomaly_policy = AnomalyPolicy::Revoke;
     changed.updated_at = t + Duration::seconds(1);
     let updated = store
-        .update_client(&changed, created.updated_at)
+        .update_client(&changed, created.updated_at, &ChangeEffects::default())
         .await
         .unwrap();
     assert_eq!(updated.anomaly_policy, AnomalyPolicy::Revoke);
@@ -1846,7 +1876,10 @@ async fn sightings_and_anomaly_policy(store: Arc<dyn Store>) {
         .record_sighting(&id, net, "10.0.0.0/24", t)
         .await
         .unwrap();
-    store.delete_client(created.id).await.unwrap();
+    store
+        .delete_client(created.id, &ChangeEffects::default())
+        .await
+        .unwrap();
     assert_eq!(
         store
             .record_sighting(&id, net, "10.0.0.0/24", t)
@@ -2006,6 +2039,7 @@ async fn login_failures_lock_out_without_moving_the_revision(store: Arc<dyn Stor
                 ..cleared.clone()
             },
             alice.updated_at,
+            &ChangeEffects::default(),
         )
         .await
         .unwrap();
@@ -2202,7 +2236,10 @@ async fn refresh_families_rotate_once_and_revoke_with_a_revocation(store: Arc<dy
         })
         .await
         .unwrap();
-    store.delete_user(alice.id).await.unwrap();
+    store
+        .delete_user(alice.id, &ChangeEffects::default())
+        .await
+        .unwrap();
     assert_eq!(
         store.refresh_token(&[30; 32]).await.unwrap(),
         None,
@@ -2452,7 +2489,7 @@ async fn labels_round_trip_on_users_and_clients(store: Arc<dyn Store>) {
     };
     assert_eq!(
         store
-            .update_user(&relabelled, alice.updated_at)
+            .update_user(&relabelled, alice.updated_at, &ChangeEffects::default())
             .await
             .unwrap(),
         relabelled
@@ -2470,7 +2507,7 @@ async fn labels_round_trip_on_users_and_clients(store: Arc<dyn Store>) {
         ..relabelled.clone()
     };
     store
-        .update_user(&disabled, relabelled.updated_at)
+        .update_user(&disabled, relabelled.updated_at, &ChangeEffects::default())
         .await
         .unwrap();
     assert!(store.revision().await.unwrap() > revision);
@@ -2499,7 +2536,10 @@ async fn labels_round_trip_on_users_and_clients(store: Arc<dyn Store>) {
         ..svc.clone()
     };
     assert_eq!(
-        store.update_client(&changed, svc.updated_at).await.unwrap(),
+        store
+            .update_client(&changed, svc.updated_at, &ChangeEffects::default())
+            .await
+            .unwrap(),
         changed
     );
     assert_eq!(
@@ -2609,4 +2649,65 @@ async fn revocations_end_the_refresh_families_they_cover(store: Arc<dyn Store>) 
         .unwrap();
     assert!(revoked(3).await);
     assert_eq!(bobs.revoked_at, None);
+}
+
+/// An admin change commits with its audit events and revocation, or nothing does.
+async fn a_change_commits_with_its_effects_or_not_at_all(store: Arc<dyn Store>) {
+    let alice = user(&*store, "alice").await;
+    let t = now();
+    let effects = |tag: &str| ChangeEffects {
+        audit: vec![event("admin.change", tag, t)],
+        revocation: Some(revoke(
+            "subject",
+            &alice.id.to_string(),
+            t + Duration::hours(1),
+        )),
+    };
+    let audited = |tag: &'static str| {
+        let store = store.clone();
+        async move {
+            store
+                .audit_events(&AuditQuery {
+                    client_id: Some(tag.into()),
+                    limit: 10,
+                    ..AuditQuery::default()
+                })
+                .await
+                .unwrap()
+                .len()
+        }
+    };
+    let revocations = || {
+        let store = store.clone();
+        async move { store.revocations_after(0, 100).await.unwrap().len() }
+    };
+    // A stale update fails: neither its audit event nor its revocation is stored.
+    let mut changed = alice.clone();
+    changed.enabled = false;
+    changed.updated_at = t + Duration::seconds(1);
+    assert!(matches!(
+        store
+            .update_user(&changed, t - Duration::days(1), &effects("stale"))
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!((audited("stale").await, revocations().await), (0, 0));
+    // The real one stores all three.
+    let after = store
+        .update_user(&changed, alice.updated_at, &effects("update"))
+        .await
+        .unwrap();
+    assert!(!after.enabled);
+    assert_eq!((audited("update").await, revocations().await), (1, 1));
+    // Deleting what is gone stores nothing either.
+    assert!(matches!(
+        store.delete_grant(Uuid::now_v7(), &effects("gone")).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert_eq!((audited("gone").await, revocations().await), (0, 1));
+    store
+        .delete_user(alice.id, &effects("delete"))
+        .await
+        .unwrap();
+    assert_eq!((audited("delete").await, revocations().await), (1, 2));
 }

@@ -111,15 +111,18 @@ pub trait ClientStore: Send + Sync {
     /// A page of clients, in id order.
     async fn list_clients(&self, page: Page) -> StoreResult<Vec<ClientRecord>>;
     /// Writes `client`'s mutable fields if it was last changed at `seen_updated_at`
-    /// (optimistic concurrency). [`StoreError::Conflict`] when it changed since,
-    /// [`StoreError::NotFound`] when it is gone.
+    /// (optimistic concurrency), committing `effects` in the same transaction.
+    /// [`StoreError::Conflict`] when it changed since, [`StoreError::NotFound`] when it
+    /// is gone; either way nothing is stored.
     async fn update_client(
         &self,
         client: &ClientRecord,
         seen_updated_at: OffsetDateTime,
+        effects: &ChangeEffects,
     ) -> StoreResult<ClientRecord>;
-    /// Deletes a client with its secrets, public keys and grants.
-    async fn delete_client(&self, id: Uuid) -> StoreResult<()>;
+    /// Deletes a client with its secrets, public keys and grants, committing `effects`
+    /// in the same transaction.
+    async fn delete_client(&self, id: Uuid, effects: &ChangeEffects) -> StoreResult<()>;
     /// Deletes one secret of a client.
     async fn delete_client_secret(&self, client_id: Uuid, secret_id: Uuid) -> StoreResult<()>;
     /// Registers a public key. [`StoreError::Conflict`] when the kid exists for the client.
@@ -144,14 +147,16 @@ pub trait UserStore: Send + Sync {
     async fn user_by_username(&self, username: &str) -> StoreResult<Option<UserRecord>>;
     /// A page of users, in id order.
     async fn list_users(&self, page: Page) -> StoreResult<Vec<UserRecord>>;
-    /// Writes `user`'s mutable fields if it was last changed at `seen_updated_at`.
+    /// Writes `user`'s mutable fields if it was last changed at `seen_updated_at`,
+    /// committing `effects` in the same transaction.
     async fn update_user(
         &self,
         user: &UserRecord,
         seen_updated_at: OffsetDateTime,
+        effects: &ChangeEffects,
     ) -> StoreResult<UserRecord>;
-    /// Deletes a user and their grants.
-    async fn delete_user(&self, id: Uuid) -> StoreResult<()>;
+    /// Deletes a user and their grants, committing `effects` in the same transaction.
+    async fn delete_user(&self, id: Uuid, effects: &ChangeEffects) -> StoreResult<()>;
     /// Counts a failed login, atomically: at `max_failures` consecutive failures the
     /// user is locked until `now + lockout` and the count starts over. Returns the user
     /// as changed. Lockout bookkeeping does not move the revision.
@@ -171,10 +176,15 @@ pub trait GrantStore: Send + Sync {
     async fn grant(&self, id: Uuid) -> StoreResult<Option<GrantRecord>>;
     /// A page of grants matching `filter`, in id order.
     async fn list_grants(&self, filter: GrantFilter, page: Page) -> StoreResult<Vec<GrantRecord>>;
-    /// Writes a grant's mutable fields (window, CIDRs, max TTL, reason).
-    async fn update_grant(&self, grant: &GrantRecord) -> StoreResult<GrantRecord>;
-    /// Deletes a grant.
-    async fn delete_grant(&self, id: Uuid) -> StoreResult<()>;
+    /// Writes a grant's mutable fields (window, CIDRs, max TTL, reason), committing
+    /// `effects` in the same transaction.
+    async fn update_grant(
+        &self,
+        grant: &GrantRecord,
+        effects: &ChangeEffects,
+    ) -> StoreResult<GrantRecord>;
+    /// Deletes a grant, committing `effects` in the same transaction.
+    async fn delete_grant(&self, id: Uuid, effects: &ChangeEffects) -> StoreResult<()>;
     /// Every grant of a subject, with its audience's URI (in force or not).
     async fn subject_grants(&self, subject: Subject) -> StoreResult<Vec<SubjectGrant>>;
 }

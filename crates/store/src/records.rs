@@ -898,3 +898,15 @@ pub struct AccessTransition {
     /// Now.
     pub now: OffsetDateTime,
 }
+
+/// What commits together with an admin change, in its transaction: the change's audit
+/// events and the revocation it makes. Either all of it is stored or none: a failure
+/// leaves nothing half done, and a retry does the whole change again.
+#[derive(Debug, Clone, Default)]
+pub struct ChangeEffects {
+    /// Audit events of the change.
+    pub audit: Vec<AuditEvent>,
+    /// The revocation the change makes, if any (announced like
+    /// [`crate::RevocationStore::insert_revocation`]).
+    pub revocation: Option<NewRevocation>,
+}

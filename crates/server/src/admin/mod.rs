@@ -201,7 +201,20 @@ impl Actor<'_> {
         before: serde_json::Value,
         after: serde_json::Value,
     ) -> Result<(), AdminError> {
-        let event = mayfly_store::AuditEvent {
+        let event = self.change_event(action, target, before, after);
+        self.store.append_audit_events(&[event]).await?;
+        Ok(())
+    }
+
+    /// The `admin.change` event of a change, with its before and after states.
+    fn change_event(
+        &self,
+        action: &str,
+        target: String,
+        before: serde_json::Value,
+        after: serde_json::Value,
+    ) -> mayfly_store::AuditEvent {
+        mayfly_store::AuditEvent {
             actor: Some(self.id.clone()),
             subject: Some(target),
             detail: json!({ "action": action, "before": before, "after": after }),
@@ -211,9 +224,26 @@ impl Actor<'_> {
                 self.now,
                 &RequestContext::default(),
             )
+        }
+    }
+
+    /// What commits with a change (one transaction): its `admin.change` event and,
+    /// when it ends tokens, the revocation with its own audit event.
+    fn effects(
+        &self,
+        change: mayfly_store::AuditEvent,
+        revoke: Option<RevokeSpec>,
+    ) -> Result<mayfly_store::ChangeEffects, AdminError> {
+        let mut effects = mayfly_store::ChangeEffects {
+            audit: vec![change],
+            revocation: None,
         };
-        self.store.append_audit_events(&[event]).await?;
-        Ok(())
+        if let Some(spec) = revoke {
+            let (revocation, event) = self.revocation(&spec)?;
+            effects.revocation = Some(revocation);
+            effects.audit.push(event);
+        }
+        Ok(effects)
     }
 
     /// Creates an audience with its scopes.

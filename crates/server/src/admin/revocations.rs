@@ -58,6 +58,19 @@ impl Actor<'_> {
     /// # Errors
     /// [`AdminError`] for an empty value, a future cutoff, or a store failure.
     pub async fn revoke(&self, spec: RevokeSpec) -> Result<RevocationRecord, AdminError> {
+        let (revocation, _) = self.revocation(&spec)?;
+        let record = self.store.insert_revocation(revocation).await?;
+        let mut event = self.revocation_event(&spec, &record.value, record.issued_before);
+        event.detail["seq"] = json!(record.seq);
+        self.store.append_audit_events(&[event]).await?;
+        Ok(record)
+    }
+
+    /// A revocation to record, validated, and its `token.revoked` audit event.
+    pub(super) fn revocation(
+        &self,
+        spec: &RevokeSpec,
+    ) -> Result<(NewRevocation, mayfly_store::AuditEvent), AdminError> {
         let value = spec.value.trim();
         if value.is_empty() || value.len() > 256 {
             return Err(invalid("value", "must be 1 to 256 characters"));
@@ -78,24 +91,31 @@ impl Actor<'_> {
         });
         // Kept until every token it can match has expired.
         let expires_at = spec.token_exp.unwrap_or(issued_before + TTL_CEILING) + REVOCATION_SKEW;
-        let record = self
-            .store
-            .insert_revocation(NewRevocation {
-                kind: spec.kind.as_str().to_owned(),
-                value: value.to_owned(),
-                issued_before,
-                expires_at,
-                reason: spec.reason.clone(),
-                created_by: self.id.clone(),
-                now: self.now,
-            })
-            .await?;
-        let event = mayfly_store::AuditEvent {
+        let revocation = NewRevocation {
+            kind: spec.kind.as_str().to_owned(),
+            value: value.to_owned(),
+            issued_before,
+            expires_at,
+            reason: spec.reason.clone(),
+            created_by: self.id.clone(),
+            now: self.now,
+        };
+        let event = self.revocation_event(spec, value, issued_before);
+        Ok((revocation, event))
+    }
+
+    fn revocation_event(
+        &self,
+        spec: &RevokeSpec,
+        value: &str,
+        issued_before: OffsetDateTime,
+    ) -> mayfly_store::AuditEvent {
+        mayfly_store::AuditEvent {
             actor: Some(self.id.clone()),
             subject: (spec.kind != RevocationKind::Jti).then(|| value.to_owned()),
             jti: (spec.kind == RevocationKind::Jti).then(|| value.to_owned()),
             detail: json!({
-                "kind": spec.kind, "value": value, "seq": record.seq, "reason": spec.reason,
+                "kind": spec.kind, "value": value, "reason": spec.reason,
                 "issued_before": issued_before.unix_timestamp(),
             }),
             ..audit::event(
@@ -104,8 +124,6 @@ impl Actor<'_> {
                 self.now,
                 &RequestContext::default(),
             )
-        };
-        self.store.append_audit_events(&[event]).await?;
-        Ok(record)
+        }
     }
 }

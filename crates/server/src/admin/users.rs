@@ -121,16 +121,14 @@ impl Actor<'_> {
             after.labels = super::labels(list)?;
         }
         after.updated_at = self.now.max(before.updated_at + Duration::microseconds(1));
-        let after = self.store.update_user(&after, before.updated_at).await?;
         let mut after_json = user_json(&after);
         after_json["password_changed"] = json!(password_changed);
-        self.audit_change(
+        let change = self.change_event(
             "user.update",
             id.to_string(),
             user_json(&before),
             after_json,
-        )
-        .await?;
+        );
         // Disabling and a new password end every login: access tokens, and (the store
         // marks them) refresh families, which re-enabling does not revive.
         let ended = if before.enabled && !after.enabled {
@@ -140,14 +138,14 @@ impl Actor<'_> {
         } else {
             None
         };
-        if let Some(reason) = ended {
-            self.revoke(RevokeSpec::now(
-                RevocationKind::Subject,
-                id.to_string(),
-                reason,
-            ))
+        let revoke =
+            ended.map(|reason| RevokeSpec::now(RevocationKind::Subject, id.to_string(), reason));
+        // The change, its audit event and its revocation commit together or not at all.
+        let effects = self.effects(change, revoke)?;
+        let after = self
+            .store
+            .update_user(&after, before.updated_at, &effects)
             .await?;
-        }
         Ok(after)
     }
 
@@ -157,20 +155,15 @@ impl Actor<'_> {
     /// [`AdminError::NotFound`].
     pub async fn delete_user(&self, id: Uuid) -> Result<(), AdminError> {
         let before = self.user(id).await?;
-        self.store.delete_user(id).await?;
-        self.audit_change(
+        let change = self.change_event(
             "user.delete",
             id.to_string(),
             user_json(&before),
             Value::Null,
-        )
-        .await?;
-        self.revoke(RevokeSpec::now(
-            RevocationKind::Subject,
-            id.to_string(),
-            "user deleted",
-        ))
-        .await?;
+        );
+        let revoke = RevokeSpec::now(RevocationKind::Subject, id.to_string(), "user deleted");
+        let effects = self.effects(change, Some(revoke))?;
+        self.store.delete_user(id, &effects).await?;
         Ok(())
     }
 }
