@@ -254,6 +254,11 @@ pub async fn grant(
         })
         .await?;
     if !rotated {
+        // The family was revoked meanwhile (an admin, a revocation): refused, no anomaly.
+        let again = state.store.refresh_token(&old).await?;
+        if again.is_some_and(|r| r.used_at.is_none() && r.family.revoked_at.is_some()) {
+            return Err(TokenError::RefreshRefused("refresh family revoked".into()));
+        }
         // Another use of the same token won the race: that too is reuse.
         return Err(reuse(state, &record, client.id, ctx).await?);
     }
