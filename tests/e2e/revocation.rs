@@ -831,6 +831,51 @@ async fn a_change_and_its_revocation_commit_together(app: TestApp) {
             .iter()
             .any(|e| e.detail["kind"] == "client" && e.detail["value"] == worker.id.to_string())
     );
+
+    // A revocation on its own is recorded with its audit event or not at all.
+    let recorded = app
+        .state
+        .store
+        .revocations_after(0, 1000)
+        .await
+        .unwrap()
+        .len();
+    block_audit(&app, true).await;
+    let failed = api
+        .post(
+            "/admin/v1/revocations",
+            json!({"kind": "jti", "value": "unaudited", "reason": "test"}),
+        )
+        .await;
+    assert!(failed.status >= 500, "{}", failed.body);
+    block_audit(&app, false).await;
+    let after = app.state.store.revocations_after(0, 1000).await.unwrap();
+    assert_eq!(after.len(), recorded, "no unaudited revocation");
+}
+
+/// Makes the audit table refuse inserts (or accept them again), from outside.
+async fn block_audit(app: &TestApp, blocked: bool) {
+    use sqlx::Connection as _;
+    match app.state.store.backend() {
+        mayfly_store::Backend::Postgres => {
+            let mut conn = sqlx::PgConnection::connect(&app.db_url).await.unwrap();
+            let sql = if blocked {
+                "ALTER TABLE audit_events ADD CONSTRAINT audit_blocked CHECK (false) NOT VALID"
+            } else {
+                "ALTER TABLE audit_events DROP CONSTRAINT audit_blocked"
+            };
+            sqlx::query(sql).execute(&mut conn).await.unwrap();
+        }
+        mayfly_store::Backend::Sqlite => {
+            let mut conn = sqlx::SqliteConnection::connect(&app.db_url).await.unwrap();
+            let sql = if blocked {
+                "CREATE TRIGGER audit_blocked BEFORE INSERT ON audit_events BEGIN SELECT RAISE(ABORT, 'blocked'); END"
+            } else {
+                "DROP TRIGGER audit_blocked"
+            };
+            sqlx::query(sql).execute(&mut conn).await.unwrap();
+        }
+    }
 }
 
 /// How many `client.update` changes were audited.

@@ -283,6 +283,14 @@ pub trait RevocationStore: Send + Sync {
     /// refresh families it covers (those started before its cutoff): a login outlives
     /// no revocation of it, however long its refresh tokens would have lasted.
     async fn insert_revocation(&self, new: NewRevocation) -> StoreResult<RevocationRecord>;
+    /// Like [`Self::insert_revocation`], with `audit` committed in the same transaction:
+    /// a revocation is never recorded without its audit events, nor audited without
+    /// being recorded.
+    async fn insert_audited_revocation(
+        &self,
+        new: NewRevocation,
+        audit: &[AuditEvent],
+    ) -> StoreResult<RevocationRecord>;
     /// Revocations with `seq > after`, in `seq` order, at most `limit`.
     async fn revocations_after(&self, after: i64, limit: u32)
     -> StoreResult<Vec<RevocationRecord>>;

@@ -1609,6 +1609,18 @@ impl RefreshStore for PgStore {
 
 #[async_trait]
 impl RevocationStore for PgStore {
+    async fn insert_audited_revocation(
+        &self,
+        new: NewRevocation,
+        audit: &[AuditEvent],
+    ) -> StoreResult<RevocationRecord> {
+        let mut tx = self.pool.begin().await.or_store("revocation")?;
+        let record = insert_revocation(&mut tx, &new).await?;
+        insert_audit_events(&mut tx, audit).await?;
+        tx.commit().await.or_store("revocation")?;
+        Ok(record)
+    }
+
     async fn insert_revocation(&self, new: NewRevocation) -> StoreResult<RevocationRecord> {
         let mut tx = self.pool.begin().await.or_store("revocation")?;
         let record = insert_revocation(&mut tx, &new).await?;

@@ -1676,6 +1676,23 @@ impl RefreshStore for SqliteStore {
 
 #[async_trait]
 impl RevocationStore for SqliteStore {
+    async fn insert_audited_revocation(
+        &self,
+        new: NewRevocation,
+        audit: &[AuditEvent],
+    ) -> StoreResult<RevocationRecord> {
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .or_store("revocation")?;
+        let record = insert_revocation(&mut tx, &new).await?;
+        insert_audit_events(&mut tx, audit).await?;
+        tx.commit().await.or_store("revocation")?;
+        self.signal.notify_one();
+        Ok(record)
+    }
+
     async fn insert_revocation(&self, new: NewRevocation) -> StoreResult<RevocationRecord> {
         let mut tx = self
             .pool

@@ -51,19 +51,20 @@ impl RevokeSpec {
 }
 
 impl Actor<'_> {
-    /// Records a revocation and audits it. It takes effect in this process once the
+    /// Records a revocation and audits it, in one transaction. It takes effect in this process once the
     /// revocation cache catches up (callers in the server trigger that at once), and on
     /// other replicas through the store's signal.
     ///
     /// # Errors
     /// [`AdminError`] for an empty value, a future cutoff, or a store failure.
     pub async fn revoke(&self, spec: RevokeSpec) -> Result<RevocationRecord, AdminError> {
-        let (revocation, _) = self.revocation(&spec)?;
-        let record = self.store.insert_revocation(revocation).await?;
-        let mut event = self.revocation_event(&spec, &record.value, record.issued_before);
-        event.detail["seq"] = json!(record.seq);
-        self.store.append_audit_events(&[event]).await?;
-        Ok(record)
+        let (revocation, event) = self.revocation(&spec)?;
+        // Recorded and audited together (the event names kind, value and cutoff; the
+        // feed cursor is not known before the insert).
+        Ok(self
+            .store
+            .insert_audited_revocation(revocation, &[event])
+            .await?)
     }
 
     /// A revocation to record, validated, and its `token.revoked` audit event.
