@@ -36,6 +36,7 @@ crate::both_stores!(
     private_key_jwt_at_introspection,
     dpop_binds_tokens_at_the_token_endpoint,
     dpop_bound_tokens_at_introspection,
+    dpop_bound_refresh_families,
     cidr_restrictions_at_issuance_and_use,
     sdk_private_key_jwt_and_dpop_together,
     sdk_enforces_networks,
@@ -664,8 +665,14 @@ async fn dpop_bound_tokens_at_introspection(app: TestApp) {
     let no_ath = proof(&key, "GET", url, now, None);
     let wrong_ath = proof(&key, "GET", url, now, Some("v4.public.other"));
     let by_other = proof(&other, "GET", url, now, Some(token));
+    // No proof forwarded: active, with the key the resource server must check the
+    // proof against itself (RFC 9449 §6.2, §7).
+    let answer = introspect_bound(&app, &rs, token, &[]).await;
+    assert_eq!(answer["active"], true, "{answer}");
+    assert_eq!(answer["token_type"], "DPoP");
+    assert_eq!(answer["cnf"]["jkt"], key.public().thumbprint());
     let cases: Vec<(&str, Vec<(&str, &str)>)> = vec![
-        ("stolen token as a plain Bearer token", vec![]),
+        ("a proof without htm and htu", vec![("dpop", &good)]),
         (
             "another key",
             vec![("dpop", &by_other), ("htm", "GET"), ("htu", url)],
@@ -703,6 +710,112 @@ async fn dpop_bound_tokens_at_introspection(app: TestApp) {
         let answer = introspect_bound(&app, &rs, token, &extra).await;
         assert_eq!(answer, json!({"active": false}), "{what}");
     }
+}
+
+/// RFC 9449 §5: a login made with a DPoP proof is bound for its whole life; every
+/// refresh needs a proof by the same key, and returns a token bound to it.
+async fn dpop_bound_refresh_families(app: TestApp) {
+    orders(&app).await;
+    let alice = app.user("alice", "correct horse battery staple").await;
+    app.grant_user(alice, ORDERS, &["orders:read"]).await;
+    let cli = app.client_for(&["password", "refresh_token"]).await;
+    let key = JwsKey::ed25519_from_seed(&[30; 32]);
+    let other = JwsKey::ed25519_from_seed(&[31; 32]);
+    let endpoint = app.token_endpoint();
+    let post = |form: Vec<(&'static str, String)>, dpop: Option<String>| {
+        let app = &app;
+        let cli = &cli;
+        async move {
+            let mut request = app
+                .http
+                .post(format!("{}/oauth2/token", app.base))
+                .basic_auth(cli.id, Some(&cli.secret))
+                .form(&form);
+            if let Some(proof) = dpop {
+                request = request.header("DPoP", proof);
+            }
+            request.send().await.unwrap()
+        }
+    };
+    let refresh = |rt: &str| {
+        vec![
+            ("grant_type", "refresh_token".to_owned()),
+            ("refresh_token", rt.to_owned()),
+        ]
+    };
+    let login = post(
+        vec![
+            ("grant_type", "password".into()),
+            ("username", "alice".into()),
+            ("password", "correct horse battery staple".into()),
+            ("scope", "orders:read".into()),
+        ],
+        Some(proof(&key, "POST", &endpoint, app.now(), None)),
+    )
+    .await;
+    assert_eq!(login.status(), 200);
+    let login: Value = login.json().await.unwrap();
+    assert_eq!(login["token_type"], "DPoP");
+    let rt = login["refresh_token"].as_str().unwrap().to_owned();
+
+    // Without a proof: refused, not downgraded to Bearer.
+    assert_oauth_error(post(refresh(&rt), None).await, 400, "invalid_dpop_proof").await;
+    // With another key's proof: refused, not re-bound to the thief's key.
+    assert_oauth_error(
+        post(
+            refresh(&rt),
+            Some(proof(&other, "POST", &endpoint, app.now(), None)),
+        )
+        .await,
+        400,
+        "invalid_grant",
+    )
+    .await;
+    // With the login's key: a token bound to it, and a successor that stays bound.
+    let next = post(
+        refresh(&rt),
+        Some(proof(&key, "POST", &endpoint, app.now(), None)),
+    )
+    .await;
+    assert_eq!(next.status(), 200);
+    let next: Value = next.json().await.unwrap();
+    assert_eq!(next["token_type"], "DPoP");
+    let claims = app.claims_of(next["access_token"].as_str().unwrap());
+    assert_eq!(claims.cnf.unwrap().jkt, key.public().thumbprint());
+    let rt2 = next["refresh_token"].as_str().unwrap();
+    assert_oauth_error(post(refresh(rt2), None).await, 400, "invalid_dpop_proof").await;
+
+    // A require_dpop client never refreshes into an unbound token, even for a login
+    // made before it had to.
+    let plain = post(
+        vec![
+            ("grant_type", "password".into()),
+            ("username", "alice".into()),
+            ("password", "correct horse battery staple".into()),
+            ("scope", "orders:read".into()),
+        ],
+        None,
+    )
+    .await;
+    let plain: Value = plain.json().await.unwrap();
+    assert_eq!(plain["token_type"], "Bearer");
+    app.admin()
+        .update_client(
+            cli.id,
+            ClientChanges {
+                require_dpop: Some(true),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let plain_rt = plain["refresh_token"].as_str().unwrap();
+    assert_oauth_error(
+        post(refresh(plain_rt), None).await,
+        400,
+        "invalid_dpop_proof",
+    )
+    .await;
 }
 
 // ---- networks ----
@@ -750,8 +863,8 @@ async fn cidr_restrictions_at_issuance_and_use(app: TestApp) {
         ..GrantSpec::new(Subject::Client(client.id), ORDERS, &["orders:read"])
     })
     .await;
-    // The network change revoked the client's tokens issued in this second.
-    app.clock.advance(Duration::seconds(1));
+    // The network change revoked the client's tokens issued until 2 s from now (margin).
+    app.clock.advance(Duration::seconds(3));
     // Inside the client's network but outside the grant's: refused and audited.
     let response = token_from(&app, &http_from("127.0.0.1"), &client, &[]).await;
     assert_oauth_error(response, 400, "unauthorized_client").await;

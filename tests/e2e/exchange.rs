@@ -3,7 +3,8 @@
 
 use mayfly_core::dpop::{self, ProofRequest};
 use mayfly_core::jose::JwsKey;
-use mayfly_server::admin::GrantChanges;
+use mayfly_core::revocation::RevocationKind;
+use mayfly_server::admin::{GrantChanges, RevokeSpec, UserChanges};
 use serde_json::Value;
 use time::Duration;
 use uuid::Uuid;
@@ -23,6 +24,7 @@ crate::both_stores!(
     delegation_needs_a_grant_naming_the_actor,
     revoking_the_original_revokes_what_was_exchanged,
     exchange_keeps_sender_constraints,
+    delegated_tokens_end_with_their_actor,
 );
 
 struct Setup {
@@ -175,7 +177,7 @@ async fn exchange_narrows_scopes_audience_and_lifetime(app: TestApp) {
     assert_oauth_error(
         exchange(&app, &s.cli, "v4.public.garbage", &[]).await,
         400,
-        "invalid_grant",
+        "invalid_request",
     )
     .await;
     let plain = app.client().await;
@@ -192,11 +194,12 @@ async fn exchange_narrows_scopes_audience_and_lifetime(app: TestApp) {
         "invalid_grant",
     )
     .await;
+    // An expired subject token is not a valid one (RFC 8693 §2.2.2).
     app.clock.advance(Duration::seconds(200));
     assert_oauth_error(
         exchange(&app, &s.cli, &original, &[]).await,
         400,
-        "invalid_grant",
+        "invalid_request",
     )
     .await;
 }
@@ -307,6 +310,8 @@ async fn delegation_needs_a_grant_naming_the_actor(app: TestApp) {
         .unwrap();
     app.state.revocations.catch_up().await.unwrap();
     assert!(!app.is_active(&rs, &delegated).await);
+    // A token issued after that revocation: active, but no grant lets the service act.
+    app.clock.advance(Duration::seconds(5));
     let user_token = login(&app, &s, "orders:read").await;
     assert_oauth_error(
         exchange(&app, &s.service, &user_token, &actor_params).await,
@@ -353,7 +358,7 @@ async fn revoking_the_original_revokes_what_was_exchanged(app: TestApp) {
     assert_oauth_error(
         exchange(&app, &s.cli, &original, &[]).await,
         400,
-        "invalid_grant",
+        "invalid_request",
     )
     .await;
 
@@ -451,8 +456,8 @@ async fn exchange_keeps_sender_constraints(app: TestApp) {
         )
         .await
         .unwrap();
-    // Changing a grant's networks revokes its tokens issued until now (whole seconds).
-    app.clock.advance(Duration::seconds(1));
+    // Changing a grant's networks revokes its tokens issued until now + the margin.
+    app.clock.advance(Duration::seconds(3));
     let narrow = login(&app, &s, "orders:read").await;
     assert_eq!(app.claims_of(&narrow).cidr, vec!["127.0.0.1/32"]);
     let traded = ok(exchange(&app, &s.cli, &narrow, &[]).await).await;
@@ -476,4 +481,109 @@ async fn exchange_keeps_sender_constraints(app: TestApp) {
         .await
         .unwrap();
     assert_oauth_error(elsewhere, 400, "invalid_grant").await;
+}
+
+/// A delegated token dies with its actor: the actor's login revoked, the actor
+/// disabled or deleted, through nested exchanges too; at introspection and for offline
+/// verifiers following the feed.
+async fn delegated_tokens_end_with_their_actor(app: TestApp) {
+    let s = setup(&app).await;
+    let (rs, reader) = app.introspector().await;
+    let bob = app.user("bob", PASSWORD).await;
+    app.grant_user(bob, BILLING, &["billing:read"]).await;
+    let desk = app
+        .client_for(&["password", "refresh_token", EXCHANGE])
+        .await;
+    app.admin()
+        .update_grant(
+            s.alice_grant,
+            GrantChanges {
+                may_act: Some(vec![bob]),
+                ..GrantChanges::default()
+            },
+        )
+        .await
+        .unwrap();
+    let bob_login = || async {
+        access_token(
+            &ok(app
+                .token_request(
+                    Auth::Basic(&desk),
+                    &[
+                        ("grant_type", "password"),
+                        ("username", "bob"),
+                        ("password", PASSWORD),
+                        ("scope", "billing:read"),
+                    ],
+                )
+                .await)
+            .await,
+        )
+    };
+    // alice's token, traded by the desk with bob acting; and that one traded again.
+    let delegated = || async {
+        let user_token = login(&app, &s, "orders:read").await;
+        let actor = bob_login().await;
+        let body = ok(exchange(
+            &app,
+            &desk,
+            &user_token,
+            &[
+                ("actor_token", actor.as_str()),
+                ("actor_token_type", ACCESS_TOKEN),
+            ],
+        )
+        .await)
+        .await;
+        let delegated = access_token(&body);
+        assert_eq!(app.claims_of(&delegated).act.unwrap().sub, bob.to_string());
+        let nested = access_token(&ok(exchange(&app, &desk, &delegated, &[]).await).await);
+        assert_eq!(
+            app.claims_of(&nested).act.unwrap().sub,
+            bob.to_string(),
+            "the nested token keeps the actor"
+        );
+        (actor, delegated, nested)
+    };
+    let ended = |tokens: [String; 2], what: &'static str| {
+        let (app, rs, reader) = (&app, &rs, &reader);
+        async move {
+            app.state.revocations.catch_up().await.unwrap();
+            for token in &tokens {
+                assert!(!app.is_active(rs, token).await, "{what}: introspection");
+                assert!(app.feed_revokes(reader, token).await, "{what}: offline");
+            }
+        }
+    };
+
+    // bob's login revoked.
+    let (actor, d, n) = delegated().await;
+    assert!(app.is_active(&rs, &d).await && app.is_active(&rs, &n).await);
+    assert!(!app.feed_revokes(&reader, &d).await);
+    let family = app.claims_of(&actor).fam.unwrap();
+    app.clock.advance(Duration::seconds(1));
+    app.admin()
+        .revoke(RevokeSpec::now(RevocationKind::Family, family, "test"))
+        .await
+        .unwrap();
+    ended([d, n], "actor's login revoked").await;
+
+    // bob disabled (re-enabling later does not revive what was issued before).
+    app.clock.advance(Duration::seconds(30));
+    let (_, d, n) = delegated().await;
+    app.clock.advance(Duration::seconds(1));
+    let toggle = |enabled: bool| UserChanges {
+        enabled: Some(enabled),
+        ..UserChanges::default()
+    };
+    app.admin().update_user(bob, toggle(false)).await.unwrap();
+    ended([d, n], "actor disabled").await;
+
+    // bob deleted.
+    app.admin().update_user(bob, toggle(true)).await.unwrap();
+    app.clock.advance(Duration::seconds(30));
+    let (_, d, n) = delegated().await;
+    app.clock.advance(Duration::seconds(1));
+    app.admin().delete_user(bob).await.unwrap();
+    ended([d, n], "actor deleted").await;
 }

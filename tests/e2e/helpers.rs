@@ -172,6 +172,13 @@ impl TestApp {
         serve(self.db_url.clone(), self.key_file.clone(), |_| {}).await
     }
 
+    /// Starts a graceful shutdown of the service, as SIGTERM does.
+    pub fn shut_down(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+
     /// The issuer URL (shared by replicas).
     pub fn issuer(&self) -> String {
         self.state.issuer.clone()
@@ -698,6 +705,16 @@ impl TestApp {
             leeway: Duration::ZERO,
         };
         mayfly_core::token::verify(token, |kid| keys.public_key(kid), &options, self.now()).unwrap()
+    }
+
+    /// A token's claims, read without checking its signature or time (for forging).
+    pub fn claims_of_unchecked(&self, token: &str) -> mayfly_core::Claims {
+        let body = token.strip_prefix("v4.public.").unwrap();
+        let body = body.split('.').next().unwrap();
+        let raw = base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, body)
+            .unwrap();
+        // PASETO v4.public: the message, then a 64-byte signature.
+        serde_json::from_slice(&raw[..raw.len() - 64]).unwrap()
     }
 
     /// What an offline verifier following the feed decides: whether the revocations

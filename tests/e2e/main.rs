@@ -16,9 +16,11 @@ mod exchange;
 mod helpers;
 mod keys;
 mod limits;
+mod logins_end;
 mod matrix;
 mod revocation;
 mod sdk;
+mod streams;
 mod token;
 mod users;
 

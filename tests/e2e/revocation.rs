@@ -18,6 +18,8 @@ crate::both_stores!(
     revocations_survive_a_restart,
     replicas_learn_of_revocations,
     emergency_rotation_over_the_admin_api,
+    cutoffs_cover_tokens_signed_before_the_change_propagates,
+    a_change_and_its_revocation_commit_together,
 );
 
 /// A service client allowed to introspect and read the feed.
@@ -152,7 +154,7 @@ async fn every_kind_revokes_and_reaches_the_feed(app: TestApp) {
         "subject",
         &worker.id.to_string()
     ));
-    app.clock.advance(Duration::seconds(1));
+    app.clock.advance(Duration::seconds(3)); // past the revocation margin
 
     // Every token of a grant.
     let t = token(&app, &worker).await;
@@ -166,7 +168,7 @@ async fn every_kind_revokes_and_reaches_the_feed(app: TestApp) {
     .ok(201);
     assert!(!active(&app, &rs, &t).await);
     assert!(in_feed(&feed(&app, &reader, "").await, "grant", &gid));
-    app.clock.advance(Duration::seconds(1));
+    app.clock.advance(Duration::seconds(3)); // past the revocation margin
 
     // Every token of a client: disabling it revokes them (and is in the feed).
     let t = token(&app, &worker).await;
@@ -191,7 +193,7 @@ async fn every_kind_revokes_and_reaches_the_feed(app: TestApp) {
     .await
     .ok(200);
     assert!(!active(&app, &rs, &t).await);
-    app.clock.advance(Duration::seconds(1));
+    app.clock.advance(Duration::seconds(3)); // past the revocation margin
     let fresh = token(&app, &worker).await;
     assert!(active(&app, &rs, &fresh).await);
 
@@ -331,7 +333,7 @@ async fn introspection_checks_everything(app: TestApp) {
     )
     .await
     .ok(200);
-    app.clock.advance(Duration::seconds(1));
+    app.clock.advance(Duration::seconds(3)); // past the revocation margin
     let t2 = token(&app, &worker).await;
     assert!(active(&app, &rs, &t2).await);
     app.clock.advance(Duration::seconds(306));
@@ -719,4 +721,168 @@ async fn emergency_rotation_over_the_admin_api(app: TestApp) {
         &old_kid
     ));
     let _ = reader;
+}
+
+/// A replica that has not yet seen a change (its directory is up to 100 ms stale) may
+/// sign a token just after the cutoff; at a whole-second boundary its `iat` is past an
+/// unpadded cutoff. Subject, client and grant cutoffs carry a margin for it.
+async fn cutoffs_cover_tokens_signed_before_the_change_propagates(app: TestApp) {
+    let admin = app.bootstrap_admin().await;
+    app.audience(ORDERS, &["orders:read"]).await;
+    let (rs, reader) = resource_server(&app).await;
+    let client = app.client().await;
+    let grant = app
+        .admin()
+        .grant(mayfly_server::admin::GrantSpec::new(
+            mayfly_store::Subject::Client(client.id),
+            ORDERS,
+            &["orders:read"],
+        ))
+        .await
+        .unwrap()
+        .id;
+    for (kind, value) in [
+        ("client", client.id.to_string()),
+        ("subject", client.id.to_string()),
+        ("grant", grant.to_string()),
+    ] {
+        // 1 ms before a whole second.
+        app.clock.advance(Duration::seconds(5));
+        let micros = i64::from(app.now().microsecond());
+        app.clock
+            .advance(Duration::microseconds(1_000_000 - micros - 1_000));
+        admin
+            .post(
+                "/admin/v1/revocations",
+                json!({"kind": kind, "value": value, "reason": "test"}),
+            )
+            .await
+            .ok(201);
+        // Signed 50 ms later, as a replica that had not seen the change would.
+        app.clock.advance(Duration::milliseconds(50));
+        let late = token(&app, &client).await;
+        assert!(!active(&app, &rs, &late).await, "{kind}: introspection");
+        assert!(app.feed_revokes(&reader, &late).await, "{kind}: offline");
+        // Past the margin, tokens live.
+        app.clock.advance(Duration::seconds(3));
+        let fresh = token(&app, &client).await;
+        assert!(active(&app, &rs, &fresh).await, "{kind}: after the margin");
+    }
+}
+
+/// Makes the revocations table refuse inserts (or accept them again), from outside.
+async fn block_revocations(app: &TestApp, blocked: bool) {
+    use sqlx::Connection as _;
+    match app.state.store.backend() {
+        mayfly_store::Backend::Postgres => {
+            let mut conn = sqlx::PgConnection::connect(&app.db_url).await.unwrap();
+            let sql = if blocked {
+                "ALTER TABLE revocations ADD CONSTRAINT revocations_blocked CHECK (false) NOT VALID"
+            } else {
+                "ALTER TABLE revocations DROP CONSTRAINT revocations_blocked"
+            };
+            sqlx::query(sql).execute(&mut conn).await.unwrap();
+        }
+        mayfly_store::Backend::Sqlite => {
+            let mut conn = sqlx::SqliteConnection::connect(&app.db_url).await.unwrap();
+            let sql = if blocked {
+                "CREATE TRIGGER revocations_blocked BEFORE INSERT ON revocations BEGIN SELECT RAISE(ABORT, 'blocked'); END"
+            } else {
+                "DROP TRIGGER revocations_blocked"
+            };
+            sqlx::query(sql).execute(&mut conn).await.unwrap();
+        }
+    }
+}
+
+/// A failure between an admin change and its revocation leaves neither: the API
+/// answers an error, nothing changed, nothing was audited, and a retry does it all.
+async fn a_change_and_its_revocation_commit_together(app: TestApp) {
+    let (api, rs, _, worker) = setup(&app).await;
+    let t = token(&app, &worker).await;
+    assert!(active(&app, &rs, &t).await);
+    let path = format!("/admin/v1/clients/{}", worker.id);
+    let before = client_updates(&app).await;
+
+    block_revocations(&app, true).await;
+    let failed = api.patch(&path, json!({"enabled": false})).await;
+    assert!(failed.status >= 500, "{}", failed.body);
+    assert_eq!(
+        api.get(&path).await.ok(200)["enabled"],
+        true,
+        "not disabled"
+    );
+    assert_eq!(
+        client_updates(&app).await,
+        before,
+        "no audit event of a change that did not happen"
+    );
+    assert!(active(&app, &rs, &t).await);
+
+    block_revocations(&app, false).await;
+    app.clock.advance(Duration::seconds(1));
+    api.patch(&path, json!({"enabled": false})).await.ok(200);
+    assert_eq!(api.get(&path).await.ok(200)["enabled"], false);
+    assert_eq!(client_updates(&app).await, before + 1);
+    assert!(!active(&app, &rs, &t).await, "the retry revoked the tokens");
+    let revoked = app.audit("token.revoked").await;
+    assert!(
+        revoked
+            .iter()
+            .any(|e| e.detail["kind"] == "client" && e.detail["value"] == worker.id.to_string())
+    );
+
+    // A revocation on its own is recorded with its audit event or not at all.
+    let recorded = app
+        .state
+        .store
+        .revocations_after(0, 1000)
+        .await
+        .unwrap()
+        .len();
+    block_audit(&app, true).await;
+    let failed = api
+        .post(
+            "/admin/v1/revocations",
+            json!({"kind": "jti", "value": "unaudited", "reason": "test"}),
+        )
+        .await;
+    assert!(failed.status >= 500, "{}", failed.body);
+    block_audit(&app, false).await;
+    let after = app.state.store.revocations_after(0, 1000).await.unwrap();
+    assert_eq!(after.len(), recorded, "no unaudited revocation");
+}
+
+/// Makes the audit table refuse inserts (or accept them again), from outside.
+async fn block_audit(app: &TestApp, blocked: bool) {
+    use sqlx::Connection as _;
+    match app.state.store.backend() {
+        mayfly_store::Backend::Postgres => {
+            let mut conn = sqlx::PgConnection::connect(&app.db_url).await.unwrap();
+            let sql = if blocked {
+                "ALTER TABLE audit_events ADD CONSTRAINT audit_blocked CHECK (false) NOT VALID"
+            } else {
+                "ALTER TABLE audit_events DROP CONSTRAINT audit_blocked"
+            };
+            sqlx::query(sql).execute(&mut conn).await.unwrap();
+        }
+        mayfly_store::Backend::Sqlite => {
+            let mut conn = sqlx::SqliteConnection::connect(&app.db_url).await.unwrap();
+            let sql = if blocked {
+                "CREATE TRIGGER audit_blocked BEFORE INSERT ON audit_events BEGIN SELECT RAISE(ABORT, 'blocked'); END"
+            } else {
+                "DROP TRIGGER audit_blocked"
+            };
+            sqlx::query(sql).execute(&mut conn).await.unwrap();
+        }
+    }
+}
+
+/// How many `client.update` changes were audited.
+async fn client_updates(app: &TestApp) -> usize {
+    app.audit("admin.change")
+        .await
+        .into_iter()
+        .filter(|e| e.detail["action"] == "client.update")
+        .count()
 }

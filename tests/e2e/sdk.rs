@@ -329,6 +329,7 @@ async fn sdk_emergency_rotation_refuses_the_old_key_and_serves_the_new(app: Test
     let reader = source(&app, &s.worker, ORDERS, &["orders:read"]);
     assert_eq!(get_with(&reader, &s.orders).await.status(), 200);
     let old = reader.token().await.unwrap();
+    let leaked = app.state.keyring.current();
 
     // The key leaked: its successor signs at once and the feed revokes the old key.
     let rotated = s
@@ -348,6 +349,23 @@ async fn sdk_emergency_rotation_refuses_the_old_key_and_serves_the_new(app: Test
         );
         tokio::time::sleep(StdDuration::from_millis(10)).await;
     }
+    // Whoever holds the leaked key forges a token issued after the revocation: the SDK
+    // still caches the old key set, but the key's rule matches whatever the iat.
+    app.clock.advance(Duration::seconds(10));
+    let now = app.now();
+    let forged = mayfly_core::token::mint(
+        &leaked.active,
+        &mayfly_core::Claims {
+            iat: now,
+            nbf: now,
+            exp: now + Duration::minutes(5),
+            jti: "forged".into(),
+            ..app.claims_of_unchecked(old.secret())
+        },
+    )
+    .unwrap();
+    let (status, challenge) = call(reqwest::Method::GET, &s.orders, Some(&forged)).await;
+    assert_eq!((status, challenge.as_str()), (401, INVALID));
     // A token of the new key works at once: the unknown kid triggers one refetch.
     reader.invalidate();
     let new = reader.token().await.unwrap();

@@ -214,7 +214,7 @@ async fn password_success_failure_lockout_and_disabled(app: TestApp) {
     .await;
     let last = &app.audit("user.auth_failed").await[0];
     assert_eq!(last.detail["reason"], "user disabled");
-    // Nor does a refresh of an earlier login.
+    // Nor does a refresh of an earlier login: disabling ended it.
     assert_oauth_error(
         app.refresh(&cli, &first_refresh, &[]).await,
         400,
@@ -223,7 +223,7 @@ async fn password_success_failure_lockout_and_disabled(app: TestApp) {
     .await;
     assert_eq!(
         app.audit("token.denied").await[0].detail["reason"],
-        "user gone or disabled"
+        "refresh family revoked"
     );
 }
 

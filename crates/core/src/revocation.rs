@@ -2,8 +2,10 @@
 //! introspection and the SDK's offline verifier, so both reject exactly the same tokens.
 //!
 //! A token exchanged from others (its `orig` claim) is revoked by whatever revokes one
-//! of them: their `jti`, `client_id` and signing key are checked against each one's own
-//! `iat`; `sub`, `gid` and `fam` are carried over into the exchanged token itself.
+//! of them: their `jti`, `client_id`, signing key, `sub` and `fam` are checked against
+//! each one's own `iat`, so a delegated token ends with its actor (the actor token is
+//! one of its origins, nested delegations carry theirs along); `gid` and the subject's
+//! `fam` are also carried over into the exchanged token itself.
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -23,7 +25,8 @@ pub enum RevocationKind {
     Client,
     /// Every token issued under a grant (`gid`).
     Grant,
-    /// Every token signed by a key (footer `kid`).
+    /// Every token signed by a key (footer `kid`), whatever its `iat`: a leaked key
+    /// can sign any `iat` it likes.
     Key,
     /// Every token issued from a refresh-token family (`fam`).
     Family,
@@ -66,7 +69,7 @@ pub struct Rule {
     pub kind: RevocationKind,
     /// The jti, subject, client, grant, key or family id.
     pub value: String,
-    /// Tokens issued before this are revoked (ignored for `jti`).
+    /// Tokens issued before this are revoked (ignored for `jti` and `key`).
     pub issued_before: OffsetDateTime,
 }
 
@@ -79,9 +82,21 @@ impl Rule {
             RevocationKind::Jti => {
                 claims.jti == value || claims.orig.iter().any(|o| o.jti == value)
             }
-            RevocationKind::Subject => claims.sub == value && before(claims.iat),
+            RevocationKind::Subject => {
+                (claims.sub == value && before(claims.iat))
+                    || claims
+                        .orig
+                        .iter()
+                        .any(|o| o.sub.as_deref() == Some(value) && before(o.iat))
+            }
             RevocationKind::Grant => claims.gid.iter().any(|g| g == value) && before(claims.iat),
-            RevocationKind::Family => claims.fam.as_deref() == Some(value) && before(claims.iat),
+            RevocationKind::Family => {
+                (claims.fam.as_deref() == Some(value) && before(claims.iat))
+                    || claims
+                        .orig
+                        .iter()
+                        .any(|o| o.fam.as_deref() == Some(value) && before(o.iat))
+            }
             RevocationKind::Client => {
                 (claims.client_id == value && before(claims.iat))
                     || claims
@@ -89,10 +104,7 @@ impl Rule {
                         .iter()
                         .any(|o| o.client_id == value && before(o.iat))
             }
-            RevocationKind::Key => {
-                (kid == value && before(claims.iat))
-                    || claims.orig.iter().any(|o| o.kid == value && before(o.iat))
-            }
+            RevocationKind::Key => kid == value || claims.orig.iter().any(|o| o.kid == value),
         }
     }
 }
@@ -101,6 +113,8 @@ impl Rule {
 #[derive(Debug, Clone, Default)]
 pub struct RuleSet {
     jtis: std::collections::HashSet<String>,
+    /// Revoked signing keys: nothing they signed is valid, whatever its `iat`.
+    keys: std::collections::HashSet<String>,
     /// (kind, value) → the latest `issued_before` among rules for it.
     cutoffs: std::collections::HashMap<(RevocationKind, String), OffsetDateTime>,
 }
@@ -110,6 +124,8 @@ impl RuleSet {
     pub fn insert(&mut self, rule: Rule) {
         if rule.kind == RevocationKind::Jti {
             self.jtis.insert(rule.value);
+        } else if rule.kind == RevocationKind::Key {
+            self.keys.insert(rule.value);
         } else {
             let cutoff = self
                 .cutoffs
@@ -125,6 +141,11 @@ impl RuleSet {
         {
             return true;
         }
+        if !self.keys.is_empty()
+            && (self.keys.contains(kid) || claims.orig.iter().any(|o| self.keys.contains(&o.kid)))
+        {
+            return true;
+        }
         if self.cutoffs.is_empty() {
             return false;
         }
@@ -136,7 +157,6 @@ impl RuleSet {
         let before = |kind: RevocationKind, value: &str| before_at(kind, value, claims.iat);
         before(RevocationKind::Subject, &claims.sub)
             || before(RevocationKind::Client, &claims.client_id)
-            || before(RevocationKind::Key, kid)
             || claims.gid.iter().any(|g| before(RevocationKind::Grant, g))
             || claims
                 .fam
@@ -144,13 +164,24 @@ impl RuleSet {
                 .is_some_and(|f| before(RevocationKind::Family, f))
             || claims.orig.iter().any(|o| {
                 before_at(RevocationKind::Client, &o.client_id, o.iat)
-                    || before_at(RevocationKind::Key, &o.kid, o.iat)
+                    || o.sub
+                        .as_deref()
+                        .is_some_and(|sub| before_at(RevocationKind::Subject, sub, o.iat))
+                    || o.fam
+                        .as_deref()
+                        .is_some_and(|fam| before_at(RevocationKind::Family, fam, o.iat))
             })
+    }
+
+    /// Whether a rule revokes every token signed by `kid` (a verifier stops trusting
+    /// the key itself).
+    pub fn revokes_key(&self, kid: &str) -> bool {
+        self.keys.contains(kid)
     }
 
     /// Number of rules held.
     pub fn len(&self) -> usize {
-        self.jtis.len() + self.cutoffs.len()
+        self.jtis.len() + self.keys.len() + self.cutoffs.len()
     }
 
     /// Whether there are none.
@@ -212,6 +243,11 @@ mod tests {
             (rule(RevocationKind::Grant, "grant-2", after), true),
             (rule(RevocationKind::Grant, "grant-3", after), false),
             (rule(RevocationKind::Key, "k4.pid.a", after), true),
+            // A leaked key signs any iat: its rule has no cutoff.
+            (
+                rule(RevocationKind::Key, "k4.pid.a", T - Duration::days(1)),
+                true,
+            ),
             (rule(RevocationKind::Key, "k4.pid.b", after), false),
             (rule(RevocationKind::Family, "fam-1", after), true),
             (rule(RevocationKind::Family, "fam-1", T), false),
@@ -236,6 +272,8 @@ mod tests {
                 client_id: "client-1".into(),
                 kid: "k4.pid.old".into(),
                 iat: earlier,
+                sub: Some("actor-1".into()),
+                fam: Some("fam-actor".into()),
             }],
             ..claims()
         };
@@ -246,8 +284,20 @@ mod tests {
             (rule(RevocationKind::Client, "client-1", T), true),
             (rule(RevocationKind::Client, "client-1", earlier), false),
             (rule(RevocationKind::Key, "k4.pid.old", T), true),
-            (rule(RevocationKind::Key, "k4.pid.old", earlier), false),
+            (
+                rule(
+                    RevocationKind::Key,
+                    "k4.pid.old",
+                    earlier - Duration::days(1),
+                ),
+                true,
+            ),
             (rule(RevocationKind::Client, "client-9", after_t()), true),
+            // The origin's subject and login (an actor's), by the origin's iat.
+            (rule(RevocationKind::Subject, "actor-1", T), true),
+            (rule(RevocationKind::Subject, "actor-1", earlier), false),
+            (rule(RevocationKind::Family, "fam-actor", T), true),
+            (rule(RevocationKind::Family, "fam-actor", earlier), false),
         ];
         for (r, expected) in cases {
             assert_eq!(r.matches(&exchanged, "k4.pid.new"), expected, "{r:?}");

@@ -91,6 +91,13 @@ pub struct Origin {
     /// Its `iat`.
     #[serde(with = "time::serde::rfc3339")]
     pub iat: OffsetDateTime,
+    /// Its `sub`: for an actor token, the actor, so revoking or disabling the actor
+    /// ends what was delegated to them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sub: Option<String>,
+    /// Its `fam`: the login it came from, so ending that login ends this token too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fam: Option<String>,
 }
 
 impl Claims {

@@ -143,6 +143,13 @@ impl Feed {
         let mut parser = SseParser::default();
         while let Some(chunk) = response.chunk().await.map_err(Error::Transport)? {
             for event in parser.push(&chunk) {
+                if event.event == "closed" {
+                    // The issuer ends a stream whose token expired or was revoked:
+                    // reconnect with a fresh one.
+                    tracing::debug!(reason = %event.data, "revocation stream closed by the issuer");
+                    self.reader.invalidate();
+                    continue;
+                }
                 if event.event != "revocation" {
                     continue;
                 }

@@ -560,6 +560,11 @@ impl Verifier {
             if presented.dpop_scheme != verified.claims.cnf.is_some() {
                 return Err(VerifyError::DpopRequired);
             }
+            // The issuer calls a bound token active without a proof (RFC 9449 §6.2):
+            // only one it checked, because we forwarded it, lets the token pass.
+            if verified.claims.cnf.is_some() && presented.proof.is_none() {
+                return Err(VerifyError::DpopRequired);
+            }
             return Ok(verified);
         }
         let now = self.inner.clock.now();
@@ -679,6 +684,9 @@ impl Verifier {
             }
             None => {
                 let keys = self.keys();
+                // A key revoked on the feed is dropped at once, before the held key set
+                // would next be refetched.
+                let revoked_keys = inner.feed.rules.read().unwrap_or_else(|e| e.into_inner());
                 let mut signer = None;
                 let options = VerifyOptions {
                     issuer: &inner.issuer,
@@ -690,10 +698,21 @@ impl Verifier {
                     |kid| {
                         signer = Some(kid.clone());
                         keys.get(kid)
+                            .filter(|_| !revoked_keys.revokes_key(kid.as_str()))
                     },
                     &options,
                     now,
-                )?;
+                );
+                drop(revoked_keys);
+                let claims = claims.map_err(|e| match e {
+                    // The key is known, and revoked.
+                    mayfly_core::VerifyError::UnknownKey
+                        if signer.as_ref().is_some_and(|kid| keys.get(kid).is_some()) =>
+                    {
+                        VerifyError::Revoked
+                    }
+                    other => other.into(),
+                })?;
                 let kid = signer.ok_or(mayfly_core::VerifyError::Malformed)?;
                 let claims = Arc::new(claims);
                 self.remember(token, &claims, &kid, now);

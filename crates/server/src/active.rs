@@ -3,8 +3,8 @@
 //!
 //! Active means: signed by a published key, within `nbf`..`exp`, matched by no
 //! revocation (its own, or one of a token it was exchanged from), and its client, its
-//! subject (client or user) and the subject's grants it names still there, enabled and
-//! in force.
+//! subject (client or user), every actor in its `act` chain and the subject's grants it
+//! names still there, enabled and in force.
 
 use std::sync::Arc;
 
@@ -90,6 +90,13 @@ pub async fn check(state: &AppState, token: &str) -> Result<Active, &'static str
         }
         (Subject::Client(sub), other.grants.clone().into())
     };
+    // Whoever acts for the subject (RFC 8693 §4.1), down a nested chain, must still be
+    // there and enabled: a delegated token ends with its actor.
+    let mut act = claims.act.as_ref();
+    while let Some(actor) = act {
+        actor_enabled(state, &actor.sub).await?;
+        act = actor.act.as_deref();
+    }
     for gid in &claims.gid {
         let live = grants
             .iter()
@@ -104,4 +111,26 @@ pub async fn check(state: &AppState, token: &str) -> Result<Active, &'static str
         subject,
         grants,
     })
+}
+
+/// Whether an actor (a user or a client) exists and is enabled.
+async fn actor_enabled(state: &AppState, sub: &str) -> Result<(), &'static str> {
+    let id = Uuid::parse_str(sub).map_err(|_| "invalid")?;
+    if let Some(user) = state.store.user(id).await.map_err(|_| "unavailable")? {
+        return if user.enabled {
+            Ok(())
+        } else {
+            Err("actor disabled")
+        };
+    }
+    match state
+        .directory
+        .client(id)
+        .await
+        .map_err(|_| "unavailable")?
+    {
+        Some(view) if view.client.enabled => Ok(()),
+        Some(_) => Err("actor disabled"),
+        None => Err("actor gone"),
+    }
 }

@@ -7,6 +7,7 @@
 //! [`CATCH_UP_INTERVAL`] in case a signal was lost or another process (the CLI) wrote.
 //! On start it loads every live revocation, so a restart forgets nothing.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, RwLock, Weak};
 use std::time::Duration as StdDuration;
@@ -14,7 +15,7 @@ use std::time::Duration as StdDuration;
 use mayfly_core::Claims;
 use mayfly_core::revocation::{RevocationKind, Rule, RuleSet};
 use mayfly_store::{RevocationRecord, Store, StoreResult};
-use tokio::sync::{Mutex, broadcast};
+use tokio::sync::{Mutex, broadcast, watch};
 
 use crate::clock::Clock;
 
@@ -34,6 +35,32 @@ pub struct Revocations {
     /// Serializes catch-ups so each record is applied and broadcast once, in order.
     catching_up: Mutex<()>,
     feed: broadcast::Sender<Arc<RevocationRecord>>,
+    /// Open streams per client.
+    streams: Arc<std::sync::Mutex<HashMap<String, usize>>>,
+    /// Raised when the service shuts down: open streams end.
+    closing: watch::Sender<bool>,
+}
+
+/// One open stream of a client, counted until dropped.
+#[derive(Debug)]
+pub struct StreamSlot {
+    streams: Arc<std::sync::Mutex<HashMap<String, usize>>>,
+    client: String,
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        let mut open = self
+            .streams
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(n) = open.get_mut(&self.client) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                open.remove(&self.client);
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for Revocations {
@@ -67,6 +94,8 @@ impl Revocations {
             last_seq: AtomicI64::new(0),
             catching_up: Mutex::new(()),
             feed,
+            streams: Arc::default(),
+            closing: watch::channel(false).0,
         });
         revocations.catch_up().await?;
         let signal = revocations.store.revocation_signal().await?;
@@ -91,6 +120,33 @@ impl Revocations {
     /// New revocations as they are applied, for the stream.
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<RevocationRecord>> {
         self.feed.subscribe()
+    }
+
+    /// Takes one of `client`'s at most `max` stream slots; `None` when all are taken.
+    pub fn open_stream(&self, client: &str, max: usize) -> Option<StreamSlot> {
+        let mut open = self
+            .streams
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let n = open.entry(client.to_owned()).or_insert(0);
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(StreamSlot {
+            streams: self.streams.clone(),
+            client: client.to_owned(),
+        })
+    }
+
+    /// Ends every open stream (graceful shutdown: open streams would hold it for ever).
+    pub fn close_streams(&self) {
+        self.closing.send_replace(true);
+    }
+
+    /// Turns true when the service shuts down.
+    pub fn closing(&self) -> watch::Receiver<bool> {
+        self.closing.subscribe()
     }
 
     /// Reads and applies everything after the last applied `seq`. Call after recording a

@@ -59,6 +59,8 @@ contract!(
     login_attempts_are_counted_before_the_check,
     subject_grants_of_users_and_clients,
     refresh_families_rotate_once_and_revoke_with_a_revocation,
+    revocations_end_the_refresh_families_they_cover,
+    a_change_commits_with_its_effects_or_not_at_all,
     sightings_and_anomaly_policy,
     audit_batch_larger_than_one_statement,
     one_time_ids,
@@ -636,7 +638,10 @@ async fn paging_updates_and_deletes(store: Arc<dyn Store>) {
         updated_at: seen + Duration::seconds(1),
         ..c.clone()
     };
-    let stored = store.update_client(&changed, seen).await.unwrap();
+    let stored = store
+        .update_client(&changed, seen, &ChangeEffects::default())
+        .await
+        .unwrap();
     assert_eq!(stored, changed);
     let stale = store
         .update_client(
@@ -645,6 +650,7 @@ async fn paging_updates_and_deletes(store: Arc<dyn Store>) {
                 ..changed.clone()
             },
             seen,
+            &ChangeEffects::default(),
         )
         .await;
     assert!(matches!(stale, Err(StoreError::Conflict(_))), "{stale:?}");
@@ -665,7 +671,10 @@ async fn paging_updates_and_deletes(store: Arc<dyn Store>) {
         })
         .await
         .unwrap();
-    store.delete_client(c.id).await.unwrap();
+    store
+        .delete_client(c.id, &ChangeEffects::default())
+        .await
+        .unwrap();
     assert_eq!(store.client(c.id).await.unwrap(), None);
     assert!(store.client_secrets(c.id).await.unwrap().is_empty());
     assert!(
@@ -685,10 +694,12 @@ async fn paging_updates_and_deletes(store: Arc<dyn Store>) {
             .is_empty()
     );
     assert!(matches!(
-        store.delete_client(c.id).await,
+        store.delete_client(c.id, &ChangeEffects::default()).await,
         Err(StoreError::NotFound("client"))
     ));
-    let ghost = store.update_client(&changed, changed.updated_at).await;
+    let ghost = store
+        .update_client(&changed, changed.updated_at, &ChangeEffects::default())
+        .await;
     assert!(
         matches!(ghost, Err(StoreError::NotFound("client"))),
         "{ghost:?}"
@@ -769,11 +780,16 @@ async fn users(store: Arc<dyn Store>) {
         ..alice.clone()
     };
     assert_eq!(
-        store.update_user(&locked, alice.updated_at).await.unwrap(),
+        store
+            .update_user(&locked, alice.updated_at, &ChangeEffects::default())
+            .await
+            .unwrap(),
         locked
     );
     assert!(matches!(
-        store.update_user(&locked, alice.updated_at).await,
+        store
+            .update_user(&locked, alice.updated_at, &ChangeEffects::default())
+            .await,
         Err(StoreError::Conflict(_))
     ));
 
@@ -782,7 +798,10 @@ async fn users(store: Arc<dyn Store>) {
         .create_grant(grant(Subject::User(alice.id), aud.id, &["orders:read"]))
         .await
         .unwrap();
-    store.delete_user(alice.id).await.unwrap();
+    store
+        .delete_user(alice.id, &ChangeEffects::default())
+        .await
+        .unwrap();
     assert_eq!(store.user(alice.id).await.unwrap(), None);
     assert!(
         store
@@ -799,7 +818,7 @@ async fn users(store: Arc<dyn Store>) {
         "grants go with the user"
     );
     assert!(matches!(
-        store.delete_user(alice.id).await,
+        store.delete_user(alice.id, &ChangeEffects::default()).await,
         Err(StoreError::NotFound("user"))
     ));
 }
@@ -954,20 +973,32 @@ async fn grant_listing_and_changes(store: Arc<dyn Store>) {
         may_act: vec![Uuid::now_v7()],
         ..g1.clone()
     };
-    assert_eq!(store.update_grant(&changed).await.unwrap(), changed);
+    assert_eq!(
+        store
+            .update_grant(&changed, &ChangeEffects::default())
+            .await
+            .unwrap(),
+        changed
+    );
     assert!(matches!(
         store
-            .update_grant(&GrantRecord {
-                id: Uuid::now_v7(),
-                ..changed.clone()
-            })
+            .update_grant(
+                &GrantRecord {
+                    id: Uuid::now_v7(),
+                    ..changed.clone()
+                },
+                &ChangeEffects::default()
+            )
             .await,
         Err(StoreError::NotFound("grant"))
     ));
-    store.delete_grant(g2.id).await.unwrap();
+    store
+        .delete_grant(g2.id, &ChangeEffects::default())
+        .await
+        .unwrap();
     assert_eq!(store.grant(g2.id).await.unwrap(), None);
     assert!(matches!(
-        store.delete_grant(g2.id).await,
+        store.delete_grant(g2.id, &ChangeEffects::default()).await,
         Err(StoreError::NotFound("grant"))
     ));
 }
@@ -1826,7 +1857,7 @@ async fn sightings_and_anomaly_policy(store: Arc<dyn Store>) {
     changed.anomaly_policy = AnomalyPolicy::Revoke;
     changed.updated_at = t + Duration::seconds(1);
     let updated = store
-        .update_client(&changed, created.updated_at)
+        .update_client(&changed, created.updated_at, &ChangeEffects::default())
         .await
         .unwrap();
     assert_eq!(updated.anomaly_policy, AnomalyPolicy::Revoke);
@@ -1846,7 +1877,10 @@ async fn sightings_and_anomaly_policy(store: Arc<dyn Store>) {
         .record_sighting(&id, net, "10.0.0.0/24", t)
         .await
         .unwrap();
-    store.delete_client(created.id).await.unwrap();
+    store
+        .delete_client(created.id, &ChangeEffects::default())
+        .await
+        .unwrap();
     assert_eq!(
         store
             .record_sighting(&id, net, "10.0.0.0/24", t)
@@ -2059,6 +2093,7 @@ async fn login_failures_lock_out_without_moving_the_revision(store: Arc<dyn Stor
                 ..cleared.clone()
             },
             alice.updated_at,
+            &ChangeEffects::default(),
         )
         .await
         .unwrap();
@@ -2112,6 +2147,7 @@ async fn refresh_families_rotate_once_and_revoke_with_a_revocation(store: Arc<dy
     let t = now();
     let family = store
         .create_refresh_family(NewRefreshFamily {
+            jkt: None,
             id: Uuid::new_v4(),
             user_id: alice.id,
             client_id: app.id,
@@ -2131,6 +2167,7 @@ async fn refresh_families_rotate_once_and_revoke_with_a_revocation(store: Arc<dy
     assert!(matches!(
         store
             .create_refresh_family(NewRefreshFamily {
+                jkt: None,
                 id: Uuid::new_v4(),
                 user_id: Uuid::now_v7(),
                 client_id: app.id,
@@ -2240,6 +2277,7 @@ async fn refresh_families_rotate_once_and_revoke_with_a_revocation(store: Arc<dy
     // Deleting the user takes their families along.
     let again = store
         .create_refresh_family(NewRefreshFamily {
+            jkt: None,
             id: Uuid::new_v4(),
             user_id: alice.id,
             client_id: app.id,
@@ -2252,7 +2290,10 @@ async fn refresh_families_rotate_once_and_revoke_with_a_revocation(store: Arc<dy
         })
         .await
         .unwrap();
-    store.delete_user(alice.id).await.unwrap();
+    store
+        .delete_user(alice.id, &ChangeEffects::default())
+        .await
+        .unwrap();
     assert_eq!(
         store.refresh_token(&[30; 32]).await.unwrap(),
         None,
@@ -2502,7 +2543,7 @@ async fn labels_round_trip_on_users_and_clients(store: Arc<dyn Store>) {
     };
     assert_eq!(
         store
-            .update_user(&relabelled, alice.updated_at)
+            .update_user(&relabelled, alice.updated_at, &ChangeEffects::default())
             .await
             .unwrap(),
         relabelled
@@ -2520,7 +2561,7 @@ async fn labels_round_trip_on_users_and_clients(store: Arc<dyn Store>) {
         ..relabelled.clone()
     };
     store
-        .update_user(&disabled, relabelled.updated_at)
+        .update_user(&disabled, relabelled.updated_at, &ChangeEffects::default())
         .await
         .unwrap();
     assert!(store.revision().await.unwrap() > revision);
@@ -2549,7 +2590,10 @@ async fn labels_round_trip_on_users_and_clients(store: Arc<dyn Store>) {
         ..svc.clone()
     };
     assert_eq!(
-        store.update_client(&changed, svc.updated_at).await.unwrap(),
+        store
+            .update_client(&changed, svc.updated_at, &ChangeEffects::default())
+            .await
+            .unwrap(),
         changed
     );
     assert_eq!(
@@ -2570,4 +2614,154 @@ async fn labels_round_trip_on_users_and_clients(store: Arc<dyn Store>) {
         .await
         .unwrap();
     assert_eq!(listed, [changed]);
+}
+
+/// A subject, client or family revocation ends the families started before its cutoff,
+/// in the same transaction; other kinds and later families are left alone.
+async fn revocations_end_the_refresh_families_they_cover(store: Arc<dyn Store>) {
+    let alice = user(&*store, "alice").await;
+    let bob = user(&*store, "bob").await;
+    let app = client(&*store).await;
+    let t = now();
+    let family = |user_id: Uuid, digest: u8, at: OffsetDateTime| NewRefreshFamily {
+        id: Uuid::new_v4(),
+        user_id,
+        client_id: app.id,
+        audience: "https://orders".into(),
+        scope: "orders:read".into(),
+        digest: [digest; 32],
+        token_expires_at: t + Duration::hours(1),
+        expires_at: t + Duration::days(1),
+        jkt: Some("thumbprint".into()),
+        now: at,
+    };
+    let early = store
+        .create_refresh_family(family(alice.id, 1, t - Duration::seconds(10)))
+        .await
+        .unwrap();
+    assert_eq!(early.jkt.as_deref(), Some("thumbprint"));
+    let late = store
+        .create_refresh_family(family(alice.id, 2, t + Duration::seconds(10)))
+        .await
+        .unwrap();
+    let bobs = store
+        .create_refresh_family(family(bob.id, 3, t - Duration::seconds(10)))
+        .await
+        .unwrap();
+    let revoked = |digest: u8| {
+        let store = store.clone();
+        async move {
+            store
+                .refresh_token(&[digest; 32])
+                .await
+                .unwrap()
+                .unwrap()
+                .family
+                .revoked_at
+                .is_some()
+        }
+    };
+    // Kinds that name no login, and values that are no id, end nothing.
+    for (kind, value) in [
+        ("grant", alice.id.to_string()),
+        ("jti", alice.id.to_string()),
+        ("subject", "not-an-id".to_owned()),
+    ] {
+        store
+            .insert_revocation(revoke(kind, &value, t + Duration::hours(1)))
+            .await
+            .unwrap();
+    }
+    assert!(!revoked(1).await && !revoked(2).await && !revoked(3).await);
+    store
+        .insert_revocation(revoke(
+            "subject",
+            &alice.id.to_string(),
+            t + Duration::hours(1),
+        ))
+        .await
+        .unwrap();
+    assert!(revoked(1).await, "started before the cutoff");
+    assert!(!revoked(2).await, "started after it");
+    assert!(!revoked(3).await, "another user's");
+    store
+        .insert_revocation(revoke(
+            "family",
+            &late.id.to_string(),
+            t + Duration::hours(1),
+        ))
+        .await
+        .unwrap();
+    assert!(!revoked(2).await, "a family revocation before its start");
+    store
+        .insert_revocation(revoke(
+            "client",
+            &app.id.to_string(),
+            t + Duration::hours(1),
+        ))
+        .await
+        .unwrap();
+    assert!(revoked(3).await);
+    assert_eq!(bobs.revoked_at, None);
+}
+
+/// An admin change commits with its audit events and revocation, or nothing does.
+async fn a_change_commits_with_its_effects_or_not_at_all(store: Arc<dyn Store>) {
+    let alice = user(&*store, "alice").await;
+    let t = now();
+    let effects = |tag: &str| ChangeEffects {
+        audit: vec![event("admin.change", tag, t)],
+        revocation: Some(revoke(
+            "subject",
+            &alice.id.to_string(),
+            t + Duration::hours(1),
+        )),
+    };
+    let audited = |tag: &'static str| {
+        let store = store.clone();
+        async move {
+            store
+                .audit_events(&AuditQuery {
+                    client_id: Some(tag.into()),
+                    limit: 10,
+                    ..AuditQuery::default()
+                })
+                .await
+                .unwrap()
+                .len()
+        }
+    };
+    let revocations = || {
+        let store = store.clone();
+        async move { store.revocations_after(0, 100).await.unwrap().len() }
+    };
+    // A stale update fails: neither its audit event nor its revocation is stored.
+    let mut changed = alice.clone();
+    changed.enabled = false;
+    changed.updated_at = t + Duration::seconds(1);
+    assert!(matches!(
+        store
+            .update_user(&changed, t - Duration::days(1), &effects("stale"))
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!((audited("stale").await, revocations().await), (0, 0));
+    // The real one stores all three.
+    let after = store
+        .update_user(&changed, alice.updated_at, &effects("update"))
+        .await
+        .unwrap();
+    assert!(!after.enabled);
+    assert_eq!((audited("update").await, revocations().await), (1, 1));
+    // Deleting what is gone stores nothing either.
+    assert!(matches!(
+        store.delete_grant(Uuid::now_v7(), &effects("gone")).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert_eq!((audited("gone").await, revocations().await), (0, 1));
+    store
+        .delete_user(alice.id, &effects("delete"))
+        .await
+        .unwrap();
+    assert_eq!((audited("delete").await, revocations().await), (1, 2));
 }

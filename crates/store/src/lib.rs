@@ -29,6 +29,28 @@ pub use postgres::PgStore;
 pub use records::*;
 pub use sqlite::SqliteStore;
 
+/// The statement that ends the refresh families a revocation of `kind` = `value`
+/// covers (`$1` now, `$2` the id, `$3` the cutoff), and the id it names; `None` when the
+/// kind ends no refresh family (or the value is no id, so it can name none).
+fn ended_families(kind: &str, value: &str) -> Option<(&'static str, Uuid)> {
+    let sql = match kind {
+        "subject" => {
+            "UPDATE refresh_families SET revoked_at = COALESCE(revoked_at, $1)
+             WHERE user_id = $2 AND created_at < $3"
+        }
+        "client" => {
+            "UPDATE refresh_families SET revoked_at = COALESCE(revoked_at, $1)
+             WHERE client_id = $2 AND created_at < $3"
+        }
+        "family" => {
+            "UPDATE refresh_families SET revoked_at = COALESCE(revoked_at, $1)
+             WHERE id = $2 AND created_at < $3"
+        }
+        _ => return None,
+    };
+    Some((sql, Uuid::parse_str(value).ok()?))
+}
+
 /// Result of a store call.
 pub type StoreResult<T> = Result<T, StoreError>;
 
@@ -89,15 +111,18 @@ pub trait ClientStore: Send + Sync {
     /// A page of clients, in id order.
     async fn list_clients(&self, page: Page) -> StoreResult<Vec<ClientRecord>>;
     /// Writes `client`'s mutable fields if it was last changed at `seen_updated_at`
-    /// (optimistic concurrency). [`StoreError::Conflict`] when it changed since,
-    /// [`StoreError::NotFound`] when it is gone.
+    /// (optimistic concurrency), committing `effects` in the same transaction.
+    /// [`StoreError::Conflict`] when it changed since, [`StoreError::NotFound`] when it
+    /// is gone; either way nothing is stored.
     async fn update_client(
         &self,
         client: &ClientRecord,
         seen_updated_at: OffsetDateTime,
+        effects: &ChangeEffects,
     ) -> StoreResult<ClientRecord>;
-    /// Deletes a client with its secrets, public keys and grants.
-    async fn delete_client(&self, id: Uuid) -> StoreResult<()>;
+    /// Deletes a client with its secrets, public keys and grants, committing `effects`
+    /// in the same transaction.
+    async fn delete_client(&self, id: Uuid, effects: &ChangeEffects) -> StoreResult<()>;
     /// Deletes one secret of a client.
     async fn delete_client_secret(&self, client_id: Uuid, secret_id: Uuid) -> StoreResult<()>;
     /// Registers a public key. [`StoreError::Conflict`] when the kid exists for the client.
@@ -122,14 +147,16 @@ pub trait UserStore: Send + Sync {
     async fn user_by_username(&self, username: &str) -> StoreResult<Option<UserRecord>>;
     /// A page of users, in id order.
     async fn list_users(&self, page: Page) -> StoreResult<Vec<UserRecord>>;
-    /// Writes `user`'s mutable fields if it was last changed at `seen_updated_at`.
+    /// Writes `user`'s mutable fields if it was last changed at `seen_updated_at`,
+    /// committing `effects` in the same transaction.
     async fn update_user(
         &self,
         user: &UserRecord,
         seen_updated_at: OffsetDateTime,
+        effects: &ChangeEffects,
     ) -> StoreResult<UserRecord>;
-    /// Deletes a user and their grants.
-    async fn delete_user(&self, id: Uuid) -> StoreResult<()>;
+    /// Deletes a user and their grants, committing `effects` in the same transaction.
+    async fn delete_user(&self, id: Uuid, effects: &ChangeEffects) -> StoreResult<()>;
     /// Counts a failed login, atomically: at `max_failures` consecutive failures the
     /// user is locked until `now + lockout` and the count starts over. Returns the user
     /// as changed. Lockout bookkeeping does not move the revision.
@@ -157,10 +184,15 @@ pub trait GrantStore: Send + Sync {
     async fn grant(&self, id: Uuid) -> StoreResult<Option<GrantRecord>>;
     /// A page of grants matching `filter`, in id order.
     async fn list_grants(&self, filter: GrantFilter, page: Page) -> StoreResult<Vec<GrantRecord>>;
-    /// Writes a grant's mutable fields (window, CIDRs, max TTL, reason).
-    async fn update_grant(&self, grant: &GrantRecord) -> StoreResult<GrantRecord>;
-    /// Deletes a grant.
-    async fn delete_grant(&self, id: Uuid) -> StoreResult<()>;
+    /// Writes a grant's mutable fields (window, CIDRs, max TTL, reason), committing
+    /// `effects` in the same transaction.
+    async fn update_grant(
+        &self,
+        grant: &GrantRecord,
+        effects: &ChangeEffects,
+    ) -> StoreResult<GrantRecord>;
+    /// Deletes a grant, committing `effects` in the same transaction.
+    async fn delete_grant(&self, id: Uuid, effects: &ChangeEffects) -> StoreResult<()>;
     /// Every grant of a subject, with its audience's URI (in force or not).
     async fn subject_grants(&self, subject: Subject) -> StoreResult<Vec<SubjectGrant>>;
 }
@@ -254,8 +286,19 @@ pub trait KeyStore: Send + Sync {
 /// Revocations and their feed.
 #[async_trait]
 pub trait RevocationStore: Send + Sync {
-    /// Records a revocation and announces it to other replicas (Postgres `NOTIFY`).
+    /// Records a revocation and announces it to other replicas (Postgres `NOTIFY`). In
+    /// the same transaction, a `subject`, `client` or `family` revocation ends the
+    /// refresh families it covers (those started before its cutoff): a login outlives
+    /// no revocation of it, however long its refresh tokens would have lasted.
     async fn insert_revocation(&self, new: NewRevocation) -> StoreResult<RevocationRecord>;
+    /// Like [`Self::insert_revocation`], with `audit` committed in the same transaction:
+    /// a revocation is never recorded without its audit events, nor audited without
+    /// being recorded.
+    async fn insert_audited_revocation(
+        &self,
+        new: NewRevocation,
+        audit: &[AuditEvent],
+    ) -> StoreResult<RevocationRecord>;
     /// Revocations with `seq > after`, in `seq` order, at most `limit`.
     async fn revocations_after(&self, after: i64, limit: u32)
     -> StoreResult<Vec<RevocationRecord>>;

@@ -12,6 +12,7 @@ use sqlx::{PgConnection, PgPool, Postgres, Row, Transaction};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::ChangeEffects;
 use crate::error::SqlxResultExt;
 use crate::{
     AccessApproval, AccessPolicyRecord, AccessRequestFilter, AccessRequestRecord, AccessStore,
@@ -87,8 +88,11 @@ impl PgStore {
         self.changes.fetch_add(1, Ordering::Release);
     }
 
+    /// After a commit: nothing to do (the revocation's `NOTIFY` went out with it).
+    fn announce(&self, _effects: &ChangeEffects) {}
+
     /// Deletes a client or user together with its grants, in one transaction.
-    async fn delete_subject(&self, subject: Subject) -> StoreResult<()> {
+    async fn delete_subject(&self, subject: Subject, effects: &ChangeEffects) -> StoreResult<()> {
         let (entity, delete_row) = match subject {
             Subject::Client(_) => ("client", "DELETE FROM clients WHERE id = $1"),
             Subject::User(_) => ("user", "DELETE FROM users WHERE id = $1"),
@@ -115,8 +119,10 @@ impl PgStore {
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound(entity));
         }
+        commit_effects(&mut tx, effects).await?;
         tx.commit().await.or_store(entity)?;
         self.changed();
+        self.announce(effects);
         Ok(())
     }
 }
@@ -640,7 +646,9 @@ impl ClientStore for PgStore {
         &self,
         c: &ClientRecord,
         seen_updated_at: OffsetDateTime,
+        effects: &ChangeEffects,
     ) -> StoreResult<ClientRecord> {
+        let mut tx = self.pool.begin().await.or_store("client")?;
         let row = sqlx::query(
             "UPDATE clients SET name = $2, enabled = $3, default_ttl_secs = $4, max_ttl_secs = $5,
                  allowed_cidrs = $6, require_dpop = $7, updated_at = $8, anomaly_policy = $10,
@@ -659,13 +667,17 @@ impl ClientStore for PgStore {
         .bind(c.anomaly_policy.as_str())
         .bind(Json(&c.grant_types))
         .bind(Json(&c.labels))
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *tx)
         .await
         .or_store("client")?;
         match row {
             Some(row) => {
+                let record = client(&row).or_store("client")?;
+                commit_effects(&mut tx, effects).await?;
+                tx.commit().await.or_store("client")?;
                 self.changed();
-                client(&row).or_store("client")
+                self.announce(effects);
+                Ok(record)
             }
             None if self.client(c.id).await?.is_some() => {
                 Err(StoreError::Conflict("client (changed concurrently)"))
@@ -674,8 +686,8 @@ impl ClientStore for PgStore {
         }
     }
 
-    async fn delete_client(&self, id: Uuid) -> StoreResult<()> {
-        self.delete_subject(Subject::Client(id)).await
+    async fn delete_client(&self, id: Uuid, effects: &ChangeEffects) -> StoreResult<()> {
+        self.delete_subject(Subject::Client(id), effects).await
     }
 
     async fn delete_client_secret(&self, client_id: Uuid, secret_id: Uuid) -> StoreResult<()> {
@@ -826,6 +838,7 @@ impl UserStore for PgStore {
         &self,
         u: &UserRecord,
         seen_updated_at: OffsetDateTime,
+        effects: &ChangeEffects,
     ) -> StoreResult<UserRecord> {
         // Labels and lockout bookkeeping are not issuance data: only a change to the
         // username, password or enabled flag counts as one (the revision trigger of
@@ -838,6 +851,7 @@ impl UserStore for PgStore {
                 || old.password_hash != u.password_hash
                 || old.enabled != u.enabled
         });
+        let mut tx = self.pool.begin().await.or_store("user")?;
         let row = sqlx::query(
             "UPDATE users SET password_hash = $2, enabled = $3, failed_logins = $4, locked_until = $5, updated_at = $6,
                  labels = $8
@@ -851,15 +865,19 @@ impl UserStore for PgStore {
         .bind(u.updated_at)
         .bind(seen_updated_at)
         .bind(Json(&u.labels))
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *tx)
         .await
         .or_store("user")?;
         match row {
             Some(row) => {
+                let record = user(&row).or_store("user")?;
+                commit_effects(&mut tx, effects).await?;
+                tx.commit().await.or_store("user")?;
                 if issuance_changed {
                     self.changed();
                 }
-                user(&row).or_store("user")
+                self.announce(effects);
+                Ok(record)
             }
             None if self.user(u.id).await?.is_some() => {
                 Err(StoreError::Conflict("user (changed concurrently)"))
@@ -868,8 +886,8 @@ impl UserStore for PgStore {
         }
     }
 
-    async fn delete_user(&self, id: Uuid) -> StoreResult<()> {
-        self.delete_subject(Subject::User(id)).await
+    async fn delete_user(&self, id: Uuid, effects: &ChangeEffects) -> StoreResult<()> {
+        self.delete_subject(Subject::User(id), effects).await
     }
 
     async fn record_login_failure(&self, f: LoginFailure) -> StoreResult<UserRecord> {
@@ -1019,7 +1037,12 @@ impl GrantStore for PgStore {
         fold_grants(&rows)
     }
 
-    async fn update_grant(&self, g: &GrantRecord) -> StoreResult<GrantRecord> {
+    async fn update_grant(
+        &self,
+        g: &GrantRecord,
+        effects: &ChangeEffects,
+    ) -> StoreResult<GrantRecord> {
+        let mut tx = self.pool.begin().await.or_store("grant")?;
         let done = sqlx::query(
             "UPDATE grants SET not_before = $2, expires_at = $3, allowed_cidrs = $4, max_ttl_secs = $5, reason = $6,
                  may_act = $7
@@ -1032,26 +1055,33 @@ impl GrantStore for PgStore {
         .bind(g.max_ttl_secs)
         .bind(&g.reason)
         .bind(Json(&g.may_act))
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .or_store("grant")?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound("grant"));
         }
+        commit_effects(&mut tx, effects).await?;
+        tx.commit().await.or_store("grant")?;
         self.changed();
+        self.announce(effects);
         self.grant(g.id).await?.ok_or(StoreError::NotFound("grant"))
     }
 
-    async fn delete_grant(&self, id: Uuid) -> StoreResult<()> {
+    async fn delete_grant(&self, id: Uuid, effects: &ChangeEffects) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await.or_store("grant")?;
         let done = sqlx::query("DELETE FROM grants WHERE id = $1")
             .bind(id)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
             .or_store("grant")?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound("grant"));
         }
+        commit_effects(&mut tx, effects).await?;
+        tx.commit().await.or_store("grant")?;
         self.changed();
+        self.announce(effects);
         Ok(())
     }
 
@@ -1429,6 +1459,15 @@ async fn insert_revocation(
     .await
     .or_store("revocation")?;
     let record = revocation(&row).or_store("revocation")?;
+    if let Some((sql, id)) = crate::ended_families(&new.kind, &new.value) {
+        sqlx::query(sql)
+            .bind(new.now)
+            .bind(id)
+            .bind(new.issued_before)
+            .execute(&mut **tx)
+            .await
+            .or_store("refresh family")?;
+    }
     sqlx::query("SELECT pg_notify($1, $2)")
         .bind(REVOCATION_CHANNEL)
         .bind(record.seq.to_string())
@@ -1436,6 +1475,18 @@ async fn insert_revocation(
         .await
         .or_store("revocation")?;
     Ok(record)
+}
+
+/// Writes an admin change's audit events and revocation in its transaction.
+async fn commit_effects(
+    tx: &mut Transaction<'_, Postgres>,
+    effects: &ChangeEffects,
+) -> StoreResult<()> {
+    insert_audit_events(tx, &effects.audit).await?;
+    if let Some(revocation) = &effects.revocation {
+        insert_revocation(tx, revocation).await?;
+    }
+    Ok(())
 }
 
 fn refresh_token_record(row: &PgRow) -> Result<RefreshTokenRecord, sqlx::Error> {
@@ -1457,6 +1508,7 @@ fn refresh_family(row: &PgRow) -> Result<RefreshFamilyRecord, sqlx::Error> {
         created_at: row.try_get("created_at")?,
         expires_at: row.try_get("expires_at")?,
         revoked_at: row.try_get("revoked_at")?,
+        jkt: row.try_get("jkt")?,
     })
 }
 
@@ -1468,8 +1520,8 @@ impl RefreshStore for PgStore {
     ) -> StoreResult<RefreshFamilyRecord> {
         let mut tx = self.pool.begin().await.or_store("refresh family")?;
         let row = sqlx::query(
-            "INSERT INTO refresh_families (id, user_id, client_id, audience, scope, created_at, expires_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING *",
+            "INSERT INTO refresh_families (id, user_id, client_id, audience, scope, created_at, expires_at, jkt)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING *",
         )
         .bind(new.id)
         .bind(new.user_id)
@@ -1478,6 +1530,7 @@ impl RefreshStore for PgStore {
         .bind(&new.scope)
         .bind(new.now)
         .bind(new.expires_at)
+        .bind(&new.jkt)
         .fetch_one(&mut *tx)
         .await
         .or_store("user or client")?;
@@ -1573,6 +1626,18 @@ impl RefreshStore for PgStore {
 
 #[async_trait]
 impl RevocationStore for PgStore {
+    async fn insert_audited_revocation(
+        &self,
+        new: NewRevocation,
+        audit: &[AuditEvent],
+    ) -> StoreResult<RevocationRecord> {
+        let mut tx = self.pool.begin().await.or_store("revocation")?;
+        let record = insert_revocation(&mut tx, &new).await?;
+        insert_audit_events(&mut tx, audit).await?;
+        tx.commit().await.or_store("revocation")?;
+        Ok(record)
+    }
+
     async fn insert_revocation(&self, new: NewRevocation) -> StoreResult<RevocationRecord> {
         let mut tx = self.pool.begin().await.or_store("revocation")?;
         let record = insert_revocation(&mut tx, &new).await?;

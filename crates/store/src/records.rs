@@ -601,6 +601,9 @@ pub struct NewRefreshFamily {
     pub token_expires_at: OffsetDateTime,
     /// Absolute end of the family.
     pub expires_at: OffsetDateTime,
+    /// The DPoP key (RFC 7638 thumbprint) the login was bound to; every refresh must
+    /// prove possession of it.
+    pub jkt: Option<String>,
     /// Creation time.
     pub now: OffsetDateTime,
 }
@@ -634,6 +637,8 @@ pub struct RefreshFamilyRecord {
     pub expires_at: OffsetDateTime,
     /// When it was revoked (reuse detected, or by an admin).
     pub revoked_at: Option<OffsetDateTime>,
+    /// The DPoP key its login was bound to, if any.
+    pub jkt: Option<String>,
 }
 
 /// A stored refresh token (its digest only) with its family.
@@ -892,4 +897,16 @@ pub struct AccessTransition {
     pub needs_review: bool,
     /// Now.
     pub now: OffsetDateTime,
+}
+
+/// What commits together with an admin change, in its transaction: the change's audit
+/// events and the revocation it makes. Either all of it is stored or none: a failure
+/// leaves nothing half done, and a retry does the whole change again.
+#[derive(Debug, Clone, Default)]
+pub struct ChangeEffects {
+    /// Audit events of the change.
+    pub audit: Vec<AuditEvent>,
+    /// The revocation the change makes, if any (announced like
+    /// [`crate::RevocationStore::insert_revocation`]).
+    pub revocation: Option<NewRevocation>,
 }

@@ -18,6 +18,7 @@ use sqlx::{Row, Sqlite, SqliteConnection, SqlitePool, Transaction};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::ChangeEffects;
 use crate::error::SqlxResultExt;
 use crate::{
     AccessApproval, AccessPolicyRecord, AccessRequestFilter, AccessRequestRecord, AccessStore,
@@ -107,8 +108,15 @@ impl SqliteStore {
         self.changes.fetch_add(1, Ordering::Release);
     }
 
+    /// After a commit: signals a revocation the change made.
+    fn announce(&self, effects: &ChangeEffects) {
+        if effects.revocation.is_some() {
+            self.signal.notify_one();
+        }
+    }
+
     /// Deletes a client or user together with its grants, in one transaction.
-    async fn delete_subject(&self, subject: Subject) -> StoreResult<()> {
+    async fn delete_subject(&self, subject: Subject, effects: &ChangeEffects) -> StoreResult<()> {
         let (entity, delete_row) = match subject {
             Subject::Client(_) => ("client", "DELETE FROM clients WHERE id = $1"),
             Subject::User(_) => ("user", "DELETE FROM users WHERE id = $1"),
@@ -139,8 +147,10 @@ impl SqliteStore {
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound(entity));
         }
+        commit_effects(&mut tx, effects).await?;
         tx.commit().await.or_store(entity)?;
         self.changed();
+        self.announce(effects);
         Ok(())
     }
 }
@@ -695,7 +705,13 @@ impl ClientStore for SqliteStore {
         &self,
         c: &ClientRecord,
         seen_updated_at: OffsetDateTime,
+        effects: &ChangeEffects,
     ) -> StoreResult<ClientRecord> {
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .or_store("client")?;
         let row = sqlx::query(
             "UPDATE clients SET name = $2, enabled = $3, default_ttl_secs = $4, max_ttl_secs = $5,
                  allowed_cidrs = $6, require_dpop = $7, updated_at = $8, anomaly_policy = $10,
@@ -714,13 +730,17 @@ impl ClientStore for SqliteStore {
         .bind(c.anomaly_policy.as_str())
         .bind(Json(&c.grant_types))
         .bind(Json(&c.labels))
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *tx)
         .await
         .or_store("client")?;
         match row {
             Some(row) => {
+                let record = client(&row)?;
+                commit_effects(&mut tx, effects).await?;
+                tx.commit().await.or_store("client")?;
                 self.changed();
-                client(&row)
+                self.announce(effects);
+                Ok(record)
             }
             None if self.client(c.id).await?.is_some() => {
                 Err(StoreError::Conflict("client (changed concurrently)"))
@@ -729,8 +749,8 @@ impl ClientStore for SqliteStore {
         }
     }
 
-    async fn delete_client(&self, id: Uuid) -> StoreResult<()> {
-        self.delete_subject(Subject::Client(id)).await
+    async fn delete_client(&self, id: Uuid, effects: &ChangeEffects) -> StoreResult<()> {
+        self.delete_subject(Subject::Client(id), effects).await
     }
 
     async fn delete_client_secret(&self, client_id: Uuid, secret_id: Uuid) -> StoreResult<()> {
@@ -876,6 +896,7 @@ impl UserStore for SqliteStore {
         &self,
         u: &UserRecord,
         seen_updated_at: OffsetDateTime,
+        effects: &ChangeEffects,
     ) -> StoreResult<UserRecord> {
         // Labels and lockout bookkeeping are not issuance data: only a change to the
         // username, password or enabled flag counts as one (the revision trigger of
@@ -888,6 +909,11 @@ impl UserStore for SqliteStore {
                 || old.password_hash != u.password_hash
                 || old.enabled != u.enabled
         });
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .or_store("user")?;
         let row = sqlx::query(
             "UPDATE users SET password_hash = $2, enabled = $3, failed_logins = $4, locked_until = $5, updated_at = $6,
                  labels = $8
@@ -901,15 +927,19 @@ impl UserStore for SqliteStore {
         .bind(micros(u.updated_at))
         .bind(micros(seen_updated_at))
         .bind(Json(&u.labels))
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *tx)
         .await
         .or_store("user")?;
         match row {
             Some(row) => {
+                let record = user(&row)?;
+                commit_effects(&mut tx, effects).await?;
+                tx.commit().await.or_store("user")?;
                 if issuance_changed {
                     self.changed();
                 }
-                user(&row)
+                self.announce(effects);
+                Ok(record)
             }
             None if self.user(u.id).await?.is_some() => {
                 Err(StoreError::Conflict("user (changed concurrently)"))
@@ -918,8 +948,8 @@ impl UserStore for SqliteStore {
         }
     }
 
-    async fn delete_user(&self, id: Uuid) -> StoreResult<()> {
-        self.delete_subject(Subject::User(id)).await
+    async fn delete_user(&self, id: Uuid, effects: &ChangeEffects) -> StoreResult<()> {
+        self.delete_subject(Subject::User(id), effects).await
     }
 
     async fn record_login_failure(&self, f: LoginFailure) -> StoreResult<UserRecord> {
@@ -1072,7 +1102,16 @@ impl GrantStore for SqliteStore {
         fold_grants(&rows)
     }
 
-    async fn update_grant(&self, g: &GrantRecord) -> StoreResult<GrantRecord> {
+    async fn update_grant(
+        &self,
+        g: &GrantRecord,
+        effects: &ChangeEffects,
+    ) -> StoreResult<GrantRecord> {
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .or_store("grant")?;
         let done = sqlx::query(
             "UPDATE grants SET not_before = $2, expires_at = $3, allowed_cidrs = $4, max_ttl_secs = $5, reason = $6,
                  may_act = $7
@@ -1085,26 +1124,37 @@ impl GrantStore for SqliteStore {
         .bind(g.max_ttl_secs)
         .bind(&g.reason)
         .bind(Json(&g.may_act))
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .or_store("grant")?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound("grant"));
         }
+        commit_effects(&mut tx, effects).await?;
+        tx.commit().await.or_store("grant")?;
         self.changed();
+        self.announce(effects);
         self.grant(g.id).await?.ok_or(StoreError::NotFound("grant"))
     }
 
-    async fn delete_grant(&self, id: Uuid) -> StoreResult<()> {
+    async fn delete_grant(&self, id: Uuid, effects: &ChangeEffects) -> StoreResult<()> {
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .or_store("grant")?;
         let done = sqlx::query("DELETE FROM grants WHERE id = $1")
             .bind(id)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
             .or_store("grant")?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound("grant"));
         }
+        commit_effects(&mut tx, effects).await?;
+        tx.commit().await.or_store("grant")?;
         self.changed();
+        self.announce(effects);
         Ok(())
     }
 
@@ -1471,10 +1521,28 @@ async fn insert_revocation(
     .bind(&new.reason)
     .bind(&new.created_by)
     .bind(micros(new.now))
-    .fetch_one(conn)
+    .fetch_one(&mut *conn)
     .await
     .or_store("revocation")?;
+    if let Some((sql, id)) = crate::ended_families(&new.kind, &new.value) {
+        sqlx::query(sql)
+            .bind(micros(new.now))
+            .bind(id)
+            .bind(micros(new.issued_before))
+            .execute(&mut *conn)
+            .await
+            .or_store("refresh family")?;
+    }
     revocation(&row)
+}
+
+/// Writes an admin change's audit events and revocation in its transaction.
+async fn commit_effects(conn: &mut SqliteConnection, effects: &ChangeEffects) -> StoreResult<()> {
+    insert_audit_events(conn, &effects.audit).await?;
+    if let Some(revocation) = &effects.revocation {
+        insert_revocation(conn, revocation).await?;
+    }
+    Ok(())
 }
 
 fn refresh_family(row: &SqliteRow) -> StoreResult<RefreshFamilyRecord> {
@@ -1487,6 +1555,7 @@ fn refresh_family(row: &SqliteRow) -> StoreResult<RefreshFamilyRecord> {
         created_at: get_time(row, "created_at")?,
         expires_at: get_time(row, "expires_at")?,
         revoked_at: get_opt_time(row, "revoked_at")?,
+        jkt: row.try_get("jkt").or_store("refresh family")?,
     })
 }
 
@@ -1502,8 +1571,8 @@ impl RefreshStore for SqliteStore {
             .await
             .or_store("refresh family")?;
         let row = sqlx::query(
-            "INSERT INTO refresh_families (id, user_id, client_id, audience, scope, created_at, expires_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING *",
+            "INSERT INTO refresh_families (id, user_id, client_id, audience, scope, created_at, expires_at, jkt)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING *",
         )
         .bind(new.id)
         .bind(new.user_id)
@@ -1512,6 +1581,7 @@ impl RefreshStore for SqliteStore {
         .bind(&new.scope)
         .bind(micros(new.now))
         .bind(micros(new.expires_at))
+        .bind(&new.jkt)
         .fetch_one(&mut *tx)
         .await
         .or_store("user or client")?;
@@ -1623,9 +1693,31 @@ impl RefreshStore for SqliteStore {
 
 #[async_trait]
 impl RevocationStore for SqliteStore {
+    async fn insert_audited_revocation(
+        &self,
+        new: NewRevocation,
+        audit: &[AuditEvent],
+    ) -> StoreResult<RevocationRecord> {
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .or_store("revocation")?;
+        let record = insert_revocation(&mut tx, &new).await?;
+        insert_audit_events(&mut tx, audit).await?;
+        tx.commit().await.or_store("revocation")?;
+        self.signal.notify_one();
+        Ok(record)
+    }
+
     async fn insert_revocation(&self, new: NewRevocation) -> StoreResult<RevocationRecord> {
-        let mut conn = self.pool.acquire().await.or_store("revocation")?;
-        let record = insert_revocation(&mut conn, &new).await?;
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .or_store("revocation")?;
+        let record = insert_revocation(&mut tx, &new).await?;
+        tx.commit().await.or_store("revocation")?;
         self.signal.notify_one();
         Ok(record)
     }

@@ -239,14 +239,6 @@ impl Actor<'_> {
         }
         // Strictly increasing, so the optimistic check always sees a change.
         after.updated_at = self.now.max(before.updated_at + Duration::microseconds(1));
-        let after = self.store.update_client(&after, before.updated_at).await?;
-        self.audit_change(
-            "client.update",
-            id.to_string(),
-            client_json(&before),
-            client_json(&after),
-        )
-        .await?;
         // Tokens issued under looser rules must not outlive them: disabling, changing the
         // networks, or starting to require DPoP revokes the client's live tokens.
         let reason = if before.enabled && !after.enabled {
@@ -258,14 +250,20 @@ impl Actor<'_> {
         } else {
             None
         };
-        if let Some(reason) = reason {
-            self.revoke(RevokeSpec::now(
-                RevocationKind::Client,
-                id.to_string(),
-                reason,
-            ))
+        let change = self.change_event(
+            "client.update",
+            id.to_string(),
+            client_json(&before),
+            client_json(&after),
+        );
+        let revoke =
+            reason.map(|reason| RevokeSpec::now(RevocationKind::Client, id.to_string(), reason));
+        // The change, its audit event and its revocation commit together or not at all.
+        let effects = self.effects(change, revoke)?;
+        let after = self
+            .store
+            .update_client(&after, before.updated_at, &effects)
             .await?;
-        }
         Ok(after)
     }
 
@@ -277,20 +275,15 @@ impl Actor<'_> {
         let before = self.client(id).await?;
         self.not_self(id, "delete")?;
         self.may_change_client(id, None).await?;
-        self.store.delete_client(id).await?;
-        self.audit_change(
+        let change = self.change_event(
             "client.delete",
             id.to_string(),
             client_json(&before),
             Value::Null,
-        )
-        .await?;
-        self.revoke(RevokeSpec::now(
-            RevocationKind::Client,
-            id.to_string(),
-            "client deleted",
-        ))
-        .await?;
+        );
+        let revoke = RevokeSpec::now(RevocationKind::Client, id.to_string(), "client deleted");
+        let effects = self.effects(change, Some(revoke))?;
+        self.store.delete_client(id, &effects).await?;
         Ok(())
     }
 

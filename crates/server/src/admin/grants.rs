@@ -209,14 +209,6 @@ impl Actor<'_> {
             }
             after.may_act = self.actors(list).await?;
         }
-        let after = self.store.update_grant(&after).await?;
-        self.audit_change(
-            "grant.update",
-            id.to_string(),
-            grant_json(&before),
-            grant_json(&after),
-        )
-        .await?;
         // Tokens carry the terms they were issued under: when the terms change, the
         // tokens issued so far go, and clients get new ones under the new terms.
         let changed_terms = before.not_before != after.not_before
@@ -224,14 +216,17 @@ impl Actor<'_> {
             || before.max_ttl_secs != after.max_ttl_secs
             || before.allowed_cidrs != after.allowed_cidrs
             || before.may_act.iter().any(|a| !after.may_act.contains(a));
-        if changed_terms {
-            self.revoke(RevokeSpec::now(
-                RevocationKind::Grant,
-                id.to_string(),
-                "grant changed",
-            ))
-            .await?;
-        }
+        let change = self.change_event(
+            "grant.update",
+            id.to_string(),
+            grant_json(&before),
+            grant_json(&after),
+        );
+        let revoke = changed_terms
+            .then(|| RevokeSpec::now(RevocationKind::Grant, id.to_string(), "grant changed"));
+        // The change, its audit event and its revocation commit together or not at all.
+        let effects = self.effects(change, revoke)?;
+        let after = self.store.update_grant(&after, &effects).await?;
         Ok(after)
     }
 
@@ -243,20 +238,15 @@ impl Actor<'_> {
         let before = self.get_grant(id).await?;
         self.may_hand_out_on(before.audience_id, &before.scopes, "deleting a grant")
             .await?;
-        self.store.delete_grant(id).await?;
-        self.audit_change(
+        let change = self.change_event(
             "grant.delete",
             id.to_string(),
             grant_json(&before),
             Value::Null,
-        )
-        .await?;
-        self.revoke(RevokeSpec::now(
-            RevocationKind::Grant,
-            id.to_string(),
-            "grant deleted",
-        ))
-        .await?;
+        );
+        let revoke = RevokeSpec::now(RevocationKind::Grant, id.to_string(), "grant deleted");
+        let effects = self.effects(change, Some(revoke))?;
+        self.store.delete_grant(id, &effects).await?;
         Ok(())
     }
 }

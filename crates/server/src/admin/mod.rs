@@ -109,7 +109,7 @@ mod users;
 pub use authority::{Authority, Caller};
 pub use clients::ClientChanges;
 pub use grants::GrantChanges;
-pub use revocations::{REVOCATION_SKEW, RevokeSpec};
+pub use revocations::{REVOCATION_MARGIN, REVOCATION_SKEW, RevokeSpec};
 pub use users::UserChanges;
 
 /// Builds an [`AdminError::Invalid`].
@@ -215,7 +215,20 @@ impl Actor<'_> {
         before: serde_json::Value,
         after: serde_json::Value,
     ) -> Result<(), AdminError> {
-        let event = mayfly_store::AuditEvent {
+        let event = self.change_event(action, target, before, after);
+        self.store.append_audit_events(&[event]).await?;
+        Ok(())
+    }
+
+    /// The `admin.change` event of a change, with its before and after states.
+    fn change_event(
+        &self,
+        action: &str,
+        target: String,
+        before: serde_json::Value,
+        after: serde_json::Value,
+    ) -> mayfly_store::AuditEvent {
+        mayfly_store::AuditEvent {
             actor: Some(self.id.clone()),
             subject: Some(target),
             detail: json!({ "action": action, "before": before, "after": after }),
@@ -225,9 +238,26 @@ impl Actor<'_> {
                 self.now,
                 &self.caller.request,
             )
+        }
+    }
+
+    /// What commits with a change (one transaction): its `admin.change` event and,
+    /// when it ends tokens, the revocation with its own audit event.
+    fn effects(
+        &self,
+        change: mayfly_store::AuditEvent,
+        revoke: Option<RevokeSpec>,
+    ) -> Result<mayfly_store::ChangeEffects, AdminError> {
+        let mut effects = mayfly_store::ChangeEffects {
+            audit: vec![change],
+            revocation: None,
         };
-        self.store.append_audit_events(&[event]).await?;
-        Ok(())
+        if let Some(spec) = revoke {
+            let (revocation, event) = self.revocation(&spec)?;
+            effects.revocation = Some(revocation);
+            effects.audit.push(event);
+        }
+        Ok(effects)
     }
 
     /// Creates an audience with its scopes.

@@ -98,7 +98,8 @@ impl Actor<'_> {
         Ok(self.store.list_users(page).await?)
     }
 
-    /// Applies `changes`; a new password also clears a lockout.
+    /// Applies `changes`; a new password also clears a lockout. Disabling or a new
+    /// password revokes the user's tokens and ends their logins.
     ///
     /// # Errors
     /// [`AdminError`] for invalid labels, an unknown user or a concurrent change.
@@ -128,24 +129,31 @@ impl Actor<'_> {
             after.labels = super::labels(list)?;
         }
         after.updated_at = self.now.max(before.updated_at + Duration::microseconds(1));
-        let after = self.store.update_user(&after, before.updated_at).await?;
         let mut after_json = user_json(&after);
         after_json["password_changed"] = json!(password_changed);
-        self.audit_change(
+        let change = self.change_event(
             "user.update",
             id.to_string(),
             user_json(&before),
             after_json,
-        )
-        .await?;
-        if before.enabled && !after.enabled {
-            self.revoke(RevokeSpec::now(
-                RevocationKind::Subject,
-                id.to_string(),
-                "user disabled",
-            ))
+        );
+        // Disabling and a new password end every login: access tokens, and (the store
+        // marks them) refresh families, which re-enabling does not revive.
+        let ended = if before.enabled && !after.enabled {
+            Some("user disabled")
+        } else if password_changed {
+            Some("password changed")
+        } else {
+            None
+        };
+        let revoke =
+            ended.map(|reason| RevokeSpec::now(RevocationKind::Subject, id.to_string(), reason));
+        // The change, its audit event and its revocation commit together or not at all.
+        let effects = self.effects(change, revoke)?;
+        let after = self
+            .store
+            .update_user(&after, before.updated_at, &effects)
             .await?;
-        }
         Ok(after)
     }
 
@@ -157,20 +165,15 @@ impl Actor<'_> {
         let before = self.user(id).await?;
         self.may_change_subject(Subject::User(id), &before.labels, &before.labels)
             .await?;
-        self.store.delete_user(id).await?;
-        self.audit_change(
+        let change = self.change_event(
             "user.delete",
             id.to_string(),
             user_json(&before),
             Value::Null,
-        )
-        .await?;
-        self.revoke(RevokeSpec::now(
-            RevocationKind::Subject,
-            id.to_string(),
-            "user deleted",
-        ))
-        .await?;
+        );
+        let revoke = RevokeSpec::now(RevocationKind::Subject, id.to_string(), "user deleted");
+        let effects = self.effects(change, Some(revoke))?;
+        self.store.delete_user(id, &effects).await?;
         Ok(())
     }
 }

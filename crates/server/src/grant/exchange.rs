@@ -65,12 +65,14 @@ fn check_type(name: &str, value: Option<&str>) -> Result<(), TokenError> {
     }
 }
 
+/// An inactive subject or actor token is `invalid_request` (RFC 8693 §2.2.2: "the
+/// subject_token or actor_token are invalid for any reason").
 async fn active(state: &AppState, token: &str, what: &str) -> Result<Active, TokenError> {
     active::check(state, token).await.map_err(|reason| {
         if reason == "unavailable" {
             TokenError::Unavailable
         } else {
-            TokenError::InvalidGrant(format!("the {what} is not active ({reason})"))
+            TokenError::InvalidRequest(format!("the {what} is not active ({reason})"))
         }
     })
 }
@@ -81,6 +83,8 @@ fn origin(token: &Active) -> Origin {
         client_id: token.claims.client_id.clone(),
         kid: token.kid.clone(),
         iat: token.claims.iat,
+        sub: Some(token.claims.sub.clone()),
+        fam: token.claims.fam.clone(),
     }
 }
 
@@ -88,8 +92,8 @@ fn origin(token: &Active) -> Origin {
 ///
 /// # Errors
 /// [`TokenError`]: `unauthorized_client` when the client may not exchange,
-/// `invalid_request` for missing or unsupported token types, `invalid_grant` for an
-/// inactive token or a delegation no grant permits, `invalid_scope` for scopes beyond
+/// `invalid_request` for missing or unsupported token types or an inactive token,
+/// `invalid_grant` for a delegation no grant permits, `invalid_scope` for scopes beyond
 /// the subject token's, `invalid_target` for an audience the subject is not granted.
 pub async fn grant(
     state: &AppState,
@@ -136,6 +140,11 @@ pub async fn grant(
                 return Err(TokenError::InvalidGrant(
                     "the actor_token was not issued to this client".into(),
                 ));
+            }
+            if subject.claims.orig.len() + actor.claims.orig.len() >= MAX_CHAIN {
+                return Err(TokenError::InvalidGrant(format!(
+                    "a token may be exchanged at most {MAX_CHAIN} times in a chain"
+                )));
             }
             Some(actor)
         }
@@ -241,9 +250,12 @@ pub async fn grant(
         }),
         None => subject.claims.act.clone(),
     };
+    // Every token this one derives from, the actor's own origins included, so that
+    // whatever ends one of them (the actor's login, the actor) ends this one.
     claims.orig = std::iter::once(origin(&subject))
         .chain(actor.as_ref().map(origin))
         .chain(subject.claims.orig.iter().cloned())
+        .chain(actor.iter().flat_map(|a| a.claims.orig.iter().cloned()))
         .collect();
     let mut issued = sign(state, authorized)?;
     issued.response.issued_token_type = Some(ACCESS_TOKEN_TYPE.into());

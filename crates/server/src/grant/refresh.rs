@@ -17,11 +17,12 @@ use std::fmt;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use mayfly_core::Claims;
 use mayfly_core::ScopeSet;
 use mayfly_core::revocation::RevocationKind;
 use mayfly_store::{
-    AuditEvent, ClientView, NewRefreshFamily, NewRevocation, RefreshRotation, RefreshTokenRecord,
-    Subject,
+    AuditEvent, ClientView, NewRefreshFamily, NewRevocation, RefreshFamilyRecord, RefreshRotation,
+    RefreshTokenRecord, Subject,
 };
 use rand::Rng as _;
 use sha2::{Digest as _, Sha256};
@@ -103,6 +104,7 @@ pub async fn start_family(
             digest: token.digest(),
             token_expires_at: (now + state.config.refresh_token_idle).min(expires_at),
             expires_at,
+            jkt: authorized.claims.cnf.as_ref().map(|c| c.jkt.clone()),
             now,
         })
         .await?;
@@ -153,6 +155,31 @@ pub async fn grant(
     let now = state.clock.now();
     if family.revoked_at.is_some() {
         return Err(TokenError::RefreshRefused("refresh family revoked".into()));
+    }
+    // Whatever revokes the login's tokens ends the login: the live rules, asked as if
+    // the family were a token issued at login (a rule kind added later applies here
+    // too). The store also marks the families a revocation covers, for after the
+    // rule is pruned.
+    if state.revocations.revokes(&login_claims(state, family), "") {
+        return Err(TokenError::RefreshRefused(
+            "a revocation covers this login".into(),
+        ));
+    }
+    // RFC 9449 §5: a bound family refreshes only with a proof by its key.
+    if let Some(jkt) = &family.jkt {
+        match request.binding.as_deref() {
+            None => {
+                return Err(TokenError::InvalidDpopProof(
+                    "this refresh token is DPoP-bound: send a DPoP proof by its key".into(),
+                ));
+            }
+            Some(presented) if presented != jkt => {
+                return Err(TokenError::RefreshRefused(
+                    "DPoP proof by another key than the login's".into(),
+                ));
+            }
+            Some(_) => {}
+        }
     }
     if now >= family.expires_at {
         return Err(TokenError::RefreshRefused(
@@ -227,6 +254,11 @@ pub async fn grant(
         })
         .await?;
     if !rotated {
+        // The family was revoked meanwhile (an admin, a revocation): refused, no anomaly.
+        let again = state.store.refresh_token(&old).await?;
+        if again.is_some_and(|r| r.used_at.is_none() && r.family.revoked_at.is_some()) {
+            return Err(TokenError::RefreshRefused("refresh family revoked".into()));
+        }
         // Another use of the same token won the race: that too is reuse.
         return Err(reuse(state, &record, client.id, ctx).await?);
     }
@@ -234,6 +266,28 @@ pub async fn grant(
     let mut issued = sign(state, authorized)?;
     issued.response.refresh_token = Some(next.expose().to_owned());
     Ok(issued)
+}
+
+/// A family as the revocation rules see it: a token of the user, obtained by the
+/// client at login, carrying the family.
+fn login_claims(state: &AppState, family: &RefreshFamilyRecord) -> Claims {
+    Claims {
+        iss: state.issuer.clone(),
+        sub: family.user_id.to_string(),
+        aud: family.audience.clone(),
+        iat: family.created_at,
+        nbf: family.created_at,
+        exp: family.expires_at,
+        jti: String::new(),
+        scope: family.scope.clone(),
+        client_id: family.client_id.to_string(),
+        gid: Vec::new(),
+        cnf: None,
+        cidr: Vec::new(),
+        act: None,
+        fam: Some(family.id.to_string()),
+        orig: Vec::new(),
+    }
 }
 
 /// How far past "now" a family revocation reaches: a refresh or exchange already in

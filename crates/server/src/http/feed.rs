@@ -21,16 +21,21 @@ use mayfly_core::revocation::RevocationKind;
 use mayfly_core::wire::{RevocationEntry, RevocationPage};
 use mayfly_store::RevocationRecord;
 use serde::Deserialize;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 
 use super::admin::{Admin, Params};
 use super::error::Problem;
+use crate::revocation::StreamSlot;
 use crate::state::AppState;
 
 /// Most entries per page.
 const MAX_PAGE: u32 = 1000;
 /// Interval between SSE keep-alive comments.
 pub const KEEP_ALIVE: StdDuration = StdDuration::from_secs(15);
+/// Most streams one client may hold open at once (429 beyond).
+pub const MAX_STREAMS_PER_CLIENT: usize = 8;
+/// How often an open stream checks that the token it was opened with is still active.
+const LIVENESS_CHECK: StdDuration = StdDuration::from_secs(1);
 
 /// Routes of this module.
 pub fn router() -> Router<AppState> {
@@ -119,7 +124,10 @@ pub(super) async fn read_page(
 }
 
 /// Revocations as Server-Sent Events (`event: revocation`, `id` = cursor, data = entry),
-/// from after `Last-Event-ID` (or `after`), then live.
+/// from after `Last-Event-ID` (or `after`), then live. The stream ends, after an
+/// `event: closed` naming why, within a second or two of its token expiring or
+/// becoming inactive (revoked, client disabled) and when the service shuts down;
+/// reconnect with a fresh token. At most 8 streams per client (429 beyond).
 #[utoipa::path(get, path = "/v1/revocations/stream", tag = "revocations", security(("bearer" = [])),
     params(FeedParams, ("Last-Event-ID" = Option<String>, Header, description = "Resume after this cursor")),
     responses(
@@ -128,10 +136,11 @@ pub(super) async fn read_page(
         (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The token lacks mayfly:revocations:read", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid cursor", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many open streams for this client; retry after Retry-After", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn stream(
     State(state): State<AppState>,
-    _: Admin,
+    caller: Admin,
     headers: HeaderMap,
     Params(q): Params<FeedParams>,
 ) -> Response {
@@ -144,14 +153,56 @@ pub async fn stream(
         Ok(after) => after,
         Err(p) => return p.into_response(),
     };
+    let Some(slot) = state
+        .revocations
+        .open_stream(caller.client_id(), MAX_STREAMS_PER_CLIENT)
+    else {
+        let mut response = Problem::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!("at most {MAX_STREAMS_PER_CLIENT} open streams per client"),
+        )
+        .into_response();
+        response.headers_mut().insert(
+            axum::http::header::RETRY_AFTER,
+            axum::http::HeaderValue::from_static("5"),
+        );
+        return response;
+    };
+    // The token the Admin extractor accepted: the stream lives only as long as it does.
+    let token = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .map(|(_, t)| t.trim().to_owned())
+        .unwrap_or_default();
     // Subscribe before reading the backlog, so nothing falls between the two.
     let live = state.revocations.subscribe();
-    let events = follow(state, after, live);
+    let closing = state.revocations.closing();
+    let events = follow(
+        state,
+        after,
+        live,
+        Holder {
+            token,
+            _slot: slot,
+            closing,
+        },
+    );
     let mut response = Sse::new(events)
         .keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
         .into_response();
     *response.status_mut() = StatusCode::OK;
     response
+}
+
+/// Who holds a stream open, and what ends it.
+struct Holder {
+    /// The token it was opened with.
+    token: String,
+    /// Its client's stream slot, freed when the stream is dropped.
+    _slot: StreamSlot,
+    /// Raised at shutdown.
+    closing: watch::Receiver<bool>,
 }
 
 struct Cursor {
@@ -160,22 +211,56 @@ struct Cursor {
     backlog: VecDeque<RevocationRecord>,
     reread: bool,
     live: broadcast::Receiver<Arc<RevocationRecord>>,
+    holder: Holder,
+    check: tokio::time::Interval,
+    /// Set once the stream must end: a last `closed` event, then the end.
+    ending: Option<&'static str>,
+    done: bool,
+}
+
+/// Why the stream's token no longer holds it open, if it does not: expired (no
+/// leeway), or no longer active (revoked, client disabled or gone, grant ended).
+async fn ended(state: &AppState, token: &str) -> Option<&'static str> {
+    match crate::active::check(state, token).await {
+        Ok(active) if state.clock.now() >= active.claims.exp => Some("token expired"),
+        Ok(_) | Err("unavailable") => None,
+        Err(why) => Some(why),
+    }
 }
 
 fn follow(
     state: AppState,
     after: i64,
     live: broadcast::Receiver<Arc<RevocationRecord>>,
+    holder: Holder,
 ) -> impl Stream<Item = Result<Event, Infallible>> {
+    let mut check = tokio::time::interval(LIVENESS_CHECK);
+    check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let start = Cursor {
         state,
         last: after,
         backlog: VecDeque::new(),
         reread: true,
         live,
+        holder,
+        check,
+        ending: None,
+        done: false,
     };
     futures_util::stream::unfold(start, |mut c| async move {
         loop {
+            if c.done {
+                return None;
+            }
+            if let Some(reason) = c.ending.take() {
+                // Tell the subscriber why, so it reconnects with a fresh token.
+                c.done = true;
+                let event = Event::default()
+                    .event("closed")
+                    .json_data(serde_json::json!({ "reason": reason }))
+                    .unwrap_or_default();
+                return Some((Ok(event), c));
+            }
             if let Some(record) = c.backlog.pop_front() {
                 if record.seq <= c.last {
                     continue;
@@ -205,11 +290,21 @@ fn follow(
                     }
                 }
             }
-            match c.live.recv().await {
-                Ok(record) => c.backlog.push_back((*record).clone()),
-                // Fell behind the broadcast: read the gap from the store.
-                Err(broadcast::error::RecvError::Lagged(_)) => c.reread = true,
-                Err(broadcast::error::RecvError::Closed) => return None,
+            if *c.holder.closing.borrow() {
+                c.ending = Some("shutting down");
+                continue;
+            }
+            tokio::select! {
+                received = c.live.recv() => match received {
+                    Ok(record) => c.backlog.push_back((*record).clone()),
+                    // Fell behind the broadcast: read the gap from the store.
+                    Err(broadcast::error::RecvError::Lagged(_)) => c.reread = true,
+                    Err(broadcast::error::RecvError::Closed) => return None,
+                },
+                _ = c.check.tick() => {
+                    c.ending = ended(&c.state, &c.holder.token).await;
+                }
+                _ = c.holder.closing.changed() => {}
             }
         }
     })

@@ -5,13 +5,14 @@
 //! within `nbf`..`exp`, no revocation matches it, and the client, user and grants behind
 //! it are still there, enabled and in force, right now.
 //!
-//! Sender constraints fail closed here. A token bound to a DPoP key (`cnf.jkt`) is
-//! active only if the resource server forwards the proof it received with it (`dpop`,
-//! with the request's `htm` and `htu`): the proof must be by the bound key, carry the
-//! token's hash (`ath`), be fresh, and its `jti` is spent on every replica. A token
-//! restricted to networks (`cidr`) is active only if the resource server passes the
-//! address the token came from (`source_ip`) and it lies inside. A stolen bound token
-//! replayed as a plain Bearer token is therefore inactive.
+//! Sender constraints. A token bound to a DPoP key (`cnf.jkt`) introspected without a
+//! proof is answered active with its `cnf.jkt` (RFC 9449 §6.2): the resource server
+//! checks the proof it received against that key, as standard ones do. When it
+//! forwards the proof (`dpop`, with the request's `htm` and `htu`), Mayfly checks it:
+//! by the bound key, carrying the token's hash (`ath`), fresh, its `jti` spent on every
+//! replica; otherwise the token is inactive. A token restricted to networks (`cidr`)
+//! is active only if the resource server passes the address the token came from
+//! (`source_ip`) and it lies inside.
 
 use std::sync::Arc;
 
@@ -49,8 +50,9 @@ pub struct IntrospectionForm {
     /// Mayfly extension: the address the token was presented from, as the resource
     /// server saw it. Required for a token restricted to networks (`cidr`).
     source_ip: Option<String>,
-    /// Mayfly extension: the DPoP proof presented with the token (RFC 9449 §7).
-    /// Required for a DPoP-bound token (`cnf.jkt`).
+    /// Mayfly extension: the DPoP proof presented with the token (RFC 9449 §7), checked
+    /// when given. Without it a bound token's answer carries `cnf.jkt` for the caller
+    /// to check the proof against.
     dpop: Option<String>,
     /// With `dpop`: the method of the request the token came with.
     htm: Option<String>,
@@ -119,10 +121,14 @@ async fn constrained(
         }
     }
     if let Some(cnf) = &claims.cnf {
-        let (Some(proof), Some(htm), Some(htu)) =
-            (form.get("dpop"), form.get("htm"), form.get("htu"))
-        else {
-            return Ok(Err("DPoP-bound token without a proof"));
+        // No proof forwarded: the resource server checks it itself against `cnf.jkt`
+        // in the answer (RFC 9449 §6.2, §7). One forwarded is checked here.
+        let dpop = form.get("dpop");
+        if dpop.is_none() && form.get("htm").is_none() && form.get("htu").is_none() {
+            return Ok(Ok(()));
+        }
+        let (Some(proof), Some(htm), Some(htu)) = (dpop, form.get("htm"), form.get("htu")) else {
+            return Ok(Err("DPoP proof forwarded without htm and htu"));
         };
         let ctx = crate::dpop::ProofContext {
             htm,

@@ -108,6 +108,12 @@ pub async fn serve(
         max_connections = bounds.max_connections,
         "accepting connections"
     );
+    // Revocation streams never end by themselves: close them when shutdown starts.
+    let revocations = state.revocations.clone();
+    let shutdown = async move {
+        shutdown.await;
+        revocations.close_streams();
+    };
     connections::serve(listener, router(state), bounds, shutdown).await
 }
 

@@ -750,7 +750,10 @@ pub struct NewRevocationIn {
     /// The jti, subject id, client id, grant id or key id (`k4.pid.…`).
     #[schema(min_length = 1, max_length = 256)]
     pub value: String,
-    /// Revoke tokens issued before this time (default: now; not in the future).
+    /// Revoke tokens issued before this time (not in the future). Default: now, plus 2 s
+    /// for a subject, client, grant or family (tokens other replicas may sign before
+    /// they see the change). A `key` revocation ignores it: every token the key signed
+    /// is revoked.
     pub issued_before: Option<Time>,
     /// Why.
     #[serde(default)]
