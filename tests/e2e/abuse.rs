@@ -14,6 +14,7 @@ const ORDERS: &str = "https://api.example.com/orders";
 crate::both_stores!(
     nul_bytes_never_fail_another_requests_audit,
     a_refused_audit_event_fails_only_itself,
+    hostile_text_in_admin_input_is_refused,
 );
 
 async fn orders_client(app: &TestApp) -> TestClient {
@@ -463,4 +464,99 @@ async fn metrics_on_their_own_listener() {
         .await
         .unwrap();
     assert_eq!(other.status(), 404, "only /metrics there");
+}
+
+/// Free text an admin sends (names, descriptions, reasons, revocation values) is stored
+/// and audited: a NUL made Postgres refuse the write (500), and control characters could
+/// forge log lines. Every such field refuses them with a 422 naming the field.
+async fn hostile_text_in_admin_input_is_refused(app: TestApp) {
+    let worker = orders_client(&app).await;
+    let api = app.bootstrap_admin().await;
+    let audience = api
+        .get("/admin/v1/audiences")
+        .await
+        .ok(200)
+        .as_object()
+        .and_then(|page| page.get("items"))
+        .and_then(|items| items.as_array())
+        .and_then(|items| items.iter().find(|a| a["uri"] == ORDERS))
+        .map(|a| a["id"].clone())
+        .expect("the orders audience");
+    for bad in [
+        "a\u{0}b",
+        "a\u{1b}[31mred",
+        "line\nforged: entry",
+        "\u{202e}txt.exe",
+    ] {
+        let cases = [
+            (
+                reqwest::Method::POST,
+                "/admin/v1/audiences".to_owned(),
+                serde_json::json!({ "uri": "https://api.example.com/other", "description": bad }),
+                "description",
+            ),
+            (
+                reqwest::Method::PATCH,
+                format!("/admin/v1/audiences/{}", audience.as_str().unwrap()),
+                serde_json::json!({ "description": bad }),
+                "description",
+            ),
+            (
+                reqwest::Method::POST,
+                "/admin/v1/scopes".to_owned(),
+                serde_json::json!({ "audience_id": audience, "name": "orders:write", "description": bad }),
+                "description",
+            ),
+            (
+                reqwest::Method::POST,
+                "/admin/v1/clients".to_owned(),
+                serde_json::json!({ "name": bad }),
+                "name",
+            ),
+            (
+                reqwest::Method::PATCH,
+                format!("/admin/v1/clients/{}", worker.id),
+                serde_json::json!({ "name": bad }),
+                "name",
+            ),
+            (
+                reqwest::Method::POST,
+                "/admin/v1/grants".to_owned(),
+                serde_json::json!({
+                    "subject": { "kind": "client", "id": worker.id },
+                    "audience": ORDERS, "scopes": ["orders:read"], "reason": bad,
+                }),
+                "reason",
+            ),
+            (
+                reqwest::Method::POST,
+                "/admin/v1/revocations".to_owned(),
+                serde_json::json!({ "kind": "subject", "value": bad, "reason": "test" }),
+                "value",
+            ),
+            (
+                reqwest::Method::POST,
+                "/admin/v1/revocations".to_owned(),
+                serde_json::json!({ "kind": "subject", "value": "someone", "reason": bad }),
+                "reason",
+            ),
+        ];
+        for (method, path, body, field) in cases {
+            let answer = api.send(method.clone(), &path, Some(body)).await;
+            let problem = answer.problem(422);
+            assert!(
+                problem.to_string().contains(field),
+                "{method} {path} with {bad:?}: {problem}"
+            );
+        }
+    }
+    // Nothing of it was stored, and issuance goes on.
+    app.token_ok(
+        Auth::Basic(&worker),
+        &[
+            ("grant_type", "client_credentials"),
+            ("scope", "orders:read"),
+        ],
+    )
+    .await;
 }

@@ -147,12 +147,7 @@ fn text(field: &'static str, value: &str, required: bool) -> Result<String, Admi
     if required && value.is_empty() {
         return Err(invalid(field, "is required"));
     }
-    if value.chars().count() > MAX_TEXT {
-        return Err(invalid(field, format!("at most {MAX_TEXT} characters")));
-    }
-    if value.chars().any(char::is_control) {
-        return Err(invalid(field, "must not contain control characters"));
-    }
+    super::free_text(field, value, MAX_TEXT)?;
     Ok(value.to_owned())
 }
 
@@ -494,8 +489,9 @@ impl Actor<'_> {
     async fn record_and_announce(
         &self,
         cx: &AccessContext<'_>,
-        event: AuditEvent,
+        mut event: AuditEvent,
     ) -> Result<(), AdminError> {
+        audit::sanitize(&mut event);
         self.store
             .append_audit_events(std::slice::from_ref(&event))
             .await?;

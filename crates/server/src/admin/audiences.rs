@@ -10,13 +10,8 @@ use super::{Actor, AdminError, invalid};
 /// Longest description kept.
 const MAX_DESCRIPTION: usize = 1000;
 
-fn description(text: &str) -> Result<&str, AdminError> {
-    if text.chars().count() > MAX_DESCRIPTION {
-        return Err(invalid(
-            "description",
-            format!("at most {MAX_DESCRIPTION} characters"),
-        ));
-    }
+pub(super) fn description(text: &str) -> Result<&str, AdminError> {
+    super::free_text("description", text, MAX_DESCRIPTION)?;
     Ok(text)
 }
 

@@ -71,6 +71,7 @@ pub(super) fn client_name(name: &str) -> Result<String, AdminError> {
     if name.is_empty() || name.chars().count() > 200 {
         return Err(invalid("name", "must be 1 to 200 characters"));
     }
+    super::free_text("name", name, 200)?;
     Ok(name.to_owned())
 }
 

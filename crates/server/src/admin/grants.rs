@@ -45,12 +45,7 @@ fn check_window(
 }
 
 fn reason(text: &str) -> Result<String, AdminError> {
-    if text.chars().count() > MAX_REASON {
-        return Err(invalid(
-            "reason",
-            format!("at most {MAX_REASON} characters"),
-        ));
-    }
+    super::free_text("reason", text, MAX_REASON)?;
     Ok(text.to_owned())
 }
 

@@ -120,6 +120,27 @@ pub fn invalid(field: &'static str, reason: impl Into<String>) -> AdminError {
     }
 }
 
+/// Free text an admin gives (names, descriptions, reasons, revocation values): at most
+/// `max_chars`, and none of the control or reordering characters that
+/// [`UntrustedText`](mayfly_core::UntrustedText) escapes. Databases refuse some (Postgres
+/// refuses NUL), logs and terminals interpret others; an admin's text is stored and shown
+/// as it was given, so it is refused (422 naming the field) rather than escaped.
+///
+/// # Errors
+/// [`AdminError::Invalid`] naming `field`.
+pub fn free_text(field: &'static str, value: &str, max_chars: usize) -> Result<(), AdminError> {
+    if value.chars().count() > max_chars {
+        return Err(invalid(field, format!("at most {max_chars} characters")));
+    }
+    if !mayfly_core::UntrustedText::is_clean(value, max_chars) {
+        return Err(invalid(
+            field,
+            "must not contain control or bidirectional formatting characters",
+        ));
+    }
+    Ok(())
+}
+
 /// Most labels on one user or client.
 pub const MAX_LABELS: usize = 32;
 
@@ -228,7 +249,7 @@ impl Actor<'_> {
         before: serde_json::Value,
         after: serde_json::Value,
     ) -> mayfly_store::AuditEvent {
-        mayfly_store::AuditEvent {
+        let mut event = mayfly_store::AuditEvent {
             actor: Some(self.id.clone()),
             subject: Some(target),
             detail: json!({ "action": action, "before": before, "after": after }),
@@ -238,7 +259,9 @@ impl Actor<'_> {
                 self.now,
                 &self.caller.request,
             )
-        }
+        };
+        audit::sanitize(&mut event);
+        event
     }
 
     /// What commits with a change (one transaction): its `admin.change` event and,
@@ -272,6 +295,7 @@ impl Actor<'_> {
     ) -> Result<(AudienceRecord, Vec<ScopeRecord>), AdminError> {
         let uri = Audience::parse(uri).map_err(|e| invalid("uri", e.to_string()))?;
         self.may_change_issuer_audience(uri.as_str())?;
+        let description = audiences::description(description)?;
         for name in scopes {
             Scope::parse(name).map_err(|e| invalid("scope", e.to_string()))?;
         }

@@ -76,9 +76,8 @@ impl Actor<'_> {
         if value.is_empty() || value.len() > 256 {
             return Err(invalid("value", "must be 1 to 256 characters"));
         }
-        if spec.reason.chars().count() > 1000 {
-            return Err(invalid("reason", "at most 1000 characters"));
-        }
+        super::free_text("value", value, 256)?;
+        super::free_text("reason", &spec.reason, 1000)?;
         if spec.issued_before.is_some_and(|t| t > self.now) {
             return Err(invalid("issued_before", "must not be in the future"));
         }
@@ -117,7 +116,7 @@ impl Actor<'_> {
         value: &str,
         issued_before: OffsetDateTime,
     ) -> mayfly_store::AuditEvent {
-        mayfly_store::AuditEvent {
+        let mut event = mayfly_store::AuditEvent {
             actor: Some(self.id.clone()),
             subject: (spec.kind != RevocationKind::Jti).then(|| value.to_owned()),
             jti: (spec.kind == RevocationKind::Jti).then(|| value.to_owned()),
@@ -131,6 +130,8 @@ impl Actor<'_> {
                 self.now,
                 &self.caller.request,
             )
-        }
+        };
+        audit::sanitize(&mut event);
+        event
     }
 }

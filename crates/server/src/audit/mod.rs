@@ -167,8 +167,9 @@ fn failed(e: StoreError, batch: usize) -> AuditError {
 }
 
 /// Passes every string of `event` through [`UntrustedText`] (keys of `detail` too),
-/// whoever built it.
-fn sanitize(event: &mut AuditEvent) {
+/// whoever built it. Events that commit inside a store transaction with their change
+/// (admin changes, revocations) skip the sink, so their builders call this themselves.
+pub(crate) fn sanitize(event: &mut AuditEvent) {
     for field in [&mut event.event_type, &mut event.outcome] {
         clean(field);
     }
