@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # Load benchmark of a release `mayfly serve`: client_credentials issuance (with durable,
-# group-committed audit) and RFC 7662 introspection, measured with wrk from a second
-# process. Not run by the tests: speed is measured here, never in timed tests.
+# group-committed audit), RFC 7662 introspection, refresh-token rotation and RFC 8693
+# token exchange, measured with wrk from a second process. Not run by the tests: speed
+# is measured here, never in timed tests.
 #
 #   cargo build --release -p mayfly-server --bin mayfly
 #   bash tests/bench/bench.sh                  # SQLite
 #   MAYFLY_DB=postgres bash tests/bench/bench.sh
 #
 # Env: DUR=10s C=32 THREADS=2 MAYFLY_DB=sqlite|postgres
-# Prints one line per endpoint: requests/s, p50, p99 and errors.
+# Prints one line per endpoint: requests/s, p50, p99, errors and the server's CPU time per
+# request (user+sys of the server process over the run / requests: the steadier figure
+# on a shared machine), and the server's RSS idle and after the load.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
@@ -40,6 +43,10 @@ trap cleanup EXIT
 (cd "$work" && exec "$bin" serve >"$work/serve.log" 2>&1) & pid=$!
 for _ in $(seq 100); do curl -fsS -o /dev/null "$base/healthz" 2>/dev/null && break; sleep 0.1; done
 
+tck=$(getconf CLK_TCK)
+cpu_ticks() { cut -d' ' -f14,15 "/proc/$pid/stat" | awk '{print $1 + $2}'; }
+rss() { awk '/VmRSS/{print int($2/1024)}' "/proc/$pid/status" 2>/dev/null || echo "?"; }
+rss_idle=$(rss)  # before the logins below: argon2id's memory stays with the process
 json() { python3 -c "import json,sys; print(json.load(sys.stdin)$1)"; }
 admin=$(cd "$work" && "$bin" admin bootstrap)
 admin_id=$(json '["client_id"]' <<<"$admin"); admin_secret=$(json '["client_secret"]' <<<"$admin")
@@ -48,20 +55,35 @@ admin_token=$(token "$admin_id" "$admin_secret" mayfly:admin)
 api() { curl -fsS -H "Authorization: Bearer $admin_token" -H 'content-type: application/json' "$base/admin/v1/$1" -d "$2"; }
 
 api audiences '{"uri":"https://api.bench/orders","scopes":["orders:read"]}' >/dev/null
-worker=$(api clients '{"name":"bench-worker"}')
+worker=$(api clients '{"name":"bench-worker","grant_types":["client_credentials","urn:ietf:params:oauth:grant-type:token-exchange"]}')
 worker_id=$(json '["id"]' <<<"$worker"); worker_secret=$(json '["client_secret"]' <<<"$worker")
 api grants "{\"subject\":{\"kind\":\"client\",\"id\":\"$worker_id\"},\"audience\":\"https://api.bench/orders\",\"scopes\":[\"orders:read\"]}" >/dev/null
 rs=$(api clients '{"name":"bench-resource-server"}')
 rs_id=$(json '["id"]' <<<"$rs"); rs_secret=$(json '["client_secret"]' <<<"$rs")
 api grants "{\"subject\":{\"kind\":\"client\",\"id\":\"$rs_id\"},\"audience\":\"$base\",\"scopes\":[\"mayfly:introspect\"]}" >/dev/null
 worker_token=$(token "$worker_id" "$worker_secret" orders:read)
+# Refresh: one login (one refresh token) per connection, each rotated by wrk-refresh.lua.
+cli=$(api clients '{"name":"bench-cli","grant_types":["password","refresh_token"]}')
+cli_id=$(json '["id"]' <<<"$cli"); cli_secret=$(json '["client_secret"]' <<<"$cli")
+user=$(api users '{"username":"bench-user","password":"bench-password-0123456789"}')
+user_id=$(json '["id"]' <<<"$user")
+api grants "{\"subject\":{\"kind\":\"user\",\"id\":\"$user_id\"},\"audience\":\"https://api.bench/orders\",\"scopes\":[\"orders:read\"]}" >/dev/null
+login() { curl -fsS -u "$cli_id:$cli_secret" "$base/oauth2/token" -d grant_type=password -d username=bench-user \
+    -d password=bench-password-0123456789 -d scope=orders:read | json '["refresh_token"]'; }
+for _ in $(seq $((C + THREADS))); do login; done >"$work/refresh-tokens"
+for _ in $(seq $((C + THREADS))); do login; done >"$work/refresh-warmup"
 
-run() { # name url auth body
-    WRK_AUTH=$3 WRK_BODY=$4 wrk -t1 -c4 -d2s -s "$here/wrk-post.lua" "$2" >/dev/null 2>&1 || true
-    WRK_AUTH=$3 WRK_BODY=$4 wrk -t"$THREADS" -c"$C" -d"$DUR" --latency -s "$here/wrk-post.lua" "$2" 2>/dev/null | sed -n 's/^WRKJSON //p' |
-        python3 -c 'import json,sys;d=json.loads(sys.stdin.read());print("%-14s %8.0f req/s  p50 %6.2f ms  p99 %6.2f ms  errors %d" % (sys.argv[1], d["rps"], d["p50_ms"], d["p99_ms"], d["non2xx3xx"] + d["timeout"]))' "$1"
+
+run() { # name url auth body [lua]
+    local lua=${5:-$here/wrk-post.lua} c0 c1 out
+    WRK_AUTH=$3 WRK_BODY=$4 WRK_TOKENS=$work/refresh-warmup wrk -t1 -c4 -d2s -s "$lua" "$2" >/dev/null 2>&1 || true
+    c0=$(cpu_ticks)
+    out=$(WRK_AUTH=$3 WRK_BODY=$4 wrk -t"$THREADS" -c"$C" -d"$DUR" --latency -s "$lua" "$2" 2>/dev/null | sed -n 's/^WRKJSON //p')
+    c1=$(cpu_ticks)
+    python3 -c 'import json,sys;d=json.loads(sys.argv[2]);cpu=(int(sys.argv[4])-int(sys.argv[3]))/int(sys.argv[5])/max(d["requests"],1)*1e6;print("%-14s %8.0f req/s  p50 %6.2f ms  p99 %6.2f ms  errors %d  cpu %4.0f us/req" % (sys.argv[1], d["rps"], d["p50_ms"], d["p99_ms"], d["non2xx3xx"] + d["timeout"], cpu))' "$1" "$out" "$c0" "$c1" "$tck"
 }
 basic() { printf 'Basic %s' "$(printf '%s:%s' "$1" "$2" | base64 -w0)"; }
+echo "bench: mayfly RSS idle: $rss_idle MB"
 echo "bench: $MAYFLY_DB, $C connections, $THREADS wrk threads, $DUR per endpoint, $(nproc) cores shared with wrk"
 run issuance "$base/oauth2/token" "$(basic "$worker_id" "$worker_secret")" "grant_type=client_credentials&scope=orders%3Aread&resource=https%3A%2F%2Fapi.bench%2Forders"
 # Group commit under that load: how many events each audit transaction carried, and how
@@ -82,5 +104,8 @@ print("audit          %8.0f batches  mean %5.1f events (p99 <= %g)  commit mean 
       % (batches, size, size_p99, secs * 1e3, secs_p99 * 1e3))
 '
 run introspection "$base/oauth2/introspect" "$(basic "$rs_id" "$rs_secret")" "token=$worker_token"
-rss=$(awk '/VmRSS/{print int($2/1024)}' /proc/$pid/status 2>/dev/null || echo "?")
-echo "bench: mayfly RSS after load: $rss MB"
+WRK_TOKENS=$work/refresh-tokens WRK_THREADS=$THREADS WRK_LIB=$here/wrk-post.lua \
+    run refresh "$base/oauth2/token" "$(basic "$cli_id" "$cli_secret")" "" "$here/wrk-refresh.lua"
+run exchange "$base/oauth2/token" "$(basic "$worker_id" "$worker_secret")" \
+    "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Atoken-exchange&subject_token=$worker_token&subject_token_type=urn%3Aietf%3Aparams%3Aoauth%3Atoken-type%3Aaccess_token&scope=orders%3Aread"
+echo "bench: mayfly RSS after load: $(rss) MB"

@@ -35,8 +35,10 @@ impl UntrustedText {
         // Where the text ends if it turns out too long: the last piece that leaves room
         // for the ellipsis.
         let mut cut = 0;
+        // Most characters stand for themselves: encoded in place, not allocated.
+        let mut buf = [0u8; 4];
         for c in raw.chars() {
-            let piece = escape(c);
+            let piece = escape(c, &mut buf);
             let len = piece.chars().count();
             if count + len > max_chars {
                 out.truncate(cut);
@@ -77,13 +79,13 @@ fn is_hazard(c: char) -> bool {
         || matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{feff}')
 }
 
-fn escape(c: char) -> std::borrow::Cow<'static, str> {
+fn escape(c: char, buf: &mut [u8; 4]) -> std::borrow::Cow<'_, str> {
     if c == '\\' {
         "\\\\".into()
     } else if is_hazard(c) {
         format!("\\u{{{:x}}}", c as u32).into()
     } else {
-        String::from(c).into()
+        (&*c.encode_utf8(buf)).into()
     }
 }
 
