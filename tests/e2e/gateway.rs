@@ -107,6 +107,7 @@ async fn start(
         client_secret: ClientSecret::new(reader.secret.clone()),
         report_usage: false,
         max_feed_silence,
+        leeway: mayfly_sdk::DEFAULT_LEEWAY,
         http: Some(issuer_http(app)),
         clock: Some(Arc::new(AppClock(app.clock.clone()))),
     })

@@ -41,6 +41,9 @@ pub struct GatewayArgs {
     /// before verdicts stop with 503.
     #[arg(long, env = "MAYFLY_GATEWAY_MAX_FEED_SILENCE", value_parser = parse_duration, default_value = "30s")]
     pub max_feed_silence: time::Duration,
+    /// Clock-skew allowance for a token's `exp` and `nbf`.
+    #[arg(long, env = "MAYFLY_GATEWAY_LEEWAY", value_parser = parse_duration, default_value = "30s")]
+    pub leeway: time::Duration,
 }
 
 /// `mayfly gateway` subcommands.
@@ -111,6 +114,7 @@ pub async fn run(
         client_secret: ClientSecret::new(secret.trim()),
         report_usage: args.report_usage,
         max_feed_silence: args.max_feed_silence,
+        leeway: args.leeway,
         http: None,
         clock: None,
     })?;

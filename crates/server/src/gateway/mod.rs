@@ -51,6 +51,8 @@ pub struct GatewayOptions {
     pub report_usage: bool,
     /// Longest silence of the revocation feed before verdicts stop.
     pub max_feed_silence: Duration,
+    /// Clock-skew allowance for `exp` and `nbf` (the SDK's default: 30 s).
+    pub leeway: Duration,
     /// HTTP client for the issuer (tests resolve the issuer's host to a port).
     pub http: Option<reqwest::Client>,
     /// Clock (tests).
@@ -288,7 +290,8 @@ async fn connect(
     let mut builder = Verifier::builder(options.issuer.clone(), routes.audience.clone())
         .revocation_feed(options.client_id.clone(), options.client_secret.clone())
         .trusted_proxies(options.proxies.clone())
-        .forwarded_header(options.forwarded_header);
+        .forwarded_header(options.forwarded_header)
+        .leeway(options.leeway);
     if let Some(base) = &routes.resource_base {
         builder = builder.resource_base(base.clone());
     }
