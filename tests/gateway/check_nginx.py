@@ -11,6 +11,7 @@ import hashlib
 import http.server
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -203,6 +204,7 @@ def main():
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         run_checks(admin, worker, short, nginx_port, gateway_port)
+        reload_on_sighup(gateway, routes, worker, nginx_port)
     except SystemExit:
         for name in ("gateway.log", "nginx-error.log"):
             try:
@@ -301,6 +303,29 @@ def run_checks(admin, worker, short, nginx_port, gateway_port):
         check(time.monotonic() - revoked_at < 1.0, "still accepted a second after revocation")
         time.sleep(0.02)
     print(f"gateway: revocation refused after {time.monotonic() - revoked_at:.3f} s", file=sys.stderr)
+
+
+def reload_on_sighup(gateway, routes, worker, nginx_port):
+    """A new route after SIGHUP; a broken file afterwards keeps the table."""
+    api = f"http://127.0.0.1:{nginx_port}"
+    read = token(worker["id"], worker["client_secret"], "orders:read", ORDERS)
+    auth = {"Authorization": f"Bearer {read}"}
+    status, _, _ = request("GET", f"{api}/reports", auth)
+    check(status == 403, f"unrouted /reports answered {status}")
+    with open(routes, "a", encoding="utf-8") as f:
+        f.write('\n[[route]]\nmethod = "GET"\npath = "/reports"\nscopes = ["orders:read"]\n')
+    gateway.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 5
+    while request("GET", f"{api}/reports", auth)[0] != 200:
+        check(time.monotonic() < deadline, "SIGHUP did not reload the route file")
+        time.sleep(0.05)
+    with open(routes, "a", encoding="utf-8") as f:
+        f.write("this is not toml\n")
+    gateway.send_signal(signal.SIGHUP)
+    time.sleep(0.3)
+    check(gateway.poll() is None, "the gateway died on a bad route file")
+    status, _, _ = request("GET", f"{api}/reports", auth)
+    check(status == 200, f"a bad route file replaced the table: {status}")
 
 
 main()
