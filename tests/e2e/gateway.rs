@@ -192,16 +192,49 @@ async fn gateway_answers_auth_request_with_identity_headers_or_rfc6750_refusals(
     assert_eq!(header(&ok, "x-mayfly-scope"), "orders:read");
     assert_eq!(header(&ok, "x-mayfly-audience"), ORDERS);
     assert!(!header(&ok, "x-mayfly-token-id").is_empty());
-    // Traefik's ForwardAuth names.
-    let traefik = reqwest::Client::new()
-        .get(format!("{}/auth", s.base))
-        .header("x-forwarded-method", "GET")
-        .header("x-forwarded-uri", "/orders")
-        .header("authorization", format!("Bearer {read}"))
-        .send()
+    // Traefik's ForwardAuth names, at its own endpoint.
+    let traefik = |method: &str, uri: &str, spoof: Option<(&str, &str)>| {
+        let mut request = reqwest::Client::new()
+            .get(format!("{}/traefik", s.base))
+            .header("x-forwarded-method", method)
+            .header("x-forwarded-uri", uri)
+            .header("authorization", format!("Bearer {read}"));
+        if let Some((m, u)) = spoof {
+            request = request
+                .header("x-original-method", m)
+                .header("x-original-uri", u);
+        }
+        request.send()
+    };
+    assert_eq!(traefik("GET", "/orders", None).await.unwrap().status(), 200);
+    // Each endpoint reads only its proxy's names: a client's X-Original-* passed through
+    // by Traefik (or X-Forwarded-* by nginx) describes nothing.
+    let spoofed = traefik("POST", "/orders", Some(("GET", "/orders")))
         .await
         .unwrap();
-    assert_eq!(traefik.status(), 200);
+    assert_eq!(spoofed.status(), 403);
+    let spoofed = ask(
+        &s,
+        "POST",
+        "/orders",
+        bearer.clone(),
+        &[
+            ("x-forwarded-method", "GET"),
+            ("x-forwarded-uri", "/orders"),
+        ],
+    )
+    .await;
+    assert_eq!(spoofed.status(), 403);
+    // A repeated original header is refused.
+    let twice = ask(
+        &s,
+        "POST",
+        "/orders",
+        bearer.clone(),
+        &[("x-original-method", "GET")],
+    )
+    .await;
+    assert_eq!(twice.status(), 400);
 
     // Wrong scope: 403 insufficient_scope naming what the route needs.
     let post = ask(&s, "POST", "/orders", bearer.clone(), &[]).await;

@@ -1,9 +1,14 @@
 //! The gateway's HTTP side: the verdict endpoints proxies ask, and the health checks.
 //!
-//! - `GET|… /auth` (nginx `auth_request`, Traefik `ForwardAuth`): the original method and
-//!   URI come from `X-Original-Method`/`X-Original-URI` (nginx) or
-//!   `X-Forwarded-Method`/`X-Forwarded-Uri` (Traefik), the client's address from the
-//!   forwarding header; all of them believed only from a configured proxy address.
+//! - `/auth` (nginx `auth_request`): the original method and URI from `X-Original-Method`
+//!   and `X-Original-URI`, which the nginx config sets (replacing the client's).
+//! - `/traefik` (Traefik `ForwardAuth`): from `X-Forwarded-Method` and `X-Forwarded-Uri`,
+//!   which Traefik sets. One set of names per endpoint: nginx passes a client's
+//!   `X-Forwarded-*` through and Traefik a client's `X-Original-*`, so reading "whichever
+//!   is present" would let a client describe another request than the one it makes.
+//!
+//! The client's address comes from the forwarding header; all of these are believed
+//! only from a configured proxy address.
 //! - `<any method> /envoy/<original path>` (Envoy `ext_authz`, HTTP service with
 //!   `path_prefix: /envoy`): Envoy sends the original method and path, and the headers
 //!   allowed by `authorization_request.allowed_headers`.
@@ -37,7 +42,8 @@ pub const IDENTITY_HEADERS: [&str; 5] = [
 /// The gateway's routes.
 pub fn router(gateway: Gateway) -> Router {
     Router::new()
-        .route("/auth", any(forward_auth))
+        .route("/auth", any(nginx))
+        .route("/traefik", any(traefik))
         .route("/envoy", any(envoy))
         .route("/envoy/{*rest}", any(envoy))
         .route("/healthz", get(healthz))
@@ -52,33 +58,66 @@ struct Original<'a> {
     target: &'a str,
 }
 
-async fn forward_auth(
+/// The original-request header names one proxy sets.
+struct Names {
+    method: &'static str,
+    uri: &'static str,
+}
+
+const NGINX: Names = Names {
+    method: "x-original-method",
+    uri: "x-original-uri",
+};
+
+const TRAEFIK: Names = Names {
+    method: "x-forwarded-method",
+    uri: "x-forwarded-uri",
+};
+
+async fn nginx(
     State(gateway): State<Gateway>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     request: Request,
 ) -> Response {
-    let headers = request.headers();
+    forward_auth(&gateway, peer, request.headers(), &NGINX).await
+}
+
+async fn traefik(
+    State(gateway): State<Gateway>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    request: Request,
+) -> Response {
+    forward_auth(&gateway, peer, request.headers(), &TRAEFIK).await
+}
+
+async fn forward_auth(
+    gateway: &Gateway,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    names: &Names,
+) -> Response {
     let Some(proxy) = gateway.trusted_peer(peer) else {
         return untrusted(peer);
     };
-    let first = |names: [&str; 2]| {
-        names
-            .iter()
-            .find_map(|n| headers.get(*n))
-            .and_then(|v| v.to_str().ok())
+    // Exactly one of each: a repeated header is not a description of one request.
+    let one = |name: &str| {
+        let mut values = headers.get_all(name).iter();
+        match (values.next(), values.next()) {
+            (Some(v), None) => v.to_str().ok(),
+            _ => None,
+        }
     };
-    let (Some(method), Some(target)) = (
-        first(["x-original-method", "x-forwarded-method"]),
-        first(["x-original-uri", "x-forwarded-uri"]),
-    ) else {
+    let (Some(method), Some(target)) = (one(names.method), one(names.uri)) else {
         tracing::warn!(
             %proxy,
-            "the proxy sent no X-Original-Method/-URI (or X-Forwarded-Method/-Uri)"
+            method = names.method,
+            uri = names.uri,
+            "the proxy did not send the original method and URI once each"
         );
         return plain(StatusCode::BAD_REQUEST, "no original method and URI");
     };
     let original = Original { method, target };
-    decide(&gateway, proxy, headers, &original).await
+    decide(gateway, proxy, headers, &original).await
 }
 
 async fn envoy(
