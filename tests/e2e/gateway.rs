@@ -23,6 +23,7 @@ crate::both_stores!(
     gateway_refuses_dpop_bound_tokens_without_their_proof,
     gateway_fails_closed_without_keys_and_with_a_silent_feed,
     gateway_reload_swaps_the_table_and_keeps_it_on_a_bad_file,
+    gateway_reports_usage_with_the_original_path_and_client_address,
 );
 
 const ROUTES: &str = r#"
@@ -95,6 +96,17 @@ async fn start(
     issuer: Option<String>,
     max_feed_silence: Duration,
 ) -> (Gateway, String, PathBuf, tempfile::TempDir) {
+    start_reporting(app, reader, proxies, issuer, max_feed_silence, false).await
+}
+
+async fn start_reporting(
+    app: &TestApp,
+    reader: &TestClient,
+    proxies: Vec<ipnet::IpNet>,
+    issuer: Option<String>,
+    max_feed_silence: Duration,
+    report_usage: bool,
+) -> (Gateway, String, PathBuf, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let routes = dir.path().join("routes.toml");
     std::fs::write(&routes, ROUTES).unwrap();
@@ -105,7 +117,7 @@ async fn start(
         forwarded_header: Default::default(),
         client_id: reader.id.to_string(),
         client_secret: ClientSecret::new(reader.secret.clone()),
-        report_usage: false,
+        report_usage,
         max_feed_silence,
         leeway: mayfly_sdk::DEFAULT_LEEWAY,
         http: Some(issuer_http(app)),
@@ -555,4 +567,60 @@ async fn gateway_reload_swaps_the_table_and_keeps_it_on_a_bad_file(app: TestApp)
         s.gateway.reload().is_err(),
         "the audience is fixed at start"
     );
+}
+
+async fn gateway_reports_usage_with_the_original_path_and_client_address(app: TestApp) {
+    let s = setup(&app).await;
+    app.grant(
+        &s.reader,
+        &app.issuer(),
+        &["mayfly:revocations:read", "mayfly:usage:write"],
+    )
+    .await;
+    let (gateway, base, _, _dir) = start_reporting(
+        &app,
+        &s.reader,
+        vec!["127.0.0.0/8".parse().unwrap()],
+        Some(app.issuer()),
+        Duration::seconds(30),
+        true,
+    )
+    .await;
+    let deadline = Instant::now() + StdDuration::from_secs(10);
+    while gateway.ready().is_err() {
+        assert!(Instant::now() < deadline, "gateway never ready");
+        tokio::time::sleep(StdDuration::from_millis(20)).await;
+    }
+    let read = token(&app, &s.worker, "orders:read").await;
+    let verdict = |uri: &'static str, bearer: String| {
+        reqwest::Client::new()
+            .get(format!("{base}/auth"))
+            .header("x-original-method", "GET")
+            .header("x-original-uri", uri)
+            .header("x-forwarded-for", "203.0.113.7")
+            .header("authorization", bearer)
+            .send()
+    };
+    let ok = verdict("/orders/9?page=2", format!("Bearer {read}"))
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    let jti = header(&ok, "x-mayfly-token-id");
+    let refused = verdict("/orders/10", "Bearer v4.public.garbage".into())
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401);
+    let deadline = Instant::now() + StdDuration::from_secs(10);
+    let used = loop {
+        let used = app.audit("token.used").await;
+        if !used.is_empty() {
+            break used;
+        }
+        assert!(Instant::now() < deadline, "no use reported");
+        tokio::time::sleep(StdDuration::from_millis(50)).await;
+    };
+    assert_eq!(used.len(), 1, "refused verdicts are not use");
+    assert_eq!(used[0].jti.as_deref(), Some(jti.as_str()));
+    assert_eq!(used[0].detail["path"], "/orders/9");
+    assert_eq!(used[0].source_ip.as_deref(), Some("203.0.113.7"));
 }
