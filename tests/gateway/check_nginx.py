@@ -180,6 +180,20 @@ def main():
         f.write(reader["client_secret"] + "\n")
     os.chmod(secret_file, 0o600)
 
+    # `mayfly gateway check`: the effective table, or the first problem and exit 1.
+    checked = subprocess.run([MAYFLY, "gateway", "check", "--routes", routes],
+                             capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    check(checked.returncode == 0, f"gateway check failed: {checked.stderr}")
+    check("/orders/**" in checked.stdout and checked.stdout.rstrip().endswith("-> deny"),
+          f"gateway check printed: {checked.stdout}")
+    broken = os.path.join(tmp, "broken.toml")
+    with open(broken, "w", encoding="utf-8") as f:
+        f.write(routes_text + '\n[[route]]\nmethod = "GET"\npath = "/a/../b"\n')
+    checked = subprocess.run([MAYFLY, "gateway", "check", "--routes", broken],
+                             capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    check(checked.returncode != 0 and "route 3" in checked.stderr,
+          f"gateway check accepted a broken file: {checked.returncode} {checked.stderr}")
+
     gateway_port, nginx_port = free_port(), free_port()
     upstream = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Upstream)
     threading.Thread(target=upstream.serve_forever, daemon=True).start()
