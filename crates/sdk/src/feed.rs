@@ -24,6 +24,9 @@ pub(crate) struct FeedState {
     pub(crate) cursor: Mutex<String>,
     /// Every rule held, with the time after which it can match no valid token.
     live: Mutex<Vec<(OffsetDateTime, Rule)>>,
+    /// When the issuer was last heard: the backlog loaded, the stream connected, or any
+    /// bytes on it (events or the keep-alive comments the issuer sends every 15 s).
+    heard_at: Mutex<Option<OffsetDateTime>>,
 }
 
 impl FeedState {
@@ -44,6 +47,14 @@ impl FeedState {
             rules.insert(entry.rule());
         }
         *self.cursor.lock().unwrap_or_else(|e| e.into_inner()) = entry.cursor.clone();
+    }
+
+    pub(crate) fn heard(&self, now: OffsetDateTime) {
+        *self.heard_at.lock().unwrap_or_else(|e| e.into_inner()) = Some(now);
+    }
+
+    pub(crate) fn heard_at(&self) -> Option<OffsetDateTime> {
+        *self.heard_at.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     pub(crate) fn cursor(&self) -> String {
@@ -92,6 +103,7 @@ impl Feed {
                 .await
                 .map_err(|e| Error::InvalidResponse(format!("revocation page: {e}")))?;
             if page.items.is_empty() {
+                self.state.heard(self.clock.now());
                 return Ok(loaded);
             }
             loaded += page.items.len();
@@ -140,8 +152,10 @@ impl Feed {
             return Err(Error::rejected(response).await);
         }
         tracing::debug!("revocation stream connected");
+        self.state.heard(self.clock.now());
         let mut parser = SseParser::default();
         while let Some(chunk) = response.chunk().await.map_err(Error::Transport)? {
+            self.state.heard(self.clock.now());
             for event in parser.push(&chunk) {
                 if event.event == "closed" {
                     // The issuer ends a stream whose token expired or was revoked:

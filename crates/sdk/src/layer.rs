@@ -24,7 +24,7 @@ use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, FromRequestParts, Request};
 use axum::http::request::Parts;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use crate::verifier::Presentation;
@@ -109,19 +109,19 @@ where
         let usage = self.usage.clone();
         Box::pin(async move {
             let required: Vec<&str> = scopes.iter().map(String::as_str).collect();
-            let outcome = match credentials(&request) {
-                Some((token, dpop_scheme)) => {
-                    let mut proofs = request.headers().get_all("dpop").iter();
-                    let proof = match (proofs.next(), proofs.next()) {
-                        (Some(p), None) => p.to_str().ok(),
-                        _ => None,
-                    };
-                    let url = request_url(&verifier, &request);
-                    let client_ip = client_ip(&verifier, &request);
+            let peer = request
+                .extensions()
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|ConnectInfo(addr)| addr.ip());
+            let client_ip =
+                peer.and_then(|peer| client_address(&verifier, peer, request.headers()));
+            let outcome = match credentials(request.headers()) {
+                Some(credentials) => {
+                    let url = verifier.resource_url(request.uri().path());
                     let presented = Presentation {
-                        token: &token,
-                        dpop_scheme,
-                        proof,
+                        token: credentials.token,
+                        dpop_scheme: credentials.dpop_scheme,
+                        proof: credentials.proof,
                         method: request.method().as_str(),
                         url: &url,
                         client_ip,
@@ -137,7 +137,7 @@ where
                             verified.claims(),
                             request.method().as_str(),
                             request.uri().path(),
-                            client_ip(&verifier, &request),
+                            client_ip,
                         );
                     }
                     request.extensions_mut().insert(verified);
@@ -152,52 +152,56 @@ where
     }
 }
 
-/// The token of `Authorization` and whether its scheme is `DPoP` (else `Bearer`; RFC
-/// 6750 §2.1, RFC 9449 §7.1; schemes are case-insensitive).
-fn credentials(request: &Request) -> Option<(String, bool)> {
-    let value = request
-        .headers()
-        .get(header::AUTHORIZATION)?
-        .to_str()
-        .ok()?;
+/// What a request presents: the token of `Authorization`, whether its scheme is `DPoP`
+/// (else `Bearer`; RFC 6750 §2.1, RFC 9449 §7.1; schemes are case-insensitive), and its
+/// `DPoP` proof.
+#[derive(Debug, Clone, Copy)]
+pub struct Credentials<'a> {
+    /// The access token.
+    pub token: &'a str,
+    /// Whether it came as `Authorization: DPoP …`.
+    pub dpop_scheme: bool,
+    /// The one `DPoP` header; none when absent, repeated or not text (RFC 9449 §4.3).
+    pub proof: Option<&'a str>,
+}
+
+/// The credentials of a request's headers; none without a Bearer or DPoP token.
+pub fn credentials(headers: &HeaderMap) -> Option<Credentials<'_>> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
     let token = token.trim();
     if token.is_empty() {
         return None;
     }
-    if scheme.eq_ignore_ascii_case("bearer") {
-        Some((token.to_owned(), false))
+    let dpop_scheme = if scheme.eq_ignore_ascii_case("bearer") {
+        false
     } else if scheme.eq_ignore_ascii_case("dpop") {
-        Some((token.to_owned(), true))
+        true
     } else {
-        None
-    }
+        return None;
+    };
+    let mut proofs = headers.get_all("dpop").iter();
+    let proof = match (proofs.next(), proofs.next()) {
+        (Some(p), None) => p.to_str().ok(),
+        _ => None,
+    };
+    Some(Credentials {
+        token,
+        dpop_scheme,
+        proof,
+    })
 }
 
-/// The URL the client addressed, as a DPoP proof's `htu` names it: the configured
-/// `resource_base` and the path. Never from the request's `Host`: the client writes that,
-/// so a proof made for another server (another `Host`) would pass. Without a
-/// `resource_base` there is no URL to check, and DPoP presentations are refused.
-fn request_url(verifier: &Verifier, request: &Request) -> String {
-    match verifier.resource_base() {
-        Some(base) => format!("{base}{}", request.uri().path()),
-        None => {
-            tracing::debug!("no resource_base configured: DPoP proofs cannot be checked");
-            String::new()
-        }
-    }
-}
-
-/// The caller's address: the socket peer, or behind a trusted proxy the forwarded one;
-/// none when the forwarding chain cannot be read.
-fn client_ip(verifier: &Verifier, request: &Request) -> Option<std::net::IpAddr> {
-    let peer = request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(addr)| addr.ip())?;
+/// The caller's address: `peer` (the socket's), or when `peer` is one of the verifier's
+/// trusted proxies the address its forwarding header names; none when the forwarding
+/// chain cannot be read.
+pub fn client_address(
+    verifier: &Verifier,
+    peer: std::net::IpAddr,
+    headers: &HeaderMap,
+) -> Option<std::net::IpAddr> {
     let header = verifier.forwarded_header();
-    let values = request
-        .headers()
+    let values = headers
         .get_all(header.name())
         .iter()
         .map(|v| v.to_str())

@@ -79,7 +79,9 @@ mod verifier;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, RejectionCode};
 #[cfg(feature = "axum")]
-pub use layer::{RequireScopes, RequireScopesLayer, refusal};
+pub use layer::{
+    Credentials, RequireScopes, RequireScopesLayer, client_address, credentials, refusal,
+};
 pub use mayfly_core::jose::JwsKey;
 pub use offline::OfflineVerifier;
 pub use retry::RetryPolicy;

@@ -512,6 +512,30 @@ impl Verifier {
             .len()
     }
 
+    /// How long ago the revocation feed was last heard from (backlog, connection, an
+    /// event or a keep-alive); `None` without a feed. A resource server that must not
+    /// accept revoked tokens refuses requests (fails closed) once this passes its bound.
+    pub fn revocation_feed_silence(&self) -> Option<Duration> {
+        self.inner.follower.as_ref()?;
+        Some(self.inner.feed.heard_at().map_or(Duration::MAX, |heard| {
+            (self.inner.clock.now() - heard).max(Duration::ZERO)
+        }))
+    }
+
+    /// The URL a DPoP proof for a request to `path` must name (`htu`, RFC 9449 §4.3:
+    /// without query and fragment): the configured `resource_base` and the path; empty
+    /// without a `resource_base`, so no proof matches.
+    pub fn resource_url(&self, path: &str) -> String {
+        let path = path.split(['?', '#']).next().unwrap_or_default();
+        match self.resource_base() {
+            Some(base) => format!("{base}{path}"),
+            None => {
+                tracing::debug!("no resource_base configured: DPoP proofs cannot be checked");
+                String::new()
+            }
+        }
+    }
+
     /// Number of keys trusted now.
     pub fn key_count(&self) -> usize {
         self.keys().len()

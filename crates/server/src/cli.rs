@@ -70,6 +70,10 @@ pub enum Command {
         #[command(subcommand)]
         command: AccessCommand,
     },
+    /// A verifying sidecar for nginx `auth_request`, Traefik `ForwardAuth` and Envoy
+    /// `ext_authz`: verdicts by the SDK's checks and a route file; `check` validates
+    /// the route file.
+    Gateway(crate::gateway::cli::GatewayArgs),
     /// End the stored login at the server (RFC 7009: its refresh token and every access
     /// token issued from it) and delete the token file.
     Logout {

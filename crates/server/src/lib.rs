@@ -19,6 +19,7 @@ pub mod clock;
 pub mod config;
 pub mod directory;
 pub mod dpop;
+pub mod gateway;
 pub mod grant;
 pub mod http;
 pub mod keys;

@@ -76,6 +76,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Audit { command } => audit_command(&cli.config, command).await,
         Command::Login(args) => login(&cli.config, args).await,
         Command::Token(args) => token(args).await,
+        Command::Gateway(args) => {
+            mayfly_server::gateway::cli::run(&cli.config, args, shutdown_signal())
+                .await
+                .context("mayfly gateway")
+        }
         Command::Access {
             token_file,
             command,

@@ -1,6 +1,7 @@
 //! Checks that live outside Rust, run as part of `cargo test` so the one test command
 //! covers them: an independent PASETO implementation (pyseto) verifies our tokens, a
-//! third-party OAuth client (authlib) completes the flows, and the compose file validates.
+//! third-party OAuth client (authlib) completes the flows, nginx asks `mayfly gateway`, and
+//! the compose file validates.
 
 // Test code: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -51,4 +52,12 @@ fn openapi_validates_and_fuzzing_finds_nothing() {
 #[test]
 fn authlib_clients_complete_the_flows() {
     run("tests/authlib/run.sh", &[env!("CARGO_BIN_EXE_mayfly")]);
+}
+
+/// nginx `auth_request` in front of a tiny upstream asks `mayfly gateway`: identity
+/// headers on success, 403/401 refusals, revocation within a second, DPoP proofs, no
+/// spoofed identity header reaches the upstream (nginx installed with apt if missing).
+#[test]
+fn nginx_asks_the_gateway_before_each_request() {
+    run("tests/gateway/run.sh", &[env!("CARGO_BIN_EXE_mayfly")]);
 }
