@@ -58,7 +58,12 @@ pub type StoreResult<T> = Result<T, StoreError>;
 #[async_trait]
 pub trait AudienceStore: Send + Sync {
     /// Creates an audience. [`StoreError::Conflict`] when the URI exists.
-    async fn create_audience(&self, new: NewAudience) -> StoreResult<AudienceRecord>;
+    /// `effects` commit with it.
+    async fn create_audience(
+        &self,
+        new: NewAudience,
+        effects: &ChangeEffects,
+    ) -> StoreResult<AudienceRecord>;
     /// The audience with this URI.
     async fn audience_by_uri(&self, uri: &str) -> StoreResult<Option<AudienceRecord>>;
     /// The audience with this id.
@@ -91,8 +96,12 @@ pub trait AudienceStore: Send + Sync {
 /// Clients and their credentials.
 #[async_trait]
 pub trait ClientStore: Send + Sync {
-    /// Creates a client.
-    async fn create_client(&self, new: NewClient) -> StoreResult<ClientRecord>;
+    /// Creates a client. `effects` commit with it.
+    async fn create_client(
+        &self,
+        new: NewClient,
+        effects: &ChangeEffects,
+    ) -> StoreResult<ClientRecord>;
     /// The client with this id.
     async fn client(&self, id: Uuid) -> StoreResult<Option<ClientRecord>>;
     /// Enables or disables a client. [`StoreError::NotFound`] when it does not exist.
@@ -140,7 +149,8 @@ pub trait ClientStore: Send + Sync {
 #[async_trait]
 pub trait UserStore: Send + Sync {
     /// Creates a user. [`StoreError::Conflict`] when the username exists.
-    async fn create_user(&self, new: NewUser) -> StoreResult<UserRecord>;
+    /// `effects` commit with it.
+    async fn create_user(&self, new: NewUser, effects: &ChangeEffects) -> StoreResult<UserRecord>;
     /// The user with this id.
     async fn user(&self, id: Uuid) -> StoreResult<Option<UserRecord>>;
     /// The user with this username.
@@ -178,8 +188,12 @@ pub trait UserStore: Send + Sync {
 #[async_trait]
 pub trait GrantStore: Send + Sync {
     /// Creates a grant. [`StoreError::NotFound`] when the audience or one of the scopes
-    /// (by name, within that audience) does not exist.
-    async fn create_grant(&self, new: NewGrant) -> StoreResult<GrantRecord>;
+    /// (by name, within that audience) does not exist. `effects` commit with it.
+    async fn create_grant(
+        &self,
+        new: NewGrant,
+        effects: &ChangeEffects,
+    ) -> StoreResult<GrantRecord>;
     /// The grant with this id.
     async fn grant(&self, id: Uuid) -> StoreResult<Option<GrantRecord>>;
     /// A page of grants matching `filter`, in id order.

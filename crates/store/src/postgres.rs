@@ -321,20 +321,29 @@ fn fold_subject_grants(rows: &[PgRow]) -> StoreResult<Vec<SubjectGrant>> {
 
 #[async_trait]
 impl AudienceStore for PgStore {
-    async fn create_audience(&self, new: NewAudience) -> StoreResult<AudienceRecord> {
+    async fn create_audience(
+        &self,
+        new: NewAudience,
+        effects: &ChangeEffects,
+    ) -> StoreResult<AudienceRecord> {
+        let mut tx = self.pool.begin().await.or_store("audience")?;
         let row = sqlx::query(
             "INSERT INTO audiences (id, uri, description, created_at) VALUES ($1, $2, $3, $4)
              RETURNING id, uri, description, created_at",
         )
-        .bind(Uuid::now_v7())
+        .bind(new.id)
         .bind(&new.uri)
         .bind(&new.description)
         .bind(new.now)
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *tx)
         .await
         .or_store("audience")?;
+        let record = audience(&row).or_store("audience")?;
+        commit_effects(&mut tx, effects).await?;
+        tx.commit().await.or_store("audience")?;
         self.changed();
-        audience(&row).or_store("audience")
+        self.announce(effects);
+        Ok(record)
     }
 
     async fn audience_by_uri(&self, uri: &str) -> StoreResult<Option<AudienceRecord>> {
@@ -520,12 +529,17 @@ impl AudienceStore for PgStore {
 
 #[async_trait]
 impl ClientStore for PgStore {
-    async fn create_client(&self, new: NewClient) -> StoreResult<ClientRecord> {
+    async fn create_client(
+        &self,
+        new: NewClient,
+        effects: &ChangeEffects,
+    ) -> StoreResult<ClientRecord> {
+        let mut tx = self.pool.begin().await.or_store("client")?;
         let row = sqlx::query(
             "INSERT INTO clients (id, name, enabled, default_ttl_secs, max_ttl_secs, allowed_cidrs, require_dpop, anomaly_policy, created_at, updated_at, grant_types, labels)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $9, $8, $8, $10, $11) RETURNING *",
         )
-        .bind(Uuid::now_v7())
+        .bind(new.id)
         .bind(&new.name)
         .bind(new.enabled)
         .bind(new.default_ttl_secs)
@@ -536,11 +550,15 @@ impl ClientStore for PgStore {
         .bind(new.anomaly_policy.as_str())
         .bind(Json(&new.grant_types))
         .bind(Json(&new.labels))
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *tx)
         .await
         .or_store("client")?;
+        let record = client(&row).or_store("client")?;
+        commit_effects(&mut tx, effects).await?;
+        tx.commit().await.or_store("client")?;
         self.changed();
-        client(&row).or_store("client")
+        self.announce(effects);
+        Ok(record)
     }
 
     async fn client(&self, id: Uuid) -> StoreResult<Option<ClientRecord>> {
@@ -783,22 +801,27 @@ fn user(row: &PgRow) -> Result<UserRecord, sqlx::Error> {
 
 #[async_trait]
 impl UserStore for PgStore {
-    async fn create_user(&self, new: NewUser) -> StoreResult<UserRecord> {
+    async fn create_user(&self, new: NewUser, effects: &ChangeEffects) -> StoreResult<UserRecord> {
+        let mut tx = self.pool.begin().await.or_store("username")?;
         let row = sqlx::query(
             "INSERT INTO users (id, username, password_hash, enabled, created_at, updated_at, labels)
              VALUES ($1, $2, $3, $4, $5, $5, $6) RETURNING *",
         )
-        .bind(Uuid::now_v7())
+        .bind(new.id)
         .bind(&new.username)
         .bind(&new.password_hash)
         .bind(new.enabled)
         .bind(new.now)
         .bind(Json(&new.labels))
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *tx)
         .await
         .or_store("username")?;
+        let record = user(&row).or_store("user")?;
+        commit_effects(&mut tx, effects).await?;
+        tx.commit().await.or_store("username")?;
         self.changed();
-        user(&row).or_store("user")
+        self.announce(effects);
+        Ok(record)
     }
 
     async fn user(&self, id: Uuid) -> StoreResult<Option<UserRecord>> {
@@ -939,9 +962,13 @@ impl UserStore for PgStore {
 
 #[async_trait]
 impl GrantStore for PgStore {
-    async fn create_grant(&self, new: NewGrant) -> StoreResult<GrantRecord> {
+    async fn create_grant(
+        &self,
+        new: NewGrant,
+        effects: &ChangeEffects,
+    ) -> StoreResult<GrantRecord> {
         let mut tx = self.pool.begin().await.or_store("grant")?;
-        let id = Uuid::now_v7();
+        let id = new.id;
         sqlx::query(
             "INSERT INTO grants (id, subject_kind, subject_id, audience_id, not_before, expires_at, allowed_cidrs, max_ttl_secs, reason, created_by, created_at, may_act)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
@@ -982,8 +1009,10 @@ impl GrantStore for PgStore {
                 return Err(StoreError::NotFound("scope"));
             }
         }
+        commit_effects(&mut tx, effects).await?;
         tx.commit().await.or_store("grant")?;
         self.changed();
+        self.announce(effects);
         Ok(GrantRecord {
             id,
             subject: new.subject,

@@ -9,6 +9,8 @@ use uuid::Uuid;
 /// An audience to create.
 #[derive(Debug, Clone)]
 pub struct NewAudience {
+    /// Chosen by the caller, so the change's audit event can name it before the insert.
+    pub id: Uuid,
     /// The URI (already validated).
     pub uri: String,
     /// Free text.
@@ -61,6 +63,8 @@ pub struct ScopeRecord {
 /// A client to create.
 #[derive(Debug, Clone)]
 pub struct NewClient {
+    /// Chosen by the caller, so the change's audit event can name it before the insert.
+    pub id: Uuid,
     /// Display name.
     pub name: String,
     /// Whether it may obtain tokens.
@@ -209,6 +213,8 @@ impl Subject {
 /// A grant to create.
 #[derive(Debug, Clone)]
 pub struct NewGrant {
+    /// Chosen by the caller, so the change's audit event can name it before the insert.
+    pub id: Uuid,
     /// Who receives it.
     pub subject: Subject,
     /// On which audience.
@@ -539,6 +545,8 @@ impl fmt::Debug for UserRecord {
 /// A person to create.
 #[derive(Clone)]
 pub struct NewUser {
+    /// Chosen by the caller, so the change's audit event can name it before the insert.
+    pub id: Uuid,
     /// Unique login name.
     pub username: String,
     /// argon2id PHC string.

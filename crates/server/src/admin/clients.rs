@@ -95,6 +95,18 @@ pub(super) fn client_json(c: &ClientRecord) -> Value {
     })
 }
 
+/// [`client_json`] of a client about to be created.
+pub(super) fn new_client_json(c: &mayfly_store::NewClient) -> Value {
+    json!({
+        "id": c.id, "name": c.name, "enabled": c.enabled,
+        "default_ttl_secs": c.default_ttl_secs, "max_ttl_secs": c.max_ttl_secs,
+        "allowed_cidrs": c.allowed_cidrs, "require_dpop": c.require_dpop,
+        "anomaly_policy": c.anomaly_policy,
+        "grant_types": c.grant_types,
+        "labels": c.labels,
+    })
+}
+
 /// RFC 7638 thumbprint of an Ed25519 JWK: SHA-256 over its required members, sorted.
 pub fn jwk_thumbprint(x: &[u8; 32]) -> String {
     let canonical = format!(

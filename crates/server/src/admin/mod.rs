@@ -283,6 +283,20 @@ impl Actor<'_> {
         Ok(effects)
     }
 
+    /// Inserts a client with its `client.create` event, in one transaction.
+    async fn store_new_client(&self, new: NewClient) -> Result<ClientRecord, AdminError> {
+        let event = self.change_event(
+            "client.create",
+            new.id.to_string(),
+            serde_json::Value::Null,
+            clients::new_client_json(&new),
+        );
+        Ok(self
+            .store
+            .create_client(new, &self.effects(event, None)?)
+            .await?)
+    }
+
     /// Creates an audience with its scopes.
     ///
     /// # Errors
@@ -299,20 +313,22 @@ impl Actor<'_> {
         for name in scopes {
             Scope::parse(name).map_err(|e| invalid("scope", e.to_string()))?;
         }
+        let new = NewAudience {
+            id: Uuid::now_v7(),
+            uri: uri.to_string(),
+            description: description.to_owned(),
+            now: self.now,
+        };
+        let event = self.change_event(
+            "audience.create",
+            new.uri.clone(),
+            serde_json::Value::Null,
+            json!({ "id": new.id, "uri": new.uri }),
+        );
         let audience = self
             .store
-            .create_audience(NewAudience {
-                uri: uri.to_string(),
-                description: description.to_owned(),
-                now: self.now,
-            })
+            .create_audience(new, &self.effects(event, None)?)
             .await?;
-        self.audit(
-            "audience.create",
-            audience.uri.clone(),
-            json!({ "id": audience.id, "uri": audience.uri }),
-        )
-        .await?;
         let created = self.add_scopes(&audience, scopes).await?;
         Ok((audience, created))
     }
@@ -372,8 +388,8 @@ impl Actor<'_> {
         let max_ttl_secs = ttl_secs("max_ttl_secs", spec.max_ttl)?;
         clients::check_ttls(default_ttl_secs, max_ttl_secs)?;
         let client = self
-            .store
-            .create_client(NewClient {
+            .store_new_client(NewClient {
+                id: Uuid::now_v7(),
                 name: clients::client_name(&spec.name)?,
                 enabled: spec.enabled,
                 default_ttl_secs,
@@ -386,12 +402,6 @@ impl Actor<'_> {
                 now: self.now,
             })
             .await?;
-        self.audit(
-            "client.create",
-            client.id.to_string(),
-            clients::client_json(&client),
-        )
-        .await?;
         let secret = self.add_client_secret(client.id, None).await?.secret;
         Ok(CreatedClient { client, secret })
     }
@@ -426,8 +436,8 @@ impl Actor<'_> {
         let max_ttl_secs = ttl_secs("max_ttl_secs", spec.max_ttl)?;
         clients::check_ttls(default_ttl_secs, max_ttl_secs)?;
         let client = self
-            .store
-            .create_client(NewClient {
+            .store_new_client(NewClient {
+                id: Uuid::now_v7(),
                 name: clients::client_name(&spec.name)?,
                 enabled: spec.enabled,
                 default_ttl_secs,
@@ -440,12 +450,6 @@ impl Actor<'_> {
                 now: self.now,
             })
             .await?;
-        self.audit(
-            "client.create",
-            client.id.to_string(),
-            clients::client_json(&client),
-        )
-        .await?;
         let mut records = Vec::with_capacity(keys.len());
         for (kid, x) in keys {
             records.push(
