@@ -21,6 +21,7 @@ crate::both_stores!(
     cutoffs_cover_tokens_signed_before_the_change_propagates,
     a_change_and_its_revocation_commit_together,
     a_create_commits_with_its_audit_event,
+    audience_and_scope_changes_commit_with_their_audit_events,
 );
 
 /// A service client allowed to introspect and read the feed.
@@ -917,6 +918,69 @@ async fn a_create_commits_with_its_audit_event(app: TestApp) {
     assert_eq!(audited.len(), events + 1);
     assert_eq!(audited[0].detail["after"]["id"], created["id"]);
     assert_eq!(audited[0].detail["after"]["audience"], ORDERS);
+}
+
+/// Every audience and scope change fails whole while its audit event cannot be
+/// written (the record reads as before), and a retry makes it with its event.
+async fn audience_and_scope_changes_commit_with_their_audit_events(app: TestApp) {
+    let api = app.bootstrap_admin().await;
+    let audience = api
+        .post("/admin/v1/audiences", json!({ "uri": ORDERS }))
+        .await
+        .ok(201)
+        .clone();
+    let aud = format!("/admin/v1/audiences/{}", audience["id"].as_str().unwrap());
+    let scope_body = json!({ "audience_id": audience["id"], "name": "orders:read" });
+
+    let patch = Some(json!({ "description": "Orders" }));
+    step(&app, &api, "audience.update", &aud, patch).await;
+    let scopes = "/admin/v1/scopes";
+    let scope = step(&app, &api, "scope.create", scopes, Some(scope_body)).await;
+    let sco = format!("{scopes}/{}", scope["id"].as_str().unwrap());
+    let patch = Some(json!({ "description": "read" }));
+    step(&app, &api, "scope.update", &sco, patch).await;
+    step(&app, &api, "scope.delete", &sco, None).await;
+    step(&app, &api, "audience.delete", &aud, None).await;
+    api.get(&aud).await.problem(404);
+}
+
+/// One admin change (POST to a collection, PATCH with a body, DELETE without), first
+/// with the audit table blocked: it fails and changes nothing, then it is done with its
+/// event. Returns the retry's body.
+async fn step(
+    app: &TestApp,
+    api: &AdminApi<'_>,
+    action: &str,
+    path: &str,
+    body: Option<Value>,
+) -> Value {
+    let send = || async {
+        match &body {
+            Some(b) if path.ends_with("/scopes") => api.post(path, b.clone()).await,
+            Some(b) => api.patch(path, b.clone()).await,
+            None => api.delete(path).await,
+        }
+    };
+    let seen = || async {
+        let scopes = api.get("/admin/v1/scopes").await.body;
+        let audiences = api.get("/admin/v1/audiences").await.body;
+        (scopes, audiences)
+    };
+    let (before, events) = (seen().await, changes(app, action).await);
+    block_audit(app, true).await;
+    let failed = send().await;
+    block_audit(app, false).await;
+    assert!(failed.status >= 500, "{action}: {}", failed.body);
+    assert_eq!(seen().await, before, "{action}: nothing changed");
+    assert_eq!(changes(app, action).await, events, "{action}");
+    let done = send().await;
+    assert!(done.status < 300, "{action}: {}", done.body);
+    assert_eq!(
+        changes(app, action).await,
+        events + 1,
+        "{action}: audited once"
+    );
+    done.body
 }
 
 /// How many records a listing holds (its first page).

@@ -84,12 +84,16 @@ async fn audience(store: &dyn Store, uri: &str, scopes: &[&str]) -> AudienceReco
         .unwrap();
     for name in scopes {
         store
-            .create_scope(NewScope {
-                audience_id: aud.id,
-                name: (*name).into(),
-                description: String::new(),
-                now: now(),
-            })
+            .create_scope(
+                NewScope {
+                    id: Uuid::now_v7(),
+                    audience_id: aud.id,
+                    name: (*name).into(),
+                    description: String::new(),
+                    now: now(),
+                },
+                &ChangeEffects::default(),
+            )
             .await
             .unwrap();
     }
@@ -181,21 +185,29 @@ async fn audiences_and_scopes(store: Arc<dyn Store>) {
         .collect();
     assert_eq!(names, ["orders:read", "orders:write"]);
     let dup = store
-        .create_scope(NewScope {
-            audience_id: aud.id,
-            name: "orders:read".into(),
-            description: String::new(),
-            now: now(),
-        })
+        .create_scope(
+            NewScope {
+                id: Uuid::now_v7(),
+                audience_id: aud.id,
+                name: "orders:read".into(),
+                description: String::new(),
+                now: now(),
+            },
+            &ChangeEffects::default(),
+        )
         .await;
     assert!(matches!(dup, Err(StoreError::Conflict("scope"))), "{dup:?}");
     let orphan = store
-        .create_scope(NewScope {
-            audience_id: Uuid::now_v7(),
-            name: "x:y".into(),
-            description: String::new(),
-            now: now(),
-        })
+        .create_scope(
+            NewScope {
+                id: Uuid::now_v7(),
+                audience_id: Uuid::now_v7(),
+                name: "x:y".into(),
+                description: String::new(),
+                now: now(),
+            },
+            &ChangeEffects::default(),
+        )
         .await;
     assert!(
         matches!(orphan, Err(StoreError::NotFound("audience"))),
@@ -569,11 +581,16 @@ async fn paging_updates_and_deletes(store: Arc<dyn Store>) {
         .unwrap();
     assert_eq!(rest.iter().map(|a| a.id).collect::<Vec<_>>(), ids[2..]);
 
-    let updated = store.update_audience(ids[0], "new words").await.unwrap();
+    let updated = store
+        .update_audience(ids[0], "new words", &ChangeEffects::default())
+        .await
+        .unwrap();
     assert_eq!(updated.description, "new words");
     assert_eq!(store.audience(ids[0]).await.unwrap(), Some(updated));
     assert!(matches!(
-        store.update_audience(Uuid::now_v7(), "x").await,
+        store
+            .update_audience(Uuid::now_v7(), "x", &ChangeEffects::default())
+            .await,
         Err(StoreError::NotFound("audience"))
     ));
 
@@ -620,7 +637,7 @@ async fn paging_updates_and_deletes(store: Arc<dyn Store>) {
         .clone();
     assert_eq!(
         store
-            .update_scope(read.id, "read orders")
+            .update_scope(read.id, "read orders", &ChangeEffects::default())
             .await
             .unwrap()
             .description,
@@ -640,23 +657,35 @@ async fn paging_updates_and_deletes(store: Arc<dyn Store>) {
         .await
         .unwrap();
     assert!(matches!(
-        store.delete_scope(read.id).await,
+        store.delete_scope(read.id, &ChangeEffects::default()).await,
         Err(StoreError::InUse("scope"))
     ));
     assert!(matches!(
-        store.delete_audience(orders.id).await,
+        store
+            .delete_audience(orders.id, &ChangeEffects::default())
+            .await,
         Err(StoreError::InUse("audience"))
     ));
-    store.delete_scope(write.id).await.unwrap();
+    store
+        .delete_scope(write.id, &ChangeEffects::default())
+        .await
+        .unwrap();
     assert_eq!(store.scope(write.id).await.unwrap(), None);
     assert!(matches!(
-        store.delete_scope(write.id).await,
+        store
+            .delete_scope(write.id, &ChangeEffects::default())
+            .await,
         Err(StoreError::NotFound("scope"))
     ));
-    store.delete_audience(ids[4]).await.unwrap();
+    store
+        .delete_audience(ids[4], &ChangeEffects::default())
+        .await
+        .unwrap();
     assert_eq!(store.audience(ids[4]).await.unwrap(), None);
     assert!(matches!(
-        store.delete_audience(ids[4]).await,
+        store
+            .delete_audience(ids[4], &ChangeEffects::default())
+            .await,
         Err(StoreError::NotFound("audience"))
     ));
 
@@ -737,7 +766,10 @@ async fn paging_updates_and_deletes(store: Arc<dyn Store>) {
         "{ghost:?}"
     );
     // With its grant gone, the audience can go too.
-    store.delete_audience(orders.id).await.unwrap();
+    store
+        .delete_audience(orders.id, &ChangeEffects::default())
+        .await
+        .unwrap();
 }
 
 async fn users(store: Arc<dyn Store>) {

@@ -71,12 +71,22 @@ pub trait AudienceStore: Send + Sync {
     /// A page of audiences, in id (creation) order.
     async fn list_audiences(&self, page: Page) -> StoreResult<Vec<AudienceRecord>>;
     /// Changes an audience's description. [`StoreError::NotFound`] when it does not exist.
-    async fn update_audience(&self, id: Uuid, description: &str) -> StoreResult<AudienceRecord>;
+    /// `effects` commit with it (so with each change below).
+    async fn update_audience(
+        &self,
+        id: Uuid,
+        description: &str,
+        effects: &ChangeEffects,
+    ) -> StoreResult<AudienceRecord>;
     /// Deletes an audience and its scopes. [`StoreError::Conflict`] while grants use it.
-    async fn delete_audience(&self, id: Uuid) -> StoreResult<()>;
+    async fn delete_audience(&self, id: Uuid, effects: &ChangeEffects) -> StoreResult<()>;
     /// Adds a scope to an audience. [`StoreError::Conflict`] when the name exists there,
     /// [`StoreError::NotFound`] when the audience does not exist.
-    async fn create_scope(&self, new: NewScope) -> StoreResult<ScopeRecord>;
+    async fn create_scope(
+        &self,
+        new: NewScope,
+        effects: &ChangeEffects,
+    ) -> StoreResult<ScopeRecord>;
     /// The scopes of an audience, ordered by name.
     async fn scopes_of(&self, audience_id: Uuid) -> StoreResult<Vec<ScopeRecord>>;
     /// The scope with this id.
@@ -88,9 +98,14 @@ pub trait AudienceStore: Send + Sync {
         page: Page,
     ) -> StoreResult<Vec<ScopeRecord>>;
     /// Changes a scope's description. [`StoreError::NotFound`] when it does not exist.
-    async fn update_scope(&self, id: Uuid, description: &str) -> StoreResult<ScopeRecord>;
+    async fn update_scope(
+        &self,
+        id: Uuid,
+        description: &str,
+        effects: &ChangeEffects,
+    ) -> StoreResult<ScopeRecord>;
     /// Deletes a scope. [`StoreError::Conflict`] while grants use it.
-    async fn delete_scope(&self, id: Uuid) -> StoreResult<()>;
+    async fn delete_scope(&self, id: Uuid, effects: &ChangeEffects) -> StoreResult<()>;
 }
 
 /// Clients and their credentials.

@@ -356,24 +356,33 @@ impl AudienceStore for PgStore {
         row.as_ref().map(audience).transpose().or_store("audience")
     }
 
-    async fn create_scope(&self, new: NewScope) -> StoreResult<ScopeRecord> {
+    async fn create_scope(
+        &self,
+        new: NewScope,
+        effects: &ChangeEffects,
+    ) -> StoreResult<ScopeRecord> {
+        let mut tx = self.pool.begin().await.or_store("scope")?;
         let row = sqlx::query(
             "INSERT INTO scopes (id, audience_id, name, description, created_at) VALUES ($1, $2, $3, $4, $5)
              RETURNING id, audience_id, name, description, created_at",
         )
-        .bind(Uuid::now_v7())
+        .bind(new.id)
         .bind(new.audience_id)
         .bind(&new.name)
         .bind(&new.description)
         .bind(new.now)
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *tx)
         .await
         .map_err(|e| match StoreError::from_sqlx(e, "scope") {
             StoreError::NotFound(_) => StoreError::NotFound("audience"),
             other => other,
         })?;
+        let record = scope(&row).or_store("scope")?;
+        commit_effects(&mut tx, effects).await?;
+        tx.commit().await.or_store("scope")?;
         self.changed();
-        scope(&row).or_store("scope")
+        self.announce(effects);
+        Ok(record)
     }
 
     async fn scopes_of(&self, audience_id: Uuid) -> StoreResult<Vec<ScopeRecord>> {
@@ -416,21 +425,31 @@ impl AudienceStore for PgStore {
             .or_store("audience")
     }
 
-    async fn update_audience(&self, id: Uuid, description: &str) -> StoreResult<AudienceRecord> {
+    async fn update_audience(
+        &self,
+        id: Uuid,
+        description: &str,
+        effects: &ChangeEffects,
+    ) -> StoreResult<AudienceRecord> {
+        let mut tx = self.pool.begin().await.or_store("audience")?;
         let row = sqlx::query(
             "UPDATE audiences SET description = $2 WHERE id = $1 RETURNING id, uri, description, created_at",
         )
         .bind(id)
         .bind(description)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *tx)
         .await
         .or_store("audience")?
         .ok_or(StoreError::NotFound("audience"))?;
+        let record = audience(&row).or_store("audience")?;
+        commit_effects(&mut tx, effects).await?;
+        tx.commit().await.or_store("audience")?;
         self.changed();
-        audience(&row).or_store("audience")
+        self.announce(effects);
+        Ok(record)
     }
 
-    async fn delete_audience(&self, id: Uuid) -> StoreResult<()> {
+    async fn delete_audience(&self, id: Uuid, effects: &ChangeEffects) -> StoreResult<()> {
         let mut tx = self.pool.begin().await.or_store("audience")?;
         let used: bool =
             sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM grants WHERE audience_id = $1)")
@@ -449,8 +468,10 @@ impl AudienceStore for PgStore {
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound("audience"));
         }
+        commit_effects(&mut tx, effects).await?;
         tx.commit().await.or_store("audience")?;
         self.changed();
+        self.announce(effects);
         Ok(())
     }
 
@@ -487,22 +508,32 @@ impl AudienceStore for PgStore {
             .or_store("scope")
     }
 
-    async fn update_scope(&self, id: Uuid, description: &str) -> StoreResult<ScopeRecord> {
+    async fn update_scope(
+        &self,
+        id: Uuid,
+        description: &str,
+        effects: &ChangeEffects,
+    ) -> StoreResult<ScopeRecord> {
+        let mut tx = self.pool.begin().await.or_store("scope")?;
         let row = sqlx::query(
             "UPDATE scopes SET description = $2 WHERE id = $1
              RETURNING id, audience_id, name, description, created_at",
         )
         .bind(id)
         .bind(description)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *tx)
         .await
         .or_store("scope")?
         .ok_or(StoreError::NotFound("scope"))?;
+        let record = scope(&row).or_store("scope")?;
+        commit_effects(&mut tx, effects).await?;
+        tx.commit().await.or_store("scope")?;
         self.changed();
-        scope(&row).or_store("scope")
+        self.announce(effects);
+        Ok(record)
     }
 
-    async fn delete_scope(&self, id: Uuid) -> StoreResult<()> {
+    async fn delete_scope(&self, id: Uuid, effects: &ChangeEffects) -> StoreResult<()> {
         let mut tx = self.pool.begin().await.or_store("scope")?;
         let used: bool =
             sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM grant_scopes WHERE scope_id = $1)")
@@ -521,8 +552,10 @@ impl AudienceStore for PgStore {
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound("scope"));
         }
+        commit_effects(&mut tx, effects).await?;
         tx.commit().await.or_store("scope")?;
         self.changed();
+        self.announce(effects);
         Ok(())
     }
 }

@@ -35,6 +35,8 @@ pub struct AudienceRecord {
 /// A scope to create.
 #[derive(Debug, Clone)]
 pub struct NewScope {
+    /// Chosen by the caller, so the change's audit event can name it before the insert.
+    pub id: Uuid,
     /// The owning audience.
     pub audience_id: Uuid,
     /// `resource:action` (already validated).

@@ -424,24 +424,37 @@ impl AudienceStore for SqliteStore {
         row.as_ref().map(audience).transpose()
     }
 
-    async fn create_scope(&self, new: NewScope) -> StoreResult<ScopeRecord> {
+    async fn create_scope(
+        &self,
+        new: NewScope,
+        effects: &ChangeEffects,
+    ) -> StoreResult<ScopeRecord> {
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .or_store("scope")?;
         let row = sqlx::query(
             "INSERT INTO scopes (id, audience_id, name, description, created_at) VALUES ($1, $2, $3, $4, $5)
              RETURNING id, audience_id, name, description, created_at",
         )
-        .bind(Uuid::now_v7())
+        .bind(new.id)
         .bind(new.audience_id)
         .bind(&new.name)
         .bind(&new.description)
         .bind(micros(new.now))
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *tx)
         .await
         .map_err(|e| match StoreError::from_sqlx(e, "scope") {
             StoreError::NotFound(_) => StoreError::NotFound("audience"),
             other => other,
         })?;
+        let record = scope(&row)?;
+        commit_effects(&mut tx, effects).await?;
+        tx.commit().await.or_store("scope")?;
         self.changed();
-        scope(&row)
+        self.announce(effects);
+        Ok(record)
     }
 
     async fn scopes_of(&self, audience_id: Uuid) -> StoreResult<Vec<ScopeRecord>> {
@@ -478,21 +491,35 @@ impl AudienceStore for SqliteStore {
         rows.iter().map(audience).collect()
     }
 
-    async fn update_audience(&self, id: Uuid, description: &str) -> StoreResult<AudienceRecord> {
+    async fn update_audience(
+        &self,
+        id: Uuid,
+        description: &str,
+        effects: &ChangeEffects,
+    ) -> StoreResult<AudienceRecord> {
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .or_store("audience")?;
         let row = sqlx::query(
             "UPDATE audiences SET description = $2 WHERE id = $1 RETURNING id, uri, description, created_at",
         )
         .bind(id)
         .bind(description)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *tx)
         .await
         .or_store("audience")?
         .ok_or(StoreError::NotFound("audience"))?;
+        let record = audience(&row)?;
+        commit_effects(&mut tx, effects).await?;
+        tx.commit().await.or_store("audience")?;
         self.changed();
-        audience(&row)
+        self.announce(effects);
+        Ok(record)
     }
 
-    async fn delete_audience(&self, id: Uuid) -> StoreResult<()> {
+    async fn delete_audience(&self, id: Uuid, effects: &ChangeEffects) -> StoreResult<()> {
         let mut tx = self
             .pool
             .begin_with("BEGIN IMMEDIATE")
@@ -515,8 +542,10 @@ impl AudienceStore for SqliteStore {
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound("audience"));
         }
+        commit_effects(&mut tx, effects).await?;
         tx.commit().await.or_store("audience")?;
         self.changed();
+        self.announce(effects);
         Ok(())
     }
 
@@ -550,22 +579,36 @@ impl AudienceStore for SqliteStore {
         rows.iter().map(scope).collect()
     }
 
-    async fn update_scope(&self, id: Uuid, description: &str) -> StoreResult<ScopeRecord> {
+    async fn update_scope(
+        &self,
+        id: Uuid,
+        description: &str,
+        effects: &ChangeEffects,
+    ) -> StoreResult<ScopeRecord> {
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .or_store("scope")?;
         let row = sqlx::query(
             "UPDATE scopes SET description = $2 WHERE id = $1
              RETURNING id, audience_id, name, description, created_at",
         )
         .bind(id)
         .bind(description)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *tx)
         .await
         .or_store("scope")?
         .ok_or(StoreError::NotFound("scope"))?;
+        let record = scope(&row)?;
+        commit_effects(&mut tx, effects).await?;
+        tx.commit().await.or_store("scope")?;
         self.changed();
-        scope(&row)
+        self.announce(effects);
+        Ok(record)
     }
 
-    async fn delete_scope(&self, id: Uuid) -> StoreResult<()> {
+    async fn delete_scope(&self, id: Uuid, effects: &ChangeEffects) -> StoreResult<()> {
         let mut tx = self
             .pool
             .begin_with("BEGIN IMMEDIATE")
@@ -588,8 +631,10 @@ impl AudienceStore for SqliteStore {
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound("scope"));
         }
+        commit_effects(&mut tx, effects).await?;
         tx.commit().await.or_store("scope")?;
         self.changed();
+        self.announce(effects);
         Ok(())
     }
 }

@@ -358,21 +358,23 @@ impl Actor<'_> {
         let mut created = Vec::with_capacity(scopes.len());
         for name in scopes {
             let scope = Scope::parse(name).map_err(|e| invalid("scope", e.to_string()))?;
-            let record = self
-                .store
-                .create_scope(NewScope {
-                    audience_id: audience.id,
-                    name: scope.to_string(),
-                    description: String::new(),
-                    now: self.now,
-                })
-                .await?;
-            self.audit(
+            let new = NewScope {
+                id: Uuid::now_v7(),
+                audience_id: audience.id,
+                name: scope.to_string(),
+                description: String::new(),
+                now: self.now,
+            };
+            let event = self.change_event(
                 "scope.create",
                 audience.uri.clone(),
-                json!({ "id": record.id, "name": record.name }),
-            )
-            .await?;
+                serde_json::Value::Null,
+                json!({ "id": new.id, "name": new.name }),
+            );
+            let record = self
+                .store
+                .create_scope(new, &self.effects(event, None)?)
+                .await?;
             created.push(record);
         }
         Ok(created)
