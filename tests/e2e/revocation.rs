@@ -918,6 +918,27 @@ async fn a_create_commits_with_its_audit_event(app: TestApp) {
     assert_eq!(audited.len(), events + 1);
     assert_eq!(audited[0].detail["after"]["id"], created["id"]);
     assert_eq!(audited[0].detail["after"]["audience"], ORDERS);
+
+    // A second secret: none without its event.
+    let secrets = format!("/admin/v1/clients/{}/secrets", ids[1].as_str().unwrap());
+    let count = |answer: Value| answer.as_array().map_or(0, Vec::len);
+    let (held, events) = (
+        count(api.get(&secrets).await.body),
+        changes(&app, "client.secret.add").await,
+    );
+    block_audit(&app, true).await;
+    let failed = api.post(&secrets, json!({})).await;
+    block_audit(&app, false).await;
+    assert!(failed.status >= 500, "{}", failed.body);
+    assert_eq!(
+        count(api.get(&secrets).await.body),
+        held,
+        "no unaudited secret"
+    );
+    assert_eq!(changes(&app, "client.secret.add").await, events);
+    api.post(&secrets, json!({})).await.ok(201);
+    assert_eq!(count(api.get(&secrets).await.body), held + 1);
+    assert_eq!(changes(&app, "client.secret.add").await, events + 1);
 }
 
 /// Every audience and scope change fails whole while its audit event cannot be

@@ -246,21 +246,29 @@ async fn clients_and_secrets(store: Arc<dyn Store>) {
 
     let t = now();
     let s1 = store
-        .add_client_secret(NewClientSecret {
-            client_id: c.id,
-            digest: [1; 32],
-            expires_at: None,
-            now: t,
-        })
+        .add_client_secret(
+            NewClientSecret {
+                id: Uuid::now_v7(),
+                client_id: c.id,
+                digest: [1; 32],
+                expires_at: None,
+                now: t,
+            },
+            &ChangeEffects::default(),
+        )
         .await
         .unwrap();
     let s2 = store
-        .add_client_secret(NewClientSecret {
-            client_id: c.id,
-            digest: [2; 32],
-            expires_at: Some(t + Duration::hours(1)),
-            now: t + Duration::seconds(1),
-        })
+        .add_client_secret(
+            NewClientSecret {
+                id: Uuid::now_v7(),
+                client_id: c.id,
+                digest: [2; 32],
+                expires_at: Some(t + Duration::hours(1)),
+                now: t + Duration::seconds(1),
+            },
+            &ChangeEffects::default(),
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -269,12 +277,16 @@ async fn clients_and_secrets(store: Arc<dyn Store>) {
     );
     assert!(s2.is_valid_at(t) && !s2.is_valid_at(t + Duration::hours(1)));
     let orphan = store
-        .add_client_secret(NewClientSecret {
-            client_id: Uuid::now_v7(),
-            digest: [3; 32],
-            expires_at: None,
-            now: t,
-        })
+        .add_client_secret(
+            NewClientSecret {
+                id: Uuid::now_v7(),
+                client_id: Uuid::now_v7(),
+                digest: [3; 32],
+                expires_at: None,
+                now: t,
+            },
+            &ChangeEffects::default(),
+        )
         .await;
     assert!(
         matches!(orphan, Err(StoreError::NotFound("client"))),
@@ -481,12 +493,16 @@ async fn client_view_and_revision(store: Arc<dyn Store>) {
     );
 
     let s = store
-        .add_client_secret(NewClientSecret {
-            client_id: c.id,
-            digest: [9; 32],
-            expires_at: None,
-            now: now(),
-        })
+        .add_client_secret(
+            NewClientSecret {
+                id: Uuid::now_v7(),
+                client_id: c.id,
+                digest: [9; 32],
+                expires_at: None,
+                now: now(),
+            },
+            &ChangeEffects::default(),
+        )
         .await
         .unwrap();
     let g1 = store
@@ -724,12 +740,16 @@ async fn paging_updates_and_deletes(store: Arc<dyn Store>) {
         .unwrap();
     assert_eq!(page, vec![stored.clone()]);
     store
-        .add_client_secret(NewClientSecret {
-            client_id: c.id,
-            digest: [1; 32],
-            expires_at: None,
-            now: now(),
-        })
+        .add_client_secret(
+            NewClientSecret {
+                id: Uuid::now_v7(),
+                client_id: c.id,
+                digest: [1; 32],
+                expires_at: None,
+                now: now(),
+            },
+            &ChangeEffects::default(),
+        )
         .await
         .unwrap();
     store
@@ -905,30 +925,42 @@ async fn users(store: Arc<dyn Store>) {
 async fn client_keys_and_secret_deletion(store: Arc<dyn Store>) {
     let c = client(&*store).await;
     let key = store
-        .add_client_public_key(NewClientPublicKey {
-            client_id: c.id,
-            kid: "kid-1".into(),
-            public_key: [7; 32],
-            now: now(),
-        })
+        .add_client_public_key(
+            NewClientPublicKey {
+                id: Uuid::now_v7(),
+                client_id: c.id,
+                kid: "kid-1".into(),
+                public_key: [7; 32],
+                now: now(),
+            },
+            &ChangeEffects::default(),
+        )
         .await
         .unwrap();
     let dup = store
-        .add_client_public_key(NewClientPublicKey {
-            client_id: c.id,
-            kid: "kid-1".into(),
-            public_key: [8; 32],
-            now: now(),
-        })
+        .add_client_public_key(
+            NewClientPublicKey {
+                id: Uuid::now_v7(),
+                client_id: c.id,
+                kid: "kid-1".into(),
+                public_key: [8; 32],
+                now: now(),
+            },
+            &ChangeEffects::default(),
+        )
         .await;
     assert!(matches!(dup, Err(StoreError::Conflict(_))), "{dup:?}");
     let orphan = store
-        .add_client_public_key(NewClientPublicKey {
-            client_id: Uuid::now_v7(),
-            kid: "k".into(),
-            public_key: [8; 32],
-            now: now(),
-        })
+        .add_client_public_key(
+            NewClientPublicKey {
+                id: Uuid::now_v7(),
+                client_id: Uuid::now_v7(),
+                kid: "k".into(),
+                public_key: [8; 32],
+                now: now(),
+            },
+            &ChangeEffects::default(),
+        )
         .await;
     assert!(
         matches!(orphan, Err(StoreError::NotFound("client"))),
@@ -939,31 +971,45 @@ async fn client_keys_and_secret_deletion(store: Arc<dyn Store>) {
         vec![key.clone()]
     );
     assert_eq!(key.public_key, vec![7; 32]);
-    store.delete_client_public_key(c.id, key.id).await.unwrap();
+    store
+        .delete_client_public_key(c.id, key.id, &ChangeEffects::default())
+        .await
+        .unwrap();
     assert!(store.client_public_keys(c.id).await.unwrap().is_empty());
     assert!(matches!(
-        store.delete_client_public_key(c.id, key.id).await,
+        store
+            .delete_client_public_key(c.id, key.id, &ChangeEffects::default())
+            .await,
         Err(StoreError::NotFound(_))
     ));
 
     let s = store
-        .add_client_secret(NewClientSecret {
-            client_id: c.id,
-            digest: [1; 32],
-            expires_at: None,
-            now: now(),
-        })
+        .add_client_secret(
+            NewClientSecret {
+                id: Uuid::now_v7(),
+                client_id: c.id,
+                digest: [1; 32],
+                expires_at: None,
+                now: now(),
+            },
+            &ChangeEffects::default(),
+        )
         .await
         .unwrap();
     let other = client(&*store).await;
     assert!(
         matches!(
-            store.delete_client_secret(other.id, s.id).await,
+            store
+                .delete_client_secret(other.id, s.id, &ChangeEffects::default())
+                .await,
             Err(StoreError::NotFound(_))
         ),
         "only the owner's secret"
     );
-    store.delete_client_secret(c.id, s.id).await.unwrap();
+    store
+        .delete_client_secret(c.id, s.id, &ChangeEffects::default())
+        .await
+        .unwrap();
     assert!(store.client_secrets(c.id).await.unwrap().is_empty());
 }
 
@@ -2061,12 +2107,16 @@ async fn one_time_ids(store: Arc<dyn Store>) {
 async fn client_view_holds_public_keys(store: Arc<dyn Store>) {
     let c = client(&*store).await;
     let key = store
-        .add_client_public_key(NewClientPublicKey {
-            client_id: c.id,
-            kid: "kid-1".into(),
-            public_key: [7; 32],
-            now: now(),
-        })
+        .add_client_public_key(
+            NewClientPublicKey {
+                id: Uuid::now_v7(),
+                client_id: c.id,
+                kid: "kid-1".into(),
+                public_key: [7; 32],
+                now: now(),
+            },
+            &ChangeEffects::default(),
+        )
         .await
         .unwrap();
     let view = store.client_view(c.id).await.unwrap().unwrap();

@@ -127,7 +127,11 @@ pub trait ClientStore: Send + Sync {
         now: OffsetDateTime,
     ) -> StoreResult<()>;
     /// Adds a secret digest to a client. [`StoreError::NotFound`] when it does not exist.
-    async fn add_client_secret(&self, new: NewClientSecret) -> StoreResult<ClientSecretRecord>;
+    async fn add_client_secret(
+        &self,
+        new: NewClientSecret,
+        effects: &ChangeEffects,
+    ) -> StoreResult<ClientSecretRecord>;
     /// Every secret of a client, expired ones included.
     async fn client_secrets(&self, client_id: Uuid) -> StoreResult<Vec<ClientSecretRecord>>;
     /// The client with its secrets and all its grants, for the issuance cache.
@@ -148,16 +152,27 @@ pub trait ClientStore: Send + Sync {
     /// in the same transaction.
     async fn delete_client(&self, id: Uuid, effects: &ChangeEffects) -> StoreResult<()>;
     /// Deletes one secret of a client.
-    async fn delete_client_secret(&self, client_id: Uuid, secret_id: Uuid) -> StoreResult<()>;
+    async fn delete_client_secret(
+        &self,
+        client_id: Uuid,
+        secret_id: Uuid,
+        effects: &ChangeEffects,
+    ) -> StoreResult<()>;
     /// Registers a public key. [`StoreError::Conflict`] when the kid exists for the client.
     async fn add_client_public_key(
         &self,
         new: NewClientPublicKey,
+        effects: &ChangeEffects,
     ) -> StoreResult<ClientPublicKeyRecord>;
     /// The public keys of a client.
     async fn client_public_keys(&self, client_id: Uuid) -> StoreResult<Vec<ClientPublicKeyRecord>>;
     /// Deletes one public key of a client.
-    async fn delete_client_public_key(&self, client_id: Uuid, key_id: Uuid) -> StoreResult<()>;
+    async fn delete_client_public_key(
+        &self,
+        client_id: Uuid,
+        key_id: Uuid,
+        effects: &ChangeEffects,
+    ) -> StoreResult<()>;
 }
 
 /// People.

@@ -623,21 +623,30 @@ impl ClientStore for PgStore {
         Ok(())
     }
 
-    async fn add_client_secret(&self, new: NewClientSecret) -> StoreResult<ClientSecretRecord> {
+    async fn add_client_secret(
+        &self,
+        new: NewClientSecret,
+        effects: &ChangeEffects,
+    ) -> StoreResult<ClientSecretRecord> {
+        let mut tx = self.pool.begin().await.or_store("client")?;
         let row = sqlx::query(
             "INSERT INTO client_secrets (id, client_id, digest, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)
              RETURNING id, client_id, digest, created_at, expires_at",
         )
-        .bind(Uuid::now_v7())
+        .bind(new.id)
         .bind(new.client_id)
         .bind(&new.digest[..])
         .bind(new.now)
         .bind(new.expires_at)
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *tx)
         .await
         .or_store("client")?;
+        let record = secret(&row)?;
+        commit_effects(&mut tx, effects).await?;
+        tx.commit().await.or_store("client")?;
         self.changed();
-        secret(&row)
+        self.announce(effects);
+        Ok(record)
     }
 
     async fn client_secrets(&self, client_id: Uuid) -> StoreResult<Vec<ClientSecretRecord>> {
@@ -741,41 +750,56 @@ impl ClientStore for PgStore {
         self.delete_subject(Subject::Client(id), effects).await
     }
 
-    async fn delete_client_secret(&self, client_id: Uuid, secret_id: Uuid) -> StoreResult<()> {
+    async fn delete_client_secret(
+        &self,
+        client_id: Uuid,
+        secret_id: Uuid,
+        effects: &ChangeEffects,
+    ) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await.or_store("client secret")?;
         let done = sqlx::query("DELETE FROM client_secrets WHERE client_id = $1 AND id = $2")
             .bind(client_id)
             .bind(secret_id)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
             .or_store("client secret")?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound("client secret"));
         }
+        commit_effects(&mut tx, effects).await?;
+        tx.commit().await.or_store("client secret")?;
         self.changed();
+        self.announce(effects);
         Ok(())
     }
 
     async fn add_client_public_key(
         &self,
         new: NewClientPublicKey,
+        effects: &ChangeEffects,
     ) -> StoreResult<ClientPublicKeyRecord> {
+        let mut tx = self.pool.begin().await.or_store("public key")?;
         let row = sqlx::query(
             "INSERT INTO client_public_keys (id, client_id, kid, public_key, created_at) VALUES ($1, $2, $3, $4, $5)
              RETURNING id, client_id, kid, public_key, created_at",
         )
-        .bind(Uuid::now_v7())
+        .bind(new.id)
         .bind(new.client_id)
         .bind(&new.kid)
         .bind(&new.public_key[..])
         .bind(new.now)
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *tx)
         .await
         .map_err(|e| match StoreError::from_sqlx(e, "public key") {
             StoreError::NotFound(_) => StoreError::NotFound("client"),
             other => other,
         })?;
+        let record = public_key(&row).or_store("public key")?;
+        commit_effects(&mut tx, effects).await?;
+        tx.commit().await.or_store("public key")?;
         self.changed();
-        public_key(&row).or_store("public key")
+        self.announce(effects);
+        Ok(record)
     }
 
     async fn client_public_keys(&self, client_id: Uuid) -> StoreResult<Vec<ClientPublicKeyRecord>> {
@@ -792,17 +816,26 @@ impl ClientStore for PgStore {
             .or_store("public key")
     }
 
-    async fn delete_client_public_key(&self, client_id: Uuid, key_id: Uuid) -> StoreResult<()> {
+    async fn delete_client_public_key(
+        &self,
+        client_id: Uuid,
+        key_id: Uuid,
+        effects: &ChangeEffects,
+    ) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await.or_store("public key")?;
         let done = sqlx::query("DELETE FROM client_public_keys WHERE client_id = $1 AND id = $2")
             .bind(client_id)
             .bind(key_id)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
             .or_store("public key")?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound("public key"));
         }
+        commit_effects(&mut tx, effects).await?;
+        tx.commit().await.or_store("public key")?;
         self.changed();
+        self.announce(effects);
         Ok(())
     }
 }

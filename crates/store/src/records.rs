@@ -129,6 +129,8 @@ impl ClientRecord {
 /// A client secret digest to add.
 #[derive(Clone)]
 pub struct NewClientSecret {
+    /// Chosen by the caller, so the change's audit event can name it before the insert.
+    pub id: Uuid,
     /// The owning client.
     pub client_id: Uuid,
     /// SHA-256 of the secret.
@@ -500,6 +502,8 @@ pub struct ClientPublicKeyRecord {
 /// A public key to register.
 #[derive(Debug, Clone)]
 pub struct NewClientPublicKey {
+    /// Chosen by the caller, so the change's audit event can name it before the insert.
+    pub id: Uuid,
     /// The owning client.
     pub client_id: Uuid,
     /// Key id.

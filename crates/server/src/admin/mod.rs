@@ -489,21 +489,23 @@ impl Actor<'_> {
             )));
         }
         let secret = ClientSecret::generate();
-        let record = self
-            .store
-            .add_client_secret(NewClientSecret {
-                client_id,
-                digest: secret.digest(),
-                expires_at,
-                now: self.now,
-            })
-            .await?;
-        self.audit(
+        let new = NewClientSecret {
+            id: Uuid::now_v7(),
+            client_id,
+            digest: secret.digest(),
+            expires_at,
+            now: self.now,
+        };
+        let event = self.change_event(
             "client.secret.add",
             client_id.to_string(),
-            json!({ "secret_id": record.id, "expires_at": expires_at.map(|t| t.unix_timestamp()) }),
-        )
-        .await?;
+            serde_json::Value::Null,
+            json!({ "secret_id": new.id, "expires_at": expires_at.map(|t| t.unix_timestamp()) }),
+        );
+        let record = self
+            .store
+            .add_client_secret(new, &self.effects(event, None)?)
+            .await?;
         Ok(AddedSecret { record, secret })
     }
 
