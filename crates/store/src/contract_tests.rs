@@ -239,9 +239,14 @@ async fn clients_and_secrets(store: Arc<dyn Store>) {
     assert_eq!(got.allowed_cidrs, ["10.0.0.0/8"]);
     assert_eq!(store.client(Uuid::now_v7()).await.unwrap(), None);
 
-    store.set_client_enabled(c.id, false, now()).await.unwrap();
+    store
+        .set_client_enabled(c.id, false, now(), &ChangeEffects::default())
+        .await
+        .unwrap();
     assert!(!store.client(c.id).await.unwrap().unwrap().enabled);
-    let missing = store.set_client_enabled(Uuid::now_v7(), false, now()).await;
+    let missing = store
+        .set_client_enabled(Uuid::now_v7(), false, now(), &ChangeEffects::default())
+        .await;
     assert!(matches!(missing, Err(StoreError::NotFound("client"))));
 
     let t = now();
@@ -553,7 +558,10 @@ async fn client_view_and_revision(store: Arc<dyn Store>) {
     );
 
     let r2 = store.revision().await.unwrap();
-    store.set_client_enabled(c.id, false, now()).await.unwrap();
+    store
+        .set_client_enabled(c.id, false, now(), &ChangeEffects::default())
+        .await
+        .unwrap();
     assert!(
         store.revision().await.unwrap() > r2,
         "disabling moves the revision"
@@ -2482,21 +2490,32 @@ async fn access_policies_and_requests_decide_once(store: Arc<dyn Store>) {
         created_at: t0,
         updated_at: t0,
     };
-    assert_eq!(store.create_access_policy(&policy).await.unwrap(), policy);
+    assert_eq!(
+        store
+            .create_access_policy(&policy, &ChangeEffects::default())
+            .await
+            .unwrap(),
+        policy
+    );
     let dangling = AccessPolicyRecord {
         id: Uuid::now_v7(),
         audience_id: Uuid::now_v7(),
         ..policy.clone()
     };
     assert!(matches!(
-        store.create_access_policy(&dangling).await,
+        store
+            .create_access_policy(&dangling, &ChangeEffects::default())
+            .await,
         Err(StoreError::NotFound("audience"))
     ));
     let changed = store
-        .update_access_policy(&AccessPolicyRecord {
-            max_duration_secs: 60,
-            ..policy.clone()
-        })
+        .update_access_policy(
+            &AccessPolicyRecord {
+                max_duration_secs: 60,
+                ..policy.clone()
+            },
+            &ChangeEffects::default(),
+        )
         .await
         .unwrap();
     assert_eq!(changed.max_duration_secs, 60);
@@ -2661,7 +2680,10 @@ async fn access_policies_and_requests_decide_once(store: Arc<dyn Store>) {
             .needs_review
     );
     assert!(!store.clear_access_review(marked.id).await.unwrap(), "once");
-    store.delete_access_policy(policy.id).await.unwrap();
+    store
+        .delete_access_policy(policy.id, &ChangeEffects::default())
+        .await
+        .unwrap();
     assert_eq!(
         store
             .access_request(request.id)

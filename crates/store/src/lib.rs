@@ -125,6 +125,7 @@ pub trait ClientStore: Send + Sync {
         id: Uuid,
         enabled: bool,
         now: OffsetDateTime,
+        effects: &ChangeEffects,
     ) -> StoreResult<()>;
     /// Adds a secret digest to a client. [`StoreError::NotFound`] when it does not exist.
     async fn add_client_secret(
@@ -390,6 +391,7 @@ pub trait AccessStore: Send + Sync {
     async fn create_access_policy(
         &self,
         policy: &AccessPolicyRecord,
+        effects: &ChangeEffects,
     ) -> StoreResult<AccessPolicyRecord>;
     /// The policy with this id.
     async fn access_policy(&self, id: Uuid) -> StoreResult<Option<AccessPolicyRecord>>;
@@ -403,9 +405,10 @@ pub trait AccessStore: Send + Sync {
     async fn update_access_policy(
         &self,
         policy: &AccessPolicyRecord,
+        effects: &ChangeEffects,
     ) -> StoreResult<AccessPolicyRecord>;
     /// Deletes a policy (its requests keep their history).
-    async fn delete_access_policy(&self, id: Uuid) -> StoreResult<()>;
+    async fn delete_access_policy(&self, id: Uuid, effects: &ChangeEffects) -> StoreResult<()>;
     /// Stores a new request (its approvals are ignored).
     async fn create_access_request(&self, request: &AccessRequestRecord) -> StoreResult<()>;
     /// The request with this id, with its approvals.

@@ -608,17 +608,22 @@ impl ClientStore for PgStore {
         id: Uuid,
         enabled: bool,
         now: OffsetDateTime,
+        effects: &ChangeEffects,
     ) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await.or_store("client")?;
         let done = sqlx::query("UPDATE clients SET enabled = $2, updated_at = $3 WHERE id = $1")
             .bind(id)
             .bind(enabled)
             .bind(now)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
             .or_store("client")?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound("client"));
         }
+        commit_effects(&mut tx, effects).await?;
+        tx.commit().await.or_store("client")?;
+        self.announce(effects);
         self.changed();
         Ok(())
     }
@@ -2038,7 +2043,9 @@ impl AccessStore for PgStore {
     async fn create_access_policy(
         &self,
         p: &AccessPolicyRecord,
+        effects: &ChangeEffects,
     ) -> StoreResult<AccessPolicyRecord> {
+        let mut tx = self.pool.begin().await.or_store("access policy")?;
         sqlx::query(
             "INSERT INTO access_policies (id, name, audience_id, scopes, subjects, max_duration_secs, decision, approvals_required, break_glass, created_by, created_at, updated_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
@@ -2055,12 +2062,15 @@ impl AccessStore for PgStore {
         .bind(&p.created_by)
         .bind(p.created_at)
         .bind(p.updated_at)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .map_err(|e| match StoreError::from_sqlx(e, "access policy") {
             StoreError::NotFound(_) => StoreError::NotFound("audience"),
             other => other,
         })?;
+        commit_effects(&mut tx, effects).await?;
+        tx.commit().await.or_store("access policy")?;
+        self.announce(effects);
         Ok(p.clone())
     }
 
@@ -2097,7 +2107,9 @@ impl AccessStore for PgStore {
     async fn update_access_policy(
         &self,
         p: &AccessPolicyRecord,
+        effects: &ChangeEffects,
     ) -> StoreResult<AccessPolicyRecord> {
+        let mut tx = self.pool.begin().await.or_store("access policy")?;
         let done = sqlx::query(
             "UPDATE access_policies SET name = $2, scopes = $3, subjects = $4, max_duration_secs = $5,
                  decision = $6, approvals_required = $7, break_glass = $8, updated_at = $9
@@ -2112,26 +2124,33 @@ impl AccessStore for PgStore {
         .bind(p.approvals_required)
         .bind(p.break_glass)
         .bind(p.updated_at)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .or_store("access policy")?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound("access policy"));
         }
+        commit_effects(&mut tx, effects).await?;
+        tx.commit().await.or_store("access policy")?;
+        self.announce(effects);
         self.access_policy(p.id)
             .await?
             .ok_or(StoreError::NotFound("access policy"))
     }
 
-    async fn delete_access_policy(&self, id: Uuid) -> StoreResult<()> {
+    async fn delete_access_policy(&self, id: Uuid, effects: &ChangeEffects) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await.or_store("access policy")?;
         let done = sqlx::query("DELETE FROM access_policies WHERE id = $1")
             .bind(id)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
             .or_store("access policy")?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound("access policy"));
         }
+        commit_effects(&mut tx, effects).await?;
+        tx.commit().await.or_store("access policy")?;
+        self.announce(effects);
         Ok(())
     }
 

@@ -691,17 +691,26 @@ impl ClientStore for SqliteStore {
         id: Uuid,
         enabled: bool,
         now: OffsetDateTime,
+        effects: &ChangeEffects,
     ) -> StoreResult<()> {
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .or_store("client")?;
         let done = sqlx::query("UPDATE clients SET enabled = $2, updated_at = $3 WHERE id = $1")
             .bind(id)
             .bind(enabled)
             .bind(micros(now))
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
             .or_store("client")?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound("client"));
         }
+        commit_effects(&mut tx, effects).await?;
+        tx.commit().await.or_store("client")?;
+        self.announce(effects);
         self.changed();
         Ok(())
     }
@@ -2164,7 +2173,13 @@ impl AccessStore for SqliteStore {
     async fn create_access_policy(
         &self,
         p: &AccessPolicyRecord,
+        effects: &ChangeEffects,
     ) -> StoreResult<AccessPolicyRecord> {
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .or_store("access policy")?;
         sqlx::query(
             "INSERT INTO access_policies (id, name, audience_id, scopes, subjects, max_duration_secs, decision, approvals_required, break_glass, created_by, created_at, updated_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
@@ -2181,12 +2196,15 @@ impl AccessStore for SqliteStore {
         .bind(&p.created_by)
         .bind(micros(p.created_at))
         .bind(micros(p.updated_at))
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .map_err(|e| match StoreError::from_sqlx(e, "access policy") {
             StoreError::NotFound(_) => StoreError::NotFound("audience"),
             other => other,
         })?;
+        commit_effects(&mut tx, effects).await?;
+        tx.commit().await.or_store("access policy")?;
+        self.announce(effects);
         Ok(p.clone())
     }
 
@@ -2223,7 +2241,13 @@ impl AccessStore for SqliteStore {
     async fn update_access_policy(
         &self,
         p: &AccessPolicyRecord,
+        effects: &ChangeEffects,
     ) -> StoreResult<AccessPolicyRecord> {
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .or_store("access policy")?;
         let done = sqlx::query(
             "UPDATE access_policies SET name = $2, scopes = $3, subjects = $4, max_duration_secs = $5,
                  decision = $6, approvals_required = $7, break_glass = $8, updated_at = $9
@@ -2238,26 +2262,37 @@ impl AccessStore for SqliteStore {
         .bind(p.approvals_required)
         .bind(p.break_glass)
         .bind(micros(p.updated_at))
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .or_store("access policy")?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound("access policy"));
         }
+        commit_effects(&mut tx, effects).await?;
+        tx.commit().await.or_store("access policy")?;
+        self.announce(effects);
         self.access_policy(p.id)
             .await?
             .ok_or(StoreError::NotFound("access policy"))
     }
 
-    async fn delete_access_policy(&self, id: Uuid) -> StoreResult<()> {
+    async fn delete_access_policy(&self, id: Uuid, effects: &ChangeEffects) -> StoreResult<()> {
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .or_store("access policy")?;
         let done = sqlx::query("DELETE FROM access_policies WHERE id = $1")
             .bind(id)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
             .or_store("access policy")?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound("access policy"));
         }
+        commit_effects(&mut tx, effects).await?;
+        tx.commit().await.or_store("access policy")?;
+        self.announce(effects);
         Ok(())
     }
 

@@ -218,29 +218,6 @@ impl std::fmt::Debug for Actor<'_> {
 }
 
 impl Actor<'_> {
-    async fn audit(
-        &self,
-        action: &str,
-        target: String,
-        detail: serde_json::Value,
-    ) -> Result<(), AdminError> {
-        self.audit_change(action, target, serde_json::Value::Null, detail)
-            .await
-    }
-
-    /// Records a change with its before and after states (never secrets).
-    async fn audit_change(
-        &self,
-        action: &str,
-        target: String,
-        before: serde_json::Value,
-        after: serde_json::Value,
-    ) -> Result<(), AdminError> {
-        let event = self.change_event(action, target, before, after);
-        self.store.append_audit_events(&[event]).await?;
-        Ok(())
-    }
-
     /// The `admin.change` event of a change, with its before and after states.
     fn change_event(
         &self,
@@ -518,19 +495,20 @@ impl Actor<'_> {
         client_id: Uuid,
         enabled: bool,
     ) -> Result<(), AdminError> {
-        self.store
-            .set_client_enabled(client_id, enabled, self.now)
-            .await?;
-        self.audit(
+        let event = self.change_event(
             if enabled {
                 "client.enable"
             } else {
                 "client.disable"
             },
             client_id.to_string(),
+            serde_json::Value::Null,
             json!({ "enabled": enabled }),
-        )
-        .await
+        );
+        self.store
+            .set_client_enabled(client_id, enabled, self.now, &self.effects(event, None)?)
+            .await?;
+        Ok(())
     }
 
     /// Creates the first admin: the issuer's own audience with `mayfly:admin`, a client,
