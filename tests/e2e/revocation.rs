@@ -20,6 +20,8 @@ crate::both_stores!(
     emergency_rotation_over_the_admin_api,
     cutoffs_cover_tokens_signed_before_the_change_propagates,
     a_change_and_its_revocation_commit_together,
+    a_create_commits_with_its_audit_event,
+    audience_and_scope_changes_commit_with_their_audit_events,
 );
 
 /// A service client allowed to introspect and read the feed.
@@ -851,6 +853,176 @@ async fn a_change_and_its_revocation_commit_together(app: TestApp) {
     block_audit(&app, false).await;
     let after = app.state.store.revocations_after(0, 1000).await.unwrap();
     assert_eq!(after.len(), recorded, "no unaudited revocation");
+}
+
+/// A create whose audit event cannot be written fails whole: the API answers an error,
+/// nothing was created, and a retry creates the record with its `admin.change` event.
+async fn a_create_commits_with_its_audit_event(app: TestApp) {
+    let api = app.bootstrap_admin().await;
+    let users = "/admin/v1/users";
+    let user = json!({ "username": "alice", "password": "correct horse battery staple" });
+    let client = json!({ "name": "unaudited-worker" });
+    let audience = json!({ "uri": ORDERS, "scopes": ["orders:read"] });
+    let creates: [(&str, &str, &Value); 3] = [
+        ("audience.create", "/admin/v1/audiences", &audience),
+        ("client.create", "/admin/v1/clients", &client),
+        ("user.create", users, &user),
+    ];
+
+    let mut ids = Vec::new();
+    for (action, path, body) in creates {
+        let (items, events) = (listed(&api, path).await, changes(&app, action).await);
+        block_audit(&app, true).await;
+        let failed = api.post(path, body.clone()).await;
+        block_audit(&app, false).await;
+        assert!(failed.status >= 500, "{action}: {}", failed.body);
+        assert_eq!(listed(&api, path).await, items, "{action}: nothing created");
+        assert_eq!(changes(&app, action).await, events, "{action}");
+
+        let created = api.post(path, body.clone()).await.ok(201).clone();
+        assert_eq!(
+            listed(&api, path).await,
+            items + 1,
+            "{action}: the retry created it"
+        );
+        let audited = changes_of(&app, action).await;
+        assert_eq!(audited.len(), events + 1, "{action}: audited once");
+        assert_eq!(audited[0].detail["after"]["id"], created["id"], "{action}");
+        ids.push(created["id"].clone());
+    }
+
+    let grant = json!({
+        "subject": { "kind": "client", "id": ids[1] },
+        "audience": ORDERS,
+        "scopes": ["orders:read"],
+        "reason": "batch export",
+    });
+    let grants = "/admin/v1/grants";
+    let (items, events) = (
+        listed(&api, grants).await,
+        changes(&app, "grant.create").await,
+    );
+    block_audit(&app, true).await;
+    let failed = api.post(grants, grant.clone()).await;
+    block_audit(&app, false).await;
+    assert!(failed.status >= 500, "{}", failed.body);
+    assert_eq!(
+        listed(&api, grants).await,
+        items,
+        "no grant without its audit event"
+    );
+    assert_eq!(changes(&app, "grant.create").await, events);
+    let created = api.post(grants, grant).await.ok(201).clone();
+    assert_eq!(listed(&api, grants).await, items + 1);
+    let audited = changes_of(&app, "grant.create").await;
+    assert_eq!(audited.len(), events + 1);
+    assert_eq!(audited[0].detail["after"]["id"], created["id"]);
+    assert_eq!(audited[0].detail["after"]["audience"], ORDERS);
+
+    // A second secret: none without its event.
+    let secrets = format!("/admin/v1/clients/{}/secrets", ids[1].as_str().unwrap());
+    let count = |answer: Value| answer.as_array().map_or(0, Vec::len);
+    let (held, events) = (
+        count(api.get(&secrets).await.body),
+        changes(&app, "client.secret.add").await,
+    );
+    block_audit(&app, true).await;
+    let failed = api.post(&secrets, json!({})).await;
+    block_audit(&app, false).await;
+    assert!(failed.status >= 500, "{}", failed.body);
+    assert_eq!(
+        count(api.get(&secrets).await.body),
+        held,
+        "no unaudited secret"
+    );
+    assert_eq!(changes(&app, "client.secret.add").await, events);
+    api.post(&secrets, json!({})).await.ok(201);
+    assert_eq!(count(api.get(&secrets).await.body), held + 1);
+    assert_eq!(changes(&app, "client.secret.add").await, events + 1);
+}
+
+/// Every audience and scope change fails whole while its audit event cannot be
+/// written (the record reads as before), and a retry makes it with its event.
+async fn audience_and_scope_changes_commit_with_their_audit_events(app: TestApp) {
+    let api = app.bootstrap_admin().await;
+    let audience = api
+        .post("/admin/v1/audiences", json!({ "uri": ORDERS }))
+        .await
+        .ok(201)
+        .clone();
+    let aud = format!("/admin/v1/audiences/{}", audience["id"].as_str().unwrap());
+    let scope_body = json!({ "audience_id": audience["id"], "name": "orders:read" });
+
+    let patch = Some(json!({ "description": "Orders" }));
+    step(&app, &api, "audience.update", &aud, patch).await;
+    let scopes = "/admin/v1/scopes";
+    let scope = step(&app, &api, "scope.create", scopes, Some(scope_body)).await;
+    let sco = format!("{scopes}/{}", scope["id"].as_str().unwrap());
+    let patch = Some(json!({ "description": "read" }));
+    step(&app, &api, "scope.update", &sco, patch).await;
+    step(&app, &api, "scope.delete", &sco, None).await;
+    step(&app, &api, "audience.delete", &aud, None).await;
+    api.get(&aud).await.problem(404);
+}
+
+/// One admin change (POST to a collection, PATCH with a body, DELETE without), first
+/// with the audit table blocked: it fails and changes nothing, then it is done with its
+/// event. Returns the retry's body.
+async fn step(
+    app: &TestApp,
+    api: &AdminApi<'_>,
+    action: &str,
+    path: &str,
+    body: Option<Value>,
+) -> Value {
+    let send = || async {
+        match &body {
+            Some(b) if path.ends_with("/scopes") => api.post(path, b.clone()).await,
+            Some(b) => api.patch(path, b.clone()).await,
+            None => api.delete(path).await,
+        }
+    };
+    let seen = || async {
+        let scopes = api.get("/admin/v1/scopes").await.body;
+        let audiences = api.get("/admin/v1/audiences").await.body;
+        (scopes, audiences)
+    };
+    let (before, events) = (seen().await, changes(app, action).await);
+    block_audit(app, true).await;
+    let failed = send().await;
+    block_audit(app, false).await;
+    assert!(failed.status >= 500, "{action}: {}", failed.body);
+    assert_eq!(seen().await, before, "{action}: nothing changed");
+    assert_eq!(changes(app, action).await, events, "{action}");
+    let done = send().await;
+    assert!(done.status < 300, "{action}: {}", done.body);
+    assert_eq!(
+        changes(app, action).await,
+        events + 1,
+        "{action}: audited once"
+    );
+    done.body
+}
+
+/// How many records a listing holds (its first page).
+async fn listed(api: &AdminApi<'_>, path: &str) -> usize {
+    api.get(path).await.ok(200)["items"]
+        .as_array()
+        .map_or(0, Vec::len)
+}
+
+/// The `admin.change` events of one action, newest first.
+async fn changes_of(app: &TestApp, action: &str) -> Vec<mayfly_store::AuditEvent> {
+    app.audit("admin.change")
+        .await
+        .into_iter()
+        .filter(|e| e.detail["action"] == action)
+        .collect()
+}
+
+/// How many `admin.change` events of one action were written.
+async fn changes(app: &TestApp, action: &str) -> usize {
+    changes_of(app, action).await.len()
 }
 
 /// Makes the audit table refuse inserts (or accept them again), from outside.

@@ -66,25 +66,34 @@ contract!(
     one_time_ids,
     client_view_holds_public_keys,
     labels_round_trip_on_users_and_clients,
+    a_create_commits_with_its_effects_or_not_at_all,
 );
 
 async fn audience(store: &dyn Store, uri: &str, scopes: &[&str]) -> AudienceRecord {
     let aud = store
-        .create_audience(NewAudience {
-            uri: uri.into(),
-            description: "d".into(),
-            now: now(),
-        })
+        .create_audience(
+            NewAudience {
+                id: Uuid::now_v7(),
+                uri: uri.into(),
+                description: "d".into(),
+                now: now(),
+            },
+            &ChangeEffects::default(),
+        )
         .await
         .unwrap();
     for name in scopes {
         store
-            .create_scope(NewScope {
-                audience_id: aud.id,
-                name: (*name).into(),
-                description: String::new(),
-                now: now(),
-            })
+            .create_scope(
+                NewScope {
+                    id: Uuid::now_v7(),
+                    audience_id: aud.id,
+                    name: (*name).into(),
+                    description: String::new(),
+                    now: now(),
+                },
+                &ChangeEffects::default(),
+            )
             .await
             .unwrap();
     }
@@ -93,24 +102,29 @@ async fn audience(store: &dyn Store, uri: &str, scopes: &[&str]) -> AudienceReco
 
 async fn client(store: &dyn Store) -> ClientRecord {
     store
-        .create_client(NewClient {
-            name: "svc".into(),
-            enabled: true,
-            default_ttl_secs: Some(120),
-            max_ttl_secs: None,
-            allowed_cidrs: vec!["10.0.0.0/8".into()],
-            require_dpop: false,
-            grant_types: vec!["client_credentials".into()],
-            labels: vec![],
-            anomaly_policy: AnomalyPolicy::Alert,
-            now: now(),
-        })
+        .create_client(
+            NewClient {
+                id: Uuid::now_v7(),
+                name: "svc".into(),
+                enabled: true,
+                default_ttl_secs: Some(120),
+                max_ttl_secs: None,
+                allowed_cidrs: vec!["10.0.0.0/8".into()],
+                require_dpop: false,
+                grant_types: vec!["client_credentials".into()],
+                labels: vec![],
+                anomaly_policy: AnomalyPolicy::Alert,
+                now: now(),
+            },
+            &ChangeEffects::default(),
+        )
         .await
         .unwrap()
 }
 
 fn grant(subject: Subject, audience_id: Uuid, scopes: &[&str]) -> NewGrant {
     NewGrant {
+        id: Uuid::now_v7(),
         subject,
         audience_id,
         scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
@@ -147,11 +161,15 @@ async fn audiences_and_scopes(store: Arc<dyn Store>) {
         None
     );
     let dup = store
-        .create_audience(NewAudience {
-            uri: aud.uri.clone(),
-            description: String::new(),
-            now: now(),
-        })
+        .create_audience(
+            NewAudience {
+                id: Uuid::now_v7(),
+                uri: aud.uri.clone(),
+                description: String::new(),
+                now: now(),
+            },
+            &ChangeEffects::default(),
+        )
         .await;
     assert!(
         matches!(dup, Err(StoreError::Conflict("audience"))),
@@ -167,21 +185,29 @@ async fn audiences_and_scopes(store: Arc<dyn Store>) {
         .collect();
     assert_eq!(names, ["orders:read", "orders:write"]);
     let dup = store
-        .create_scope(NewScope {
-            audience_id: aud.id,
-            name: "orders:read".into(),
-            description: String::new(),
-            now: now(),
-        })
+        .create_scope(
+            NewScope {
+                id: Uuid::now_v7(),
+                audience_id: aud.id,
+                name: "orders:read".into(),
+                description: String::new(),
+                now: now(),
+            },
+            &ChangeEffects::default(),
+        )
         .await;
     assert!(matches!(dup, Err(StoreError::Conflict("scope"))), "{dup:?}");
     let orphan = store
-        .create_scope(NewScope {
-            audience_id: Uuid::now_v7(),
-            name: "x:y".into(),
-            description: String::new(),
-            now: now(),
-        })
+        .create_scope(
+            NewScope {
+                id: Uuid::now_v7(),
+                audience_id: Uuid::now_v7(),
+                name: "x:y".into(),
+                description: String::new(),
+                now: now(),
+            },
+            &ChangeEffects::default(),
+        )
         .await;
     assert!(
         matches!(orphan, Err(StoreError::NotFound("audience"))),
@@ -213,28 +239,41 @@ async fn clients_and_secrets(store: Arc<dyn Store>) {
     assert_eq!(got.allowed_cidrs, ["10.0.0.0/8"]);
     assert_eq!(store.client(Uuid::now_v7()).await.unwrap(), None);
 
-    store.set_client_enabled(c.id, false, now()).await.unwrap();
+    store
+        .set_client_enabled(c.id, false, now(), &ChangeEffects::default())
+        .await
+        .unwrap();
     assert!(!store.client(c.id).await.unwrap().unwrap().enabled);
-    let missing = store.set_client_enabled(Uuid::now_v7(), false, now()).await;
+    let missing = store
+        .set_client_enabled(Uuid::now_v7(), false, now(), &ChangeEffects::default())
+        .await;
     assert!(matches!(missing, Err(StoreError::NotFound("client"))));
 
     let t = now();
     let s1 = store
-        .add_client_secret(NewClientSecret {
-            client_id: c.id,
-            digest: [1; 32],
-            expires_at: None,
-            now: t,
-        })
+        .add_client_secret(
+            NewClientSecret {
+                id: Uuid::now_v7(),
+                client_id: c.id,
+                digest: [1; 32],
+                expires_at: None,
+                now: t,
+            },
+            &ChangeEffects::default(),
+        )
         .await
         .unwrap();
     let s2 = store
-        .add_client_secret(NewClientSecret {
-            client_id: c.id,
-            digest: [2; 32],
-            expires_at: Some(t + Duration::hours(1)),
-            now: t + Duration::seconds(1),
-        })
+        .add_client_secret(
+            NewClientSecret {
+                id: Uuid::now_v7(),
+                client_id: c.id,
+                digest: [2; 32],
+                expires_at: Some(t + Duration::hours(1)),
+                now: t + Duration::seconds(1),
+            },
+            &ChangeEffects::default(),
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -243,12 +282,16 @@ async fn clients_and_secrets(store: Arc<dyn Store>) {
     );
     assert!(s2.is_valid_at(t) && !s2.is_valid_at(t + Duration::hours(1)));
     let orphan = store
-        .add_client_secret(NewClientSecret {
-            client_id: Uuid::now_v7(),
-            digest: [3; 32],
-            expires_at: None,
-            now: t,
-        })
+        .add_client_secret(
+            NewClientSecret {
+                id: Uuid::now_v7(),
+                client_id: Uuid::now_v7(),
+                digest: [3; 32],
+                expires_at: None,
+                now: t,
+            },
+            &ChangeEffects::default(),
+        )
         .await;
     assert!(
         matches!(orphan, Err(StoreError::NotFound("client"))),
@@ -261,7 +304,10 @@ async fn grant_references_must_exist(store: Arc<dyn Store>) {
     let other = audience(&*store, "https://api.example/other", &["other:read"]).await;
     let who = Subject::Client(client(&*store).await.id);
     let unknown_scope = store
-        .create_grant(grant(who, orders.id, &["orders:read", "orders:delete"]))
+        .create_grant(
+            grant(who, orders.id, &["orders:read", "orders:delete"]),
+            &ChangeEffects::default(),
+        )
         .await;
     assert!(
         matches!(unknown_scope, Err(StoreError::NotFound("scope"))),
@@ -269,14 +315,20 @@ async fn grant_references_must_exist(store: Arc<dyn Store>) {
     );
     // A scope of another audience does not count.
     let foreign = store
-        .create_grant(grant(who, orders.id, &["other:read"]))
+        .create_grant(
+            grant(who, orders.id, &["other:read"]),
+            &ChangeEffects::default(),
+        )
         .await;
     assert!(
         matches!(foreign, Err(StoreError::NotFound("scope"))),
         "{foreign:?}"
     );
     let no_audience = store
-        .create_grant(grant(who, Uuid::now_v7(), &["orders:read"]))
+        .create_grant(
+            grant(who, Uuid::now_v7(), &["orders:read"]),
+            &ChangeEffects::default(),
+        )
         .await;
     assert!(
         matches!(no_audience, Err(StoreError::NotFound(_))),
@@ -446,33 +498,43 @@ async fn client_view_and_revision(store: Arc<dyn Store>) {
     );
 
     let s = store
-        .add_client_secret(NewClientSecret {
-            client_id: c.id,
-            digest: [9; 32],
-            expires_at: None,
-            now: now(),
-        })
+        .add_client_secret(
+            NewClientSecret {
+                id: Uuid::now_v7(),
+                client_id: c.id,
+                digest: [9; 32],
+                expires_at: None,
+                now: now(),
+            },
+            &ChangeEffects::default(),
+        )
         .await
         .unwrap();
     let g1 = store
-        .create_grant(grant(who, orders.id, &["orders:read", "orders:write"]))
+        .create_grant(
+            grant(who, orders.id, &["orders:read", "orders:write"]),
+            &ChangeEffects::default(),
+        )
         .await
         .unwrap();
     let g2 = store
-        .create_grant(NewGrant {
-            expires_at: Some(now() - Duration::hours(1)),
-            ..grant(who, billing.id, &["billing:read"])
-        })
+        .create_grant(
+            NewGrant {
+                id: Uuid::now_v7(),
+                expires_at: Some(now() - Duration::hours(1)),
+                ..grant(who, billing.id, &["billing:read"])
+            },
+            &ChangeEffects::default(),
+        )
         .await
         .unwrap();
     // Another client's grant does not show.
     let other = client(&*store).await;
     store
-        .create_grant(grant(
-            Subject::Client(other.id),
-            orders.id,
-            &["orders:read"],
-        ))
+        .create_grant(
+            grant(Subject::Client(other.id), orders.id, &["orders:read"]),
+            &ChangeEffects::default(),
+        )
         .await
         .unwrap();
 
@@ -496,7 +558,10 @@ async fn client_view_and_revision(store: Arc<dyn Store>) {
     );
 
     let r2 = store.revision().await.unwrap();
-    store.set_client_enabled(c.id, false, now()).await.unwrap();
+    store
+        .set_client_enabled(c.id, false, now(), &ChangeEffects::default())
+        .await
+        .unwrap();
     assert!(
         store.revision().await.unwrap() > r2,
         "disabling moves the revision"
@@ -540,11 +605,16 @@ async fn paging_updates_and_deletes(store: Arc<dyn Store>) {
         .unwrap();
     assert_eq!(rest.iter().map(|a| a.id).collect::<Vec<_>>(), ids[2..]);
 
-    let updated = store.update_audience(ids[0], "new words").await.unwrap();
+    let updated = store
+        .update_audience(ids[0], "new words", &ChangeEffects::default())
+        .await
+        .unwrap();
     assert_eq!(updated.description, "new words");
     assert_eq!(store.audience(ids[0]).await.unwrap(), Some(updated));
     assert!(matches!(
-        store.update_audience(Uuid::now_v7(), "x").await,
+        store
+            .update_audience(Uuid::now_v7(), "x", &ChangeEffects::default())
+            .await,
         Err(StoreError::NotFound("audience"))
     ));
 
@@ -591,7 +661,7 @@ async fn paging_updates_and_deletes(store: Arc<dyn Store>) {
         .clone();
     assert_eq!(
         store
-            .update_scope(read.id, "read orders")
+            .update_scope(read.id, "read orders", &ChangeEffects::default())
             .await
             .unwrap()
             .description,
@@ -604,27 +674,42 @@ async fn paging_updates_and_deletes(store: Arc<dyn Store>) {
 
     let c = client(&*store).await;
     store
-        .create_grant(grant(Subject::Client(c.id), orders.id, &["orders:read"]))
+        .create_grant(
+            grant(Subject::Client(c.id), orders.id, &["orders:read"]),
+            &ChangeEffects::default(),
+        )
         .await
         .unwrap();
     assert!(matches!(
-        store.delete_scope(read.id).await,
+        store.delete_scope(read.id, &ChangeEffects::default()).await,
         Err(StoreError::InUse("scope"))
     ));
     assert!(matches!(
-        store.delete_audience(orders.id).await,
+        store
+            .delete_audience(orders.id, &ChangeEffects::default())
+            .await,
         Err(StoreError::InUse("audience"))
     ));
-    store.delete_scope(write.id).await.unwrap();
+    store
+        .delete_scope(write.id, &ChangeEffects::default())
+        .await
+        .unwrap();
     assert_eq!(store.scope(write.id).await.unwrap(), None);
     assert!(matches!(
-        store.delete_scope(write.id).await,
+        store
+            .delete_scope(write.id, &ChangeEffects::default())
+            .await,
         Err(StoreError::NotFound("scope"))
     ));
-    store.delete_audience(ids[4]).await.unwrap();
+    store
+        .delete_audience(ids[4], &ChangeEffects::default())
+        .await
+        .unwrap();
     assert_eq!(store.audience(ids[4]).await.unwrap(), None);
     assert!(matches!(
-        store.delete_audience(ids[4]).await,
+        store
+            .delete_audience(ids[4], &ChangeEffects::default())
+            .await,
         Err(StoreError::NotFound("audience"))
     ));
 
@@ -663,12 +748,16 @@ async fn paging_updates_and_deletes(store: Arc<dyn Store>) {
         .unwrap();
     assert_eq!(page, vec![stored.clone()]);
     store
-        .add_client_secret(NewClientSecret {
-            client_id: c.id,
-            digest: [1; 32],
-            expires_at: None,
-            now: now(),
-        })
+        .add_client_secret(
+            NewClientSecret {
+                id: Uuid::now_v7(),
+                client_id: c.id,
+                digest: [1; 32],
+                expires_at: None,
+                now: now(),
+            },
+            &ChangeEffects::default(),
+        )
         .await
         .unwrap();
     store
@@ -705,42 +794,57 @@ async fn paging_updates_and_deletes(store: Arc<dyn Store>) {
         "{ghost:?}"
     );
     // With its grant gone, the audience can go too.
-    store.delete_audience(orders.id).await.unwrap();
+    store
+        .delete_audience(orders.id, &ChangeEffects::default())
+        .await
+        .unwrap();
 }
 
 async fn users(store: Arc<dyn Store>) {
     let t = now();
     let alice = store
-        .create_user(NewUser {
-            username: "alice".into(),
-            password_hash: "$argon2id$x".into(),
-            enabled: true,
-            labels: vec![],
-            now: t,
-        })
+        .create_user(
+            NewUser {
+                id: Uuid::now_v7(),
+                username: "alice".into(),
+                password_hash: "$argon2id$x".into(),
+                enabled: true,
+                labels: vec![],
+                now: t,
+            },
+            &ChangeEffects::default(),
+        )
         .await
         .unwrap();
     let dup = store
-        .create_user(NewUser {
-            username: "alice".into(),
-            password_hash: "h".into(),
-            enabled: true,
-            labels: vec![],
-            now: t,
-        })
+        .create_user(
+            NewUser {
+                id: Uuid::now_v7(),
+                username: "alice".into(),
+                password_hash: "h".into(),
+                enabled: true,
+                labels: vec![],
+                now: t,
+            },
+            &ChangeEffects::default(),
+        )
         .await;
     assert!(
         matches!(dup, Err(StoreError::Conflict("username"))),
         "{dup:?}"
     );
     store
-        .create_user(NewUser {
-            username: "bob".into(),
-            password_hash: "h".into(),
-            enabled: false,
-            labels: vec![],
-            now: t,
-        })
+        .create_user(
+            NewUser {
+                id: Uuid::now_v7(),
+                username: "bob".into(),
+                password_hash: "h".into(),
+                enabled: false,
+                labels: vec![],
+                now: t,
+            },
+            &ChangeEffects::default(),
+        )
         .await
         .unwrap();
     assert_eq!(store.user(alice.id).await.unwrap(), Some(alice.clone()));
@@ -795,7 +899,10 @@ async fn users(store: Arc<dyn Store>) {
 
     let aud = audience(&*store, "https://api.example/orders", &["orders:read"]).await;
     store
-        .create_grant(grant(Subject::User(alice.id), aud.id, &["orders:read"]))
+        .create_grant(
+            grant(Subject::User(alice.id), aud.id, &["orders:read"]),
+            &ChangeEffects::default(),
+        )
         .await
         .unwrap();
     store
@@ -826,30 +933,42 @@ async fn users(store: Arc<dyn Store>) {
 async fn client_keys_and_secret_deletion(store: Arc<dyn Store>) {
     let c = client(&*store).await;
     let key = store
-        .add_client_public_key(NewClientPublicKey {
-            client_id: c.id,
-            kid: "kid-1".into(),
-            public_key: [7; 32],
-            now: now(),
-        })
+        .add_client_public_key(
+            NewClientPublicKey {
+                id: Uuid::now_v7(),
+                client_id: c.id,
+                kid: "kid-1".into(),
+                public_key: [7; 32],
+                now: now(),
+            },
+            &ChangeEffects::default(),
+        )
         .await
         .unwrap();
     let dup = store
-        .add_client_public_key(NewClientPublicKey {
-            client_id: c.id,
-            kid: "kid-1".into(),
-            public_key: [8; 32],
-            now: now(),
-        })
+        .add_client_public_key(
+            NewClientPublicKey {
+                id: Uuid::now_v7(),
+                client_id: c.id,
+                kid: "kid-1".into(),
+                public_key: [8; 32],
+                now: now(),
+            },
+            &ChangeEffects::default(),
+        )
         .await;
     assert!(matches!(dup, Err(StoreError::Conflict(_))), "{dup:?}");
     let orphan = store
-        .add_client_public_key(NewClientPublicKey {
-            client_id: Uuid::now_v7(),
-            kid: "k".into(),
-            public_key: [8; 32],
-            now: now(),
-        })
+        .add_client_public_key(
+            NewClientPublicKey {
+                id: Uuid::now_v7(),
+                client_id: Uuid::now_v7(),
+                kid: "k".into(),
+                public_key: [8; 32],
+                now: now(),
+            },
+            &ChangeEffects::default(),
+        )
         .await;
     assert!(
         matches!(orphan, Err(StoreError::NotFound("client"))),
@@ -860,31 +979,45 @@ async fn client_keys_and_secret_deletion(store: Arc<dyn Store>) {
         vec![key.clone()]
     );
     assert_eq!(key.public_key, vec![7; 32]);
-    store.delete_client_public_key(c.id, key.id).await.unwrap();
+    store
+        .delete_client_public_key(c.id, key.id, &ChangeEffects::default())
+        .await
+        .unwrap();
     assert!(store.client_public_keys(c.id).await.unwrap().is_empty());
     assert!(matches!(
-        store.delete_client_public_key(c.id, key.id).await,
+        store
+            .delete_client_public_key(c.id, key.id, &ChangeEffects::default())
+            .await,
         Err(StoreError::NotFound(_))
     ));
 
     let s = store
-        .add_client_secret(NewClientSecret {
-            client_id: c.id,
-            digest: [1; 32],
-            expires_at: None,
-            now: now(),
-        })
+        .add_client_secret(
+            NewClientSecret {
+                id: Uuid::now_v7(),
+                client_id: c.id,
+                digest: [1; 32],
+                expires_at: None,
+                now: now(),
+            },
+            &ChangeEffects::default(),
+        )
         .await
         .unwrap();
     let other = client(&*store).await;
     assert!(
         matches!(
-            store.delete_client_secret(other.id, s.id).await,
+            store
+                .delete_client_secret(other.id, s.id, &ChangeEffects::default())
+                .await,
             Err(StoreError::NotFound(_))
         ),
         "only the owner's secret"
     );
-    store.delete_client_secret(c.id, s.id).await.unwrap();
+    store
+        .delete_client_secret(c.id, s.id, &ChangeEffects::default())
+        .await
+        .unwrap();
     assert!(store.client_secrets(c.id).await.unwrap().is_empty());
 }
 
@@ -899,15 +1032,24 @@ async fn grant_listing_and_changes(store: Arc<dyn Store>) {
     let a = Subject::Client(client(&*store).await.id);
     let b = Subject::Client(client(&*store).await.id);
     let g1 = store
-        .create_grant(grant(a, orders.id, &["orders:read", "orders:write"]))
+        .create_grant(
+            grant(a, orders.id, &["orders:read", "orders:write"]),
+            &ChangeEffects::default(),
+        )
         .await
         .unwrap();
     let g2 = store
-        .create_grant(grant(a, billing.id, &["billing:read"]))
+        .create_grant(
+            grant(a, billing.id, &["billing:read"]),
+            &ChangeEffects::default(),
+        )
         .await
         .unwrap();
     let g3 = store
-        .create_grant(grant(b, orders.id, &["orders:read"]))
+        .create_grant(
+            grant(b, orders.id, &["orders:read"]),
+            &ChangeEffects::default(),
+        )
         .await
         .unwrap();
     let all = Page {
@@ -1838,18 +1980,22 @@ async fn sightings_and_anomaly_policy(store: Arc<dyn Store>) {
 
     // The policy defaults to alert, and survives an update.
     let created = store
-        .create_client(NewClient {
-            name: "watched".into(),
-            enabled: true,
-            default_ttl_secs: None,
-            max_ttl_secs: None,
-            allowed_cidrs: vec![],
-            require_dpop: false,
-            anomaly_policy: AnomalyPolicy::default(),
-            grant_types: vec!["client_credentials".into()],
-            labels: vec![],
-            now: t,
-        })
+        .create_client(
+            NewClient {
+                id: Uuid::now_v7(),
+                name: "watched".into(),
+                enabled: true,
+                default_ttl_secs: None,
+                max_ttl_secs: None,
+                allowed_cidrs: vec![],
+                require_dpop: false,
+                anomaly_policy: AnomalyPolicy::default(),
+                grant_types: vec!["client_credentials".into()],
+                labels: vec![],
+                now: t,
+            },
+            &ChangeEffects::default(),
+        )
         .await
         .unwrap();
     assert_eq!(created.anomaly_policy, AnomalyPolicy::Alert);
@@ -1969,12 +2115,16 @@ async fn one_time_ids(store: Arc<dyn Store>) {
 async fn client_view_holds_public_keys(store: Arc<dyn Store>) {
     let c = client(&*store).await;
     let key = store
-        .add_client_public_key(NewClientPublicKey {
-            client_id: c.id,
-            kid: "kid-1".into(),
-            public_key: [7; 32],
-            now: now(),
-        })
+        .add_client_public_key(
+            NewClientPublicKey {
+                id: Uuid::now_v7(),
+                client_id: c.id,
+                kid: "kid-1".into(),
+                public_key: [7; 32],
+                now: now(),
+            },
+            &ChangeEffects::default(),
+        )
         .await
         .unwrap();
     let view = store.client_view(c.id).await.unwrap().unwrap();
@@ -1983,13 +2133,17 @@ async fn client_view_holds_public_keys(store: Arc<dyn Store>) {
 
 async fn user(store: &dyn Store, name: &str) -> UserRecord {
     store
-        .create_user(NewUser {
-            username: name.into(),
-            password_hash: "$argon2id$x".into(),
-            enabled: true,
-            labels: vec![],
-            now: now(),
-        })
+        .create_user(
+            NewUser {
+                id: Uuid::now_v7(),
+                username: name.into(),
+                password_hash: "$argon2id$x".into(),
+                enabled: true,
+                labels: vec![],
+                now: now(),
+            },
+            &ChangeEffects::default(),
+        )
         .await
         .unwrap()
 }
@@ -2105,18 +2259,25 @@ async fn subject_grants_of_users_and_clients(store: Arc<dyn Store>) {
     let alice = user(&*store, "alice").await;
     let svc = client(&*store).await;
     let g = store
-        .create_grant(NewGrant {
-            may_act: vec![svc.id],
-            ..grant(
-                Subject::User(alice.id),
-                orders.id,
-                &["orders:write", "orders:read"],
-            )
-        })
+        .create_grant(
+            NewGrant {
+                id: Uuid::now_v7(),
+                may_act: vec![svc.id],
+                ..grant(
+                    Subject::User(alice.id),
+                    orders.id,
+                    &["orders:write", "orders:read"],
+                )
+            },
+            &ChangeEffects::default(),
+        )
         .await
         .unwrap();
     store
-        .create_grant(grant(Subject::Client(svc.id), orders.id, &["orders:read"]))
+        .create_grant(
+            grant(Subject::Client(svc.id), orders.id, &["orders:read"]),
+            &ChangeEffects::default(),
+        )
         .await
         .unwrap();
     let mine = store.subject_grants(Subject::User(alice.id)).await.unwrap();
@@ -2304,11 +2465,15 @@ async fn refresh_families_rotate_once_and_revoke_with_a_revocation(store: Arc<dy
 async fn access_policies_and_requests_decide_once(store: Arc<dyn Store>) {
     let t0 = now();
     let audience = store
-        .create_audience(NewAudience {
-            uri: "https://api.example/jit".into(),
-            description: String::new(),
-            now: t0,
-        })
+        .create_audience(
+            NewAudience {
+                id: Uuid::now_v7(),
+                uri: "https://api.example/jit".into(),
+                description: String::new(),
+                now: t0,
+            },
+            &ChangeEffects::default(),
+        )
         .await
         .unwrap();
     let policy = AccessPolicyRecord {
@@ -2325,21 +2490,32 @@ async fn access_policies_and_requests_decide_once(store: Arc<dyn Store>) {
         created_at: t0,
         updated_at: t0,
     };
-    assert_eq!(store.create_access_policy(&policy).await.unwrap(), policy);
+    assert_eq!(
+        store
+            .create_access_policy(&policy, &ChangeEffects::default())
+            .await
+            .unwrap(),
+        policy
+    );
     let dangling = AccessPolicyRecord {
         id: Uuid::now_v7(),
         audience_id: Uuid::now_v7(),
         ..policy.clone()
     };
     assert!(matches!(
-        store.create_access_policy(&dangling).await,
+        store
+            .create_access_policy(&dangling, &ChangeEffects::default())
+            .await,
         Err(StoreError::NotFound("audience"))
     ));
     let changed = store
-        .update_access_policy(&AccessPolicyRecord {
-            max_duration_secs: 60,
-            ..policy.clone()
-        })
+        .update_access_policy(
+            &AccessPolicyRecord {
+                max_duration_secs: 60,
+                ..policy.clone()
+            },
+            &ChangeEffects::default(),
+        )
         .await
         .unwrap();
     assert_eq!(changed.max_duration_secs, 60);
@@ -2504,7 +2680,10 @@ async fn access_policies_and_requests_decide_once(store: Arc<dyn Store>) {
             .needs_review
     );
     assert!(!store.clear_access_review(marked.id).await.unwrap(), "once");
-    store.delete_access_policy(policy.id).await.unwrap();
+    store
+        .delete_access_policy(policy.id, &ChangeEffects::default())
+        .await
+        .unwrap();
     assert_eq!(
         store
             .access_request(request.id)
@@ -2520,13 +2699,17 @@ async fn access_policies_and_requests_decide_once(store: Arc<dyn Store>) {
 async fn labels_round_trip_on_users_and_clients(store: Arc<dyn Store>) {
     let t = now();
     let alice = store
-        .create_user(NewUser {
-            username: "alice".into(),
-            password_hash: "$argon2id$x".into(),
-            enabled: true,
-            labels: vec!["oncall".into(), "sre".into()],
-            now: t,
-        })
+        .create_user(
+            NewUser {
+                id: Uuid::now_v7(),
+                username: "alice".into(),
+                password_hash: "$argon2id$x".into(),
+                enabled: true,
+                labels: vec!["oncall".into(), "sre".into()],
+                now: t,
+            },
+            &ChangeEffects::default(),
+        )
         .await
         .unwrap();
     assert_eq!(alice.labels, ["oncall", "sre"]);
@@ -2568,18 +2751,22 @@ async fn labels_round_trip_on_users_and_clients(store: Arc<dyn Store>) {
     assert!(store.local_changes() > local);
 
     let svc = store
-        .create_client(NewClient {
-            name: "labelled".into(),
-            enabled: true,
-            default_ttl_secs: None,
-            max_ttl_secs: None,
-            allowed_cidrs: vec![],
-            require_dpop: false,
-            anomaly_policy: AnomalyPolicy::default(),
-            grant_types: vec!["client_credentials".into()],
-            labels: vec!["batch".into()],
-            now: t,
-        })
+        .create_client(
+            NewClient {
+                id: Uuid::now_v7(),
+                name: "labelled".into(),
+                enabled: true,
+                default_ttl_secs: None,
+                max_ttl_secs: None,
+                allowed_cidrs: vec![],
+                require_dpop: false,
+                anomaly_policy: AnomalyPolicy::default(),
+                grant_types: vec!["client_credentials".into()],
+                labels: vec!["batch".into()],
+                now: t,
+            },
+            &ChangeEffects::default(),
+        )
         .await
         .unwrap();
     assert_eq!(svc.labels, ["batch"]);
@@ -2764,4 +2951,111 @@ async fn a_change_commits_with_its_effects_or_not_at_all(store: Arc<dyn Store>) 
         .await
         .unwrap();
     assert_eq!((audited("delete").await, revocations().await), (1, 2));
+}
+
+/// A create commits with its audit event, or neither is stored.
+async fn a_create_commits_with_its_effects_or_not_at_all(store: Arc<dyn Store>) {
+    let t = now();
+    let effects = |tag: &str| ChangeEffects {
+        audit: vec![event("admin.change", tag, t)],
+        revocation: None,
+    };
+    let audited = |tag: &'static str| {
+        let store = store.clone();
+        async move {
+            store
+                .audit_events(&AuditQuery {
+                    client_id: Some(tag.into()),
+                    limit: 10,
+                    ..AuditQuery::default()
+                })
+                .await
+                .unwrap()
+                .len()
+        }
+    };
+    let orders = audience(&*store, "https://api.example/orders", &["orders:read"]).await;
+    let new_audience = |uri: &str| NewAudience {
+        id: Uuid::now_v7(),
+        uri: uri.into(),
+        description: String::new(),
+        now: t,
+    };
+    assert!(matches!(
+        store
+            .create_audience(new_audience(&orders.uri), &effects("audience-dup"))
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(audited("audience-dup").await, 0);
+    let billing = new_audience("https://api.example/billing");
+    let id = billing.id;
+    let created = store
+        .create_audience(billing, &effects("audience"))
+        .await
+        .unwrap();
+    assert_eq!((created.id, audited("audience").await), (id, 1));
+
+    let alice = user(&*store, "alice").await;
+    let new_user = |name: &str| NewUser {
+        id: Uuid::now_v7(),
+        username: name.into(),
+        password_hash: "$argon2id$x".into(),
+        enabled: true,
+        labels: vec![],
+        now: t,
+    };
+    assert!(matches!(
+        store
+            .create_user(new_user(&alice.username), &effects("user-dup"))
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(audited("user-dup").await, 0);
+    let bob = new_user("bob");
+    let id = bob.id;
+    let created = store.create_user(bob, &effects("user")).await.unwrap();
+    assert_eq!((created.id, audited("user").await), (id, 1));
+
+    let svc = client(&*store).await;
+    let new_client = |id: Uuid| NewClient {
+        id,
+        name: "svc".into(),
+        enabled: true,
+        default_ttl_secs: None,
+        max_ttl_secs: None,
+        allowed_cidrs: vec![],
+        require_dpop: false,
+        grant_types: vec!["client_credentials".into()],
+        labels: vec![],
+        anomaly_policy: AnomalyPolicy::Alert,
+        now: t,
+    };
+    assert!(
+        store
+            .create_client(new_client(svc.id), &effects("client-dup"))
+            .await
+            .is_err(),
+        "an id is taken once"
+    );
+    assert_eq!(audited("client-dup").await, 0);
+    let id = Uuid::now_v7();
+    let created = store
+        .create_client(new_client(id), &effects("client"))
+        .await
+        .unwrap();
+    assert_eq!((created.id, audited("client").await), (id, 1));
+
+    let unknown_scope = grant(Subject::Client(id), orders.id, &["orders:delete"]);
+    assert!(matches!(
+        store
+            .create_grant(unknown_scope, &effects("grant-bad"))
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert_eq!(audited("grant-bad").await, 0);
+    let ok = grant(Subject::Client(id), orders.id, &["orders:read"]);
+    let gid = ok.id;
+    let created = store.create_grant(ok, &effects("grant")).await.unwrap();
+    assert_eq!((created.id, audited("grant").await), (gid, 1));
 }

@@ -58,7 +58,12 @@ pub type StoreResult<T> = Result<T, StoreError>;
 #[async_trait]
 pub trait AudienceStore: Send + Sync {
     /// Creates an audience. [`StoreError::Conflict`] when the URI exists.
-    async fn create_audience(&self, new: NewAudience) -> StoreResult<AudienceRecord>;
+    /// `effects` commit with it.
+    async fn create_audience(
+        &self,
+        new: NewAudience,
+        effects: &ChangeEffects,
+    ) -> StoreResult<AudienceRecord>;
     /// The audience with this URI.
     async fn audience_by_uri(&self, uri: &str) -> StoreResult<Option<AudienceRecord>>;
     /// The audience with this id.
@@ -66,12 +71,22 @@ pub trait AudienceStore: Send + Sync {
     /// A page of audiences, in id (creation) order.
     async fn list_audiences(&self, page: Page) -> StoreResult<Vec<AudienceRecord>>;
     /// Changes an audience's description. [`StoreError::NotFound`] when it does not exist.
-    async fn update_audience(&self, id: Uuid, description: &str) -> StoreResult<AudienceRecord>;
+    /// `effects` commit with it (so with each change below).
+    async fn update_audience(
+        &self,
+        id: Uuid,
+        description: &str,
+        effects: &ChangeEffects,
+    ) -> StoreResult<AudienceRecord>;
     /// Deletes an audience and its scopes. [`StoreError::Conflict`] while grants use it.
-    async fn delete_audience(&self, id: Uuid) -> StoreResult<()>;
+    async fn delete_audience(&self, id: Uuid, effects: &ChangeEffects) -> StoreResult<()>;
     /// Adds a scope to an audience. [`StoreError::Conflict`] when the name exists there,
     /// [`StoreError::NotFound`] when the audience does not exist.
-    async fn create_scope(&self, new: NewScope) -> StoreResult<ScopeRecord>;
+    async fn create_scope(
+        &self,
+        new: NewScope,
+        effects: &ChangeEffects,
+    ) -> StoreResult<ScopeRecord>;
     /// The scopes of an audience, ordered by name.
     async fn scopes_of(&self, audience_id: Uuid) -> StoreResult<Vec<ScopeRecord>>;
     /// The scope with this id.
@@ -83,16 +98,25 @@ pub trait AudienceStore: Send + Sync {
         page: Page,
     ) -> StoreResult<Vec<ScopeRecord>>;
     /// Changes a scope's description. [`StoreError::NotFound`] when it does not exist.
-    async fn update_scope(&self, id: Uuid, description: &str) -> StoreResult<ScopeRecord>;
+    async fn update_scope(
+        &self,
+        id: Uuid,
+        description: &str,
+        effects: &ChangeEffects,
+    ) -> StoreResult<ScopeRecord>;
     /// Deletes a scope. [`StoreError::Conflict`] while grants use it.
-    async fn delete_scope(&self, id: Uuid) -> StoreResult<()>;
+    async fn delete_scope(&self, id: Uuid, effects: &ChangeEffects) -> StoreResult<()>;
 }
 
 /// Clients and their credentials.
 #[async_trait]
 pub trait ClientStore: Send + Sync {
-    /// Creates a client.
-    async fn create_client(&self, new: NewClient) -> StoreResult<ClientRecord>;
+    /// Creates a client. `effects` commit with it.
+    async fn create_client(
+        &self,
+        new: NewClient,
+        effects: &ChangeEffects,
+    ) -> StoreResult<ClientRecord>;
     /// The client with this id.
     async fn client(&self, id: Uuid) -> StoreResult<Option<ClientRecord>>;
     /// Enables or disables a client. [`StoreError::NotFound`] when it does not exist.
@@ -101,9 +125,14 @@ pub trait ClientStore: Send + Sync {
         id: Uuid,
         enabled: bool,
         now: OffsetDateTime,
+        effects: &ChangeEffects,
     ) -> StoreResult<()>;
     /// Adds a secret digest to a client. [`StoreError::NotFound`] when it does not exist.
-    async fn add_client_secret(&self, new: NewClientSecret) -> StoreResult<ClientSecretRecord>;
+    async fn add_client_secret(
+        &self,
+        new: NewClientSecret,
+        effects: &ChangeEffects,
+    ) -> StoreResult<ClientSecretRecord>;
     /// Every secret of a client, expired ones included.
     async fn client_secrets(&self, client_id: Uuid) -> StoreResult<Vec<ClientSecretRecord>>;
     /// The client with its secrets and all its grants, for the issuance cache.
@@ -124,23 +153,35 @@ pub trait ClientStore: Send + Sync {
     /// in the same transaction.
     async fn delete_client(&self, id: Uuid, effects: &ChangeEffects) -> StoreResult<()>;
     /// Deletes one secret of a client.
-    async fn delete_client_secret(&self, client_id: Uuid, secret_id: Uuid) -> StoreResult<()>;
+    async fn delete_client_secret(
+        &self,
+        client_id: Uuid,
+        secret_id: Uuid,
+        effects: &ChangeEffects,
+    ) -> StoreResult<()>;
     /// Registers a public key. [`StoreError::Conflict`] when the kid exists for the client.
     async fn add_client_public_key(
         &self,
         new: NewClientPublicKey,
+        effects: &ChangeEffects,
     ) -> StoreResult<ClientPublicKeyRecord>;
     /// The public keys of a client.
     async fn client_public_keys(&self, client_id: Uuid) -> StoreResult<Vec<ClientPublicKeyRecord>>;
     /// Deletes one public key of a client.
-    async fn delete_client_public_key(&self, client_id: Uuid, key_id: Uuid) -> StoreResult<()>;
+    async fn delete_client_public_key(
+        &self,
+        client_id: Uuid,
+        key_id: Uuid,
+        effects: &ChangeEffects,
+    ) -> StoreResult<()>;
 }
 
 /// People.
 #[async_trait]
 pub trait UserStore: Send + Sync {
     /// Creates a user. [`StoreError::Conflict`] when the username exists.
-    async fn create_user(&self, new: NewUser) -> StoreResult<UserRecord>;
+    /// `effects` commit with it.
+    async fn create_user(&self, new: NewUser, effects: &ChangeEffects) -> StoreResult<UserRecord>;
     /// The user with this id.
     async fn user(&self, id: Uuid) -> StoreResult<Option<UserRecord>>;
     /// The user with this username.
@@ -178,8 +219,12 @@ pub trait UserStore: Send + Sync {
 #[async_trait]
 pub trait GrantStore: Send + Sync {
     /// Creates a grant. [`StoreError::NotFound`] when the audience or one of the scopes
-    /// (by name, within that audience) does not exist.
-    async fn create_grant(&self, new: NewGrant) -> StoreResult<GrantRecord>;
+    /// (by name, within that audience) does not exist. `effects` commit with it.
+    async fn create_grant(
+        &self,
+        new: NewGrant,
+        effects: &ChangeEffects,
+    ) -> StoreResult<GrantRecord>;
     /// The grant with this id.
     async fn grant(&self, id: Uuid) -> StoreResult<Option<GrantRecord>>;
     /// A page of grants matching `filter`, in id order.
@@ -346,6 +391,7 @@ pub trait AccessStore: Send + Sync {
     async fn create_access_policy(
         &self,
         policy: &AccessPolicyRecord,
+        effects: &ChangeEffects,
     ) -> StoreResult<AccessPolicyRecord>;
     /// The policy with this id.
     async fn access_policy(&self, id: Uuid) -> StoreResult<Option<AccessPolicyRecord>>;
@@ -359,9 +405,10 @@ pub trait AccessStore: Send + Sync {
     async fn update_access_policy(
         &self,
         policy: &AccessPolicyRecord,
+        effects: &ChangeEffects,
     ) -> StoreResult<AccessPolicyRecord>;
     /// Deletes a policy (its requests keep their history).
-    async fn delete_access_policy(&self, id: Uuid) -> StoreResult<()>;
+    async fn delete_access_policy(&self, id: Uuid, effects: &ChangeEffects) -> StoreResult<()>;
     /// Stores a new request (its approvals are ignored).
     async fn create_access_request(&self, request: &AccessRequestRecord) -> StoreResult<()>;
     /// The request with this id, with its approvals.

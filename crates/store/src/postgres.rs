@@ -321,20 +321,29 @@ fn fold_subject_grants(rows: &[PgRow]) -> StoreResult<Vec<SubjectGrant>> {
 
 #[async_trait]
 impl AudienceStore for PgStore {
-    async fn create_audience(&self, new: NewAudience) -> StoreResult<AudienceRecord> {
+    async fn create_audience(
+        &self,
+        new: NewAudience,
+        effects: &ChangeEffects,
+    ) -> StoreResult<AudienceRecord> {
+        let mut tx = self.pool.begin().await.or_store("audience")?;
         let row = sqlx::query(
             "INSERT INTO audiences (id, uri, description, created_at) VALUES ($1, $2, $3, $4)
              RETURNING id, uri, description, created_at",
         )
-        .bind(Uuid::now_v7())
+        .bind(new.id)
         .bind(&new.uri)
         .bind(&new.description)
         .bind(new.now)
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *tx)
         .await
         .or_store("audience")?;
+        let record = audience(&row).or_store("audience")?;
+        commit_effects(&mut tx, effects).await?;
+        tx.commit().await.or_store("audience")?;
         self.changed();
-        audience(&row).or_store("audience")
+        self.announce(effects);
+        Ok(record)
     }
 
     async fn audience_by_uri(&self, uri: &str) -> StoreResult<Option<AudienceRecord>> {
@@ -347,24 +356,33 @@ impl AudienceStore for PgStore {
         row.as_ref().map(audience).transpose().or_store("audience")
     }
 
-    async fn create_scope(&self, new: NewScope) -> StoreResult<ScopeRecord> {
+    async fn create_scope(
+        &self,
+        new: NewScope,
+        effects: &ChangeEffects,
+    ) -> StoreResult<ScopeRecord> {
+        let mut tx = self.pool.begin().await.or_store("scope")?;
         let row = sqlx::query(
             "INSERT INTO scopes (id, audience_id, name, description, created_at) VALUES ($1, $2, $3, $4, $5)
              RETURNING id, audience_id, name, description, created_at",
         )
-        .bind(Uuid::now_v7())
+        .bind(new.id)
         .bind(new.audience_id)
         .bind(&new.name)
         .bind(&new.description)
         .bind(new.now)
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *tx)
         .await
         .map_err(|e| match StoreError::from_sqlx(e, "scope") {
             StoreError::NotFound(_) => StoreError::NotFound("audience"),
             other => other,
         })?;
+        let record = scope(&row).or_store("scope")?;
+        commit_effects(&mut tx, effects).await?;
+        tx.commit().await.or_store("scope")?;
         self.changed();
-        scope(&row).or_store("scope")
+        self.announce(effects);
+        Ok(record)
     }
 
     async fn scopes_of(&self, audience_id: Uuid) -> StoreResult<Vec<ScopeRecord>> {
@@ -407,21 +425,31 @@ impl AudienceStore for PgStore {
             .or_store("audience")
     }
 
-    async fn update_audience(&self, id: Uuid, description: &str) -> StoreResult<AudienceRecord> {
+    async fn update_audience(
+        &self,
+        id: Uuid,
+        description: &str,
+        effects: &ChangeEffects,
+    ) -> StoreResult<AudienceRecord> {
+        let mut tx = self.pool.begin().await.or_store("audience")?;
         let row = sqlx::query(
             "UPDATE audiences SET description = $2 WHERE id = $1 RETURNING id, uri, description, created_at",
         )
         .bind(id)
         .bind(description)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *tx)
         .await
         .or_store("audience")?
         .ok_or(StoreError::NotFound("audience"))?;
+        let record = audience(&row).or_store("audience")?;
+        commit_effects(&mut tx, effects).await?;
+        tx.commit().await.or_store("audience")?;
         self.changed();
-        audience(&row).or_store("audience")
+        self.announce(effects);
+        Ok(record)
     }
 
-    async fn delete_audience(&self, id: Uuid) -> StoreResult<()> {
+    async fn delete_audience(&self, id: Uuid, effects: &ChangeEffects) -> StoreResult<()> {
         let mut tx = self.pool.begin().await.or_store("audience")?;
         let used: bool =
             sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM grants WHERE audience_id = $1)")
@@ -440,8 +468,10 @@ impl AudienceStore for PgStore {
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound("audience"));
         }
+        commit_effects(&mut tx, effects).await?;
         tx.commit().await.or_store("audience")?;
         self.changed();
+        self.announce(effects);
         Ok(())
     }
 
@@ -478,22 +508,32 @@ impl AudienceStore for PgStore {
             .or_store("scope")
     }
 
-    async fn update_scope(&self, id: Uuid, description: &str) -> StoreResult<ScopeRecord> {
+    async fn update_scope(
+        &self,
+        id: Uuid,
+        description: &str,
+        effects: &ChangeEffects,
+    ) -> StoreResult<ScopeRecord> {
+        let mut tx = self.pool.begin().await.or_store("scope")?;
         let row = sqlx::query(
             "UPDATE scopes SET description = $2 WHERE id = $1
              RETURNING id, audience_id, name, description, created_at",
         )
         .bind(id)
         .bind(description)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *tx)
         .await
         .or_store("scope")?
         .ok_or(StoreError::NotFound("scope"))?;
+        let record = scope(&row).or_store("scope")?;
+        commit_effects(&mut tx, effects).await?;
+        tx.commit().await.or_store("scope")?;
         self.changed();
-        scope(&row).or_store("scope")
+        self.announce(effects);
+        Ok(record)
     }
 
-    async fn delete_scope(&self, id: Uuid) -> StoreResult<()> {
+    async fn delete_scope(&self, id: Uuid, effects: &ChangeEffects) -> StoreResult<()> {
         let mut tx = self.pool.begin().await.or_store("scope")?;
         let used: bool =
             sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM grant_scopes WHERE scope_id = $1)")
@@ -512,20 +552,27 @@ impl AudienceStore for PgStore {
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound("scope"));
         }
+        commit_effects(&mut tx, effects).await?;
         tx.commit().await.or_store("scope")?;
         self.changed();
+        self.announce(effects);
         Ok(())
     }
 }
 
 #[async_trait]
 impl ClientStore for PgStore {
-    async fn create_client(&self, new: NewClient) -> StoreResult<ClientRecord> {
+    async fn create_client(
+        &self,
+        new: NewClient,
+        effects: &ChangeEffects,
+    ) -> StoreResult<ClientRecord> {
+        let mut tx = self.pool.begin().await.or_store("client")?;
         let row = sqlx::query(
             "INSERT INTO clients (id, name, enabled, default_ttl_secs, max_ttl_secs, allowed_cidrs, require_dpop, anomaly_policy, created_at, updated_at, grant_types, labels)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $9, $8, $8, $10, $11) RETURNING *",
         )
-        .bind(Uuid::now_v7())
+        .bind(new.id)
         .bind(&new.name)
         .bind(new.enabled)
         .bind(new.default_ttl_secs)
@@ -536,11 +583,15 @@ impl ClientStore for PgStore {
         .bind(new.anomaly_policy.as_str())
         .bind(Json(&new.grant_types))
         .bind(Json(&new.labels))
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *tx)
         .await
         .or_store("client")?;
+        let record = client(&row).or_store("client")?;
+        commit_effects(&mut tx, effects).await?;
+        tx.commit().await.or_store("client")?;
         self.changed();
-        client(&row).or_store("client")
+        self.announce(effects);
+        Ok(record)
     }
 
     async fn client(&self, id: Uuid) -> StoreResult<Option<ClientRecord>> {
@@ -557,36 +608,50 @@ impl ClientStore for PgStore {
         id: Uuid,
         enabled: bool,
         now: OffsetDateTime,
+        effects: &ChangeEffects,
     ) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await.or_store("client")?;
         let done = sqlx::query("UPDATE clients SET enabled = $2, updated_at = $3 WHERE id = $1")
             .bind(id)
             .bind(enabled)
             .bind(now)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
             .or_store("client")?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound("client"));
         }
+        commit_effects(&mut tx, effects).await?;
+        tx.commit().await.or_store("client")?;
+        self.announce(effects);
         self.changed();
         Ok(())
     }
 
-    async fn add_client_secret(&self, new: NewClientSecret) -> StoreResult<ClientSecretRecord> {
+    async fn add_client_secret(
+        &self,
+        new: NewClientSecret,
+        effects: &ChangeEffects,
+    ) -> StoreResult<ClientSecretRecord> {
+        let mut tx = self.pool.begin().await.or_store("client")?;
         let row = sqlx::query(
             "INSERT INTO client_secrets (id, client_id, digest, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)
              RETURNING id, client_id, digest, created_at, expires_at",
         )
-        .bind(Uuid::now_v7())
+        .bind(new.id)
         .bind(new.client_id)
         .bind(&new.digest[..])
         .bind(new.now)
         .bind(new.expires_at)
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *tx)
         .await
         .or_store("client")?;
+        let record = secret(&row)?;
+        commit_effects(&mut tx, effects).await?;
+        tx.commit().await.or_store("client")?;
         self.changed();
-        secret(&row)
+        self.announce(effects);
+        Ok(record)
     }
 
     async fn client_secrets(&self, client_id: Uuid) -> StoreResult<Vec<ClientSecretRecord>> {
@@ -690,41 +755,56 @@ impl ClientStore for PgStore {
         self.delete_subject(Subject::Client(id), effects).await
     }
 
-    async fn delete_client_secret(&self, client_id: Uuid, secret_id: Uuid) -> StoreResult<()> {
+    async fn delete_client_secret(
+        &self,
+        client_id: Uuid,
+        secret_id: Uuid,
+        effects: &ChangeEffects,
+    ) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await.or_store("client secret")?;
         let done = sqlx::query("DELETE FROM client_secrets WHERE client_id = $1 AND id = $2")
             .bind(client_id)
             .bind(secret_id)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
             .or_store("client secret")?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound("client secret"));
         }
+        commit_effects(&mut tx, effects).await?;
+        tx.commit().await.or_store("client secret")?;
         self.changed();
+        self.announce(effects);
         Ok(())
     }
 
     async fn add_client_public_key(
         &self,
         new: NewClientPublicKey,
+        effects: &ChangeEffects,
     ) -> StoreResult<ClientPublicKeyRecord> {
+        let mut tx = self.pool.begin().await.or_store("public key")?;
         let row = sqlx::query(
             "INSERT INTO client_public_keys (id, client_id, kid, public_key, created_at) VALUES ($1, $2, $3, $4, $5)
              RETURNING id, client_id, kid, public_key, created_at",
         )
-        .bind(Uuid::now_v7())
+        .bind(new.id)
         .bind(new.client_id)
         .bind(&new.kid)
         .bind(&new.public_key[..])
         .bind(new.now)
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *tx)
         .await
         .map_err(|e| match StoreError::from_sqlx(e, "public key") {
             StoreError::NotFound(_) => StoreError::NotFound("client"),
             other => other,
         })?;
+        let record = public_key(&row).or_store("public key")?;
+        commit_effects(&mut tx, effects).await?;
+        tx.commit().await.or_store("public key")?;
         self.changed();
-        public_key(&row).or_store("public key")
+        self.announce(effects);
+        Ok(record)
     }
 
     async fn client_public_keys(&self, client_id: Uuid) -> StoreResult<Vec<ClientPublicKeyRecord>> {
@@ -741,17 +821,26 @@ impl ClientStore for PgStore {
             .or_store("public key")
     }
 
-    async fn delete_client_public_key(&self, client_id: Uuid, key_id: Uuid) -> StoreResult<()> {
+    async fn delete_client_public_key(
+        &self,
+        client_id: Uuid,
+        key_id: Uuid,
+        effects: &ChangeEffects,
+    ) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await.or_store("public key")?;
         let done = sqlx::query("DELETE FROM client_public_keys WHERE client_id = $1 AND id = $2")
             .bind(client_id)
             .bind(key_id)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
             .or_store("public key")?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound("public key"));
         }
+        commit_effects(&mut tx, effects).await?;
+        tx.commit().await.or_store("public key")?;
         self.changed();
+        self.announce(effects);
         Ok(())
     }
 }
@@ -783,22 +872,27 @@ fn user(row: &PgRow) -> Result<UserRecord, sqlx::Error> {
 
 #[async_trait]
 impl UserStore for PgStore {
-    async fn create_user(&self, new: NewUser) -> StoreResult<UserRecord> {
+    async fn create_user(&self, new: NewUser, effects: &ChangeEffects) -> StoreResult<UserRecord> {
+        let mut tx = self.pool.begin().await.or_store("username")?;
         let row = sqlx::query(
             "INSERT INTO users (id, username, password_hash, enabled, created_at, updated_at, labels)
              VALUES ($1, $2, $3, $4, $5, $5, $6) RETURNING *",
         )
-        .bind(Uuid::now_v7())
+        .bind(new.id)
         .bind(&new.username)
         .bind(&new.password_hash)
         .bind(new.enabled)
         .bind(new.now)
         .bind(Json(&new.labels))
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *tx)
         .await
         .or_store("username")?;
+        let record = user(&row).or_store("user")?;
+        commit_effects(&mut tx, effects).await?;
+        tx.commit().await.or_store("username")?;
         self.changed();
-        user(&row).or_store("user")
+        self.announce(effects);
+        Ok(record)
     }
 
     async fn user(&self, id: Uuid) -> StoreResult<Option<UserRecord>> {
@@ -939,9 +1033,13 @@ impl UserStore for PgStore {
 
 #[async_trait]
 impl GrantStore for PgStore {
-    async fn create_grant(&self, new: NewGrant) -> StoreResult<GrantRecord> {
+    async fn create_grant(
+        &self,
+        new: NewGrant,
+        effects: &ChangeEffects,
+    ) -> StoreResult<GrantRecord> {
         let mut tx = self.pool.begin().await.or_store("grant")?;
-        let id = Uuid::now_v7();
+        let id = new.id;
         sqlx::query(
             "INSERT INTO grants (id, subject_kind, subject_id, audience_id, not_before, expires_at, allowed_cidrs, max_ttl_secs, reason, created_by, created_at, may_act)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
@@ -982,8 +1080,10 @@ impl GrantStore for PgStore {
                 return Err(StoreError::NotFound("scope"));
             }
         }
+        commit_effects(&mut tx, effects).await?;
         tx.commit().await.or_store("grant")?;
         self.changed();
+        self.announce(effects);
         Ok(GrantRecord {
             id,
             subject: new.subject,
@@ -1943,7 +2043,9 @@ impl AccessStore for PgStore {
     async fn create_access_policy(
         &self,
         p: &AccessPolicyRecord,
+        effects: &ChangeEffects,
     ) -> StoreResult<AccessPolicyRecord> {
+        let mut tx = self.pool.begin().await.or_store("access policy")?;
         sqlx::query(
             "INSERT INTO access_policies (id, name, audience_id, scopes, subjects, max_duration_secs, decision, approvals_required, break_glass, created_by, created_at, updated_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
@@ -1960,12 +2062,15 @@ impl AccessStore for PgStore {
         .bind(&p.created_by)
         .bind(p.created_at)
         .bind(p.updated_at)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .map_err(|e| match StoreError::from_sqlx(e, "access policy") {
             StoreError::NotFound(_) => StoreError::NotFound("audience"),
             other => other,
         })?;
+        commit_effects(&mut tx, effects).await?;
+        tx.commit().await.or_store("access policy")?;
+        self.announce(effects);
         Ok(p.clone())
     }
 
@@ -2002,7 +2107,9 @@ impl AccessStore for PgStore {
     async fn update_access_policy(
         &self,
         p: &AccessPolicyRecord,
+        effects: &ChangeEffects,
     ) -> StoreResult<AccessPolicyRecord> {
+        let mut tx = self.pool.begin().await.or_store("access policy")?;
         let done = sqlx::query(
             "UPDATE access_policies SET name = $2, scopes = $3, subjects = $4, max_duration_secs = $5,
                  decision = $6, approvals_required = $7, break_glass = $8, updated_at = $9
@@ -2017,26 +2124,33 @@ impl AccessStore for PgStore {
         .bind(p.approvals_required)
         .bind(p.break_glass)
         .bind(p.updated_at)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .or_store("access policy")?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound("access policy"));
         }
+        commit_effects(&mut tx, effects).await?;
+        tx.commit().await.or_store("access policy")?;
+        self.announce(effects);
         self.access_policy(p.id)
             .await?
             .ok_or(StoreError::NotFound("access policy"))
     }
 
-    async fn delete_access_policy(&self, id: Uuid) -> StoreResult<()> {
+    async fn delete_access_policy(&self, id: Uuid, effects: &ChangeEffects) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await.or_store("access policy")?;
         let done = sqlx::query("DELETE FROM access_policies WHERE id = $1")
             .bind(id)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
             .or_store("access policy")?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound("access policy"));
         }
+        commit_effects(&mut tx, effects).await?;
+        tx.commit().await.or_store("access policy")?;
+        self.announce(effects);
         Ok(())
     }
 

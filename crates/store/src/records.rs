@@ -9,6 +9,8 @@ use uuid::Uuid;
 /// An audience to create.
 #[derive(Debug, Clone)]
 pub struct NewAudience {
+    /// Chosen by the caller, so the change's audit event can name it before the insert.
+    pub id: Uuid,
     /// The URI (already validated).
     pub uri: String,
     /// Free text.
@@ -33,6 +35,8 @@ pub struct AudienceRecord {
 /// A scope to create.
 #[derive(Debug, Clone)]
 pub struct NewScope {
+    /// Chosen by the caller, so the change's audit event can name it before the insert.
+    pub id: Uuid,
     /// The owning audience.
     pub audience_id: Uuid,
     /// `resource:action` (already validated).
@@ -61,6 +65,8 @@ pub struct ScopeRecord {
 /// A client to create.
 #[derive(Debug, Clone)]
 pub struct NewClient {
+    /// Chosen by the caller, so the change's audit event can name it before the insert.
+    pub id: Uuid,
     /// Display name.
     pub name: String,
     /// Whether it may obtain tokens.
@@ -123,6 +129,8 @@ impl ClientRecord {
 /// A client secret digest to add.
 #[derive(Clone)]
 pub struct NewClientSecret {
+    /// Chosen by the caller, so the change's audit event can name it before the insert.
+    pub id: Uuid,
     /// The owning client.
     pub client_id: Uuid,
     /// SHA-256 of the secret.
@@ -209,6 +217,8 @@ impl Subject {
 /// A grant to create.
 #[derive(Debug, Clone)]
 pub struct NewGrant {
+    /// Chosen by the caller, so the change's audit event can name it before the insert.
+    pub id: Uuid,
     /// Who receives it.
     pub subject: Subject,
     /// On which audience.
@@ -492,6 +502,8 @@ pub struct ClientPublicKeyRecord {
 /// A public key to register.
 #[derive(Debug, Clone)]
 pub struct NewClientPublicKey {
+    /// Chosen by the caller, so the change's audit event can name it before the insert.
+    pub id: Uuid,
     /// The owning client.
     pub client_id: Uuid,
     /// Key id.
@@ -539,6 +551,8 @@ impl fmt::Debug for UserRecord {
 /// A person to create.
 #[derive(Clone)]
 pub struct NewUser {
+    /// Chosen by the caller, so the change's audit event can name it before the insert.
+    pub id: Uuid,
     /// Unique login name.
     pub username: String,
     /// argon2id PHC string.

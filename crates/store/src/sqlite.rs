@@ -391,20 +391,33 @@ fn fold_subject_grants(rows: &[SqliteRow]) -> StoreResult<Vec<SubjectGrant>> {
 
 #[async_trait]
 impl AudienceStore for SqliteStore {
-    async fn create_audience(&self, new: NewAudience) -> StoreResult<AudienceRecord> {
+    async fn create_audience(
+        &self,
+        new: NewAudience,
+        effects: &ChangeEffects,
+    ) -> StoreResult<AudienceRecord> {
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .or_store("audience")?;
         let row = sqlx::query(
             "INSERT INTO audiences (id, uri, description, created_at) VALUES ($1, $2, $3, $4)
              RETURNING id, uri, description, created_at",
         )
-        .bind(Uuid::now_v7())
+        .bind(new.id)
         .bind(&new.uri)
         .bind(&new.description)
         .bind(micros(new.now))
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *tx)
         .await
         .or_store("audience")?;
+        let record = audience(&row)?;
+        commit_effects(&mut tx, effects).await?;
+        tx.commit().await.or_store("audience")?;
         self.changed();
-        audience(&row)
+        self.announce(effects);
+        Ok(record)
     }
 
     async fn audience_by_uri(&self, uri: &str) -> StoreResult<Option<AudienceRecord>> {
@@ -417,24 +430,37 @@ impl AudienceStore for SqliteStore {
         row.as_ref().map(audience).transpose()
     }
 
-    async fn create_scope(&self, new: NewScope) -> StoreResult<ScopeRecord> {
+    async fn create_scope(
+        &self,
+        new: NewScope,
+        effects: &ChangeEffects,
+    ) -> StoreResult<ScopeRecord> {
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .or_store("scope")?;
         let row = sqlx::query(
             "INSERT INTO scopes (id, audience_id, name, description, created_at) VALUES ($1, $2, $3, $4, $5)
              RETURNING id, audience_id, name, description, created_at",
         )
-        .bind(Uuid::now_v7())
+        .bind(new.id)
         .bind(new.audience_id)
         .bind(&new.name)
         .bind(&new.description)
         .bind(micros(new.now))
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *tx)
         .await
         .map_err(|e| match StoreError::from_sqlx(e, "scope") {
             StoreError::NotFound(_) => StoreError::NotFound("audience"),
             other => other,
         })?;
+        let record = scope(&row)?;
+        commit_effects(&mut tx, effects).await?;
+        tx.commit().await.or_store("scope")?;
         self.changed();
-        scope(&row)
+        self.announce(effects);
+        Ok(record)
     }
 
     async fn scopes_of(&self, audience_id: Uuid) -> StoreResult<Vec<ScopeRecord>> {
@@ -471,21 +497,35 @@ impl AudienceStore for SqliteStore {
         rows.iter().map(audience).collect()
     }
 
-    async fn update_audience(&self, id: Uuid, description: &str) -> StoreResult<AudienceRecord> {
+    async fn update_audience(
+        &self,
+        id: Uuid,
+        description: &str,
+        effects: &ChangeEffects,
+    ) -> StoreResult<AudienceRecord> {
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .or_store("audience")?;
         let row = sqlx::query(
             "UPDATE audiences SET description = $2 WHERE id = $1 RETURNING id, uri, description, created_at",
         )
         .bind(id)
         .bind(description)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *tx)
         .await
         .or_store("audience")?
         .ok_or(StoreError::NotFound("audience"))?;
+        let record = audience(&row)?;
+        commit_effects(&mut tx, effects).await?;
+        tx.commit().await.or_store("audience")?;
         self.changed();
-        audience(&row)
+        self.announce(effects);
+        Ok(record)
     }
 
-    async fn delete_audience(&self, id: Uuid) -> StoreResult<()> {
+    async fn delete_audience(&self, id: Uuid, effects: &ChangeEffects) -> StoreResult<()> {
         let mut tx = self
             .pool
             .begin_with("BEGIN IMMEDIATE")
@@ -508,8 +548,10 @@ impl AudienceStore for SqliteStore {
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound("audience"));
         }
+        commit_effects(&mut tx, effects).await?;
         tx.commit().await.or_store("audience")?;
         self.changed();
+        self.announce(effects);
         Ok(())
     }
 
@@ -543,22 +585,36 @@ impl AudienceStore for SqliteStore {
         rows.iter().map(scope).collect()
     }
 
-    async fn update_scope(&self, id: Uuid, description: &str) -> StoreResult<ScopeRecord> {
+    async fn update_scope(
+        &self,
+        id: Uuid,
+        description: &str,
+        effects: &ChangeEffects,
+    ) -> StoreResult<ScopeRecord> {
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .or_store("scope")?;
         let row = sqlx::query(
             "UPDATE scopes SET description = $2 WHERE id = $1
              RETURNING id, audience_id, name, description, created_at",
         )
         .bind(id)
         .bind(description)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *tx)
         .await
         .or_store("scope")?
         .ok_or(StoreError::NotFound("scope"))?;
+        let record = scope(&row)?;
+        commit_effects(&mut tx, effects).await?;
+        tx.commit().await.or_store("scope")?;
         self.changed();
-        scope(&row)
+        self.announce(effects);
+        Ok(record)
     }
 
-    async fn delete_scope(&self, id: Uuid) -> StoreResult<()> {
+    async fn delete_scope(&self, id: Uuid, effects: &ChangeEffects) -> StoreResult<()> {
         let mut tx = self
             .pool
             .begin_with("BEGIN IMMEDIATE")
@@ -581,20 +637,31 @@ impl AudienceStore for SqliteStore {
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound("scope"));
         }
+        commit_effects(&mut tx, effects).await?;
         tx.commit().await.or_store("scope")?;
         self.changed();
+        self.announce(effects);
         Ok(())
     }
 }
 
 #[async_trait]
 impl ClientStore for SqliteStore {
-    async fn create_client(&self, new: NewClient) -> StoreResult<ClientRecord> {
+    async fn create_client(
+        &self,
+        new: NewClient,
+        effects: &ChangeEffects,
+    ) -> StoreResult<ClientRecord> {
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .or_store("client")?;
         let row = sqlx::query(
             "INSERT INTO clients (id, name, enabled, default_ttl_secs, max_ttl_secs, allowed_cidrs, require_dpop, anomaly_policy, created_at, updated_at, grant_types, labels)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $9, $8, $8, $10, $11) RETURNING *",
         )
-        .bind(Uuid::now_v7())
+        .bind(new.id)
         .bind(&new.name)
         .bind(new.enabled)
         .bind(new.default_ttl_secs)
@@ -605,11 +672,15 @@ impl ClientStore for SqliteStore {
         .bind(new.anomaly_policy.as_str())
         .bind(Json(&new.grant_types))
         .bind(Json(&new.labels))
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *tx)
         .await
         .or_store("client")?;
+        let record = client(&row)?;
+        commit_effects(&mut tx, effects).await?;
+        tx.commit().await.or_store("client")?;
         self.changed();
-        client(&row)
+        self.announce(effects);
+        Ok(record)
     }
 
     async fn client(&self, id: Uuid) -> StoreResult<Option<ClientRecord>> {
@@ -626,36 +697,58 @@ impl ClientStore for SqliteStore {
         id: Uuid,
         enabled: bool,
         now: OffsetDateTime,
+        effects: &ChangeEffects,
     ) -> StoreResult<()> {
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .or_store("client")?;
         let done = sqlx::query("UPDATE clients SET enabled = $2, updated_at = $3 WHERE id = $1")
             .bind(id)
             .bind(enabled)
             .bind(micros(now))
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
             .or_store("client")?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound("client"));
         }
+        commit_effects(&mut tx, effects).await?;
+        tx.commit().await.or_store("client")?;
+        self.announce(effects);
         self.changed();
         Ok(())
     }
 
-    async fn add_client_secret(&self, new: NewClientSecret) -> StoreResult<ClientSecretRecord> {
+    async fn add_client_secret(
+        &self,
+        new: NewClientSecret,
+        effects: &ChangeEffects,
+    ) -> StoreResult<ClientSecretRecord> {
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .or_store("client")?;
         let row = sqlx::query(
             "INSERT INTO client_secrets (id, client_id, digest, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)
              RETURNING id, client_id, digest, created_at, expires_at",
         )
-        .bind(Uuid::now_v7())
+        .bind(new.id)
         .bind(new.client_id)
         .bind(&new.digest[..])
         .bind(micros(new.now))
         .bind(opt_micros(new.expires_at))
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *tx)
         .await
         .or_store("client")?;
+        let record = secret(&row)?;
+        commit_effects(&mut tx, effects).await?;
+        tx.commit().await.or_store("client")?;
         self.changed();
-        secret(&row)
+        self.announce(effects);
+        Ok(record)
     }
 
     async fn client_secrets(&self, client_id: Uuid) -> StoreResult<Vec<ClientSecretRecord>> {
@@ -759,41 +852,64 @@ impl ClientStore for SqliteStore {
         self.delete_subject(Subject::Client(id), effects).await
     }
 
-    async fn delete_client_secret(&self, client_id: Uuid, secret_id: Uuid) -> StoreResult<()> {
+    async fn delete_client_secret(
+        &self,
+        client_id: Uuid,
+        secret_id: Uuid,
+        effects: &ChangeEffects,
+    ) -> StoreResult<()> {
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .or_store("client secret")?;
         let done = sqlx::query("DELETE FROM client_secrets WHERE client_id = $1 AND id = $2")
             .bind(client_id)
             .bind(secret_id)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
             .or_store("client secret")?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound("client secret"));
         }
+        commit_effects(&mut tx, effects).await?;
+        tx.commit().await.or_store("client secret")?;
         self.changed();
+        self.announce(effects);
         Ok(())
     }
 
     async fn add_client_public_key(
         &self,
         new: NewClientPublicKey,
+        effects: &ChangeEffects,
     ) -> StoreResult<ClientPublicKeyRecord> {
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .or_store("public key")?;
         let row = sqlx::query(
             "INSERT INTO client_public_keys (id, client_id, kid, public_key, created_at) VALUES ($1, $2, $3, $4, $5)
              RETURNING id, client_id, kid, public_key, created_at",
         )
-        .bind(Uuid::now_v7())
+        .bind(new.id)
         .bind(new.client_id)
         .bind(&new.kid)
         .bind(&new.public_key[..])
         .bind(micros(new.now))
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *tx)
         .await
         .map_err(|e| match StoreError::from_sqlx(e, "public key") {
             StoreError::NotFound(_) => StoreError::NotFound("client"),
             other => other,
         })?;
+        let record = public_key(&row)?;
+        commit_effects(&mut tx, effects).await?;
+        tx.commit().await.or_store("public key")?;
         self.changed();
-        public_key(&row)
+        self.announce(effects);
+        Ok(record)
     }
 
     async fn client_public_keys(&self, client_id: Uuid) -> StoreResult<Vec<ClientPublicKeyRecord>> {
@@ -807,17 +923,30 @@ impl ClientStore for SqliteStore {
         rows.iter().map(public_key).collect()
     }
 
-    async fn delete_client_public_key(&self, client_id: Uuid, key_id: Uuid) -> StoreResult<()> {
+    async fn delete_client_public_key(
+        &self,
+        client_id: Uuid,
+        key_id: Uuid,
+        effects: &ChangeEffects,
+    ) -> StoreResult<()> {
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .or_store("public key")?;
         let done = sqlx::query("DELETE FROM client_public_keys WHERE client_id = $1 AND id = $2")
             .bind(client_id)
             .bind(key_id)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
             .or_store("public key")?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound("public key"));
         }
+        commit_effects(&mut tx, effects).await?;
+        tx.commit().await.or_store("public key")?;
         self.changed();
+        self.announce(effects);
         Ok(())
     }
 }
@@ -851,22 +980,31 @@ fn user(row: &SqliteRow) -> StoreResult<UserRecord> {
 
 #[async_trait]
 impl UserStore for SqliteStore {
-    async fn create_user(&self, new: NewUser) -> StoreResult<UserRecord> {
+    async fn create_user(&self, new: NewUser, effects: &ChangeEffects) -> StoreResult<UserRecord> {
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .or_store("username")?;
         let row = sqlx::query(
             "INSERT INTO users (id, username, password_hash, enabled, created_at, updated_at, labels)
              VALUES ($1, $2, $3, $4, $5, $5, $6) RETURNING *",
         )
-        .bind(Uuid::now_v7())
+        .bind(new.id)
         .bind(&new.username)
         .bind(&new.password_hash)
         .bind(new.enabled)
         .bind(micros(new.now))
         .bind(Json(&new.labels))
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *tx)
         .await
         .or_store("username")?;
+        let record = user(&row)?;
+        commit_effects(&mut tx, effects).await?;
+        tx.commit().await.or_store("username")?;
         self.changed();
-        user(&row)
+        self.announce(effects);
+        Ok(record)
     }
 
     async fn user(&self, id: Uuid) -> StoreResult<Option<UserRecord>> {
@@ -1006,13 +1144,17 @@ impl UserStore for SqliteStore {
 
 #[async_trait]
 impl GrantStore for SqliteStore {
-    async fn create_grant(&self, new: NewGrant) -> StoreResult<GrantRecord> {
+    async fn create_grant(
+        &self,
+        new: NewGrant,
+        effects: &ChangeEffects,
+    ) -> StoreResult<GrantRecord> {
         let mut tx = self
             .pool
             .begin_with("BEGIN IMMEDIATE")
             .await
             .or_store("grant")?;
-        let id = Uuid::now_v7();
+        let id = new.id;
         sqlx::query(
             "INSERT INTO grants (id, subject_kind, subject_id, audience_id, not_before, expires_at, allowed_cidrs, max_ttl_secs, reason, created_by, created_at, may_act)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
@@ -1053,8 +1195,10 @@ impl GrantStore for SqliteStore {
                 return Err(StoreError::NotFound("scope"));
             }
         }
+        commit_effects(&mut tx, effects).await?;
         tx.commit().await.or_store("grant")?;
         self.changed();
+        self.announce(effects);
         Ok(GrantRecord {
             id,
             subject: new.subject,
@@ -2042,7 +2186,13 @@ impl AccessStore for SqliteStore {
     async fn create_access_policy(
         &self,
         p: &AccessPolicyRecord,
+        effects: &ChangeEffects,
     ) -> StoreResult<AccessPolicyRecord> {
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .or_store("access policy")?;
         sqlx::query(
             "INSERT INTO access_policies (id, name, audience_id, scopes, subjects, max_duration_secs, decision, approvals_required, break_glass, created_by, created_at, updated_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
@@ -2059,12 +2209,15 @@ impl AccessStore for SqliteStore {
         .bind(&p.created_by)
         .bind(micros(p.created_at))
         .bind(micros(p.updated_at))
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .map_err(|e| match StoreError::from_sqlx(e, "access policy") {
             StoreError::NotFound(_) => StoreError::NotFound("audience"),
             other => other,
         })?;
+        commit_effects(&mut tx, effects).await?;
+        tx.commit().await.or_store("access policy")?;
+        self.announce(effects);
         Ok(p.clone())
     }
 
@@ -2101,7 +2254,13 @@ impl AccessStore for SqliteStore {
     async fn update_access_policy(
         &self,
         p: &AccessPolicyRecord,
+        effects: &ChangeEffects,
     ) -> StoreResult<AccessPolicyRecord> {
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .or_store("access policy")?;
         let done = sqlx::query(
             "UPDATE access_policies SET name = $2, scopes = $3, subjects = $4, max_duration_secs = $5,
                  decision = $6, approvals_required = $7, break_glass = $8, updated_at = $9
@@ -2116,26 +2275,37 @@ impl AccessStore for SqliteStore {
         .bind(p.approvals_required)
         .bind(p.break_glass)
         .bind(micros(p.updated_at))
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .or_store("access policy")?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound("access policy"));
         }
+        commit_effects(&mut tx, effects).await?;
+        tx.commit().await.or_store("access policy")?;
+        self.announce(effects);
         self.access_policy(p.id)
             .await?
             .ok_or(StoreError::NotFound("access policy"))
     }
 
-    async fn delete_access_policy(&self, id: Uuid) -> StoreResult<()> {
+    async fn delete_access_policy(&self, id: Uuid, effects: &ChangeEffects) -> StoreResult<()> {
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .or_store("access policy")?;
         let done = sqlx::query("DELETE FROM access_policies WHERE id = $1")
             .bind(id)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
             .or_store("access policy")?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound("access policy"));
         }
+        commit_effects(&mut tx, effects).await?;
+        tx.commit().await.or_store("access policy")?;
+        self.announce(effects);
         Ok(())
     }
 

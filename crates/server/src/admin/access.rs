@@ -328,33 +328,34 @@ impl Actor<'_> {
     ) -> Result<AccessPolicyRecord, AdminError> {
         let (name, scopes, subjects, audience_id) = self.check_policy(&spec).await?;
         self.may_hand_out(&spec.audience, &scopes, "an access policy")?;
+        let policy = AccessPolicyRecord {
+            id: Uuid::now_v7(),
+            name,
+            audience_id,
+            scopes,
+            subjects,
+            max_duration_secs: spec.max_duration.whole_seconds(),
+            decision: spec.decision.as_str().to_owned(),
+            approvals_required: spec.approvals_required,
+            break_glass: spec.break_glass,
+            created_by: self.id.clone(),
+            created_at: self.now,
+            updated_at: self.now,
+        };
+        let event = self.change_event(
+            "access_policy.create",
+            policy.id.to_string(),
+            Value::Null,
+            policy_json(&policy),
+        );
         let policy = self
             .store
-            .create_access_policy(&AccessPolicyRecord {
-                id: Uuid::now_v7(),
-                name,
-                audience_id,
-                scopes,
-                subjects,
-                max_duration_secs: spec.max_duration.whole_seconds(),
-                decision: spec.decision.as_str().to_owned(),
-                approvals_required: spec.approvals_required,
-                break_glass: spec.break_glass,
-                created_by: self.id.clone(),
-                created_at: self.now,
-                updated_at: self.now,
-            })
+            .create_access_policy(&policy, &self.effects(event, None)?)
             .await
             .map_err(|e| match e {
                 StoreError::NotFound(_) => invalid("audience", "no such audience"),
                 other => other.into(),
             })?;
-        self.audit(
-            "access_policy.create",
-            policy.id.to_string(),
-            policy_json(&policy),
-        )
-        .await?;
         Ok(policy)
     }
 
@@ -414,27 +415,27 @@ impl Actor<'_> {
         let (name, scopes, subjects, _) = self.check_policy(&spec).await?;
         self.may_hand_out(&spec.audience, &before_scopes, "an access policy")?;
         self.may_hand_out(&spec.audience, &scopes, "an access policy")?;
-        let after = self
-            .store
-            .update_access_policy(&AccessPolicyRecord {
-                name,
-                scopes,
-                subjects,
-                max_duration_secs: spec.max_duration.whole_seconds(),
-                decision: spec.decision.as_str().to_owned(),
-                approvals_required: spec.approvals_required,
-                break_glass: spec.break_glass,
-                updated_at: self.now,
-                ..before.clone()
-            })
-            .await?;
-        self.audit_change(
+        let after = AccessPolicyRecord {
+            name,
+            scopes,
+            subjects,
+            max_duration_secs: spec.max_duration.whole_seconds(),
+            decision: spec.decision.as_str().to_owned(),
+            approvals_required: spec.approvals_required,
+            break_glass: spec.break_glass,
+            updated_at: self.now,
+            ..before.clone()
+        };
+        let event = self.change_event(
             "access_policy.update",
             id.to_string(),
             policy_json(&before),
             policy_json(&after),
-        )
-        .await?;
+        );
+        let after = self
+            .store
+            .update_access_policy(&after, &self.effects(event, None)?)
+            .await?;
         Ok(after)
     }
 
@@ -447,14 +448,16 @@ impl Actor<'_> {
         let before = self.access_policy(id).await?;
         self.may_hand_out_on(before.audience_id, &before.scopes, "an access policy")
             .await?;
-        self.store.delete_access_policy(id).await?;
-        self.audit_change(
+        let event = self.change_event(
             "access_policy.delete",
             id.to_string(),
             policy_json(&before),
             Value::Null,
-        )
-        .await
+        );
+        self.store
+            .delete_access_policy(id, &self.effects(event, None)?)
+            .await?;
+        Ok(())
     }
 
     /// Records an access event durably, then announces it.

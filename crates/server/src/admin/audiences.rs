@@ -54,15 +54,21 @@ impl Actor<'_> {
     ) -> Result<AudienceRecord, AdminError> {
         let before = self.audience(id).await?;
         self.may_change_issuer_audience(&before.uri)?;
-        let after = self.store.update_audience(id, description(text)?).await?;
-        self.audit_change(
+        let text = description(text)?;
+        let after = AudienceRecord {
+            description: text.to_owned(),
+            ..before.clone()
+        };
+        let event = self.change_event(
             "audience.update",
             id.to_string(),
             audience_json(&before),
             audience_json(&after),
-        )
-        .await?;
-        Ok(after)
+        );
+        Ok(self
+            .store
+            .update_audience(id, text, &self.effects(event, None)?)
+            .await?)
     }
 
     /// Deletes an audience and its scopes; refused while grants use it.
@@ -72,14 +78,16 @@ impl Actor<'_> {
     pub async fn delete_audience(&self, id: Uuid) -> Result<(), AdminError> {
         let before = self.audience(id).await?;
         self.may_change_issuer_audience(&before.uri)?;
-        self.store.delete_audience(id).await?;
-        self.audit_change(
+        let event = self.change_event(
             "audience.delete",
             id.to_string(),
             audience_json(&before),
             Value::Null,
-        )
-        .await
+        );
+        self.store
+            .delete_audience(id, &self.effects(event, None)?)
+            .await?;
+        Ok(())
     }
 
     /// Adds one scope to an audience.
@@ -95,18 +103,22 @@ impl Actor<'_> {
         let scope = Scope::parse(name).map_err(|e| invalid("name", e.to_string()))?;
         self.may_hand_out_on(audience_id, &[scope.to_string()], "creating a scope")
             .await?;
-        let record = self
+        let new = NewScope {
+            id: Uuid::now_v7(),
+            audience_id,
+            name: scope.to_string(),
+            description: description(text)?.to_owned(),
+            now: self.now,
+        };
+        let after = json!({
+            "id": new.id, "audience_id": new.audience_id, "name": new.name,
+            "description": new.description,
+        });
+        let event = self.change_event("scope.create", new.id.to_string(), Value::Null, after);
+        Ok(self
             .store
-            .create_scope(NewScope {
-                audience_id,
-                name: scope.to_string(),
-                description: description(text)?.to_owned(),
-                now: self.now,
-            })
-            .await?;
-        self.audit("scope.create", record.id.to_string(), scope_json(&record))
-            .await?;
-        Ok(record)
+            .create_scope(new, &self.effects(event, None)?)
+            .await?)
     }
 
     /// One scope.
@@ -144,15 +156,21 @@ impl Actor<'_> {
             "changing a scope",
         )
         .await?;
-        let after = self.store.update_scope(id, description(text)?).await?;
-        self.audit_change(
+        let text = description(text)?;
+        let after = ScopeRecord {
+            description: text.to_owned(),
+            ..before.clone()
+        };
+        let event = self.change_event(
             "scope.update",
             id.to_string(),
             scope_json(&before),
             scope_json(&after),
-        )
-        .await?;
-        Ok(after)
+        );
+        Ok(self
+            .store
+            .update_scope(id, text, &self.effects(event, None)?)
+            .await?)
     }
 
     /// Deletes a scope; refused while grants use it.
@@ -167,13 +185,15 @@ impl Actor<'_> {
             "deleting a scope",
         )
         .await?;
-        self.store.delete_scope(id).await?;
-        self.audit_change(
+        let event = self.change_event(
             "scope.delete",
             id.to_string(),
             scope_json(&before),
             Value::Null,
-        )
-        .await
+        );
+        self.store
+            .delete_scope(id, &self.effects(event, None)?)
+            .await?;
+        Ok(())
     }
 }

@@ -95,6 +95,18 @@ pub(super) fn client_json(c: &ClientRecord) -> Value {
     })
 }
 
+/// [`client_json`] of a client about to be created.
+pub(super) fn new_client_json(c: &mayfly_store::NewClient) -> Value {
+    json!({
+        "id": c.id, "name": c.name, "enabled": c.enabled,
+        "default_ttl_secs": c.default_ttl_secs, "max_ttl_secs": c.max_ttl_secs,
+        "allowed_cidrs": c.allowed_cidrs, "require_dpop": c.require_dpop,
+        "anomaly_policy": c.anomaly_policy,
+        "grant_types": c.grant_types,
+        "labels": c.labels,
+    })
+}
+
 /// RFC 7638 thumbprint of an Ed25519 JWK: SHA-256 over its required members, sorted.
 pub fn jwk_thumbprint(x: &[u8; 32]) -> String {
     let canonical = format!(
@@ -307,16 +319,16 @@ impl Actor<'_> {
         secret_id: Uuid,
     ) -> Result<(), AdminError> {
         self.may_change_client(client_id, None).await?;
-        self.store
-            .delete_client_secret(client_id, secret_id)
-            .await?;
-        self.audit_change(
+        let event = self.change_event(
             "client.secret.delete",
             client_id.to_string(),
             json!({ "secret_id": secret_id }),
             Value::Null,
-        )
-        .await
+        );
+        self.store
+            .delete_client_secret(client_id, secret_id, &self.effects(event, None)?)
+            .await?;
+        Ok(())
     }
 
     /// Registers an Ed25519 public key; `kid` defaults to its RFC 7638 thumbprint.
@@ -338,22 +350,23 @@ impl Actor<'_> {
                 "the client already has {MAX_PUBLIC_KEYS} public keys; delete one first"
             )));
         }
-        let record = self
-            .store
-            .add_client_public_key(NewClientPublicKey {
-                client_id,
-                kid,
-                public_key: key,
-                now: self.now,
-            })
-            .await?;
-        self.audit(
+        let new = NewClientPublicKey {
+            id: Uuid::now_v7(),
+            client_id,
+            kid,
+            public_key: key,
+            now: self.now,
+        };
+        let event = self.change_event(
             "client.public_key.add",
             client_id.to_string(),
-            json!({ "key_id": record.id, "kid": record.kid }),
-        )
-        .await?;
-        Ok(record)
+            Value::Null,
+            json!({ "key_id": new.id, "kid": new.kid }),
+        );
+        Ok(self
+            .store
+            .add_client_public_key(new, &self.effects(event, None)?)
+            .await?)
     }
 
     /// The public keys of a client.
@@ -378,16 +391,16 @@ impl Actor<'_> {
         key_id: Uuid,
     ) -> Result<(), AdminError> {
         self.may_change_client(client_id, None).await?;
-        self.store
-            .delete_client_public_key(client_id, key_id)
-            .await?;
-        self.audit_change(
+        let event = self.change_event(
             "client.public_key.delete",
             client_id.to_string(),
             json!({ "key_id": key_id }),
             Value::Null,
-        )
-        .await
+        );
+        self.store
+            .delete_client_public_key(client_id, key_id, &self.effects(event, None)?)
+            .await?;
+        Ok(())
     }
 }
 

@@ -66,6 +66,20 @@ fn grant_json(g: &GrantRecord) -> Value {
     })
 }
 
+/// [`grant_json`] of a grant about to be created (its scopes as the store keeps them).
+fn new_grant_json(g: &NewGrant) -> Value {
+    let mut scopes = g.scopes.clone();
+    scopes.sort();
+    scopes.dedup();
+    json!({
+        "id": g.id, "subject": subject_json(g.subject), "audience_id": g.audience_id, "scopes": scopes,
+        "not_before": g.not_before.map(OffsetDateTime::unix_timestamp),
+        "expires_at": g.expires_at.map(OffsetDateTime::unix_timestamp),
+        "allowed_cidrs": g.allowed_cidrs, "max_ttl_secs": g.max_ttl_secs, "reason": g.reason,
+        "may_act": g.may_act,
+    })
+}
+
 impl Actor<'_> {
     /// Checks a `may_act` list: at most 64 distinct existing clients or users.
     async fn actors(&self, list: &[Uuid]) -> Result<Vec<Uuid>, AdminError> {
@@ -117,21 +131,26 @@ impl Actor<'_> {
             .audience_by_uri(&spec.audience)
             .await?
             .ok_or_else(|| invalid("audience", "no such audience"))?;
+        let new = NewGrant {
+            id: Uuid::now_v7(),
+            subject: spec.subject,
+            audience_id: audience.id,
+            scopes: spec.scopes,
+            not_before: spec.not_before,
+            expires_at: spec.expires_at,
+            allowed_cidrs,
+            max_ttl_secs,
+            may_act,
+            reason: reason(&spec.reason)?,
+            created_by: self.id.clone(),
+            now: self.now,
+        };
+        let mut after = new_grant_json(&new);
+        after["audience"] = json!(audience.uri);
+        let event = self.change_event("grant.create", new.id.to_string(), Value::Null, after);
         let grant = self
             .store
-            .create_grant(NewGrant {
-                subject: spec.subject,
-                audience_id: audience.id,
-                scopes: spec.scopes,
-                not_before: spec.not_before,
-                expires_at: spec.expires_at,
-                allowed_cidrs,
-                max_ttl_secs,
-                may_act,
-                reason: reason(&spec.reason)?,
-                created_by: self.id.clone(),
-                now: self.now,
-            })
+            .create_grant(new, &self.effects(event, None)?)
             .await
             .map_err(|e| match AdminError::from(e) {
                 AdminError::NotFound("scope") => {
@@ -139,10 +158,6 @@ impl Actor<'_> {
                 }
                 other => other,
             })?;
-        let mut after = grant_json(&grant);
-        after["audience"] = json!(audience.uri);
-        self.audit("grant.create", grant.id.to_string(), after)
-            .await?;
         Ok(grant)
     }
 

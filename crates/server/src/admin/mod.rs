@@ -218,29 +218,6 @@ impl std::fmt::Debug for Actor<'_> {
 }
 
 impl Actor<'_> {
-    async fn audit(
-        &self,
-        action: &str,
-        target: String,
-        detail: serde_json::Value,
-    ) -> Result<(), AdminError> {
-        self.audit_change(action, target, serde_json::Value::Null, detail)
-            .await
-    }
-
-    /// Records a change with its before and after states (never secrets).
-    async fn audit_change(
-        &self,
-        action: &str,
-        target: String,
-        before: serde_json::Value,
-        after: serde_json::Value,
-    ) -> Result<(), AdminError> {
-        let event = self.change_event(action, target, before, after);
-        self.store.append_audit_events(&[event]).await?;
-        Ok(())
-    }
-
     /// The `admin.change` event of a change, with its before and after states.
     fn change_event(
         &self,
@@ -283,6 +260,20 @@ impl Actor<'_> {
         Ok(effects)
     }
 
+    /// Inserts a client with its `client.create` event, in one transaction.
+    async fn store_new_client(&self, new: NewClient) -> Result<ClientRecord, AdminError> {
+        let event = self.change_event(
+            "client.create",
+            new.id.to_string(),
+            serde_json::Value::Null,
+            clients::new_client_json(&new),
+        );
+        Ok(self
+            .store
+            .create_client(new, &self.effects(event, None)?)
+            .await?)
+    }
+
     /// Creates an audience with its scopes.
     ///
     /// # Errors
@@ -299,20 +290,22 @@ impl Actor<'_> {
         for name in scopes {
             Scope::parse(name).map_err(|e| invalid("scope", e.to_string()))?;
         }
+        let new = NewAudience {
+            id: Uuid::now_v7(),
+            uri: uri.to_string(),
+            description: description.to_owned(),
+            now: self.now,
+        };
+        let event = self.change_event(
+            "audience.create",
+            new.uri.clone(),
+            serde_json::Value::Null,
+            json!({ "id": new.id, "uri": new.uri }),
+        );
         let audience = self
             .store
-            .create_audience(NewAudience {
-                uri: uri.to_string(),
-                description: description.to_owned(),
-                now: self.now,
-            })
+            .create_audience(new, &self.effects(event, None)?)
             .await?;
-        self.audit(
-            "audience.create",
-            audience.uri.clone(),
-            json!({ "id": audience.id, "uri": audience.uri }),
-        )
-        .await?;
         let created = self.add_scopes(&audience, scopes).await?;
         Ok((audience, created))
     }
@@ -342,21 +335,23 @@ impl Actor<'_> {
         let mut created = Vec::with_capacity(scopes.len());
         for name in scopes {
             let scope = Scope::parse(name).map_err(|e| invalid("scope", e.to_string()))?;
-            let record = self
-                .store
-                .create_scope(NewScope {
-                    audience_id: audience.id,
-                    name: scope.to_string(),
-                    description: String::new(),
-                    now: self.now,
-                })
-                .await?;
-            self.audit(
+            let new = NewScope {
+                id: Uuid::now_v7(),
+                audience_id: audience.id,
+                name: scope.to_string(),
+                description: String::new(),
+                now: self.now,
+            };
+            let event = self.change_event(
                 "scope.create",
                 audience.uri.clone(),
-                json!({ "id": record.id, "name": record.name }),
-            )
-            .await?;
+                serde_json::Value::Null,
+                json!({ "id": new.id, "name": new.name }),
+            );
+            let record = self
+                .store
+                .create_scope(new, &self.effects(event, None)?)
+                .await?;
             created.push(record);
         }
         Ok(created)
@@ -372,8 +367,8 @@ impl Actor<'_> {
         let max_ttl_secs = ttl_secs("max_ttl_secs", spec.max_ttl)?;
         clients::check_ttls(default_ttl_secs, max_ttl_secs)?;
         let client = self
-            .store
-            .create_client(NewClient {
+            .store_new_client(NewClient {
+                id: Uuid::now_v7(),
                 name: clients::client_name(&spec.name)?,
                 enabled: spec.enabled,
                 default_ttl_secs,
@@ -386,12 +381,6 @@ impl Actor<'_> {
                 now: self.now,
             })
             .await?;
-        self.audit(
-            "client.create",
-            client.id.to_string(),
-            clients::client_json(&client),
-        )
-        .await?;
         let secret = self.add_client_secret(client.id, None).await?.secret;
         Ok(CreatedClient { client, secret })
     }
@@ -426,8 +415,8 @@ impl Actor<'_> {
         let max_ttl_secs = ttl_secs("max_ttl_secs", spec.max_ttl)?;
         clients::check_ttls(default_ttl_secs, max_ttl_secs)?;
         let client = self
-            .store
-            .create_client(NewClient {
+            .store_new_client(NewClient {
+                id: Uuid::now_v7(),
                 name: clients::client_name(&spec.name)?,
                 enabled: spec.enabled,
                 default_ttl_secs,
@@ -440,12 +429,6 @@ impl Actor<'_> {
                 now: self.now,
             })
             .await?;
-        self.audit(
-            "client.create",
-            client.id.to_string(),
-            clients::client_json(&client),
-        )
-        .await?;
         let mut records = Vec::with_capacity(keys.len());
         for (kid, x) in keys {
             records.push(
@@ -483,21 +466,23 @@ impl Actor<'_> {
             )));
         }
         let secret = ClientSecret::generate();
-        let record = self
-            .store
-            .add_client_secret(NewClientSecret {
-                client_id,
-                digest: secret.digest(),
-                expires_at,
-                now: self.now,
-            })
-            .await?;
-        self.audit(
+        let new = NewClientSecret {
+            id: Uuid::now_v7(),
+            client_id,
+            digest: secret.digest(),
+            expires_at,
+            now: self.now,
+        };
+        let event = self.change_event(
             "client.secret.add",
             client_id.to_string(),
-            json!({ "secret_id": record.id, "expires_at": expires_at.map(|t| t.unix_timestamp()) }),
-        )
-        .await?;
+            serde_json::Value::Null,
+            json!({ "secret_id": new.id, "expires_at": expires_at.map(|t| t.unix_timestamp()) }),
+        );
+        let record = self
+            .store
+            .add_client_secret(new, &self.effects(event, None)?)
+            .await?;
         Ok(AddedSecret { record, secret })
     }
 
@@ -510,19 +495,20 @@ impl Actor<'_> {
         client_id: Uuid,
         enabled: bool,
     ) -> Result<(), AdminError> {
-        self.store
-            .set_client_enabled(client_id, enabled, self.now)
-            .await?;
-        self.audit(
+        let event = self.change_event(
             if enabled {
                 "client.enable"
             } else {
                 "client.disable"
             },
             client_id.to_string(),
+            serde_json::Value::Null,
             json!({ "enabled": enabled }),
-        )
-        .await
+        );
+        self.store
+            .set_client_enabled(client_id, enabled, self.now, &self.effects(event, None)?)
+            .await?;
+        Ok(())
     }
 
     /// Creates the first admin: the issuer's own audience with `mayfly:admin`, a client,

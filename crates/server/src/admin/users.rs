@@ -64,19 +64,22 @@ impl Actor<'_> {
     ) -> Result<UserRecord, AdminError> {
         self.may_create_subject(Subject::User(Uuid::nil()), labels)
             .await?;
-        let user = self
+        let new = NewUser {
+            id: Uuid::now_v7(),
+            username: username(name)?.to_owned(),
+            password_hash,
+            enabled,
+            labels: super::labels(labels)?,
+            now: self.now,
+        };
+        let after = json!({
+            "id": new.id, "username": new.username, "enabled": new.enabled, "labels": new.labels,
+        });
+        let event = self.change_event("user.create", new.id.to_string(), Value::Null, after);
+        Ok(self
             .store
-            .create_user(NewUser {
-                username: username(name)?.to_owned(),
-                password_hash,
-                enabled,
-                labels: super::labels(labels)?,
-                now: self.now,
-            })
-            .await?;
-        self.audit("user.create", user.id.to_string(), user_json(&user))
-            .await?;
-        Ok(user)
+            .create_user(new, &self.effects(event, None)?)
+            .await?)
     }
 
     /// One user.
