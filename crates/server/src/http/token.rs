@@ -122,11 +122,12 @@ pub async fn token(State(state): State<AppState>, request: Request) -> Response 
         Ok(issued) => issued_event(&state, issued, &seen, &ctx),
         Err(e) => denied_event(&state, e, &seen, &ctx),
     };
-    // Fail closed: no token leaves without its audit event committed. A throttled
-    // caller may retry at once, thousands of times a second: its refusals are counted
-    // and summarised per place and window instead (see `audit/repeats.rs`).
+    // Fail closed: no token leaves without its audit event committed. A throttled (or
+    // turned away: full password queue, database down) caller may retry at once,
+    // thousands of times a second: those refusals are counted and summarised per place
+    // and window instead (see `audit/repeats.rs`).
     let recorded = match (&result, repeat_place(&event, ctx.source_ip)) {
-        (Err(TokenError::Throttled(_)), Some(place)) => {
+        (Err(TokenError::Throttled(_) | TokenError::Unavailable), Some(place)) => {
             state.audit.record_repeated(event, place).await
         }
         _ => state.audit.record(event).await,
