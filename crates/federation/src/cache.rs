@@ -305,9 +305,9 @@ fn max_age(headers: &HeaderMap) -> Option<Duration> {
         if let Some(n) = lower.strip_prefix("max-age=") {
             age = n
                 .trim_matches('"')
-                .parse::<u32>()
+                .parse::<u64>()
                 .ok()
-                .map(|s| Duration::seconds(i64::from(s)));
+                .map(|s| Duration::seconds(i64::try_from(s).unwrap_or(i64::MAX)));
         }
     }
     age
@@ -323,6 +323,8 @@ mod tests {
         for (value, expected) in [
             ("public, max-age=288", Some(288)),
             ("max-age=5", Some(5)),
+            ("max-age=99999999999999999999", None),
+            ("max-age=9999999999999", Some(9_999_999_999_999)),
             ("no-store", Some(0)),
             ("public", None),
             ("max-age=-1", None),

@@ -112,7 +112,11 @@ impl IssuerKey {
         {
             return Err(KeySetError::Malformed("private or symmetric key material"));
         }
-        if obj.get("use").is_some_and(|u| u != "sig") {
+        let verifies = obj.get("key_ops").is_none_or(|ops| {
+            ops.as_array()
+                .is_some_and(|ops| ops.iter().any(|op| op == "verify"))
+        });
+        if obj.get("use").is_some_and(|u| u != "sig") || !verifies {
             return Err(KeySetError::Malformed("key is not for signatures"));
         }
         let kid = match obj.get("kid") {
@@ -313,6 +317,11 @@ mod tests {
         let mut enc = rsa(2048);
         enc["use"] = "enc".into();
         assert!(IssuerKey::from_jwk(&enc).is_err());
+        let mut ops = rsa(2048);
+        ops["key_ops"] = json!(["encrypt"]);
+        assert!(IssuerKey::from_jwk(&ops).is_err());
+        ops["key_ops"] = json!(["verify"]);
+        assert!(IssuerKey::from_jwk(&ops).is_ok());
         let mut ps = rsa(2048);
         ps["alg"] = "PS256".into();
         assert!(IssuerKey::from_jwk(&ps).is_err());

@@ -50,7 +50,24 @@ async fn rotation_is_picked_up_with_one_refetch() {
     assert_eq!(s.issuer.discovery_fetches(), 1, "discovery is done once");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_callers_on_a_cold_cache_share_one_fetch() {
+    let s = setup().await;
+    let token = s.issuer.mint("rsa", &k8s(&s));
+    let calls: Vec<_> = (0..50)
+        .map(|_| {
+            let (verifier, trusted, token) = (s.verifier.clone(), s.trusted.clone(), token.clone());
+            tokio::spawn(async move { verifier.verify(&trusted, &token).await })
+        })
+        .collect();
+    for call in calls {
+        call.await.unwrap().unwrap();
+    }
+    assert_eq!(s.issuer.discovery_fetches(), 1);
+    assert_eq!(s.issuer.jwks_fetches(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unknown_kid_flood_fetches_at_most_once_per_interval() {
     let s = setup().await;
     verify(&s, "rsa").await.unwrap();

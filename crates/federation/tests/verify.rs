@@ -169,6 +169,8 @@ async fn refuses_alg_none_before_fetching_keys() {
     let s = setup().await;
     for alg in ["none", "None", "NONE"] {
         let token = compact(&json!({"alg": alg, "kid": "rsa"}), &k8s(&s), b"");
+        // The issuer can still be named (to load its settings, or to log the refusal).
+        assert_eq!(unverified_issuer(&token).as_deref(), Some(s.iss()));
         let e = refused(&s, &token).await;
         assert_eq!(e, VerifyError::UnsupportedAlgorithm, "{alg}");
     }
