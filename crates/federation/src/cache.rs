@@ -126,18 +126,14 @@ impl KeyCache {
         issuer: &TrustedIssuer,
         kid: Option<&str>,
     ) -> Result<Arc<KeySet>, KeySetError> {
-        let Some(cache_key) = issuer.cache_key() else {
-            return match &issuer.keys {
-                Keys::Inline(keys) => Ok(keys.clone()),
-                // cache_key is None only for inline keys.
-                Keys::Discovery(_) | Keys::JwksUri(_) => Err(KeySetError::NoUsableKey),
-            };
-        };
+        if let Keys::Inline(keys) = &issuer.keys {
+            return Ok(keys.clone());
+        }
         let entry = self
             .issuers
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .entry(cache_key)
+            .entry(issuer.cache_key())
             .or_default()
             .clone();
         let now = self.clock.now();
@@ -219,6 +215,7 @@ impl KeyCache {
                 state.discovered = Some(url.clone());
                 url
             }
+            // Never fetched: `keys` returns inline sets directly.
             (Keys::Inline(_), _) => return Err(KeySetError::NoUsableKey),
         };
         let result = self.get(&url).await.and_then(|(body, headers)| {

@@ -241,12 +241,12 @@ impl TrustedIssuer {
 
     /// What the key cache is keyed by: the issuer and where its keys come from, so a
     /// changed key source starts a fresh cache.
-    pub(crate) fn cache_key(&self) -> Option<String> {
+    pub(crate) fn cache_key(&self) -> String {
         match &self.keys {
             Keys::Discovery(url) | Keys::JwksUri(url) => {
-                Some(format!("{}\n{}", self.config.issuer, url))
+                format!("{}\n{}", self.config.issuer, url)
             }
-            Keys::Inline(_) => None,
+            Keys::Inline(_) => format!("{}\ninline", self.config.issuer),
         }
     }
 }

@@ -23,6 +23,37 @@
 //!    or several is an error) and returns the claims that matched, for the audit event.
 //!    [`FederatedIdentity::overlaps`] refuses certain ambiguity at admin write time.
 //!
+//! ```no_run
+//! use mayfly_federation::{
+//!     ClaimPath, Condition, FederatedIdentity, IdentityRule, TrustedIssuer,
+//!     TrustedIssuerConfig, Verifier, match_identity, unverified_issuer,
+//! };
+//! use serde_json::json;
+//!
+//! # async fn example(token: &str) -> Result<(), Box<dyn std::error::Error>> {
+//! let verifier = Verifier::builder().build()?; // once, shared
+//! let github = TrustedIssuer::new(TrustedIssuerConfig::new(
+//!     "https://token.actions.githubusercontent.com",
+//!     "https://mayfly.example",
+//! ))?;
+//! let identities = [FederatedIdentity::new(
+//!     github.issuer(),
+//!     IdentityRule::Claims {
+//!         conditions: vec![
+//!             Condition::Equals { claim: ClaimPath::parse("/repository")?, value: json!("acme/deploy") },
+//!             Condition::Equals { claim: ClaimPath::parse("/ref")?, value: json!("refs/heads/main") },
+//!         ],
+//!     },
+//! )?];
+//! assert_eq!(unverified_issuer(token).as_deref(), Some(github.issuer()));
+//! let verified = verifier.verify(&github, token).await?; // error.class() → OAuth error
+//! let replay = verified.replay_key().storage_key(); // spend once, until verified.replay_until()
+//! let matched = match_identity(&identities, &verified)?; // the one identity, and why
+//! # let _ = (replay, matched);
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! Errors say which check failed without echoing token content; [`VerifyError::class`]
 //! and [`MatchError::class`] map them to `invalid_grant`, `invalid_client` or
 //! `temporarily_unavailable`.

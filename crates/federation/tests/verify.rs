@@ -587,3 +587,22 @@ async fn replay_keys_use_jti_else_the_issuance() {
     // The same issuance signed twice is one use.
     assert_eq!(c.replay_key().storage_key(), d.replay_key().storage_key());
 }
+
+#[tokio::test]
+async fn an_unreachable_key_set_is_a_transport_error() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let jwks_uri = format!("http://{}/jwks", closed.local_addr().unwrap());
+    drop(closed);
+    let issuer = TestIssuer::start(vec![TestKey::rsa("rsa", 0)]).await;
+    let config = TrustedIssuerConfig {
+        key_source: KeySource::JwksUri { jwks_uri },
+        ..issuer.config(AUDIENCE)
+    };
+    let s = with_config(issuer, config);
+    let e = refused(&s, &s.issuer.mint("rsa", &k8s(&s))).await;
+    assert!(
+        matches!(e, VerifyError::KeysUnavailable(KeySetError::Transport(_))),
+        "{e:?}"
+    );
+    assert_eq!(e.class().oauth_error(), "temporarily_unavailable");
+}
