@@ -13,6 +13,7 @@ mod error;
 mod lifecycle;
 mod postgres;
 mod records;
+mod sql;
 mod sqlite;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
