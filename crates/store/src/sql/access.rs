@@ -14,10 +14,7 @@ use crate::{
     AccessTransition, ChangeEffects, Page, StoreError, StoreResult, Subject,
 };
 
-fn access_policy<R: RowExt>(row: &R) -> Result<AccessPolicyRecord, sqlx::Error>
-where
-    R::Database: Dialect,
-{
+fn access_policy<R: RowExt>(row: &R) -> StoreResult<AccessPolicyRecord> {
     let Json(scopes) = row.col("scopes")?;
     let Json(subjects) = row.col("subjects")?;
     Ok(AccessPolicyRecord {
@@ -37,58 +34,47 @@ where
 }
 
 /// Reads an access request row without its approvals.
-fn access_request<R: RowExt>(row: &R) -> StoreResult<AccessRequestRecord>
-where
-    R::Database: Dialect,
-{
-    let kind: String = row.col("subject_kind").or_store("access request")?;
-    let subject_id: Uuid = row.col("subject_id").or_store("access request")?;
-    let subject = Subject::from_parts(&kind, subject_id)
-        .ok_or(StoreError::Corrupt("access_requests.subject_kind"))?;
-    let read = || -> Result<_, sqlx::Error> {
-        let Json(scopes) = row.col("scopes")?;
-        Ok(AccessRequestRecord {
-            id: row.col("id")?,
-            subject,
-            audience_id: row.col("audience_id")?,
-            audience: row.col("audience")?,
-            scopes,
-            duration_secs: row.col("duration_secs")?,
-            reason: row.col("reason")?,
-            break_glass: row.col("break_glass")?,
-            state: row.col("state")?,
-            policy_id: row.col("policy_id")?,
-            approvals_required: row.col("approvals_required")?,
-            approvals: Vec::new(),
-            grant_id: row.col("grant_id")?,
-            needs_review: row.col("needs_review")?,
-            created_at: row.col::<Ts>("created_at")?.0,
-            pending_until: row.col::<Ts>("pending_until")?.0,
-            decided_at: row.col::<Option<Ts>>("decided_at")?.map(Into::into),
-            decided_by: row.col("decided_by")?,
-            decision_comment: row.col("decision_comment")?,
-        })
-    };
-    read().or_store("access request")
+fn access_request<R: RowExt>(row: &R) -> StoreResult<AccessRequestRecord> {
+    let kind: String = row.col("subject_kind")?;
+    let Json(scopes) = row.col("scopes")?;
+    Ok(AccessRequestRecord {
+        id: row.col("id")?,
+        subject: Subject::from_parts(&kind, row.col("subject_id")?)
+            .ok_or(StoreError::Corrupt("access_requests.subject_kind"))?,
+        audience_id: row.col("audience_id")?,
+        audience: row.col("audience")?,
+        scopes,
+        duration_secs: row.col("duration_secs")?,
+        reason: row.col("reason")?,
+        break_glass: row.col("break_glass")?,
+        state: row.col("state")?,
+        policy_id: row.col("policy_id")?,
+        approvals_required: row.col("approvals_required")?,
+        approvals: Vec::new(),
+        grant_id: row.col("grant_id")?,
+        needs_review: row.col("needs_review")?,
+        created_at: row.col::<Ts>("created_at")?.0,
+        pending_until: row.col::<Ts>("pending_until")?.0,
+        decided_at: row.col::<Option<Ts>>("decided_at")?.map(Into::into),
+        decided_by: row.col("decided_by")?,
+        decision_comment: row.col("decision_comment")?,
+    })
 }
 
 /// Folds `request ⟕ approval` rows (approval columns prefixed `ap_`) into requests.
-fn fold_access_requests<R: RowExt>(rows: &[R]) -> StoreResult<Vec<AccessRequestRecord>>
-where
-    R::Database: Dialect,
-{
+fn fold_access_requests<R: RowExt>(rows: &[R]) -> StoreResult<Vec<AccessRequestRecord>> {
     let mut out: BTreeMap<Uuid, AccessRequestRecord> = BTreeMap::new();
     for row in rows {
-        let id: Uuid = row.col("id").or_store("access request")?;
+        let id: Uuid = row.col("id")?;
         if let std::collections::btree_map::Entry::Vacant(slot) = out.entry(id) {
             slot.insert(access_request(row)?);
         }
-        let approver: Option<String> = row.col("ap_approver").or_store("access request")?;
+        let approver: Option<String> = row.col("ap_approver")?;
         if let (Some(approver), Some(request)) = (approver, out.get_mut(&id)) {
             request.approvals.push(AccessApproval {
                 approver,
-                comment: row.col("ap_comment").or_store("access request")?,
-                at: row.col::<Ts>("ap_at").or_store("access")?.0,
+                comment: row.col("ap_comment")?,
+                at: row.col::<Ts>("ap_at")?.0,
             });
         }
     }
@@ -121,22 +107,16 @@ impl<DB: Dialect> AccessStore for SqlStore<DB> {
         .arg(Ts(p.updated_at))
         .execute(DB::conn(&mut tx))
         .await
-        .map_err(|e| parent_missing(e, "access policy", "audience"))?;
+        .or_store("access policy")
+        .map_err(parent_missing("audience"))?;
         self.commit_change(tx, effects, "access policy", false)
             .await?;
         Ok(p.clone())
     }
 
     async fn access_policy(&self, id: Uuid) -> StoreResult<Option<AccessPolicyRecord>> {
-        let row = sqlx::query("SELECT * FROM access_policies WHERE id = $1")
-            .arg(id)
-            .fetch_optional(self.db())
-            .await
-            .or_store("access policy")?;
-        row.as_ref()
-            .map(access_policy)
-            .transpose()
-            .or_store("access policy")
+        let query = sqlx::query("SELECT * FROM access_policies WHERE id = $1").arg(id);
+        self.optional(query, access_policy, "access policy").await
     }
 
     async fn list_access_policies(
@@ -144,21 +124,15 @@ impl<DB: Dialect> AccessStore for SqlStore<DB> {
         audience_id: Option<Uuid>,
         page: Page,
     ) -> StoreResult<Vec<AccessPolicyRecord>> {
-        let rows = sqlx::query(
+        let query = sqlx::query(
             "SELECT * FROM access_policies
              WHERE ($1 IS NULL OR audience_id = $1) AND ($2 IS NULL OR id > $2)
              ORDER BY id LIMIT $3",
         )
         .arg(audience_id)
         .arg(page.after)
-        .arg(i64::from(page.limit))
-        .fetch_all(self.db())
-        .await
-        .or_store("access policy")?;
-        rows.iter()
-            .map(access_policy)
-            .collect::<Result<_, _>>()
-            .or_store("access policy")
+        .arg(i64::from(page.limit));
+        self.all(query, access_policy, "access policy").await
     }
 
     async fn update_access_policy(
@@ -166,8 +140,7 @@ impl<DB: Dialect> AccessStore for SqlStore<DB> {
         p: &AccessPolicyRecord,
         effects: &ChangeEffects,
     ) -> StoreResult<AccessPolicyRecord> {
-        let mut tx = self.begin("access policy").await?;
-        let done = sqlx::query(
+        let query = sqlx::query(
             "UPDATE access_policies SET name = $2, scopes = $3, subjects = $4, max_duration_secs = $5,
                  decision = $6, approvals_required = $7, break_glass = $8, updated_at = $9
              WHERE id = $1",
@@ -180,14 +153,8 @@ impl<DB: Dialect> AccessStore for SqlStore<DB> {
         .arg(&p.decision)
         .arg(p.approvals_required)
         .arg(p.break_glass)
-        .arg(Ts(p.updated_at))
-        .execute(DB::conn(&mut tx))
-        .await
-        .or_store("access policy")?;
-        if DB::affected(&done) == 0 {
-            return Err(StoreError::NotFound("access policy"));
-        }
-        self.commit_change(tx, effects, "access policy", false)
+        .arg(Ts(p.updated_at));
+        self.change_row(query, effects, "access policy", false)
             .await?;
         self.access_policy(p.id)
             .await?
@@ -195,10 +162,8 @@ impl<DB: Dialect> AccessStore for SqlStore<DB> {
     }
 
     async fn delete_access_policy(&self, id: Uuid, effects: &ChangeEffects) -> StoreResult<()> {
-        let mut tx = self.begin("access policy").await?;
-        let sql = "DELETE FROM access_policies WHERE id = $1";
-        Self::delete_row(&mut tx, sql, id, "access policy").await?;
-        self.commit_change(tx, effects, "access policy", false)
+        let query = sqlx::query("DELETE FROM access_policies WHERE id = $1").arg(id);
+        self.change_row(query, effects, "access policy", false)
             .await
     }
 
@@ -228,7 +193,8 @@ impl<DB: Dialect> AccessStore for SqlStore<DB> {
         .arg(&r.decision_comment)
         .execute(self.db())
         .await
-        .map_err(|e| parent_missing(e, "access request", "audience"))?;
+        .or_store("access request")
+        .map_err(parent_missing("audience"))?;
         Ok(())
     }
 
@@ -279,18 +245,15 @@ impl<DB: Dialect> AccessStore for SqlStore<DB> {
         approval: &AccessApproval,
     ) -> StoreResult<Option<u32>> {
         let mut tx = self.begin("access approval").await?;
-        let done = sqlx::query(
+        let query = sqlx::query(
             "INSERT INTO access_approvals (request_id, approver, comment, created_at)
              SELECT id, $2, $3, $4 FROM access_requests WHERE id = $1 AND state = 'pending'",
         )
         .arg(request_id)
         .arg(&approval.approver)
         .arg(&approval.comment)
-        .arg(Ts(approval.at))
-        .execute(DB::conn(&mut tx))
-        .await
-        .or_store("access approval")?;
-        if DB::affected(&done) == 0 {
+        .arg(Ts(approval.at));
+        if Self::run(&mut tx, query, "access approval").await? == 0 {
             return Ok(None);
         }
         let row = sqlx::query("SELECT count(*) AS n FROM access_approvals WHERE request_id = $1")
@@ -298,13 +261,13 @@ impl<DB: Dialect> AccessStore for SqlStore<DB> {
             .fetch_one(DB::conn(&mut tx))
             .await
             .or_store("access approval")?;
-        let count: i64 = row.col("n").or_store("access approval")?;
+        let count: i64 = row.col("n")?;
         tx.commit().await.or_store("access approval")?;
         Ok(Some(u32::try_from(count).unwrap_or(u32::MAX)))
     }
 
     async fn transition_access_request(&self, t: &AccessTransition) -> StoreResult<bool> {
-        let done = sqlx::query(
+        let query = sqlx::query(
             "UPDATE access_requests SET state = $3, decided_at = $4, decided_by = $5, decision_comment = $6,
                  grant_id = COALESCE($7, grant_id), needs_review = (needs_review OR $8)
              WHERE id = $1 AND state = $2",
@@ -316,38 +279,29 @@ impl<DB: Dialect> AccessStore for SqlStore<DB> {
         .arg(&t.by)
         .arg(&t.comment)
         .arg(t.grant_id)
-        .arg(t.needs_review)
-        .execute(self.db())
-        .await
-        .or_store("access request")?;
-        Ok(DB::affected(&done) == 1)
+        .arg(t.needs_review);
+        Ok(self.exec(query, "access request").await? == 1)
     }
 
     async fn clear_access_review(&self, id: Uuid) -> StoreResult<bool> {
-        let done = sqlx::query(
-            "UPDATE access_requests SET needs_review = false WHERE id = $1 AND needs_review",
-        )
-        .arg(id)
-        .execute(self.db())
-        .await
-        .or_store("access request")?;
-        Ok(DB::affected(&done) == 1)
+        let sql = "UPDATE access_requests SET needs_review = false WHERE id = $1 AND needs_review";
+        Ok(self
+            .exec(sqlx::query(sql).arg(id), "access request")
+            .await?
+            == 1)
     }
 
     async fn expire_access_requests(
         &self,
         now: OffsetDateTime,
     ) -> StoreResult<Vec<AccessRequestRecord>> {
-        let rows = sqlx::query(
+        let query = sqlx::query(
             "UPDATE access_requests SET state = 'expired', decided_at = pending_until, decided_by = 'system',
                  decision_comment = 'nobody decided in time'
              WHERE state = 'pending' AND pending_until <= $1
              RETURNING *",
         )
-        .arg(Ts(now))
-        .fetch_all(self.db())
-        .await
-        .or_store("access request")?;
-        rows.iter().map(access_request).collect()
+        .arg(Ts(now));
+        self.all(query, access_request, "access request").await
     }
 }

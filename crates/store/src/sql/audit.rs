@@ -54,10 +54,7 @@ pub(super) async fn insert_audit_events<DB: Dialect>(
     Ok(())
 }
 
-fn audit_event<R: RowExt>(row: &R) -> Result<AuditEvent, sqlx::Error>
-where
-    R::Database: Dialect,
-{
+fn audit_event<R: RowExt>(row: &R) -> StoreResult<AuditEvent> {
     let Json(detail) = row.col("detail")?;
     Ok(AuditEvent {
         id: row.col("id")?,
@@ -135,16 +132,7 @@ impl<DB: Dialect> AuditStore for SqlStore<DB> {
             let batch = if exact { limit.max(1) } else { 1000 };
             sql.push(" ORDER BY occurred_at DESC, id DESC LIMIT ");
             DB::push_arg(&mut sql, batch as i64);
-            let rows = sql
-                .build()
-                .fetch_all(self.db())
-                .await
-                .or_store("audit event")?;
-            let events = rows
-                .iter()
-                .map(audit_event)
-                .collect::<Result<Vec<_>, _>>()
-                .or_store("audit event")?;
+            let events = self.all(sql.build(), audit_event, "audit event").await?;
             let exhausted = events.len() < batch;
             before = events.last().map(|e| (e.occurred_at, e.id));
             found.extend(events.into_iter().filter(|e| {

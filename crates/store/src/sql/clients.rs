@@ -6,66 +6,48 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{Dialect, QueryExt, RowExt, SqlStore, Ts, parent_missing};
-use crate::error::SqlxResultExt;
 use crate::{
     AnomalyPolicy, ChangeEffects, ClientPublicKeyRecord, ClientRecord, ClientSecretRecord,
     ClientStore, ClientView, GrantStore, NewClient, NewClientPublicKey, NewClientSecret, Page,
     StoreError, StoreResult, Subject,
 };
 
-fn client<R: RowExt>(row: &R) -> StoreResult<ClientRecord>
-where
-    R::Database: Dialect,
-{
-    let policy: String = row.col("anomaly_policy").or_store("client")?;
-    let anomaly_policy =
-        AnomalyPolicy::parse(&policy).ok_or(StoreError::Corrupt("unknown anomaly_policy"))?;
-    let read = || -> Result<_, sqlx::Error> {
-        let Json(allowed_cidrs) = row.col("allowed_cidrs")?;
-        let Json(grant_types) = row.col("grant_types")?;
-        let Json(labels) = row.col("labels")?;
-        Ok(ClientRecord {
-            id: row.col("id")?,
-            name: row.col("name")?,
-            enabled: row.col("enabled")?,
-            default_ttl_secs: row.col("default_ttl_secs")?,
-            max_ttl_secs: row.col("max_ttl_secs")?,
-            allowed_cidrs,
-            require_dpop: row.col("require_dpop")?,
-            anomaly_policy,
-            grant_types,
-            labels,
-            created_at: row.col::<Ts>("created_at")?.0,
-            updated_at: row.col::<Ts>("updated_at")?.0,
-        })
-    };
-    read().or_store("client")
+fn client<R: RowExt>(row: &R) -> StoreResult<ClientRecord> {
+    let policy: String = row.col("anomaly_policy")?;
+    let Json(allowed_cidrs) = row.col("allowed_cidrs")?;
+    let Json(grant_types) = row.col("grant_types")?;
+    let Json(labels) = row.col("labels")?;
+    Ok(ClientRecord {
+        id: row.col("id")?,
+        name: row.col("name")?,
+        enabled: row.col("enabled")?,
+        default_ttl_secs: row.col("default_ttl_secs")?,
+        max_ttl_secs: row.col("max_ttl_secs")?,
+        allowed_cidrs,
+        require_dpop: row.col("require_dpop")?,
+        anomaly_policy: AnomalyPolicy::parse(&policy)
+            .ok_or(StoreError::Corrupt("unknown anomaly_policy"))?,
+        grant_types,
+        labels,
+        created_at: row.col::<Ts>("created_at")?.0,
+        updated_at: row.col::<Ts>("updated_at")?.0,
+    })
 }
 
-fn secret<R: RowExt>(row: &R) -> StoreResult<ClientSecretRecord>
-where
-    R::Database: Dialect,
-{
-    let digest: Vec<u8> = row.col("digest").or_store("client secret")?;
-    let digest = digest
-        .try_into()
-        .map_err(|_| StoreError::Corrupt("client_secrets.digest"))?;
-    let read = || -> Result<_, sqlx::Error> {
-        Ok(ClientSecretRecord {
-            id: row.col("id")?,
-            client_id: row.col("client_id")?,
-            digest,
-            created_at: row.col::<Ts>("created_at")?.0,
-            expires_at: row.col::<Option<Ts>>("expires_at")?.map(Into::into),
-        })
-    };
-    read().or_store("client secret")
+fn secret<R: RowExt>(row: &R) -> StoreResult<ClientSecretRecord> {
+    let digest: Vec<u8> = row.col("digest")?;
+    Ok(ClientSecretRecord {
+        id: row.col("id")?,
+        client_id: row.col("client_id")?,
+        digest: digest
+            .try_into()
+            .map_err(|_| StoreError::Corrupt("client_secrets.digest"))?,
+        created_at: row.col::<Ts>("created_at")?.0,
+        expires_at: row.col::<Option<Ts>>("expires_at")?.map(Into::into),
+    })
 }
 
-fn public_key<R: RowExt>(row: &R) -> Result<ClientPublicKeyRecord, sqlx::Error>
-where
-    R::Database: Dialect,
-{
+fn public_key<R: RowExt>(row: &R) -> StoreResult<ClientPublicKeyRecord> {
     Ok(ClientPublicKeyRecord {
         id: row.col("id")?,
         client_id: row.col("client_id")?,
@@ -87,20 +69,14 @@ impl<DB: Dialect> SqlStore<DB> {
             Subject::User(_) => ("user", "DELETE FROM users WHERE id = $1"),
         };
         let mut tx = self.begin(entity).await?;
-        sqlx::query("DELETE FROM grants WHERE subject_kind = $1 AND subject_id = $2")
-            .arg(subject.kind())
-            .arg(subject.id())
-            .execute(DB::conn(&mut tx))
-            .await
-            .or_store(entity)?;
+        let sql = "DELETE FROM grants WHERE subject_kind = $1 AND subject_id = $2";
+        let query = sqlx::query(sql).arg(subject.kind()).arg(subject.id());
+        Self::run(&mut tx, query, entity).await?;
         if let Subject::Client(id) = subject {
-            sqlx::query("DELETE FROM client_sightings WHERE client_id = $1")
-                .arg(id.to_string())
-                .execute(DB::conn(&mut tx))
-                .await
-                .or_store(entity)?;
+            let sql = "DELETE FROM client_sightings WHERE client_id = $1";
+            Self::run(&mut tx, sqlx::query(sql).arg(id.to_string()), entity).await?;
         }
-        Self::delete_row(&mut tx, delete_row, subject.id(), entity).await?;
+        Self::delete_unused(&mut tx, (None, delete_row), subject.id(), entity).await?;
         self.commit_change(tx, effects, entity, true).await
     }
 
@@ -113,17 +89,8 @@ impl<DB: Dialect> SqlStore<DB> {
         effects: &ChangeEffects,
         entity: &'static str,
     ) -> StoreResult<()> {
-        let mut tx = self.begin(entity).await?;
-        let done = sqlx::query(sql)
-            .arg(client_id)
-            .arg(id)
-            .execute(DB::conn(&mut tx))
-            .await
-            .or_store(entity)?;
-        if DB::affected(&done) == 0 {
-            return Err(StoreError::NotFound(entity));
-        }
-        self.commit_change(tx, effects, entity, true).await
+        let query = sqlx::query(sql).arg(client_id).arg(id);
+        self.change_row(query, effects, entity, true).await
     }
 }
 
@@ -134,8 +101,7 @@ impl<DB: Dialect> ClientStore for SqlStore<DB> {
         new: NewClient,
         effects: &ChangeEffects,
     ) -> StoreResult<ClientRecord> {
-        let mut tx = self.begin("client").await?;
-        let row = sqlx::query(
+        let query = sqlx::query(
             "INSERT INTO clients (id, name, enabled, default_ttl_secs, max_ttl_secs, allowed_cidrs, require_dpop, anomaly_policy, created_at, updated_at, grant_types, labels)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $9, $8, $8, $10, $11) RETURNING *",
         )
@@ -149,22 +115,15 @@ impl<DB: Dialect> ClientStore for SqlStore<DB> {
         .arg(Ts(new.now))
         .arg(new.anomaly_policy.as_str())
         .arg(Json(&new.grant_types))
-        .arg(Json(&new.labels))
-        .fetch_one(DB::conn(&mut tx))
-        .await
-        .or_store("client")?;
-        let record = client(&row)?;
-        self.commit_change(tx, effects, "client", true).await?;
-        Ok(record)
+        .arg(Json(&new.labels));
+        self.change_returning(query, client, effects, "client", true)
+            .await?
+            .ok_or(StoreError::NotFound("client"))
     }
 
     async fn client(&self, id: Uuid) -> StoreResult<Option<ClientRecord>> {
-        let row = sqlx::query("SELECT * FROM clients WHERE id = $1")
-            .arg(id)
-            .fetch_optional(self.db())
-            .await
-            .or_store("client")?;
-        row.as_ref().map(client).transpose()
+        let query = sqlx::query("SELECT * FROM clients WHERE id = $1").arg(id);
+        self.optional(query, client, "client").await
     }
 
     async fn set_client_enabled(
@@ -174,18 +133,11 @@ impl<DB: Dialect> ClientStore for SqlStore<DB> {
         now: OffsetDateTime,
         effects: &ChangeEffects,
     ) -> StoreResult<()> {
-        let mut tx = self.begin("client").await?;
-        let done = sqlx::query("UPDATE clients SET enabled = $2, updated_at = $3 WHERE id = $1")
+        let query = sqlx::query("UPDATE clients SET enabled = $2, updated_at = $3 WHERE id = $1")
             .arg(id)
             .arg(enabled)
-            .arg(Ts(now))
-            .execute(DB::conn(&mut tx))
-            .await
-            .or_store("client")?;
-        if DB::affected(&done) == 0 {
-            return Err(StoreError::NotFound("client"));
-        }
-        self.commit_change(tx, effects, "client", true).await
+            .arg(Ts(now));
+        self.change_row(query, effects, "client", true).await
     }
 
     async fn add_client_secret(
@@ -193,8 +145,7 @@ impl<DB: Dialect> ClientStore for SqlStore<DB> {
         new: NewClientSecret,
         effects: &ChangeEffects,
     ) -> StoreResult<ClientSecretRecord> {
-        let mut tx = self.begin("client").await?;
-        let row = sqlx::query(
+        let query = sqlx::query(
             "INSERT INTO client_secrets (id, client_id, digest, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)
              RETURNING id, client_id, digest, created_at, expires_at",
         )
@@ -202,24 +153,18 @@ impl<DB: Dialect> ClientStore for SqlStore<DB> {
         .arg(new.client_id)
         .arg(&new.digest[..])
         .arg(Ts(new.now))
-        .arg(new.expires_at.map(Ts))
-        .fetch_one(DB::conn(&mut tx))
-        .await
-        .or_store("client")?;
-        let record = secret(&row)?;
-        self.commit_change(tx, effects, "client", true).await?;
-        Ok(record)
+        .arg(new.expires_at.map(Ts));
+        self.change_returning(query, secret, effects, "client", true)
+            .await?
+            .ok_or(StoreError::NotFound("client"))
     }
 
     async fn client_secrets(&self, client_id: Uuid) -> StoreResult<Vec<ClientSecretRecord>> {
-        let rows = sqlx::query(
+        let query = sqlx::query(
             "SELECT id, client_id, digest, created_at, expires_at FROM client_secrets WHERE client_id = $1 ORDER BY created_at",
         )
-        .arg(client_id)
-        .fetch_all(self.db())
-        .await
-        .or_store("client secret")?;
-        rows.iter().map(secret).collect()
+        .arg(client_id);
+        self.all(query, secret, "client secret").await
     }
 
     async fn client_view(&self, id: Uuid) -> StoreResult<Option<ClientView>> {
@@ -238,14 +183,9 @@ impl<DB: Dialect> ClientStore for SqlStore<DB> {
     }
 
     async fn list_clients(&self, page: Page) -> StoreResult<Vec<ClientRecord>> {
-        let rows =
-            sqlx::query("SELECT * FROM clients WHERE ($1 IS NULL OR id > $1) ORDER BY id LIMIT $2")
-                .arg(page.after)
-                .arg(i64::from(page.limit))
-                .fetch_all(self.db())
-                .await
-                .or_store("client")?;
-        rows.iter().map(client).collect()
+        let sql = "SELECT * FROM clients WHERE ($1 IS NULL OR id > $1) ORDER BY id LIMIT $2";
+        let query = sqlx::query(sql).arg(page.after).arg(i64::from(page.limit));
+        self.all(query, client, "client").await
     }
 
     async fn update_client(
@@ -254,8 +194,7 @@ impl<DB: Dialect> ClientStore for SqlStore<DB> {
         seen_updated_at: OffsetDateTime,
         effects: &ChangeEffects,
     ) -> StoreResult<ClientRecord> {
-        let mut tx = self.begin("client").await?;
-        let row = sqlx::query(
+        let query = sqlx::query(
             "UPDATE clients SET name = $2, enabled = $3, default_ttl_secs = $4, max_ttl_secs = $5,
                  allowed_cidrs = $6, require_dpop = $7, updated_at = $8, anomaly_policy = $10,
                  grant_types = $11, labels = $12
@@ -272,16 +211,12 @@ impl<DB: Dialect> ClientStore for SqlStore<DB> {
         .arg(Ts(seen_updated_at))
         .arg(c.anomaly_policy.as_str())
         .arg(Json(&c.grant_types))
-        .arg(Json(&c.labels))
-        .fetch_optional(DB::conn(&mut tx))
-        .await
-        .or_store("client")?;
-        match row {
-            Some(row) => {
-                let record = client(&row)?;
-                self.commit_change(tx, effects, "client", true).await?;
-                Ok(record)
-            }
+        .arg(Json(&c.labels));
+        match self
+            .change_returning(query, client, effects, "client", true)
+            .await?
+        {
+            Some(record) => Ok(record),
             None if self.client(c.id).await?.is_some() => {
                 Err(StoreError::Conflict("client (changed concurrently)"))
             }
@@ -314,8 +249,7 @@ impl<DB: Dialect> ClientStore for SqlStore<DB> {
         new: NewClientPublicKey,
         effects: &ChangeEffects,
     ) -> StoreResult<ClientPublicKeyRecord> {
-        let mut tx = self.begin("public key").await?;
-        let row = sqlx::query(
+        let query = sqlx::query(
             "INSERT INTO client_public_keys (id, client_id, kid, public_key, created_at) VALUES ($1, $2, $3, $4, $5)
              RETURNING id, client_id, kid, public_key, created_at",
         )
@@ -323,27 +257,19 @@ impl<DB: Dialect> ClientStore for SqlStore<DB> {
         .arg(new.client_id)
         .arg(&new.kid)
         .arg(&new.public_key[..])
-        .arg(Ts(new.now))
-        .fetch_one(DB::conn(&mut tx))
-        .await
-        .map_err(|e| parent_missing(e, "public key", "client"))?;
-        let record = public_key(&row).or_store("public key")?;
-        self.commit_change(tx, effects, "public key", true).await?;
-        Ok(record)
+        .arg(Ts(new.now));
+        self.change_returning(query, public_key, effects, "public key", true)
+            .await
+            .map_err(parent_missing("client"))?
+            .ok_or(StoreError::NotFound("public key"))
     }
 
     async fn client_public_keys(&self, client_id: Uuid) -> StoreResult<Vec<ClientPublicKeyRecord>> {
-        let rows = sqlx::query(
+        let query = sqlx::query(
             "SELECT id, client_id, kid, public_key, created_at FROM client_public_keys WHERE client_id = $1 ORDER BY id",
         )
-        .arg(client_id)
-        .fetch_all(self.db())
-        .await
-        .or_store("public key")?;
-        rows.iter()
-            .map(public_key)
-            .collect::<Result<_, _>>()
-            .or_store("public key")
+        .arg(client_id);
+        self.all(query, public_key, "public key").await
     }
 
     async fn delete_client_public_key(

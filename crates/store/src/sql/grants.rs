@@ -14,44 +14,33 @@ use crate::{
 };
 
 /// Reads a grant row without its scopes.
-fn grant<R: RowExt>(row: &R) -> StoreResult<GrantRecord>
-where
-    R::Database: Dialect,
-{
-    let kind: String = row.col("subject_kind").or_store("grant")?;
-    let subject_id: Uuid = row.col("subject_id").or_store("grant")?;
-    let subject =
-        Subject::from_parts(&kind, subject_id).ok_or(StoreError::Corrupt("grants.subject_kind"))?;
-    let read = || -> Result<_, sqlx::Error> {
-        let Json(allowed_cidrs) = row.col("allowed_cidrs")?;
-        let Json(may_act) = row.col("may_act")?;
-        Ok(GrantRecord {
-            id: row.col("id")?,
-            subject,
-            audience_id: row.col("audience_id")?,
-            scopes: Vec::new(),
-            not_before: row.col::<Option<Ts>>("not_before")?.map(Into::into),
-            expires_at: row.col::<Option<Ts>>("expires_at")?.map(Into::into),
-            allowed_cidrs,
-            max_ttl_secs: row.col("max_ttl_secs")?,
-            may_act,
-            reason: row.col("reason")?,
-            created_by: row.col("created_by")?,
-            created_at: row.col::<Ts>("created_at")?.0,
-        })
-    };
-    read().or_store("grant")
+fn grant<R: RowExt>(row: &R) -> StoreResult<GrantRecord> {
+    let kind: String = row.col("subject_kind")?;
+    let Json(allowed_cidrs) = row.col("allowed_cidrs")?;
+    let Json(may_act) = row.col("may_act")?;
+    Ok(GrantRecord {
+        id: row.col("id")?,
+        subject: Subject::from_parts(&kind, row.col("subject_id")?)
+            .ok_or(StoreError::Corrupt("grants.subject_kind"))?,
+        audience_id: row.col("audience_id")?,
+        scopes: Vec::new(),
+        not_before: row.col::<Option<Ts>>("not_before")?.map(Into::into),
+        expires_at: row.col::<Option<Ts>>("expires_at")?.map(Into::into),
+        allowed_cidrs,
+        max_ttl_secs: row.col("max_ttl_secs")?,
+        may_act,
+        reason: row.col("reason")?,
+        created_by: row.col("created_by")?,
+        created_at: row.col::<Ts>("created_at")?.0,
+    })
 }
 
 /// Folds `grant row ⋈ scope name` rows into grants with their scopes.
-fn fold_grants<R: RowExt>(rows: &[R]) -> StoreResult<Vec<GrantRecord>>
-where
-    R::Database: Dialect,
-{
+fn fold_grants<R: RowExt>(rows: &[R]) -> StoreResult<Vec<GrantRecord>> {
     let mut grants: BTreeMap<Uuid, GrantRecord> = BTreeMap::new();
     for row in rows {
-        let id: Uuid = row.col("id").or_store("grant")?;
-        let name: String = row.col("scope_name").or_store("grant")?;
+        let id: Uuid = row.col("id")?;
+        let name: String = row.col("scope_name")?;
         if let Some(g) = grants.get_mut(&id) {
             g.scopes.push(name);
         } else {
@@ -64,15 +53,12 @@ where
 }
 
 /// Folds `grant row ⋈ scope name ⋈ audience uri` rows into grants with their scopes.
-fn fold_subject_grants<R: RowExt>(rows: &[R]) -> StoreResult<Vec<SubjectGrant>>
-where
-    R::Database: Dialect,
-{
+fn fold_subject_grants<R: RowExt>(rows: &[R]) -> StoreResult<Vec<SubjectGrant>> {
     let mut uris: BTreeMap<Uuid, String> = BTreeMap::new();
     for row in rows {
-        let id: Uuid = row.col("id").or_store("grant")?;
+        let id: Uuid = row.col("id")?;
         if let std::collections::btree_map::Entry::Vacant(slot) = uris.entry(id) {
-            slot.insert(row.col("audience_uri").or_store("grant")?);
+            slot.insert(row.col("audience_uri")?);
         }
     }
     fold_grants(rows)?
@@ -114,7 +100,8 @@ impl<DB: Dialect> GrantStore for SqlStore<DB> {
         .arg(Json(&new.may_act))
         .execute(DB::conn(&mut tx))
         .await
-        .map_err(|e| parent_missing(e, "grant", "audience"))?;
+        .or_store("grant")
+        .map_err(parent_missing("audience"))?;
         let mut scopes = new.scopes.clone();
         scopes.sort();
         scopes.dedup();
@@ -151,16 +138,14 @@ impl<DB: Dialect> GrantStore for SqlStore<DB> {
     }
 
     async fn grant(&self, id: Uuid) -> StoreResult<Option<GrantRecord>> {
-        let rows = sqlx::query(
+        let query = sqlx::query(
             "SELECT g.*, s.name AS scope_name FROM grants g
              JOIN grant_scopes gs ON gs.grant_id = g.id
              JOIN scopes s ON s.id = gs.scope_id
              WHERE g.id = $1 ORDER BY s.name",
         )
-        .arg(id)
-        .fetch_all(self.db())
-        .await
-        .or_store("grant")?;
+        .arg(id);
+        let rows = query.fetch_all(self.db()).await.or_store("grant")?;
         Ok(fold_grants(&rows)?.into_iter().next())
     }
 
@@ -192,8 +177,7 @@ impl<DB: Dialect> GrantStore for SqlStore<DB> {
         g: &GrantRecord,
         effects: &ChangeEffects,
     ) -> StoreResult<GrantRecord> {
-        let mut tx = self.begin("grant").await?;
-        let done = sqlx::query(
+        let query = sqlx::query(
             "UPDATE grants SET not_before = $2, expires_at = $3, allowed_cidrs = $4, max_ttl_secs = $5, reason = $6,
                  may_act = $7
              WHERE id = $1",
@@ -204,21 +188,14 @@ impl<DB: Dialect> GrantStore for SqlStore<DB> {
         .arg(Json(&g.allowed_cidrs))
         .arg(g.max_ttl_secs)
         .arg(&g.reason)
-        .arg(Json(&g.may_act))
-        .execute(DB::conn(&mut tx))
-        .await
-        .or_store("grant")?;
-        if DB::affected(&done) == 0 {
-            return Err(StoreError::NotFound("grant"));
-        }
-        self.commit_change(tx, effects, "grant", true).await?;
+        .arg(Json(&g.may_act));
+        self.change_row(query, effects, "grant", true).await?;
         self.grant(g.id).await?.ok_or(StoreError::NotFound("grant"))
     }
 
     async fn delete_grant(&self, id: Uuid, effects: &ChangeEffects) -> StoreResult<()> {
-        let mut tx = self.begin("grant").await?;
-        Self::delete_row(&mut tx, "DELETE FROM grants WHERE id = $1", id, "grant").await?;
-        self.commit_change(tx, effects, "grant", true).await
+        let query = sqlx::query("DELETE FROM grants WHERE id = $1").arg(id);
+        self.change_row(query, effects, "grant", true).await
     }
 
     async fn subject_grants(&self, subject: Subject) -> StoreResult<Vec<SubjectGrant>> {

@@ -15,33 +15,26 @@ use crate::{
     SigningKeyRecord, StoreError, StoreResult, active_key, next_key,
 };
 
-fn signing_key<R: RowExt>(row: &R) -> StoreResult<SigningKeyRecord>
-where
-    R::Database: Dialect,
-{
-    let state: String = row.col("state").or_store("signing key")?;
-    let state = KeyState::parse(&state).ok_or(StoreError::Corrupt("signing_keys.state"))?;
+fn signing_key<R: RowExt>(row: &R) -> StoreResult<SigningKeyRecord> {
+    let state: String = row.col("state")?;
     let time = |column| row.col::<Option<Ts>>(column).map(|t| t.map(Into::into));
-    let read = || -> Result<_, sqlx::Error> {
-        let created_at = row.col::<Ts>("created_at")?.0;
-        Ok(SigningKeyRecord {
-            id: row.col("id")?,
-            state,
-            public_key: row.col("public_key")?,
-            private_key_enc: row.col("private_key_enc")?,
-            created_at,
-            // Nullable on SQLite only because it cannot add a NOT NULL column without a
-            // default (migration 0004); every row the store writes has it.
-            published_at: time("published_at")?.unwrap_or(created_at),
-            activated_at: time("activated_at")?,
-            rotate_requested_at: time("rotate_requested_at")?,
-            retired_at: time("retired_at")?,
-            removes_at: time("removes_at")?,
-            removed_at: time("removed_at")?,
-            revoked_at: time("revoked_at")?,
-        })
-    };
-    read().or_store("signing key")
+    let created_at = row.col::<Ts>("created_at")?.0;
+    Ok(SigningKeyRecord {
+        id: row.col("id")?,
+        state: KeyState::parse(&state).ok_or(StoreError::Corrupt("signing_keys.state"))?,
+        public_key: row.col("public_key")?,
+        private_key_enc: row.col("private_key_enc")?,
+        created_at,
+        // Nullable on SQLite only because it cannot add a NOT NULL column without a
+        // default (migration 0004); every row the store writes has it.
+        published_at: time("published_at")?.unwrap_or(created_at),
+        activated_at: time("activated_at")?,
+        rotate_requested_at: time("rotate_requested_at")?,
+        retired_at: time("retired_at")?,
+        removes_at: time("removes_at")?,
+        removed_at: time("removed_at")?,
+        revoked_at: time("revoked_at")?,
+    })
 }
 
 /// Every key not yet `gone`, newest first.
@@ -113,11 +106,8 @@ async fn move_key<DB: Dialect>(
     step: &KeyStep<'_>,
     (to, revoked): (KeyState, bool),
 ) -> StoreResult<KeyChange> {
-    let done = query
-        .execute(DB::conn(conn))
-        .await
-        .or_store("signing key")?;
-    one_row(DB::affected(&done), StoreError::Stale("signing key"))?;
+    let rows = SqlStore::<DB>::run(conn, query, "signing key").await?;
+    one_row(rows, StoreError::Stale("signing key"))?;
     Ok(KeyChange {
         id: key.id.clone(),
         from: Some(key.state),
@@ -215,19 +205,13 @@ impl<DB: Dialect> KeyStore for SqlStore<DB> {
     }
 
     async fn signing_keys(&self) -> StoreResult<Vec<SigningKeyRecord>> {
-        let rows = sqlx::query(LIVE_KEYS)
-            .fetch_all(self.db())
+        self.all(sqlx::query(LIVE_KEYS), signing_key, "signing key")
             .await
-            .or_store("signing key")?;
-        rows.iter().map(signing_key).collect()
     }
 
     async fn all_signing_keys(&self) -> StoreResult<Vec<SigningKeyRecord>> {
-        let rows = sqlx::query("SELECT * FROM signing_keys ORDER BY created_at DESC, id")
-            .fetch_all(self.db())
-            .await
-            .or_store("signing key")?;
-        rows.iter().map(signing_key).collect()
+        let sql = "SELECT * FROM signing_keys ORDER BY created_at DESC, id";
+        self.all(sqlx::query(sql), signing_key, "signing key").await
     }
 
     async fn publish_next_key(
@@ -250,15 +234,13 @@ impl<DB: Dialect> KeyStore for SqlStore<DB> {
     ) -> StoreResult<Vec<KeyChange>> {
         let (mut tx, keys) = begin_key_step(self).await?;
         if let Some(active) = active_key(&keys) {
-            sqlx::query(
+            let query = sqlx::query(
                 "UPDATE signing_keys SET rotate_requested_at = $2
                  WHERE id = $1 AND rotate_requested_at IS NULL",
             )
             .arg(&active.id)
-            .arg(Ts(step.now))
-            .execute(DB::conn(&mut tx))
-            .await
-            .or_store("signing key")?;
+            .arg(Ts(step.now));
+            Self::run(&mut tx, query, "signing key").await?;
         }
         let mut changes = Vec::new();
         if next_key(&keys).is_none() {
@@ -328,18 +310,14 @@ impl<DB: Dialect> KeyStore for SqlStore<DB> {
         let held = rows
             .iter()
             .map(|row| Ok((row.col("id")?, row.col("private_key_enc")?)))
-            .collect::<Result<BTreeMap<String, Vec<u8>>, sqlx::Error>>()
-            .or_store("signing key")?;
+            .collect::<StoreResult<BTreeMap<String, Vec<u8>>>>()?;
         if !crate::lifecycle::rewrap_matches(&held, keys) {
             return Err(StoreError::Stale("signing keys"));
         }
         for key in keys {
-            sqlx::query("UPDATE signing_keys SET private_key_enc = $2 WHERE id = $1")
-                .arg(&key.id)
-                .arg(&key.new)
-                .execute(DB::conn(&mut tx))
-                .await
-                .or_store("signing key")?;
+            let sql = "UPDATE signing_keys SET private_key_enc = $2 WHERE id = $1";
+            let query = sqlx::query(sql).arg(&key.id).arg(&key.new);
+            Self::run(&mut tx, query, "signing key").await?;
         }
         audit::insert_audit_events::<DB>(&mut tx, &[audit]).await?;
         tx.commit().await.or_store("signing key")

@@ -110,21 +110,24 @@ impl<'q, DB: Database> QueryExt<DB> for Query<'q, DB, DB::Arguments> {
 }
 
 /// Reading in generic code: `row.col("id")` for every type the dialect [`Gets`].
-pub trait RowExt: Row {
-    /// The value of column `name`.
-    fn col<T>(&self, name: &str) -> Result<T, sqlx::Error>
+pub trait RowExt: Row<Database: Dialect> {
+    /// The value of column `name`; a value that does not decode is a database error.
+    fn col<T>(&self, name: &str) -> StoreResult<T>
     where
         Self::Database: Gets<T>;
 }
 
-impl<R: Row> RowExt for R {
-    fn col<T>(&self, name: &str) -> Result<T, sqlx::Error>
+impl<R: Row<Database: Dialect>> RowExt for R {
+    fn col<T>(&self, name: &str) -> StoreResult<T>
     where
         R::Database: Gets<T>,
     {
-        <R::Database as Gets<T>>::get_col(self, name)
+        <R::Database as Gets<T>>::get_col(self, name).map_err(StoreError::Database)
     }
 }
+
+/// A query with its arguments bound.
+type Q<'q, DB> = Query<'q, DB, <DB as Database>::Arguments>;
 
 /// What differs between the SQL backends; everything else is written once in this
 /// module. Implemented by `sqlx::Postgres` (postgres.rs) and `sqlx::Sqlite` (sqlite.rs).
@@ -254,6 +257,44 @@ impl<DB: Dialect> SqlStore<DB> {
         DB::pool(&self.pool)
     }
 
+    /// Runs `query` on the pool; the row it finds, if any, read by `read`.
+    async fn optional<T>(
+        &self,
+        query: Q<'_, DB>,
+        read: impl Fn(&DB::Row) -> StoreResult<T> + Send,
+        entity: &'static str,
+    ) -> StoreResult<Option<T>> {
+        let row = query.fetch_optional(self.db()).await.or_store(entity)?;
+        row.as_ref().map(read).transpose()
+    }
+
+    /// Runs `query` on the pool; every row it finds, read by `read`.
+    async fn all<T>(
+        &self,
+        query: Q<'_, DB>,
+        read: impl Fn(&DB::Row) -> StoreResult<T> + Send,
+        entity: &'static str,
+    ) -> StoreResult<Vec<T>> {
+        let rows = query.fetch_all(self.db()).await.or_store(entity)?;
+        rows.iter().map(read).collect()
+    }
+
+    /// Runs `query` on the pool; how many rows it changed.
+    async fn exec(&self, query: Q<'_, DB>, entity: &'static str) -> StoreResult<u64> {
+        let done = query.execute(self.db()).await.or_store(entity)?;
+        Ok(DB::affected(&done))
+    }
+
+    /// Runs `query` on `conn`; how many rows it changed.
+    async fn run(
+        conn: &mut DB::Connection,
+        query: Q<'_, DB>,
+        entity: &'static str,
+    ) -> StoreResult<u64> {
+        let done = query.execute(DB::conn(conn)).await.or_store(entity)?;
+        Ok(DB::affected(&done))
+    }
+
     /// Begins a write transaction.
     async fn begin(&self, entity: &'static str) -> StoreResult<sqlx::Transaction<'static, DB>> {
         match DB::BEGIN_WRITE {
@@ -283,6 +324,43 @@ impl<DB: Dialect> SqlStore<DB> {
         }
     }
 
+    /// An admin change of one row: `query` runs in a write transaction committed with
+    /// `effects`; `NotFound(entity)`, and nothing stored, when it changes no row.
+    async fn change_row(
+        &self,
+        query: Q<'_, DB>,
+        effects: &ChangeEffects,
+        entity: &'static str,
+        issuance: bool,
+    ) -> StoreResult<()> {
+        let mut tx = self.begin(entity).await?;
+        if Self::run(&mut tx, query, entity).await? == 0 {
+            return Err(StoreError::NotFound(entity));
+        }
+        self.commit_change(tx, effects, entity, issuance).await
+    }
+
+    /// An admin change returning its row (read by `read`), in a write transaction
+    /// committed with `effects`; `None`, and nothing stored, when it returns none.
+    async fn change_returning<T: Send>(
+        &self,
+        query: Q<'_, DB>,
+        read: impl Fn(&DB::Row) -> StoreResult<T> + Send,
+        effects: &ChangeEffects,
+        entity: &'static str,
+        issuance: bool,
+    ) -> StoreResult<Option<T>> {
+        let mut tx = self.begin(entity).await?;
+        let row = query
+            .fetch_optional(DB::conn(&mut tx))
+            .await
+            .or_store(entity)?;
+        let Some(row) = row else { return Ok(None) };
+        let record = read(&row)?;
+        self.commit_change(tx, effects, entity, issuance).await?;
+        Ok(Some(record))
+    }
+
     /// Commits an admin change with its effects, then counts and announces it.
     async fn commit_change(
         &self,
@@ -308,18 +386,14 @@ async fn lock<DB: Dialect>(
     entity: &'static str,
 ) -> StoreResult<()> {
     if let Some(sql) = DB::XACT_LOCK {
-        sqlx::query(sql)
-            .arg(key)
-            .execute(DB::conn(conn))
-            .await
-            .or_store(entity)?;
+        SqlStore::<DB>::run(conn, sqlx::query(sql).arg(key), entity).await?;
     }
     Ok(())
 }
 
-/// Maps a foreign-key failure of an insert to `NotFound(parent)`.
-fn parent_missing(e: sqlx::Error, entity: &'static str, parent: &'static str) -> StoreError {
-    match StoreError::from_sqlx(e, entity) {
+/// Maps a foreign-key failure of an insert (`NotFound`) to `NotFound(parent)`.
+fn parent_missing(parent: &'static str) -> impl Fn(StoreError) -> StoreError {
+    move |e| match e {
         StoreError::NotFound(_) => StoreError::NotFound(parent),
         other => other,
     }
@@ -349,10 +423,7 @@ impl<DB: Dialect> Store for SqlStore<DB> {
     }
 
     async fn ping(&self) -> StoreResult<()> {
-        sqlx::query("SELECT 1")
-            .execute(self.db())
-            .await
-            .or_store("database")?;
+        self.exec(sqlx::query("SELECT 1"), "database").await?;
         Ok(())
     }
 
@@ -361,7 +432,7 @@ impl<DB: Dialect> Store for SqlStore<DB> {
             .fetch_one(self.db())
             .await
             .or_store("revision")?;
-        row.col("value").or_store("revision")
+        row.col("value")
     }
 
     fn local_changes(&self) -> u64 {

@@ -11,10 +11,7 @@ use crate::{
     RefreshTokenRecord, RevocationRecord, StoreResult,
 };
 
-fn refresh_family<R: RowExt>(row: &R) -> Result<RefreshFamilyRecord, sqlx::Error>
-where
-    R::Database: Dialect,
-{
+fn refresh_family<R: RowExt>(row: &R) -> StoreResult<RefreshFamilyRecord> {
     Ok(RefreshFamilyRecord {
         id: row.col("id")?,
         user_id: row.col("user_id")?,
@@ -28,10 +25,7 @@ where
     })
 }
 
-fn refresh_token<R: RowExt>(row: &R) -> Result<RefreshTokenRecord, sqlx::Error>
-where
-    R::Database: Dialect,
-{
+fn refresh_token<R: RowExt>(row: &R) -> StoreResult<RefreshTokenRecord> {
     Ok(RefreshTokenRecord {
         family: refresh_family(row)?,
         created_at: row.col::<Ts>("token_created_at")?.0,
@@ -50,12 +44,7 @@ impl<DB: Dialect> SqlStore<DB> {
         now: OffsetDateTime,
         entity: &'static str,
     ) -> StoreResult<u64> {
-        let done = sqlx::query(sql)
-            .arg(Ts(now))
-            .execute(self.db())
-            .await
-            .or_store(entity)?;
-        Ok(DB::affected(&done))
+        self.exec(sqlx::query(sql).arg(Ts(now)), entity).await
     }
 }
 
@@ -81,33 +70,25 @@ impl<DB: Dialect> RefreshStore for SqlStore<DB> {
         .fetch_one(DB::conn(&mut tx))
         .await
         .or_store("user or client")?;
-        sqlx::query(INSERT_TOKEN)
+        let query = sqlx::query(INSERT_TOKEN)
             .arg(&new.digest[..])
             .arg(new.id)
             .arg(Ts(new.now))
-            .arg(Ts(new.token_expires_at))
-            .execute(DB::conn(&mut tx))
-            .await
-            .or_store("refresh token")?;
-        let family = refresh_family(&row).or_store("refresh family")?;
+            .arg(Ts(new.token_expires_at));
+        Self::run(&mut tx, query, "refresh token").await?;
+        let family = refresh_family(&row)?;
         tx.commit().await.or_store("refresh family")?;
         Ok(family)
     }
 
     async fn refresh_token(&self, digest: &[u8; 32]) -> StoreResult<Option<RefreshTokenRecord>> {
-        let row = sqlx::query(
+        let query = sqlx::query(
             "SELECT f.*, t.created_at AS token_created_at, t.expires_at AS token_expires_at, t.used_at
              FROM refresh_tokens t JOIN refresh_families f ON f.id = t.family_id
              WHERE t.digest = $1",
         )
-        .arg(&digest[..])
-        .fetch_optional(self.db())
-        .await
-        .or_store("refresh token")?;
-        row.as_ref()
-            .map(refresh_token)
-            .transpose()
-            .or_store("refresh token")
+        .arg(&digest[..]);
+        self.optional(query, refresh_token, "refresh token").await
     }
 
     async fn rotate_refresh_token(&self, rotation: RefreshRotation) -> StoreResult<bool> {
@@ -128,15 +109,12 @@ impl<DB: Dialect> RefreshStore for SqlStore<DB> {
         let Some(family) = family else {
             return Ok(false);
         };
-        let family: Uuid = family.col("family_id").or_store("refresh token")?;
-        sqlx::query(INSERT_TOKEN)
+        let query = sqlx::query(INSERT_TOKEN)
             .arg(&rotation.new[..])
-            .arg(family)
+            .arg(family.col::<Uuid>("family_id")?)
             .arg(Ts(rotation.now))
-            .arg(Ts(rotation.expires_at))
-            .execute(DB::conn(&mut tx))
-            .await
-            .or_store("refresh token")?;
+            .arg(Ts(rotation.expires_at));
+        Self::run(&mut tx, query, "refresh token").await?;
         tx.commit().await.or_store("refresh token")?;
         Ok(true)
     }
@@ -147,14 +125,9 @@ impl<DB: Dialect> RefreshStore for SqlStore<DB> {
         revocation: NewRevocation,
     ) -> StoreResult<RevocationRecord> {
         let mut tx = self.begin("refresh family").await?;
-        sqlx::query(
-            "UPDATE refresh_families SET revoked_at = COALESCE(revoked_at, $2) WHERE id = $1",
-        )
-        .arg(family_id)
-        .arg(Ts(revocation.now))
-        .execute(DB::conn(&mut tx))
-        .await
-        .or_store("refresh family")?;
+        let sql = "UPDATE refresh_families SET revoked_at = COALESCE(revoked_at, $2) WHERE id = $1";
+        let query = sqlx::query(sql).arg(family_id).arg(Ts(revocation.now));
+        Self::run(&mut tx, query, "refresh family").await?;
         let record = revocations::insert_revocation::<DB>(&mut tx, &revocation).await?;
         tx.commit().await.or_store("refresh family")?;
         self.revoked();

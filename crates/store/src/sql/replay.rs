@@ -4,7 +4,6 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 
 use super::{Dialect, QueryExt, SqlStore, Ts};
-use crate::error::SqlxResultExt;
 use crate::{ReplayStore, StoreResult};
 
 #[async_trait]
@@ -17,7 +16,7 @@ impl<DB: Dialect> ReplayStore for SqlStore<DB> {
         now: OffsetDateTime,
     ) -> StoreResult<bool> {
         // Insert, or take over a row whose time is up; a live row makes it a no-op.
-        let done = sqlx::query(
+        let query = sqlx::query(
             "INSERT INTO used_jtis (namespace, jti, expires_at) VALUES ($1, $2, $3)
              ON CONFLICT (namespace, jti) DO UPDATE SET expires_at = excluded.expires_at
              WHERE used_jtis.expires_at <= $4",
@@ -25,11 +24,8 @@ impl<DB: Dialect> ReplayStore for SqlStore<DB> {
         .arg(namespace)
         .arg(jti)
         .arg(Ts(expires_at))
-        .arg(Ts(now))
-        .execute(self.db())
-        .await
-        .or_store("one-time id")?;
-        Ok(DB::affected(&done) == 1)
+        .arg(Ts(now));
+        Ok(self.exec(query, "one-time id").await? == 1)
     }
 
     async fn prune_used_ids(&self, now: OffsetDateTime) -> StoreResult<u64> {

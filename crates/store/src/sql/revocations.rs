@@ -13,10 +13,7 @@ use super::{
 use crate::error::SqlxResultExt;
 use crate::{AuditEvent, NewRevocation, RevocationRecord, RevocationStore, StoreResult};
 
-fn revocation<R: RowExt>(row: &R) -> Result<RevocationRecord, sqlx::Error>
-where
-    R::Database: Dialect,
-{
+fn revocation<R: RowExt>(row: &R) -> StoreResult<RevocationRecord> {
     Ok(RevocationRecord {
         seq: row.col("seq")?,
         id: row.col("id")?,
@@ -53,23 +50,14 @@ pub(super) async fn insert_revocation<DB: Dialect>(
     .fetch_one(DB::conn(conn))
     .await
     .or_store("revocation")?;
-    let record = revocation(&row).or_store("revocation")?;
+    let record = revocation(&row)?;
     if let Some((sql, id)) = crate::ended_families(&new.kind, &new.value) {
-        sqlx::query(sql)
-            .arg(Ts(new.now))
-            .arg(id)
-            .arg(Ts(new.issued_before))
-            .execute(DB::conn(conn))
-            .await
-            .or_store("refresh family")?;
+        let query = sqlx::query::<DB>(sql).arg(Ts(new.now)).arg(id);
+        SqlStore::<DB>::run(conn, query.arg(Ts(new.issued_before)), "refresh family").await?;
     }
     if let Some(notify) = DB::NOTIFY {
-        sqlx::query(notify)
-            .arg(REVOCATION_CHANNEL)
-            .arg(record.seq.to_string())
-            .execute(DB::conn(conn))
-            .await
-            .or_store("revocation")?;
+        let query = sqlx::query::<DB>(notify).arg(REVOCATION_CHANNEL);
+        SqlStore::<DB>::run(conn, query.arg(record.seq.to_string()), "revocation").await?;
     }
     Ok(record)
 }
@@ -98,16 +86,9 @@ impl<DB: Dialect> RevocationStore for SqlStore<DB> {
         after: i64,
         limit: u32,
     ) -> StoreResult<Vec<RevocationRecord>> {
-        let rows = sqlx::query("SELECT * FROM revocations WHERE seq > $1 ORDER BY seq LIMIT $2")
-            .arg(after)
-            .arg(i64::from(limit))
-            .fetch_all(self.db())
-            .await
-            .or_store("revocation")?;
-        rows.iter()
-            .map(revocation)
-            .collect::<Result<_, _>>()
-            .or_store("revocation")
+        let sql = "SELECT * FROM revocations WHERE seq > $1 ORDER BY seq LIMIT $2";
+        let query = sqlx::query(sql).arg(after).arg(i64::from(limit));
+        self.all(query, revocation, "revocation").await
     }
 
     async fn prune_revocations(&self, now: OffsetDateTime) -> StoreResult<u64> {

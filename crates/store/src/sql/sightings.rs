@@ -25,21 +25,18 @@ impl<DB: Dialect> SightingStore for SqlStore<DB> {
                 .fetch_one(self.db())
                 .await
                 .or_store("sighting")?;
-            let inserted: bool = row.col("inserted").or_store("sighting")?;
-            (inserted, row.col("others").or_store("sighting")?)
+            (row.col("inserted")?, row.col("others")?)
         } else {
             let mut tx = self.begin("sighting").await?;
-            let done = sqlx::query(
+            let query = sqlx::query(
                 "INSERT INTO client_sightings (client_id, kind, value, first_seen)
                  VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
             )
             .arg(client_id)
             .arg(kind.as_str())
             .arg(value)
-            .arg(Ts(now))
-            .execute(DB::conn(&mut tx))
-            .await
-            .or_store("sighting")?;
+            .arg(Ts(now));
+            let inserted = Self::run(&mut tx, query, "sighting").await? > 0;
             let row = sqlx::query(
                 "SELECT EXISTS (SELECT 1 FROM client_sightings
                                 WHERE client_id = $1 AND kind = $2 AND value <> $3) AS others",
@@ -50,9 +47,9 @@ impl<DB: Dialect> SightingStore for SqlStore<DB> {
             .fetch_one(DB::conn(&mut tx))
             .await
             .or_store("sighting")?;
-            let others: bool = row.col("others").or_store("sighting")?;
+            let others: bool = row.col("others")?;
             tx.commit().await.or_store("sighting")?;
-            (DB::affected(&done) > 0, others)
+            (inserted, others)
         };
         Ok(match (inserted, others) {
             (false, _) => Sighting::Known,

@@ -6,16 +6,12 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{Dialect, QueryExt, RowExt, SqlStore, Ts};
-use crate::error::SqlxResultExt;
 use crate::{
     ChangeEffects, LoginFailure, NewUser, Page, StoreError, StoreResult, Subject, UserRecord,
     UserStore,
 };
 
-fn user<R: RowExt>(row: &R) -> Result<UserRecord, sqlx::Error>
-where
-    R::Database: Dialect,
-{
+fn user<R: RowExt>(row: &R) -> StoreResult<UserRecord> {
     let Json(labels) = row.col("labels")?;
     Ok(UserRecord {
         id: row.col("id")?,
@@ -44,23 +40,19 @@ impl<DB: Dialect> SqlStore<DB> {
         f: LoginFailure,
         not_locked_at: Option<OffsetDateTime>,
     ) -> StoreResult<Option<UserRecord>> {
-        let row = sqlx::query(COUNT_FAILURE)
+        let query = sqlx::query(COUNT_FAILURE)
             .arg(f.user_id)
             .arg(f.max_failures)
             .arg(Ts(f.now + f.lockout))
-            .arg(not_locked_at.map(Ts))
-            .fetch_optional(self.db())
-            .await
-            .or_store("user")?;
-        row.as_ref().map(user).transpose().or_store("user")
+            .arg(not_locked_at.map(Ts));
+        self.optional(query, user, "user").await
     }
 }
 
 #[async_trait]
 impl<DB: Dialect> UserStore for SqlStore<DB> {
     async fn create_user(&self, new: NewUser, effects: &ChangeEffects) -> StoreResult<UserRecord> {
-        let mut tx = self.begin("username").await?;
-        let row = sqlx::query(
+        let query = sqlx::query(
             "INSERT INTO users (id, username, password_hash, enabled, created_at, updated_at, labels)
              VALUES ($1, $2, $3, $4, $5, $5, $6) RETURNING *",
         )
@@ -69,45 +61,26 @@ impl<DB: Dialect> UserStore for SqlStore<DB> {
         .arg(&new.password_hash)
         .arg(new.enabled)
         .arg(Ts(new.now))
-        .arg(Json(&new.labels))
-        .fetch_one(DB::conn(&mut tx))
-        .await
-        .or_store("username")?;
-        let record = user(&row).or_store("user")?;
-        self.commit_change(tx, effects, "username", true).await?;
-        Ok(record)
+        .arg(Json(&new.labels));
+        self.change_returning(query, user, effects, "username", true)
+            .await?
+            .ok_or(StoreError::NotFound("username"))
     }
 
     async fn user(&self, id: Uuid) -> StoreResult<Option<UserRecord>> {
-        let row = sqlx::query("SELECT * FROM users WHERE id = $1")
-            .arg(id)
-            .fetch_optional(self.db())
-            .await
-            .or_store("user")?;
-        row.as_ref().map(user).transpose().or_store("user")
+        let query = sqlx::query("SELECT * FROM users WHERE id = $1").arg(id);
+        self.optional(query, user, "user").await
     }
 
     async fn user_by_username(&self, username: &str) -> StoreResult<Option<UserRecord>> {
-        let row = sqlx::query("SELECT * FROM users WHERE username = $1")
-            .arg(username)
-            .fetch_optional(self.db())
-            .await
-            .or_store("user")?;
-        row.as_ref().map(user).transpose().or_store("user")
+        let query = sqlx::query("SELECT * FROM users WHERE username = $1").arg(username);
+        self.optional(query, user, "user").await
     }
 
     async fn list_users(&self, page: Page) -> StoreResult<Vec<UserRecord>> {
-        let rows =
-            sqlx::query("SELECT * FROM users WHERE ($1 IS NULL OR id > $1) ORDER BY id LIMIT $2")
-                .arg(page.after)
-                .arg(i64::from(page.limit))
-                .fetch_all(self.db())
-                .await
-                .or_store("user")?;
-        rows.iter()
-            .map(user)
-            .collect::<Result<_, _>>()
-            .or_store("user")
+        let sql = "SELECT * FROM users WHERE ($1 IS NULL OR id > $1) ORDER BY id LIMIT $2";
+        let query = sqlx::query(sql).arg(page.after).arg(i64::from(page.limit));
+        self.all(query, user, "user").await
     }
 
     async fn update_user(
@@ -127,8 +100,7 @@ impl<DB: Dialect> UserStore for SqlStore<DB> {
                 || old.password_hash != u.password_hash
                 || old.enabled != u.enabled
         });
-        let mut tx = self.begin("user").await?;
-        let row = sqlx::query(
+        let query = sqlx::query(
             "UPDATE users SET password_hash = $2, enabled = $3, failed_logins = $4, locked_until = $5, updated_at = $6,
                  labels = $8
              WHERE id = $1 AND updated_at = $7 RETURNING *",
@@ -140,17 +112,12 @@ impl<DB: Dialect> UserStore for SqlStore<DB> {
         .arg(u.locked_until.map(Ts))
         .arg(Ts(u.updated_at))
         .arg(Ts(seen_updated_at))
-        .arg(Json(&u.labels))
-        .fetch_optional(DB::conn(&mut tx))
-        .await
-        .or_store("user")?;
-        match row {
-            Some(row) => {
-                let record = user(&row).or_store("user")?;
-                self.commit_change(tx, effects, "user", issuance_changed)
-                    .await?;
-                Ok(record)
-            }
+        .arg(Json(&u.labels));
+        match self
+            .change_returning(query, user, effects, "user", issuance_changed)
+            .await?
+        {
+            Some(record) => Ok(record),
             None if self.user(u.id).await?.is_some() => {
                 Err(StoreError::Conflict("user (changed concurrently)"))
             }
@@ -174,11 +141,8 @@ impl<DB: Dialect> UserStore for SqlStore<DB> {
     }
 
     async fn record_login_success(&self, user_id: Uuid) -> StoreResult<()> {
-        sqlx::query("UPDATE users SET failed_logins = 0, locked_until = NULL WHERE id = $1")
-            .arg(user_id)
-            .execute(self.db())
-            .await
-            .or_store("user")?;
+        let sql = "UPDATE users SET failed_logins = 0, locked_until = NULL WHERE id = $1";
+        self.exec(sqlx::query(sql).arg(user_id), "user").await?;
         Ok(())
     }
 }
