@@ -88,8 +88,7 @@ impl<DB: Dialect> AccessStore for SqlStore<DB> {
         p: &AccessPolicyRecord,
         effects: &ChangeEffects,
     ) -> StoreResult<AccessPolicyRecord> {
-        let mut tx = self.begin("access policy").await?;
-        sqlx::query(
+        let query = sqlx::query(
             "INSERT INTO access_policies (id, name, audience_id, scopes, subjects, max_duration_secs, decision, approvals_required, break_glass, created_by, created_at, updated_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
         )
@@ -104,13 +103,10 @@ impl<DB: Dialect> AccessStore for SqlStore<DB> {
         .arg(p.break_glass)
         .arg(&p.created_by)
         .arg(Ts(p.created_at))
-        .arg(Ts(p.updated_at))
-        .execute(DB::conn(&mut tx))
-        .await
-        .or_store("access policy")
-        .map_err(parent_missing("audience"))?;
-        self.commit_change(tx, effects, "access policy", false)
-            .await?;
+        .arg(Ts(p.updated_at));
+        self.change_row(query, effects, "access policy", false)
+            .await
+            .map_err(parent_missing("audience"))?;
         Ok(p.clone())
     }
 

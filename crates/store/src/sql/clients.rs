@@ -79,19 +79,6 @@ impl<DB: Dialect> SqlStore<DB> {
         Self::delete_unused(&mut tx, (None, delete_row), subject.id(), entity).await?;
         self.commit_change(tx, effects, entity, true).await
     }
-
-    /// Deletes the credential `sql` names by `$1` = client and `$2` = id.
-    async fn delete_credential(
-        &self,
-        sql: &'static str,
-        client_id: Uuid,
-        id: Uuid,
-        effects: &ChangeEffects,
-        entity: &'static str,
-    ) -> StoreResult<()> {
-        let query = sqlx::query(sql).arg(client_id).arg(id);
-        self.change_row(query, effects, entity, true).await
-    }
 }
 
 #[async_trait]
@@ -234,14 +221,9 @@ impl<DB: Dialect> ClientStore for SqlStore<DB> {
         secret_id: Uuid,
         effects: &ChangeEffects,
     ) -> StoreResult<()> {
-        self.delete_credential(
-            "DELETE FROM client_secrets WHERE client_id = $1 AND id = $2",
-            client_id,
-            secret_id,
-            effects,
-            "client secret",
-        )
-        .await
+        let sql = "DELETE FROM client_secrets WHERE client_id = $1 AND id = $2";
+        let query = sqlx::query(sql).arg(client_id).arg(secret_id);
+        self.change_row(query, effects, "client secret", true).await
     }
 
     async fn add_client_public_key(
@@ -278,13 +260,8 @@ impl<DB: Dialect> ClientStore for SqlStore<DB> {
         key_id: Uuid,
         effects: &ChangeEffects,
     ) -> StoreResult<()> {
-        self.delete_credential(
-            "DELETE FROM client_public_keys WHERE client_id = $1 AND id = $2",
-            client_id,
-            key_id,
-            effects,
-            "public key",
-        )
-        .await
+        let sql = "DELETE FROM client_public_keys WHERE client_id = $1 AND id = $2";
+        let query = sqlx::query(sql).arg(client_id).arg(key_id);
+        self.change_row(query, effects, "public key", true).await
     }
 }

@@ -106,17 +106,12 @@ impl<DB: Dialect> GrantStore for SqlStore<DB> {
         scopes.sort();
         scopes.dedup();
         for name in &scopes {
-            let done = sqlx::query(
+            let query = sqlx::query(
                 "INSERT INTO grant_scopes (grant_id, scope_id)
                  SELECT $1, id FROM scopes WHERE audience_id = $2 AND name = $3",
-            )
-            .arg(id)
-            .arg(new.audience_id)
-            .arg(name)
-            .execute(DB::conn(&mut tx))
-            .await
-            .or_store("grant")?;
-            if DB::affected(&done) == 0 {
+            );
+            let query = query.arg(id).arg(new.audience_id).arg(name);
+            if Self::run(&mut tx, query, "grant").await? == 0 {
                 return Err(StoreError::NotFound("scope"));
             }
         }
