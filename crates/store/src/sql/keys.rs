@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use sqlx::Transaction;
 use time::OffsetDateTime;
 
-use super::{Dialect, KEY_LOCK, QueryExt, RowExt, SqlStore, Ts, audit, lock, one_row};
+use super::{Dialect, KEY_LOCK, QueryExt, RowExt, SqlStore, Ts, audit, lock};
 use crate::error::SqlxResultExt;
 use crate::{
     AuditEvent, KeyChange, KeyState, KeyStep, KeyStore, NewSigningKey, RewrappedKey,
@@ -75,7 +75,7 @@ async fn insert_key<DB: Dialect>(
     now: OffsetDateTime,
 ) -> StoreResult<KeyChange> {
     let activated_at = (state == KeyState::Active).then_some(Ts(now));
-    sqlx::query(
+    let query = sqlx::query(
         "INSERT INTO signing_keys (id, state, public_key, private_key_enc, created_at, published_at, activated_at)
          VALUES ($1, $2, $3, $4, $5, $5, $6)",
     )
@@ -84,10 +84,8 @@ async fn insert_key<DB: Dialect>(
     .arg(&key.public_key)
     .arg(&key.private_key_enc)
     .arg(Ts(now))
-    .arg(activated_at)
-    .execute(DB::conn(conn))
-    .await
-    .or_store("signing key")?;
+    .arg(activated_at);
+    SqlStore::<DB>::run(conn, query, "signing key").await?;
     Ok(KeyChange {
         id: key.id.clone(),
         from: None,
@@ -97,75 +95,53 @@ async fn insert_key<DB: Dialect>(
     })
 }
 
-/// Runs a lifecycle update of `key` bound to (`$1` id, `$2` now, then `more`): it must
-/// find the key in the state the locked read did, else the whole step rolls back.
+/// Moves `key` to `to` (`retired`, `active` or `gone`; `revoke` also marks its tokens
+/// invalid). The update names the key in the state the locked read found it in; any
+/// other count means the read was stale, and the whole step rolls back.
 async fn move_key<DB: Dialect>(
     conn: &mut DB::Connection,
-    query: sqlx::query::Query<'_, DB, DB::Arguments>,
     key: &SigningKeyRecord,
     step: &KeyStep<'_>,
-    (to, revoked): (KeyState, bool),
+    to: KeyState,
+    revoke: bool,
 ) -> StoreResult<KeyChange> {
-    let rows = SqlStore::<DB>::run(conn, query, "signing key").await?;
-    one_row(rows, StoreError::Stale("signing key"))?;
+    let query = match to {
+        // It signs no more and leaves the key set after the hold.
+        KeyState::Retired => sqlx::query::<DB>(
+            "UPDATE signing_keys SET state = 'retired', retired_at = $2, removes_at = $3
+             WHERE id = $1 AND state = 'active'",
+        )
+        .arg(&key.id)
+        .arg(Ts(step.now))
+        .arg(Ts(step.policy.removes_at(step.now))),
+        KeyState::Active => sqlx::query(
+            "UPDATE signing_keys SET state = 'active', activated_at = $2 WHERE id = $1 AND state = 'next'",
+        )
+        .arg(&key.id)
+        .arg(Ts(step.now)),
+        // Unpublished, its private half wiped.
+        KeyState::Next | KeyState::Gone => sqlx::query(
+            "UPDATE signing_keys SET state = 'gone', private_key_enc = $3, removed_at = $2,
+                 retired_at = COALESCE(retired_at, $2),
+                 revoked_at = CASE WHEN $4 THEN $2 ELSE revoked_at END
+             WHERE id = $1 AND state = $5",
+        )
+        .arg(&key.id)
+        .arg(Ts(step.now))
+        .arg(Vec::<u8>::new())
+        .arg(revoke)
+        .arg(key.state.as_str()),
+    };
+    if SqlStore::<DB>::run(conn, query, "signing key").await? != 1 {
+        return Err(StoreError::Stale("signing key"));
+    }
     Ok(KeyChange {
         id: key.id.clone(),
         from: Some(key.state),
         to,
         at: step.now,
-        revoked,
+        revoked: revoke,
     })
-}
-
-/// Retires the active key: it signs no more and leaves the key set after the hold.
-async fn retire_key<DB: Dialect>(
-    conn: &mut DB::Connection,
-    key: &SigningKeyRecord,
-    step: &KeyStep<'_>,
-) -> StoreResult<KeyChange> {
-    let query = sqlx::query::<DB>(
-        "UPDATE signing_keys SET state = 'retired', retired_at = $2, removes_at = $3
-         WHERE id = $1 AND state = 'active'",
-    )
-    .arg(&key.id)
-    .arg(Ts(step.now))
-    .arg(Ts(step.policy.removes_at(step.now)));
-    move_key(conn, query, key, step, (KeyState::Retired, false)).await
-}
-
-/// The `next` key starts signing.
-async fn activate_key<DB: Dialect>(
-    conn: &mut DB::Connection,
-    key: &SigningKeyRecord,
-    step: &KeyStep<'_>,
-) -> StoreResult<KeyChange> {
-    let query = sqlx::query::<DB>(
-        "UPDATE signing_keys SET state = 'active', activated_at = $2 WHERE id = $1 AND state = 'next'",
-    )
-    .arg(&key.id)
-    .arg(Ts(step.now));
-    move_key(conn, query, key, step, (KeyState::Active, false)).await
-}
-
-/// Unpublishes a key and wipes its private half; `revoke` also marks its tokens invalid.
-async fn remove_key<DB: Dialect>(
-    conn: &mut DB::Connection,
-    key: &SigningKeyRecord,
-    step: &KeyStep<'_>,
-    revoke: bool,
-) -> StoreResult<KeyChange> {
-    let query = sqlx::query::<DB>(
-        "UPDATE signing_keys SET state = 'gone', private_key_enc = $3, removed_at = $2,
-             retired_at = COALESCE(retired_at, $2),
-             revoked_at = CASE WHEN $4 THEN $2 ELSE revoked_at END
-         WHERE id = $1 AND state = $5",
-    )
-    .arg(&key.id)
-    .arg(Ts(step.now))
-    .arg(Vec::<u8>::new())
-    .arg(revoke)
-    .arg(key.state.as_str());
-    move_key(conn, query, key, step, (KeyState::Gone, revoke)).await
 }
 
 #[async_trait]
@@ -185,7 +161,7 @@ impl<DB: Dialect> KeyStore for SqlStore<DB> {
         if let Some(row) = existing {
             return signing_key(&row);
         }
-        sqlx::query(
+        let query = sqlx::query(
             "INSERT INTO signing_keys (id, state, public_key, private_key_enc, created_at, published_at, activated_at, retired_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
@@ -196,10 +172,8 @@ impl<DB: Dialect> KeyStore for SqlStore<DB> {
         .arg(Ts(candidate.created_at))
         .arg(Ts(candidate.published_at))
         .arg(candidate.activated_at.map(Ts))
-        .arg(candidate.retired_at.map(Ts))
-        .execute(DB::conn(&mut tx))
-        .await
-        .or_store("signing key")?;
+        .arg(candidate.retired_at.map(Ts));
+        Self::run(&mut tx, query, "signing key").await?;
         tx.commit().await.or_store("signing key")?;
         Ok(candidate)
     }
@@ -257,9 +231,9 @@ impl<DB: Dialect> KeyStore for SqlStore<DB> {
         let mut changes = Vec::new();
         // Retire first: at most one key is active at any moment (unique index).
         if let Some(active) = active_key(&keys) {
-            changes.push(retire_key::<DB>(&mut tx, active, step).await?);
+            changes.push(move_key::<DB>(&mut tx, active, step, KeyState::Retired, false).await?);
         }
-        changes.push(activate_key::<DB>(&mut tx, next, step).await?);
+        changes.push(move_key::<DB>(&mut tx, next, step, KeyState::Active, false).await?);
         commit_key_step(tx, changes, step).await
     }
 
@@ -271,10 +245,12 @@ impl<DB: Dialect> KeyStore for SqlStore<DB> {
         let (mut tx, keys) = begin_key_step(self).await?;
         let mut changes = Vec::new();
         if let Some(active) = active_key(&keys) {
-            changes.push(remove_key::<DB>(&mut tx, active, step, true).await?);
+            changes.push(move_key::<DB>(&mut tx, active, step, KeyState::Gone, true).await?);
         }
         match next_key(&keys) {
-            Some(next) => changes.push(activate_key::<DB>(&mut tx, next, step).await?),
+            Some(next) => {
+                changes.push(move_key::<DB>(&mut tx, next, step, KeyState::Active, false).await?)
+            }
             None => {
                 let active = KeyState::Active;
                 changes.push(insert_key::<DB>(&mut tx, &candidate, active, step.now).await?);
@@ -287,7 +263,7 @@ impl<DB: Dialect> KeyStore for SqlStore<DB> {
         let (mut tx, keys) = begin_key_step(self).await?;
         let mut changes = Vec::new();
         for key in keys.iter().filter(|k| step.policy.removal_due(k, step.now)) {
-            changes.push(remove_key::<DB>(&mut tx, key, step, false).await?);
+            changes.push(move_key::<DB>(&mut tx, key, step, KeyState::Gone, false).await?);
         }
         if changes.is_empty() {
             return Ok(changes);

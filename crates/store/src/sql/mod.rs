@@ -304,23 +304,11 @@ impl<DB: Dialect> SqlStore<DB> {
         .or_store(entity)
     }
 
-    /// Records a committed change to issuance data (see [`Store::local_changes`]).
-    fn changed(&self) {
-        self.changes.fetch_add(1, Ordering::Release);
-    }
-
     /// After a commit that recorded a revocation: raises the local signal where no
     /// `NOTIFY` went out with the commit.
     fn revoked(&self) {
         if DB::NOTIFY.is_none() {
             self.signal.notify_one();
-        }
-    }
-
-    /// After a commit: announces a revocation the change made.
-    fn announce(&self, effects: &ChangeEffects) {
-        if effects.revocation.is_some() {
-            self.revoked();
         }
     }
 
@@ -361,7 +349,9 @@ impl<DB: Dialect> SqlStore<DB> {
         Ok(Some(record))
     }
 
-    /// Commits an admin change with its effects, then counts and announces it.
+    /// Commits an admin change with its audit events and revocation, then counts it
+    /// (`issuance`: a change to issuance data, see [`Store::local_changes`]) and
+    /// announces the revocation.
     async fn commit_change(
         &self,
         mut tx: sqlx::Transaction<'static, DB>,
@@ -369,12 +359,17 @@ impl<DB: Dialect> SqlStore<DB> {
         entity: &'static str,
         issuance: bool,
     ) -> StoreResult<()> {
-        commit_effects::<DB>(&mut tx, effects).await?;
+        audit::insert_audit_events::<DB>(&mut tx, &effects.audit).await?;
+        if let Some(revocation) = &effects.revocation {
+            revocations::insert_revocation::<DB>(&mut tx, revocation).await?;
+        }
         tx.commit().await.or_store(entity)?;
         if issuance {
-            self.changed();
+            self.changes.fetch_add(1, Ordering::Release);
         }
-        self.announce(effects);
+        if effects.revocation.is_some() {
+            self.revoked();
+        }
         Ok(())
     }
 }
@@ -397,23 +392,6 @@ fn parent_missing(parent: &'static str) -> impl Fn(StoreError) -> StoreError {
         StoreError::NotFound(_) => StoreError::NotFound(parent),
         other => other,
     }
-}
-
-/// Every conditional update must change exactly one row, or `err`.
-fn one_row(rows: u64, err: StoreError) -> StoreResult<()> {
-    if rows == 1 { Ok(()) } else { Err(err) }
-}
-
-/// Writes an admin change's audit events and revocation in its transaction.
-async fn commit_effects<DB: Dialect>(
-    conn: &mut DB::Connection,
-    effects: &ChangeEffects,
-) -> StoreResult<()> {
-    audit::insert_audit_events::<DB>(conn, &effects.audit).await?;
-    if let Some(revocation) = &effects.revocation {
-        revocations::insert_revocation::<DB>(conn, revocation).await?;
-    }
-    Ok(())
 }
 
 #[async_trait]
