@@ -132,11 +132,6 @@ fn ipv4_text_prefix(net: ipnet::IpNet) -> Option<String> {
     Some(prefix)
 }
 
-fn micros(t: OffsetDateTime) -> i64 {
-    // i64 microseconds cover ±292,000 years; the cast cannot truncate in practice.
-    i64::try_from(t.unix_timestamp_nanos() / 1000).unwrap_or(i64::MAX)
-}
-
 impl Type<Sqlite> for Ts {
     fn type_info() -> SqliteTypeInfo {
         <i64 as Type<Sqlite>>::type_info()
@@ -149,7 +144,9 @@ impl Type<Sqlite> for Ts {
 
 impl Encode<'_, Sqlite> for Ts {
     fn encode_by_ref(&self, buf: &mut SqliteArgumentsBuffer) -> Result<IsNull, BoxDynError> {
-        <i64 as Encode<Sqlite>>::encode(micros(self.0), buf)
+        // i64 microseconds cover ±292,000 years; the cast cannot truncate in practice.
+        let micros = i64::try_from(self.0.unix_timestamp_nanos() / 1000).unwrap_or(i64::MAX);
+        <i64 as Encode<Sqlite>>::encode(micros, buf)
     }
 }
 

@@ -2,16 +2,10 @@
 
 use std::collections::BTreeMap;
 
-use async_trait::async_trait;
-use sqlx::types::Json;
-use time::OffsetDateTime;
-use uuid::Uuid;
-
-use super::{Dialect, QueryExt, RowExt, SqlStore, Ts, parent_missing};
-use crate::error::SqlxResultExt;
+use super::*;
 use crate::{
     AccessApproval, AccessPolicyRecord, AccessRequestFilter, AccessRequestRecord, AccessStore,
-    AccessTransition, ChangeEffects, Page, StoreError, StoreResult, Subject,
+    AccessTransition, Page, Subject,
 };
 
 fn access_policy<R: RowExt>(row: &R) -> StoreResult<AccessPolicyRecord> {
@@ -55,7 +49,7 @@ fn access_request<R: RowExt>(row: &R) -> StoreResult<AccessRequestRecord> {
         needs_review: row.col("needs_review")?,
         created_at: row.col::<Ts>("created_at")?.0,
         pending_until: row.col::<Ts>("pending_until")?.0,
-        decided_at: row.col::<Option<Ts>>("decided_at")?.map(Into::into),
+        decided_at: row.col::<Option<Ts>>("decided_at")?.map(|t| t.0),
         decided_by: row.col("decided_by")?,
         decision_comment: row.col("decision_comment")?,
     })
@@ -164,7 +158,7 @@ impl<DB: Dialect> AccessStore for SqlStore<DB> {
     }
 
     async fn create_access_request(&self, r: &AccessRequestRecord) -> StoreResult<()> {
-        sqlx::query(
+        let query = sqlx::query(
             "INSERT INTO access_requests (id, subject_kind, subject_id, audience_id, audience, scopes, duration_secs, reason, break_glass, state, policy_id, approvals_required, grant_id, needs_review, created_at, pending_until, decided_at, decided_by, decision_comment)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)",
         )
@@ -186,12 +180,9 @@ impl<DB: Dialect> AccessStore for SqlStore<DB> {
         .arg(Ts(r.pending_until))
         .arg(r.decided_at.map(Ts))
         .arg(&r.decided_by)
-        .arg(&r.decision_comment)
-        .execute(self.db())
-        .await
-        .or_store("access request")
-        .map_err(parent_missing("audience"))?;
-        Ok(())
+        .arg(&r.decision_comment);
+        let inserted = self.exec(query, "access request").await;
+        inserted.map(drop).map_err(parent_missing("audience"))
     }
 
     async fn access_request(&self, id: Uuid) -> StoreResult<Option<AccessRequestRecord>> {

@@ -1,14 +1,7 @@
 //! Audiences and their scopes.
 
-use async_trait::async_trait;
-use uuid::Uuid;
-
-use super::{Dialect, QueryExt, RowExt, SqlStore, Ts, parent_missing};
-use crate::error::SqlxResultExt;
-use crate::{
-    AudienceRecord, AudienceStore, ChangeEffects, NewAudience, NewScope, Page, ScopeRecord,
-    StoreError, StoreResult,
-};
+use super::*;
+use crate::{AudienceRecord, AudienceStore, NewAudience, NewScope, Page, ScopeRecord};
 
 fn audience<R: RowExt>(row: &R) -> StoreResult<AudienceRecord> {
     Ok(AudienceRecord {
@@ -48,10 +41,10 @@ impl<DB: Dialect> SqlStore<DB> {
                 return Err(StoreError::InUse(entity));
             }
         }
-        match Self::run(conn, sqlx::query(delete).arg(id), entity).await? {
-            0 => Err(StoreError::NotFound(entity)),
-            _ => Ok(()),
-        }
+        let deleted = Self::run(conn, sqlx::query(delete).arg(id), entity).await?;
+        (deleted > 0)
+            .then_some(())
+            .ok_or(StoreError::NotFound(entity))
     }
 }
 

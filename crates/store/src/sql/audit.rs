@@ -1,13 +1,7 @@
 //! The append-only audit log.
 
-use async_trait::async_trait;
-use sqlx::QueryBuilder;
-use sqlx::types::Json;
-use time::OffsetDateTime;
-
-use super::{Dialect, RowExt, SqlStore, Ts};
-use crate::error::SqlxResultExt;
-use crate::{AuditEvent, AuditQuery, AuditStore, StoreResult};
+use super::*;
+use crate::{AuditEvent, AuditQuery, AuditStore};
 
 /// Appends audit events on `conn`: one multi-row INSERT (one round trip) per
 /// [`Dialect::AUDIT_CHUNK`] events.

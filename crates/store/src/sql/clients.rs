@@ -1,15 +1,9 @@
 //! Clients, their secrets and public keys; deleting a subject (client or user).
 
-use async_trait::async_trait;
-use sqlx::types::Json;
-use time::OffsetDateTime;
-use uuid::Uuid;
-
-use super::{Dialect, QueryExt, RowExt, SqlStore, Ts, parent_missing};
+use super::*;
 use crate::{
-    AnomalyPolicy, ChangeEffects, ClientPublicKeyRecord, ClientRecord, ClientSecretRecord,
-    ClientStore, ClientView, GrantStore, NewClient, NewClientPublicKey, NewClientSecret, Page,
-    StoreError, StoreResult, Subject,
+    AnomalyPolicy, ClientPublicKeyRecord, ClientRecord, ClientSecretRecord, ClientStore,
+    ClientView, GrantStore, NewClient, NewClientPublicKey, NewClientSecret, Page, Subject,
 };
 
 fn client<R: RowExt>(row: &R) -> StoreResult<ClientRecord> {
@@ -43,7 +37,7 @@ fn secret<R: RowExt>(row: &R) -> StoreResult<ClientSecretRecord> {
             .try_into()
             .map_err(|_| StoreError::Corrupt("client_secrets.digest"))?,
         created_at: row.col::<Ts>("created_at")?.0,
-        expires_at: row.col::<Option<Ts>>("expires_at")?.map(Into::into),
+        expires_at: row.col::<Option<Ts>>("expires_at")?.map(|t| t.0),
     })
 }
 

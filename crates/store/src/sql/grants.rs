@@ -2,16 +2,8 @@
 
 use std::collections::BTreeMap;
 
-use async_trait::async_trait;
-use sqlx::types::Json;
-use uuid::Uuid;
-
-use super::{Dialect, QueryExt, RowExt, SqlStore, Ts, parent_missing};
-use crate::error::SqlxResultExt;
-use crate::{
-    ChangeEffects, GrantFilter, GrantRecord, GrantStore, NewGrant, Page, StoreError, StoreResult,
-    Subject, SubjectGrant,
-};
+use super::*;
+use crate::{GrantFilter, GrantRecord, GrantStore, NewGrant, Page, Subject, SubjectGrant};
 
 /// Reads a grant row without its scopes.
 fn grant<R: RowExt>(row: &R) -> StoreResult<GrantRecord> {
@@ -24,8 +16,8 @@ fn grant<R: RowExt>(row: &R) -> StoreResult<GrantRecord> {
             .ok_or(StoreError::Corrupt("grants.subject_kind"))?,
         audience_id: row.col("audience_id")?,
         scopes: Vec::new(),
-        not_before: row.col::<Option<Ts>>("not_before")?.map(Into::into),
-        expires_at: row.col::<Option<Ts>>("expires_at")?.map(Into::into),
+        not_before: row.col::<Option<Ts>>("not_before")?.map(|t| t.0),
+        expires_at: row.col::<Option<Ts>>("expires_at")?.map(|t| t.0),
         allowed_cidrs,
         max_ttl_secs: row.col("max_ttl_secs")?,
         may_act,

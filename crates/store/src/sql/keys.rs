@@ -4,20 +4,15 @@
 
 use std::collections::BTreeMap;
 
-use async_trait::async_trait;
-use sqlx::Transaction;
-use time::OffsetDateTime;
-
-use super::{Dialect, KEY_LOCK, QueryExt, RowExt, SqlStore, Ts, audit, lock};
-use crate::error::SqlxResultExt;
+use super::*;
 use crate::{
     AuditEvent, KeyChange, KeyState, KeyStep, KeyStore, NewSigningKey, RewrappedKey,
-    SigningKeyRecord, StoreError, StoreResult, active_key, next_key,
+    SigningKeyRecord, active_key, next_key,
 };
 
 fn signing_key<R: RowExt>(row: &R) -> StoreResult<SigningKeyRecord> {
     let state: String = row.col("state")?;
-    let time = |column| row.col::<Option<Ts>>(column).map(|t| t.map(Into::into));
+    let time = |column| row.col::<Option<Ts>>(column).map(|t| t.map(|t| t.0));
     let created_at = row.col::<Ts>("created_at")?.0;
     Ok(SigningKeyRecord {
         id: row.col("id")?,

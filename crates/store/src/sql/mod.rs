@@ -29,7 +29,8 @@ use async_trait::async_trait;
 use sqlx::query::Query;
 use sqlx::types::Json;
 use sqlx::{
-    ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, QueryBuilder, Row, Type,
+    ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, QueryBuilder, Row,
+    Transaction, Type,
 };
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -43,19 +44,13 @@ use crate::{Store, StoreError, StoreResult};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Ts(pub OffsetDateTime);
 
-impl From<Ts> for OffsetDateTime {
-    fn from(t: Ts) -> Self {
-        t.0
-    }
-}
+/// A query with its arguments bound.
+type Q<'q, DB> = Query<'q, DB, <DB as Database>::Arguments>;
 
 /// `DB` can bind a `T` (any type sqlx encodes for it).
 pub trait Binds<T>: Database {
     /// Binds `value` as the query's next parameter.
-    fn bind_arg<'q>(
-        query: Query<'q, Self, Self::Arguments>,
-        value: T,
-    ) -> Query<'q, Self, Self::Arguments>;
+    fn bind_arg(query: Q<'_, Self>, value: T) -> Q<'_, Self>;
     /// Pushes `value` as a parameter of a built query.
     fn push_arg(builder: &mut QueryBuilder<Self>, value: T);
 }
@@ -64,10 +59,7 @@ impl<T, DB: Database> Binds<T> for DB
 where
     T: for<'a> Encode<'a, DB> + Type<DB>,
 {
-    fn bind_arg<'q>(
-        query: Query<'q, Self, Self::Arguments>,
-        value: T,
-    ) -> Query<'q, Self, Self::Arguments> {
+    fn bind_arg(query: Q<'_, Self>, value: T) -> Q<'_, Self> {
         query.bind(value)
     }
 
@@ -100,7 +92,7 @@ pub trait QueryExt<DB: Database>: Sized {
         DB: Binds<T>;
 }
 
-impl<'q, DB: Database> QueryExt<DB> for Query<'q, DB, DB::Arguments> {
+impl<DB: Database> QueryExt<DB> for Q<'_, DB> {
     fn arg<T>(self, value: T) -> Self
     where
         DB: Binds<T>,
@@ -125,9 +117,6 @@ impl<R: Row<Database: Dialect>> RowExt for R {
         <R::Database as Gets<T>>::get_col(self, name).map_err(StoreError::Database)
     }
 }
-
-/// A query with its arguments bound.
-type Q<'q, DB> = Query<'q, DB, <DB as Database>::Arguments>;
 
 /// What differs between the SQL backends; everything else is written once in this
 /// module. Implemented by `sqlx::Postgres` (postgres.rs) and `sqlx::Sqlite` (sqlite.rs).
@@ -296,7 +285,7 @@ impl<DB: Dialect> SqlStore<DB> {
     }
 
     /// Begins a write transaction.
-    async fn begin(&self, entity: &'static str) -> StoreResult<sqlx::Transaction<'static, DB>> {
+    async fn begin(&self, entity: &'static str) -> StoreResult<Transaction<'static, DB>> {
         match DB::BEGIN_WRITE {
             Some(begin) => self.pool.begin_with(begin).await,
             None => self.pool.begin().await,
@@ -354,7 +343,7 @@ impl<DB: Dialect> SqlStore<DB> {
     /// announces the revocation.
     async fn commit_change(
         &self,
-        mut tx: sqlx::Transaction<'static, DB>,
+        mut tx: Transaction<'static, DB>,
         effects: &ChangeEffects,
         entity: &'static str,
         issuance: bool,
@@ -401,8 +390,9 @@ impl<DB: Dialect> Store for SqlStore<DB> {
     }
 
     async fn ping(&self) -> StoreResult<()> {
-        self.exec(sqlx::query("SELECT 1"), "database").await?;
-        Ok(())
+        self.exec(sqlx::query("SELECT 1"), "database")
+            .await
+            .map(drop)
     }
 
     async fn revision(&self) -> StoreResult<i64> {

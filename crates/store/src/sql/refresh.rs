@@ -1,14 +1,9 @@
 //! Refresh token families: one per login, one live token per family at a time.
 
-use async_trait::async_trait;
-use time::OffsetDateTime;
-use uuid::Uuid;
-
-use super::{Dialect, QueryExt, RowExt, SqlStore, Ts, revocations};
-use crate::error::SqlxResultExt;
+use super::*;
 use crate::{
     NewRefreshFamily, NewRevocation, RefreshFamilyRecord, RefreshRotation, RefreshStore,
-    RefreshTokenRecord, RevocationRecord, StoreResult,
+    RefreshTokenRecord, RevocationRecord,
 };
 
 fn refresh_family<R: RowExt>(row: &R) -> StoreResult<RefreshFamilyRecord> {
@@ -20,7 +15,7 @@ fn refresh_family<R: RowExt>(row: &R) -> StoreResult<RefreshFamilyRecord> {
         scope: row.col("scope")?,
         created_at: row.col::<Ts>("created_at")?.0,
         expires_at: row.col::<Ts>("expires_at")?.0,
-        revoked_at: row.col::<Option<Ts>>("revoked_at")?.map(Into::into),
+        revoked_at: row.col::<Option<Ts>>("revoked_at")?.map(|t| t.0),
         jkt: row.col("jkt")?,
     })
 }
@@ -30,7 +25,7 @@ fn refresh_token<R: RowExt>(row: &R) -> StoreResult<RefreshTokenRecord> {
         family: refresh_family(row)?,
         created_at: row.col::<Ts>("token_created_at")?.0,
         expires_at: row.col::<Ts>("token_expires_at")?.0,
-        used_at: row.col::<Option<Ts>>("used_at")?.map(Into::into),
+        used_at: row.col::<Option<Ts>>("used_at")?.map(|t| t.0),
     })
 }
 

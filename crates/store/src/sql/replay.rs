@@ -1,10 +1,7 @@
 //! One-time ids (client assertion and DPoP proof `jti`s), shared by every replica.
 
-use async_trait::async_trait;
-use time::OffsetDateTime;
-
-use super::{Dialect, QueryExt, SqlStore, Ts};
-use crate::{ReplayStore, StoreResult};
+use super::*;
+use crate::ReplayStore;
 
 #[async_trait]
 impl<DB: Dialect> ReplayStore for SqlStore<DB> {

@@ -1,17 +1,8 @@
 //! Revocations and their feed. Inserts are serialized ([`Dialect::XACT_LOCK`], or the
 //! SQLite write lock) so `seq` order is commit order and the feed never skips a row.
 
-use std::sync::Arc;
-
-use async_trait::async_trait;
-use time::OffsetDateTime;
-use uuid::Uuid;
-
-use super::{
-    Dialect, QueryExt, REVOCATION_CHANNEL, REVOCATION_LOCK, RowExt, SqlStore, Ts, audit, lock,
-};
-use crate::error::SqlxResultExt;
-use crate::{AuditEvent, NewRevocation, RevocationRecord, RevocationStore, StoreResult};
+use super::*;
+use crate::{AuditEvent, NewRevocation, RevocationRecord, RevocationStore};
 
 fn revocation<R: RowExt>(row: &R) -> StoreResult<RevocationRecord> {
     Ok(RevocationRecord {

@@ -1,11 +1,7 @@
 //! What each client has been seen doing: the anomaly baseline.
 
-use async_trait::async_trait;
-use time::OffsetDateTime;
-
-use super::{Dialect, QueryExt, RowExt, SqlStore, Ts};
-use crate::error::SqlxResultExt;
-use crate::{Sighting, SightingKind, SightingStore, StoreResult};
+use super::*;
+use crate::{Sighting, SightingKind, SightingStore};
 
 #[async_trait]
 impl<DB: Dialect> SightingStore for SqlStore<DB> {

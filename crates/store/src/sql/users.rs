@@ -1,15 +1,7 @@
 //! People, and their login failure bookkeeping.
 
-use async_trait::async_trait;
-use sqlx::types::Json;
-use time::OffsetDateTime;
-use uuid::Uuid;
-
-use super::{Dialect, QueryExt, RowExt, SqlStore, Ts};
-use crate::{
-    ChangeEffects, LoginFailure, NewUser, Page, StoreError, StoreResult, Subject, UserRecord,
-    UserStore,
-};
+use super::*;
+use crate::{LoginFailure, NewUser, Page, Subject, UserRecord, UserStore};
 
 fn user<R: RowExt>(row: &R) -> StoreResult<UserRecord> {
     let Json(labels) = row.col("labels")?;
@@ -19,7 +11,7 @@ fn user<R: RowExt>(row: &R) -> StoreResult<UserRecord> {
         password_hash: row.col("password_hash")?,
         enabled: row.col("enabled")?,
         failed_logins: row.col("failed_logins")?,
-        locked_until: row.col::<Option<Ts>>("locked_until")?.map(Into::into),
+        locked_until: row.col::<Option<Ts>>("locked_until")?.map(|t| t.0),
         labels,
         created_at: row.col::<Ts>("created_at")?.0,
         updated_at: row.col::<Ts>("updated_at")?.0,
@@ -136,13 +128,13 @@ impl<DB: Dialect> UserStore for SqlStore<DB> {
     }
 
     async fn begin_login_attempt(&self, f: LoginFailure) -> StoreResult<Option<UserRecord>> {
-        let now = f.now;
-        self.count_failure(f, Some(now)).await
+        self.count_failure(f, Some(f.now)).await
     }
 
     async fn record_login_success(&self, user_id: Uuid) -> StoreResult<()> {
         let sql = "UPDATE users SET failed_logins = 0, locked_until = NULL WHERE id = $1";
-        self.exec(sqlx::query(sql).arg(user_id), "user").await?;
-        Ok(())
+        self.exec(sqlx::query(sql).arg(user_id), "user")
+            .await
+            .map(drop)
     }
 }
