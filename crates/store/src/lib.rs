@@ -1,7 +1,8 @@
 //! mayfly-store: everything Mayfly keeps, behind one [`Store`] trait.
 //!
 //! Two implementations: [`PgStore`] (production; several replicas may share it) and
-//! [`SqliteStore`] (the embedded default). Each runs its own migrations from
+//! [`SqliteStore`] (the embedded default), one SQL body (`sql/`) generic over what
+//! differs between them. Each runs its own migrations from
 //! `migrations/<backend>`. Every method is one atomic step in its own transaction; no
 //! transaction leaks out. All times are UTC. Secrets are stored only as digests.
 //!
@@ -13,6 +14,7 @@ mod error;
 mod lifecycle;
 mod postgres;
 mod records;
+mod sql;
 mod sqlite;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;

@@ -1,0 +1,148 @@
+//! The two schemas stay in step: after migrations both backends have the same tables,
+//! columns, nullability and named indexes, up to the known type differences.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use sqlx::Row;
+
+use crate::testing::TestDb;
+use crate::{Backend, PgStore, SqliteStore, Store};
+
+/// `(table, column)` → (type as SQLite stores it, NOT NULL).
+type Columns = BTreeMap<(String, String), (String, bool)>;
+/// `(table, index)` → its columns.
+type Indexes = BTreeMap<(String, String), Vec<String>>;
+
+/// The SQLite storage class of a Postgres type: times are INTEGER microseconds, ids
+/// 16-byte BLOBs, JSON TEXT, booleans INTEGER.
+fn sqlite_type(pg: &str) -> &'static str {
+    match pg {
+        "uuid" | "bytea" => "BLOB",
+        "timestamp with time zone" | "boolean" | "bigint" | "integer" | "smallint" => "INTEGER",
+        "text" | "jsonb" => "TEXT",
+        _ => "UNKNOWN",
+    }
+}
+
+/// Columns SQLite keeps nullable only because `ALTER TABLE ADD COLUMN` cannot add a
+/// NOT NULL column without a default; the store writes them on every row.
+const NULLABLE_ON_SQLITE: &[(&str, &str)] = &[("signing_keys", "published_at")];
+
+/// Audit search indexes only Postgres keeps: every issuance writes an audit event and
+/// SQLite has one writer, so the embedded store dropped them (sqlite/0007).
+const POSTGRES_ONLY_INDEXES: &[&str] = &["audit_events_client_idx", "audit_events_jti_idx"];
+
+async fn postgres_schema(store: &PgStore) -> (Columns, Indexes) {
+    let rows = sqlx::query(
+        "SELECT table_name::text AS t, column_name::text AS c, data_type::text AS ty, is_nullable = 'NO' AS nn
+         FROM information_schema.columns
+         WHERE table_schema = 'public' AND table_name <> '_sqlx_migrations'",
+    )
+    .fetch_all(store.pool())
+    .await
+    .unwrap();
+    let columns = rows
+        .iter()
+        .map(|r| {
+            let ty: String = r.get("ty");
+            (
+                (r.get("t"), r.get("c")),
+                (sqlite_type(&ty).to_owned(), r.get("nn")),
+            )
+        })
+        .collect();
+    let rows = sqlx::query(
+        "SELECT t.relname::text AS t, i.relname::text AS i, a.attname::text AS c
+         FROM pg_index x
+         JOIN pg_class i ON i.oid = x.indexrelid
+         JOIN pg_class t ON t.oid = x.indrelid
+         JOIN pg_namespace n ON n.oid = t.relnamespace
+         JOIN LATERAL unnest(x.indkey) WITH ORDINALITY AS k(attnum, ord) ON true
+         JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = k.attnum
+         WHERE n.nspname = 'public' AND NOT x.indisprimary
+           AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = x.indexrelid)
+           AND t.relname <> '_sqlx_migrations'
+         ORDER BY 1, 2, k.ord",
+    )
+    .fetch_all(store.pool())
+    .await
+    .unwrap();
+    (
+        columns,
+        indexes(rows.iter().map(|r| (r.get("t"), r.get("i"), r.get("c")))),
+    )
+}
+
+async fn sqlite_schema(store: &SqliteStore) -> (Columns, Indexes) {
+    let rows = sqlx::query(
+        "SELECT m.name AS t, p.name AS c, p.type AS ty, p.\"notnull\" OR p.pk > 0 AS nn
+         FROM sqlite_master m JOIN pragma_table_info(m.name) p
+         WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%' AND m.name <> '_sqlx_migrations'",
+    )
+    .fetch_all(store.pool())
+    .await
+    .unwrap();
+    let columns = rows
+        .iter()
+        .map(|r| {
+            let (t, c): (String, String) = (r.get("t"), r.get("c"));
+            let nn: bool = r.get("nn");
+            let nn = nn || NULLABLE_ON_SQLITE.contains(&(t.as_str(), c.as_str()));
+            ((t, c), (r.get("ty"), nn))
+        })
+        .collect();
+    // Named indexes only: SQLite's automatic ones back PRIMARY KEY and UNIQUE, which
+    // the columns' constraints cover.
+    let rows = sqlx::query(
+        "SELECT m.tbl_name AS t, m.name AS i, x.name AS c
+         FROM sqlite_master m JOIN pragma_index_info(m.name) x
+         WHERE m.type = 'index' AND m.sql IS NOT NULL
+         ORDER BY 1, 2, x.seqno",
+    )
+    .fetch_all(store.pool())
+    .await
+    .unwrap();
+    (
+        columns,
+        indexes(rows.iter().map(|r| (r.get("t"), r.get("i"), r.get("c")))),
+    )
+}
+
+fn indexes(rows: impl Iterator<Item = (String, String, String)>) -> Indexes {
+    let mut out = Indexes::new();
+    for (table, index, column) in rows {
+        out.entry((table, index)).or_default().push(column);
+    }
+    out
+}
+
+/// Lists what only one side has, or has differently.
+fn differences<K: Ord + std::fmt::Debug, V: PartialEq + std::fmt::Debug>(
+    pg: &BTreeMap<K, V>,
+    lite: &BTreeMap<K, V>,
+) -> Vec<String> {
+    let keys: BTreeSet<&K> = pg.keys().chain(lite.keys()).collect();
+    keys.into_iter()
+        .filter(|k| pg.get(k) != lite.get(k))
+        .map(|k| format!("{k:?}: postgres {:?}, sqlite {:?}", pg.get(k), lite.get(k)))
+        .collect()
+}
+
+#[tokio::test]
+async fn both_schemas_match_after_migrations() {
+    let (pg_db, lite_db) = (
+        TestDb::new(Backend::Postgres).await,
+        TestDb::new(Backend::Sqlite).await,
+    );
+    let pg = PgStore::connect(&pg_db.url).await.unwrap();
+    let lite = SqliteStore::connect(&lite_db.url).await.unwrap();
+    pg.migrate().await.unwrap();
+    lite.migrate().await.unwrap();
+    let (pg_columns, mut pg_indexes) = postgres_schema(&pg).await;
+    pg_indexes.retain(|(_, index), _| !POSTGRES_ONLY_INDEXES.contains(&index.as_str()));
+    let (lite_columns, lite_indexes) = sqlite_schema(&lite).await;
+    assert!(pg_columns.len() > 50, "read the Postgres columns");
+    let mut diff = differences(&pg_columns, &lite_columns);
+    diff.extend(differences(&pg_indexes, &lite_indexes));
+    assert!(diff.is_empty(), "schemas differ:\n{}", diff.join("\n"));
+}

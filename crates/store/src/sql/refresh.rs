@@ -1,0 +1,136 @@
+//! Refresh token families: one per login, one live token per family at a time.
+
+use super::*;
+use crate::{
+    NewRefreshFamily, NewRevocation, RefreshFamilyRecord, RefreshRotation, RefreshStore,
+    RefreshTokenRecord, RevocationRecord,
+};
+
+fn refresh_family<R: RowExt>(row: &R) -> StoreResult<RefreshFamilyRecord> {
+    Ok(RefreshFamilyRecord {
+        id: row.col("id")?,
+        user_id: row.col("user_id")?,
+        client_id: row.col("client_id")?,
+        audience: row.col("audience")?,
+        scope: row.col("scope")?,
+        created_at: row.col::<Ts>("created_at")?.0,
+        expires_at: row.col::<Ts>("expires_at")?.0,
+        revoked_at: row.col::<Option<Ts>>("revoked_at")?.map(|t| t.0),
+        jkt: row.col("jkt")?,
+    })
+}
+
+fn refresh_token<R: RowExt>(row: &R) -> StoreResult<RefreshTokenRecord> {
+    Ok(RefreshTokenRecord {
+        family: refresh_family(row)?,
+        created_at: row.col::<Ts>("token_created_at")?.0,
+        expires_at: row.col::<Ts>("token_expires_at")?.0,
+        used_at: row.col::<Option<Ts>>("used_at")?.map(|t| t.0),
+    })
+}
+
+const INSERT_TOKEN: &str = "INSERT INTO refresh_tokens (digest, family_id, created_at, expires_at) VALUES ($1, $2, $3, $4)";
+
+impl<DB: Dialect> SqlStore<DB> {
+    /// Deletes the rows `sql` finds expired at `$1`; returns how many.
+    pub(super) async fn prune(
+        &self,
+        sql: &'static str,
+        now: OffsetDateTime,
+        entity: &'static str,
+    ) -> StoreResult<u64> {
+        self.exec(sqlx::query(sql).arg(Ts(now)), entity).await
+    }
+}
+
+#[async_trait]
+impl<DB: Dialect> RefreshStore for SqlStore<DB> {
+    async fn create_refresh_family(
+        &self,
+        new: NewRefreshFamily,
+    ) -> StoreResult<RefreshFamilyRecord> {
+        let mut tx = self.begin("refresh family").await?;
+        let row = sqlx::query(
+            "INSERT INTO refresh_families (id, user_id, client_id, audience, scope, created_at, expires_at, jkt)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING *",
+        )
+        .arg(new.id)
+        .arg(new.user_id)
+        .arg(new.client_id)
+        .arg(&new.audience)
+        .arg(&new.scope)
+        .arg(Ts(new.now))
+        .arg(Ts(new.expires_at))
+        .arg(&new.jkt)
+        .fetch_one(DB::conn(&mut tx))
+        .await
+        .or_store("user or client")?;
+        let query = sqlx::query(INSERT_TOKEN)
+            .arg(&new.digest[..])
+            .arg(new.id)
+            .arg(Ts(new.now))
+            .arg(Ts(new.token_expires_at));
+        Self::run(&mut tx, query, "refresh token").await?;
+        let family = refresh_family(&row)?;
+        tx.commit().await.or_store("refresh family")?;
+        Ok(family)
+    }
+
+    async fn refresh_token(&self, digest: &[u8; 32]) -> StoreResult<Option<RefreshTokenRecord>> {
+        let query = sqlx::query(
+            "SELECT f.*, t.created_at AS token_created_at, t.expires_at AS token_expires_at, t.used_at
+             FROM refresh_tokens t JOIN refresh_families f ON f.id = t.family_id
+             WHERE t.digest = $1",
+        )
+        .arg(&digest[..]);
+        self.optional(query, refresh_token, "refresh token").await
+    }
+
+    async fn rotate_refresh_token(&self, rotation: RefreshRotation) -> StoreResult<bool> {
+        // Concurrent uses of one token take turns (Postgres: row locks; SQLite: BEGIN
+        // IMMEDIATE): exactly one sees it unused.
+        let mut tx = self.begin("refresh token").await?;
+        let family = sqlx::query(
+            "UPDATE refresh_tokens SET used_at = $2
+             WHERE digest = $1 AND used_at IS NULL
+               AND family_id IN (SELECT id FROM refresh_families WHERE revoked_at IS NULL)
+             RETURNING family_id",
+        )
+        .arg(&rotation.old[..])
+        .arg(Ts(rotation.now))
+        .fetch_optional(DB::conn(&mut tx))
+        .await
+        .or_store("refresh token")?;
+        let Some(family) = family else {
+            return Ok(false);
+        };
+        let query = sqlx::query(INSERT_TOKEN)
+            .arg(&rotation.new[..])
+            .arg(family.col::<Uuid>("family_id")?)
+            .arg(Ts(rotation.now))
+            .arg(Ts(rotation.expires_at));
+        Self::run(&mut tx, query, "refresh token").await?;
+        tx.commit().await.or_store("refresh token")?;
+        Ok(true)
+    }
+
+    async fn revoke_refresh_family(
+        &self,
+        family_id: Uuid,
+        revocation: NewRevocation,
+    ) -> StoreResult<RevocationRecord> {
+        let mut tx = self.begin("refresh family").await?;
+        let sql = "UPDATE refresh_families SET revoked_at = COALESCE(revoked_at, $2) WHERE id = $1";
+        let query = sqlx::query(sql).arg(family_id).arg(Ts(revocation.now));
+        Self::run(&mut tx, query, "refresh family").await?;
+        let record = revocations::insert_revocation::<DB>(&mut tx, &revocation).await?;
+        tx.commit().await.or_store("refresh family")?;
+        self.revoked();
+        Ok(record)
+    }
+
+    async fn prune_refresh_families(&self, now: OffsetDateTime) -> StoreResult<u64> {
+        let sql = "DELETE FROM refresh_families WHERE expires_at <= $1";
+        self.prune(sql, now, "refresh family").await
+    }
+}
