@@ -359,7 +359,7 @@ impl AccessRequestParams {
 }
 
 /// An approver's decision.
-#[derive(Debug, Default, Deserialize, ToSchema)]
+#[derive(Debug, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DecisionComment {
     /// Why (required to deny).
