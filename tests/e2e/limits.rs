@@ -45,6 +45,13 @@ both_stores_with!(
     }
 );
 both_stores_with!(
+    throttled_refusals_are_counted_not_written_one_by_one,
+    |c: &mut mayfly_server::config::Config| {
+        c.limits.login_failures_per_address = 5;
+        c.limits.audit_repeat_window = time::Duration::milliseconds(300);
+    }
+);
+both_stores_with!(
     idle_connections_do_not_starve_token_requests,
     |c: &mut mayfly_server::config::Config| {
         c.limits.max_connections = 20;
@@ -526,4 +533,60 @@ async fn slow_headers_and_bodies_time_out(app: TestApp) {
     assert!(started.elapsed() < StdDuration::from_secs(4));
     // The service still answers.
     app.token_ok(Auth::Basic(&client), &ASK).await;
+}
+
+/// A throttled caller that retries at once must not buy one durable audit commit per
+/// refusal (it took the commits from legitimate requests: issue 15's flood). The first
+/// refusal of a window is written before its answer, the repeats are counted, and one
+/// summary event carries their number when the window closes.
+async fn throttled_refusals_are_counted_not_written_one_by_one(app: TestApp) {
+    let (_, cli) = people(&app).await;
+    let attacker = http_from("127.0.9.4");
+    for i in 0..5 {
+        let response = login_from(&app, &attacker, &cli, &format!("user{i}"), "guess").await;
+        assert_oauth_error(response, 400, "invalid_grant").await;
+    }
+    let throttled = |events: Vec<mayfly_store::AuditEvent>| -> Vec<mayfly_store::AuditEvent> {
+        events
+            .into_iter()
+            .filter(|e| e.detail["reason"] == "too many failed authentications; retry later")
+            .filter(|e| e.source_ip.as_deref() == Some("127.0.9.4"))
+            .collect()
+    };
+    for _ in 0..40 {
+        let refused = login_from(&app, &attacker, &cli, "alice", "guess").await;
+        assert_eq!(refused.status(), 429);
+    }
+    let written = throttled(app.audit("token.denied").await);
+    assert_eq!(
+        written.len(),
+        1,
+        "only the first refusal is written at once"
+    );
+    assert!(written[0].detail.get("repeated").is_none());
+    let first = written[0].id;
+
+    // The window closes: one summary with the count of the other 39.
+    let mut summary = None;
+    for _ in 0..100 {
+        summary = throttled(app.audit("token.denied").await)
+            .into_iter()
+            .find(|e| e.detail.get("repeated").is_some());
+        if summary.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let summary = summary.expect("a summary event once the window closed");
+    assert_eq!(summary.detail["repeated"], 39, "{}", summary.detail);
+    assert_eq!(summary.detail["first_event"], first.to_string());
+    assert_eq!(
+        summary.client_id.as_deref(),
+        Some(cli.id.to_string().as_str())
+    );
+
+    // After the window, the next refusal opens a new one and is written at once.
+    let refused = login_from(&app, &attacker, &cli, "alice", "guess").await;
+    assert_eq!(refused.status(), 429);
+    assert_eq!(throttled(app.audit("token.denied").await).len(), 3);
 }

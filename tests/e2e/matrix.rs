@@ -140,8 +140,9 @@ fn expected() -> (Vec<String>, BTreeMap<String, Vec<String>>) {
     (header, rows)
 }
 
-/// What one call got: allow, 401 or 403.
-async fn cell(app: &TestApp, op: &str, token: Option<&str>) -> String {
+/// What one call got: allow, 401 or 403, and the scope a 403 named in
+/// `WWW-Authenticate` (RFC 6750 §3: the scope the request needs).
+async fn cell(app: &TestApp, op: &str, token: Option<&str>) -> (String, Option<String>) {
     let (method, path) = op.split_once(' ').unwrap();
     // Every path parameter a fresh id: nothing exists under it.
     let mut url = String::new();
@@ -163,11 +164,20 @@ async fn cell(app: &TestApp, op: &str, token: Option<&str>) -> String {
         request = request.json(&json!({}));
     }
     // Headers only: the revocation stream never ends.
-    let status = request.send().await.unwrap().status().as_u16();
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let named = response
+        .headers()
+        .get("www-authenticate")
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.split("scope=\"").nth(1))
+        .and_then(|rest| rest.split('"').next())
+        .map(str::to_owned);
     match status {
-        401 | 403 => status.to_string(),
+        401 => (status.to_string(), None),
+        403 => (status.to_string(), named),
         500..=599 => panic!("{op}: {status}"),
-        _ => "allow".into(),
+        _ => ("allow".into(), None),
     }
 }
 
@@ -185,12 +195,34 @@ async fn every_operation_by_every_caller(app: TestApp) {
     let mut actual = String::new();
     let mut failures = Vec::new();
     for op in &operations {
-        let got: Vec<String> = futures_util::future::join_all(
+        let (got, named): (Vec<String>, Vec<Option<String>>) = futures_util::future::join_all(
             callers
                 .iter()
                 .map(|(_, token)| cell(&app, op, token.as_deref())),
         )
-        .await;
+        .await
+        .into_iter()
+        .unzip();
+        // A 403 names a scope that would have let the call through: one whose column
+        // in this row is "allow" (a refused approver is told `mayfly:approve`, not a
+        // family scope that does not apply).
+        for ((name, cell), named) in header.iter().zip(&got).zip(&named) {
+            if cell != "403" {
+                continue;
+            }
+            let allows = |scope: &str| {
+                header
+                    .iter()
+                    .zip(&got)
+                    .any(|(column, cell)| column == scope && cell == "allow")
+            };
+            match named {
+                Some(scope) if allows(scope) => {}
+                _ => failures.push(format!(
+                    "{op} by {name}: the 403 names {named:?}, not a scope that allows it"
+                )),
+            }
+        }
         actual.push_str(&format!("{op:<52} {}\n", got.join(" ")));
         match rows.get(op) {
             None => failures.push(format!("{op}: no row in the table")),

@@ -362,10 +362,15 @@ MAYFLY_OPENAPI_CLIENT_SECRET="$client_secret" \
 HYPOTHESIS_STORAGE_DIRECTORY="$tmp/hypothesis" \
     timeout --kill-after=10 "$run_timeout" "$st" --config-file "$config" "${st_args[@]}" </dev/null &
 st_pid=$!
+# A heartbeat, so a minute of fuzzing does not look like a hang.
+began=$(date +%s)
+( while sleep 10; do say "schemathesis still running ($(( $(date +%s) - began ))s)"; done ) &
+beat=$!
 set +e
 wait "$st_pid"
 st_rc=$?
 set -e
+kill "$beat" 2>/dev/null || true
 st_pid=""
 elapsed=$((SECONDS - started))
 case "$st_rc" in

@@ -226,6 +226,12 @@ pub struct Limits {
         global = true
     )]
     pub login_failures_per_address: usize,
+
+    /// How long the repeats of a throttled refusal from one address are counted before
+    /// one summary event records them, e.g. `10s`; the first of each window is written at
+    /// once. A crash loses at most one window's count.
+    #[arg(long, env = "MAYFLY_AUDIT_REPEAT_WINDOW", default_value = "10s", value_parser = parse_duration, global = true)]
+    pub audit_repeat_window: Duration,
 }
 
 impl Default for Limits {
@@ -238,6 +244,7 @@ impl Default for Limits {
             password_workers: 2,
             password_queue: 32,
             login_failures_per_address: 50,
+            audit_repeat_window: Duration::seconds(10),
         }
     }
 }
@@ -266,6 +273,10 @@ impl Limits {
                 self.body_read_timeout,
             ),
             ("--idle-timeout / MAYFLY_IDLE_TIMEOUT", self.idle_timeout),
+            (
+                "--audit-repeat-window / MAYFLY_AUDIT_REPEAT_WINDOW",
+                self.audit_repeat_window,
+            ),
         ] {
             if !in_range(value) {
                 return Err(invalid(setting, "must be between 100ms and 1h"));

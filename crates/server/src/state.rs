@@ -105,7 +105,10 @@ impl AppState {
         let directory = Directory::start(store.clone()).await?;
         let revocations =
             crate::revocation::Revocations::start(store.clone(), clock.clone()).await?;
-        let (audit, audit_writer) = AuditSink::start(store.clone());
+        let (audit, audit_writer) = AuditSink::start(
+            store.clone(),
+            config.limits.audit_repeat_window.unsigned_abs(),
+        );
         let passwords = crate::password::Passwords::new(
             config.limits.password_workers,
             config.limits.password_queue,

@@ -7,28 +7,31 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::PathBuf;
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
+/// Runs a script with its output going straight to the terminal, so the long phases
+/// (venv creation, schemathesis' minute of fuzzing) show their progress as they go.
 fn run(script: &str, args: &[&str]) {
-    let output = Command::new("bash")
+    eprintln!("scripts: running {script}");
+    let status = Command::new("bash")
         .arg(repo_root().join(script))
         .args(args)
         .current_dir(repo_root())
-        .output();
-    let output = match output {
-        Ok(o) => o,
+        .stdin(Stdio::null())
+        .stdout(Stdio::inherit())
+        .stderr(Stdio::inherit())
+        .status();
+    match status {
+        Ok(status) => assert!(
+            status.success(),
+            "{script} failed ({status}); its output is above"
+        ),
         Err(e) => panic!("could not run {script}: {e}"),
-    };
-    assert!(
-        output.status.success(),
-        "{script} failed:\n--- stdout\n{}\n--- stderr\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    }
 }
 
 #[test]

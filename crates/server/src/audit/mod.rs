@@ -12,8 +12,11 @@
 //! only the event at fault fails. When the store is unavailable, every waiter of the
 //! batch gets the error and the caller fails closed.
 
+mod repeats;
+
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use mayfly_core::UntrustedText;
 use mayfly_store::{AuditEvent, Backend, Store, StoreError};
@@ -61,6 +64,7 @@ struct Pending {
 #[derive(Clone)]
 pub struct AuditSink {
     queue: mpsc::Sender<Pending>,
+    repeats: Arc<repeats::Repeats>,
 }
 
 impl std::fmt::Debug for AuditSink {
@@ -72,22 +76,46 @@ impl std::fmt::Debug for AuditSink {
 impl AuditSink {
     /// Starts the writers. They stop, after draining the queue, once every sink is
     /// dropped; the handle finishes when all have.
-    pub fn start(store: Arc<dyn Store>) -> (Self, JoinHandle<()>) {
+    /// `repeat_window` is how long repeated refusals are counted (see
+    /// [`AuditSink::record_repeated`]).
+    pub fn start(store: Arc<dyn Store>, repeat_window: Duration) -> (Self, JoinHandle<()>) {
         let (queue, rx) = mpsc::channel(QUEUE);
         let rx = Arc::new(Mutex::new(rx));
+        let repeats = Arc::new(repeats::Repeats::new(repeat_window));
         let writers = match store.backend() {
             Backend::Postgres => 2,
             Backend::Sqlite => 1,
         };
         let handles: Vec<_> = (0..writers)
-            .map(|_| tokio::spawn(write_batches(store.clone(), rx.clone())))
+            .map(|_| tokio::spawn(write_batches(store.clone(), rx.clone(), repeats.clone())))
             .collect();
+        tokio::spawn(write_summaries(queue.downgrade(), repeats.clone()));
         let all = tokio::spawn(async move {
             for handle in handles {
                 let _ = handle.await;
             }
         });
-        (Self { queue }, all)
+        (Self { queue, repeats }, all)
+    }
+
+    /// Like [`AuditSink::record`] for a refusal a caller may repeat at high rate (a
+    /// throttled request): only the first of `place` in a window is committed before
+    /// the answer; the others are counted and committed as one summary event when the
+    /// window closes (see `audit/repeats.rs`). `place` names who refused what to whom,
+    /// e.g. event type, reason and address prefix.
+    ///
+    /// # Errors
+    /// [`AuditError`] when the first event of the window could not be committed.
+    pub async fn record_repeated(
+        &self,
+        mut event: AuditEvent,
+        place: String,
+    ) -> Result<(), AuditError> {
+        sanitize(&mut event);
+        match self.repeats.note(place, &event) {
+            repeats::Noted::Counted => Ok(()),
+            repeats::Noted::First => self.record(event).await,
+        }
     }
 
     /// Queues `event` and waits until it is committed.
@@ -105,14 +133,51 @@ impl AuditSink {
     }
 }
 
-async fn write_batches(store: Arc<dyn Store>, rx: Arc<Mutex<mpsc::Receiver<Pending>>>) {
+/// Commits the summaries of repeated refusals as their windows close. Holds the queue
+/// only while sending, so the writers still stop once every sink is dropped.
+async fn write_summaries(queue: mpsc::WeakSender<Pending>, repeats: Arc<repeats::Repeats>) {
+    loop {
+        tokio::time::sleep(repeats.tick()).await;
+        let Some(queue) = queue.upgrade() else { return };
+        for (place, summary, repeated) in repeats.close(false) {
+            let (done, wait) = oneshot::channel();
+            let pending = Pending {
+                event: summary.clone(),
+                done,
+            };
+            let committed = match queue.send(pending).await {
+                Ok(()) => matches!(wait.await, Ok(Ok(()))),
+                Err(_) => false,
+            };
+            if !committed {
+                repeats.restore(place, summary, repeated);
+            }
+        }
+    }
+}
+
+async fn write_batches(
+    store: Arc<dyn Store>,
+    rx: Arc<Mutex<mpsc::Receiver<Pending>>>,
+    repeats: Arc<repeats::Repeats>,
+) {
     let mut events = Vec::with_capacity(MAX_BATCH);
     let mut waiters = Vec::with_capacity(MAX_BATCH);
     loop {
         {
             // Hold the queue only while taking a batch, never while committing it.
             let mut rx = rx.lock().await;
-            let Some(first) = rx.recv().await else { return };
+            let Some(first) = rx.recv().await else {
+                // Shutting down: the counts of windows still open are written now.
+                let summaries: Vec<AuditEvent> =
+                    repeats.close(true).into_iter().map(|(_, e, _)| e).collect();
+                if !summaries.is_empty()
+                    && let Err(e) = store.append_audit_events(&summaries).await
+                {
+                    failed(e, summaries.len());
+                }
+                return;
+            };
             events.push(first.event);
             waiters.push(first.done);
             while events.len() < MAX_BATCH {

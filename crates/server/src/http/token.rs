@@ -122,8 +122,17 @@ pub async fn token(State(state): State<AppState>, request: Request) -> Response 
         Ok(issued) => issued_event(&state, issued, &seen, &ctx),
         Err(e) => denied_event(&state, e, &seen, &ctx),
     };
-    // Fail closed: no token leaves without its audit event committed.
-    if let Err(e) = state.audit.record(event).await {
+    // Fail closed: no token leaves without its audit event committed. A throttled (or
+    // turned away: full password queue, database down) caller may retry at once,
+    // thousands of times a second: those refusals are counted and summarised per place
+    // and window instead (see `audit/repeats.rs`).
+    let recorded = match (&result, repeat_place(&event, ctx.source_ip)) {
+        (Err(TokenError::Throttled(_) | TokenError::Unavailable), Some(place)) => {
+            state.audit.record_repeated(event, place).await
+        }
+        _ => state.audit.record(event).await,
+    };
+    if let Err(e) = recorded {
         tracing::error!(error = %e, "audit unavailable; refusing token request");
         return TokenError::Unavailable.into_response();
     }
@@ -405,6 +414,18 @@ fn issued_event(
         }),
         ..audit::event(kind::TOKEN_ISSUED, outcome::SUCCESS, state.clock.now(), ctx)
     }
+}
+
+/// Where a refusal comes from, for counting its repeats: its kind, the client it named
+/// and the address (IPv6 by /64, as the throttles count). `None` without an address.
+fn repeat_place(event: &AuditEvent, source: Option<std::net::IpAddr>) -> Option<String> {
+    let address = client_auth::throttle::prefix(source?, 32, 64);
+    Some(format!(
+        "{}|{}|{}|{address}",
+        event.event_type,
+        event.detail["reason"].as_str().unwrap_or_default(),
+        event.client_id.as_deref().unwrap_or_default(),
+    ))
 }
 
 fn denied_event(
