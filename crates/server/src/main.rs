@@ -9,7 +9,7 @@ use mayfly_server::telemetry;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    telemetry::init(cli.config.log_format);
+    telemetry::init(cli.log_format());
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

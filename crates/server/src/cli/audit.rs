@@ -1,20 +1,29 @@
-//! `mayfly audit …`: search the audit log straight in the database; one event per line,
-//! as the admin API shows it.
+//! `mayfly admin audit search`, over `/admin/v1/audit-events`: newest first, a page at
+//! a time (or `--all`).
 
-use std::io::Write as _;
-
-use anyhow::Context as _;
 use clap::Subcommand;
 use time::Duration;
 
-use super::{now, open_store};
-use crate::config::{Config, parse_duration};
-use crate::http::admin::audit::AuditEventOut;
+use super::admin::{Ctx, ListArgs};
+use crate::config::parse_duration;
+use crate::http::admin::audit::AuditParams;
+use crate::http::admin::types::Time;
 
-/// `mayfly audit …`
+const COLUMNS: &[&str] = &[
+    "occurred_at",
+    "type",
+    "outcome",
+    "actor",
+    "subject",
+    "audience",
+    "source_ip",
+];
+
+/// `mayfly admin audit …`
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
-    /// Print matching events, newest first, one JSON object per line.
+    /// Matching events, newest first.
+    #[command(after_help = "Example:\n  mayfly admin audit search --type token.denied --since 1h")]
     Search {
         /// Event type, e.g. token.issued, token.denied, client.auth_failed.
         #[arg(long = "type")]
@@ -36,21 +45,21 @@ pub enum AuditCommand {
         audience: Option<String>,
         /// Source address or CIDR network.
         #[arg(long)]
-        ip: Option<ipnet::IpNet>,
+        ip: Option<String>,
         /// Only events of the last so long, e.g. 15m, 24h.
         #[arg(long, value_parser = parse_duration)]
         since: Option<Duration>,
-        /// At most this many (up to 1000).
-        #[arg(long, default_value_t = 100)]
-        limit: u32,
+        /// Paging.
+        #[command(flatten)]
+        paging: ListArgs,
     },
 }
 
-/// Runs `mayfly audit …`.
+/// Runs `mayfly admin audit …`.
 ///
 /// # Errors
-/// The store failed.
-pub async fn run(config: &Config, command: AuditCommand) -> anyhow::Result<()> {
+/// The server refused.
+pub async fn run(ctx: &mut Ctx, command: AuditCommand) -> anyhow::Result<()> {
     let AuditCommand::Search {
         event_type,
         outcome,
@@ -60,33 +69,26 @@ pub async fn run(config: &Config, command: AuditCommand) -> anyhow::Result<()> {
         audience,
         ip,
         since,
-        limit,
+        paging,
     } = command;
-    let store = open_store(config).await?;
-    let query = mayfly_store::AuditQuery {
-        event_type,
-        client_id,
-        outcome,
-        subject,
-        jti,
-        audience,
-        network: ip.map(|n| n.trunc()),
-        since: since.map(|d| now() - d),
-        until: None,
-        before: None,
-        limit: limit.min(1000),
-    };
-    let mut stdout = std::io::stdout().lock();
-    for event in store
-        .audit_events(&query)
-        .await
-        .context("searching the audit log")?
-    {
-        let out = AuditEventOut::from(event);
-        // A closed pipe (`| head`) ends the listing quietly.
-        if writeln!(stdout, "{}", serde_json::to_string(&out)?).is_err() {
-            break;
-        }
-    }
-    Ok(())
+    let since = since.map(|d| Time(super::now() - d));
+    ctx.list(
+        "/admin/v1/audit-events",
+        &paging,
+        |cursor| AuditParams {
+            event_type: event_type.clone(),
+            outcome: outcome.clone(),
+            client_id: client_id.clone(),
+            subject: subject.clone(),
+            jti: jti.clone(),
+            audience: audience.clone(),
+            ip: ip.clone(),
+            since,
+            until: None,
+            limit: paging.limit,
+            cursor,
+        },
+        COLUMNS,
+    )
+    .await
 }

@@ -1,24 +1,33 @@
-//! `mayfly keys …`: list, rotate now, and re-encrypt the signing keys under a new
-//! master key, straight in the database.
+//! `mayfly admin keys list|rotate` (over `/admin/v1/keys`) and `mayfly keys rewrap`,
+//! which re-encrypts the private keys under a new master key straight in the database
+//! (the server cannot do it for itself: it must be stopped first).
+
+use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::Subcommand;
-use std::path::PathBuf;
+use reqwest::Method;
 
-use super::output::{KeyList, Rewrapped, RotateReport, print};
+use super::admin::Ctx;
+use super::output::{Rewrapped, print};
 use super::{now, open_store};
 use crate::config::{Config, MasterKeySource};
-use crate::keys::rotation::{RotateOptions, Rotator};
-use crate::keys::{self, KeyInfo, Keyring, MasterKey};
+use crate::http::admin::keys::RotateIn;
+use crate::keys::{self, MasterKey};
 
-/// `mayfly keys …`
+const COLUMNS: &[&str] = &["id", "state", "created_at", "activated_at", "retired_at"];
+
+/// `mayfly admin keys …`
 #[derive(Debug, Subcommand)]
-pub enum KeysCommand {
-    /// Print every signing key (ids, states and times; no key material) as JSON.
+pub enum AdminKeysCommand {
+    /// List the signing keys (ids, states and times; no key material).
     List,
     /// Rotate now: the `next` key (or a fresh one) signs once it has been published for
-    /// the publish lead; until then the answer is `pending` and the running services
-    /// activate it when the time comes.
+    /// the publish lead; until then the answer is `pending` and the servers activate it
+    /// when the time comes.
+    #[command(
+        after_help = "Example (the active key leaked):\n  mayfly admin keys rotate --emergency"
+    )]
     Rotate {
         /// The active key leaked: a successor signs at once and the old key is revoked
         /// (removed from the key set), so every token it signed is rejected by verifiers
@@ -26,65 +35,71 @@ pub enum KeysCommand {
         #[arg(long)]
         emergency: bool,
     },
-    /// Re-encrypt every private key under a new master key, in one transaction. Stop
-    /// every `mayfly serve` first, then start them with the new key file: the old one no
-    /// longer opens the keys.
+}
+
+/// `mayfly keys …`
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Re-encrypt every private key under a new master key, in one transaction, in the
+    /// database. Stop every `mayfly serve` first, then start them with the new key file:
+    /// the old one no longer opens the keys.
+    #[command(
+        after_help = "Example:\n  openssl rand -hex 32 > new.key && chmod 600 new.key\n  mayfly keys rewrap --new-master-key-file new.key"
+    )]
     Rewrap {
         /// File holding the new master key (64 hex characters; openssl rand -hex 32).
         #[arg(long)]
         new_master_key_file: PathBuf,
+        /// The server's settings (database, current master key).
+        #[command(flatten)]
+        config: Config,
     },
+}
+
+/// Runs `mayfly admin keys …`.
+///
+/// # Errors
+/// The server refused.
+pub async fn admin(ctx: &mut Ctx, command: AdminKeysCommand) -> anyhow::Result<()> {
+    let answer = match command {
+        AdminKeysCommand::List => ctx.api.read("/admin/v1/keys").await?,
+        AdminKeysCommand::Rotate { emergency } => {
+            ctx.api
+                .call(
+                    Method::POST,
+                    "/admin/v1/keys/rotate",
+                    Some(&RotateIn { emergency }),
+                )
+                .await?
+        }
+    };
+    ctx.show(&answer, COLUMNS)
 }
 
 /// Runs `mayfly keys …`.
 ///
 /// # Errors
-/// The configuration, the master key or the store failed.
-pub async fn run(config: &Config, command: KeysCommand) -> anyhow::Result<()> {
-    let store = open_store(config).await?;
-    let now = now();
-    match command {
-        KeysCommand::List => {
-            let keys = store
-                .all_signing_keys()
-                .await
-                .context("reading the signing keys")?
-                .iter()
-                .map(KeyInfo::from)
-                .collect();
-            print(&KeyList { keys })
-        }
-        KeysCommand::Rotate { emergency } => {
-            config.check_ttls()?;
-            config.check_key_periods()?;
-            let master = MasterKey::load(&config.master_key_source()?)?;
-            let keyring = Keyring::load(store.as_ref(), master, now)
-                .await
-                .context("loading the signing keys")?;
-            let outcome = Rotator::new(store.as_ref(), &keyring, config.key_policy(), "cli")
-                .rotate_now(now, RotateOptions { emergency })
-                .await?;
-            print(&RotateReport::from(&outcome))
-        }
-        KeysCommand::Rewrap {
-            new_master_key_file,
-        } => {
-            // Neither file may be generated here: a fresh key would open nothing.
-            let old = MasterKey::load(&MasterKeySource {
-                create_if_missing: false,
-                ..config.master_key_source()?
-            })?;
-            let new = MasterKey::load(&MasterKeySource {
-                path: new_master_key_file.clone(),
-                create_if_missing: false,
-            })?;
-            let rewrapped = keys::rewrap(store.as_ref(), &old, &new, "cli", now)
-                .await
-                .context("re-encrypting the signing keys")?;
-            print(&Rewrapped {
-                rewrapped,
-                master_key_file: new_master_key_file.display().to_string(),
-            })
-        }
-    }
+/// The configuration, a master key or the store failed.
+pub async fn run(command: KeysCommand) -> anyhow::Result<()> {
+    let KeysCommand::Rewrap {
+        new_master_key_file,
+        config,
+    } = command;
+    // Neither file may be generated here, nor the database: a fresh one opens nothing.
+    let old = MasterKey::load(&MasterKeySource {
+        create_if_missing: false,
+        ..config.master_key_source()?
+    })?;
+    let new = MasterKey::load(&MasterKeySource {
+        path: new_master_key_file.clone(),
+        create_if_missing: false,
+    })?;
+    let store = open_store(&config, false).await?;
+    let rewrapped = keys::rewrap(store.as_ref(), &old, &new, "cli", now())
+        .await
+        .context("re-encrypting the signing keys")?;
+    print(&Rewrapped {
+        rewrapped,
+        master_key_file: new_master_key_file.display().to_string(),
+    })
 }

@@ -7,7 +7,7 @@ use anyhow::Context as _;
 use time::Duration;
 
 use super::now;
-use crate::config::{Config, parse_duration};
+use crate::config::parse_duration;
 use crate::login::{self, Client};
 
 /// `mayfly login`: the first-party client comes from MAYFLY_CLIENT_ID and
@@ -15,6 +15,9 @@ use crate::login::{self, Client};
 /// line, where shell history would keep it.
 #[derive(Debug, clap::Args)]
 pub struct LoginArgs {
+    /// The server's issuer URL. Default: http:// + MAYFLY_LISTEN (127.0.0.1:8080).
+    #[arg(long, env = "MAYFLY_ISSUER")]
+    pub issuer: Option<String>,
     /// Login name; asked for when absent.
     #[arg(long)]
     pub username: Option<String>,
@@ -54,8 +57,8 @@ pub struct TokenArgs {
 ///
 /// # Errors
 /// No client secret, no terminal for the password, or the server refused.
-pub async fn login(config: &Config, args: LoginArgs) -> anyhow::Result<()> {
-    let issuer = config.issuer()?;
+pub async fn login(args: LoginArgs) -> anyhow::Result<()> {
+    let issuer = args.issuer.clone().unwrap_or_else(super::default_server);
     let secret = match &args.client_secret_file {
         Some(path) => zeroize::Zeroizing::new(
             std::fs::read_to_string(path)

@@ -1,27 +1,151 @@
-//! What the CLI prints: the admin API's output types (`crate::http::admin`), and where
-//! the CLI printed more or other field names before (`client_id`, `status`, scope names),
-//! those fields beside them, so scripts written against either keep working. Every
-//! command prints one JSON object on one line.
+//! What `mayfly admin` prints: the admin API's own JSON (so `… -o json | jq -r .id`
+//! reads the REST API's fields), or, on a terminal, a table of it. Bootstrap's output
+//! keeps its `client_id` beside the API's `id`, as scripts read it.
+
+use std::io::{IsTerminal as _, Write as _};
 
 use serde::Serialize;
+use serde_json::Value;
 use uuid::Uuid;
 
-use crate::http::admin::keys::RotateOut;
-use crate::http::admin::types::{AudienceOut, ClientCreated, GrantOut, SecretCreated};
-use crate::keys::KeyInfo;
-use crate::keys::rotation::RotateOutcome;
+use crate::http::admin::types::ClientCreated;
 
-/// Prints `value` as one line of JSON.
-///
-/// # Errors
-/// It could not be encoded.
-pub fn print(value: &impl Serialize) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string(value)?);
-    Ok(())
+/// How to print.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// Columns for people (the default when standard output is a terminal).
+    Table,
+    /// The API's JSON (the default when standard output is not a terminal).
+    Json,
 }
 
-/// `admin bootstrap`, `admin client create`: the created client as the API shows it,
-/// and its id again as `client_id`.
+impl Format {
+    /// The format asked for, else by where the output goes.
+    pub fn chosen(asked: Option<Self>) -> Self {
+        asked.unwrap_or_else(|| {
+            if std::io::stdout().is_terminal() {
+                Self::Table
+            } else {
+                Self::Json
+            }
+        })
+    }
+}
+
+/// Prints `value` as indented JSON.
+///
+/// # Errors
+/// It could not be encoded or written.
+pub fn print(value: &impl Serialize) -> anyhow::Result<()> {
+    let text = serde_json::to_string_pretty(value)?;
+    write_out(&text)
+}
+
+/// Writes to standard output; a closed pipe (`| head`) is not an error.
+fn write_out(text: &str) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match writeln!(out, "{text}") {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => Ok(other?),
+    }
+}
+
+/// Shows an API answer: as JSON, or as a table with `columns` for a listing (`items`
+/// or an array) and as field/value lines for one object.
+///
+/// # Errors
+/// It could not be written.
+pub fn show(format: Format, value: &Value, columns: &[&str]) -> anyhow::Result<()> {
+    if format == Format::Json {
+        return print(value);
+    }
+    let rows = match value {
+        Value::Array(items) => Some(items),
+        Value::Object(map) => map.get("items").and_then(Value::as_array),
+        _ => None,
+    };
+    let text = match (rows, value) {
+        (Some(rows), _) => {
+            let mut text = table(rows, columns);
+            if let Some(cursor) = value.get("next_cursor").and_then(Value::as_str) {
+                text.push_str(&format!("(more: --cursor {cursor}, or --all)"));
+            }
+            text
+        }
+        (None, Value::Object(map)) => {
+            let width = map.keys().map(String::len).max().unwrap_or(0);
+            map.iter()
+                .map(|(k, v)| format!("{k:width$}  {}", cell(v)))
+                .collect::<Vec<_>>()
+                .join("\n")
+        }
+        (None, Value::Null) => String::new(),
+        (None, other) => cell(other),
+    };
+    if text.is_empty() {
+        return Ok(());
+    }
+    write_out(text.trim_end())
+}
+
+/// Rows under upper-case headers, columns padded to their widest cell.
+fn table(rows: &[Value], columns: &[&str]) -> String {
+    let cells: Vec<Vec<String>> = rows
+        .iter()
+        .map(|row| columns.iter().map(|c| cell(&row[*c])).collect())
+        .collect();
+    let headers: Vec<String> = columns.iter().map(|c| c.to_uppercase()).collect();
+    let widths: Vec<usize> = (0..columns.len())
+        .map(|i| {
+            cells
+                .iter()
+                .map(|r| r[i].chars().count())
+                .chain([headers[i].len()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let line = |values: &[String]| {
+        values
+            .iter()
+            .zip(&widths)
+            .map(|(v, w)| format!("{v:w$}"))
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_owned()
+            + "\n"
+    };
+    let mut text = line(&headers);
+    for row in &cells {
+        text.push_str(&line(row));
+    }
+    if rows.is_empty() {
+        text.push_str("(none)\n");
+    }
+    text
+}
+
+/// One value in a cell: strings bare, lists comma-separated, a subject as
+/// `kind:id`, nothing as `-`.
+fn cell(value: &Value) -> String {
+    match value {
+        Value::Null => "-".to_owned(),
+        Value::String(s) => s.clone(),
+        Value::Array(items) if items.is_empty() => "-".to_owned(),
+        Value::Array(items) => items.iter().map(cell).collect::<Vec<_>>().join(","),
+        Value::Object(map) => match (map.get("kind"), map.get("id")) {
+            (Some(Value::String(kind)), Some(Value::String(id))) if map.len() == 2 => {
+                format!("{kind}:{id}")
+            }
+            _ => value.to_string(),
+        },
+        other => other.to_string(),
+    }
+}
+
+/// `admin bootstrap`: the created client as the API shows it, and its id again as
+/// `client_id`.
 #[derive(Debug, Serialize)]
 pub struct ClientCreatedOut {
     /// The client id (the API's `id`).
@@ -41,114 +165,6 @@ impl ClientCreatedOut {
     }
 }
 
-/// `admin audience create`: the audience and the names of the scopes created on it.
-#[derive(Debug, Serialize)]
-pub struct AudienceCreated {
-    /// As `POST /admin/v1/audiences` answers.
-    #[serde(flatten)]
-    pub audience: AudienceOut,
-    /// Scope names.
-    pub scopes: Vec<String>,
-}
-
-/// `admin scope add`.
-#[derive(Debug, Serialize)]
-pub struct ScopesAdded {
-    /// The audience URI.
-    pub audience: String,
-    /// The scope names added.
-    pub scopes: Vec<String>,
-}
-
-/// `admin client add-secret`: the secret as the API shows it once, with its client.
-#[derive(Debug, Serialize)]
-pub struct SecretAdded {
-    /// The client.
-    pub client_id: Uuid,
-    /// The secret's id (the API's `id`).
-    pub secret_id: Uuid,
-    /// As `POST /admin/v1/clients/{id}/secrets` answers.
-    #[serde(flatten)]
-    pub secret: SecretCreated,
-}
-
-/// `admin client enable|disable`.
-#[derive(Debug, Serialize)]
-pub struct ClientEnabled {
-    /// The client.
-    pub client_id: Uuid,
-    /// Whether it may obtain tokens now.
-    pub enabled: bool,
-}
-
-/// `admin grant create`: the grant as the API shows it, and its subject's id as
-/// `client_id` or `user_id`.
-#[derive(Debug, Serialize)]
-pub struct GrantCreated {
-    /// As `POST /admin/v1/grants` answers.
-    #[serde(flatten)]
-    pub grant: GrantOut,
-    /// The client granted, if a client.
-    pub client_id: Option<Uuid>,
-    /// The user granted, if a user.
-    pub user_id: Option<Uuid>,
-}
-
-/// `keys list`.
-#[derive(Debug, Serialize)]
-pub struct KeyList {
-    /// Every key, with its whole history.
-    pub keys: Vec<KeyInfo>,
-}
-
-/// `keys rotate`: the API's answer, `status` (the same as its `outcome`) and every key
-/// change made.
-#[derive(Debug, Serialize)]
-pub struct RotateReport {
-    /// `activated` or `pending`.
-    pub status: &'static str,
-    /// As `POST /admin/v1/keys/rotate` answers.
-    #[serde(flatten)]
-    pub outcome: RotateOut,
-    /// The key changes, in order.
-    pub changes: Vec<KeyChangeOut>,
-}
-
-/// One key state change.
-#[derive(Debug, Serialize)]
-pub struct KeyChangeOut {
-    /// The key id.
-    pub kid: String,
-    /// Its state before (none: new).
-    pub from: Option<&'static str>,
-    /// Its state after.
-    pub to: &'static str,
-    /// Whether it was revoked.
-    pub revoked: bool,
-}
-
-impl From<&RotateOutcome> for RotateReport {
-    fn from(outcome: &RotateOutcome) -> Self {
-        let (status, changes) = match outcome {
-            RotateOutcome::Activated { changes, .. } => ("activated", changes),
-            RotateOutcome::Pending { changes, .. } => ("pending", changes),
-        };
-        Self {
-            status,
-            outcome: RotateOut::from(outcome),
-            changes: changes
-                .iter()
-                .map(|c| KeyChangeOut {
-                    kid: c.id.clone(),
-                    from: c.from.map(mayfly_store::KeyState::as_str),
-                    to: c.to.as_str(),
-                    revoked: c.revoked,
-                })
-                .collect(),
-        }
-    }
-}
-
 /// `keys rewrap`.
 #[derive(Debug, Serialize)]
 pub struct Rewrapped {
@@ -156,4 +172,22 @@ pub struct Rewrapped {
     pub rewrapped: usize,
     /// The new master key file.
     pub master_key_file: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_pad_columns_and_render_subjects() {
+        let rows = vec![
+            serde_json::json!({"id": "a", "subject": {"kind": "client", "id": "x"}, "scopes": ["r", "w"]}),
+            serde_json::json!({"id": "bbbb", "subject": null, "scopes": []}),
+        ];
+        assert_eq!(
+            table(&rows, &["id", "subject", "scopes"]),
+            "ID    SUBJECT   SCOPES\na     client:x  r,w\nbbbb  -         -\n"
+        );
+        assert_eq!(table(&[], &["id"]), "ID\n(none)\n");
+    }
 }

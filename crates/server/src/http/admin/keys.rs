@@ -30,7 +30,7 @@ pub async fn list(State(state): State<AppState>, _: Admin) -> Result<Json<Vec<Ke
 }
 
 /// How to rotate.
-#[derive(Debug, Default, Deserialize, ToSchema)]
+#[derive(Debug, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RotateIn {
     /// Activate a successor at once and revoke the current key: every token it signed
