@@ -1511,6 +1511,24 @@ fn access_request_approved_from_the_cli_lasts_its_window() {
     ));
     assert_eq!(approved["state"], "approved", "{approved}");
 
+    // An approver's own `mayfly login` serves `mayfly admin` too (a token-file profile,
+    // renewed with its refresh token).
+    let approver = Admin::new(&issuer);
+    let out = mayfly(
+        approver.dir.path(),
+        &["admin", "login", "--token-file", bob_file.to_str().unwrap()],
+        &approver.env(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let done = approver.json(&["access", "queue", "--state", "approved"]);
+    assert_eq!(done["items"][0]["id"], id.as_str(), "{done}");
+    let refused = approver.run(&["client", "list"]);
+    assert!(
+        stderr(&refused).contains("mayfly:admin:clients"),
+        "{}",
+        stderr(&refused)
+    );
+
     // The next token carries the scope, and ends with the window.
     let token = stdout_line(&db_token());
     let claims = claims_of(&token);
