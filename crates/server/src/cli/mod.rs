@@ -131,6 +131,10 @@ pub enum Command {
         /// The issuer whose tokens it verifies.
         #[arg(long, env = "MAYFLY_ISSUER", global = true)]
         issuer: Option<String>,
+        /// The one header the proxies write the forwarding chain in: x-forwarded-for or
+        /// forwarded (RFC 7239).
+        #[arg(long, env = "MAYFLY_FORWARDED_HEADER", default_value = "x-forwarded-for", value_parser = crate::config::parse_forwarded_header)]
+        forwarded_header: mayfly_core::net::ForwardedHeader,
         /// The gateway's options.
         #[command(flatten)]
         args: crate::gateway::cli::GatewayArgs,
@@ -160,8 +164,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Keys { command } => keys::run(command).await,
         Command::Login(args) => login::login(args).await,
         Command::Token(args) => login::token(args).await,
-        Command::Gateway { issuer, args } => {
-            let config = gateway_config(issuer)?;
+        Command::Gateway {
+            issuer,
+            forwarded_header,
+            args,
+        } => {
+            let mut config = gateway_config(issuer)?;
+            config.forwarded_header = forwarded_header;
             crate::gateway::cli::run(&config, args, serve::shutdown_signal())
                 .await
                 .context("mayfly gateway")
@@ -174,8 +183,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-/// The settings `mayfly gateway` reads from the server's: its issuer, and the
-/// forwarding header of `MAYFLY_FORWARDED_HEADER`.
+/// The server settings `mayfly gateway` passes on: from the environment, with its own
+/// `--issuer`.
 fn gateway_config(issuer: Option<String>) -> anyhow::Result<Config> {
     #[derive(Parser)]
     struct FromEnvironment {
