@@ -826,7 +826,9 @@ async fn authorization(app: TestApp) {
     // Expiry: the same token is refused once it has expired.
     api.get("/admin/v1/clients").await.ok(200);
     app.clock.advance(Duration::seconds(306));
-    api.get("/admin/v1/clients").await.problem(401);
+    let expired = api.get("/admin/v1/clients").await;
+    let detail = expired.problem(401)["detail"].as_str().unwrap().to_owned();
+    assert!(detail.contains("expired"), "says it expired: {detail}");
 
     // Unknown routes answer a problem too; the token endpoint keeps OAuth errors.
     answer(

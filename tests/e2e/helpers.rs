@@ -6,6 +6,7 @@ use std::sync::Arc;
 use mayfly_core::wire::JwkSet;
 use mayfly_sdk::OfflineVerifier;
 use mayfly_server::admin::{Actor, ClientSpec, GrantSpec};
+use mayfly_server::app::{App, Settings};
 use mayfly_server::clock::{Clock, ManualClock, SystemClock};
 use mayfly_server::config::{Config, LogFormat};
 use mayfly_server::keys::rotation::Rotator;
@@ -32,6 +33,10 @@ pub struct TestApp {
     shutdown: Option<oneshot::Sender<()>>,
     /// The master key file.
     pub key_file: std::path::PathBuf,
+    /// The background tasks the service runs (as `mayfly serve` does; see `App::build`).
+    pub tasks: Vec<&'static str>,
+    /// The test drives key rotation with [`TestApp::rotation_tick`]; the schedule is off.
+    manual_key_rotation: bool,
     _db: Option<TestDb>,
     _dir: Option<tempfile::TempDir>,
 }
@@ -63,14 +68,28 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
     spawn_app_with(backend, |_| {}).await
 }
 
-/// Like [`spawn_app`], with configuration changes (e.g. key lifecycle periods). The key
-/// rotation task does not run: tests drive it with [`TestApp::rotation_tick`].
+/// Like [`spawn_app`], with configuration changes (e.g. key lifecycle periods). Every
+/// background task of `mayfly serve` runs.
 pub async fn spawn_app_with(backend: Backend, configure: impl FnOnce(&mut Config)) -> TestApp {
+    spawn(backend, configure, false).await
+}
+
+/// Like [`spawn_app`], but the scheduled key rotation does not run: the test drives it
+/// with [`TestApp::rotation_tick`] as it steps the clock, and must not race the schedule.
+pub async fn spawn_app_manual_rotation(backend: Backend) -> TestApp {
+    spawn(backend, |_| {}, true).await
+}
+
+async fn spawn(
+    backend: Backend,
+    configure: impl FnOnce(&mut Config),
+    manual_key_rotation: bool,
+) -> TestApp {
     let db = TestDb::new(backend).await;
     let dir = tempfile::tempdir().unwrap();
     let key_file = dir.path().join("mayfly.key");
     write_key(&key_file);
-    let mut app = serve(db.url.clone(), key_file, configure).await;
+    let mut app = serve(db.url.clone(), key_file, configure, manual_key_rotation).await;
     app._db = Some(db);
     app._dir = Some(dir);
     app
@@ -87,7 +106,7 @@ pub async fn spawn_app_via(
     let dir = tempfile::tempdir().unwrap();
     let key_file = dir.path().join("mayfly.key");
     write_key(&key_file);
-    let mut app = serve(route(&db.url), key_file, configure).await;
+    let mut app = serve(route(&db.url), key_file, configure, false).await;
     app._db = Some(db);
     app._dir = Some(dir);
     app
@@ -100,17 +119,17 @@ fn write_key(path: &std::path::Path) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
 }
 
-/// Boots a service on `db_url` with the master key in `key_file`.
+/// Boots a service on `db_url` with the master key in `key_file`, through the
+/// composition root `mayfly serve` uses ([`App::build`]).
 async fn serve(
     db_url: String,
     key_file: std::path::PathBuf,
     configure: impl FnOnce(&mut Config),
+    manual_key_rotation: bool,
 ) -> TestApp {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr: SocketAddr = listener.local_addr().unwrap();
     let mut config = Config {
-        listen: addr,
+        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         issuer: Some("http://mayfly.test".into()),
         database_url: db_url.clone(),
         master_key_file: Some(key_file.clone()),
@@ -143,14 +162,16 @@ async fn serve(
         .replace_nanosecond(start.nanosecond() / 1000 * 1000)
         .unwrap_or(start);
     let clock = Arc::new(ManualClock::new(start));
-    let started = AppState::start(config, clock.clone()).await.unwrap();
-    let state = started.state.clone();
-    if let Some(addr) = state.config.metrics_listen {
-        let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
-        mayfly_server::http::metrics::serve_apart(listener, state.clone());
-    }
+    let settings = Settings {
+        config,
+        manual_key_rotation,
+    };
+    let app = App::build(settings, clock.clone()).await.unwrap();
+    let addr = app.local_addr().unwrap();
+    let state = app.state.clone();
+    let tasks = app.tasks.names();
     let (tx, rx) = oneshot::channel::<()>();
-    tokio::spawn(mayfly_server::http::serve(listener, started.state, async {
+    tokio::spawn(app.run(async {
         let _ = rx.await;
     }));
     TestApp {
@@ -161,6 +182,8 @@ async fn serve(
         clock,
         shutdown: Some(tx),
         key_file,
+        tasks,
+        manual_key_rotation,
         _db: None,
         _dir: None,
     }
@@ -169,7 +192,13 @@ async fn serve(
 impl TestApp {
     /// Another replica on the same database and master key (same issuer).
     pub async fn replica(&self) -> TestApp {
-        serve(self.db_url.clone(), self.key_file.clone(), |_| {}).await
+        serve(
+            self.db_url.clone(),
+            self.key_file.clone(),
+            |_| {},
+            self.manual_key_rotation,
+        )
+        .await
     }
 
     /// Starts a graceful shutdown of the service, as SIGTERM does.
@@ -312,7 +341,12 @@ impl TestApp {
 
     /// Key rotation as this service performs it, acting as `actor`.
     pub fn rotator(&self, actor: &str) -> Rotator<'_> {
-        Rotator::for_state(&self.state, actor)
+        Rotator::new(
+            self.state.store.as_ref(),
+            &self.state.keyring,
+            self.state.config.key_policy(),
+            actor,
+        )
     }
 
     /// One round of the background rotation task at the service's current time;

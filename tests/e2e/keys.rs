@@ -1,6 +1,7 @@
 //! Signing-key rotation end to end: a key's whole lifecycle as the key set publishes it,
 //! tokens across rotations, emergency rotation, and the key set's cache headers. Time is
-//! the service's `ManualClock`; the tests drive the rotation task round by round.
+//! the service's `ManualClock`; the lifecycle tests drive the rotation task round by round,
+//! and one shows the schedule itself runs in the tested service as in production.
 
 use mayfly_core::token::peek_key_id;
 use mayfly_sdk::{OfflineVerifier, VerifyError};
@@ -14,11 +15,12 @@ use crate::helpers::{Auth, TestApp, TestClient, spawn_app_with};
 const ORDERS: &str = "https://api.example.com/orders";
 
 crate::both_stores!(
+    manual_rotation;
     a_key_walks_its_whole_lifecycle_through_the_key_set,
     requested_rotation_waits_for_the_publication_lead,
     emergency_rotation_from_another_process_revokes_old_tokens,
-    key_set_cache_headers,
 );
+crate::both_stores!(key_set_cache_headers);
 
 /// A client granted `orders:read`.
 async fn setup(app: &TestApp) -> TestClient {
@@ -390,4 +392,44 @@ async fn sqlite_key_set_max_age_follows_the_configuration() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_key_set_max_age_follows_the_configuration() {
     key_set_max_age_follows_the_configuration(Backend::Postgres).await;
+}
+
+/// The tested service runs the background work `mayfly serve` runs (one composition
+/// root, `App::build`): nobody ticks here, yet the successor is published once due.
+async fn scheduled_rotation_runs_as_in_production(backend: Backend) {
+    // A short key set max age: the schedule then runs every second.
+    let app = spawn_app_with(backend, |c| c.key_set_max_age = Duration::seconds(4)).await;
+    for task in [
+        "key rotation",
+        "audit retention",
+        "one-time id pruning",
+        "refresh family pruning",
+        "access request expiry",
+    ] {
+        assert!(
+            app.tasks.contains(&task),
+            "{task} not running: {:?}",
+            app.tasks
+        );
+    }
+    assert_eq!(published(&app).await.len(), 1);
+    app.clock.advance(Duration::hours(23));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while published(&app).await.len() < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no successor published"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_scheduled_rotation_runs_as_in_production() {
+    scheduled_rotation_runs_as_in_production(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_scheduled_rotation_runs_as_in_production() {
+    scheduled_rotation_runs_as_in_production(Backend::Postgres).await;
 }

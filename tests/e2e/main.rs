@@ -25,9 +25,25 @@ mod streams;
 mod token;
 mod users;
 
-/// Declares each listed test function once per backend.
+/// Declares each listed test function once per backend. With `manual_rotation;` first,
+/// the service runs without its key rotation schedule (the test ticks it by hand) and the
+/// tests go in `sqlite_manual_rotation` / `postgres_manual_rotation`.
 #[macro_export]
 macro_rules! both_stores {
+    (manual_rotation; $($name:ident),* $(,)?) => {
+        mod sqlite_manual_rotation {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                super::$name($crate::helpers::spawn_app_manual_rotation(mayfly_store::Backend::Sqlite).await).await;
+            })*
+        }
+        mod postgres_manual_rotation {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                super::$name($crate::helpers::spawn_app_manual_rotation(mayfly_store::Backend::Postgres).await).await;
+            })*
+        }
+    };
     ($($name:ident),* $(,)?) => {
         mod sqlite {
             $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]

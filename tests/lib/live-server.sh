@@ -174,11 +174,14 @@ done
 # No secret, password or token used above may appear in the logs or the audit log.
 echo "$client_secret" >>"$MAYFLY_CHECK_SECRETS_FILE"
 audit_dump="$tmp/audit.jsonl"
-"$bin" audit search --limit 500 >"$audit_dump" 2>"$tmp/audit.err" </dev/null \
-    || { cat "$tmp/audit.err" >&2; die "mayfly audit search failed"; }
+export MAYFLY_PROFILE="$tmp/profile.json"
+printf '%s' "$client_secret" | "$bin" admin login --client-id "$client_id" 2>"$tmp/audit.err" \
+    || { cat "$tmp/audit.err" >&2; die "mayfly admin login failed"; }
+"$bin" admin audit search --all -o json >"$audit_dump" 2>"$tmp/audit.err" </dev/null \
+    || { cat "$tmp/audit.err" >&2; die "mayfly admin audit search failed"; }
 [ -s "$audit_dump" ] || die "the audit log is empty"
 grep -v '^$' "$MAYFLY_CHECK_SECRETS_FILE" >"$tmp/needles.txt" || true
-say "checking $(wc -l <"$tmp/needles.txt") secrets against $(wc -l <"$serve_log") log lines and $(wc -l <"$audit_dump") audit events"
+say "checking $(wc -l <"$tmp/needles.txt") secrets against $(wc -l <"$serve_log") log lines and the audit log ($(grep -c "\"occurred_at\"" "$audit_dump") events)"
 if grep -qF -f "$tmp/needles.txt" "$serve_log" "$bootstrap_err"; then
     die "a secret or token appears in the mayfly logs"
 fi

@@ -29,29 +29,26 @@ pub const MAX_KEY_PERIOD: Duration = Duration::days(365);
 /// also reloads right after its own key changes).
 pub const MAX_KEY_RELOAD_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// Settings shared by every subcommand.
+/// The server's settings: taken by `serve` and by the commands that open the database
+/// themselves (`migrate`, `admin bootstrap`, `keys rewrap`), and by nothing else, so
+/// every other command's help shows only its own options.
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Server settings")]
 pub struct Config {
     /// Address to listen on.
-    #[arg(
-        long,
-        env = "MAYFLY_LISTEN",
-        default_value = "127.0.0.1:8080",
-        global = true
-    )]
+    #[arg(long, env = "MAYFLY_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
 
     /// Issuer URL: the `iss` of every token and the audience of the admin API.
     /// Default: `http://` + the listen address.
-    #[arg(long, env = "MAYFLY_ISSUER", global = true)]
+    #[arg(long, env = "MAYFLY_ISSUER")]
     pub issuer: Option<String>,
 
     /// Database URL: `sqlite://FILE` (created on first start) or `postgres://…`.
     #[arg(
         long,
         env = "MAYFLY_DATABASE_URL",
-        default_value = "sqlite://mayfly.db",
-        global = true
+        default_value = "sqlite://mayfly.db"
     )]
     pub database_url: String,
 
@@ -59,108 +56,103 @@ pub struct Config {
     /// Created (mode 0600, with a warning) when missing. With SQLite it defaults to
     /// `mayfly.key` beside the database; with Postgres it must be named explicitly, since
     /// every replica needs the same key.
-    #[arg(long, env = "MAYFLY_MASTER_KEY_FILE", global = true)]
+    #[arg(long, env = "MAYFLY_MASTER_KEY_FILE")]
     pub master_key_file: Option<PathBuf>,
 
     /// Default token lifetime, e.g. `300s`, `5m`.
-    #[arg(long, env = "MAYFLY_TOKEN_TTL", default_value = "300s", value_parser = parse_duration, global = true)]
+    #[arg(long, env = "MAYFLY_TOKEN_TTL", default_value = "300s", value_parser = parse_duration)]
     pub token_ttl: Duration,
 
     /// Longest token lifetime any client or grant may get (at most 1h).
-    #[arg(long, env = "MAYFLY_MAX_TOKEN_TTL", default_value = "3600s", value_parser = parse_duration, global = true)]
+    #[arg(long, env = "MAYFLY_MAX_TOKEN_TTL", default_value = "3600s", value_parser = parse_duration)]
     pub max_token_ttl: Duration,
 
     /// How long a signing key signs before its successor takes over, e.g. `24h`.
-    #[arg(long, env = "MAYFLY_KEY_LIFETIME", default_value = "24h", value_parser = parse_duration, global = true)]
+    #[arg(long, env = "MAYFLY_KEY_LIFETIME", default_value = "24h", value_parser = parse_duration)]
     pub key_lifetime: Duration,
 
     /// How long a new key is published as `next` before it signs, e.g. `1h`. Must be more
     /// than twice the key set's cache age, so every cached key set holds a key before the
     /// first token signed with it, and shorter than the key lifetime.
-    #[arg(long, env = "MAYFLY_KEY_PUBLISH_LEAD", default_value = "1h", value_parser = parse_duration, global = true)]
+    #[arg(long, env = "MAYFLY_KEY_PUBLISH_LEAD", default_value = "1h", value_parser = parse_duration)]
     pub key_publish_lead: Duration,
 
     /// How long resource servers may cache the key set (`Cache-Control: max-age`, less a
     /// random 0–10 % per response so caches do not expire together), e.g. `300s`.
-    #[arg(long, env = "MAYFLY_KEY_SET_MAX_AGE", default_value = "300s", value_parser = parse_duration, global = true)]
+    #[arg(long, env = "MAYFLY_KEY_SET_MAX_AGE", default_value = "300s", value_parser = parse_duration)]
     pub key_set_max_age: Duration,
 
     /// How long a retired key stays published, so tokens it signed still verify. At least
     /// the maximum token TTL + 60 s. Default: the maximum token TTL + 5 min.
-    #[arg(long, env = "MAYFLY_KEY_RETIRE_HOLD", value_parser = parse_duration, global = true)]
+    #[arg(long, env = "MAYFLY_KEY_RETIRE_HOLD", value_parser = parse_duration)]
     pub key_retire_hold: Option<Duration>,
 
     /// How long audit events are kept before a background task deletes them.
-    #[arg(long, env = "MAYFLY_AUDIT_RETENTION", default_value = "90d", value_parser = parse_duration, global = true)]
+    #[arg(long, env = "MAYFLY_AUDIT_RETENTION", default_value = "90d", value_parser = parse_duration)]
     pub audit_retention: Duration,
 
     /// How long after a client is created its networks, audiences and endpoints are
     /// learnt without raising anomalies.
-    #[arg(long, env = "MAYFLY_ANOMALY_LEARNING_PERIOD", default_value = "1h", value_parser = parse_duration, global = true)]
+    #[arg(long, env = "MAYFLY_ANOMALY_LEARNING_PERIOD", default_value = "1h", value_parser = parse_duration)]
     pub anomaly_learning_period: Duration,
 
     /// How long a just-in-time access request waits for approvers before it expires,
     /// e.g. `1h`.
-    #[arg(long, env = "MAYFLY_ACCESS_PENDING_TIMEOUT", default_value = "1h", value_parser = parse_duration, global = true)]
+    #[arg(long, env = "MAYFLY_ACCESS_PENDING_TIMEOUT", default_value = "1h", value_parser = parse_duration)]
     pub access_pending_timeout: Duration,
 
     /// URL that receives anomaly and access events as signed JSON POSTs (none: no webhook).
-    #[arg(long, env = "MAYFLY_WEBHOOK_URL", global = true)]
+    #[arg(long, env = "MAYFLY_WEBHOOK_URL")]
     pub webhook_url: Option<String>,
 
     /// File holding the webhook's HMAC secret (at least 32 characters); required with
     /// --webhook-url.
-    #[arg(long, env = "MAYFLY_WEBHOOK_SECRET_FILE", global = true)]
+    #[arg(long, env = "MAYFLY_WEBHOOK_SECRET_FILE")]
     pub webhook_secret_file: Option<PathBuf>,
 
     /// Consecutive failed password logins that lock a user out.
-    #[arg(
-        long,
-        env = "MAYFLY_PASSWORD_MAX_FAILURES",
-        default_value_t = 5,
-        global = true
-    )]
+    #[arg(long, env = "MAYFLY_PASSWORD_MAX_FAILURES", default_value_t = 5)]
     pub password_max_failures: u32,
 
     /// How long a locked-out user stays locked, e.g. `15m`.
-    #[arg(long, env = "MAYFLY_PASSWORD_LOCKOUT", default_value = "15m", value_parser = parse_duration, global = true)]
+    #[arg(long, env = "MAYFLY_PASSWORD_LOCKOUT", default_value = "15m", value_parser = parse_duration)]
     pub password_lockout: Duration,
 
     /// Absolute lifetime of a refresh-token family (one login), e.g. `7d`: after it the
     /// user logs in again, however often the tokens were refreshed.
-    #[arg(long, env = "MAYFLY_REFRESH_TOKEN_LIFETIME", default_value = "7d", value_parser = parse_duration, global = true)]
+    #[arg(long, env = "MAYFLY_REFRESH_TOKEN_LIFETIME", default_value = "7d", value_parser = parse_duration)]
     pub refresh_token_lifetime: Duration,
 
     /// Idle timeout of a refresh token, e.g. `24h`: unused that long, it stops working.
-    #[arg(long, env = "MAYFLY_REFRESH_TOKEN_IDLE", default_value = "24h", value_parser = parse_duration, global = true)]
+    #[arg(long, env = "MAYFLY_REFRESH_TOKEN_IDLE", default_value = "24h", value_parser = parse_duration)]
     pub refresh_token_idle: Duration,
 
     /// Log format.
-    #[arg(long, env = "MAYFLY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    #[arg(long, env = "MAYFLY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 
     /// Reverse proxies whose `Forwarded` / `X-Forwarded-For` headers are believed,
     /// comma-separated CIDRs (e.g. `10.0.0.0/8,192.168.1.10`). From any other peer those
     /// headers are ignored and the socket address is the client's.
-    #[arg(long, env = "MAYFLY_TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_network, global = true)]
+    #[arg(long, env = "MAYFLY_TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_network)]
     pub trusted_proxies: Vec<ipnet::IpNet>,
 
     /// The one header the trusted proxies write the forwarding chain in:
     /// `x-forwarded-for` or `forwarded` (RFC 7239). The other is ignored; a chain with a
     /// malformed or `unknown` hop is refused with 400.
-    #[arg(long, env = "MAYFLY_FORWARDED_HEADER", default_value = "x-forwarded-for", value_parser = parse_forwarded_header, global = true)]
+    #[arg(long, env = "MAYFLY_FORWARDED_HEADER", default_value = "x-forwarded-for", value_parser = parse_forwarded_header)]
     pub forwarded_header: mayfly_core::net::ForwardedHeader,
 
     /// Serve `/metrics` on this address only (e.g. `127.0.0.1:9090`), not on `--listen`.
     /// Default: on `--listen`.
-    #[arg(long, env = "MAYFLY_METRICS_LISTEN", global = true)]
+    #[arg(long, env = "MAYFLY_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
 
     /// Require a server nonce in DPoP proofs at the token endpoint (RFC 9449 §8): a
     /// proof without a current one is answered `use_dpop_nonce` with a `DPoP-Nonce`
     /// header. Nonces are derived from the master key and a 5-minute window, so every
     /// replica accepts every other's.
-    #[arg(long, env = "MAYFLY_DPOP_NONCE", global = true)]
+    #[arg(long, env = "MAYFLY_DPOP_NONCE")]
     pub dpop_nonce: bool,
 
     /// Bounds on what callers can make the service hold: connections, password work.
@@ -175,62 +167,42 @@ pub struct Limits {
     /// Open connections at most; beyond it a new connection is answered 503 and closed.
     /// Lowered at start to fit the open-files limit (less room for the database pool,
     /// files and the listener).
-    #[arg(
-        long,
-        env = "MAYFLY_MAX_CONNECTIONS",
-        default_value_t = 4096,
-        global = true
-    )]
+    #[arg(long, env = "MAYFLY_MAX_CONNECTIONS", default_value_t = 4096)]
     pub max_connections: usize,
 
     /// How long a client may take to send a request's headers (slowloris), e.g. `10s`;
     /// also how long a kept-alive connection waits for its next request.
-    #[arg(long, env = "MAYFLY_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = parse_duration, global = true)]
+    #[arg(long, env = "MAYFLY_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub header_read_timeout: Duration,
 
     /// How long a client may take to send a request's body, e.g. `10s`.
-    #[arg(long, env = "MAYFLY_BODY_READ_TIMEOUT", default_value = "10s", value_parser = parse_duration, global = true)]
+    #[arg(long, env = "MAYFLY_BODY_READ_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub body_read_timeout: Duration,
 
     /// How long a connection may move no bytes at all before it is closed (once its
     /// response, if any, is done), e.g. `60s`.
-    #[arg(long, env = "MAYFLY_IDLE_TIMEOUT", default_value = "60s", value_parser = parse_duration, global = true)]
+    #[arg(long, env = "MAYFLY_IDLE_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
     pub idle_timeout: Duration,
 
     /// Threads hashing passwords (argon2id, 19 MiB each, allocated once): memory for
     /// password work is bounded by this many times 19 MiB, whatever the load.
-    #[arg(
-        long,
-        env = "MAYFLY_PASSWORD_WORKERS",
-        default_value_t = 2,
-        global = true
-    )]
+    #[arg(long, env = "MAYFLY_PASSWORD_WORKERS", default_value_t = 2)]
     pub password_workers: usize,
 
     /// Password checks waiting for a worker at most; beyond it a login is answered 503
     /// with `Retry-After` at once.
-    #[arg(
-        long,
-        env = "MAYFLY_PASSWORD_QUEUE",
-        default_value_t = 32,
-        global = true
-    )]
+    #[arg(long, env = "MAYFLY_PASSWORD_QUEUE", default_value_t = 32)]
     pub password_queue: usize,
 
     /// Failed logins (any username) allowed from one address (IPv6: one /64) within
     /// `--password-lockout`; beyond it logins from there are answered 429.
-    #[arg(
-        long,
-        env = "MAYFLY_LOGIN_FAILURES_PER_ADDRESS",
-        default_value_t = 50,
-        global = true
-    )]
+    #[arg(long, env = "MAYFLY_LOGIN_FAILURES_PER_ADDRESS", default_value_t = 50)]
     pub login_failures_per_address: usize,
 
     /// How long the repeats of a throttled refusal from one address are counted before
     /// one summary event records them, e.g. `10s`; the first of each window is written at
     /// once. A crash loses at most one window's count.
-    #[arg(long, env = "MAYFLY_AUDIT_REPEAT_WINDOW", default_value = "10s", value_parser = parse_duration, global = true)]
+    #[arg(long, env = "MAYFLY_AUDIT_REPEAT_WINDOW", default_value = "10s", value_parser = parse_duration)]
     pub audit_repeat_window: Duration,
 }
 
@@ -608,6 +580,26 @@ impl Config {
                 create_if_missing: true,
             }),
         }
+    }
+}
+
+impl Config {
+    /// The file a `sqlite:` database URL names; `None` for Postgres and in-memory
+    /// databases. Commands other than `serve` refuse to create it (a second database
+    /// in the wrong directory would hold credentials the running server never sees).
+    pub fn sqlite_file(&self) -> Option<PathBuf> {
+        if !self.database_url.starts_with("sqlite:") {
+            return None;
+        }
+        let path = self
+            .database_url
+            .trim_start_matches("sqlite://")
+            .trim_start_matches("sqlite:")
+            .split('?')
+            .next()
+            .unwrap_or_default();
+        (!path.is_empty() && path != ":memory:" && !self.database_url.contains("mode=memory"))
+            .then(|| PathBuf::from(path))
     }
 }
 

@@ -141,9 +141,11 @@ pub async fn check(
 pub const PRUNE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Deletes expired one-time ids now and then every [`PRUNE_INTERVAL`].
-pub fn spawn_pruning(state: &AppState) -> tokio::task::JoinHandle<()> {
-    let store = state.store.clone();
-    let clock = state.clock.clone();
+/// Abort the handle to stop it.
+pub fn spawn_pruning(
+    store: std::sync::Arc<dyn mayfly_store::Store>,
+    clock: std::sync::Arc<dyn crate::clock::Clock>,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         loop {
             if let Err(e) = store.prune_used_ids(clock.now()).await {

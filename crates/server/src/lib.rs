@@ -7,10 +7,10 @@
 //! which token; `admin/` is the
 //! service layer behind the admin CLI. Handlers stay thin and no SQL lives here.
 
-pub mod access_cli;
 pub mod active;
 pub mod admin;
 pub mod anomaly;
+pub mod app;
 pub mod audit;
 pub mod availability;
 pub mod cli;

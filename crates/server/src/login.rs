@@ -299,11 +299,12 @@ fn expires_in(response: &TokenResponse) -> Duration {
     Duration::seconds(i64::try_from(response.expires_in).unwrap_or(0))
 }
 
-/// Writes the token file with mode 0600 (its directory 0700), atomically.
+/// Writes the token file (or any file holding credentials, such as the admin profile)
+/// with mode 0600 (its directory 0700), atomically.
 ///
 /// # Errors
 /// [`LoginError::Io`].
-pub fn save(path: &Path, file: &TokenFile) -> Result<(), LoginError> {
+pub fn save(path: &Path, file: &impl Serialize) -> Result<(), LoginError> {
     let dir = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
@@ -363,14 +364,27 @@ fn create_private_dir(dir: &Path) -> std::io::Result<()> {
 /// # Errors
 /// [`LoginError`] when it is missing, unreadable, too open or malformed.
 pub fn load(path: &Path) -> Result<TokenFile, LoginError> {
+    load_private(path, "token file", "run `mayfly login` first")
+}
+
+/// Reads a credentials file written by [`save`], refusing one that others may read;
+/// `what` names the file and `hint` says what to do when it is missing or malformed.
+///
+/// # Errors
+/// [`LoginError`] when it is missing, unreadable, too open or malformed.
+pub fn load_private<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    what: &str,
+    hint: &str,
+) -> Result<T, LoginError> {
     let shown = path.display().to_string();
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt as _;
         let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => LoginError::Usage(format!(
-                "no token file at {shown}: run `mayfly login` first"
-            )),
+            std::io::ErrorKind::NotFound => {
+                LoginError::Usage(format!("no {what} at {shown}: {hint}"))
+            }
             _ => LoginError::Io {
                 what: format!("reading {shown}"),
                 source: e,
@@ -384,7 +398,7 @@ pub fn load(path: &Path) -> Result<TokenFile, LoginError> {
     }
     let bytes = Zeroizing::new(std::fs::read(path).map_err(io(format!("reading {shown}")))?);
     serde_json::from_slice(&bytes)
-        .map_err(|_| LoginError::Usage(format!("{shown} is not a token file; log in again")))
+        .map_err(|_| LoginError::Usage(format!("{shown} is not a {what}; {hint}")))
 }
 
 /// A token valid for at least `min_valid` from the file, refreshed (and the file

@@ -46,131 +46,261 @@ fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
+/// A free loopback port.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A `mayfly serve` in its own directory, on a random port, with `env` on top of the
+/// defaults; stopped when dropped (before its database).
+struct Running {
+    server: Server,
+    dir: tempfile::TempDir,
+    env: Vec<(String, String)>,
+    url: String,
+    _db: Option<mayfly_store::testing::TestDb>,
+}
+
+impl Running {
+    fn start(backend: mayfly_store::Backend, extra: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let listen = format!("127.0.0.1:{}", free_port());
+        let url = format!("http://{listen}");
+        let mut env: Vec<(String, String)> = vec![("MAYFLY_LISTEN".into(), listen.clone())];
+        let db = match backend {
+            mayfly_store::Backend::Sqlite => None,
+            mayfly_store::Backend::Postgres => {
+                let db = tokio::runtime::Runtime::new()
+                    .unwrap()
+                    .block_on(mayfly_store::testing::TestDb::new(backend));
+                env.push(("MAYFLY_DATABASE_URL".into(), db.url.clone()));
+                env.push((
+                    "MAYFLY_MASTER_KEY_FILE".into(),
+                    dir.path().join("mayfly.key").display().to_string(),
+                ));
+                Some(db)
+            }
+        };
+        env.extend(
+            extra
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        );
+        let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let server = serve_with(dir.path(), &listen, &pairs);
+        Self {
+            server,
+            dir,
+            env,
+            url,
+            _db: db,
+        }
+    }
+
+    fn env(&self) -> Vec<(&str, &str)> {
+        self.env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect()
+    }
+
+    /// `mayfly args` in the server's directory with its settings (bootstrap, migrate).
+    fn local(&self, args: &[&str]) -> Output {
+        mayfly(self.dir.path(), args, &self.env())
+    }
+
+    /// Bootstraps the first admin and logs in as it from another directory.
+    fn admin(&self) -> Admin {
+        let boot = json(&self.local(&["admin", "bootstrap"]));
+        let admin = Admin::new(&self.url);
+        admin.login(
+            boot["client_id"].as_str().unwrap(),
+            boot["client_secret"].as_str().unwrap(),
+            &[],
+        );
+        admin
+    }
+}
+
+/// `mayfly admin` as an operator on another machine would run it: in a directory of
+/// its own (which must stay without a database), with a profile of its own.
+struct Admin {
+    dir: tempfile::TempDir,
+    env: Vec<(String, String)>,
+}
+
+impl Admin {
+    fn new(server: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let profile = dir.path().join("config/mayfly/profile.json");
+        Self {
+            env: vec![
+                ("MAYFLY_SERVER".into(), server.to_owned()),
+                ("MAYFLY_PROFILE".into(), profile.display().to_string()),
+            ],
+            dir,
+        }
+    }
+
+    fn env(&self) -> Vec<(&str, &str)> {
+        self.env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect()
+    }
+
+    fn login(&self, client_id: &str, secret: &str, extra: &[&str]) {
+        let args = [&["admin", "login", "--client-id", client_id][..], extra].concat();
+        let out = mayfly_with_input(self.dir.path(), &args, &self.env(), secret);
+        assert!(out.status.success(), "admin login: {}", stderr(&out));
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        mayfly(
+            self.dir.path(),
+            &[&["admin"][..], args].concat(),
+            &self.env(),
+        )
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        json(&self.run(&[args, &["-o", "json"]].concat()))
+    }
+
+    fn table(&self, args: &[&str]) -> String {
+        stdout_line(&self.run(&[args, &["-o", "table"]].concat()))
+    }
+
+    fn with_input(&self, args: &[&str], input: &str) -> Value {
+        json(&mayfly_with_input(
+            self.dir.path(),
+            &[&["admin"][..], args, &["-o", "json"]].concat(),
+            &self.env(),
+            input,
+        ))
+    }
+
+    fn profile(&self) -> Value {
+        serde_json::from_slice(&std::fs::read(&self.env[1].1).unwrap()).unwrap()
+    }
+}
+
+fn id_of(value: &Value) -> String {
+    value["id"].as_str().unwrap().to_owned()
+}
+
+/// Issue #19: the admin CLI is a client of the running server. From another directory
+/// it changes what the server sees, creates no database there, prints the API's JSON,
+/// and refuses bad input in one line.
 #[test]
 fn admin_commands_print_json_and_refuse_bad_input() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    let no_env: &[(&str, &str)] = &[];
-
-    let boot = json(&mayfly(d, &["admin", "bootstrap"], no_env));
+    let running = Running::start(mayfly_store::Backend::Sqlite, &[]);
+    let boot = json(&running.local(&["admin", "bootstrap"]));
     assert!(
         boot["client_secret"]
             .as_str()
             .unwrap()
             .starts_with("mfy_cs_")
     );
-    assert!(
-        d.join("mayfly.db").exists(),
-        "SQLite file created on first use"
-    );
-    let again = mayfly(d, &["admin", "bootstrap"], no_env);
+    let again = running.local(&["admin", "bootstrap"]);
     assert!(!again.status.success());
     assert!(
         stderr(&again).contains("already bootstrapped"),
         "{}",
         stderr(&again)
     );
+    let admin = Admin::new(&running.url);
+    // Not logged in yet: the message says how.
+    let out = admin.run(&["client", "list"]);
+    assert!(
+        stderr(&out).contains("mayfly admin login"),
+        "{}",
+        stderr(&out)
+    );
+    admin.login(
+        boot["client_id"].as_str().unwrap(),
+        boot["client_secret"].as_str().unwrap(),
+        &[],
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let profile = admin.dir.path().join("config/mayfly/profile.json");
+        let mode = std::fs::metadata(&profile).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+        let dir = std::fs::metadata(profile.parent().unwrap()).unwrap();
+        assert_eq!(dir.permissions().mode() & 0o777, 0o700);
+    }
 
-    let audience = json(&mayfly(
-        d,
-        &[
-            "admin",
-            "audience",
-            "create",
-            "--uri",
-            "https://api.example/orders",
-            "--scope",
-            "orders:read",
-        ],
-        no_env,
-    ));
-    assert_eq!(audience["scopes"], serde_json::json!(["orders:read"]));
-    let added = json(&mayfly(
-        d,
-        &[
-            "admin",
-            "scope",
-            "add",
-            "--audience",
-            "https://api.example/orders",
-            "orders:write",
-        ],
-        no_env,
-    ));
-    assert_eq!(added["scopes"], serde_json::json!(["orders:write"]));
-    let client = json(&mayfly(
-        d,
-        &[
-            "admin", "client", "create", "--name", "worker", "--ttl", "2m",
-        ],
-        no_env,
-    ));
-    let id = client["client_id"].as_str().unwrap().to_owned();
-    let grant = json(&mayfly(
-        d,
-        &[
-            "admin",
-            "grant",
-            "create",
-            "--client",
-            &id,
-            "--audience",
-            "https://api.example/orders",
-            "--scope",
-            "orders:read",
-            "--reason",
-            "test",
-        ],
-        no_env,
-    ));
+    let audience = admin.json(&[
+        "audience",
+        "create",
+        "--uri",
+        "https://api.example/orders",
+        "--scope",
+        "orders:read",
+    ]);
+    assert_eq!(audience["uri"], "https://api.example/orders");
+    let scopes = admin.json(&["scope", "list", "--audience", "https://api.example/orders"]);
+    assert_eq!(scopes["items"][0]["name"], "orders:read");
+    let added = admin.json(&[
+        "scope",
+        "add",
+        "--audience",
+        "https://api.example/orders",
+        "orders:write",
+    ]);
+    assert_eq!(added["name"], "orders:write");
+    // Piped: JSON by default, the API's own fields (`jq -r .id`).
+    let client = json(&admin.run(&["client", "create", "--name", "worker", "--ttl", "2m"]));
+    assert_eq!(client["default_ttl_secs"], 120);
+    let id = id_of(&client);
+    let grant = admin.json(&[
+        "grant",
+        "create",
+        "--client",
+        &id,
+        "--audience",
+        "https://api.example/orders",
+        "--scope",
+        "orders:read",
+        "--reason",
+        "test",
+    ]);
     assert_eq!(grant["scopes"], serde_json::json!(["orders:read"]));
-    let secret = json(&mayfly(
-        d,
-        &["admin", "client", "add-secret", &id, "--expires-in", "1d"],
-        no_env,
-    ));
+    let secret = admin.json(&["client", "secret", "add", &id, "--expires-in", "1d"]);
     assert!(
         secret["client_secret"]
             .as_str()
             .unwrap()
             .starts_with("mfy_cs_")
     );
-    let third = mayfly(d, &["admin", "client", "add-secret", &id], no_env);
+    let third = admin.run(&["client", "secret", "add", &id]);
     assert!(!third.status.success(), "at most two valid secrets");
-    assert_eq!(
-        json(&mayfly(d, &["admin", "client", "disable", &id], no_env))["enabled"],
-        false
-    );
+    assert_eq!(admin.json(&["client", "disable", &id])["enabled"], false);
 
     for (args, needle) in [
+        (vec!["audience", "create", "--uri", "not a uri"], "422"),
         (
-            vec!["admin", "audience", "create", "--uri", "not a uri"],
-            "invalid uri",
-        ),
-        (
-            vec![
-                "admin",
-                "audience",
-                "create",
-                "--uri",
-                "https://api.example/orders",
-            ],
+            vec!["audience", "create", "--uri", "https://api.example/orders"],
             "already exists",
         ),
         (
             vec![
-                "admin",
                 "scope",
                 "add",
                 "--audience",
                 "https://api.example/orders",
                 "bad scope",
             ],
-            "invalid scope",
+            "422",
         ),
         (
             vec![
-                "admin",
                 "grant",
                 "create",
                 "--client",
@@ -180,11 +310,10 @@ fn admin_commands_print_json_and_refuse_bad_input() {
                 "--scope",
                 "a:b",
             ],
-            "invalid audience: no such audience",
+            "no such audience",
         ),
         (
             vec![
-                "admin",
                 "grant",
                 "create",
                 "--client",
@@ -194,10 +323,10 @@ fn admin_commands_print_json_and_refuse_bad_input() {
                 "--scope",
                 "orders:delete",
             ],
-            "invalid scopes: every scope must exist",
+            "every scope must exist",
         ),
     ] {
-        let out = mayfly(d, &args, no_env);
+        let out = admin.run(&args);
         assert!(!out.status.success(), "{args:?} succeeded");
         let err = stderr(&out);
         assert!(err.contains(needle), "{args:?}: {err}");
@@ -210,8 +339,492 @@ fn admin_commands_print_json_and_refuse_bad_input() {
             "one line: {err}"
         );
     }
-    let migrated = mayfly(d, &["migrate"], no_env);
+    let entries: Vec<_> = std::fs::read_dir(admin.dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(
+        entries,
+        ["config"],
+        "no database beside the admin: {entries:?}"
+    );
+    let migrated = running.local(&["migrate"]);
     assert!(migrated.status.success(), "{}", stderr(&migrated));
+}
+
+/// Only `serve` creates a database: bootstrap and migrate elsewhere refuse, write
+/// nothing, and say where they looked; with --create they make one.
+#[test]
+fn bootstrap_without_create_refuses_a_missing_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    for args in [&["admin", "bootstrap"][..], &["migrate"]] {
+        let out = mayfly(d, args, &[]);
+        assert!(!out.status.success(), "{args:?}");
+        let err = stderr(&out);
+        assert!(
+            err.contains("no database at mayfly.db") && err.contains("--create"),
+            "{err}"
+        );
+        assert_eq!(std::fs::read_dir(d).unwrap().count(), 0, "nothing written");
+    }
+    let boot = json(&mayfly(d, &["admin", "bootstrap", "--create"], &[]));
+    assert!(boot["client_id"].is_string());
+    assert!(d.join("mayfly.db").exists());
+}
+
+/// Every admin resource through the CLI against a real server: list, get, create,
+/// update, delete, as tables and as the API's JSON; paging; revoke; introspect;
+/// keys; audit. Both stores.
+fn five_verbs(backend: mayfly_store::Backend) {
+    let running = Running::start(backend, &[]);
+    let admin = running.admin();
+    let orders = "https://api.example/orders";
+
+    // Audiences.
+    let audience = admin.json(&[
+        "audience",
+        "create",
+        "--uri",
+        orders,
+        "--description",
+        "orders",
+    ]);
+    let audience_id = id_of(&audience);
+    assert!(admin.table(&["audience", "list"]).contains(orders));
+    assert_eq!(
+        id_of(&admin.json(&["audience", "get", orders])),
+        audience_id
+    );
+    let table = admin.table(&["audience", "get", &audience_id]);
+    assert!(table.contains("uri") && table.contains(orders), "{table}");
+    let updated = admin.json(&["audience", "update", orders, "--description", "all orders"]);
+    assert_eq!(updated["description"], "all orders");
+
+    // Scopes.
+    let read = admin.json(&["scope", "create", "--audience", orders, "orders:read"]);
+    let write = admin.json(&[
+        "scope",
+        "create",
+        "--audience",
+        &audience_id,
+        "orders:write",
+    ]);
+    let listed = admin.json(&["scope", "list", "--audience", orders]);
+    assert_eq!(listed["items"].as_array().unwrap().len(), 2, "{listed}");
+    assert_eq!(
+        admin.json(&["scope", "get", &id_of(&read)])["name"],
+        "orders:read"
+    );
+    let table = admin.table(&["scope", "list"]);
+    assert!(
+        table.starts_with("ID") && table.contains("orders:write"),
+        "{table}"
+    );
+    let changed = admin.json(&["scope", "update", &id_of(&write), "--description", "w"]);
+    assert_eq!(changed["description"], "w");
+    admin.json(&["scope", "delete", &id_of(&write)]);
+    assert_eq!(
+        admin.json(&["scope", "list", "--audience", orders])["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+
+    // Clients, their secrets and keys; paging.
+    let client = admin.json(&["client", "create", "--name", "billing", "--label", "batch"]);
+    let client_id = id_of(&client);
+    assert!(
+        client["client_secret"]
+            .as_str()
+            .unwrap()
+            .starts_with("mfy_cs_")
+    );
+    let table = admin.table(&["client", "list"]);
+    assert!(
+        table.contains("billing") && table.contains("mayfly-admin"),
+        "{table}"
+    );
+    assert_eq!(
+        admin.json(&["client", "get", &client_id])["name"],
+        "billing"
+    );
+    let renamed = admin.json(&[
+        "client",
+        "update",
+        &client_id,
+        "--name",
+        "billing-2",
+        "--max-ttl",
+        "10m",
+    ]);
+    assert_eq!(
+        (renamed["name"].as_str(), renamed["max_ttl_secs"].as_i64()),
+        (Some("billing-2"), Some(600))
+    );
+    let page = admin.json(&["client", "list", "--limit", "1"]);
+    assert_eq!(page["items"].as_array().unwrap().len(), 1);
+    assert!(page["next_cursor"].is_string(), "{page}");
+    let next = admin.json(&[
+        "client",
+        "list",
+        "--limit",
+        "1",
+        "--cursor",
+        page["next_cursor"].as_str().unwrap(),
+    ]);
+    assert_ne!(next["items"][0]["id"], page["items"][0]["id"]);
+    let all = admin.json(&["client", "list", "--limit", "1", "--all"]);
+    assert_eq!(all["items"].as_array().unwrap().len(), 2, "{all}");
+    let secret = admin.json(&["client", "secret", "add", &client_id]);
+    let secrets = admin.json(&["client", "secret", "list", &client_id]);
+    assert_eq!(secrets.as_array().unwrap().len(), 2);
+    assert!(
+        !secrets.to_string().contains("mfy_cs_"),
+        "never the secret again"
+    );
+    admin.json(&["client", "secret", "delete", &client_id, &id_of(&secret)]);
+    assert_eq!(
+        admin
+            .json(&["client", "secret", "list", &client_id])
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    let x = "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo";
+    let key = admin.json(&["client", "key", "add", &client_id, "--x", x]);
+    assert_eq!(
+        admin.json(&["client", "key", "list", &client_id])[0]["id"],
+        key["id"]
+    );
+    admin.json(&["client", "key", "delete", &client_id, &id_of(&key)]);
+    assert_eq!(
+        admin.json(&["client", "disable", &client_id])["enabled"],
+        false
+    );
+    assert_eq!(
+        admin.json(&["client", "enable", &client_id])["enabled"],
+        true
+    );
+
+    // Users.
+    let user = admin.with_input(
+        &["user", "create", "--username", "alice", "--label", "oncall"],
+        "correct horse battery staple\n",
+    );
+    let user_id = id_of(&user);
+    assert!(admin.table(&["user", "list"]).contains("alice"));
+    assert_eq!(admin.json(&["user", "get", &user_id])["username"], "alice");
+    assert_eq!(
+        admin.json(&["user", "update", &user_id, "--enabled", "false"])["enabled"],
+        false
+    );
+
+    // Grants.
+    let grant = admin.json(&[
+        "grant",
+        "create",
+        "--client",
+        &client_id,
+        "--audience",
+        orders,
+        "--scope",
+        "orders:read",
+        "--reason",
+        "reads orders",
+    ]);
+    let grant_id = id_of(&grant);
+    let mine = admin.json(&["grant", "list", "--client", &client_id]);
+    assert_eq!(mine["items"].as_array().unwrap().len(), 1, "{mine}");
+    assert!(
+        admin
+            .table(&["grant", "list", "--audience", orders])
+            .contains(&format!("client:{client_id}"))
+    );
+    assert_eq!(
+        admin.json(&["grant", "get", &grant_id])["reason"],
+        "reads orders"
+    );
+    assert_eq!(
+        admin.json(&["grant", "update", &grant_id, "--reason", "nightly"])["reason"],
+        "nightly"
+    );
+
+    // Access policies and the approvers' queue.
+    let policy = admin.json(&[
+        "access-policy",
+        "create",
+        "--name",
+        "on call",
+        "--audience",
+        orders,
+        "--scope",
+        "orders:read",
+        "--subject",
+        "label:oncall",
+        "--max-duration",
+        "1h",
+        "--decision",
+        "approval",
+        "--approvals",
+        "1",
+    ]);
+    let policy_id = id_of(&policy);
+    assert!(admin.table(&["access-policy", "list"]).contains("on call"));
+    assert_eq!(
+        admin.json(&["access-policy", "get", &policy_id])["decision"],
+        "approval"
+    );
+    assert_eq!(
+        admin.json(&["access-policy", "update", &policy_id, "--name", "on-call"])["name"],
+        "on-call"
+    );
+    assert_eq!(
+        admin.json(&["access", "queue"])["items"],
+        serde_json::json!([])
+    );
+
+    // Revoke, list revocations; introspect the admin's own token.
+    let revoked = admin.json(&["revoke", "--kind", "grant", &grant_id, "--reason", "test"]);
+    assert_eq!(revoked["kind"], "grant");
+    let list = admin.json(&["revocation", "list"]);
+    assert!(
+        list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["value"] == grant_id.as_str()),
+        "{list}"
+    );
+    let admin_id = admin.profile()["client_id"].as_str().unwrap().to_owned();
+    admin.json(&[
+        "grant",
+        "create",
+        "--client",
+        &admin_id,
+        "--audience",
+        &running.url,
+        "--scope",
+        "mayfly:introspect",
+    ]);
+    let token = admin.profile()["access_token"].as_str().unwrap().to_owned();
+    let verdict = admin.with_input(&["introspect"], &format!("{token}\n"));
+    assert_eq!(verdict["active"], true, "{verdict}");
+    assert_eq!(verdict["scope"], "mayfly:admin");
+
+    // Keys and audit.
+    let keys = admin.json(&["keys", "list"]);
+    assert!(
+        keys.as_array()
+            .unwrap()
+            .iter()
+            .any(|k| k["state"] == "active"),
+        "{keys}"
+    );
+    assert!(admin.table(&["keys", "list"]).contains("active"));
+    let events = admin.json(&["audit", "search", "--type", "admin.change", "--limit", "3"]);
+    assert_eq!(events["items"].as_array().unwrap().len(), 3, "{events}");
+    assert!(
+        admin
+            .table(&["audit", "search", "--limit", "2"])
+            .starts_with("OCCURRED_AT")
+    );
+
+    // Deletes, in dependency order.
+    for args in [
+        ["grant", "delete", &grant_id],
+        ["access-policy", "delete", &policy_id],
+        ["user", "delete", &user_id],
+        ["client", "delete", &client_id],
+        ["scope", "delete", &id_of(&read)],
+        ["audience", "delete", orders],
+    ] {
+        admin.json(&args);
+    }
+    for (args, code) in [
+        (["grant", "get", &grant_id], "404"),
+        (["user", "get", &user_id], "404"),
+        (["client", "get", &client_id], "404"),
+        (["access-policy", "get", &policy_id], "404"),
+        (["audience", "get", &audience_id], "404"),
+    ] {
+        let out = admin.run(&args);
+        assert!(stderr(&out).contains(code), "{args:?}: {}", stderr(&out));
+    }
+}
+
+#[test]
+fn every_resource_has_five_verbs_sqlite() {
+    five_verbs(mayfly_store::Backend::Sqlite);
+}
+
+#[test]
+fn every_resource_has_five_verbs_postgres() {
+    five_verbs(mayfly_store::Backend::Postgres);
+}
+
+/// Tokens live 1 s here: the CLI renews the profile's token before it expires, and
+/// when the server refuses one anyway it gets a new one and retries; a client holding
+/// an expired token is told it expired.
+#[test]
+fn admin_token_is_renewed_when_it_expires() {
+    let running = Running::start(mayfly_store::Backend::Sqlite, &[("MAYFLY_TOKEN_TTL", "1s")]);
+    let admin = running.admin();
+    let first = admin.profile()["access_token"].as_str().unwrap().to_owned();
+    // Past its expiry and the server's 5 s leeway.
+    std::thread::sleep(Duration::from_millis(6500));
+    admin.json(&["client", "list"]);
+    let second = admin.profile()["access_token"].as_str().unwrap().to_owned();
+    assert_ne!(first, second, "renewed before use");
+
+    // The server says an expired token expired.
+    let out = Command::new("curl")
+        .args([
+            "-sS",
+            "-D",
+            "-",
+            &format!("{}/admin/v1/clients", running.url),
+            "-H",
+        ])
+        .arg(format!("Authorization: Bearer {first}"))
+        .output()
+        .unwrap();
+    let answer = String::from_utf8_lossy(&out.stdout);
+    assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+    assert!(
+        answer.contains(r#"error_description="the access token expired"#),
+        "{answer}"
+    );
+    assert!(
+        answer.contains(r#""detail":"the access token expired"#),
+        "{answer}"
+    );
+
+    // A profile whose cached token looks valid but is not: refused once, renewed, done.
+    let path = &admin.env[1].1;
+    let mut stale = admin.profile();
+    stale["access_token"] = first.into();
+    stale["expires_at"] = "2999-01-01T00:00:00Z".into();
+    std::fs::write(path, stale.to_string()).unwrap();
+    assert!(admin.json(&["client", "list"])["items"].is_array());
+    assert_ne!(admin.profile()["access_token"], stale["access_token"]);
+}
+
+/// An admin holding only `mayfly:admin:read` is told which scope a change needs.
+#[test]
+fn a_narrow_admin_is_told_the_scope_it_lacks() {
+    let running = Running::start(mayfly_store::Backend::Sqlite, &[]);
+    let admin = running.admin();
+    let issuer = &running.url;
+    let reader = admin.json(&["client", "create", "--name", "auditor"]);
+    admin.json(&[
+        "grant",
+        "create",
+        "--client",
+        &id_of(&reader),
+        "--audience",
+        issuer,
+        "--scope",
+        "mayfly:admin:read",
+    ]);
+    let narrow = Admin::new(issuer);
+    narrow.login(
+        &id_of(&reader),
+        reader["client_secret"].as_str().unwrap(),
+        &["--scope", "mayfly:admin:read"],
+    );
+    assert!(narrow.json(&["client", "list"])["items"].is_array());
+    let out = narrow.run(&["client", "create", "--name", "x"]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("403") && err.contains("mayfly:admin:clients"),
+        "{err}"
+    );
+    // Asking for a scope the client does not hold fails at login, not later.
+    let out = mayfly_with_input(
+        narrow.dir.path(),
+        &[
+            "admin",
+            "login",
+            "--client-id",
+            &id_of(&reader),
+            "--scope",
+            "mayfly:admin",
+        ],
+        &narrow.env(),
+        reader["client_secret"].as_str().unwrap(),
+    );
+    assert!(stderr(&out).contains("invalid_scope"), "{}", stderr(&out));
+}
+
+/// A Postgres database that does not exist: one line naming `createdb`, and no master
+/// key file written.
+#[test]
+fn missing_postgres_database_names_createdb_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let admin_url = std::env::var("MAYFLY_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let base = admin_url.rsplit_once('/').unwrap().0;
+    let url = format!("{base}/mayfly_absent_{}", std::process::id());
+    let env = [
+        ("MAYFLY_DATABASE_URL", url.as_str()),
+        ("MAYFLY_MASTER_KEY_FILE", "mayfly.key"),
+    ];
+    for args in [&["serve"][..], &["migrate"], &["admin", "bootstrap"]] {
+        let out = mayfly(d, args, &env);
+        assert!(!out.status.success(), "{args:?}");
+        let err = stderr(&out);
+        let name = url.rsplit('/').next().unwrap();
+        assert!(
+            err.contains("createdb -h ") && err.contains(&format!("{name}`")),
+            "{args:?}: {err}"
+        );
+        assert!(!err.contains("line "), "{err}");
+        assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+        assert!(
+            !d.join("mayfly.key").exists(),
+            "{args:?} wrote the key file"
+        );
+    }
+}
+
+/// Each command's help shows its own options: server settings only where the database
+/// is opened.
+#[test]
+fn help_fits_the_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let help = |args: &[&str]| stdout_line(&mayfly(dir.path(), &[args, &["--help"]].concat(), &[]));
+    let create = help(&["admin", "client", "create"]);
+    assert!(
+        create.lines().count() <= 40,
+        "{} lines:\n{create}",
+        create.lines().count()
+    );
+    assert!(create.contains("Example:") && create.contains("--name"));
+    for args in [
+        &["admin", "client", "create"][..],
+        &["admin", "grant", "list"],
+        &["login"],
+        &["admin"],
+    ] {
+        let text = help(args);
+        assert!(
+            !text.contains("--database-url") && !text.contains("--key-lifetime"),
+            "{args:?}:\n{text}"
+        );
+    }
+    for args in [
+        &["serve"][..],
+        &["migrate"],
+        &["admin", "bootstrap"],
+        &["keys", "rewrap"],
+    ] {
+        assert!(help(args).contains("--database-url"), "{args:?}");
+    }
 }
 
 #[test]
@@ -330,41 +943,43 @@ fn serve_until_ready(dir: &Path, env: &[(&str, &str)]) -> Result<(), String> {
 }
 
 fn states(list: &Value) -> Vec<(String, String)> {
-    list["keys"]
-        .as_array()
+    list.as_array()
         .unwrap()
         .iter()
         .map(|k| {
             (
-                k["kid"].as_str().unwrap().to_owned(),
+                k["id"].as_str().unwrap().to_owned(),
                 k["state"].as_str().unwrap().to_owned(),
             )
         })
         .collect()
 }
 
+/// `admin keys list|rotate` over the API; `keys rewrap` in the database, with the
+/// servers stopped.
 #[test]
 fn keys_commands_list_rotate_and_rewrap() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    let no_env: &[(&str, &str)] = &[];
-    assert_eq!(
-        json(&mayfly(d, &["keys", "list"], no_env))["keys"],
-        serde_json::json!([])
-    );
+    let running = Running::start(mayfly_store::Backend::Sqlite, &[]);
+    let admin = running.admin();
+    let first_list = admin.json(&["keys", "list"]);
+    let first = states(&first_list)
+        .into_iter()
+        .find(|(_, s)| s == "active")
+        .unwrap()
+        .0;
 
-    // Rotate now: the first start creates the active key, then a successor is
-    // published; it cannot sign before the publish lead (1h) has passed.
-    let pending = json(&mayfly(d, &["keys", "rotate"], no_env));
-    assert_eq!(pending["status"], "pending", "{pending}");
+    // Rotate now: a successor is published; it cannot sign before the publish lead
+    // (1h) has passed.
+    let pending = admin.json(&["keys", "rotate"]);
+    assert_eq!(pending["outcome"], "pending", "{pending}");
     let next = pending["next"].as_str().unwrap().to_owned();
     assert!(next.starts_with("k4.pid."));
     assert!(pending["activates_at"].as_str().is_some());
-    let list = json(&mayfly(d, &["keys", "list"], no_env));
+    let list = admin.json(&["keys", "list"]);
     let keys = states(&list);
     assert_eq!(keys.len(), 2);
     assert!(keys.contains(&(next.clone(), "next".into())));
-    let first = keys.iter().find(|(_, s)| s == "active").unwrap().0.clone();
+    assert!(keys.contains(&(first.clone(), "active".into())));
     let dump = list.to_string();
     assert!(
         !dump.contains("private") && !dump.contains("paserk"),
@@ -372,29 +987,46 @@ fn keys_commands_list_rotate_and_rewrap() {
     );
 
     // Emergency: the published successor signs at once; the old key is revoked.
-    let emergency = json(&mayfly(d, &["keys", "rotate", "--emergency"], no_env));
+    let emergency = admin.json(&["keys", "rotate", "--emergency"]);
     assert_eq!(
-        (emergency["status"].as_str(), emergency["active"].as_str()),
+        (emergency["outcome"].as_str(), emergency["active"].as_str()),
         (Some("activated"), Some(next.as_str())),
         "{emergency}"
     );
-    let list = json(&mayfly(d, &["keys", "list"], no_env));
-    let old = list["keys"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|k| k["kid"] == first.as_str())
-        .unwrap();
-    assert_eq!(old["state"], "gone");
-    assert!(old["revoked_at"].as_str().is_some());
-    json(&mayfly(d, &["keys", "rotate"], no_env));
+    let list = admin.json(&["keys", "list"]);
+    let keys = states(&list);
+    assert!(keys.contains(&(next.clone(), "active".into())), "{list}");
+    assert!(
+        !keys.iter().any(|(id, _)| *id == first),
+        "the revoked key is no longer published: {list}"
+    );
+    let revocations = admin.json(&["revocation", "list"]);
+    assert!(
+        revocations["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["kind"] == "key" && e["value"] == first.as_str()),
+        "{revocations}"
+    );
+    admin.json(&["keys", "rotate"]);
 
-    // Rewrap under a new master key: afterwards only the new key file opens the keys.
+    // Rewrap under a new master key, the server stopped: afterwards only the new key
+    // file opens the keys.
+    let env: Vec<(String, String)> = running
+        .env
+        .iter()
+        .filter(|(k, _)| k != "MAYFLY_LISTEN")
+        .cloned()
+        .collect();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    drop(running.server);
+    let d = running.dir.path();
     write_key(&d.join("new.key"), &format!("{}\n", "5a".repeat(32)));
     let missing = mayfly(
         d,
         &["keys", "rewrap", "--new-master-key-file", "absent.key"],
-        no_env,
+        &env,
     );
     assert!(
         stderr(&missing).contains("absent.key"),
@@ -405,24 +1037,27 @@ fn keys_commands_list_rotate_and_rewrap() {
     let rewrapped = json(&mayfly(
         d,
         &["keys", "rewrap", "--new-master-key-file", "new.key"],
-        no_env,
+        &env,
     ));
     assert_eq!(
         rewrapped["rewrapped"], 2,
         "the active and the next key, not the gone one"
     );
-    let old_key = serve_until_ready(d, no_env).unwrap_err();
+    let old_key = serve_until_ready(d, &env).unwrap_err();
     assert!(old_key.contains("does not decrypt"), "{old_key}");
-    let rotate_old = mayfly(d, &["keys", "rotate"], no_env);
-    assert!(
-        stderr(&rotate_old).contains("does not decrypt"),
-        "{}",
-        stderr(&rotate_old)
+    write_key(&d.join("newer.key"), &format!("{}\n", "6b".repeat(32)));
+    let rewrap_old = mayfly(
+        d,
+        &["keys", "rewrap", "--new-master-key-file", "newer.key"],
+        &env,
     );
-    let new_key = [("MAYFLY_MASTER_KEY_FILE", "new.key")];
+    assert!(
+        stderr(&rewrap_old).contains("does not decrypt"),
+        "{}",
+        stderr(&rewrap_old)
+    );
+    let new_key = [&env[..], &[("MAYFLY_MASTER_KEY_FILE", "new.key")]].concat();
     serve_until_ready(d, &new_key).unwrap();
-    let again = json(&mayfly(d, &["keys", "rotate"], &new_key));
-    assert_eq!(again["status"], "pending");
 }
 
 /// A running `mayfly serve`, stopped (killed) when dropped.
@@ -435,8 +1070,8 @@ impl Drop for Server {
     }
 }
 
-/// Starts `mayfly serve` on `listen` and waits until it is ready.
-fn serve(dir: &Path, listen: &str) -> Server {
+/// Starts `mayfly serve` on `listen` with `env` and waits until it is ready.
+fn serve_with(dir: &Path, listen: &str, env: &[(&str, &str)]) -> Server {
     let mut command = Command::new(env!("CARGO_BIN_EXE_mayfly"));
     command
         .arg("serve")
@@ -450,6 +1085,7 @@ fn serve(dir: &Path, listen: &str) -> Server {
             command.env_remove(k);
         }
     }
+    command.envs(env.iter().copied());
     let mut child = command.spawn().unwrap();
     let stderr = child.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
@@ -510,71 +1146,49 @@ fn stdout_line(output: &Output) -> String {
 /// rotating the refresh token) when asked for more validity than it has left.
 #[test]
 fn login_and_token_over_http() {
+    let running = Running::start(mayfly_store::Backend::Sqlite, &[]);
+    let admin = running.admin();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let no_env: &[(&str, &str)] = &[];
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let listen = format!("127.0.0.1:{port}");
-    let issuer = format!("http://{listen}");
+    let issuer = running.url.clone();
     let env_issuer = [("MAYFLY_ISSUER", issuer.as_str())];
 
-    json(&mayfly(
-        d,
-        &[
-            "admin",
-            "audience",
-            "create",
-            "--uri",
-            "https://api.example/orders",
-            "--scope",
-            "orders:read",
-        ],
-        no_env,
-    ));
-    let cli = json(&mayfly(
-        d,
-        &[
-            "admin",
-            "client",
-            "create",
-            "--name",
-            "mayfly-cli",
-            "--grant-type",
-            "password",
-            "--grant-type",
-            "refresh_token",
-        ],
-        no_env,
-    ));
-    let user = json(&mayfly_with_input(
-        d,
-        &["admin", "user", "create", "--username", "alice"],
-        no_env,
+    admin.json(&[
+        "audience",
+        "create",
+        "--uri",
+        "https://api.example/orders",
+        "--scope",
+        "orders:read",
+    ]);
+    let cli = admin.json(&[
+        "client",
+        "create",
+        "--name",
+        "mayfly-cli",
+        "--grant-type",
+        "password",
+        "--grant-type",
+        "refresh_token",
+    ]);
+    let user = admin.with_input(
+        &["user", "create", "--username", "alice"],
         "correct horse battery staple\n",
-    ));
+    );
     let user_id = user["id"].as_str().unwrap().to_owned();
-    json(&mayfly(
-        d,
-        &[
-            "admin",
-            "grant",
-            "create",
-            "--user",
-            &user_id,
-            "--audience",
-            "https://api.example/orders",
-            "--scope",
-            "orders:read",
-        ],
-        no_env,
-    ));
-    let _server = serve(d, &listen);
+    admin.json(&[
+        "grant",
+        "create",
+        "--user",
+        &user_id,
+        "--audience",
+        "https://api.example/orders",
+        "--scope",
+        "orders:read",
+    ]);
 
-    let client_id = cli["client_id"].as_str().unwrap();
+    let client_id = cli["id"].as_str().unwrap();
     let client_secret = cli["client_secret"].as_str().unwrap();
     let token_file = d.join("home/.config/mayfly/token.json");
     let token_file_arg = token_file.to_str().unwrap();
@@ -751,95 +1365,62 @@ fn claims_of(token: &str) -> Value {
 /// next token carries the scope, and once the window (3 s) is over it does not.
 #[test]
 fn access_request_approved_from_the_cli_lasts_its_window() {
+    let running = Running::start(mayfly_store::Backend::Sqlite, &[]);
+    let admin = running.admin();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let listen = format!("127.0.0.1:{port}");
-    let issuer = format!("http://{listen}");
-    let env_issuer = [("MAYFLY_ISSUER", issuer.as_str())];
+    let issuer = running.url.clone();
     let db = "https://db.example/main";
     let password = "correct horse battery staple\n";
 
-    json(&mayfly(d, &["admin", "bootstrap"], &env_issuer));
-    json(&mayfly(
-        d,
-        &[
-            "admin", "audience", "create", "--uri", db, "--scope", "db:read",
-        ],
-        &env_issuer,
-    ));
-    let cli = json(&mayfly(
-        d,
-        &[
-            "admin",
-            "client",
-            "create",
-            "--name",
-            "mayfly-cli",
-            "--grant-type",
-            "password",
-            "--grant-type",
-            "refresh_token",
-        ],
-        &env_issuer,
-    ));
+    admin.json(&["audience", "create", "--uri", db, "--scope", "db:read"]);
+    let cli = admin.json(&[
+        "client",
+        "create",
+        "--name",
+        "mayfly-cli",
+        "--grant-type",
+        "password",
+        "--grant-type",
+        "refresh_token",
+    ]);
     let mut users = Vec::new();
     for (name, scope) in [("alice", "mayfly:access"), ("bob", "mayfly:approve")] {
-        let user = json(&mayfly_with_input(
-            d,
-            &["admin", "user", "create", "--username", name],
-            &env_issuer,
-            password,
-        ));
+        let user = admin.with_input(&["user", "create", "--username", name], password);
         let id = user["id"].as_str().unwrap().to_owned();
-        json(&mayfly(
-            d,
-            &[
-                "admin",
-                "grant",
-                "create",
-                "--user",
-                &id,
-                "--audience",
-                &issuer,
-                "--scope",
-                scope,
-            ],
-            &env_issuer,
-        ));
+        admin.json(&[
+            "grant",
+            "create",
+            "--user",
+            &id,
+            "--audience",
+            &issuer,
+            "--scope",
+            scope,
+        ]);
         users.push(id);
     }
-    let policy = json(&mayfly(
-        d,
-        &[
-            "admin",
-            "access-policy",
-            "create",
-            "--name",
-            "read the database",
-            "--audience",
-            db,
-            "--scope",
-            "db:read",
-            "--subject",
-            &format!("user:{}", users[0]),
-            "--max-duration",
-            "15m",
-            "--decision",
-            "approval",
-            "--approvals",
-            "1",
-        ],
-        &env_issuer,
-    ));
+    let policy = admin.json(&[
+        "access-policy",
+        "create",
+        "--name",
+        "read the database",
+        "--audience",
+        db,
+        "--scope",
+        "db:read",
+        "--subject",
+        &format!("user:{}", users[0]),
+        "--max-duration",
+        "15m",
+        "--decision",
+        "approval",
+        "--approvals",
+        "1",
+    ]);
     assert_eq!(policy["decision"], "approval");
-    let _server = serve(d, &listen);
 
-    let client_id = cli["client_id"].as_str().unwrap();
+    let client_id = cli["id"].as_str().unwrap();
     let client_secret = cli["client_secret"].as_str().unwrap();
     let login_env = [
         ("MAYFLY_ISSUER", issuer.as_str()),
@@ -929,6 +1510,24 @@ fn access_request_approved_from_the_cli_lasts_its_window() {
         &[],
     ));
     assert_eq!(approved["state"], "approved", "{approved}");
+
+    // An approver's own `mayfly login` serves `mayfly admin` too (a token-file profile,
+    // renewed with its refresh token).
+    let approver = Admin::new(&issuer);
+    let out = mayfly(
+        approver.dir.path(),
+        &["admin", "login", "--token-file", bob_file.to_str().unwrap()],
+        &approver.env(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let done = approver.json(&["access", "queue", "--state", "approved"]);
+    assert_eq!(done["items"][0]["id"], id.as_str(), "{done}");
+    let refused = approver.run(&["client", "list"]);
+    assert!(
+        stderr(&refused).contains("mayfly:admin:clients"),
+        "{}",
+        stderr(&refused)
+    );
 
     // The next token carries the scope, and ends with the window.
     let token = stdout_line(&db_token());

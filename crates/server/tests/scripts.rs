@@ -1,7 +1,7 @@
 //! Checks that live outside Rust, run as part of `cargo test` so the one test command
 //! covers them: an independent PASETO implementation (pyseto) verifies our tokens, a
 //! third-party OAuth client (authlib) completes the flows, nginx asks `mayfly gateway`, and
-//! the compose file validates.
+//! the compose file validates, and the README tour runs as written.
 
 // Test code: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -63,4 +63,11 @@ fn authlib_clients_complete_the_flows() {
 #[test]
 fn nginx_asks_the_gateway_before_each_request() {
     run("tests/gateway/run.sh", &[env!("CARGO_BIN_EXE_mayfly")]);
+}
+
+/// The README's tour, run as written: every `sh` block in order, in bash with curl and
+/// jq, against the server the tour itself starts (issue #19).
+#[test]
+fn readme_tour_runs_as_written() {
+    run("tests/tour/run.sh", &[env!("CARGO_BIN_EXE_mayfly")]);
 }

@@ -1038,21 +1038,27 @@ impl Actor<'_> {
 /// decisions also expire them first, so this only makes the events timely).
 pub const EXPIRY_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// The background sweep of pending requests past their time.
-pub fn spawn_expiry(state: &crate::state::AppState) -> tokio::task::JoinHandle<()> {
-    let state = state.clone();
+/// The background sweep of pending requests past their time (`pending_timeout`, the
+/// configured `access_pending_timeout`); anomalies go to `webhook`. Abort the handle to
+/// stop it.
+pub fn spawn_expiry(
+    store: std::sync::Arc<dyn mayfly_store::Store>,
+    clock: std::sync::Arc<dyn crate::clock::Clock>,
+    webhook: Option<crate::webhook::Webhook>,
+    pending_timeout: time::Duration,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let ctx = RequestContext::default();
         loop {
             let actor = Actor {
-                store: state.store.as_ref(),
+                store: store.as_ref(),
                 id: "system".into(),
-                now: state.clock.now(),
+                now: clock.now(),
                 caller: crate::admin::Caller::trusted(),
             };
             let cx = AccessContext {
-                webhook: state.webhook.as_ref(),
-                pending_timeout: state.config.access_pending_timeout,
+                webhook: webhook.as_ref(),
+                pending_timeout,
                 request: &ctx,
             };
             if let Err(e) = actor.expire_access_requests(&cx).await {

@@ -370,11 +370,13 @@ pub fn event(
 /// How often old audit events are pruned.
 pub const RETENTION_INTERVAL: std::time::Duration = std::time::Duration::from_secs(3600);
 
-/// Deletes events older than the configured retention, now and then every hour.
-pub fn spawn_retention(state: &crate::state::AppState) -> JoinHandle<()> {
-    let store = state.store.clone();
-    let clock = state.clock.clone();
-    let keep = state.config.audit_retention;
+/// Deletes events older than `keep` (the configured retention), now and then every
+/// hour. Abort the handle to stop it.
+pub fn spawn_retention(
+    store: Arc<dyn Store>,
+    clock: Arc<dyn crate::clock::Clock>,
+    keep: time::Duration,
+) -> JoinHandle<()> {
     tokio::spawn(async move {
         loop {
             match store.prune_audit_events(clock.now() - keep).await {

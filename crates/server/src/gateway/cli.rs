@@ -9,8 +9,7 @@ use mayfly_sdk::ClientSecret;
 use super::{Gateway, GatewayOptions, StartError, load_routes};
 use crate::config::{Config, parse_duration, parse_network};
 
-/// `mayfly gateway` flags. The issuer is the global `--issuer`; the forwarding header
-/// the proxies write is the global `--forwarded-header`.
+/// `mayfly gateway` flags, beside its `--issuer` and `--forwarded-header`.
 #[derive(Debug, Args)]
 pub struct GatewayArgs {
     /// `check`: validate the route file and print the effective table.

@@ -401,9 +401,11 @@ pub const PRUNE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(3
 /// Deletes refresh families past their absolute lifetime (with their tokens), now and
 /// then every [`PRUNE_INTERVAL`]. Nothing of them can be used any more: their refresh
 /// tokens are refused, and their access tokens expired long before.
-pub fn spawn_pruning(state: &AppState) -> tokio::task::JoinHandle<()> {
-    let store = state.store.clone();
-    let clock = state.clock.clone();
+/// Abort the handle to stop it.
+pub fn spawn_pruning(
+    store: std::sync::Arc<dyn mayfly_store::Store>,
+    clock: std::sync::Arc<dyn crate::clock::Clock>,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         loop {
             match store.prune_refresh_families(clock.now()).await {

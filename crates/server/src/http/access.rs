@@ -8,7 +8,7 @@ use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use time::Duration;
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -29,7 +29,7 @@ pub fn router() -> Router<AppState> {
 }
 
 /// A request for access for oneself.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewAccessRequestIn {
     /// The audience URI.

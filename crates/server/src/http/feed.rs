@@ -20,7 +20,7 @@ use futures_util::Stream;
 use mayfly_core::revocation::RevocationKind;
 use mayfly_core::wire::{RevocationEntry, RevocationPage};
 use mayfly_store::RevocationRecord;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, watch};
 
 use super::admin::{Admin, Params};
@@ -45,7 +45,7 @@ pub fn router() -> Router<AppState> {
 }
 
 /// Feed position and page size.
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[derive(Debug, Serialize, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct FeedParams {

@@ -28,7 +28,7 @@ use tokio::task::JoinHandle;
 use super::{Keyring, KeyringError};
 
 use crate::audit::{self, RequestContext, kind, outcome};
-use crate::state::AppState;
+use crate::clock::Clock;
 
 /// The actor named in the audit events of scheduled changes.
 pub const SCHEDULER: &str = "scheduler";
@@ -111,16 +111,6 @@ impl<'a> Rotator<'a> {
             actor: actor.into(),
             context: RequestContext::default(),
         }
-    }
-
-    /// A rotator over a running service's store and keyring.
-    pub fn for_state(state: &'a AppState, actor: impl Into<String>) -> Self {
-        Self::new(
-            state.store.as_ref(),
-            &state.keyring,
-            state.config.key_policy(),
-            actor,
-        )
     }
 
     /// Records where the request came from in the audit events (admin API).
@@ -280,15 +270,17 @@ fn action(change: &KeyChange) -> &'static str {
     }
 }
 
-/// Starts the background task of `mayfly serve`: every
-/// [`Config::key_reload_interval`](crate::config::Config::key_reload_interval) it runs
-/// [`Rotator::tick`]. Abort the handle to stop it.
-pub fn spawn(state: &AppState) -> JoinHandle<()> {
-    let store = state.store.clone();
-    let keyring: Arc<Keyring> = state.keyring.clone();
-    let clock = state.clock.clone();
-    let policy = state.config.key_policy();
-    let every = state.config.key_reload_interval();
+/// Starts the background task of `mayfly serve`: every `every` (the
+/// [`Config::key_reload_interval`](crate::config::Config::key_reload_interval)) it runs
+/// [`Rotator::tick`] at the clock's time. It takes its dependencies, not the state, so
+/// the composition root (`crate::app::Tasks`) owns it. Abort the handle to stop it.
+pub fn spawn(
+    store: Arc<dyn Store>,
+    keyring: Arc<Keyring>,
+    clock: Arc<dyn Clock>,
+    policy: KeyPolicy,
+    every: std::time::Duration,
+) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -129,7 +129,7 @@ impl From<AccessPolicyRecord> for AccessPolicyOut {
 }
 
 /// An access policy to create.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewAccessPolicyIn {
     /// Display name.
@@ -160,7 +160,7 @@ pub struct NewAccessPolicyIn {
 }
 
 /// Changes to an access policy; absent fields stay.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AccessPolicyPatch {
     /// New name.
@@ -182,7 +182,7 @@ pub struct AccessPolicyPatch {
 }
 
 /// Policy listing filters.
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[derive(Debug, Serialize, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct PolicyParams {
@@ -332,7 +332,7 @@ impl From<AccessRequestRecord> for AccessRequestOut {
 }
 
 /// Request listing filters.
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[derive(Debug, Serialize, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct AccessRequestParams {
@@ -359,7 +359,7 @@ impl AccessRequestParams {
 }
 
 /// An approver's decision.
-#[derive(Debug, Default, Deserialize, ToSchema)]
+#[derive(Debug, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DecisionComment {
     /// Why (required to deny).

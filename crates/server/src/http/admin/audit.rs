@@ -22,7 +22,7 @@ pub fn router() -> Router<AppState> {
 }
 
 /// Audit search filters; all optional, combined with AND.
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[derive(Debug, Serialize, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct AuditParams {

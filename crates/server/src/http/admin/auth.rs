@@ -274,6 +274,14 @@ impl FromRequestParts<AppState> for Admin {
         )
         .map_err(|e| {
             tracing::debug!(reason = %e, "admin token refused");
+            if matches!(e, token::VerifyError::Expired) {
+                // Say so, in the problem and the challenge (RFC 6750 §3), so a client
+                // knows to get a new token rather than suspect its credentials.
+                let why = "the access token expired: obtain a new one";
+                return Problem::new(StatusCode::UNAUTHORIZED, why).challenge(format!(
+                    r#"Bearer realm="mayfly", error="invalid_token", error_description="{why}""#
+                ));
+            }
             unauthorized(
                 Some("invalid_token"),
                 "the access token is invalid or expired",

@@ -30,7 +30,7 @@ pub async fn list(State(state): State<AppState>, _: Admin) -> Result<Json<Vec<Ke
 }
 
 /// How to rotate.
-#[derive(Debug, Default, Deserialize, ToSchema)]
+#[derive(Debug, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RotateIn {
     /// Activate a successor at once and revoke the current key: every token it signed
@@ -69,38 +69,47 @@ pub async fn rotate(
     admin: Admin,
     Body(body): Body<RotateIn>,
 ) -> Result<Json<RotateOut>, Problem> {
-    let outcome = Rotator::for_state(&state, admin.client_id())
-        .with_context(admin.request().clone())
-        .rotate_now(
-            state.clock.now(),
-            RotateOptions {
-                emergency: body.emergency,
+    let outcome = Rotator::new(
+        state.store.as_ref(),
+        &state.keyring,
+        state.config.key_policy(),
+        admin.client_id(),
+    )
+    .with_context(admin.request().clone())
+    .rotate_now(
+        state.clock.now(),
+        RotateOptions {
+            emergency: body.emergency,
+        },
+    )
+    .await
+    .map_err(|e| {
+        tracing::error!(error = %e, "key rotation failed");
+        match e {
+            crate::keys::rotation::RotationError::Store(e) => Problem::from(AdminError::from(e)),
+            _ => Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error"),
+        }
+    })?;
+    Ok(Json(RotateOut::from(&outcome)))
+}
+
+impl From<&RotateOutcome> for RotateOut {
+    fn from(outcome: &RotateOutcome) -> Self {
+        match outcome {
+            RotateOutcome::Activated { active, .. } => Self {
+                outcome: "activated".into(),
+                active: Some(active.clone()),
+                next: None,
+                activates_at: None,
             },
-        )
-        .await
-        .map_err(|e| {
-            tracing::error!(error = %e, "key rotation failed");
-            match e {
-                crate::keys::rotation::RotationError::Store(e) => {
-                    Problem::from(AdminError::from(e))
-                }
-                _ => Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error"),
-            }
-        })?;
-    Ok(Json(match outcome {
-        RotateOutcome::Activated { active, .. } => RotateOut {
-            outcome: "activated".into(),
-            active: Some(active),
-            next: None,
-            activates_at: None,
-        },
-        RotateOutcome::Pending {
-            next, activates_at, ..
-        } => RotateOut {
-            outcome: "pending".into(),
-            active: None,
-            next: Some(next),
-            activates_at: Some(activates_at),
-        },
-    }))
+            RotateOutcome::Pending {
+                next, activates_at, ..
+            } => Self {
+                outcome: "pending".into(),
+                active: None,
+                next: Some(next.clone()),
+                activates_at: Some(*activates_at),
+            },
+        }
+    }
 }

@@ -30,7 +30,7 @@ pub mod grants;
 pub mod keys;
 pub mod revocations;
 pub mod scopes;
-mod types;
+pub mod types;
 pub mod users;
 
 use axum::Router;

@@ -22,7 +22,7 @@ pub struct Paged<T> {
 }
 
 /// `limit` and `cursor` of a listing.
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[derive(Debug, Serialize, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ListParams {
@@ -75,7 +75,7 @@ fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
 }
 
 /// An RFC 3339 time in a request.
-#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
 #[serde(transparent)]
 #[schema(value_type = String, format = DateTime)]
 pub struct Time(#[serde(with = "time::serde::rfc3339")] pub OffsetDateTime);
@@ -108,7 +108,7 @@ impl From<AudienceRecord> for AudienceOut {
 }
 
 /// An audience to create.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewAudienceIn {
     /// Absolute URI without fragment, e.g. `https://api.example.com/orders`.
@@ -126,7 +126,7 @@ pub struct NewAudienceIn {
 }
 
 /// Changes to an audience or scope.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DescriptionPatch {
     /// New description.
@@ -162,7 +162,7 @@ impl From<ScopeRecord> for ScopeOut {
 }
 
 /// A scope to create.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewScopeIn {
     /// The owning audience.
@@ -243,7 +243,7 @@ pub struct ClientCreated {
 }
 
 /// A client to create.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewClientIn {
     /// Display name.
@@ -324,7 +324,7 @@ fn default_grant_types() -> Vec<String> {
 }
 
 /// Changes to a client; absent fields stay, `null` clears a lifetime.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ClientPatch {
     /// New name.
@@ -332,11 +332,19 @@ pub struct ClientPatch {
     /// Enable or disable (disabling stops issuance at once).
     pub enabled: Option<bool>,
     /// New default lifetime in seconds, or null.
-    #[serde(default, deserialize_with = "present")]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
     #[schema(value_type = Option<i64>, minimum = 1, maximum = 3600)]
     pub default_ttl_secs: Option<Option<i64>>,
     /// New longest lifetime in seconds, or null.
-    #[serde(default, deserialize_with = "present")]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
     #[schema(value_type = Option<i64>, minimum = 1, maximum = 3600)]
     pub max_ttl_secs: Option<Option<i64>>,
     /// New networks.
@@ -389,7 +397,7 @@ pub struct SecretCreated {
 }
 
 /// A secret to add.
-#[derive(Debug, Default, Deserialize, ToSchema)]
+#[derive(Debug, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewSecretIn {
     /// When it stops working (for rotation: give the old one an expiry).
@@ -484,7 +492,7 @@ impl From<UserRecord> for UserOut {
 }
 
 /// A user to create.
-#[derive(Deserialize, ToSchema)]
+#[derive(Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewUserIn {
     /// Login name: 1–64 of A-Z a-z 0-9 . _ - @.
@@ -504,7 +512,7 @@ pub struct NewUserIn {
 }
 
 /// Changes to a user.
-#[derive(Deserialize, ToSchema)]
+#[derive(Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UserPatch {
     /// A new password (also clears a lockout).
@@ -616,7 +624,7 @@ impl From<GrantRecord> for GrantOut {
 }
 
 /// A grant to create.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewGrantIn {
     /// Who receives it.
@@ -649,21 +657,33 @@ pub struct NewGrantIn {
 }
 
 /// Changes to a grant; absent fields stay, `null` clears.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GrantPatch {
     /// New start of the window, or null.
-    #[serde(default, deserialize_with = "present")]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
     #[schema(value_type = Option<String>, format = DateTime)]
     pub not_before: Option<Option<Time>>,
     /// New end of the window, or null (ending it now stops issuance at once).
-    #[serde(default, deserialize_with = "present")]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
     #[schema(value_type = Option<String>, format = DateTime)]
     pub expires_at: Option<Option<Time>>,
     /// New networks.
     pub allowed_cidrs: Option<Vec<String>>,
     /// New longest lifetime in seconds, or null.
-    #[serde(default, deserialize_with = "present")]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
     #[schema(value_type = Option<i64>)]
     pub max_ttl_secs: Option<Option<i64>>,
     /// New reason.
@@ -674,7 +694,7 @@ pub struct GrantPatch {
 }
 
 /// Grant listing filters.
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[derive(Debug, Serialize, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct GrantParams {
@@ -692,7 +712,7 @@ pub struct GrantParams {
 }
 
 /// Scope listing filters.
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[derive(Debug, Serialize, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ScopeParams {
@@ -741,7 +761,7 @@ impl From<SigningKeyRecord> for KeyOut {
 // ---- revocations ----
 
 /// A revocation to make.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewRevocationIn {
     /// What to revoke: one token (`jti`), or every token of a `subject`, `client`,
