@@ -151,8 +151,8 @@ pub trait ClientStore: Send + Sync {
         seen_updated_at: OffsetDateTime,
         effects: &ChangeEffects,
     ) -> StoreResult<ClientRecord>;
-    /// Deletes a client with its secrets, public keys and grants, committing `effects`
-    /// in the same transaction.
+    /// Deletes a client with its secrets, public keys, grants and federated identities,
+    /// committing `effects` in the same transaction.
     async fn delete_client(&self, id: Uuid, effects: &ChangeEffects) -> StoreResult<()>;
     /// Deletes one secret of a client.
     async fn delete_client_secret(
@@ -198,7 +198,8 @@ pub trait UserStore: Send + Sync {
         seen_updated_at: OffsetDateTime,
         effects: &ChangeEffects,
     ) -> StoreResult<UserRecord>;
-    /// Deletes a user and their grants, committing `effects` in the same transaction.
+    /// Deletes a user with their grants and federated identities, committing `effects`
+    /// in the same transaction.
     async fn delete_user(&self, id: Uuid, effects: &ChangeEffects) -> StoreResult<()>;
     /// Counts a failed login, atomically: at `max_failures` consecutive failures the
     /// user is locked until `now + lockout` and the count starts over. Returns the user
@@ -380,6 +381,14 @@ pub trait AuditStore: Send + Sync {
     async fn append_audit_events(&self, events: &[AuditEvent]) -> StoreResult<()>;
     /// Events matching `query`, newest first.
     async fn audit_events(&self, query: &AuditQuery) -> StoreResult<Vec<AuditEvent>>;
+    /// Events matching `query` that are also about the external identity `external`
+    /// names (see [`ExternalIdentityFilter`]), newest first, paged like
+    /// [`Self::audit_events`].
+    async fn audit_events_by_external(
+        &self,
+        query: &AuditQuery,
+        external: &ExternalIdentityFilter,
+    ) -> StoreResult<Vec<AuditEvent>>;
     /// Deletes events older than `before` (retention); returns how many.
     async fn prune_audit_events(&self, before: OffsetDateTime) -> StoreResult<u64>;
 }
@@ -442,6 +451,66 @@ pub trait AccessStore: Send + Sync {
     ) -> StoreResult<Vec<AccessRequestRecord>>;
 }
 
+/// Workload identity federation: the external issuers Mayfly trusts, and the
+/// identities their tokens may speak for. Every admin change commits with its
+/// [`ChangeEffects`] (audit events) in one transaction, or nothing is stored. Both
+/// tables decide issuance: a change moves the revision ([`Store::revision`]).
+#[async_trait]
+pub trait FederationStore: Send + Sync {
+    /// Creates a trusted issuer. [`StoreError::Conflict`] when its issuer URL (or id)
+    /// exists.
+    async fn create_trusted_issuer(
+        &self,
+        new: NewTrustedIssuer,
+        effects: &ChangeEffects,
+    ) -> StoreResult<TrustedIssuerRecord>;
+    /// The trusted issuer with this id.
+    async fn trusted_issuer(&self, id: Uuid) -> StoreResult<Option<TrustedIssuerRecord>>;
+    /// The trusted issuer with this issuer URL (a token's `iss`, compared exactly).
+    async fn trusted_issuer_by_url(&self, issuer: &str)
+    -> StoreResult<Option<TrustedIssuerRecord>>;
+    /// A page of trusted issuers, in id order.
+    async fn list_trusted_issuers(&self, page: Page) -> StoreResult<Vec<TrustedIssuerRecord>>;
+    /// Writes `issuer`'s description, settings and `updated_at` if it was last changed
+    /// at `seen_updated_at` (optimistic concurrency; the issuer URL never changes).
+    /// [`StoreError::Conflict`] when it changed since, [`StoreError::NotFound`] when it
+    /// is gone; either way nothing is stored.
+    async fn update_trusted_issuer(
+        &self,
+        issuer: &TrustedIssuerRecord,
+        seen_updated_at: OffsetDateTime,
+        effects: &ChangeEffects,
+    ) -> StoreResult<TrustedIssuerRecord>;
+    /// Deletes a trusted issuer. [`StoreError::Conflict`] while it has identities (the
+    /// admin removes them first), [`StoreError::NotFound`] when it does not exist.
+    async fn delete_trusted_issuer(&self, id: Uuid, effects: &ChangeEffects) -> StoreResult<()>;
+    /// Adds a federated identity. [`StoreError::Conflict`] when the issuer has one with
+    /// the same `exact_subject` or `conditions_key` (also when added concurrently:
+    /// exactly one wins); [`StoreError::NotFound`] naming the trusted issuer, client or
+    /// user that does not exist.
+    async fn add_federated_identity(
+        &self,
+        new: NewFederatedIdentity,
+        effects: &ChangeEffects,
+    ) -> StoreResult<FederatedIdentityRecord>;
+    /// The federated identity with this id.
+    async fn federated_identity(&self, id: Uuid) -> StoreResult<Option<FederatedIdentityRecord>>;
+    /// The federated identities of a client or user, in id order.
+    async fn federated_identities_of(
+        &self,
+        owner: Subject,
+    ) -> StoreResult<Vec<FederatedIdentityRecord>>;
+    /// Every identity of a trusted issuer, with its owner, in id order: the candidates a
+    /// token of that issuer is matched against (one indexed query).
+    async fn federated_identities_of_issuer(
+        &self,
+        trusted_issuer_id: Uuid,
+    ) -> StoreResult<Vec<FederatedIdentityRecord>>;
+    /// Deletes a federated identity. [`StoreError::NotFound`] when it does not exist.
+    async fn delete_federated_identity(&self, id: Uuid, effects: &ChangeEffects)
+    -> StoreResult<()>;
+}
+
 /// What each client has been seen doing: the baseline anomaly detection compares with.
 #[async_trait]
 pub trait SightingStore: Send + Sync {
@@ -470,6 +539,7 @@ pub trait Store:
     + ReplayStore
     + RefreshStore
     + AccessStore
+    + FederationStore
 {
     /// Applies pending migrations.
     async fn migrate(&self) -> StoreResult<()>;
@@ -478,7 +548,7 @@ pub trait Store:
     /// Which backend this is, for logs and metrics.
     fn backend(&self) -> Backend;
     /// The database's revision counter: it moves whenever audiences, scopes, clients,
-    /// secrets or grants change, by any process.
+    /// secrets, grants, trusted issuers or federated identities change, by any process.
     async fn revision(&self) -> StoreResult<i64>;
     /// How many changes to that data this store object has committed; lets a cache in
     /// the same process notice its own process's changes at once, without polling.

@@ -105,6 +105,15 @@ impl Dialect for Postgres {
         true
     }
 
+    fn json_text(column: &str, path: &[&str]) -> String {
+        let mut expr = column.to_owned();
+        for (i, key) in path.iter().enumerate() {
+            let op = if i + 1 == path.len() { "->>" } else { "->" };
+            expr = format!("({expr} {op} '{key}')");
+        }
+        expr
+    }
+
     fn push_before(sql: &mut QueryBuilder<Self>, at: OffsetDateTime, id: Uuid) {
         sql.push(" AND (occurred_at, id) < (");
         Self::push_arg(sql, Ts(at));

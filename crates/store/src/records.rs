@@ -924,3 +924,94 @@ pub struct ChangeEffects {
     /// [`crate::RevocationStore::insert_revocation`]).
     pub revocation: Option<NewRevocation>,
 }
+
+/// A trusted issuer to create: an external token issuer (a Kubernetes cluster, GitHub
+/// Actions, a SPIFFE trust domain, an OpenID provider) whose tokens workloads present
+/// instead of a stored secret.
+#[derive(Debug, Clone)]
+pub struct NewTrustedIssuer {
+    /// Chosen by the caller, so the change's audit event can name it before the insert.
+    pub id: Uuid,
+    /// The issuer URL, exactly as tokens carry it in `iss` (already validated); unique.
+    pub issuer: String,
+    /// Free text.
+    pub description: String,
+    /// The verifier settings as JSON (mayfly-federation's `TrustedIssuerConfig`,
+    /// serialized by the caller); the store keeps them opaque.
+    pub settings: serde_json::Value,
+    /// Creation time.
+    pub now: OffsetDateTime,
+}
+
+/// A stored trusted issuer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrustedIssuerRecord {
+    /// Id.
+    pub id: Uuid,
+    /// The issuer URL, unique. Fixed once created: identities, replay namespaces and
+    /// audit events name it.
+    pub issuer: String,
+    /// Free text.
+    pub description: String,
+    /// The verifier settings as the caller stored them.
+    pub settings: serde_json::Value,
+    /// Creation time.
+    pub created_at: OffsetDateTime,
+    /// Last change; the optimistic concurrency token of
+    /// [`crate::FederationStore::update_trusted_issuer`].
+    pub updated_at: OffsetDateTime,
+}
+
+/// A federated identity to add: tokens of one trusted issuer matching `rule` may
+/// obtain tokens as `owner`.
+///
+/// The caller derives exactly one of `exact_subject` / `conditions_key` from `rule`;
+/// the store refuses a second identity of the same issuer with the same value, even
+/// when both are added at once.
+#[derive(Debug, Clone)]
+pub struct NewFederatedIdentity {
+    /// Chosen by the caller, so the change's audit event can name it before the insert.
+    pub id: Uuid,
+    /// The trusted issuer whose tokens it accepts.
+    pub trusted_issuer_id: Uuid,
+    /// The client or user those tokens speak for.
+    pub owner: Subject,
+    /// The rule as JSON (mayfly-federation's `IdentityRule`); opaque to the store.
+    pub rule: serde_json::Value,
+    /// For a subject rule: the subject.
+    pub exact_subject: Option<String>,
+    /// For a claims rule: a canonical text of its condition set (equal sets, equal keys).
+    pub conditions_key: Option<String>,
+    /// Creation time.
+    pub now: OffsetDateTime,
+}
+
+/// A stored federated identity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FederatedIdentityRecord {
+    /// Id.
+    pub id: Uuid,
+    /// The trusted issuer whose tokens it accepts.
+    pub trusted_issuer_id: Uuid,
+    /// The client or user those tokens speak for.
+    pub owner: Subject,
+    /// The rule as the caller stored it.
+    pub rule: serde_json::Value,
+    /// For a subject rule: the subject (unique per issuer).
+    pub exact_subject: Option<String>,
+    /// For a claims rule: its canonical condition set (unique per issuer).
+    pub conditions_key: Option<String>,
+    /// Creation time.
+    pub created_at: OffsetDateTime,
+}
+
+/// Narrows an audit search to events about one external identity: those whose `detail`
+/// carries `external.issuer` / `external.subject` (written by federated issuance and
+/// its denials). `None` does not filter.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExternalIdentityFilter {
+    /// Only events whose `detail.external.issuer` is this.
+    pub issuer: Option<String>,
+    /// Only events whose `detail.external.subject` is this.
+    pub subject: Option<String>,
+}

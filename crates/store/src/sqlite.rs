@@ -98,6 +98,10 @@ impl Dialect for Sqlite {
         false
     }
 
+    fn json_text(column: &str, path: &[&str]) -> String {
+        format!("json_extract({column}, '$.{}')", path.join("."))
+    }
+
     fn push_before(sql: &mut QueryBuilder<Self>, at: OffsetDateTime, id: Uuid) {
         sql.push(" AND (occurred_at < ");
         Self::push_arg(sql, Ts(at));

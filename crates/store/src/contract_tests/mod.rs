@@ -13,6 +13,7 @@ mod audiences;
 mod audit;
 mod clients;
 mod effects;
+mod federation;
 mod grants;
 mod keys;
 mod refresh;
@@ -27,6 +28,7 @@ use audiences::*;
 use audit::*;
 use clients::*;
 use effects::*;
+use federation::*;
 use grants::*;
 use keys::*;
 use refresh::*;
@@ -94,6 +96,11 @@ contract!(
     client_view_holds_public_keys,
     labels_round_trip_on_users_and_clients,
     a_create_commits_with_its_effects_or_not_at_all,
+    trusted_issuers_commit_with_their_audit_events,
+    federated_identities_are_unique_per_issuer,
+    concurrent_identical_identities_one_wins,
+    identities_go_with_their_client_or_user,
+    audit_search_by_external_identity,
 );
 
 async fn audience(store: &dyn Store, uri: &str, scopes: &[&str]) -> AudienceRecord {

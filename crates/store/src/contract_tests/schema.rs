@@ -29,8 +29,13 @@ fn sqlite_type(pg: &str) -> &'static str {
 const NULLABLE_ON_SQLITE: &[(&str, &str)] = &[("signing_keys", "published_at")];
 
 /// Audit search indexes only Postgres keeps: every issuance writes an audit event and
-/// SQLite has one writer, so the embedded store dropped them (sqlite/0007).
-const POSTGRES_ONLY_INDEXES: &[&str] = &["audit_events_client_idx", "audit_events_jti_idx"];
+/// SQLite has one writer, so the embedded store dropped them (sqlite/0007) and does
+/// not add the external identity one (0014).
+const POSTGRES_ONLY_INDEXES: &[&str] = &[
+    "audit_events_client_idx",
+    "audit_events_jti_idx",
+    "audit_events_external_idx",
+];
 
 async fn postgres_schema(store: &PgStore) -> (Columns, Indexes) {
     let rows = sqlx::query(
@@ -52,13 +57,14 @@ async fn postgres_schema(store: &PgStore) -> (Columns, Indexes) {
         })
         .collect();
     let rows = sqlx::query(
-        "SELECT t.relname::text AS t, i.relname::text AS i, a.attname::text AS c
+        "SELECT t.relname::text AS t, i.relname::text AS i,
+                COALESCE(a.attname::text, '(expression)') AS c
          FROM pg_index x
          JOIN pg_class i ON i.oid = x.indexrelid
          JOIN pg_class t ON t.oid = x.indrelid
          JOIN pg_namespace n ON n.oid = t.relnamespace
          JOIN LATERAL unnest(x.indkey) WITH ORDINALITY AS k(attnum, ord) ON true
-         JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = k.attnum
+         LEFT JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = k.attnum
          WHERE n.nspname = 'public' AND NOT x.indisprimary
            AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = x.indexrelid)
            AND t.relname <> '_sqlx_migrations'
@@ -94,7 +100,7 @@ async fn sqlite_schema(store: &SqliteStore) -> (Columns, Indexes) {
     // Named indexes only: SQLite's automatic ones back PRIMARY KEY and UNIQUE, which
     // the columns' constraints cover.
     let rows = sqlx::query(
-        "SELECT m.tbl_name AS t, m.name AS i, x.name AS c
+        "SELECT m.tbl_name AS t, m.name AS i, COALESCE(x.name, '(expression)') AS c
          FROM sqlite_master m JOIN pragma_index_info(m.name) x
          WHERE m.type = 'index' AND m.sql IS NOT NULL
          ORDER BY 1, 2, x.seqno",

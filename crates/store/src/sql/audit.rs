@@ -1,7 +1,7 @@
 //! The append-only audit log.
 
 use super::*;
-use crate::{AuditEvent, AuditQuery, AuditStore};
+use crate::{AuditEvent, AuditQuery, AuditStore, ExternalIdentityFilter};
 
 /// Appends audit events on `conn`: one multi-row INSERT (one round trip) per
 /// [`Dialect::AUDIT_CHUNK`] events.
@@ -88,6 +88,15 @@ impl<DB: Dialect> AuditStore for SqlStore<DB> {
     }
 
     async fn audit_events(&self, query: &AuditQuery) -> StoreResult<Vec<AuditEvent>> {
+        self.audit_events_by_external(query, &ExternalIdentityFilter::default())
+            .await
+    }
+
+    async fn audit_events_by_external(
+        &self,
+        query: &AuditQuery,
+        external: &ExternalIdentityFilter,
+    ) -> StoreResult<Vec<AuditEvent>> {
         let limit = query.limit.min(1000) as usize;
         let mut found = Vec::new();
         let mut before = query.before;
@@ -106,6 +115,15 @@ impl<DB: Dialect> AuditStore for SqlStore<DB> {
             ] {
                 if let Some(value) = value {
                     sql.push(" AND ").push(column).push(" = ");
+                    DB::push_arg(&mut sql, value);
+                }
+            }
+            // The same expressions as Postgres's audit_events_external_idx (0014).
+            for (key, value) in [("issuer", &external.issuer), ("subject", &external.subject)] {
+                if let Some(value) = value {
+                    sql.push(" AND ")
+                        .push(DB::json_text("detail", &["external", key]))
+                        .push(" = ");
                     DB::push_arg(&mut sql, value);
                 }
             }

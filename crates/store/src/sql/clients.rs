@@ -52,7 +52,8 @@ fn public_key<R: RowExt>(row: &R) -> StoreResult<ClientPublicKeyRecord> {
 }
 
 impl<DB: Dialect> SqlStore<DB> {
-    /// Deletes a client or user together with its grants, in one transaction.
+    /// Deletes a client or user together with its grants and federated identities, in
+    /// one transaction.
     pub(super) async fn delete_subject(
         &self,
         subject: Subject,
@@ -66,6 +67,7 @@ impl<DB: Dialect> SqlStore<DB> {
         let sql = "DELETE FROM grants WHERE subject_kind = $1 AND subject_id = $2";
         let query = sqlx::query(sql).arg(subject.kind()).arg(subject.id());
         Self::run(&mut tx, query, entity).await?;
+        Self::delete_identities_of(&mut tx, subject, entity).await?;
         if let Subject::Client(id) = subject {
             let sql = "DELETE FROM client_sightings WHERE client_id = $1";
             Self::run(&mut tx, sqlx::query(sql).arg(id.to_string()), entity).await?;

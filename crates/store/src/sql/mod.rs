@@ -1,7 +1,8 @@
 //! The SQL store body, written once and generic over a [`Dialect`]: the sqlx
 //! [`Database`] of a backend (`sqlx::Postgres` or `sqlx::Sqlite`) with the few things
 //! that truly differ between them (write-transaction begin, locks, the revocation
-//! signal, audit batch size, the IP filter, time encoding, migrations).
+//! signal, audit batch size, the IP filter, JSON extraction, time encoding,
+//! migrations).
 //!
 //! Rust does not carry `where` clauses of a trait to its users, so "`Uuid` binds on this
 //! database" cannot be stated once as `Uuid: Encode<DB>`. It is stated as a supertrait of
@@ -13,6 +14,7 @@ mod access;
 mod audiences;
 mod audit;
 mod clients;
+mod federation;
 mod grants;
 mod keys;
 mod refresh;
@@ -189,6 +191,10 @@ pub trait Dialect:
     /// Pushes ` AND <source_ip within net>`; `true` when that is exact, `false` when it
     /// only narrows the rows and the caller must filter the rest.
     fn push_network(sql: &mut QueryBuilder<Self>, net: ipnet::IpNet) -> bool;
+    /// The text at `path` (object keys, fixed by the caller) inside the JSON `column`,
+    /// as an SQL expression; NULL where there is none. Postgres:
+    /// `column -> 'a' ->> 'b'`, SQLite: `json_extract(column, '$.a.b')`.
+    fn json_text(column: &str, path: &[&str]) -> String;
     /// Pushes ` AND (occurred_at, id) < (at, id)`.
     fn push_before(sql: &mut QueryBuilder<Self>, at: OffsetDateTime, id: Uuid);
     /// The sighting statement when one statement can insert and look (Postgres: a
