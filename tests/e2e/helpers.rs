@@ -10,7 +10,7 @@ use mayfly_server::app::{App, Settings};
 use mayfly_server::clock::{Clock, ManualClock, SystemClock};
 use mayfly_server::config::{Config, LogFormat};
 use mayfly_server::keys::rotation::Rotator;
-use mayfly_server::state::AppState;
+use mayfly_server::runtime::AppState;
 use mayfly_store::testing::TestDb;
 use mayfly_store::{AuditEvent, AuditQuery, Backend, Subject};
 use serde_json::Value;

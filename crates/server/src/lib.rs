@@ -7,27 +7,26 @@
 //! which token; `admin/` is the
 //! service layer behind the admin CLI. Handlers stay thin and no SQL lives here.
 
-pub mod active;
 pub mod admin;
 pub mod anomaly;
+pub mod api;
 pub mod app;
 pub mod audit;
-pub mod availability;
 pub mod cli;
 pub mod client_auth;
 pub mod clock;
 pub mod config;
 pub mod directory;
-pub mod dpop;
 pub mod gateway;
-pub mod grant;
 pub mod http;
 pub mod keys;
 pub mod login;
+pub mod oauth;
 pub mod password;
 pub mod revocation;
-pub mod state;
+pub mod runtime;
 pub mod telemetry;
+pub mod vocab;
 pub mod webhook;
 
-pub use state::AppState;
+pub use runtime::AppState;

@@ -24,11 +24,7 @@ use uuid::Uuid;
 use super::{Actor, AdminError, GrantSpec, invalid};
 use crate::audit::{self, RequestContext, kind, outcome};
 
-/// Lets a caller decide (approve or deny) access requests: a scope of the issuer
-/// audience, held by approvers instead of full admin.
-pub const APPROVE_SCOPE: &str = "mayfly:approve";
-/// Lets a caller request just-in-time access for itself and see its own requests.
-pub const ACCESS_SCOPE: &str = "mayfly:access";
+pub use crate::vocab::{ACCESS_SCOPE, APPROVE_SCOPE};
 /// The longest access a policy may allow.
 pub const MAX_ACCESS_DURATION: Duration = Duration::days(7);
 /// Most approvers a policy may require.
@@ -499,10 +495,8 @@ impl Actor<'_> {
             .append_audit_events(std::slice::from_ref(&event))
             .await?;
         if let Some(webhook) = cx.webhook {
-            let body = serde_json::to_value(crate::http::admin::audit::AuditEventOut::from(
-                event.clone(),
-            ))
-            .unwrap_or_default();
+            let body = serde_json::to_value(crate::api::AuditEventOut::from(event.clone()))
+                .unwrap_or_default();
             webhook.notify(event.id.to_string(), &body);
         }
         Ok(())

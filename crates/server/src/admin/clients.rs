@@ -49,13 +49,13 @@ pub struct ClientChanges {
 pub(super) fn grant_types(list: &[String]) -> Result<Vec<String>, AdminError> {
     let mut out: Vec<String> = Vec::with_capacity(list.len());
     for g in list {
-        if !crate::grant::GRANT_TYPES.contains(&g.as_str()) {
+        if !crate::vocab::GRANT_TYPES.contains(&g.as_str()) {
             return Err(invalid(
                 "grant_types",
                 format!(
                     "{:?} is not one of {}",
                     g.chars().take(80).collect::<String>(),
-                    crate::grant::GRANT_TYPES.join(", ")
+                    crate::vocab::GRANT_TYPES.join(", ")
                 ),
             ));
         }
@@ -143,7 +143,7 @@ impl Actor<'_> {
         if spec
             .grant_types
             .iter()
-            .any(|g| g == crate::grant::TOKEN_EXCHANGE)
+            .any(|g| g == crate::vocab::TOKEN_EXCHANGE)
         {
             self.need(ADMIN_SCOPE, EXCHANGE_NEEDS)?;
         }
@@ -237,8 +237,8 @@ impl Actor<'_> {
         }
         if let Some(list) = &changes.grant_types {
             after.grant_types = grant_types(list)?;
-            if after.allows(crate::grant::TOKEN_EXCHANGE)
-                && !before.allows(crate::grant::TOKEN_EXCHANGE)
+            if after.allows(crate::vocab::TOKEN_EXCHANGE)
+                && !before.allows(crate::vocab::TOKEN_EXCHANGE)
             {
                 self.need(ADMIN_SCOPE, EXCHANGE_NEEDS)?;
             }

@@ -15,40 +15,10 @@ use crate::audit::{self, kind, outcome};
 use crate::client_auth::secret::ClientSecret;
 use crate::config::TTL_CEILING;
 
-/// The scope that grants full administration.
-pub const ADMIN_SCOPE: &str = "mayfly:admin";
-/// Read every admin resource.
-pub const ADMIN_READ_SCOPE: &str = "mayfly:admin:read";
-/// Every admin scope, created on the issuer audience by bootstrap. Each finer one
-/// allows reading and changing one family of resources.
-pub const ADMIN_SCOPES: &[&str] = &[
-    ADMIN_SCOPE,
-    ADMIN_READ_SCOPE,
-    "mayfly:admin:audiences",
-    "mayfly:admin:clients",
-    "mayfly:admin:users",
-    "mayfly:admin:grants",
-    "mayfly:admin:keys",
-    "mayfly:admin:revocations",
-    "mayfly:admin:audit",
-    "mayfly:admin:access",
-];
-/// Scopes of the issuer audience for services and people rather than admins: calling
-/// introspection, reading the revocation feed, reporting token use, requesting
-/// just-in-time access, and approving it.
-pub const SERVICE_SCOPES: &[&str] = &[
-    INTROSPECT_SCOPE,
-    REVOCATIONS_READ_SCOPE,
-    USAGE_WRITE_SCOPE,
-    access::ACCESS_SCOPE,
-    access::APPROVE_SCOPE,
-];
-/// Lets a client call `POST /oauth2/introspect`.
-pub const INTROSPECT_SCOPE: &str = "mayfly:introspect";
-/// Lets a resource server read `GET /v1/revocations` and its stream.
-pub const REVOCATIONS_READ_SCOPE: &str = "mayfly:revocations:read";
-/// Lets a resource server report token use (`POST /v1/usage`).
-pub const USAGE_WRITE_SCOPE: &str = "mayfly:usage:write";
+pub use crate::vocab::{
+    ADMIN_READ_SCOPE, ADMIN_SCOPE, ADMIN_SCOPES, INTROSPECT_SCOPE, REVOCATIONS_READ_SCOPE,
+    SERVICE_SCOPES, USAGE_WRITE_SCOPE,
+};
 /// Most client secrets valid at once (the current one and its replacement).
 pub const MAX_VALID_SECRETS: usize = 2;
 
@@ -576,7 +546,7 @@ impl ClientSpec {
             allowed_cidrs: Vec::new(),
             require_dpop: false,
             anomaly_policy: AnomalyPolicy::Alert,
-            grant_types: vec![crate::grant::CLIENT_CREDENTIALS.to_owned()],
+            grant_types: vec![crate::vocab::CLIENT_CREDENTIALS.to_owned()],
             labels: Vec::new(),
         }
     }

@@ -15,9 +15,9 @@ use super::output::{
 use super::{now, open_store};
 use crate::admin::access::{AccessPolicySpec, Decision};
 use crate::admin::{Actor, Caller, ClientSpec, CreatedClient, GrantSpec};
+use crate::api::AccessPolicyOut;
+use crate::api::{AudienceOut, ClientCreated, GrantOut, SecretCreated, UserOut};
 use crate::config::{Config, parse_duration};
-use crate::http::admin::access::AccessPolicyOut;
-use crate::http::admin::types::{AudienceOut, ClientCreated, GrantOut, SecretCreated, UserOut};
 
 /// `mayfly admin …`
 #[derive(Debug, Subcommand)]

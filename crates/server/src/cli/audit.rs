@@ -8,8 +8,8 @@ use clap::Subcommand;
 use time::Duration;
 
 use super::{now, open_store};
+use crate::api::AuditEventOut;
 use crate::config::{Config, parse_duration};
-use crate::http::admin::audit::AuditEventOut;
 
 /// `mayfly audit …`
 #[derive(Debug, Subcommand)]

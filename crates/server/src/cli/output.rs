@@ -6,8 +6,8 @@
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::http::admin::keys::RotateOut;
-use crate::http::admin::types::{AudienceOut, ClientCreated, GrantOut, SecretCreated};
+use crate::api::RotateOut;
+use crate::api::{AudienceOut, ClientCreated, GrantOut, SecretCreated};
 use crate::keys::KeyInfo;
 use crate::keys::rotation::RotateOutcome;
 

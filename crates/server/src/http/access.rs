@@ -8,17 +8,16 @@ use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::{Deserialize, Serialize};
 use time::Duration;
-use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::admin::access::{AccessRequestOut, AccessRequestParams, DecisionComment, context};
+use super::admin::access::context;
 use super::admin::{Admin, AdminErrors, Body, Ids, Paged, Params};
 use super::error::Problem;
 use crate::admin::AdminError;
 use crate::admin::access::AccessRequestSpec;
-use crate::state::AppState;
+use crate::api::{AccessRequestOut, AccessRequestParams, DecisionComment, NewAccessRequestIn};
+use crate::runtime::AppState;
 
 /// Routes of this module.
 pub fn router() -> Router<AppState> {
@@ -26,27 +25,6 @@ pub fn router() -> Router<AppState> {
         .route("/v1/access-requests", get(list).post(create))
         .route("/v1/access-requests/{id}", get(read))
         .route("/v1/access-requests/{id}/cancel", post(cancel))
-}
-
-/// A request for access for oneself.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct NewAccessRequestIn {
-    /// The audience URI.
-    pub audience: String,
-    /// Scope names on it.
-    #[schema(min_items = 1, max_items = 64)]
-    pub scopes: Vec<String>,
-    /// How long, from approval, in seconds (at most what the policy allows).
-    #[schema(minimum = 1, maximum = 604_800)]
-    pub duration_secs: i64,
-    /// Why (required; shown to approvers and kept in the audit log).
-    #[schema(min_length = 1, max_length = 500)]
-    pub reason: String,
-    /// Emergency: approve it oneself, if a policy allows break-glass. Always raises an
-    /// anomaly and marks the request for review.
-    #[serde(default)]
-    pub break_glass: bool,
 }
 
 /// Request just-in-time access. `auto` policies approve at once (the grant exists when

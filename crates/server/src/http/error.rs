@@ -11,7 +11,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use mayfly_core::wire::{ErrorCode, ErrorResponse};
 
-use crate::grant::TokenError;
+use crate::oauth::TokenError;
 
 /// Seconds a client should wait after a 503.
 pub const RETRY_AFTER_SECS: &str = "1";

@@ -17,8 +17,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use futures_util::Stream;
-use mayfly_core::revocation::RevocationKind;
-use mayfly_core::wire::{RevocationEntry, RevocationPage};
+use mayfly_core::wire::RevocationPage;
 use mayfly_store::RevocationRecord;
 use serde::Deserialize;
 use tokio::sync::{broadcast, watch};
@@ -26,7 +25,7 @@ use tokio::sync::{broadcast, watch};
 use super::admin::{Admin, Params};
 use super::error::Problem;
 use crate::revocation::StreamSlot;
-use crate::state::AppState;
+use crate::runtime::AppState;
 
 /// Most entries per page.
 const MAX_PAGE: u32 = 1000;
@@ -57,16 +56,7 @@ pub struct FeedParams {
     pub limit: Option<u32>,
 }
 
-/// A stored revocation as a feed entry; `None` for a kind this server does not know.
-pub fn entry(record: &RevocationRecord) -> Option<RevocationEntry> {
-    Some(RevocationEntry {
-        cursor: record.seq.to_string(),
-        kind: RevocationKind::parse(&record.kind)?,
-        value: record.value.clone(),
-        issued_before: record.issued_before,
-        expires_at: record.expires_at,
-    })
-}
+pub use crate::api::entry;
 
 fn cursor(text: Option<&str>, field: &str) -> Result<i64, Problem> {
     match text.filter(|t| !t.is_empty()) {
@@ -221,7 +211,7 @@ struct Cursor {
 /// Why the stream's token no longer holds it open, if it does not: expired (no
 /// leeway), or no longer active (revoked, client disabled or gone, grant ended).
 async fn ended(state: &AppState, token: &str) -> Option<&'static str> {
-    match crate::active::check(state, token).await {
+    match crate::oauth::active::check(state, token).await {
         Ok(active) if state.clock.now() >= active.claims.exp => Some("token expired"),
         Ok(_) | Err("unavailable") => None,
         Err(why) => Some(why),

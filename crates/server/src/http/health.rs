@@ -9,7 +9,7 @@ use axum::routing::get;
 use serde::Serialize;
 
 use super::error::RETRY_AFTER_SECS;
-use crate::state::AppState;
+use crate::runtime::AppState;
 
 /// Routes of this module.
 pub fn router() -> Router<AppState> {

@@ -31,8 +31,8 @@ use super::form::Form;
 use crate::admin::INTROSPECT_SCOPE;
 use crate::audit::{self, kind, outcome};
 use crate::client_auth;
-use crate::grant::{TokenError, in_force};
-use crate::state::AppState;
+use crate::oauth::grant::{TokenError, in_force};
+use crate::runtime::AppState;
 
 /// Routes of this module.
 pub fn router() -> Router<AppState> {
@@ -96,7 +96,9 @@ pub(super) fn holds(state: &AppState, view: &ClientView, scope: &str) -> bool {
 
 /// Checks a token now; `Err` carries why it is inactive (for the audit log only).
 pub async fn evaluate(state: &AppState, token: &str) -> Result<Claims, &'static str> {
-    crate::active::check(state, token).await.map(|a| a.claims)
+    crate::oauth::active::check(state, token)
+        .await
+        .map(|a| a.claims)
 }
 
 /// Checks the sender constraints of an otherwise active token against what the
@@ -130,14 +132,14 @@ async fn constrained(
         let (Some(proof), Some(htm), Some(htu)) = (dpop, form.get("htm"), form.get("htu")) else {
             return Ok(Err("DPoP proof forwarded without htm and htu"));
         };
-        let ctx = crate::dpop::ProofContext {
+        let ctx = crate::oauth::dpop::ProofContext {
             htm,
             htu,
             access_token: Some(token),
             jkt: Some(&cnf.jkt),
             nonce_required: false,
         };
-        match crate::dpop::check(state, proof, &ctx).await {
+        match crate::oauth::dpop::check(state, proof, &ctx).await {
             Ok(_) => {}
             Err(e @ (TokenError::Unavailable | TokenError::Internal(_))) => return Err(e),
             Err(_) => return Ok(Err("DPoP proof refused")),

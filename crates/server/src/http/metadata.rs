@@ -10,7 +10,7 @@ use axum::routing::get;
 use mayfly_core::wire::ServerMetadata;
 use time::Duration;
 
-use crate::state::AppState;
+use crate::runtime::AppState;
 
 /// The `max-age` of one key-set response: the configured cache age
 /// (`--key-set-max-age`) less a random 0–10 %, so resource servers that fetched the key
@@ -49,7 +49,7 @@ pub async fn metadata(State(state): State<AppState>) -> Response {
         introspection_endpoint_auth_methods_supported: methods(),
         revocation_endpoint: format!("{issuer}/oauth2/revoke"),
         revocation_endpoint_auth_methods_supported: methods(),
-        grant_types_supported: crate::grant::GRANT_TYPES
+        grant_types_supported: crate::oauth::grant::GRANT_TYPES
             .iter()
             .map(|g| (*g).to_owned())
             .collect(),

@@ -9,7 +9,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
-use crate::state::AppState;
+use crate::runtime::AppState;
 
 /// Routes of this module on the main listener: none when `/metrics` has a listener of
 /// its own (`--metrics-listen`), so it is not exposed wherever the API is.

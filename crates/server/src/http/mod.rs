@@ -33,7 +33,7 @@ use tower_http::trace::TraceLayer;
 use mayfly_core::UntrustedText;
 
 use crate::audit::RequestContext;
-use crate::state::AppState;
+use crate::runtime::AppState;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// Longest `User-Agent` kept for audit.
@@ -205,7 +205,7 @@ async fn decide_source(
             Err(e) => {
                 let detail = format!("{e} ({})", header.name());
                 return if request.uri().path().starts_with("/oauth2/") {
-                    crate::grant::TokenError::InvalidRequest(detail).into_response()
+                    crate::oauth::TokenError::InvalidRequest(detail).into_response()
                 } else {
                     error::Problem::new(axum::http::StatusCode::BAD_REQUEST, detail).into_response()
                 };
@@ -237,7 +237,7 @@ async fn gate(
     if state.availability.is_down() {
         ::metrics::counter!("mayfly_requests_refused_database_down_total").increment(1);
         return if request.uri().path().starts_with("/oauth2/") {
-            crate::grant::TokenError::Unavailable.into_response()
+            crate::oauth::TokenError::Unavailable.into_response()
         } else {
             error::Problem::new(
                 axum::http::StatusCode::SERVICE_UNAVAILABLE,

@@ -7,7 +7,7 @@ use axum::routing::get;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::state::AppState;
+use crate::runtime::AppState;
 
 /// The API description.
 #[derive(OpenApi)]

@@ -15,8 +15,8 @@ use time::Duration;
 
 use super::error::no_store;
 use crate::admin::{Actor, RevokeSpec};
-use crate::grant::TokenError;
-use crate::state::AppState;
+use crate::oauth::TokenError;
+use crate::runtime::AppState;
 
 /// Routes of this module.
 pub fn router() -> Router<AppState> {
@@ -75,9 +75,9 @@ async fn revoke_own(state: &AppState, request: Request) -> Result<(), TokenError
             hint.chars().take(64).collect(),
         ));
     }
-    if token.starts_with(crate::grant::refresh::PREFIX) {
+    if token.starts_with(crate::oauth::grant::refresh::PREFIX) {
         let revoked =
-            crate::grant::refresh::revoke_by_client(state, token, caller.client.id).await?;
+            crate::oauth::grant::refresh::revoke_by_client(state, token, caller.client.id).await?;
         if let Some(record) = revoked {
             let event = mayfly_store::AuditEvent {
                 actor: Some(caller.client.id.to_string()),

@@ -1,5 +1,5 @@
 //! `POST /oauth2/token` (RFC 6749 §3.2, §4.3, §4.4, §5, §6; RFC 8693 token exchange;
-//! RFC 8707 `resource`). Dispatches on `grant_type` to one module of [`crate::grant`].
+//! RFC 8707 `resource`). Dispatches on `grant_type` to one module of [`crate::oauth::grant`].
 
 use axum::Json;
 use axum::Router;
@@ -16,8 +16,8 @@ use super::form::Form;
 use crate::anomaly::{Observation, SeenIn};
 use crate::audit::{self, RequestContext, kind, outcome};
 use crate::client_auth;
-use crate::grant::{self, Issued, ScopeRequest, TokenError};
-use crate::state::AppState;
+use crate::oauth::grant::{self, Issued, ScopeRequest, TokenError};
+use crate::runtime::AppState;
 use zeroize::Zeroizing;
 
 /// Largest accepted body; real token requests are a few hundred bytes.
@@ -312,14 +312,14 @@ async fn exchange(
     let binding = match dpop_header(headers)? {
         Some(proof) => {
             let htu = format!("{}/oauth2/token", state.issuer);
-            let ctx = crate::dpop::ProofContext {
+            let ctx = crate::oauth::dpop::ProofContext {
                 htm: "POST",
                 htu: &htu,
                 access_token: None,
                 jkt: None,
                 nonce_required: state.config.dpop_nonce,
             };
-            let verified = crate::dpop::check(state, proof, &ctx).await?;
+            let verified = crate::oauth::dpop::check(state, proof, &ctx).await?;
             seen.dpop_jkt = Some(verified.jkt.clone());
             Some(verified.jkt)
         }

@@ -20,7 +20,7 @@ use crate::admin::{AdminError, invalid};
 use crate::anomaly::{self, Observation, SeenIn};
 use crate::audit::{self, kind, outcome};
 use crate::config::TTL_CEILING;
-use crate::state::AppState;
+use crate::runtime::AppState;
 
 /// Most events in one report.
 pub const MAX_EVENTS: usize = 1000;

@@ -311,3 +311,25 @@ pub fn spawn(
         }
     })
 }
+
+/// The admin API's view of an outcome (also what `mayfly keys rotate` prints).
+impl From<&RotateOutcome> for crate::api::RotateOut {
+    fn from(outcome: &RotateOutcome) -> Self {
+        match outcome {
+            RotateOutcome::Activated { active, .. } => Self {
+                outcome: "activated".into(),
+                active: Some(active.clone()),
+                next: None,
+                activates_at: None,
+            },
+            RotateOutcome::Pending {
+                next, activates_at, ..
+            } => Self {
+                outcome: "pending".into(),
+                active: None,
+                next: Some(next.clone()),
+                activates_at: Some(*activates_at),
+            },
+        }
+    }
+}

@@ -11,7 +11,7 @@ use super::{
     Params, page, paged,
 };
 use crate::http::error::Problem;
-use crate::state::AppState;
+use crate::runtime::AppState;
 
 /// Routes of this module.
 pub fn router() -> Router<AppState> {

@@ -25,7 +25,8 @@ use crate::admin::{
 };
 use crate::audit::RequestContext;
 use crate::http::error::Problem;
-use crate::state::AppState;
+use crate::runtime::AppState;
+use crate::vocab;
 
 /// Clock-skew allowance for our own tokens (same clock family, so small).
 const LEEWAY: Duration = Duration::seconds(5);
@@ -55,14 +56,14 @@ impl Family {
     /// The scope that allows reading and changing this family.
     pub fn scope(self) -> &'static str {
         match self {
-            Self::Audiences => "mayfly:admin:audiences",
-            Self::Clients => "mayfly:admin:clients",
-            Self::Users => "mayfly:admin:users",
-            Self::Grants => "mayfly:admin:grants",
-            Self::Keys => "mayfly:admin:keys",
-            Self::Revocations => "mayfly:admin:revocations",
-            Self::Audit => "mayfly:admin:audit",
-            Self::Access => "mayfly:admin:access",
+            Self::Audiences => vocab::ADMIN_AUDIENCES_SCOPE,
+            Self::Clients => vocab::ADMIN_CLIENTS_SCOPE,
+            Self::Users => vocab::ADMIN_USERS_SCOPE,
+            Self::Grants => vocab::ADMIN_GRANTS_SCOPE,
+            Self::Keys => vocab::ADMIN_KEYS_SCOPE,
+            Self::Revocations => vocab::ADMIN_REVOCATIONS_SCOPE,
+            Self::Audit => vocab::ADMIN_AUDIT_SCOPE,
+            Self::Access => vocab::ADMIN_ACCESS_SCOPE,
         }
     }
 }
@@ -361,16 +362,16 @@ async fn sender_constrained(
         ));
     };
     let htu = format!("{}{}", state.issuer, parts.uri.path());
-    let ctx = crate::dpop::ProofContext {
+    let ctx = crate::oauth::dpop::ProofContext {
         htm: parts.method.as_str(),
         htu: &htu,
         access_token: Some(token),
         jkt: Some(&cnf.jkt),
         nonce_required: false,
     };
-    match crate::dpop::check(state, proof, &ctx).await {
+    match crate::oauth::dpop::check(state, proof, &ctx).await {
         Ok(_) => Ok(()),
-        Err(crate::grant::TokenError::Unavailable) => Err(Problem::new(
+        Err(crate::oauth::TokenError::Unavailable) => Err(Problem::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "service temporarily unavailable, retry later",
         )),

@@ -15,7 +15,7 @@ use super::{
 };
 use crate::admin::{ClientChanges, ClientSpec};
 use crate::http::error::Problem;
-use crate::state::AppState;
+use crate::runtime::AppState;
 
 /// Routes of this module.
 pub fn router() -> Router<AppState> {

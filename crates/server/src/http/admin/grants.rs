@@ -14,7 +14,7 @@ use super::{
 };
 use crate::admin::{GrantChanges, GrantSpec};
 use crate::http::error::Problem;
-use crate::state::AppState;
+use crate::runtime::AppState;
 
 /// Routes of this module.
 pub fn router() -> Router<AppState> {

@@ -30,7 +30,6 @@ pub mod grants;
 pub mod keys;
 pub mod revocations;
 pub mod scopes;
-pub mod types;
 pub mod users;
 
 use axum::Router;
@@ -40,11 +39,44 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use mayfly_store::Page;
 use uuid::Uuid;
 
+pub use crate::api::*;
 pub use auth::{Admin, Family, Need, ROUTES, Route, route_of};
-pub use types::*;
 
 use super::error::Problem;
-use crate::state::AppState;
+use crate::runtime::AppState;
+
+/// Errors every admin route may answer, as RFC 7807 problems.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+pub enum AdminErrors {
+    /// Malformed request.
+    #[response(status = 400, content_type = "application/problem+json")]
+    BadRequest(Problem),
+    /// No valid token.
+    #[response(status = 401, content_type = "application/problem+json")]
+    Unauthorized(Problem),
+    /// The token lacks the scope.
+    #[response(status = 403, content_type = "application/problem+json")]
+    Forbidden(Problem),
+    /// No such resource.
+    #[response(status = 404, content_type = "application/problem+json")]
+    NotFound(Problem),
+    /// Conflicts with existing state.
+    #[response(status = 409, content_type = "application/problem+json")]
+    Conflict(Problem),
+    /// Body too large.
+    #[response(status = 413, content_type = "application/problem+json")]
+    TooLarge(Problem),
+    /// Not JSON.
+    #[response(status = 415, content_type = "application/problem+json")]
+    UnsupportedMediaType(Problem),
+    /// Invalid field values.
+    #[response(status = 422, content_type = "application/problem+json")]
+    Unprocessable(Problem),
+    /// The database is unavailable; retry after `Retry-After`.
+    #[response(status = 503, content_type = "application/problem+json")]
+    Unavailable(Problem),
+}
 
 /// Largest `limit` of a listing.
 pub const MAX_LIMIT: u32 = 500;

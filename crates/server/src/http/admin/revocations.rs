@@ -10,7 +10,7 @@ use super::{Admin, AdminErrors, Body, NewRevocationIn, Params, RevocationOut};
 use crate::admin::RevokeSpec;
 use crate::http::error::Problem;
 use crate::http::feed::FeedParams;
-use crate::state::AppState;
+use crate::runtime::AppState;
 
 /// Routes of this module.
 pub fn router() -> Router<AppState> {

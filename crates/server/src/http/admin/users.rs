@@ -14,7 +14,7 @@ use super::{
 use crate::admin::UserChanges;
 use crate::http::error::Problem;
 use crate::password::PasswordError;
-use crate::state::AppState;
+use crate::runtime::AppState;
 
 /// Routes of this module.
 pub fn router() -> Router<AppState> {

@@ -3,7 +3,7 @@
 //! that says who acts for the subject.
 //!
 //! - `subject_token` (type `urn:ietf:params:oauth:token-type:access_token`) must be
-//!   active as introspection would answer ([`crate::active`]): signature, time,
+//!   active as introspection would answer ([`crate::oauth::active`]): signature, time,
 //!   revocations, client, subject and grants.
 //! - The new token keeps `sub`; its scopes (`scope`, default: the subject token's) must be
 //!   a subset of the subject token's (else `invalid_scope`), its audience (`resource` or
@@ -28,8 +28,8 @@ use uuid::Uuid;
 use super::{
     Issued, ScopeRequest, SubjectLimits, TOKEN_EXCHANGE, TokenError, authorize, in_force, sign,
 };
-use crate::active::{self, Active};
-use crate::state::AppState;
+use crate::oauth::active::{self, Active};
+use crate::runtime::AppState;
 
 /// The one token type Mayfly exchanges and issues (RFC 8693 §3).
 pub const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";

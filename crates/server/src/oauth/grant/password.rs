@@ -28,7 +28,7 @@ use super::{
 };
 use crate::client_auth::throttle;
 use crate::password::{DUMMY_HASH, MAX_BYTES};
-use crate::state::AppState;
+use crate::runtime::AppState;
 
 /// Longest username looked up (the admin API allows 64).
 const MAX_USERNAME: usize = 256;

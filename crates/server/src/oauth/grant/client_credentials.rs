@@ -3,7 +3,7 @@
 use mayfly_store::{ClientView, Subject};
 
 use super::{CLIENT_CREDENTIALS, Issued, ScopeRequest, SubjectLimits, TokenError, issue};
-use crate::state::AppState;
+use crate::runtime::AppState;
 
 /// Issues a token to an authenticated client for itself, under its own grants.
 ///

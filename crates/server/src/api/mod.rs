@@ -1,4 +1,15 @@
-//! Wire types of the admin API. Request types reject unknown fields; times are RFC 3339.
+//! The admin API's wire types, in one place: the REST handlers (`http/admin`), the
+//! command line (`cli/`) and the webhook and anomaly notices (the service layer) all
+//! speak them. Request types reject unknown fields; times are RFC 3339. Pure data: no
+//! HTTP, no service calls (utoipa schema names are these type names).
+
+pub mod access;
+pub mod audit;
+pub mod keys;
+
+pub use access::*;
+pub use audit::*;
+pub use keys::*;
 
 use mayfly_store::{
     AnomalyPolicy, AudienceRecord, ClientPublicKeyRecord, ClientRecord, ClientSecretRecord,
@@ -6,10 +17,8 @@ use mayfly_store::{
 };
 use serde::{Deserialize, Deserializer, Serialize};
 use time::OffsetDateTime;
-use utoipa::{IntoResponses, ToSchema};
+use utoipa::ToSchema;
 use uuid::Uuid;
-
-use crate::http::error::Problem;
 
 /// One page of a listing.
 #[derive(Debug, Serialize, ToSchema)]
@@ -31,39 +40,6 @@ pub struct ListParams {
     pub limit: Option<u32>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
-}
-
-/// Errors every admin route may answer, as RFC 7807 problems.
-#[derive(IntoResponses)]
-#[allow(dead_code)]
-pub enum AdminErrors {
-    /// Malformed request.
-    #[response(status = 400, content_type = "application/problem+json")]
-    BadRequest(Problem),
-    /// No valid token.
-    #[response(status = 401, content_type = "application/problem+json")]
-    Unauthorized(Problem),
-    /// The token lacks the scope.
-    #[response(status = 403, content_type = "application/problem+json")]
-    Forbidden(Problem),
-    /// No such resource.
-    #[response(status = 404, content_type = "application/problem+json")]
-    NotFound(Problem),
-    /// Conflicts with existing state.
-    #[response(status = 409, content_type = "application/problem+json")]
-    Conflict(Problem),
-    /// Body too large.
-    #[response(status = 413, content_type = "application/problem+json")]
-    TooLarge(Problem),
-    /// Not JSON.
-    #[response(status = 415, content_type = "application/problem+json")]
-    UnsupportedMediaType(Problem),
-    /// Invalid field values.
-    #[response(status = 422, content_type = "application/problem+json")]
-    Unprocessable(Problem),
-    /// The database is unavailable; retry after `Retry-After`.
-    #[response(status = 503, content_type = "application/problem+json")]
-    Unavailable(Problem),
 }
 
 /// `Some(value)` when the field is present (even as `null`), `None` when absent: lets
@@ -320,7 +296,7 @@ fn yes() -> bool {
 }
 
 fn default_grant_types() -> Vec<String> {
-    vec![crate::grant::CLIENT_CREDENTIALS.to_owned()]
+    vec![crate::vocab::CLIENT_CREDENTIALS.to_owned()]
 }
 
 /// Changes to a client; absent fields stay, `null` clears a lifetime.
@@ -782,11 +758,24 @@ impl RevocationOut {
     /// The admin view of a stored revocation.
     pub fn from_record(r: mayfly_store::RevocationRecord) -> Option<Self> {
         Some(Self {
-            entry: crate::http::feed::entry(&r)?,
+            entry: entry(&r)?,
             id: r.id,
             reason: r.reason,
             created_by: r.created_by,
             created_at: r.created_at,
         })
     }
+}
+
+/// A stored revocation as a feed entry; `None` for a kind this server does not know.
+pub fn entry(
+    record: &mayfly_store::RevocationRecord,
+) -> Option<mayfly_core::wire::RevocationEntry> {
+    Some(mayfly_core::wire::RevocationEntry {
+        cursor: record.seq.to_string(),
+        kind: mayfly_core::revocation::RevocationKind::parse(&record.kind)?,
+        value: record.value.clone(),
+        issued_before: record.issued_before,
+        expires_at: record.expires_at,
+    })
 }

@@ -13,8 +13,8 @@ use mayfly_store::{Subject, SubjectGrant};
 use time::Duration;
 use uuid::Uuid;
 
-use crate::grant::in_force;
-use crate::state::AppState;
+use crate::oauth::grant::in_force;
+use crate::runtime::AppState;
 
 /// Clock-skew allowance for `exp`/`nbf`.
 pub const LEEWAY: Duration = Duration::seconds(5);

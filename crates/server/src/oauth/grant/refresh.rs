@@ -35,7 +35,7 @@ use super::{
 use crate::admin::REVOCATION_SKEW;
 use crate::audit::{self, RequestContext, kind, outcome};
 use crate::config::TTL_CEILING;
-use crate::state::AppState;
+use crate::runtime::AppState;
 
 /// Prefix of every refresh token, so secret scanners can find leaked ones.
 pub const PREFIX: &str = "mfy_rt_";

@@ -1,4 +1,12 @@
-//! Application state shared by every request, and start-up that builds it.
+//! The runtime: what a running process holds and shares between requests — the
+//! [`AppState`] and its start-up — and the small in-memory pieces no lower module owns:
+//! anomaly sightings (`sightings`), DPoP nonces (`nonces`) and whether the database is
+//! reachable (`availability`). Above the infrastructure (store, keys, audit, directory,
+//! revocations), below the OAuth and web layers that use it.
+
+pub mod availability;
+pub mod nonces;
+pub mod sightings;
 
 use std::sync::Arc;
 
@@ -37,13 +45,13 @@ pub struct AppState {
     /// Failed client authentication counters.
     pub throttle: Arc<crate::client_auth::throttle::Throttle>,
     /// What anomaly detection remembers in this process.
-    pub anomalies: Arc<crate::anomaly::Detector>,
+    pub anomalies: Arc<sightings::Detector>,
     /// Where anomaly events are sent, if anywhere.
     pub webhook: Option<crate::webhook::Webhook>,
     /// DPoP server nonces.
-    pub nonces: Arc<crate::dpop::Nonces>,
+    pub nonces: Arc<crate::runtime::nonces::Nonces>,
     /// Whether the database is known to be down (requests then fail fast).
-    pub availability: Arc<crate::availability::Availability>,
+    pub availability: Arc<availability::Availability>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -98,7 +106,7 @@ impl AppState {
             .webhook()?
             .map(|(url, secret)| crate::webhook::Webhook::start(url, secret, clock.clone()));
         let master = MasterKey::load(&config.master_key_source()?)?;
-        let nonces = crate::dpop::Nonces::new(master.derive("mayfly dpop nonce key v1"));
+        let nonces = crate::runtime::nonces::Nonces::new(master.derive("mayfly dpop nonce key v1"));
         let store = mayfly_store::connect(&config.database_url).await?;
         store.migrate().await?;
         let keyring = Keyring::load(store.as_ref(), master, clock.now()).await?;
@@ -125,7 +133,7 @@ impl AppState {
             anomalies: Arc::default(),
             webhook,
             nonces: Arc::new(nonces),
-            availability: crate::availability::Availability::new(store.clone()),
+            availability: availability::Availability::new(store.clone()),
         };
         Ok(Started {
             state,
