@@ -5,12 +5,12 @@ use std::sync::Arc;
 
 use mayfly_core::wire::JwkSet;
 use mayfly_sdk::OfflineVerifier;
-use mayfly_server::admin::{Actor, ClientSpec, GrantSpec};
 use mayfly_server::app::{App, Settings};
 use mayfly_server::clock::{Clock, ManualClock, SystemClock};
 use mayfly_server::config::{Config, LogFormat};
 use mayfly_server::keys::rotation::Rotator;
 use mayfly_server::runtime::AppState;
+use mayfly_server::service::{Actor, ClientSpec, GrantSpec};
 use mayfly_store::testing::TestDb;
 use mayfly_store::{AuditEvent, AuditQuery, Backend, Subject};
 use serde_json::Value;
@@ -221,7 +221,7 @@ impl TestApp {
             store: self.state.store.as_ref(),
             id: "test".into(),
             now: self.now(),
-            caller: mayfly_server::admin::Caller::trusted(),
+            caller: mayfly_server::service::Caller::trusted(),
         }
     }
 
@@ -271,7 +271,7 @@ impl TestApp {
     }
 
     pub async fn grant_spec(&self, spec: GrantSpec) {
-        self.admin().grant(spec).await.unwrap();
+        self.admin().create_grant(spec).await.unwrap();
     }
 
     /// POSTs a form to the token endpoint.
@@ -621,7 +621,7 @@ impl TestApp {
     /// Grants a user scopes on an audience.
     pub async fn grant_user(&self, user: Uuid, audience: &str, scopes: &[&str]) -> Uuid {
         self.admin()
-            .grant(GrantSpec::new(Subject::User(user), audience, scopes))
+            .create_grant(GrantSpec::new(Subject::User(user), audience, scopes))
             .await
             .unwrap()
             .id

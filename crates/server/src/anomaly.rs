@@ -18,11 +18,11 @@ use mayfly_core::revocation::RevocationKind;
 use mayfly_store::{AnomalyPolicy, AuditEvent, Sighting, SightingKind};
 use time::OffsetDateTime;
 
-use crate::admin::Actor;
-use crate::admin::RevokeSpec;
 use crate::audit::{self, RequestContext, kind, outcome};
 use crate::client_auth::throttle::{self, Key};
 use crate::runtime::AppState;
+use crate::service::Actor;
+use crate::service::RevokeSpec;
 
 /// Who revocations made by a `revoke` policy are attributed to.
 pub const ACTOR: &str = crate::vocab::ANOMALY_ACTOR;
@@ -232,9 +232,9 @@ async fn revoke(state: &AppState, spec: RevokeSpec) -> bool {
         store: state.store.as_ref(),
         id: ACTOR.to_owned(),
         now: state.clock.now(),
-        caller: crate::admin::Caller::trusted(),
+        caller: crate::service::Caller::trusted(),
     };
-    match actor.revoke(spec).await {
+    match actor.create_revocation(spec).await {
         Ok(_) => {
             if let Err(e) = state.revocations.catch_up().await {
                 tracing::warn!(error = %e, "revocation recorded; cache catch-up failed");

@@ -164,7 +164,7 @@ impl Tasks {
             }
             running.push((
                 "metrics listener",
-                crate::http::metrics::serve_apart(listener, state.clone()),
+                crate::http::ops::metrics::serve_apart(listener, state.clone()),
             ));
         }
         if !manual_key_rotation {
@@ -197,7 +197,7 @@ impl Tasks {
         ));
         running.push((
             "access request expiry",
-            crate::admin::access::spawn_expiry(
+            crate::service::access::spawn_expiry(
                 state.store.clone(),
                 state.clock.clone(),
                 state.webhook.clone(),

@@ -51,12 +51,9 @@ pub const ADMIN_SCOPES: &[&str] = &[
 ];
 /// Lets a client call `POST /oauth2/introspect`.
 pub const INTROSPECT_SCOPE: &str = "mayfly:introspect";
-/// Lets a resource server read `GET /v1/revocations` and its stream (the SDK's feed
-/// follower asks for the same string, `mayfly_sdk::REVOCATIONS_READ_SCOPE`).
-pub const REVOCATIONS_READ_SCOPE: &str = "mayfly:revocations:read";
-/// Lets a resource server report token use (`POST /v1/usage`; the SDK's reporter asks for
-/// the same string).
-pub const USAGE_WRITE_SCOPE: &str = "mayfly:usage:write";
+/// Lets a resource server read `GET /v1/revocations` and its stream; and report token
+/// use (`POST /v1/usage`). Defined in core, once, as the SDK asks for them too.
+pub use mayfly_core::scope::{REVOCATIONS_READ_SCOPE, USAGE_WRITE_SCOPE};
 /// Lets a caller request just-in-time access for itself and see its own requests.
 pub const ACCESS_SCOPE: &str = "mayfly:access";
 /// Lets a caller decide (approve or deny) access requests: a scope of the issuer

@@ -17,7 +17,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     (
         "cli",
         &[
-            "app", "http", "admin", "api", "keys", "config", "clock", "gateway", "login",
+            "app", "http", "service", "api", "keys", "config", "clock", "gateway", "login",
             "password",
         ],
     ),
@@ -25,7 +25,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     (
         "app",
         &[
-            "http", "runtime", "oauth", "admin", "keys", "audit", "config", "clock",
+            "http", "runtime", "oauth", "service", "keys", "audit", "config", "clock",
         ],
     ),
     // The web layer: routes, extractors, problems. Nothing below it names HTTP.
@@ -35,7 +35,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "anomaly",
             "oauth",
             "runtime",
-            "admin",
+            "service",
             "api",
             "keys",
             "audit",
@@ -55,7 +55,7 @@ const LAYERS: &[(&str, &[&str])] = &[
         "anomaly",
         &[
             "runtime",
-            "admin",
+            "service",
             "api",
             "audit",
             "client_auth",
@@ -69,7 +69,7 @@ const LAYERS: &[(&str, &[&str])] = &[
         "oauth",
         &[
             "runtime",
-            "admin",
+            "service",
             "audit",
             "client_auth",
             "clock",
@@ -99,10 +99,10 @@ const LAYERS: &[(&str, &[&str])] = &[
     ),
     // Signing keys and their rotation (an emergency rotation revokes through the
     // service layer).
-    ("keys", &["admin", "api", "audit", "clock", "config"]),
+    ("keys", &["service", "api", "audit", "clock", "config"]),
     // The service layer: admin operations. Knows no HTTP, no runtime state, no OAuth.
     (
-        "admin",
+        "service",
         &[
             "api",
             "audit",
@@ -134,8 +134,20 @@ const LAYERS: &[(&str, &[&str])] = &[
 /// router, and the command line prints the OpenAPI document.
 const MAY_NAME_HTTP: &[&str] = &["app", "cli"];
 
+/// The web layer's families (`http/<family>/`) and what each may name besides the
+/// shared modules (`http/mod.rs`, `auth`, `error`, `extract`, `form`, `connections`):
+/// the admin API lists revocations as the feed pages them, and the OpenAPI document
+/// names every handler. The shared modules name no family (the root router in
+/// `http/mod.rs` mounts them all).
+const HTTP_FAMILIES: &[(&str, &[&str])] = &[
+    ("oauth", &[]),
+    ("v1", &[]),
+    ("admin", &["v1"]),
+    ("ops", &["oauth", "v1", "admin"]),
+];
+
 /// The service layer, and what it must never name.
-const SERVICE: &str = "admin";
+const SERVICE: &str = "service";
 const ABOVE_SERVICE: &[&str] = &["http", "runtime", "oauth", "app", "cli", "anomaly"];
 
 fn src() -> PathBuf {
@@ -322,6 +334,66 @@ fn only_the_composition_root_and_the_cli_name_http() {
             );
         }
     }
+}
+
+/// Which `http/` part a file is in: a family, or `None` for the shared modules.
+fn http_family(file: &Path) -> Option<Option<String>> {
+    let rel = file.strip_prefix(src().join("http")).ok()?;
+    let mut parts = rel.components();
+    let first = parts.next()?.as_os_str().to_str()?.to_owned();
+    Some(parts.next().map(|_| first))
+}
+
+#[test]
+fn web_families_do_not_reach_into_each_other() {
+    let families: BTreeMap<&str, BTreeSet<&str>> = HTTP_FAMILIES
+        .iter()
+        .map(|(f, deps)| (*f, deps.iter().copied().collect()))
+        .collect();
+    let mut files = Vec::new();
+    rust_files(&src().join("http"), &mut files);
+    let mut wrong = Vec::new();
+    for file in files {
+        let Some(from) = http_family(&file) else {
+            continue;
+        };
+        if file.ends_with("http/mod.rs") {
+            continue;
+        }
+        if let Some(family) = &from {
+            assert!(
+                families.contains_key(family.as_str()),
+                "{}: http/{family}/ is not in HTTP_FAMILIES",
+                file.display()
+            );
+        }
+        let text = std::fs::read_to_string(&file).unwrap();
+        // Unit tests may read the API description.
+        let code = text.split("#[cfg(test)]").next().unwrap_or(&text);
+        for (n, line) in code.lines().enumerate() {
+            if line.trim_start().starts_with("//") {
+                continue;
+            }
+            for family in families.keys() {
+                let named = line.contains(&format!("crate::http::{family}::"))
+                    || line.contains(&format!("crate::http::{family}::{{"))
+                    || line.contains(&format!("super::{family}::"));
+                let allowed = match &from {
+                    Some(own) => own == family || families[own.as_str()].contains(family),
+                    None => false,
+                };
+                if named && !allowed {
+                    wrong.push(format!(
+                        "{}:{}: {} names http::{family}",
+                        file.strip_prefix(src()).unwrap().display(),
+                        n + 1,
+                        from.as_deref().unwrap_or("a shared http module"),
+                    ));
+                }
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }
 
 #[test]

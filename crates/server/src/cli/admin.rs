@@ -13,11 +13,11 @@ use super::output::{
     AudienceCreated, ClientCreatedOut, ClientEnabled, GrantCreated, ScopesAdded, SecretAdded, print,
 };
 use super::{now, open_store};
-use crate::admin::access::{AccessPolicySpec, Decision};
-use crate::admin::{Actor, Caller, ClientSpec, CreatedClient, GrantSpec};
 use crate::api::AccessPolicyOut;
 use crate::api::{AudienceOut, ClientCreated, GrantOut, SecretCreated, UserOut};
 use crate::config::{Config, parse_duration};
+use crate::service::access::{AccessPolicySpec, Decision};
+use crate::service::{Actor, Caller, ClientSpec, CreatedClient, GrantSpec};
 
 /// `mayfly admin …`
 #[derive(Debug, Subcommand)]
@@ -255,7 +255,7 @@ pub async fn run(config: &Config, command: AdminCommand) -> anyhow::Result<()> {
         AdminCommand::Scope {
             command: ScopeCommand::Add { audience, names },
         } => {
-            let scopes = actor.add_scopes_to(&audience, &names).await?;
+            let scopes = actor.create_scopes(&audience, &names).await?;
             print(&ScopesAdded {
                 audience,
                 scopes: scopes.into_iter().map(|s| s.name).collect(),
@@ -289,7 +289,7 @@ pub async fn run(config: &Config, command: AdminCommand) -> anyhow::Result<()> {
                 (None, None) => anyhow::bail!("name a --client or a --user"),
             };
             let grant = actor
-                .grant(GrantSpec {
+                .create_grant(GrantSpec {
                     subject,
                     audience,
                     scopes,
@@ -388,7 +388,7 @@ async fn client(actor: &Actor<'_>, command: ClientCommand) -> anyhow::Result<()>
         }
         ClientCommand::AddSecret { id, expires_in } => {
             let added = actor
-                .add_client_secret(id, expires_in.map(|d| actor.now + d))
+                .create_client_secret(id, expires_in.map(|d| actor.now + d))
                 .await?;
             print(&SecretAdded {
                 client_id: id,
@@ -401,14 +401,14 @@ async fn client(actor: &Actor<'_>, command: ClientCommand) -> anyhow::Result<()>
             })
         }
         ClientCommand::Disable { id } => {
-            actor.set_client_enabled(id, false).await?;
+            actor.update_client_enabled(id, false).await?;
             print(&ClientEnabled {
                 client_id: id,
                 enabled: false,
             })
         }
         ClientCommand::Enable { id } => {
-            actor.set_client_enabled(id, true).await?;
+            actor.update_client_enabled(id, true).await?;
             print(&ClientEnabled {
                 client_id: id,
                 enabled: true,

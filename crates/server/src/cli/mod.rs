@@ -114,7 +114,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve => serve::serve(config).await,
         Command::Migrate => serve::migrate(&config).await,
         Command::Openapi => {
-            print!("{}", crate::http::openapi::document());
+            print!("{}", crate::http::ops::openapi::document());
             Ok(())
         }
         Command::Admin { command } => admin::run(&config, command).await,

@@ -10,11 +10,10 @@ use time::Duration;
 use uuid::Uuid;
 
 use super::{Admin, AdminErrors, Body, Ids, Paged, Params, page, paged};
-use crate::admin::access::{AccessContext, AccessPolicySpec, Decision};
 use crate::api::access::*;
-use crate::audit::RequestContext;
 use crate::http::error::Problem;
 use crate::runtime::AppState;
+use crate::service::access::{AccessPolicySpec, Decision};
 
 /// Routes of this module.
 pub fn router() -> Router<AppState> {
@@ -32,15 +31,6 @@ pub fn router() -> Router<AppState> {
         .route("/admin/v1/access-requests/{id}/approve", post(approve))
         .route("/admin/v1/access-requests/{id}/deny", post(deny))
         .route("/admin/v1/access-requests/{id}/review", post(review))
-}
-
-/// What the service layer needs from the state for an access call.
-pub fn context<'a>(state: &'a AppState, request: &'a RequestContext) -> AccessContext<'a> {
-    AccessContext {
-        webhook: state.webhook.as_ref(),
-        pending_timeout: state.config.access_pending_timeout,
-        request,
-    }
 }
 
 impl From<DecisionIn> for Decision {
@@ -90,7 +80,7 @@ pub async fn list_policies(
     let (page, limit) = page(q.limit, q.cursor.as_deref())?;
     let records = admin
         .actor(&state)
-        .access_policies(q.audience_id, page)
+        .list_access_policies(q.audience_id, page)
         .await?;
     Ok(Json(paged(records, limit, |p| p.id, AccessPolicyOut::from)))
 }
@@ -104,7 +94,9 @@ pub async fn read_policy(
     admin: Admin,
     Ids(id): Ids<Uuid>,
 ) -> Result<Json<AccessPolicyOut>, Problem> {
-    Ok(Json(admin.actor(&state).access_policy(id).await?.into()))
+    Ok(Json(
+        admin.actor(&state).get_access_policy(id).await?.into(),
+    ))
 }
 
 /// Change an access policy.
@@ -174,7 +166,11 @@ pub async fn queue(
     let ctx = crate::http::request_context(&state, &parts.headers, &parts.extensions);
     let records = admin
         .subject_actor(&state)
-        .access_requests(q.filter(None), page, &context(&state, &ctx))
+        .list_access_requests(
+            q.filter(None),
+            page,
+            &crate::http::access_context(&state, &ctx),
+        )
         .await?;
     Ok(Json(paged(
         records,
@@ -197,7 +193,7 @@ pub async fn read_request(
     let ctx = crate::http::request_context(&state, &parts.headers, &parts.extensions);
     let request = admin
         .subject_actor(&state)
-        .access_request(id, &context(&state, &ctx))
+        .get_access_request(id, &crate::http::access_context(&state, &ctx))
         .await?;
     Ok(Json(request.into()))
 }
@@ -219,7 +215,11 @@ pub async fn approve(
     let ctx = crate::http::request_context(&state, &parts.headers, &parts.extensions);
     let request = admin
         .subject_actor(&state)
-        .approve_access(id, &body.comment, &context(&state, &ctx))
+        .approve_access(
+            id,
+            &body.comment,
+            &crate::http::access_context(&state, &ctx),
+        )
         .await?;
     Ok(Json(request.into()))
 }
@@ -240,7 +240,11 @@ pub async fn deny(
     let ctx = crate::http::request_context(&state, &parts.headers, &parts.extensions);
     let request = admin
         .subject_actor(&state)
-        .deny_access(id, &body.comment, &context(&state, &ctx))
+        .deny_access(
+            id,
+            &body.comment,
+            &crate::http::access_context(&state, &ctx),
+        )
         .await?;
     Ok(Json(request.into()))
 }
@@ -262,7 +266,11 @@ pub async fn review(
     let ctx = crate::http::request_context(&state, &parts.headers, &parts.extensions);
     let request = admin
         .subject_actor(&state)
-        .review_access(id, &body.comment, &context(&state, &ctx))
+        .review_access(
+            id,
+            &body.comment,
+            &crate::http::access_context(&state, &ctx),
+        )
         .await?;
     Ok(Json(request.into()))
 }

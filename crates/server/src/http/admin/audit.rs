@@ -10,10 +10,10 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{Admin, AdminErrors, Params};
-use crate::admin::AdminError;
 use crate::api::audit::*;
 use crate::http::error::Problem;
 use crate::runtime::AppState;
+use crate::service::AdminError;
 
 /// Routes of this module.
 pub fn router() -> Router<AppState> {

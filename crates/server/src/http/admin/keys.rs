@@ -6,11 +6,11 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 
 use super::{Admin, AdminErrors, Body, KeyOut};
-use crate::admin::AdminError;
 use crate::api::keys::*;
 use crate::http::error::Problem;
 use crate::keys::rotation::{RotateOptions, Rotator};
 use crate::runtime::AppState;
+use crate::service::AdminError;
 
 /// Routes of this module.
 pub fn router() -> Router<AppState> {

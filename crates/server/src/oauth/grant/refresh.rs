@@ -32,10 +32,10 @@ use zeroize::Zeroizing;
 use super::{
     Authorized, Issued, REFRESH_TOKEN, ScopeRequest, SubjectLimits, TokenError, authorize, sign,
 };
-use crate::admin::REVOCATION_SKEW;
 use crate::audit::{self, RequestContext, kind, outcome};
 use crate::config::TTL_CEILING;
 use crate::runtime::AppState;
+use crate::service::REVOCATION_SKEW;
 
 /// Prefix of every refresh token, so secret scanners can find leaked ones.
 pub const PREFIX: &str = "mfy_rt_";

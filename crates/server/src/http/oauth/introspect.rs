@@ -26,13 +26,13 @@ use mayfly_core::wire::Introspection;
 use mayfly_store::{AuditEvent, ClientView};
 use serde::Deserialize;
 
-use super::error::no_store;
-use super::form::Form;
-use crate::admin::INTROSPECT_SCOPE;
 use crate::audit::{self, kind, outcome};
 use crate::client_auth;
+use crate::http::error::no_store;
+use crate::http::form::Form;
 use crate::oauth::grant::{TokenError, in_force};
 use crate::runtime::AppState;
+use crate::service::INTROSPECT_SCOPE;
 
 /// Routes of this module.
 pub fn router() -> Router<AppState> {
@@ -71,16 +71,17 @@ pub(super) async fn authenticated(
     extensions: &axum::http::Extensions,
     body: axum::body::Body,
 ) -> Result<(Form, Arc<ClientView>), TokenError> {
-    let body = axum::body::to_bytes(body, super::token::MAX_BODY)
+    let body = axum::body::to_bytes(body, crate::http::oauth::token::MAX_BODY)
         .await
         .map_err(|_| TokenError::TooLarge)?;
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
     let form = Form::parse(content_type, &body)?;
-    let presented = client_auth::presented_any(&super::token::credentials(headers, &form));
-    let source = super::source_ip(&state.config.trusted_proxies, headers, extensions);
-    let view = super::token::authenticate_client(state, presented, source).await?;
+    let presented =
+        client_auth::presented_any(&crate::http::oauth::token::credentials(headers, &form));
+    let source = crate::http::source_ip(&state.config.trusted_proxies, headers, extensions);
+    let view = crate::http::oauth::token::authenticate_client(state, presented, source).await?;
     Ok((form, view))
 }
 
@@ -167,7 +168,7 @@ async fn constrained(
 )]
 pub async fn introspect(State(state): State<AppState>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
-    let ctx = super::request_context(&state, &parts.headers, &parts.extensions);
+    let ctx = crate::http::request_context(&state, &parts.headers, &parts.extensions);
     let (form, caller) = match authenticated(&state, &parts.headers, &parts.extensions, body).await
     {
         Ok(ok) => ok,

@@ -86,7 +86,7 @@ impl Actor<'_> {
     ///
     /// # Errors
     /// [`AdminError::NotFound`].
-    pub async fn user(&self, id: Uuid) -> Result<UserRecord, AdminError> {
+    pub async fn get_user(&self, id: Uuid) -> Result<UserRecord, AdminError> {
         self.store
             .user(id)
             .await?
@@ -97,7 +97,7 @@ impl Actor<'_> {
     ///
     /// # Errors
     /// The store's.
-    pub async fn users(&self, page: Page) -> Result<Vec<UserRecord>, AdminError> {
+    pub async fn list_users(&self, page: Page) -> Result<Vec<UserRecord>, AdminError> {
         Ok(self.store.list_users(page).await?)
     }
 
@@ -111,7 +111,7 @@ impl Actor<'_> {
         id: Uuid,
         changes: UserChanges,
     ) -> Result<UserRecord, AdminError> {
-        let before = self.user(id).await?;
+        let before = self.get_user(id).await?;
         self.may_change_subject(
             Subject::User(id),
             &before.labels,
@@ -165,7 +165,7 @@ impl Actor<'_> {
     /// # Errors
     /// [`AdminError::NotFound`].
     pub async fn delete_user(&self, id: Uuid) -> Result<(), AdminError> {
-        let before = self.user(id).await?;
+        let before = self.get_user(id).await?;
         self.may_change_subject(Subject::User(id), &before.labels, &before.labels)
             .await?;
         let change = self.change_event(

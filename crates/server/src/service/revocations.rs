@@ -57,7 +57,10 @@ impl Actor<'_> {
     ///
     /// # Errors
     /// [`AdminError`] for an empty value, a future cutoff, or a store failure.
-    pub async fn revoke(&self, spec: RevokeSpec) -> Result<RevocationRecord, AdminError> {
+    pub async fn create_revocation(
+        &self,
+        spec: RevokeSpec,
+    ) -> Result<RevocationRecord, AdminError> {
         let (revocation, event) = self.revocation(&spec)?;
         // Recorded and audited together (the event names kind, value and cutoff; the
         // feed cursor is not known before the insert).

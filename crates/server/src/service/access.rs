@@ -359,7 +359,7 @@ impl Actor<'_> {
     ///
     /// # Errors
     /// [`AdminError::NotFound`].
-    pub async fn access_policy(&self, id: Uuid) -> Result<AccessPolicyRecord, AdminError> {
+    pub async fn get_access_policy(&self, id: Uuid) -> Result<AccessPolicyRecord, AdminError> {
         self.store
             .access_policy(id)
             .await?
@@ -370,7 +370,7 @@ impl Actor<'_> {
     ///
     /// # Errors
     /// The store's.
-    pub async fn access_policies(
+    pub async fn list_access_policies(
         &self,
         audience_id: Option<Uuid>,
         page: Page,
@@ -388,7 +388,7 @@ impl Actor<'_> {
         id: Uuid,
         change: impl FnOnce(&mut AccessPolicySpec),
     ) -> Result<AccessPolicyRecord, AdminError> {
-        let before = self.access_policy(id).await?;
+        let before = self.get_access_policy(id).await?;
         let audience = self
             .store
             .audience(before.audience_id)
@@ -441,7 +441,7 @@ impl Actor<'_> {
     /// # Errors
     /// [`AdminError::NotFound`].
     pub async fn delete_access_policy(&self, id: Uuid) -> Result<(), AdminError> {
-        let before = self.access_policy(id).await?;
+        let before = self.get_access_policy(id).await?;
         self.may_hand_out_on(before.audience_id, &before.scopes, "an access policy")
             .await?;
         let event = self.change_event(
@@ -531,7 +531,7 @@ impl Actor<'_> {
     /// Creates the grant an approval gives.
     async fn access_grant(&self, request: &AccessRequestRecord) -> Result<Uuid, AdminError> {
         let grant = self
-            .grant(GrantSpec {
+            .create_grant(GrantSpec {
                 not_before: Some(self.now),
                 expires_at: Some(self.now + Duration::seconds(request.duration_secs)),
                 reason: format!("access request {}: {}", request.id, request.reason),
@@ -548,7 +548,7 @@ impl Actor<'_> {
     /// # Errors
     /// [`AdminError::Forbidden`] when no policy covers it or a policy denies it;
     /// [`AdminError::Invalid`] for bad fields or a duration longer than policy allows.
-    pub async fn request_access(
+    pub async fn create_access_request(
         &self,
         spec: AccessRequestSpec,
         cx: &AccessContext<'_>,
@@ -745,7 +745,7 @@ impl Actor<'_> {
     ///
     /// # Errors
     /// [`AdminError::NotFound`].
-    pub async fn access_request(
+    pub async fn get_access_request(
         &self,
         id: Uuid,
         cx: &AccessContext<'_>,
@@ -761,7 +761,7 @@ impl Actor<'_> {
     ///
     /// # Errors
     /// The store's.
-    pub async fn access_requests(
+    pub async fn list_access_requests(
         &self,
         filter: AccessRequestFilter,
         page: Page,
@@ -785,7 +785,7 @@ impl Actor<'_> {
         id: Uuid,
         cx: &AccessContext<'_>,
     ) -> Result<AccessRequestRecord, AdminError> {
-        let request = self.access_request(id, cx).await?;
+        let request = self.get_access_request(id, cx).await?;
         if subject_ref(request.subject).1.to_string() == self.id {
             return Err(AdminError::Forbidden(
                 "you cannot decide your own access request".into(),
@@ -842,7 +842,7 @@ impl Actor<'_> {
         )
         .await?;
         if count < request.approvals_required {
-            return self.access_request(id, cx).await;
+            return self.get_access_request(id, cx).await;
         }
         let grant_id = self.access_grant(&request).await?;
         let moved = self
@@ -861,7 +861,7 @@ impl Actor<'_> {
         if !moved {
             // Another decision (or expiry) won meanwhile: this grant must not stay.
             self.delete_grant(grant_id).await?;
-            let now = self.access_request(id, cx).await?;
+            let now = self.get_access_request(id, cx).await?;
             if now.state == state::APPROVED {
                 return Ok(now);
             }
@@ -870,7 +870,7 @@ impl Actor<'_> {
                 now.state
             )));
         }
-        let approved = self.access_request(id, cx).await?;
+        let approved = self.get_access_request(id, cx).await?;
         self.access_event(
             cx,
             kind::ACCESS_APPROVED,
@@ -907,7 +907,7 @@ impl Actor<'_> {
                 now: self.now,
             })
             .await?;
-        let request = self.access_request(id, cx).await?;
+        let request = self.get_access_request(id, cx).await?;
         if !moved {
             return Err(AdminError::Conflict(format!(
                 "the access request is {}",
@@ -938,7 +938,7 @@ impl Actor<'_> {
         cx: &AccessContext<'_>,
     ) -> Result<AccessRequestRecord, AdminError> {
         let comment = text("comment", comment, true)?;
-        let request = self.access_request(id, cx).await?;
+        let request = self.get_access_request(id, cx).await?;
         if subject_ref(request.subject).1.to_string() == self.id {
             return Err(AdminError::Forbidden(
                 "you cannot review your own access request".into(),
@@ -949,7 +949,7 @@ impl Actor<'_> {
                 "the access request is not marked for review".into(),
             ));
         }
-        let reviewed = self.access_request(id, cx).await?;
+        let reviewed = self.get_access_request(id, cx).await?;
         self.access_event(
             cx,
             kind::ACCESS_REVIEWED,
@@ -975,7 +975,7 @@ impl Actor<'_> {
         cx: &AccessContext<'_>,
     ) -> Result<AccessRequestRecord, AdminError> {
         let comment = text("comment", comment, false)?;
-        let request = self.access_request(id, cx).await?;
+        let request = self.get_access_request(id, cx).await?;
         if request.subject != subject {
             return Err(AdminError::NotFound("access request"));
         }
@@ -1002,7 +1002,7 @@ impl Actor<'_> {
             })
             .await?;
         if !moved {
-            let now = self.access_request(id, cx).await?;
+            let now = self.get_access_request(id, cx).await?;
             return Err(AdminError::Conflict(format!(
                 "the access request is {}",
                 now.state
@@ -1015,7 +1015,7 @@ impl Actor<'_> {
                 Err(e) => return Err(e),
             }
         }
-        let cancelled = self.access_request(id, cx).await?;
+        let cancelled = self.get_access_request(id, cx).await?;
         self.access_event(
             cx,
             kind::ACCESS_CANCELLED,
@@ -1048,7 +1048,7 @@ pub fn spawn_expiry(
                 store: store.as_ref(),
                 id: "system".into(),
                 now: clock.now(),
-                caller: crate::admin::Caller::trusted(),
+                caller: crate::service::Caller::trusted(),
             };
             let cx = AccessContext {
                 webhook: webhook.as_ref(),

@@ -13,10 +13,10 @@ use mayfly_core::token::{self, VerifyOptions};
 use serde::Deserialize;
 use time::Duration;
 
-use super::error::no_store;
-use crate::admin::{Actor, RevokeSpec};
+use crate::http::error::no_store;
 use crate::oauth::TokenError;
 use crate::runtime::AppState;
+use crate::service::{Actor, RevokeSpec};
 
 /// Routes of this module.
 pub fn router() -> Router<AppState> {
@@ -63,8 +63,13 @@ pub async fn revoke(State(state): State<AppState>, request: Request) -> Response
 
 async fn revoke_own(state: &AppState, request: Request) -> Result<(), TokenError> {
     let (parts, body) = request.into_parts();
-    let (form, caller) =
-        super::introspect::authenticated(state, &parts.headers, &parts.extensions, body).await?;
+    let (form, caller) = crate::http::oauth::introspect::authenticated(
+        state,
+        &parts.headers,
+        &parts.extensions,
+        body,
+    )
+    .await?;
     let token = form
         .get("token")
         .ok_or_else(|| TokenError::InvalidRequest("the token parameter is required".into()))?;
@@ -91,7 +96,7 @@ async fn revoke_own(state: &AppState, request: Request) -> Result<(), TokenError
                     crate::audit::kind::TOKEN_REVOKED,
                     crate::audit::outcome::SUCCESS,
                     state.clock.now(),
-                    &super::request_context(state, &parts.headers, &parts.extensions),
+                    &crate::http::request_context(state, &parts.headers, &parts.extensions),
                 )
             };
             state.audit.record(event).await.map_err(|e| {
@@ -124,9 +129,9 @@ async fn revoke_own(state: &AppState, request: Request) -> Result<(), TokenError
         store: state.store.as_ref(),
         id: caller.client.id.to_string(),
         now: state.clock.now(),
-        caller: crate::admin::Caller {
-            request: super::request_context(state, &parts.headers, &parts.extensions),
-            ..crate::admin::Caller::trusted()
+        caller: crate::service::Caller {
+            request: crate::http::request_context(state, &parts.headers, &parts.extensions),
+            ..crate::service::Caller::trusted()
         },
     };
     let spec = RevokeSpec {
@@ -137,8 +142,8 @@ async fn revoke_own(state: &AppState, request: Request) -> Result<(), TokenError
             "revoked by its client (RFC 7009)",
         )
     };
-    actor.revoke(spec).await.map_err(|e| match e {
-        crate::admin::AdminError::Store(e) => TokenError::from(e),
+    actor.create_revocation(spec).await.map_err(|e| match e {
+        crate::service::AdminError::Store(e) => TokenError::from(e),
         other => TokenError::Internal(other.to_string()),
     })?;
     state.revocations.catch_up().await?;

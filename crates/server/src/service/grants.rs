@@ -105,7 +105,7 @@ impl Actor<'_> {
     ///
     /// # Errors
     /// [`AdminError`] for an unknown subject, audience or scope, or invalid limits.
-    pub async fn grant(&self, spec: GrantSpec) -> Result<GrantRecord, AdminError> {
+    pub async fn create_grant(&self, spec: GrantSpec) -> Result<GrantRecord, AdminError> {
         if spec.scopes.is_empty() {
             return Err(invalid("scopes", "at least one scope is required"));
         }
@@ -176,7 +176,7 @@ impl Actor<'_> {
     ///
     /// # Errors
     /// The store's.
-    pub async fn grants(
+    pub async fn list_grants(
         &self,
         filter: GrantFilter,
         page: Page,

@@ -1,6 +1,10 @@
-//! The admin service layer: create audiences, scopes, clients, secrets and grants, and
-//! bootstrap the first admin. The CLI calls it today; the admin REST API will call the
-//! same functions. Every change writes an `admin.change` audit event naming the actor.
+//! The service layer: admin operations on audiences, scopes, clients, secrets, users,
+//! grants, revocations and access, and bootstrap of the first admin. The CLI and the
+//! admin REST API call the same functions, on an [`Actor`]. One verb set: `create_*`,
+//! `get_*`, `list_*`, `update_*`, `delete_*`; state transitions are named for what they
+//! do (`approve_access`, `cancel_access`, `expire_access_requests`, `bootstrap`). Knows
+//! no HTTP, no runtime state and no OAuth (`tests/layering.rs`). Every change writes an
+//! `admin.change` audit event naming the actor.
 
 use mayfly_core::{Audience, Scope};
 use mayfly_store::{
@@ -284,7 +288,7 @@ impl Actor<'_> {
     ///
     /// # Errors
     /// [`AdminError`] for an unknown audience, an invalid or duplicate scope.
-    pub async fn add_scopes_to(
+    pub async fn create_scopes(
         &self,
         audience_uri: &str,
         scopes: &[String],
@@ -351,7 +355,7 @@ impl Actor<'_> {
                 now: self.now,
             })
             .await?;
-        let secret = self.add_client_secret(client.id, None).await?.secret;
+        let secret = self.create_client_secret(client.id, None).await?.secret;
         Ok(CreatedClient { client, secret })
     }
 
@@ -402,7 +406,7 @@ impl Actor<'_> {
         let mut records = Vec::with_capacity(keys.len());
         for (kid, x) in keys {
             records.push(
-                self.add_client_public_key(client.id, kid.as_deref(), *x)
+                self.create_client_public_key(client.id, kid.as_deref(), *x)
                     .await?,
             );
         }
@@ -414,7 +418,7 @@ impl Actor<'_> {
     /// # Errors
     /// [`AdminError`] for an unknown client, a past expiry, or too many valid secrets;
     /// [`AdminError::InsufficientScope`] for a privileged client.
-    pub async fn add_client_secret(
+    pub async fn create_client_secret(
         &self,
         client_id: Uuid,
         expires_at: Option<OffsetDateTime>,
@@ -460,7 +464,7 @@ impl Actor<'_> {
     ///
     /// # Errors
     /// [`AdminError::NotFound`] for an unknown client.
-    pub async fn set_client_enabled(
+    pub async fn update_client_enabled(
         &self,
         client_id: Uuid,
         enabled: bool,
@@ -502,7 +506,7 @@ impl Actor<'_> {
         let created = self
             .create_client(ClientSpec::named("mayfly-admin"))
             .await?;
-        self.grant(GrantSpec {
+        self.create_grant(GrantSpec {
             reason: "bootstrap".into(),
             ..GrantSpec::new(Subject::Client(created.client.id), issuer, &[ADMIN_SCOPE])
         })

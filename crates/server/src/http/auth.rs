@@ -18,14 +18,14 @@ use axum::http::{Method, StatusCode, header};
 use mayfly_core::token::{self, Claims, VerifyOptions};
 use time::Duration;
 
-use crate::admin::access::{ACCESS_SCOPE, APPROVE_SCOPE};
-use crate::admin::{
-    ADMIN_READ_SCOPE, ADMIN_SCOPE, Actor, Authority, Caller, REVOCATIONS_READ_SCOPE,
-    USAGE_WRITE_SCOPE,
-};
 use crate::audit::RequestContext;
 use crate::http::error::Problem;
 use crate::runtime::AppState;
+use crate::service::access::{ACCESS_SCOPE, APPROVE_SCOPE};
+use crate::service::{
+    ADMIN_READ_SCOPE, ADMIN_SCOPE, Actor, Authority, Caller, REVOCATIONS_READ_SCOPE,
+    USAGE_WRITE_SCOPE,
+};
 use crate::vocab;
 
 /// Clock-skew allowance for our own tokens (same clock family, so small).
@@ -416,7 +416,7 @@ impl Admin {
             return Ok(Subject::Client(sub));
         }
         let unavailable =
-            |e: mayfly_store::StoreError| Problem::from(crate::admin::AdminError::Store(e));
+            |e: mayfly_store::StoreError| Problem::from(crate::service::AdminError::Store(e));
         if state.store.user(sub).await.map_err(unavailable)?.is_some() {
             return Ok(Subject::User(sub));
         }
@@ -486,14 +486,14 @@ mod tests {
     use std::collections::BTreeSet;
 
     use super::{Family, Need, ROUTES};
-    use crate::admin::{ADMIN_SCOPES, SERVICE_SCOPES};
+    use crate::service::{ADMIN_SCOPES, SERVICE_SCOPES};
 
     /// Every token-checked operation of the API description has exactly one row, and
     /// every row is an operation.
     #[test]
     fn every_operation_has_one_row() {
         let doc: serde_json::Value =
-            serde_json::from_str(&crate::http::openapi::document()).unwrap();
+            serde_json::from_str(&crate::http::ops::openapi::document()).unwrap();
         let mut operations = BTreeSet::new();
         for (path, item) in doc["paths"].as_object().unwrap() {
             for method in ["get", "post", "put", "patch", "delete"] {
@@ -516,7 +516,7 @@ mod tests {
     /// a row needs is one of them.
     #[test]
     fn readme_scope_table_matches_the_model() {
-        let readme = include_str!("../../../../../README.md");
+        let readme = include_str!("../../../../README.md");
         let listed: BTreeSet<&str> = readme
             .lines()
             .filter_map(|l| l.strip_prefix("| `mayfly:"))
@@ -559,18 +559,18 @@ mod tests {
     #[test]
     fn handlers_do_not_check_scopes() {
         let handlers = [
-            ("admin/access.rs", include_str!("access.rs")),
-            ("admin/audiences.rs", include_str!("audiences.rs")),
-            ("admin/audit.rs", include_str!("audit.rs")),
-            ("admin/clients.rs", include_str!("clients.rs")),
-            ("admin/grants.rs", include_str!("grants.rs")),
-            ("admin/keys.rs", include_str!("keys.rs")),
-            ("admin/revocations.rs", include_str!("revocations.rs")),
-            ("admin/scopes.rs", include_str!("scopes.rs")),
-            ("admin/users.rs", include_str!("users.rs")),
-            ("access.rs", include_str!("../access.rs")),
-            ("feed.rs", include_str!("../feed.rs")),
-            ("usage.rs", include_str!("../usage.rs")),
+            ("admin/access.rs", include_str!("admin/access.rs")),
+            ("admin/audiences.rs", include_str!("admin/audiences.rs")),
+            ("admin/audit.rs", include_str!("admin/audit.rs")),
+            ("admin/clients.rs", include_str!("admin/clients.rs")),
+            ("admin/grants.rs", include_str!("admin/grants.rs")),
+            ("admin/keys.rs", include_str!("admin/keys.rs")),
+            ("admin/revocations.rs", include_str!("admin/revocations.rs")),
+            ("admin/scopes.rs", include_str!("admin/scopes.rs")),
+            ("admin/users.rs", include_str!("admin/users.rs")),
+            ("v1/access.rs", include_str!("v1/access.rs")),
+            ("v1/feed.rs", include_str!("v1/feed.rs")),
+            ("v1/usage.rs", include_str!("v1/usage.rs")),
         ];
         for (name, text) in handlers {
             for needle in ["has_scope", "_SCOPE", "may_read", "may_write"] {

@@ -11,13 +11,14 @@ use axum::{Json, Router};
 use time::Duration;
 use uuid::Uuid;
 
-use super::admin::access::context;
-use super::admin::{Admin, AdminErrors, Body, Ids, Paged, Params};
-use super::error::Problem;
-use crate::admin::AdminError;
-use crate::admin::access::AccessRequestSpec;
+use crate::api::Paged;
 use crate::api::{AccessRequestOut, AccessRequestParams, DecisionComment, NewAccessRequestIn};
+use crate::http::auth::Admin;
+use crate::http::error::Problem;
+use crate::http::extract::{AdminErrors, Body, Ids, Params};
 use crate::runtime::AppState;
+use crate::service::AdminError;
+use crate::service::access::AccessRequestSpec;
 
 /// Routes of this module.
 pub fn router() -> Router<AppState> {
@@ -40,10 +41,10 @@ pub async fn create(
     Body(body): Body<NewAccessRequestIn>,
 ) -> Result<(StatusCode, Json<AccessRequestOut>), Problem> {
     let subject = caller.subject(&state).await?;
-    let ctx = super::request_context(&state, &parts.headers, &parts.extensions);
+    let ctx = crate::http::request_context(&state, &parts.headers, &parts.extensions);
     let request = caller
         .subject_actor(&state)
-        .request_access(
+        .create_access_request(
             AccessRequestSpec {
                 subject,
                 audience: body.audience,
@@ -52,7 +53,7 @@ pub async fn create(
                 reason: body.reason,
                 break_glass: body.break_glass,
             },
-            &context(&state, &ctx),
+            &crate::http::access_context(&state, &ctx),
         )
         .await?;
     Ok((StatusCode::CREATED, Json(request.into())))
@@ -70,13 +71,17 @@ pub async fn list(
     Params(q): Params<AccessRequestParams>,
 ) -> Result<Json<Paged<AccessRequestOut>>, Problem> {
     let subject = caller.subject(&state).await?;
-    let (page, limit) = super::admin::page(q.limit, q.cursor.as_deref())?;
-    let ctx = super::request_context(&state, &parts.headers, &parts.extensions);
+    let (page, limit) = crate::http::extract::page(q.limit, q.cursor.as_deref())?;
+    let ctx = crate::http::request_context(&state, &parts.headers, &parts.extensions);
     let records = caller
         .subject_actor(&state)
-        .access_requests(q.filter(Some(subject)), page, &context(&state, &ctx))
+        .list_access_requests(
+            q.filter(Some(subject)),
+            page,
+            &crate::http::access_context(&state, &ctx),
+        )
         .await?;
-    Ok(Json(super::admin::paged(
+    Ok(Json(crate::http::extract::paged(
         records,
         limit,
         |r| r.id,
@@ -96,10 +101,10 @@ pub async fn read(
     Ids(id): Ids<Uuid>,
 ) -> Result<Json<AccessRequestOut>, Problem> {
     let subject = caller.subject(&state).await?;
-    let ctx = super::request_context(&state, &parts.headers, &parts.extensions);
+    let ctx = crate::http::request_context(&state, &parts.headers, &parts.extensions);
     let request = caller
         .subject_actor(&state)
-        .access_request(id, &context(&state, &ctx))
+        .get_access_request(id, &crate::http::access_context(&state, &ctx))
         .await?;
     if request.subject != subject {
         return Err(AdminError::NotFound("access request").into());
@@ -122,10 +127,15 @@ pub async fn cancel(
     Body(body): Body<DecisionComment>,
 ) -> Result<Json<AccessRequestOut>, Problem> {
     let subject = caller.subject(&state).await?;
-    let ctx = super::request_context(&state, &parts.headers, &parts.extensions);
+    let ctx = crate::http::request_context(&state, &parts.headers, &parts.extensions);
     let request = caller
         .subject_actor(&state)
-        .cancel_access(id, subject, &body.comment, &context(&state, &ctx))
+        .cancel_access(
+            id,
+            subject,
+            &body.comment,
+            &crate::http::access_context(&state, &ctx),
+        )
         .await?;
     Ok(Json(request.into()))
 }

@@ -28,7 +28,7 @@ impl Actor<'_> {
     ///
     /// # Errors
     /// [`AdminError::NotFound`] when it does not exist.
-    pub async fn audience(&self, id: Uuid) -> Result<AudienceRecord, AdminError> {
+    pub async fn get_audience(&self, id: Uuid) -> Result<AudienceRecord, AdminError> {
         self.store
             .audience(id)
             .await?
@@ -39,7 +39,7 @@ impl Actor<'_> {
     ///
     /// # Errors
     /// The store's.
-    pub async fn audiences(&self, page: Page) -> Result<Vec<AudienceRecord>, AdminError> {
+    pub async fn list_audiences(&self, page: Page) -> Result<Vec<AudienceRecord>, AdminError> {
         Ok(self.store.list_audiences(page).await?)
     }
 
@@ -52,7 +52,7 @@ impl Actor<'_> {
         id: Uuid,
         text: &str,
     ) -> Result<AudienceRecord, AdminError> {
-        let before = self.audience(id).await?;
+        let before = self.get_audience(id).await?;
         self.may_change_issuer_audience(&before.uri)?;
         let text = description(text)?;
         let after = AudienceRecord {
@@ -76,7 +76,7 @@ impl Actor<'_> {
     /// # Errors
     /// [`AdminError::Conflict`] while in use, [`AdminError::NotFound`].
     pub async fn delete_audience(&self, id: Uuid) -> Result<(), AdminError> {
-        let before = self.audience(id).await?;
+        let before = self.get_audience(id).await?;
         self.may_change_issuer_audience(&before.uri)?;
         let event = self.change_event(
             "audience.delete",
@@ -125,7 +125,7 @@ impl Actor<'_> {
     ///
     /// # Errors
     /// [`AdminError::NotFound`] when it does not exist.
-    pub async fn scope(&self, id: Uuid) -> Result<ScopeRecord, AdminError> {
+    pub async fn get_scope(&self, id: Uuid) -> Result<ScopeRecord, AdminError> {
         self.store
             .scope(id)
             .await?
@@ -136,7 +136,7 @@ impl Actor<'_> {
     ///
     /// # Errors
     /// The store's.
-    pub async fn scopes(
+    pub async fn list_scopes(
         &self,
         audience_id: Option<Uuid>,
         page: Page,
@@ -149,7 +149,7 @@ impl Actor<'_> {
     /// # Errors
     /// [`AdminError`] when it does not exist or the description is too long.
     pub async fn update_scope(&self, id: Uuid, text: &str) -> Result<ScopeRecord, AdminError> {
-        let before = self.scope(id).await?;
+        let before = self.get_scope(id).await?;
         self.may_hand_out_on(
             before.audience_id,
             std::slice::from_ref(&before.name),
@@ -178,7 +178,7 @@ impl Actor<'_> {
     /// # Errors
     /// [`AdminError::Conflict`] while in use, [`AdminError::NotFound`].
     pub async fn delete_scope(&self, id: Uuid) -> Result<(), AdminError> {
-        let before = self.scope(id).await?;
+        let before = self.get_scope(id).await?;
         self.may_hand_out_on(
             before.audience_id,
             std::slice::from_ref(&before.name),

@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Serialize;
 
-use super::error::RETRY_AFTER_SECS;
+use crate::http::error::RETRY_AFTER_SECS;
 use crate::runtime::AppState;
 
 /// Routes of this module.

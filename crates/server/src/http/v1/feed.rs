@@ -22,8 +22,9 @@ use mayfly_store::RevocationRecord;
 use serde::Deserialize;
 use tokio::sync::{broadcast, watch};
 
-use super::admin::{Admin, Params};
-use super::error::Problem;
+use crate::http::auth::Admin;
+use crate::http::error::Problem;
+use crate::http::extract::Params;
 use crate::revocation::StreamSlot;
 use crate::runtime::AppState;
 
@@ -89,7 +90,7 @@ pub async fn page(
 }
 
 /// One page of the feed.
-pub(super) async fn read_page(
+pub(crate) async fn read_page(
     state: &AppState,
     q: FeedParams,
 ) -> Result<Json<RevocationPage>, Problem> {
@@ -105,7 +106,7 @@ pub(super) async fn read_page(
         .store
         .revocations_after(after, limit)
         .await
-        .map_err(crate::admin::AdminError::from)?;
+        .map_err(crate::service::AdminError::from)?;
     let next_cursor = records.last().map_or(after, |r| r.seq).to_string();
     Ok(Json(RevocationPage {
         items: records.iter().filter_map(entry).collect(),

@@ -11,11 +11,11 @@ use mayfly_core::UntrustedText;
 use mayfly_store::AuditEvent;
 use serde::Deserialize;
 
-use super::error::no_store;
-use super::form::Form;
 use crate::anomaly::{Observation, SeenIn};
 use crate::audit::{self, RequestContext, kind, outcome};
 use crate::client_auth;
+use crate::http::error::no_store;
+use crate::http::form::Form;
 use crate::oauth::grant::{self, Issued, ScopeRequest, TokenError};
 use crate::runtime::AppState;
 use zeroize::Zeroizing;
@@ -111,7 +111,7 @@ struct Seen {
 )]
 pub async fn token(State(state): State<AppState>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
-    let ctx = super::request_context(&state, &parts.headers, &parts.extensions);
+    let ctx = crate::http::request_context(&state, &parts.headers, &parts.extensions);
     let mut seen = Seen::default();
     let result = match axum::body::to_bytes(body, MAX_BODY).await {
         Ok(body) => exchange(&state, &parts.headers, &body, &mut seen, &ctx).await,

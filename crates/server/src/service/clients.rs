@@ -186,7 +186,7 @@ impl Actor<'_> {
     ///
     /// # Errors
     /// [`AdminError::NotFound`] when it does not exist.
-    pub async fn client(&self, id: Uuid) -> Result<ClientRecord, AdminError> {
+    pub async fn get_client(&self, id: Uuid) -> Result<ClientRecord, AdminError> {
         self.store
             .client(id)
             .await?
@@ -197,7 +197,7 @@ impl Actor<'_> {
     ///
     /// # Errors
     /// The store's.
-    pub async fn clients(&self, page: Page) -> Result<Vec<ClientRecord>, AdminError> {
+    pub async fn list_clients(&self, page: Page) -> Result<Vec<ClientRecord>, AdminError> {
         Ok(self.store.list_clients(page).await?)
     }
 
@@ -210,7 +210,7 @@ impl Actor<'_> {
         id: Uuid,
         changes: ClientChanges,
     ) -> Result<ClientRecord, AdminError> {
-        let before = self.client(id).await?;
+        let before = self.get_client(id).await?;
         self.may_change_client(id, changes.labels.as_deref())
             .await?;
         let mut after = before.clone();
@@ -285,7 +285,7 @@ impl Actor<'_> {
     /// # Errors
     /// [`AdminError::NotFound`].
     pub async fn delete_client(&self, id: Uuid) -> Result<(), AdminError> {
-        let before = self.client(id).await?;
+        let before = self.get_client(id).await?;
         self.not_self(id, "delete")?;
         self.may_change_client(id, None).await?;
         let change = self.change_event(
@@ -304,8 +304,11 @@ impl Actor<'_> {
     ///
     /// # Errors
     /// [`AdminError::NotFound`] for an unknown client.
-    pub async fn client_secrets(&self, id: Uuid) -> Result<Vec<ClientSecretRecord>, AdminError> {
-        self.client(id).await?;
+    pub async fn list_client_secrets(
+        &self,
+        id: Uuid,
+    ) -> Result<Vec<ClientSecretRecord>, AdminError> {
+        self.get_client(id).await?;
         Ok(self.store.client_secrets(id).await?)
     }
 
@@ -336,14 +339,14 @@ impl Actor<'_> {
     /// # Errors
     /// [`AdminError`] for an invalid key or kid, an unknown client, a duplicate, or too
     /// many keys.
-    pub async fn add_client_public_key(
+    pub async fn create_client_public_key(
         &self,
         client_id: Uuid,
         kid: Option<&str>,
         key: [u8; 32],
     ) -> Result<ClientPublicKeyRecord, AdminError> {
         let kid = check_public_key(kid, &key)?;
-        self.client(client_id).await?;
+        self.get_client(client_id).await?;
         self.may_change_client(client_id, None).await?;
         if self.store.client_public_keys(client_id).await?.len() >= MAX_PUBLIC_KEYS {
             return Err(AdminError::Conflict(format!(
@@ -373,11 +376,11 @@ impl Actor<'_> {
     ///
     /// # Errors
     /// [`AdminError::NotFound`] for an unknown client.
-    pub async fn client_public_keys(
+    pub async fn list_client_public_keys(
         &self,
         client_id: Uuid,
     ) -> Result<Vec<ClientPublicKeyRecord>, AdminError> {
-        self.client(client_id).await?;
+        self.get_client(client_id).await?;
         Ok(self.store.client_public_keys(client_id).await?)
     }
 

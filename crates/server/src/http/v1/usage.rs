@@ -14,13 +14,15 @@ use time::{Duration, OffsetDateTime};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::admin::{Admin, AdminErrors, Body, Time};
-use super::error::Problem;
-use crate::admin::{AdminError, invalid};
 use crate::anomaly::{self, Observation, SeenIn};
+use crate::api::Time;
 use crate::audit::{self, kind, outcome};
 use crate::config::TTL_CEILING;
+use crate::http::auth::Admin;
+use crate::http::error::Problem;
+use crate::http::extract::{AdminErrors, Body};
 use crate::runtime::AppState;
+use crate::service::{AdminError, invalid};
 
 /// Most events in one report.
 pub const MAX_EVENTS: usize = 1000;
@@ -92,7 +94,7 @@ pub async fn report(
 ) -> Result<(StatusCode, Json<UsageAccepted>), Problem> {
     let now = state.clock.now();
     let uses = check(body, now)?;
-    let ctx = super::request_context(&state, &parts.headers, &parts.extensions);
+    let ctx = crate::http::request_context(&state, &parts.headers, &parts.extensions);
     let reporter = caller.client_id().to_owned();
     let events: Vec<AuditEvent> = uses
         .iter()
