@@ -5,7 +5,7 @@
 //! extractor enforces the row of the matched route before the handler runs. A route
 //! without a row is refused (fail closed), and the authorization matrix test fails on
 //! an operation of the API description without one. Per-object limits (an admin hands
-//! out only what it holds) are the service layer's: `admin::authority`.
+//! out only what it holds) are the service layer's: `service::authority`.
 //!
 //! The issuer is its own resource server here, and enforces sender constraints as the
 //! SDK does: a DPoP-bound token passes only as `Authorization: DPoP …` with a valid

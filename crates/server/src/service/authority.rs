@@ -1,7 +1,7 @@
 //! The ceiling: an admin hands out only what it holds, and changes a privileged subject
 //! only when it holds everything that subject holds.
 //!
-//! The route table (`http::admin::auth`) decides which *family* a caller may touch;
+//! The route table (`http::auth`) decides which *family* a caller may touch;
 //! this module decides, per object, whether the change could lift someone above the
 //! caller. Scopes of the issuer's own audience (`mayfly:*`) are the only ones that
 //! confer power over Mayfly, so they are what the checks count:
