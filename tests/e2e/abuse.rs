@@ -2,7 +2,7 @@
 //! database that went away must not take issuance down for anyone else.
 
 use mayfly_core::net::ForwardedHeader;
-use mayfly_server::admin::ClientChanges;
+use mayfly_server::service::ClientChanges;
 use mayfly_store::Backend;
 
 use crate::helpers::{

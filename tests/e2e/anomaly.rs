@@ -737,9 +737,9 @@ async fn far_future_times_are_refused_not_a_panic(app: TestApp) {
     let end_of_time = time::macros::datetime!(9999-12-31 23:59:59 UTC);
     let record = app
         .admin()
-        .revoke(mayfly_server::admin::RevokeSpec {
+        .create_revocation(mayfly_server::service::RevokeSpec {
             token_exp: Some(end_of_time),
-            ..mayfly_server::admin::RevokeSpec::now(
+            ..mayfly_server::service::RevokeSpec::now(
                 mayfly_core::revocation::RevocationKind::Jti,
                 issued.jti.clone(),
                 "test",

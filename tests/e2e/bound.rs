@@ -7,7 +7,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use mayfly_core::dpop::{self, ProofRequest};
 use mayfly_core::jose::JwsKey;
-use mayfly_server::admin::{ClientChanges, GrantSpec};
+use mayfly_server::service::{ClientChanges, GrantSpec};
 use mayfly_store::{Backend, Subject};
 use serde_json::{Value, json};
 use time::{Duration, OffsetDateTime};
@@ -314,7 +314,13 @@ async fn keyed_client_has_no_secret_and_rotates_keys(app: TestApp) {
     assert!(body.get("client_secret").is_none(), "{body}");
     assert_eq!(body["public_keys"].as_array().unwrap().len(), 1);
     let id: uuid::Uuid = body["id"].as_str().unwrap().parse().unwrap();
-    assert!(app.admin().client_secrets(id).await.unwrap().is_empty());
+    assert!(
+        app.admin()
+            .list_client_secrets(id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     app.grant(
         &TestClient {
             id,
@@ -358,7 +364,7 @@ async fn keyed_client_has_no_secret_and_rotates_keys(app: TestApp) {
     let added = api
         .post(&format!("/admin/v1/clients/{id}/public-keys"), jwk)
         .await;
-    let old_key_id = app.admin().client_public_keys(id).await.unwrap()[0].id;
+    let old_key_id = app.admin().list_client_public_keys(id).await.unwrap()[0].id;
     added.ok(201);
     let new_client = as_client(new, "second");
     for c in [&old_client, &new_client] {

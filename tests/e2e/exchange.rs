@@ -4,7 +4,7 @@
 use mayfly_core::dpop::{self, ProofRequest};
 use mayfly_core::jose::JwsKey;
 use mayfly_core::revocation::RevocationKind;
-use mayfly_server::admin::{GrantChanges, RevokeSpec, UserChanges};
+use mayfly_server::service::{GrantChanges, RevokeSpec, UserChanges};
 use serde_json::Value;
 use time::Duration;
 use uuid::Uuid;
@@ -563,7 +563,7 @@ async fn delegated_tokens_end_with_their_actor(app: TestApp) {
     let family = app.claims_of(&actor).fam.unwrap();
     app.clock.advance(Duration::seconds(1));
     app.admin()
-        .revoke(RevokeSpec::now(RevocationKind::Family, family, "test"))
+        .create_revocation(RevokeSpec::now(RevocationKind::Family, family, "test"))
         .await
         .unwrap();
     ended([d, n], "actor's login revoked").await;

@@ -5,12 +5,12 @@ use std::sync::Arc;
 
 use mayfly_core::wire::JwkSet;
 use mayfly_sdk::OfflineVerifier;
-use mayfly_server::admin::{Actor, ClientSpec, GrantSpec};
 use mayfly_server::app::{App, Settings};
 use mayfly_server::clock::{Clock, ManualClock, SystemClock};
-use mayfly_server::config::{Config, LogFormat};
+use mayfly_server::config::Config;
 use mayfly_server::keys::rotation::Rotator;
-use mayfly_server::state::AppState;
+use mayfly_server::runtime::AppState;
+use mayfly_server::service::{Actor, ClientSpec, GrantSpec};
 use mayfly_store::testing::TestDb;
 use mayfly_store::{AuditEvent, AuditQuery, Backend, Subject};
 use serde_json::Value;
@@ -128,33 +128,12 @@ async fn serve(
     manual_key_rotation: bool,
 ) -> TestApp {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let mut config = Config {
-        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-        issuer: Some("http://mayfly.test".into()),
-        database_url: db_url.clone(),
-        master_key_file: Some(key_file.clone()),
-        token_ttl: Duration::seconds(300),
-        max_token_ttl: Duration::seconds(3600),
-        key_lifetime: Duration::hours(24),
-        key_publish_lead: Duration::hours(1),
-        key_set_max_age: Duration::seconds(300),
-        key_retire_hold: None,
-        audit_retention: Duration::days(90),
-        anomaly_learning_period: Duration::hours(1),
-        access_pending_timeout: Duration::hours(1),
-        webhook_url: None,
-        webhook_secret_file: None,
-        password_max_failures: 5,
-        password_lockout: Duration::minutes(15),
-        refresh_token_lifetime: Duration::days(7),
-        refresh_token_idle: Duration::hours(24),
-        log_format: LogFormat::Text,
-        trusted_proxies: vec![],
-        forwarded_header: Default::default(),
-        metrics_listen: None,
-        limits: mayfly_server::config::Limits::default(),
-        dpop_nonce: false,
-    };
+    // Production's settings (no flags, no environment), but for where this one runs.
+    let mut config = Config::defaults().unwrap();
+    config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    config.issuer = Some("http://mayfly.test".into());
+    config.database_url = db_url.clone();
+    config.master_key_file = Some(key_file.clone());
     configure(&mut config);
     // Both stores keep microseconds: start on one, so stored times compare equal.
     let start = SystemClock.now();
@@ -221,7 +200,7 @@ impl TestApp {
             store: self.state.store.as_ref(),
             id: "test".into(),
             now: self.now(),
-            caller: mayfly_server::admin::Caller::trusted(),
+            caller: mayfly_server::service::Caller::trusted(),
         }
     }
 
@@ -271,7 +250,7 @@ impl TestApp {
     }
 
     pub async fn grant_spec(&self, spec: GrantSpec) {
-        self.admin().grant(spec).await.unwrap();
+        self.admin().create_grant(spec).await.unwrap();
     }
 
     /// POSTs a form to the token endpoint.
@@ -621,7 +600,7 @@ impl TestApp {
     /// Grants a user scopes on an audience.
     pub async fn grant_user(&self, user: Uuid, audience: &str, scopes: &[&str]) -> Uuid {
         self.admin()
-            .grant(GrantSpec::new(Subject::User(user), audience, scopes))
+            .create_grant(GrantSpec::new(Subject::User(user), audience, scopes))
             .await
             .unwrap()
             .id

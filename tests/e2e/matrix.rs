@@ -46,9 +46,9 @@ async fn callers(app: &TestApp) -> Vec<(String, Option<String>)> {
     app.clock.advance(Duration::seconds(400));
 
     let mut out: Vec<(String, Option<String>)> = vec![("none".into(), None)];
-    let scopes: Vec<&str> = mayfly_server::admin::ADMIN_SCOPES
+    let scopes: Vec<&str> = mayfly_server::service::ADMIN_SCOPES
         .iter()
-        .chain(mayfly_server::admin::SERVICE_SCOPES)
+        .chain(mayfly_server::service::SERVICE_SCOPES)
         .copied()
         .collect();
     for scope in scopes {

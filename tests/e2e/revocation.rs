@@ -735,7 +735,7 @@ async fn cutoffs_cover_tokens_signed_before_the_change_propagates(app: TestApp) 
     let client = app.client().await;
     let grant = app
         .admin()
-        .grant(mayfly_server::admin::GrantSpec::new(
+        .create_grant(mayfly_server::service::GrantSpec::new(
             mayfly_store::Subject::Client(client.id),
             ORDERS,
             &["orders:read"],

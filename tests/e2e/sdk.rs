@@ -433,7 +433,7 @@ async fn sdk_refuses_what_was_exchanged_from_a_revoked_token(app: TestApp) {
     app.admin()
         .update_client(
             s.worker.id,
-            mayfly_server::admin::ClientChanges {
+            mayfly_server::service::ClientChanges {
                 grant_types: Some(vec![
                     "client_credentials".into(),
                     "urn:ietf:params:oauth:grant-type:token-exchange".into(),

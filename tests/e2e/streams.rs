@@ -4,7 +4,7 @@
 
 use std::time::{Duration as StdDuration, Instant};
 
-use mayfly_server::admin::ClientChanges;
+use mayfly_server::service::ClientChanges;
 use time::Duration;
 
 use crate::helpers::{Auth, TestApp, TestClient};
@@ -87,7 +87,7 @@ async fn stream_ends_when_its_token_is_revoked(app: TestApp) {
     assert_eq!(stream.status(), 200);
     let jti = app.claims_of(&token).jti;
     app.admin()
-        .revoke(mayfly_server::admin::RevokeSpec::now(
+        .create_revocation(mayfly_server::service::RevokeSpec::now(
             mayfly_core::revocation::RevocationKind::Jti,
             jti,
             "test",
@@ -110,7 +110,7 @@ async fn stream_ends_when_its_token_expires(app: TestApp) {
 async fn streams_per_client_are_limited(app: TestApp) {
     let (_, token) = reader(&app).await;
     let mut held = Vec::new();
-    for _ in 0..mayfly_server::http::feed::MAX_STREAMS_PER_CLIENT {
+    for _ in 0..mayfly_server::http::v1::feed::MAX_STREAMS_PER_CLIENT {
         let stream = open(&app, &token).await;
         assert_eq!(stream.status(), 200);
         held.push(stream);
@@ -167,7 +167,7 @@ async fn sdk_follows_the_feed_again_after_its_stream_is_ended(app: TestApp) {
     use std::sync::Arc;
 
     use mayfly_core::revocation::RevocationKind;
-    use mayfly_server::admin::RevokeSpec;
+    use mayfly_server::service::RevokeSpec;
 
     let (client, _) = reader(&app).await;
     app.audience("https://api.example.com/orders", &["orders:read"])
@@ -199,7 +199,7 @@ async fn sdk_follows_the_feed_again_after_its_stream_is_ended(app: TestApp) {
         let app = &app;
         async move {
             app.admin()
-                .revoke(RevokeSpec::now(kind, value, "test"))
+                .create_revocation(RevokeSpec::now(kind, value, "test"))
                 .await
                 .unwrap();
             app.state.revocations.catch_up().await.unwrap();

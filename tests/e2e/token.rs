@@ -2,7 +2,7 @@
 
 use mayfly_core::token::peek_key_id;
 use mayfly_sdk::VerifyError;
-use mayfly_server::admin::GrantSpec;
+use mayfly_server::service::GrantSpec;
 use mayfly_store::Subject;
 use serde_json::Value;
 use time::Duration;
@@ -386,7 +386,7 @@ async fn client_authentication_failures(app: TestApp) {
     // Disabling stops issuance at once; enabling restores it.
     app.token_ok(Auth::Basic(&client), &ok).await;
     app.admin()
-        .set_client_enabled(client.id, false)
+        .update_client_enabled(client.id, false)
         .await
         .unwrap();
     assert_oauth_error(
@@ -396,7 +396,7 @@ async fn client_authentication_failures(app: TestApp) {
     )
     .await;
     app.admin()
-        .set_client_enabled(client.id, true)
+        .update_client_enabled(client.id, true)
         .await
         .unwrap();
     app.token_ok(Auth::Basic(&client), &ok).await;
@@ -741,7 +741,7 @@ async fn secret_rotation(app: TestApp) {
 
     let second = app
         .admin()
-        .add_client_secret(old.id, Some(app.now() + Duration::seconds(2)))
+        .create_client_secret(old.id, Some(app.now() + Duration::seconds(2)))
         .await
         .unwrap();
     let new = crate::helpers::TestClient {
@@ -752,10 +752,15 @@ async fn secret_rotation(app: TestApp) {
     app.token_ok(Auth::Basic(&old), &ok).await;
     app.token_ok(Auth::Basic(&new), &ok).await;
     // A third valid secret is refused.
-    assert!(app.admin().add_client_secret(old.id, None).await.is_err());
     assert!(
         app.admin()
-            .add_client_secret(old.id, Some(app.now() - Duration::seconds(1)))
+            .create_client_secret(old.id, None)
+            .await
+            .is_err()
+    );
+    assert!(
+        app.admin()
+            .create_client_secret(old.id, Some(app.now() - Duration::seconds(1)))
             .await
             .is_err()
     );
@@ -770,7 +775,10 @@ async fn secret_rotation(app: TestApp) {
     .await;
     app.token_ok(Auth::Basic(&old), &ok).await;
     // With it expired, a new one may be added again.
-    app.admin().add_client_secret(old.id, None).await.unwrap();
+    app.admin()
+        .create_client_secret(old.id, None)
+        .await
+        .unwrap();
 }
 
 async fn denials_are_audited_without_secrets(app: TestApp) {
@@ -859,13 +867,13 @@ async fn changes_from_other_processes_reach_the_cache(app: TestApp) {
         .await;
 
     let other = mayfly_store::connect(&app.db_url).await.unwrap();
-    let cli = mayfly_server::admin::Actor {
+    let cli = mayfly_server::service::Actor {
         store: other.as_ref(),
         id: "cli".into(),
         now: app.now(),
-        caller: mayfly_server::admin::Caller::trusted(),
+        caller: mayfly_server::service::Caller::trusted(),
     };
-    cli.grant(GrantSpec::new(
+    cli.create_grant(GrantSpec::new(
         Subject::Client(client.id),
         ORDERS,
         &["orders:write"],
@@ -876,7 +884,7 @@ async fn changes_from_other_processes_reach_the_cache(app: TestApp) {
     app.token_ok(Auth::Basic(&client), &ask("orders:write"))
         .await;
 
-    cli.set_client_enabled(client.id, false).await.unwrap();
+    cli.update_client_enabled(client.id, false).await.unwrap();
     app.state.directory.refresh().await.unwrap();
     assert_oauth_error(
         app.token_request(Auth::Basic(&client), &ask("orders:read"))

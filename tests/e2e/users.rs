@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use mayfly_server::admin::UserChanges;
+use mayfly_server::service::UserChanges;
 use serde_json::Value;
 use time::Duration;
 
@@ -371,7 +371,7 @@ async fn refresh_token_reuse_revokes_the_family_and_its_tokens(app: TestApp) {
     app.admin()
         .update_client(
             cli.id,
-            mayfly_server::admin::ClientChanges {
+            mayfly_server::service::ClientChanges {
                 grant_types: Some(vec![
                     "password".into(),
                     "refresh_token".into(),

@@ -12,6 +12,14 @@ pub const MAX_SCOPE_LEN: usize = 128;
 /// Most scopes one request or grant may carry.
 pub const MAX_SCOPES: usize = 64;
 
+/// The scope a resource server needs on the issuer's own audience to read the revocation
+/// feed. Defined here, once, because the server requires it and the SDK asks for it;
+/// the server's other `mayfly:*` scopes are in its `vocab` module.
+pub const REVOCATIONS_READ_SCOPE: &str = "mayfly:revocations:read";
+/// The scope a resource server needs on the issuer's own audience to report token use
+/// (as [`REVOCATIONS_READ_SCOPE`], shared by server and SDK).
+pub const USAGE_WRITE_SCOPE: &str = "mayfly:usage:write";
+
 /// Why a scope or scope list was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ScopeError {

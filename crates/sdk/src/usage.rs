@@ -20,7 +20,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::token_source::TokenSource;
 
 /// The scope the reporter's token needs on the issuer's own audience.
-pub const USAGE_WRITE_SCOPE: &str = "mayfly:usage:write";
+pub use mayfly_core::scope::USAGE_WRITE_SCOPE;
 /// Uses sent in one request at most (the issuer accepts up to 1000).
 pub const MAX_BATCH: usize = 500;
 /// Uses kept while the issuer cannot be reached.

@@ -49,7 +49,7 @@ pub const DEFAULT_UNKNOWN_KEY_REFETCH: Duration = Duration::seconds(5);
 /// Default capacity of the verified-token cache.
 pub const DEFAULT_CACHE_CAPACITY: usize = 10_000;
 /// The scope a feed reader needs on the issuer's own audience.
-pub const REVOCATIONS_READ_SCOPE: &str = "mayfly:revocations:read";
+pub use mayfly_core::scope::REVOCATIONS_READ_SCOPE;
 
 /// Why a token was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

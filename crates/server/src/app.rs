@@ -10,7 +10,7 @@ use tokio::task::JoinHandle;
 
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::state::{AppState, StartError};
+use crate::runtime::{AppState, StartError};
 
 /// What [`App::build`] needs besides the clock: the configuration, and whether the
 /// scheduled key rotation runs.
@@ -164,7 +164,7 @@ impl Tasks {
             }
             running.push((
                 "metrics listener",
-                crate::http::metrics::serve_apart(listener, state.clone()),
+                crate::http::ops::metrics::serve_apart(listener, state.clone()),
             ));
         }
         if !manual_key_rotation {
@@ -189,15 +189,15 @@ impl Tasks {
         ));
         running.push((
             "one-time id pruning",
-            crate::dpop::spawn_pruning(state.store.clone(), state.clock.clone()),
+            crate::oauth::dpop::spawn_pruning(state.store.clone(), state.clock.clone()),
         ));
         running.push((
             "refresh family pruning",
-            crate::grant::refresh::spawn_pruning(state.store.clone(), state.clock.clone()),
+            crate::oauth::grant::refresh::spawn_pruning(state.store.clone(), state.clock.clone()),
         ));
         running.push((
             "access request expiry",
-            crate::admin::access::spawn_expiry(
+            crate::service::access::spawn_expiry(
                 state.store.clone(),
                 state.clock.clone(),
                 state.webhook.clone(),

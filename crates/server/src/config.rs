@@ -341,6 +341,19 @@ pub struct MasterKeySource {
 }
 
 impl Config {
+    /// What `mayfly` runs with when given no flags and no `MAYFLY_*` variables (the
+    /// environment is not read). The end-to-end tests start from it, so they run
+    /// production's settings except where a test says otherwise.
+    ///
+    /// # Errors
+    /// clap's, if a default did not parse (a bug the unit tests catch).
+    pub fn defaults() -> Result<Self, clap::Error> {
+        use clap::{Args as _, FromArgMatches as _};
+        let command = Self::augment_args(clap::Command::new("mayfly"))
+            .mut_args(|arg| arg.env(None::<&'static str>));
+        Self::from_arg_matches(&command.try_get_matches_from(["mayfly"])?)
+    }
+
     /// The issuer URL, defaulted and validated.
     ///
     /// # Errors
@@ -661,6 +674,18 @@ mod tests {
         Probe::try_parse_from(std::iter::once("mayfly").chain(args.iter().copied()))
             .unwrap()
             .config
+    }
+
+    #[test]
+    fn defaults_are_the_flags_defaults_without_the_environment() {
+        let defaults = Config::defaults().unwrap();
+        assert_eq!(defaults.listen, config(&[]).listen);
+        assert_eq!(defaults.token_ttl, Duration::seconds(300));
+        assert_eq!(defaults.key_set_max_age, Duration::seconds(300));
+        assert_eq!(
+            defaults.limits.max_connections,
+            Limits::default().max_connections
+        );
     }
 
     #[test]

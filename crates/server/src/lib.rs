@@ -1,33 +1,53 @@
 //! mayfly-server: the Mayfly security token service.
 //!
-//! `http/` is the web layer (one module per endpoint family, and `http/error.rs`, the one
-//! place errors become responses); `grant/` issues tokens, one module per grant type;
-//! `client_auth/` authenticates clients, one module per method; `keys/` holds the keyring,
-//! the master key and key rotation; `audit/` makes events durable with group commit; `directory` caches who may get
-//! which token; `admin/` is the
-//! service layer behind the admin CLI. Handlers stay thin and no SQL lives here.
+//! The modules are layers; every import points down (`tests/layering.rs` holds the table
+//! of allowed edges and fails on an upward one or a cycle):
+//!
+//! - `cli/` — the command line, one file per command family; `main.rs` only dispatches.
+//! - `app` — the composition root: `App::build(settings, clock)` builds the state, binds
+//!   the listeners and starts every background task (one `Tasks` owner); `mayfly serve`
+//!   and the end-to-end tests boot through it.
+//! - `http/` — the web layer: `oauth/` (token, introspection, revocation, metadata),
+//!   `v1/` (revocation feed, usage, access requests), `admin/` (the admin API), `ops/`
+//!   (health, metrics, OpenAPI), and what they share: `auth` (the `Admin` extractor and
+//!   the `ROUTES` table), `extract`, `form`, `error` (the one place errors become
+//!   responses), `connections`.
+//! - `anomaly` — anomaly responses on issuance, introspection and reported use.
+//! - `oauth/` — issuing tokens (`grant/`, one module per grant type), DPoP proofs,
+//!   whether a token is active, and the errors the OAuth endpoints share.
+//! - `runtime/` — `AppState`, what a process shares between requests, and its in-memory
+//!   pieces (anomaly sightings, DPoP nonces, database availability).
+//! - `keys/` — keyring, master key, rotation.
+//! - `service/` — the service layer: admin operations (`create_*`, `get_*`, `list_*`,
+//!   `update_*`, `delete_*`, and named transitions such as `approve_access`), acting as
+//!   an `Actor`; knows no HTTP, runtime or OAuth.
+//! - `api/` — the admin API's wire types, shared by REST, CLI and webhook.
+//! - infrastructure and leaves: `audit/`, `client_auth/`, `directory`, `revocation`,
+//!   `password`, `webhook`, `gateway/`, `login`, `config`, `clock`, `telemetry`, and
+//!   `vocab` (grant types and `mayfly:*` scopes, each defined once).
+//!
+//! Handlers stay thin and no SQL lives here.
 
-pub mod active;
-pub mod admin;
 pub mod anomaly;
+pub mod api;
 pub mod app;
 pub mod audit;
-pub mod availability;
 pub mod cli;
 pub mod client_auth;
 pub mod clock;
 pub mod config;
 pub mod directory;
-pub mod dpop;
 pub mod gateway;
-pub mod grant;
 pub mod http;
 pub mod keys;
 pub mod login;
+pub mod oauth;
 pub mod password;
 pub mod revocation;
-pub mod state;
+pub mod runtime;
+pub mod service;
 pub mod telemetry;
+pub mod vocab;
 pub mod webhook;
 
-pub use state::AppState;
+pub use runtime::AppState;

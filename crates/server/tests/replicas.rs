@@ -19,8 +19,8 @@ use std::time::{Duration, Instant};
 use mayfly_core::token::{Claims, peek_key_id};
 use mayfly_core::wire::JwkSet;
 use mayfly_sdk::OfflineVerifier;
-use mayfly_server::admin::{Actor, ClientSpec, GrantSpec};
 use mayfly_server::clock::{Clock as _, SystemClock};
+use mayfly_server::service::{Actor, ClientSpec, GrantSpec};
 use mayfly_store::Subject;
 use mayfly_store::testing::TestDb;
 use mayfly_store::{AuditQuery, Backend, KeyState};
@@ -219,7 +219,7 @@ async fn three_replicas_rotate_once_per_period_without_failed_verifications() {
         store: store.as_ref(),
         id: "test".into(),
         now: SystemClock.now(),
-        caller: mayfly_server::admin::Caller::trusted(),
+        caller: mayfly_server::service::Caller::trusted(),
     };
     admin
         .create_audience(ORDERS, "", &["orders:read".to_owned()])
@@ -230,7 +230,7 @@ async fn three_replicas_rotate_once_per_period_without_failed_verifications() {
         .await
         .unwrap();
     admin
-        .grant(GrantSpec::new(
+        .create_grant(GrantSpec::new(
             Subject::Client(client.client.id),
             ORDERS,
             &["orders:read"],

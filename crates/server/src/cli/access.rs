@@ -15,9 +15,9 @@ use uuid::Uuid;
 
 use super::now;
 use super::output::print;
+use crate::api::DecisionComment;
+use crate::api::NewAccessRequestIn;
 use crate::config::parse_duration;
-use crate::http::access::NewAccessRequestIn;
-use crate::http::admin::access::DecisionComment;
 use crate::login::{self, LoginError};
 
 /// `mayfly access …`

@@ -16,8 +16,8 @@ use super::api::{self, Api};
 use super::output::{ClientCreatedOut, Format, print, show};
 use super::profile::{self, Credentials, Profile};
 use super::{DatabaseArgs, now, open_store};
-use crate::admin::{Actor, Caller, CreatedClient};
-use crate::http::admin::types::{ClientCreated, ListParams};
+use crate::api::{ClientCreated, ListParams};
+use crate::service::{Actor, Caller, CreatedClient};
 
 /// Where `mayfly admin` finds the server and its credentials, and how it prints.
 #[derive(Debug, clap::Args)]
@@ -148,7 +148,7 @@ pub struct LoginArgs {
     #[arg(long, conflicts_with = "token_file")]
     pub client_secret_file: Option<PathBuf>,
     /// The scopes to ask for, space-separated.
-    #[arg(long, default_value = "mayfly:admin", conflicts_with = "token_file")]
+    #[arg(long, default_value = crate::vocab::ADMIN_SCOPE, conflicts_with = "token_file")]
     pub scope: String,
     /// Use a person's `mayfly login` token file (logged in for the issuer's audience).
     #[arg(long, conflicts_with = "client_id")]

@@ -6,7 +6,7 @@ use reqwest::Method;
 use uuid::Uuid;
 
 use super::admin::{Ctx, ListArgs};
-use crate::http::admin::types::{DescriptionPatch, NewAudienceIn, NewScopeIn, ScopeParams};
+use crate::api::{DescriptionPatch, NewAudienceIn, NewScopeIn, ScopeParams};
 
 const AUDIENCE_COLUMNS: &[&str] = &["id", "uri", "description", "created_at"];
 const SCOPE_COLUMNS: &[&str] = &["id", "audience_id", "name", "description"];

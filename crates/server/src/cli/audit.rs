@@ -5,9 +5,9 @@ use clap::Subcommand;
 use time::Duration;
 
 use super::admin::{Ctx, ListArgs};
+use crate::api::Time;
+use crate::api::audit::AuditParams;
 use crate::config::parse_duration;
-use crate::http::admin::audit::AuditParams;
-use crate::http::admin::types::Time;
 
 const COLUMNS: &[&str] = &[
     "occurred_at",

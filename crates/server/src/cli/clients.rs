@@ -8,8 +8,8 @@ use time::Duration;
 use uuid::Uuid;
 
 use super::admin::{Ctx, ListArgs};
+use crate::api::{ClientPatch, NewClientIn, NewSecretIn, OkpJwk, Policy, Time};
 use crate::config::parse_duration;
-use crate::http::admin::types::{ClientPatch, NewClientIn, NewSecretIn, OkpJwk, Policy, Time};
 
 const COLUMNS: &[&str] = &[
     "id",

@@ -6,10 +6,8 @@ use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
 use super::admin::{Ctx, ListArgs, parse_time};
+use crate::api::{GrantParams, GrantPatch, NewGrantIn, SubjectKind, SubjectRef, Time};
 use crate::config::parse_duration;
-use crate::http::admin::types::{
-    GrantParams, GrantPatch, NewGrantIn, SubjectKind, SubjectRef, Time,
-};
 
 const COLUMNS: &[&str] = &[
     "id",

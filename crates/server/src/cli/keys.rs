@@ -11,8 +11,8 @@ use reqwest::Method;
 use super::admin::Ctx;
 use super::output::{Rewrapped, print};
 use super::{now, open_store};
+use crate::api::keys::RotateIn;
 use crate::config::{Config, MasterKeySource};
-use crate::http::admin::keys::RotateIn;
 use crate::keys::{self, MasterKey};
 
 const COLUMNS: &[&str] = &["id", "state", "created_at", "activated_at", "retired_at"];

@@ -157,7 +157,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(server) => serve::serve(server.config).await,
         Command::Migrate(db) => serve::migrate(&db.config, db.create).await,
         Command::Openapi => {
-            print!("{}", crate::http::openapi::document());
+            print!("{}", crate::http::ops::openapi::document());
             Ok(())
         }
         Command::Admin(args) => admin::run(args).await,

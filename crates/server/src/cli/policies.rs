@@ -8,11 +8,11 @@ use time::Duration;
 use uuid::Uuid;
 
 use super::admin::{Ctx, ListArgs};
-use crate::config::parse_duration;
-use crate::http::admin::access::{
+use crate::api::access::{
     AccessPolicyPatch, AccessRequestParams, AccessState, DecisionComment, DecisionIn,
     NewAccessPolicyIn, PolicyParams,
 };
+use crate::config::parse_duration;
 
 const POLICY_COLUMNS: &[&str] = &[
     "id",

@@ -10,8 +10,8 @@ use time::OffsetDateTime;
 
 use super::admin::{Ctx, parse_time};
 use super::profile::Credentials;
-use crate::http::admin::types::{NewRevocationIn, Time};
-use crate::http::feed::FeedParams;
+use crate::api::{NewRevocationIn, Time};
+use crate::http::v1::feed::FeedParams;
 
 const COLUMNS: &[&str] = &["cursor", "kind", "value", "issued_before", "expires_at"];
 

@@ -6,7 +6,7 @@ use reqwest::Method;
 use uuid::Uuid;
 
 use super::admin::{Ctx, ListArgs};
-use crate::http::admin::types::{NewUserIn, UserPatch};
+use crate::api::{NewUserIn, UserPatch};
 
 const COLUMNS: &[&str] = &["id", "username", "enabled", "locked_until", "labels"];
 

@@ -11,7 +11,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use mayfly_core::wire::{ErrorCode, ErrorResponse};
 
-use crate::grant::TokenError;
+use crate::oauth::TokenError;
 
 /// Seconds a client should wait after a 503.
 pub const RETRY_AFTER_SECS: &str = "1";
@@ -199,9 +199,9 @@ impl IntoResponse for Problem {
     }
 }
 
-impl From<crate::admin::AdminError> for Problem {
-    fn from(e: crate::admin::AdminError) -> Self {
-        use crate::admin::AdminError;
+impl From<crate::service::AdminError> for Problem {
+    fn from(e: crate::service::AdminError) -> Self {
+        use crate::service::AdminError;
         match e {
             AdminError::Invalid { field, reason } => Self::field(field, reason),
             AdminError::Conflict(what) => Self::new(StatusCode::CONFLICT, what),

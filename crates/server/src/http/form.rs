@@ -8,16 +8,7 @@ use std::collections::HashMap;
 
 use zeroize::Zeroizing;
 
-/// Why a body was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum FormError {
-    /// Wrong or missing `Content-Type`.
-    #[error("Content-Type must be application/x-www-form-urlencoded")]
-    ContentType,
-    /// A parameter appeared twice.
-    #[error("parameter {0} must not be repeated (RFC 6749 §3.2)")]
-    Repeated(String),
-}
+pub use crate::oauth::error::FormError;
 
 /// A parsed form. Values are zeroized on drop: they may hold secrets.
 #[derive(Default)]

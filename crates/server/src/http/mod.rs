@@ -2,20 +2,19 @@
 //! `error.rs`, the one place errors become responses. Handlers extract, call the service
 //! layer, and convert to wire types.
 
-pub mod access;
 pub mod admin;
+pub mod auth;
 pub mod connections;
 pub mod error;
-pub mod feed;
+pub mod extract;
 pub mod form;
-pub mod health;
-pub mod introspect;
-pub mod metadata;
-pub mod metrics;
-pub mod openapi;
-pub mod revoke;
-pub mod token;
-pub mod usage;
+pub mod oauth;
+pub mod ops;
+pub mod v1;
+
+use oauth::{introspect, metadata, revoke, token};
+use ops::{health, metrics, openapi};
+use v1::{access, feed, usage};
 
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
@@ -33,7 +32,7 @@ use tower_http::trace::TraceLayer;
 use mayfly_core::UntrustedText;
 
 use crate::audit::RequestContext;
-use crate::state::AppState;
+use crate::runtime::AppState;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// Longest `User-Agent` kept for audit.
@@ -51,8 +50,8 @@ pub fn router(state: AppState) -> Router {
         .merge(revoke::router())
         .merge(feed::router())
         .merge(usage::router())
-        .merge(access::router().route_layer(axum::middleware::from_fn_with_state(state.clone(), admin::settle)))
-        .merge(admin::router().route_layer(axum::middleware::from_fn_with_state(state.clone(), admin::settle)))
+        .merge(access::router().route_layer(axum::middleware::from_fn_with_state(state.clone(), settle)))
+        .merge(admin::router().route_layer(axum::middleware::from_fn_with_state(state.clone(), settle)))
         .merge(metrics::router(state.config.metrics_listen.is_some()))
         .fallback(error::not_found)
         .route_layer(axum::middleware::from_fn(metrics::track))
@@ -76,6 +75,25 @@ pub fn router(state: AppState) -> Router {
                 .layer(CatchPanicLayer::custom(error::panic_response)),
         )
         .with_state(state)
+}
+
+/// After a successful change, waits until this process applies any revocation it caused
+/// (disabling a client, ending a grant, …), so the change is in force here before the
+/// response; other replicas learn through the store's signal.
+pub async fn settle(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let changes = request.method() != axum::http::Method::GET;
+    let response = next.run(request).await;
+    if changes
+        && response.status().is_success()
+        && let Err(e) = state.revocations.catch_up().await
+    {
+        tracing::warn!(error = %e, "revocations: catch-up after an admin change failed; the periodic one will apply it");
+    }
+    response
 }
 
 /// Serves the application until `shutdown` resolves, then drains open requests, within
@@ -205,7 +223,7 @@ async fn decide_source(
             Err(e) => {
                 let detail = format!("{e} ({})", header.name());
                 return if request.uri().path().starts_with("/oauth2/") {
-                    crate::grant::TokenError::InvalidRequest(detail).into_response()
+                    crate::oauth::TokenError::InvalidRequest(detail).into_response()
                 } else {
                     error::Problem::new(axum::http::StatusCode::BAD_REQUEST, detail).into_response()
                 };
@@ -237,7 +255,7 @@ async fn gate(
     if state.availability.is_down() {
         ::metrics::counter!("mayfly_requests_refused_database_down_total").increment(1);
         return if request.uri().path().starts_with("/oauth2/") {
-            crate::grant::TokenError::Unavailable.into_response()
+            crate::oauth::TokenError::Unavailable.into_response()
         } else {
             error::Problem::new(
                 axum::http::StatusCode::SERVICE_UNAVAILABLE,
@@ -251,4 +269,16 @@ async fn gate(
         state.availability.suspect();
     }
     response
+}
+
+/// What the service layer needs from the state for an access call.
+pub fn access_context<'a>(
+    state: &'a AppState,
+    request: &'a RequestContext,
+) -> crate::service::access::AccessContext<'a> {
+    crate::service::access::AccessContext {
+        webhook: state.webhook.as_ref(),
+        pending_timeout: state.config.access_pending_timeout,
+        request,
+    }
 }

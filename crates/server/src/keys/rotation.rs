@@ -188,22 +188,22 @@ impl<'a> Rotator<'a> {
         // A revoked key also goes into the revocation feed, so verifiers that follow the
         // feed reject its tokens before they next refetch the key set.
         for revoked in changes.iter().filter(|c| c.revoked) {
-            let actor = crate::admin::Actor {
+            let actor = crate::service::Actor {
                 store: self.store,
                 id: self.actor.clone(),
                 now,
-                caller: crate::admin::Caller {
+                caller: crate::service::Caller {
                     request: self.context.clone(),
-                    ..crate::admin::Caller::trusted()
+                    ..crate::service::Caller::trusted()
                 },
             };
-            let spec = crate::admin::RevokeSpec::now(
+            let spec = crate::service::RevokeSpec::now(
                 RevocationKind::Key,
                 revoked.id.clone(),
                 "emergency key rotation",
             );
-            actor.revoke(spec).await.map_err(|e| match e {
-                crate::admin::AdminError::Store(e) => RotationError::Store(e),
+            actor.create_revocation(spec).await.map_err(|e| match e {
+                crate::service::AdminError::Store(e) => RotationError::Store(e),
                 other => RotationError::Revocation(other.to_string()),
             })?;
         }
@@ -310,4 +310,26 @@ pub fn spawn(
             }
         }
     })
+}
+
+/// The admin API's view of an outcome (also what `mayfly keys rotate` prints).
+impl From<&RotateOutcome> for crate::api::RotateOut {
+    fn from(outcome: &RotateOutcome) -> Self {
+        match outcome {
+            RotateOutcome::Activated { active, .. } => Self {
+                outcome: "activated".into(),
+                active: Some(active.clone()),
+                next: None,
+                activates_at: None,
+            },
+            RotateOutcome::Pending {
+                next, activates_at, ..
+            } => Self {
+                outcome: "pending".into(),
+                active: None,
+                next: Some(next.clone()),
+                activates_at: Some(*activates_at),
+            },
+        }
+    }
 }

@@ -11,7 +11,7 @@ use super::{
     Params, page, paged,
 };
 use crate::http::error::Problem;
-use crate::state::AppState;
+use crate::runtime::AppState;
 
 /// Routes of this module.
 pub fn router() -> Router<AppState> {
@@ -49,7 +49,7 @@ pub async fn list(
     Params(q): Params<ListParams>,
 ) -> Result<Json<Paged<AudienceOut>>, Problem> {
     let (page, limit) = page(q.limit, q.cursor.as_deref())?;
-    let records = admin.actor(&state).audiences(page).await?;
+    let records = admin.actor(&state).list_audiences(page).await?;
     Ok(Json(paged(records, limit, |a| a.id, AudienceOut::from)))
 }
 
@@ -62,7 +62,7 @@ pub async fn read(
     admin: Admin,
     Ids(id): Ids<Uuid>,
 ) -> Result<Json<AudienceOut>, Problem> {
-    Ok(Json(admin.actor(&state).audience(id).await?.into()))
+    Ok(Json(admin.actor(&state).get_audience(id).await?.into()))
 }
 
 /// Change an audience's description.

@@ -13,9 +13,9 @@ use super::{
     Admin, AdminErrors, Body, ClientCreated, ClientOut, ClientPatch, Ids, ListParams, NewClientIn,
     NewSecretIn, OkpJwk, Paged, Params, PublicKeyOut, SecretCreated, SecretOut, page, paged,
 };
-use crate::admin::{ClientChanges, ClientSpec};
 use crate::http::error::Problem;
-use crate::state::AppState;
+use crate::runtime::AppState;
+use crate::service::{ClientChanges, ClientSpec};
 
 /// Routes of this module.
 pub fn router() -> Router<AppState> {
@@ -106,7 +106,7 @@ pub async fn list(
     Params(q): Params<ListParams>,
 ) -> Result<Json<Paged<ClientOut>>, Problem> {
     let (page, limit) = page(q.limit, q.cursor.as_deref())?;
-    let records = admin.actor(&state).clients(page).await?;
+    let records = admin.actor(&state).list_clients(page).await?;
     Ok(Json(paged(records, limit, |c| c.id, ClientOut::from)))
 }
 
@@ -119,7 +119,7 @@ pub async fn read(
     admin: Admin,
     Ids(id): Ids<Uuid>,
 ) -> Result<Json<ClientOut>, Problem> {
-    Ok(Json(admin.actor(&state).client(id).await?.into()))
+    Ok(Json(admin.actor(&state).get_client(id).await?.into()))
 }
 
 /// Change a client. Disabling it stops issuance at once.
@@ -175,7 +175,7 @@ pub async fn add_secret(
 ) -> Result<(StatusCode, Json<SecretCreated>), Problem> {
     let added = admin
         .actor(&state)
-        .add_client_secret(id, body.expires_at.map(|t| t.0))
+        .create_client_secret(id, body.expires_at.map(|t| t.0))
         .await?;
     let created = SecretCreated {
         id: added.record.id,
@@ -194,7 +194,7 @@ pub async fn list_secrets(
     admin: Admin,
     Ids(id): Ids<Uuid>,
 ) -> Result<Json<Vec<SecretOut>>, Problem> {
-    let secrets = admin.actor(&state).client_secrets(id).await?;
+    let secrets = admin.actor(&state).list_client_secrets(id).await?;
     Ok(Json(secrets.into_iter().map(SecretOut::from).collect()))
 }
 
@@ -243,7 +243,7 @@ pub async fn add_key(
     let key = okp_key(&jwk)?;
     let record = admin
         .actor(&state)
-        .add_client_public_key(id, jwk.kid.as_deref(), key)
+        .create_client_public_key(id, jwk.kid.as_deref(), key)
         .await?;
     Ok((StatusCode::CREATED, Json(record.into())))
 }
@@ -257,7 +257,7 @@ pub async fn list_keys(
     admin: Admin,
     Ids(id): Ids<Uuid>,
 ) -> Result<Json<Vec<PublicKeyOut>>, Problem> {
-    let keys = admin.actor(&state).client_public_keys(id).await?;
+    let keys = admin.actor(&state).list_client_public_keys(id).await?;
     Ok(Json(keys.into_iter().map(PublicKeyOut::from).collect()))
 }
 

@@ -12,9 +12,9 @@ use super::{
     Admin, AdminErrors, Body, GrantOut, GrantParams, GrantPatch, Ids, NewGrantIn, Paged, Params,
     SubjectKind, page, paged,
 };
-use crate::admin::{GrantChanges, GrantSpec};
 use crate::http::error::Problem;
-use crate::state::AppState;
+use crate::runtime::AppState;
+use crate::service::{GrantChanges, GrantSpec};
 
 /// Routes of this module.
 pub fn router() -> Router<AppState> {
@@ -46,7 +46,7 @@ pub async fn create(
         may_act: body.may_act,
         reason: body.reason,
     };
-    let grant = admin.actor(&state).grant(spec).await?;
+    let grant = admin.actor(&state).create_grant(spec).await?;
     Ok((StatusCode::CREATED, Json(grant.into())))
 }
 
@@ -73,7 +73,7 @@ pub async fn list(
     };
     let records = admin
         .actor(&state)
-        .grants(
+        .list_grants(
             GrantFilter {
                 subject,
                 audience_id: q.audience_id,

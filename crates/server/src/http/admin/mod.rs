@@ -24,32 +24,20 @@
 pub mod access;
 pub mod audiences;
 pub mod audit;
-mod auth;
 pub mod clients;
 pub mod grants;
 pub mod keys;
 pub mod revocations;
 pub mod scopes;
-pub mod types;
 pub mod users;
 
 use axum::Router;
-use axum::extract::{FromRequest, FromRequestParts};
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use mayfly_store::Page;
-use uuid::Uuid;
 
-pub use auth::{Admin, Family, Need, ROUTES, Route, route_of};
-pub use types::*;
+pub use crate::api::*;
+pub use crate::http::auth::{Admin, Family, Need, ROUTES, Route, route_of};
+pub use crate::http::extract::*;
 
-use super::error::Problem;
-use crate::state::AppState;
-
-/// Largest `limit` of a listing.
-pub const MAX_LIMIT: u32 = 500;
-/// `limit` when none is given.
-pub const DEFAULT_LIMIT: u32 = 100;
+use crate::runtime::AppState;
 
 /// Routes of the admin API.
 pub fn router() -> Router<AppState> {
@@ -63,92 +51,4 @@ pub fn router() -> Router<AppState> {
         .merge(grants::router())
         .merge(keys::router())
         .merge(revocations::router())
-}
-
-/// After a successful change, waits until this process applies any revocation it caused
-/// (disabling a client, ending a grant, …), so the change is in force here before the
-/// response; other replicas learn through the store's signal.
-pub async fn settle(
-    axum::extract::State(state): axum::extract::State<AppState>,
-    request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    let changes = request.method() != axum::http::Method::GET;
-    let response = next.run(request).await;
-    if changes
-        && response.status().is_success()
-        && let Err(e) = state.revocations.catch_up().await
-    {
-        tracing::warn!(error = %e, "revocations: catch-up after an admin change failed; the periodic one will apply it");
-    }
-    response
-}
-
-/// A JSON body whose rejections are problems (and unknown fields 422s).
-#[derive(Debug, FromRequest)]
-#[from_request(via(axum::Json), rejection(Problem))]
-pub struct Body<T>(pub T);
-
-/// Path parameters whose rejections are problems.
-#[derive(Debug, FromRequestParts)]
-#[from_request(via(axum::extract::Path), rejection(Problem))]
-pub struct Ids<T>(pub T);
-
-/// Query parameters whose rejections are problems.
-#[derive(Debug, FromRequestParts)]
-#[from_request(via(axum::extract::Query), rejection(Problem))]
-pub struct Params<T>(pub T);
-
-/// Turns `limit` and `cursor` into a store page that fetches one extra item, so the
-/// response knows whether another page follows.
-pub(crate) fn page(limit: Option<u32>, cursor: Option<&str>) -> Result<(Page, u32), Problem> {
-    let limit = limit.unwrap_or(DEFAULT_LIMIT);
-    if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(Problem::field(
-            "limit",
-            format!("must be between 1 and {MAX_LIMIT}"),
-        ));
-    }
-    // An empty cursor is no cursor.
-    let after = match cursor.filter(|c| !c.is_empty()) {
-        None => None,
-        Some(c) => {
-            let bytes = URL_SAFE_NO_PAD
-                .decode(c)
-                .map_err(|_| Problem::field("cursor", "not a cursor from a previous page"))?;
-            Some(
-                Uuid::from_slice(&bytes)
-                    .map_err(|_| Problem::field("cursor", "not a cursor from a previous page"))?,
-            )
-        }
-    };
-    Ok((
-        Page {
-            after,
-            limit: limit + 1,
-        },
-        limit,
-    ))
-}
-
-/// Cuts a fetched page to `limit` items and computes the next cursor.
-pub(crate) fn paged<R, T>(
-    mut records: Vec<R>,
-    limit: u32,
-    id: impl Fn(&R) -> Uuid,
-    out: impl Fn(R) -> T,
-) -> Paged<T> {
-    let more = records.len() > limit as usize;
-    records.truncate(limit as usize);
-    let next_cursor = if more {
-        records
-            .last()
-            .map(|r| URL_SAFE_NO_PAD.encode(id(r).as_bytes()))
-    } else {
-        None
-    };
-    Paged {
-        items: records.into_iter().map(out).collect(),
-        next_cursor,
-    }
 }

@@ -7,10 +7,10 @@ use axum::{Json, Router};
 use mayfly_core::wire::RevocationPage;
 
 use super::{Admin, AdminErrors, Body, NewRevocationIn, Params, RevocationOut};
-use crate::admin::RevokeSpec;
 use crate::http::error::Problem;
-use crate::http::feed::FeedParams;
-use crate::state::AppState;
+use crate::http::v1::feed::FeedParams;
+use crate::runtime::AppState;
+use crate::service::RevokeSpec;
 
 /// Routes of this module.
 pub fn router() -> Router<AppState> {
@@ -31,7 +31,7 @@ pub async fn create(
         issued_before: body.issued_before.map(|t| t.0),
         ..RevokeSpec::now(body.kind, body.value, &body.reason)
     };
-    let record = admin.actor(&state).revoke(spec).await?;
+    let record = admin.actor(&state).create_revocation(spec).await?;
     let out = RevocationOut::from_record(record)
         .ok_or_else(|| Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error"))?;
     Ok((StatusCode::CREATED, Json(out)))
@@ -46,5 +46,5 @@ pub async fn list(
     _: Admin,
     params: Params<FeedParams>,
 ) -> Result<Json<RevocationPage>, Problem> {
-    crate::http::feed::read_page(&state, params.0).await
+    crate::http::v1::feed::read_page(&state, params.0).await
 }

@@ -11,7 +11,7 @@ use super::{
     ScopeParams, page, paged,
 };
 use crate::http::error::Problem;
-use crate::state::AppState;
+use crate::runtime::AppState;
 
 /// Routes of this module.
 pub fn router() -> Router<AppState> {
@@ -49,7 +49,7 @@ pub async fn list(
     Params(q): Params<ScopeParams>,
 ) -> Result<Json<Paged<ScopeOut>>, Problem> {
     let (page, limit) = page(q.limit, q.cursor.as_deref())?;
-    let records = admin.actor(&state).scopes(q.audience_id, page).await?;
+    let records = admin.actor(&state).list_scopes(q.audience_id, page).await?;
     Ok(Json(paged(records, limit, |s| s.id, ScopeOut::from)))
 }
 
@@ -62,7 +62,7 @@ pub async fn read(
     admin: Admin,
     Ids(id): Ids<Uuid>,
 ) -> Result<Json<ScopeOut>, Problem> {
-    Ok(Json(admin.actor(&state).scope(id).await?.into()))
+    Ok(Json(admin.actor(&state).get_scope(id).await?.into()))
 }
 
 /// Change a scope's description.

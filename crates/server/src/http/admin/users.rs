@@ -11,10 +11,10 @@ use super::{
     Admin, AdminErrors, Body, Ids, ListParams, NewUserIn, Paged, Params, UserOut, UserPatch, page,
     paged,
 };
-use crate::admin::UserChanges;
 use crate::http::error::Problem;
 use crate::password::PasswordError;
-use crate::state::AppState;
+use crate::runtime::AppState;
+use crate::service::UserChanges;
 
 /// Routes of this module.
 pub fn router() -> Router<AppState> {
@@ -67,7 +67,7 @@ pub async fn list(
     Params(q): Params<ListParams>,
 ) -> Result<Json<Paged<UserOut>>, Problem> {
     let (page, limit) = page(q.limit, q.cursor.as_deref())?;
-    let records = admin.actor(&state).users(page).await?;
+    let records = admin.actor(&state).list_users(page).await?;
     Ok(Json(paged(records, limit, |u| u.id, UserOut::from)))
 }
 
@@ -80,7 +80,7 @@ pub async fn read(
     admin: Admin,
     Ids(id): Ids<Uuid>,
 ) -> Result<Json<UserOut>, Problem> {
-    Ok(Json(admin.actor(&state).user(id).await?.into()))
+    Ok(Json(admin.actor(&state).get_user(id).await?.into()))
 }
 
 /// Change a user's password or labels, or enable/disable them.
