@@ -12,6 +12,8 @@
 #   bash tests/bench/abuse.sh                  # SQLite
 #   MAYFLY_DB=postgres bash tests/bench/abuse.sh
 #   HONOR_RETRY=1 bash tests/bench/abuse.sh    # flooding callers wait Retry-After on 429/503
+#   CONTROL=1 bash tests/bench/abuse.sh        # the flood hits a second server instead
+#   FLOOD_NICE=19 bash tests/bench/abuse.sh    # the flooding callers at the lowest priority
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
@@ -35,6 +37,7 @@ fi
 pid=
 cleanup() {
     [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true
+    [ -n "${pid_b:-}" ] && kill "$pid_b" 2>/dev/null && wait "$pid_b" 2>/dev/null || true
     [ -n "$db" ] && psql -h 127.0.0.1 -U postgres -qc "drop database if exists $db with (force)" >/dev/null 2>&1 || true
     rm -rf "$work"
 }
@@ -59,6 +62,29 @@ api grants "{\"subject\":{\"kind\":\"client\",\"id\":\"$worker_id\"},\"audience\
 cli=$(api clients '{"name":"bench-cli","grant_types":["password"]}')
 cli_id=$(json '["id"]' <<<"$cli"); cli_secret=$(json '["client_secret"]' <<<"$cli")
 api users '{"username":"alice","password":"correct horse battery staple"}' >/dev/null
+flood_port=$port
+
+# CONTROL=1: the same flood aimed at a second, separate `mayfly serve` (its own SQLite
+# file) while the first one is measured. If issuance on the first degrades as much as
+# when it is the target, the cause is the machine (the callers and the loopback TCP work
+# share its 2 cores), not the server under test.
+pid_b=
+if [ "${CONTROL:-0}" = 1 ]; then
+    mkdir -p "$work/b"
+    flood_port=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
+    b_env=(MAYFLY_LISTEN=127.0.0.1:$flood_port MAYFLY_ISSUER=http://127.0.0.1:$flood_port
+           MAYFLY_MASTER_KEY_FILE=$work/b/mayfly.key MAYFLY_DATABASE_URL=sqlite://$work/b/mayfly.db)
+    (cd "$work/b" && ulimit -n 1024 && exec env "${b_env[@]}" "$bin" serve >"$work/b/serve.log" 2>&1) & pid_b=$!
+    for _ in $(seq 100); do curl -fsS -o /dev/null "http://127.0.0.1:$flood_port/healthz" 2>/dev/null && break; sleep 0.1; done
+    admin_b=$(cd "$work/b" && env "${b_env[@]}" "$bin" admin bootstrap)
+    token_b=$(curl -fsS -u "$(json '["client_id"]' <<<"$admin_b"):$(json '["client_secret"]' <<<"$admin_b")" \
+        "http://127.0.0.1:$flood_port/oauth2/token" -d grant_type=client_credentials -d scope=mayfly:admin | json '["access_token"]')
+    api_b() { curl -fsS -H "Authorization: Bearer $token_b" -H 'content-type: application/json' "http://127.0.0.1:$flood_port/admin/v1/$1" -d "$2"; }
+    cli=$(api_b clients '{"name":"bench-cli","grant_types":["password"]}')
+    cli_id=$(json '["id"]' <<<"$cli"); cli_secret=$(json '["client_secret"]' <<<"$cli")
+    api_b users '{"username":"alice","password":"correct horse battery staple"}' >/dev/null
+    echo "abuse: CONTROL: the flood goes to a second server; the first is measured"
+fi
 
 basic() { printf 'Basic %s' "$(printf '%s:%s' "$1" "$2" | base64 -w0)"; }
 issue() { # name duration
@@ -78,7 +104,7 @@ issue quiet 10s
 # the server's cores, which a real attacker on another machine would not.
 cpu() { awk '{print $14 + $15}' "/proc/$pid/stat"; }
 cpu_before=$(cpu)
-nice -n "${FLOOD_NICE:-0}" python3 - "$port" "$cli_id" "$cli_secret" "${HONOR_RETRY:-0}" >"$work/flood.txt" <<'PY' &
+nice -n "${FLOOD_NICE:-0}" python3 - "$flood_port" "$cli_id" "$cli_secret" "${HONOR_RETRY:-0}" >"$work/flood.txt" <<'PY' &
 import base64, collections, http.client, sys, threading, time
 port, cid, secret, honor = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4] == "1"
 auth = "Basic " + base64.b64encode(f"{cid}:{secret}".encode()).decode()

@@ -49,6 +49,15 @@ both_stores_with!(
     |c: &mut mayfly_server::config::Config| {
         c.limits.login_failures_per_address = 5;
         c.limits.audit_repeat_window = time::Duration::milliseconds(300);
+        // 40 sequential refusals: answered at once here (the hold has its own test).
+        c.limits.throttled_hold = time::Duration::ZERO;
+    }
+);
+both_stores_with!(
+    repeated_throttled_refusals_are_held,
+    |c: &mut mayfly_server::config::Config| {
+        c.limits.login_failures_per_address = 2;
+        c.limits.throttled_hold = time::Duration::seconds(2);
     }
 );
 both_stores_with!(
@@ -589,4 +598,42 @@ async fn throttled_refusals_are_counted_not_written_one_by_one(app: TestApp) {
     let refused = login_from(&app, &attacker, &cli, "alice", "guess").await;
     assert_eq!(refused.status(), 429);
     assert_eq!(throttled(app.audit("token.denied").await).len(), 3);
+}
+
+/// A caller that retries a throttled request at once waits `--throttled-hold` for each
+/// repeat (a timer, no work), so one connection costs at most one refusal per hold; the
+/// first 429 of a window is answered at once, and other addresses are not held.
+async fn repeated_throttled_refusals_are_held(app: TestApp) {
+    let (_, cli) = people(&app).await;
+    let attacker = http_from("127.0.9.5");
+    for i in 0..2 {
+        let response = login_from(&app, &attacker, &cli, &format!("user{i}"), "guess").await;
+        assert_oauth_error(response, 400, "invalid_grant").await;
+    }
+    let started = std::time::Instant::now();
+    let first = login_from(&app, &attacker, &cli, "alice", "guess").await;
+    assert_eq!(first.status(), 429);
+    let first_took = started.elapsed();
+    let started = std::time::Instant::now();
+    for _ in 0..2 {
+        let repeat = login_from(&app, &attacker, &cli, "alice", "guess").await;
+        assert_eq!(repeat.status(), 429);
+    }
+    let repeats_took = started.elapsed();
+    assert!(
+        repeats_took >= std::time::Duration::from_secs(2 * 2),
+        "two repeats held 2 s each: {repeats_took:?}"
+    );
+    // Not held: well under the 2 s hold even on a loaded machine.
+    assert!(
+        first_took < std::time::Duration::from_secs(2),
+        "the first 429 is not held: {first_took:?}"
+    );
+    // The user, from their own address, is neither throttled nor held.
+    assert_eq!(
+        login_from(&app, &app.http, &cli, "alice", PASSWORD)
+            .await
+            .status(),
+        200
+    );
 }

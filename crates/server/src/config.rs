@@ -204,6 +204,12 @@ pub struct Limits {
     /// once. A crash loses at most one window's count.
     #[arg(long, env = "MAYFLY_AUDIT_REPEAT_WINDOW", default_value = "10s", value_parser = parse_duration)]
     pub audit_repeat_window: Duration,
+
+    /// How long a repeated throttled refusal (a 429 within the same window from the same
+    /// place) waits before it is answered, e.g. `1s`; `0s` answers at once. A timer, no
+    /// work: a caller retrying at full speed gets one refusal per connection per hold.
+    #[arg(long, env = "MAYFLY_THROTTLED_HOLD", default_value = "1s", value_parser = parse_duration)]
+    pub throttled_hold: Duration,
 }
 
 impl Default for Limits {
@@ -217,6 +223,7 @@ impl Default for Limits {
             password_queue: 32,
             login_failures_per_address: 50,
             audit_repeat_window: Duration::seconds(10),
+            throttled_hold: Duration::seconds(1),
         }
     }
 }
@@ -253,6 +260,12 @@ impl Limits {
             if !in_range(value) {
                 return Err(invalid(setting, "must be between 100ms and 1h"));
             }
+        }
+        if !(Duration::ZERO..=Duration::seconds(10)).contains(&self.throttled_hold) {
+            return Err(invalid(
+                "--throttled-hold / MAYFLY_THROTTLED_HOLD",
+                "must be between 0s and 10s",
+            ));
         }
         if !(1..=64).contains(&self.password_workers) {
             return Err(invalid(

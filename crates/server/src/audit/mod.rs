@@ -60,6 +60,15 @@ struct Pending {
     done: oneshot::Sender<Result<(), AuditError>>,
 }
 
+/// What [`AuditSink::record_repeated`] did with an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Repeat {
+    /// The first of its place in this window: committed.
+    First,
+    /// A repeat within the window: counted for the summary.
+    Counted,
+}
+
 /// Handle to the group-commit writer. Cheap to clone.
 #[derive(Clone)]
 pub struct AuditSink {
@@ -110,11 +119,11 @@ impl AuditSink {
         &self,
         mut event: AuditEvent,
         place: String,
-    ) -> Result<(), AuditError> {
+    ) -> Result<Repeat, AuditError> {
         sanitize(&mut event);
         match self.repeats.note(place, &event) {
-            repeats::Noted::Counted => Ok(()),
-            repeats::Noted::First => self.record(event).await,
+            repeats::Noted::Counted => Ok(Repeat::Counted),
+            repeats::Noted::First => self.record(event).await.map(|()| Repeat::First),
         }
     }
 

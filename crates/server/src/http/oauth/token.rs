@@ -12,7 +12,7 @@ use mayfly_store::AuditEvent;
 use serde::Deserialize;
 
 use crate::anomaly::{Observation, SeenIn};
-use crate::audit::{self, RequestContext, kind, outcome};
+use crate::audit::{self, Repeat, RequestContext, kind, outcome};
 use crate::client_auth;
 use crate::http::error::no_store;
 use crate::http::form::Form;
@@ -130,11 +130,20 @@ pub async fn token(State(state): State<AppState>, request: Request) -> Response 
         (Err(TokenError::Throttled(_) | TokenError::Unavailable), Some(place)) => {
             state.audit.record_repeated(event, place).await
         }
-        _ => state.audit.record(event).await,
+        _ => state.audit.record(event).await.map(|()| Repeat::First),
     };
-    if let Err(e) = recorded {
-        tracing::error!(error = %e, "audit unavailable; refusing token request");
-        return TokenError::Unavailable.into_response();
+    match recorded {
+        Err(e) => {
+            tracing::error!(error = %e, "audit unavailable; refusing token request");
+            return TokenError::Unavailable.into_response();
+        }
+        // A caller that retries a throttled request at once is answered after a pause
+        // (a timer, no work): each of its connections then costs at most one refusal a
+        // `--throttled-hold`, instead of as many as it can send.
+        Ok(Repeat::Counted) if matches!(result, Err(TokenError::Throttled(_))) => {
+            tokio::time::sleep(state.config.limits.throttled_hold.unsigned_abs()).await;
+        }
+        Ok(_) => {}
     }
     match &result {
         Ok(_) => metrics::counter!("mayfly_tokens_issued_total").increment(1),
