@@ -76,12 +76,14 @@ pub mod access;
 mod audiences;
 mod authority;
 mod clients;
+mod federation;
 mod grants;
 mod revocations;
 mod users;
 
 pub use authority::{Authority, Caller};
 pub use clients::ClientChanges;
+pub use federation::FederatedIdentityEntry;
 pub use grants::GrantChanges;
 pub use revocations::{REVOCATION_MARGIN, REVOCATION_SKEW, RevokeSpec};
 pub use users::UserChanges;
