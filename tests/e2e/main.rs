@@ -13,6 +13,7 @@ mod audit;
 mod bound;
 mod escalation;
 mod exchange;
+mod federation;
 mod gateway;
 mod helpers;
 mod keys;

@@ -5,10 +5,12 @@
 
 pub mod access;
 pub mod audit;
+pub mod federation;
 pub mod keys;
 
 pub use access::*;
 pub use audit::*;
+pub use federation::*;
 pub use keys::*;
 
 use mayfly_store::{

@@ -1,10 +1,11 @@
 //! The service layer: admin operations on audiences, scopes, clients, secrets, users,
-//! grants, revocations and access, and bootstrap of the first admin. The CLI and the
-//! admin REST API call the same functions, on an [`Actor`]. One verb set: `create_*`,
-//! `get_*`, `list_*`, `update_*`, `delete_*`; state transitions are named for what they
-//! do (`approve_access`, `cancel_access`, `expire_access_requests`, `bootstrap`). Knows
-//! no HTTP, no runtime state and no OAuth (`tests/layering.rs`). Every change writes an
-//! `admin.change` audit event naming the actor.
+//! grants, revocations, access and trusted issuers with federated identities, and
+//! bootstrap of the first admin. The CLI and the admin REST API call the same functions,
+//! on an [`Actor`]. One verb set: `create_*`, `get_*`, `list_*`, `update_*`, `delete_*`;
+//! state transitions are named for what they do (`approve_access`, `cancel_access`,
+//! `expire_access_requests`, `bootstrap`). Knows no HTTP, no runtime state and no OAuth
+//! (`tests/layering.rs`). Every change writes an `admin.change` audit event naming the
+//! actor.
 
 use mayfly_core::{Audience, Scope};
 use mayfly_store::{
@@ -76,12 +77,14 @@ pub mod access;
 mod audiences;
 mod authority;
 mod clients;
+mod federation;
 mod grants;
 mod revocations;
 mod users;
 
 pub use authority::{Authority, Caller};
 pub use clients::ClientChanges;
+pub use federation::FederatedIdentityEntry;
 pub use grants::GrantChanges;
 pub use revocations::{REVOCATION_MARGIN, REVOCATION_SKEW, RevokeSpec};
 pub use users::UserChanges;

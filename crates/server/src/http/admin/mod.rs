@@ -9,8 +9,8 @@
 //! | `mayfly:admin` | everything |
 //! | `mayfly:admin:read` | reading every resource |
 //! | `mayfly:admin:audiences` | reading and changing audiences and scopes |
-//! | `mayfly:admin:clients` | reading and changing clients, their secrets and keys |
-//! | `mayfly:admin:users` | reading and changing users |
+//! | `mayfly:admin:clients` | reading and changing clients, their secrets, keys and federated identities, and trusted issuers |
+//! | `mayfly:admin:users` | reading and changing users and their federated identities |
 //! | `mayfly:admin:grants` | reading and changing grants |
 //! | `mayfly:admin:keys` | reading and rotating signing keys |
 //! | `mayfly:admin:revocations` | reading and making revocations |
@@ -25,6 +25,7 @@ pub mod access;
 pub mod audiences;
 pub mod audit;
 pub mod clients;
+pub mod federation;
 pub mod grants;
 pub mod keys;
 pub mod revocations;
@@ -48,6 +49,7 @@ pub fn router() -> Router<AppState> {
         .merge(scopes::router())
         .merge(clients::router())
         .merge(users::router())
+        .merge(federation::router())
         .merge(grants::router())
         .merge(keys::router())
         .merge(revocations::router())
