@@ -81,15 +81,18 @@ pub async fn grant(
         })
         .into_iter()
         .collect();
-    let place = state.passwords.place().map_err(|_| {
-        tracing::warn!("password queue full; refusing a login");
-        TokenError::Unavailable
-    })?;
+    // The address's throttle before the queue: a throttled caller gets its (held, see
+    // `http/oauth/token.rs`) 429, never a place or a 503 it could retry at once.
     state
         .login_failures
         .reserve(&address, window, now)
         .map_err(|wait| TokenError::Throttled(wait.whole_seconds() + 1))?;
     let keys: Vec<IpNet> = address.iter().map(|(k, _)| *k).collect();
+    let place = state.passwords.place().map_err(|_| {
+        state.login_failures.refund(&keys);
+        tracing::warn!("password queue full; refusing a login");
+        TokenError::Unavailable
+    })?;
     let result = check(state, place, username, password, now).await;
     if !matches!(result, Err(TokenError::UserAuthFailed { .. })) {
         state.login_failures.refund(&keys);
