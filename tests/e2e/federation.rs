@@ -13,6 +13,7 @@ crate::both_stores!(
     invalid_issuer_settings_are_refused_naming_the_field,
     federated_identities_of_clients_and_users,
     federation_needs_the_family_scopes,
+    hostile_text_in_an_identity_is_refused,
 );
 
 fn id(v: &Value) -> String {
@@ -378,4 +379,35 @@ async fn federation_needs_the_family_scopes(app: TestApp) {
         .post(ISSUERS, github("https://b.example"))
         .await
         .problem(403);
+}
+
+/// A NUL or control character in a subject or a condition (which Postgres would refuse
+/// to store) is the admin's mistake: 422 naming the field, never a 500.
+async fn hostile_text_in_an_identity_is_refused(app: TestApp) {
+    let api = app.bootstrap_admin().await;
+    create_issuer(&api, github("https://mayfly.example")).await;
+    let client = app.client().await;
+    let path = format!("/admin/v1/clients/{}/federated-identities", client.id);
+    let nul_subject = api
+        .post(
+            &path,
+            json!({ "issuer": GITHUB, "subject": "repo:acme/api\u{0}" }),
+        )
+        .await;
+    assert!(
+        nul_subject.problem(422)["detail"]
+            .to_string()
+            .contains("subject")
+    );
+    let nul_value = api
+        .post(
+            &path,
+            json!({ "issuer": GITHUB, "conditions": [
+                { "type": "equals", "claim": "/repository", "value": "acme/\u{0}api\u{1b}[31m" }
+            ] }),
+        )
+        .await;
+    assert_eq!(nul_value.status, 422, "{}", nul_value.body);
+    // Nothing was kept.
+    assert_eq!(api.get(&path).await.ok(200).as_array().unwrap().len(), 0);
 }

@@ -278,6 +278,13 @@ impl Actor<'_> {
             IdentityRule::Subject { .. } => "subject",
             IdentityRule::Claims { .. } => "conditions",
         };
+        // Every string of the rule is stored (and Postgres refuses NUL): the free-text
+        // rule of the rest of the admin API applies to each.
+        let rule_json = serde_json::to_value(&rule)
+            .map_err(|e| invalid(field, format!("cannot be stored: {e}")))?;
+        each_string(&rule_json, &mut |text| {
+            super::free_text(field, text, MAX_RULE_TEXT)
+        })?;
         let identity = FederatedIdentity::new(issuer.issuer.clone(), rule)
             .map_err(|e| invalid(field, e.to_string()))?;
         for existing in self.store.federated_identities_of_issuer(issuer.id).await? {
@@ -390,6 +397,25 @@ impl Actor<'_> {
             .delete_federated_identity(identity_id, &self.effects(event, None)?)
             .await?;
         Ok(())
+    }
+}
+
+/// Longest string in a federated identity's rule, in characters.
+const MAX_RULE_TEXT: usize = 2048;
+
+/// Calls `check` on every string and object key of `value`.
+fn each_string(
+    value: &serde_json::Value,
+    check: &mut impl FnMut(&str) -> Result<(), AdminError>,
+) -> Result<(), AdminError> {
+    match value {
+        serde_json::Value::String(s) => check(s),
+        serde_json::Value::Array(items) => items.iter().try_for_each(|v| each_string(v, check)),
+        serde_json::Value::Object(map) => map.iter().try_for_each(|(k, v)| {
+            check(k)?;
+            each_string(v, check)
+        }),
+        _ => Ok(()),
     }
 }
 
