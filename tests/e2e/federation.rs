@@ -26,6 +26,8 @@ crate::both_stores!(
     unknown_kid_floods_fetch_the_key_set_at_most_once_per_interval,
     issuer_key_rotation_is_picked_up_and_a_warm_cache_outlives_the_issuer,
     external_tokens_are_single_use_across_replicas,
+    users_exchange_an_external_token_for_their_own_token,
+    external_subject_tokens_are_refused_with_invalid_grant,
 );
 
 fn id(v: &Value) -> String {
@@ -942,4 +944,266 @@ async fn external_tokens_are_single_use_across_replicas(app: TestApp) {
     next.as_object_mut().unwrap().remove("jti");
     let next = fed.issuer.mint("rsa-1", &next);
     assert_eq!(fed.client_credentials(&next, &[]).await.status(), 200);
+}
+
+// ---- The token endpoint: external tokens exchanged for a user's token (RFC 8693) ---
+
+const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+const JWT_TYPE: &str = "urn:ietf:params:oauth:token-type:jwt";
+const ID_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:id_token";
+
+/// OIDC ID token claims for `sub`, issued now, for Mayfly (5 minutes, with a jti).
+fn id_token_claims(fed: &Federated<'_>, sub: &str) -> Value {
+    let iat = fed.app.now().unix_timestamp();
+    json!({
+        "iss": fed.issuer.issuer(),
+        "sub": sub,
+        "aud": fed.app.issuer(),
+        "iat": iat,
+        "exp": iat + 300,
+        "jti": uuid::Uuid::new_v4().to_string(),
+        "email": "alice@example.com",
+        "email_verified": true,
+    })
+}
+
+impl Federated<'_> {
+    /// A user `alice` granted `orders:read`, linked to the external subject `alice-oidc`,
+    /// and a first-party client that may exchange tokens.
+    async fn alice(&self) -> (uuid::Uuid, crate::helpers::TestClient) {
+        let alice = self.app.user("alice", "correct horse battery staple").await;
+        self.app.grant_user(alice, ORDERS, &["orders:read"]).await;
+        self.identity("users", alice, json!({ "subject": "alice-oidc" }))
+            .await;
+        let client = self.app.client_for(&[TOKEN_EXCHANGE]).await;
+        (alice, client)
+    }
+
+    /// A token exchange by `client` of `subject_token` of `kind`, for `scope` on ORDERS.
+    async fn exchange(
+        &self,
+        client: &crate::helpers::TestClient,
+        subject_token: &str,
+        kind: &str,
+        extra: &[(&str, &str)],
+    ) -> reqwest::Response {
+        let mut form = vec![
+            ("grant_type", TOKEN_EXCHANGE),
+            ("subject_token", subject_token),
+            ("subject_token_type", kind),
+            ("scope", "orders:read"),
+            ("resource", ORDERS),
+        ];
+        form.extend_from_slice(extra);
+        self.app
+            .token_request(crate::helpers::Auth::Basic(client), &form)
+            .await
+    }
+}
+
+async fn users_exchange_an_external_token_for_their_own_token(app: TestApp) {
+    let fed = Federated::start(&app, json!({})).await;
+    let (alice, client) = fed.alice().await;
+    let verifier = app.verifier(ORDERS).await;
+
+    for (kind, kid) in [(JWT_TYPE, "rsa-1"), (ID_TOKEN_TYPE, "ec-1")] {
+        let claims = id_token_claims(&fed, "alice-oidc");
+        let external_exp = claims["exp"].as_i64().unwrap();
+        let subject_token = fed.issuer.mint(kid, &claims);
+        let response = fed.exchange(&client, &subject_token, kind, &[]).await;
+        assert_eq!(response.status(), 200, "{kind}");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(
+            body["issued_token_type"],
+            "urn:ietf:params:oauth:token-type:access_token"
+        );
+        assert!(body.get("refresh_token").is_none(), "{body}");
+        let claims = verifier
+            .verify(
+                body["access_token"].as_str().unwrap(),
+                &["orders:read"],
+                app.now(),
+            )
+            .unwrap();
+        assert_eq!(claims.sub, alice.to_string());
+        assert_eq!(claims.client_id, client.id.to_string());
+        assert!(
+            claims.exp.unix_timestamp() <= external_exp,
+            "outlives the external token"
+        );
+    }
+
+    // The audit event names the external identity and the claims that matched.
+    let issued = app.audit("token.issued").await;
+    let event = issued
+        .iter()
+        .find(|e| e.subject.as_deref() == Some(alice.to_string().as_str()))
+        .unwrap();
+    assert_eq!(event.detail["external"]["issuer"], fed.issuer.issuer());
+    assert_eq!(event.detail["external"]["subject"], "alice-oidc");
+    assert_eq!(
+        event.detail["external"]["matched"],
+        json!({ "/sub": "alice-oidc" })
+    );
+    assert_eq!(event.detail["grant_type"], TOKEN_EXCHANGE);
+}
+
+async fn external_subject_tokens_are_refused_with_invalid_grant(app: TestApp) {
+    let fed = Federated::start(&app, json!({})).await;
+    let (alice, client) = fed.alice().await;
+    fed.workload(kubernetes_rule()).await;
+    let mint = |sub: &str| fed.issuer.mint("rsa-1", &id_token_claims(&fed, sub));
+    let refused = |response: reqwest::Response, code: &'static str, reason: &'static str| {
+        let fed = &fed;
+        async move {
+            let body = crate::helpers::assert_oauth_error(response, 400, code).await;
+            if code == "invalid_grant" {
+                let denied = fed.app.audit("token.denied").await;
+                assert!(
+                    denied.iter().any(|e| e.detail["reason"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .contains(reason)),
+                    "no token.denied event says {reason:?}"
+                );
+            }
+            body
+        }
+    };
+
+    // A scope the user is not granted: refused, and the external token is not spent.
+    let token = mint("alice-oidc");
+    let wide = app
+        .token_request(
+            crate::helpers::Auth::Basic(&client),
+            &[
+                ("grant_type", TOKEN_EXCHANGE),
+                ("subject_token", token.as_str()),
+                ("subject_token_type", JWT_TYPE),
+                ("scope", "orders:write"),
+                ("resource", ORDERS),
+            ],
+        )
+        .await;
+    crate::helpers::assert_oauth_error(wide, 400, "invalid_scope").await;
+    assert_eq!(
+        fed.exchange(&client, &token, JWT_TYPE, &[]).await.status(),
+        200
+    );
+    // Used once: a second exchange is refused.
+    let again = fed.exchange(&client, &token, JWT_TYPE, &[]).await;
+    refused(again, "invalid_grant", "replayed").await;
+
+    // No user speaks for this subject; a client's identity does not make a user.
+    refused(
+        fed.exchange(&client, &mint("mallory"), JWT_TYPE, &[]).await,
+        "invalid_grant",
+        "no federated identity",
+    )
+    .await;
+    let workload_token = fed.issuer.mint("rsa-1", &fed.kubernetes());
+    refused(
+        fed.exchange(&client, &workload_token, JWT_TYPE, &[]).await,
+        "invalid_grant",
+        "no federated identity",
+    )
+    .await;
+    // Expired, signed with no issuer key, alg none, not a JWT at all.
+    let mut expired = id_token_claims(&fed, "alice-oidc");
+    expired["iat"] = json!(app.now().unix_timestamp() - 7200);
+    expired["exp"] = json!(app.now().unix_timestamp() - 3600);
+    refused(
+        fed.exchange(&client, &fed.issuer.mint("rsa-1", &expired), JWT_TYPE, &[])
+            .await,
+        "invalid_grant",
+        "expired",
+    )
+    .await;
+    let forged = TestKey::rsa("rsa-1", 2).sign(&id_token_claims(&fed, "alice-oidc"));
+    refused(
+        fed.exchange(&client, &forged, JWT_TYPE, &[]).await,
+        "invalid_grant",
+        "signature",
+    )
+    .await;
+    let none = compact(
+        &json!({"alg": "none"}),
+        &id_token_claims(&fed, "alice-oidc"),
+        b"",
+    );
+    refused(
+        fed.exchange(&client, &none, ID_TOKEN_TYPE, &[]).await,
+        "invalid_grant",
+        "algorithm",
+    )
+    .await;
+    refused(
+        fed.exchange(&client, "not.a.jwt\u{0}", JWT_TYPE, &[]).await,
+        "invalid_grant",
+        "malformed",
+    )
+    .await;
+    // A subject token type Mayfly does not exchange; an actor token with an external one.
+    refused(
+        fed.exchange(
+            &client,
+            &mint("alice-oidc"),
+            "urn:ietf:params:oauth:token-type:saml2",
+            &[],
+        )
+        .await,
+        "invalid_request",
+        "",
+    )
+    .await;
+    let admin_token = fed.api.token.clone();
+    refused(
+        fed.exchange(
+            &client,
+            &mint("alice-oidc"),
+            JWT_TYPE,
+            &[
+                ("actor_token", admin_token.as_str()),
+                (
+                    "actor_token_type",
+                    "urn:ietf:params:oauth:token-type:access_token",
+                ),
+            ],
+        )
+        .await,
+        "invalid_request",
+        "",
+    )
+    .await;
+    // A client without the token-exchange grant type.
+    let plain = app.client().await;
+    let response = fed
+        .exchange(&plain, &mint("alice-oidc"), JWT_TYPE, &[])
+        .await;
+    crate::helpers::assert_oauth_error(response, 400, "unauthorized_client").await;
+
+    // A disabled user gets nothing; the event still names who it was.
+    app.admin()
+        .update_user(
+            alice,
+            mayfly_server::service::UserChanges {
+                enabled: Some(false),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    refused(
+        fed.exchange(&client, &mint("alice-oidc"), JWT_TYPE, &[])
+            .await,
+        "invalid_grant",
+        "user disabled",
+    )
+    .await;
+    let denied = app.audit("token.denied").await;
+    let event = denied
+        .iter()
+        .find(|e| e.detail["reason"] == "user disabled")
+        .unwrap();
+    assert_eq!(event.detail["external"]["subject"], "alice-oidc");
 }
