@@ -1046,6 +1046,41 @@ async fn users_exchange_an_external_token_for_their_own_token(app: TestApp) {
         json!({ "/sub": "alice-oidc" })
     );
     assert_eq!(event.detail["grant_type"], TOKEN_EXCHANGE);
+
+    // Searchable through the admin API by external issuer and subject.
+    let issuer = fed.issuer.issuer().replace(':', "%3A").replace('/', "%2F");
+    let search = |query: String| {
+        let fed = &fed;
+        async move {
+            let page = fed
+                .api
+                .get(&format!("/admin/v1/audit-events?{query}"))
+                .await;
+            page.ok(200)["items"].as_array().unwrap().clone()
+        }
+    };
+    let found = search(format!(
+        "external_issuer={issuer}&external_subject=alice-oidc&type=token.issued"
+    ))
+    .await;
+    assert_eq!(found.len(), 2, "{found:?}");
+    assert!(
+        found
+            .iter()
+            .all(|e| e["subject"] == alice.to_string().as_str())
+    );
+    assert_eq!(search("external_subject=alice-oidc".into()).await.len(), 2);
+    assert!(search("external_subject=bob-oidc".into()).await.is_empty());
+    assert!(
+        search("external_issuer=https%3A%2F%2Fother.example".into())
+            .await
+            .is_empty()
+    );
+    assert!(
+        search("external_subject=alice-oidc&type=token.denied".into())
+            .await
+            .is_empty()
+    );
 }
 
 async fn external_subject_tokens_are_refused_with_invalid_grant(app: TestApp) {

@@ -30,6 +30,15 @@ pub struct AuditParams {
     pub audience: Option<String>,
     /// Source address or network (`10.0.0.0/8`, `192.0.2.7`, `2001:db8::/32`).
     pub ip: Option<String>,
+    /// Workload identity federation: only events about an external token of this
+    /// trusted issuer (`detail.external.issuer`, exact), e.g.
+    /// `https://token.actions.githubusercontent.com`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_issuer: Option<String>,
+    /// Workload identity federation: only events about this external subject
+    /// (`detail.external.subject`, exact), e.g. `system:serviceaccount:pay:worker`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_subject: Option<String>,
     /// At or after this time (RFC 3339).
     #[param(value_type = Option<String>, format = DateTime)]
     pub since: Option<Time>,

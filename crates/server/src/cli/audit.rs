@@ -46,6 +46,13 @@ pub enum AuditCommand {
         /// Source address or CIDR network.
         #[arg(long)]
         ip: Option<String>,
+        /// Only events about external tokens of this trusted issuer (federation).
+        #[arg(long)]
+        external_issuer: Option<String>,
+        /// Only events about this external subject, e.g.
+        /// system:serviceaccount:pay:worker (federation).
+        #[arg(long)]
+        external_subject: Option<String>,
         /// Only events of the last so long, e.g. 15m, 24h.
         #[arg(long, value_parser = parse_duration)]
         since: Option<Duration>,
@@ -68,6 +75,8 @@ pub async fn run(ctx: &mut Ctx, command: AuditCommand) -> anyhow::Result<()> {
         jti,
         audience,
         ip,
+        external_issuer,
+        external_subject,
         since,
         paging,
     } = command;
@@ -83,6 +92,8 @@ pub async fn run(ctx: &mut Ctx, command: AuditCommand) -> anyhow::Result<()> {
             jti: jti.clone(),
             audience: audience.clone(),
             ip: ip.clone(),
+            external_issuer: external_issuer.clone(),
+            external_subject: external_subject.clone(),
             since,
             until: None,
             limit: paging.limit,

@@ -5,7 +5,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use mayfly_store::{AuditEvent, AuditQuery};
+use mayfly_store::{AuditEvent, AuditQuery, ExternalIdentityFilter};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -85,11 +85,20 @@ pub async fn search(
             .transpose()?,
         limit: limit + 1,
     };
-    let mut events = state
-        .store
-        .audit_events(&query)
-        .await
-        .map_err(AdminError::from)?;
+    let present = |text: Option<String>| text.filter(|s| !s.is_empty());
+    let external = ExternalIdentityFilter {
+        issuer: present(q.external_issuer),
+        subject: present(q.external_subject),
+    };
+    let mut events = if external == ExternalIdentityFilter::default() {
+        state.store.audit_events(&query).await
+    } else {
+        state
+            .store
+            .audit_events_by_external(&query, &external)
+            .await
+    }
+    .map_err(AdminError::from)?;
     let more = events.len() > limit as usize;
     events.truncate(limit as usize);
     let next_cursor = if more {
