@@ -577,6 +577,24 @@ async fn a_workload_with_no_secret_gets_a_token_with_its_platform_token(app: Tes
         .unwrap();
     assert_eq!(claims.client_id, deploy_id);
 
+    // A signed subject with control and bidi characters (and a NUL, which Postgres would
+    // refuse to store) is written escaped, and still found by what the token said.
+    let mut hostile = fed.kubernetes();
+    hostile["sub"] = json!("system:serviceaccount:pay:worker\u{202e}\u{0}\u{1b}[31m");
+    let response = fed
+        .client_credentials(&fed.issuer.mint("rsa-1", &hostile), &[])
+        .await;
+    assert_eq!(response.status(), 200);
+    let found = fed
+        .api
+        .get("/admin/v1/audit-events?external_subject=system%3Aserviceaccount%3Apay%3Aworker%E2%80%AE%00%1B%5B31m")
+        .await;
+    let found = found.ok(200)["items"].as_array().unwrap().clone();
+    assert_eq!(found.len(), 1, "{found:?}");
+    let stored = found[0]["detail"]["external"]["subject"].as_str().unwrap();
+    assert!(!stored.chars().any(char::is_control), "{stored:?}");
+    assert_eq!(found[0]["client_id"], worker.to_string().as_str());
+
     // The metadata lists the assertion algorithms.
     let metadata: Value = app
         .http

@@ -13,6 +13,7 @@
 //! What the audit log learns is [`External`]: the issuer, the subject and the claims
 //! that matched; never the token.
 
+use mayfly_core::UntrustedText;
 use mayfly_federation::{
     FederatedIdentity, IdentityRule, MatchedClaim, TrustedIssuer, TrustedIssuerConfig,
     VerifiedToken, Verifier, match_identity, unverified_issuer,
@@ -23,6 +24,9 @@ use time::OffsetDateTime;
 
 /// Where external tokens' single uses are recorded ([`ReplayStore::use_once`]).
 pub const REPLAY_NAMESPACE: &str = "federation";
+/// Longest text of an external token written to the audit log, in characters (the
+/// verifier accepts subjects of up to 1024 bytes).
+const MAX_AUDITED_TEXT: usize = 1024;
 
 /// The external identity a token proved, for the audit log (`detail.external`).
 #[derive(Debug, Clone, PartialEq)]
@@ -46,14 +50,34 @@ impl External {
     }
 
     /// `{issuer, subject, matched: {pointer: value, …}}`, the audit events' `external`.
+    /// Text from the token (the subject, a matched SPIFFE ID) is signed by a trusted
+    /// issuer but still written as [`UntrustedText`] (control and bidi characters
+    /// escaped, capped), like every request-derived word in the log; ordinary subjects
+    /// are unchanged, so searching by them finds them.
     pub fn detail(&self) -> Value {
+        let text = audited_text;
         let matched: Map<String, Value> = self
             .matched
             .iter()
-            .map(|m| (m.claim.clone(), m.value.clone()))
+            .map(|m| {
+                let value = match &m.value {
+                    Value::String(s) => Value::String(text(s)),
+                    other => other.clone(),
+                };
+                (text(&m.claim), value)
+            })
             .collect();
-        json!({ "issuer": self.issuer, "subject": self.subject, "matched": matched })
+        json!({
+            "issuer": text(&self.issuer),
+            "subject": text(&self.subject),
+            "matched": matched,
+        })
     }
+}
+
+/// Text of an external token (or a search for it) as the audit log holds it.
+pub fn audited_text(text: &str) -> String {
+    UntrustedText::capped(text, MAX_AUDITED_TEXT).into_string()
 }
 
 /// Which kind of Mayfly identity the token must speak for.

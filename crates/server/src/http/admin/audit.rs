@@ -85,7 +85,11 @@ pub async fn search(
             .transpose()?,
         limit: limit + 1,
     };
-    let present = |text: Option<String>| text.filter(|s| !s.is_empty());
+    // Compared with the audit log's form of the token's text (escaped, capped).
+    let present = |text: Option<String>| {
+        text.filter(|s| !s.is_empty())
+            .map(|s| crate::client_auth::federated::audited_text(&s))
+    };
     let external = ExternalIdentityFilter {
         issuer: present(q.external_issuer),
         subject: present(q.external_subject),
