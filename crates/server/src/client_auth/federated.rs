@@ -269,3 +269,60 @@ pub async fn spend(fed: &Federation<'_>, identified: &Identified) -> Result<(), 
         Err(FederatedError::refused(reason, Some(&identified.external)))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+    use super::*;
+
+    fn jwt(claims: &str) -> String {
+        let header = URL_SAFE_NO_PAD.encode(r#"{"alg":"RS256"}"#);
+        format!("{header}.{}.AAAA", URL_SAFE_NO_PAD.encode(claims))
+    }
+
+    #[test]
+    fn an_assertion_is_external_when_its_iss_is_not_a_client_id() {
+        let id = "0193a5b2-0000-7e4f-8a9b-0c1d2e3f4a5b";
+        assert_eq!(
+            federated_issuer(&jwt(&format!(r#"{{"iss":"{id}"}}"#))),
+            None
+        );
+        assert_eq!(
+            federated_issuer(&jwt(r#"{"iss":"https://kubernetes.default.svc"}"#)).as_deref(),
+            Some("https://kubernetes.default.svc")
+        );
+        // Another spelling of a UUID is not a client id: external (and then refused as
+        // no trusted issuer), never someone's private_key_jwt.
+        assert!(federated_issuer(&jwt(&format!(r#"{{"iss":"{}"}}"#, id.to_uppercase()))).is_some());
+        assert_eq!(federated_issuer(&jwt(r#"{"sub":"x"}"#)), None);
+        assert_eq!(federated_issuer("garbage"), None);
+    }
+
+    #[test]
+    fn audit_detail_escapes_token_text() {
+        let external = External {
+            issuer: "https://issuer.example".into(),
+            subject: "repo:a/b:ref:refs/heads/\u{202e}x\u{0}".into(),
+            matched: vec![MatchedClaim {
+                claim: "/sub".into(),
+                value: Value::String("spiffe://td/\u{1b}[31m".into()),
+            }],
+        };
+        let detail = external.detail();
+        let text = detail.to_string();
+        assert!(
+            !text.contains('\u{202e}') && !text.contains('\u{1b}'),
+            "{text}"
+        );
+        assert_eq!(detail["issuer"], "https://issuer.example");
+        assert_eq!(
+            detail["subject"].as_str(),
+            Some(audited_text(&external.subject).as_str())
+        );
+        assert!(detail["matched"]["/sub"].is_string());
+        let long = "a".repeat(5000);
+        assert!(audited_text(&long).chars().count() <= MAX_AUDITED_TEXT);
+    }
+}
