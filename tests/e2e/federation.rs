@@ -788,12 +788,16 @@ async fn bad_external_tokens_are_refused_with_invalid_client_and_audited(app: Te
         )
         .await
         .ok(200);
-    refused(
+    let detail = refused(
         &fed,
         fed.client_credentials(&mint(&fed.kubernetes()), &[]).await,
-        "disabled",
+        "client disabled",
     )
     .await;
+    assert_eq!(
+        detail["external"]["subject"],
+        "system:serviceaccount:pay:worker"
+    );
 
     // Hostile bytes: 400 or 401, never a 500.
     let trusted = URL_SAFE_NO_PAD.encode(format!(r#"{{"iss":"{}"}}"#, fed.issuer.issuer()));

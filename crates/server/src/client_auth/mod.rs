@@ -385,7 +385,8 @@ async fn authenticate_federated(
         return Err(refused("the matched client no longer exists"));
     };
     if !view.client.enabled {
-        return Err(AuthError::Disabled);
+        // As for any disabled client (`AuthError::Disabled`'s reason), with who it was.
+        return Err(refused(&AuthError::Disabled.to_string()));
     }
     federated::spend(&fed, &identified).await?;
     Ok(Authenticated {
