@@ -42,7 +42,7 @@ def main(issuer: str, admin_id: str, admin_secret: str) -> None:
         f"metadata: {meta['token_endpoint_auth_methods_supported']}",
     )
     check(
-        meta["token_endpoint_auth_signing_alg_values_supported"] == ["EdDSA"],
+        meta["token_endpoint_auth_signing_alg_values_supported"] == ["EdDSA", "RS256", "ES256"],
         f"metadata algs: {meta['token_endpoint_auth_signing_alg_values_supported']}",
     )
 

@@ -405,7 +405,8 @@ async fn keyed_client_has_no_secret_and_rotates_keys(app: TestApp) {
     assert!(methods.contains("private_key_jwt"), "{metadata}");
     assert_eq!(
         metadata["token_endpoint_auth_signing_alg_values_supported"],
-        json!(["EdDSA"])
+        json!(["EdDSA", "RS256", "ES256"]),
+        "EdDSA for registered client keys; RS256, ES256 for external JWTs (federation)"
     );
     assert_eq!(
         metadata["dpop_signing_alg_values_supported"],

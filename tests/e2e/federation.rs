@@ -1,6 +1,9 @@
-//! Workload identity federation, admin side (issue #20): trusted issuers and the
-//! federated identities of clients and users, through the HTTP admin API.
+//! Workload identity federation (issue #20): trusted issuers and the federated
+//! identities of clients and users, through the HTTP admin API; and external tokens at
+//! the token endpoint (client authentication, user token exchange), against a real test
+//! issuer (`mayfly_federation::testing::TestIssuer`).
 
+use mayfly_federation::testing::{TestIssuer, TestKey, github_actions_claims, kubernetes_claims};
 use serde_json::{Value, json};
 
 use crate::helpers::{AdminApi, TestApp};
@@ -14,6 +17,7 @@ crate::both_stores!(
     federated_identities_of_clients_and_users,
     federation_needs_the_family_scopes,
     hostile_text_in_an_identity_is_refused,
+    a_workload_with_no_secret_gets_a_token_with_its_platform_token,
 );
 
 fn id(v: &Value) -> String {
@@ -410,4 +414,179 @@ async fn hostile_text_in_an_identity_is_refused(app: TestApp) {
     assert_eq!(nul_value.status, 422, "{}", nul_value.body);
     // Nothing was kept.
     assert_eq!(api.get(&path).await.ok(200).as_array().unwrap().len(), 0);
+}
+
+// ---- The token endpoint: external tokens as client credentials --------------------
+
+const ORDERS: &str = "https://api.example.com/orders";
+const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
+/// A running Mayfly trusting a test issuer (RS256 key `rsa-1`, ES256 key `ec-1`), and an
+/// admin to configure it.
+struct Federated<'a> {
+    app: &'a TestApp,
+    api: AdminApi<'a>,
+    issuer: TestIssuer,
+}
+
+impl<'a> Federated<'a> {
+    /// Trusts a fresh test issuer (discovery; RS256 and ES256) whose tokens must name
+    /// Mayfly's issuer as audience; `settings` adds to or overrides the body.
+    async fn start(app: &'a TestApp, settings: Value) -> Self {
+        let api = app.bootstrap_admin().await;
+        let issuer =
+            TestIssuer::start(vec![TestKey::rsa("rsa-1", 0), TestKey::es256("ec-1")]).await;
+        let mut body = json!({
+            "issuer": issuer.issuer(),
+            "audience": app.issuer(),
+            "algorithms": ["RS256", "ES256"],
+        });
+        for (k, v) in settings.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        create_issuer(&api, body).await;
+        app.audience(ORDERS, &["orders:read", "orders:write"]).await;
+        Self { app, api, issuer }
+    }
+
+    /// A client with no stored secret (its only one deleted) granted `orders:read`, that
+    /// tokens matching `rule` (`{"subject": …}` or `{"conditions": […]}`) speak for.
+    async fn workload(&self, rule: Value) -> uuid::Uuid {
+        let client = self.app.client().await;
+        let admin = self.app.admin();
+        for secret in admin.list_client_secrets(client.id).await.unwrap() {
+            admin
+                .delete_client_secret(client.id, secret.id)
+                .await
+                .unwrap();
+        }
+        self.app.grant(&client, ORDERS, &["orders:read"]).await;
+        self.identity("clients", client.id, rule).await;
+        client.id
+    }
+
+    async fn identity(&self, owner: &str, id: uuid::Uuid, rule: Value) {
+        let mut body = rule;
+        body["issuer"] = self.issuer.issuer().into();
+        self.api
+            .post(
+                &format!("/admin/v1/{owner}/{id}/federated-identities"),
+                body,
+            )
+            .await
+            .ok(201);
+    }
+
+    /// Kubernetes-shaped claims for `pay/worker`, issued now, for Mayfly.
+    fn kubernetes(&self) -> Value {
+        kubernetes_claims(
+            self.issuer.issuer(),
+            &self.app.issuer(),
+            self.app.now(),
+            "pay",
+            "worker",
+            "worker-7d9f",
+        )
+    }
+
+    /// GitHub-Actions-shaped claims for a push to main of `acme/api`, issued now.
+    fn github(&self) -> Value {
+        github_actions_claims(
+            self.issuer.issuer(),
+            &self.app.issuer(),
+            self.app.now(),
+            "acme/api",
+            "refs/heads/main",
+        )
+    }
+
+    /// A client_credentials request for `orders:read` authenticated with `assertion`.
+    async fn client_credentials(
+        &self,
+        assertion: &str,
+        extra: &[(&str, &str)],
+    ) -> reqwest::Response {
+        let mut form = vec![
+            ("grant_type", "client_credentials"),
+            ("scope", "orders:read"),
+            ("resource", ORDERS),
+            ("client_assertion_type", JWT_BEARER),
+            ("client_assertion", assertion),
+        ];
+        form.extend_from_slice(extra);
+        self.app
+            .http
+            .post(format!("{}/oauth2/token", self.app.base))
+            .form(&form)
+            .send()
+            .await
+            .unwrap()
+    }
+}
+
+fn kubernetes_rule() -> Value {
+    json!({ "conditions": [
+        {"type": "equals", "claim": "/kubernetes.io/namespace", "value": "pay"},
+        {"type": "equals", "claim": "/kubernetes.io/serviceaccount/name", "value": "worker"},
+    ]})
+}
+
+async fn a_workload_with_no_secret_gets_a_token_with_its_platform_token(app: TestApp) {
+    let fed = Federated::start(&app, json!({})).await;
+    let worker = fed.workload(kubernetes_rule()).await;
+    let deploy = fed
+        .workload(json!({ "subject": "repo:acme/api:ref:refs/heads/main" }))
+        .await;
+    let verifier = app.verifier(ORDERS).await;
+
+    // A Kubernetes projected token (RS256) authenticates the worker client.
+    let token = fed.issuer.mint("rsa-1", &fed.kubernetes());
+    let response = fed.client_credentials(&token, &[]).await;
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    let access = body["access_token"].as_str().unwrap();
+    let claims = verifier
+        .verify(access, &["orders:read"], app.now())
+        .unwrap();
+    assert_eq!(claims.sub, worker.to_string());
+    assert_eq!(claims.client_id, worker.to_string());
+    assert_eq!(claims.aud, ORDERS);
+    assert_eq!(claims.scope, "orders:read");
+
+    // A GitHub Actions token (ES256), with the client_id it matches.
+    let github = fed.issuer.mint("ec-1", &fed.github());
+    let deploy_id = deploy.to_string();
+    let response = fed
+        .client_credentials(&github, &[("client_id", deploy_id.as_str())])
+        .await;
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    let claims = verifier
+        .verify(body["access_token"].as_str().unwrap(), &[], app.now())
+        .unwrap();
+    assert_eq!(claims.client_id, deploy_id);
+
+    // The metadata lists the assertion algorithms.
+    let metadata: Value = app
+        .http
+        .get(format!(
+            "{}/.well-known/oauth-authorization-server",
+            app.base
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        metadata["token_endpoint_auth_signing_alg_values_supported"],
+        json!(["EdDSA", "RS256", "ES256"])
+    );
+    assert!(
+        metadata["token_endpoint_auth_methods_supported"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("private_key_jwt"))
+    );
 }

@@ -39,6 +39,9 @@ pub enum BuildError {
     /// Configuration, master key, database or keyring.
     #[error("starting")]
     Start(#[from] StartError),
+    /// The verifier of external tokens (its HTTP client) could not be built.
+    #[error("building the external token verifier")]
+    Verifier(#[source] reqwest::Error),
     /// A listen address could not be bound.
     #[error("binding {what}")]
     Bind {
@@ -89,7 +92,13 @@ impl App {
         } = settings;
         let listen = config.listen;
         let metrics_listen = config.metrics_listen;
-        let started = AppState::start(config, clock).await?;
+        // One verifier of external tokens for the process, so every request shares its
+        // cache of trusted issuers' keys (and its refetch limits).
+        let verifier = mayfly_federation::Verifier::builder()
+            .clock(Arc::new(crate::clock::FederationClock(clock.clone())))
+            .build()
+            .map_err(BuildError::Verifier)?;
+        let started = AppState::start(config, clock, verifier).await?;
         let listener = bind(listen, listen.to_string()).await?;
         let metrics = match metrics_listen {
             Some(addr) => Some(bind(addr, format!("--metrics-listen {addr}")).await?),

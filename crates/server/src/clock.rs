@@ -1,6 +1,6 @@
 //! The clock as an input: business logic takes `now` from here so tests can move time.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use time::{Duration, OffsetDateTime};
 
@@ -18,6 +18,16 @@ impl Clock for SystemClock {
     #[allow(clippy::disallowed_methods)] // The one place that reads the system clock.
     fn now(&self) -> OffsetDateTime {
         OffsetDateTime::now_utc()
+    }
+}
+
+/// This clock as `mayfly-federation`'s (its own trait: that crate knows nothing of the
+/// server), so external tokens' times and key-cache freshness follow the server's time.
+pub struct FederationClock(pub Arc<dyn Clock>);
+
+impl mayfly_federation::Clock for FederationClock {
+    fn now(&self) -> OffsetDateTime {
+        self.0.now()
     }
 }
 

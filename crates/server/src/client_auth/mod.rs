@@ -1,8 +1,17 @@
 //! Client authentication at the token endpoint: which credentials a request presents,
 //! and whether they are right. One module per method: `secret.rs`
-//! (`client_secret_basic`, `client_secret_post`), `assertion.rs` (`private_key_jwt`).
+//! (`client_secret_basic`, `client_secret_post`), `assertion.rs` (`private_key_jwt` with
+//! a key registered for the client), `federated.rs` (`private_key_jwt` with an external
+//! JWT from a trusted issuer: workload identity federation).
+//!
+//! A JWT client assertion is federated when its (unverified) `iss` is not a client id:
+//! a `private_key_jwt` assertion must have `iss` = `sub` = the client id, a canonical
+//! UUID, while a trusted issuer is an URL. Both are RFC 7523 client assertions, so both
+//! report the registry name `private_key_jwt` ([`Presented::method`]); the audit log
+//! tells them apart ([`Presented::audit_method`]: `federated_jwt`).
 
 pub mod assertion;
+pub mod federated;
 pub mod secret;
 pub mod throttle;
 
@@ -12,7 +21,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use std::sync::Arc;
 
-use mayfly_store::{ClientView, ReplayStore, StoreError};
+use mayfly_federation::Verifier;
+use mayfly_store::{ClientView, FederationStore, ReplayStore, StoreError, Subject};
 use time::OffsetDateTime;
 use uuid::Uuid;
 use zeroize::Zeroizing;
@@ -46,11 +56,21 @@ pub enum Presented {
         /// The assertion as sent.
         assertion: Zeroizing<String>,
     },
+    /// `private_key_jwt` with an external JWT (a Kubernetes, CI or SPIFFE token) whose
+    /// `iss` is not a client id: workload identity federation ([`federated`]).
+    Federated {
+        /// The `client_id` parameter, if sent: then it must be the matched client.
+        client_id: Option<String>,
+        /// The token's (unverified) `iss`.
+        issuer: String,
+        /// The token as sent.
+        assertion: Zeroizing<String>,
+    },
 }
 
 impl fmt::Debug for Presented {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct(self.method())
+        f.debug_struct(self.audit_method())
             .field("client_id", &self.client_id())
             .finish_non_exhaustive()
     }
@@ -63,6 +83,7 @@ impl Presented {
             Self::Basic { client_id, .. }
             | Self::Post { client_id, .. }
             | Self::Assertion { client_id, .. } => client_id,
+            Self::Federated { client_id, .. } => client_id.as_deref().unwrap_or_default(),
         }
     }
 
@@ -71,7 +92,16 @@ impl Presented {
         match self {
             Self::Basic { .. } => "client_secret_basic",
             Self::Post { .. } => "client_secret_post",
-            Self::Assertion { .. } => "private_key_jwt",
+            Self::Assertion { .. } | Self::Federated { .. } => "private_key_jwt",
+        }
+    }
+
+    /// The method as the audit log names it: [`Self::method`], but `federated_jwt` for
+    /// an external JWT.
+    pub fn audit_method(&self) -> &'static str {
+        match self {
+            Self::Federated { .. } => "federated_jwt",
+            other => other.method(),
         }
     }
 
@@ -139,6 +169,13 @@ pub fn presented_any(c: &Credentials<'_>) -> Result<Presented, PresentError> {
         return Err(PresentError::AssertionType);
     }
     let jwt = c.client_assertion.ok_or(PresentError::AssertionType)?;
+    if let Some(issuer) = federated::federated_issuer(jwt) {
+        return Ok(Presented::Federated {
+            client_id: c.client_id.map(str::to_owned),
+            issuer,
+            assertion: Zeroizing::new(jwt.to_owned()),
+        });
+    }
     let claimed = assertion::claimed_client(jwt).ok_or(PresentError::MalformedAssertion)?;
     // RFC 7521 §4.2: a client_id, when sent, must be the assertion's client.
     if c.client_id.is_some_and(|id| id != claimed) {
@@ -217,6 +254,9 @@ pub enum AuthError {
     /// A client assertion failed a check (named, for the audit log).
     #[error("{0}")]
     BadAssertion(&'static str),
+    /// An external JWT was refused, or its issuer's keys are unavailable.
+    #[error("{0}")]
+    Federated(#[from] federated::FederatedError),
     /// The store failed.
     #[error("store failed")]
     Store(#[from] StoreError),
@@ -226,8 +266,12 @@ pub enum AuthError {
 pub struct Authenticator<'a> {
     /// Clients, with their secrets and public keys.
     pub directory: &'a Directory,
-    /// Where assertion `jti`s are spent.
+    /// Where assertion `jti`s (and external tokens) are spent.
     pub replay: &'a dyn ReplayStore,
+    /// Trusted issuers and federated identities.
+    pub federation: &'a dyn FederationStore,
+    /// The process's one verifier of external tokens.
+    pub verifier: &'a Verifier,
     /// The issuer URL: assertions may name it or one of its endpoints as `aud`.
     pub issuer: &'a str,
     /// Now.
@@ -243,6 +287,15 @@ pub fn canonical_id(text: &str) -> Option<Uuid> {
         .filter(|id| id.hyphenated().encode_lower(&mut Uuid::encode_buffer()) == text)
 }
 
+/// An authenticated client.
+#[derive(Debug)]
+pub struct Authenticated {
+    /// The client, with its secrets, keys and grants.
+    pub view: Arc<ClientView>,
+    /// The external identity it authenticated with (workload identity federation).
+    pub external: Option<federated::External>,
+}
+
 /// Authenticates presented credentials against the directory.
 ///
 /// # Errors
@@ -250,7 +303,15 @@ pub fn canonical_id(text: &str) -> Option<Uuid> {
 pub async fn authenticate(
     auth: &Authenticator<'_>,
     presented: &Presented,
-) -> Result<Arc<ClientView>, AuthError> {
+) -> Result<Authenticated, AuthError> {
+    if let Presented::Federated {
+        client_id,
+        assertion,
+        ..
+    } = presented
+    {
+        return authenticate_federated(auth, client_id.as_deref(), assertion).await;
+    }
     let view = match canonical_id(presented.client_id()) {
         Some(id) => auth.directory.client(id).await?,
         None => None,
@@ -276,12 +337,71 @@ pub async fn authenticate(
             assertion::verify(assertion, &expected, auth.replay).await?;
             true
         }
+        Presented::Federated { .. } => false,
     };
     match view {
-        Some(v) if ok && v.client.enabled => Ok(v),
+        Some(v) if ok && v.client.enabled => Ok(Authenticated {
+            view: v,
+            external: None,
+        }),
         Some(_) if ok => Err(AuthError::Disabled),
         Some(_) => Err(AuthError::BadCredentials),
         None => Err(AuthError::UnknownClient),
+    }
+}
+
+/// Federated client authentication: the external JWT must verify and match exactly one
+/// client's federated identity; a `client_id` parameter must name that client; the
+/// client must be enabled; then the token is spent.
+async fn authenticate_federated(
+    auth: &Authenticator<'_>,
+    client_id: Option<&str>,
+    assertion: &str,
+) -> Result<Authenticated, AuthError> {
+    use federated::FederatedError;
+    let fed = federated::Federation {
+        store: auth.federation,
+        replay: auth.replay,
+        verifier: auth.verifier,
+        now: auth.now,
+    };
+    let identified = federated::identify(&fed, assertion, federated::OwnerKind::Client).await?;
+    let refused = |reason: &str| {
+        AuthError::Federated(FederatedError::Refused {
+            reason: reason.to_owned(),
+            external: Some(Box::new(identified.external.clone())),
+        })
+    };
+    let Subject::Client(id) = identified.owner else {
+        return Err(refused("federated identity is not a client's"));
+    };
+    // RFC 7521 §4.2: a client_id, when sent, must be the client the assertion names.
+    if client_id.is_some_and(|sent| canonical_id(sent) != Some(id)) {
+        return Err(refused(
+            "client_id is not the client the external token matched",
+        ));
+    }
+    let Some(view) = auth.directory.client(id).await? else {
+        return Err(refused("the matched client no longer exists"));
+    };
+    if !view.client.enabled {
+        return Err(AuthError::Disabled);
+    }
+    federated::spend(&fed, &identified).await?;
+    Ok(Authenticated {
+        view,
+        external: Some(identified.external),
+    })
+}
+
+impl AuthError {
+    /// The external identity an external JWT proved, when it was refused after
+    /// verifying (for the audit log).
+    pub fn external(&self) -> Option<&federated::External> {
+        match self {
+            Self::Federated(e) => e.external(),
+            _ => None,
+        }
     }
 }
 
@@ -374,7 +494,9 @@ mod tests {
     #[test]
     fn reads_client_assertions() {
         use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-        let claims = URL_SAFE_NO_PAD.encode(r#"{"iss":"c1","sub":"c1"}"#);
+        const C1: &str = "0193a5b2-0000-7e4f-8a9b-0c1d2e3f4a5b";
+        const C2: &str = "0193a5b2-0000-7e4f-8a9b-0c1d2e3f4a5c";
+        let claims = URL_SAFE_NO_PAD.encode(format!(r#"{{"iss":"{C1}","sub":"{C1}"}}"#));
         let header = URL_SAFE_NO_PAD.encode(r#"{"alg":"EdDSA"}"#);
         let jwt = format!("{header}.{claims}.AAAA");
         let creds = |id: Option<&'static str>, kind: Option<&'static str>| Credentials {
@@ -389,11 +511,12 @@ mod tests {
             })
         };
         let p = with(creds(None, Some(assertion::JWT_BEARER))).unwrap();
-        assert_eq!((p.client_id(), p.method()), ("c1", "private_key_jwt"));
+        assert_eq!((p.client_id(), p.method()), (C1, "private_key_jwt"));
+        assert_eq!(p.audit_method(), "private_key_jwt");
         assert!(!format!("{p:?}").contains(&jwt), "Debug redacts");
-        assert!(with(creds(Some("c1"), Some(assertion::JWT_BEARER))).is_ok());
+        assert!(with(creds(Some(C1), Some(assertion::JWT_BEARER))).is_ok());
         assert_eq!(
-            with(creds(Some("c2"), Some(assertion::JWT_BEARER))).unwrap_err(),
+            with(creds(Some(C2), Some(assertion::JWT_BEARER))).unwrap_err(),
             PresentError::MalformedAssertion
         );
         assert_eq!(
@@ -416,6 +539,29 @@ mod tests {
             .unwrap_err(),
             PresentError::MultipleMethods
         );
+        // An `iss` that is not a client id: an external JWT (workload identity
+        // federation), with or without a client_id to check later.
+        let external = format!(
+            "{header}.{}.AAAA",
+            URL_SAFE_NO_PAD.encode(r#"{"iss":"https://token.actions.githubusercontent.com","sub":"repo:a/b:ref:refs/heads/main"}"#)
+        );
+        for id in [None, Some(C2)] {
+            let p = presented_any(&Credentials {
+                client_assertion: Some(&external),
+                ..creds(id, Some(assertion::JWT_BEARER))
+            })
+            .unwrap();
+            let Presented::Federated { issuer, .. } = &p else {
+                panic!("{p:?}");
+            };
+            assert_eq!(issuer, "https://token.actions.githubusercontent.com");
+            assert_eq!(p.client_id(), id.unwrap_or_default());
+            assert_eq!(
+                (p.method(), p.audit_method()),
+                ("private_key_jwt", "federated_jwt")
+            );
+            assert!(!format!("{p:?}").contains(&external), "Debug redacts");
+        }
         assert_eq!(
             presented_any(&Credentials {
                 client_assertion: Some("garbage"),

@@ -160,8 +160,14 @@ impl From<crate::client_auth::PresentError> for TokenError {
 
 impl From<AuthError> for TokenError {
     fn from(e: AuthError) -> Self {
+        use crate::client_auth::federated::FederatedError;
         match e {
-            AuthError::Store(e) => e.into(),
+            AuthError::Store(e) | AuthError::Federated(FederatedError::Store(e)) => e.into(),
+            // Not the workload's fault: it retries (RFC 6749 §4.1.2.1's code, 503).
+            AuthError::Federated(FederatedError::Unavailable(why)) => {
+                tracing::warn!(reason = %why, "external token issuer keys unavailable");
+                Self::Unavailable
+            }
             other => Self::InvalidClient(other.to_string()),
         }
     }

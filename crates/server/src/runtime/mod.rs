@@ -52,6 +52,9 @@ pub struct AppState {
     pub nonces: Arc<crate::runtime::nonces::Nonces>,
     /// Whether the database is known to be down (requests then fail fast).
     pub availability: Arc<availability::Availability>,
+    /// Verifies external tokens (workload identity federation); one per process, so its
+    /// cache of trusted issuers' keys is shared.
+    pub verifier: mayfly_federation::Verifier,
 }
 
 impl std::fmt::Debug for AppState {
@@ -89,11 +92,15 @@ pub struct Started {
 
 impl AppState {
     /// Validates the configuration, opens and migrates the store, loads the master key
-    /// and the keyring, and starts the audit writer.
+    /// and the keyring, and starts the audit writer; `verifier` checks external tokens.
     ///
     /// # Errors
     /// [`StartError`] naming what failed.
-    pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Started, StartError> {
+    pub async fn start(
+        config: Config,
+        clock: Arc<dyn Clock>,
+        verifier: mayfly_federation::Verifier,
+    ) -> Result<Started, StartError> {
         // Install the metrics recorder before anything records.
         crate::telemetry::metrics();
         let issuer = config.issuer()?;
@@ -137,6 +144,7 @@ impl AppState {
             webhook,
             nonces: Arc::new(nonces),
             availability: availability::Availability::new(store.clone()),
+            verifier,
         };
         Ok(Started {
             state,

@@ -81,7 +81,8 @@ pub(super) async fn authenticated(
     let presented =
         client_auth::presented_any(&crate::http::oauth::token::credentials(headers, &form));
     let source = crate::http::source_ip(&state.config.trusted_proxies, headers, extensions);
-    let view = crate::http::oauth::token::authenticate_client(state, presented, source).await?;
+    let view =
+        crate::http::oauth::token::authenticate_client(state, presented, source, &mut None).await?;
     Ok((form, view))
 }
 

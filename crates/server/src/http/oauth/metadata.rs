@@ -55,8 +55,13 @@ pub async fn metadata(State(state): State<AppState>) -> Response {
             .collect(),
         token_endpoint_auth_methods_supported: methods(),
         response_types_supported: vec![],
+        // EdDSA for assertions signed with a client's registered key; RS256 and ES256
+        // (and EdDSA) for external JWTs of trusted issuers (workload identity
+        // federation), whose verifier accepts no other.
         token_endpoint_auth_signing_alg_values_supported: vec![
             crate::client_auth::assertion::ALGORITHM.into(),
+            mayfly_federation::Algorithm::Rs256.as_str().into(),
+            mayfly_federation::Algorithm::Es256.as_str().into(),
         ],
         dpop_signing_alg_values_supported: mayfly_core::dpop::ALGORITHMS
             .iter()

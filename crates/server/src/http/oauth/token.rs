@@ -66,14 +66,18 @@ pub struct TokenRequestForm {
     requested_token_type: Option<String>,
     /// Token exchange: the audience URI, like `resource`.
     audience: Option<String>,
-    /// For `client_secret_post`.
+    /// For `client_secret_post`; optional with a client assertion, which must then be
+    /// that client's.
     client_id: Option<String>,
     /// For `client_secret_post`.
     client_secret: Option<String>,
     /// For `private_key_jwt`: `urn:ietf:params:oauth:client-assertion-type:jwt-bearer`.
     client_assertion_type: Option<String>,
-    /// For `private_key_jwt`: a JWT signed (EdDSA) with a key registered for the client
-    /// (RFC 7523 §2.2).
+    /// For `private_key_jwt` (RFC 7523 §2.2): a JWT signed (EdDSA) with a key registered
+    /// for the client (`iss` = `sub` = the client id), or an external JWT from a trusted
+    /// issuer (workload identity federation: a Kubernetes service-account, GitHub
+    /// Actions, GitLab CI or SPIFFE token, RS256, ES256 or EdDSA) that matches exactly
+    /// one client's federated identity; single-use.
     client_assertion: Option<String>,
 }
 
@@ -87,6 +91,8 @@ struct Seen {
     scope: Option<UntrustedText>,
     resource: Option<UntrustedText>,
     dpop_jkt: Option<String>,
+    /// The external identity (workload identity federation), once a token verified.
+    external: Option<serde_json::Value>,
 }
 
 /// Issues an access token: for the client itself (client_credentials), for a user
@@ -187,10 +193,14 @@ fn is_timeout(error: &axum::Error) -> bool {
 /// failed recently for that client from this network, or from this address, and
 /// counting failures (against the client only when it exists: see
 /// [`client_auth::throttle`]).
+///
+/// `external` receives the external identity an external JWT proved (workload identity
+/// federation), accepted or refused after it verified, for the audit event.
 pub(super) async fn authenticate_client(
     state: &AppState,
     presented: Result<client_auth::Presented, client_auth::PresentError>,
     source: Option<std::net::IpAddr>,
+    external: &mut Option<client_auth::federated::External>,
 ) -> Result<std::sync::Arc<mayfly_store::ClientView>, TokenError> {
     let now = state.clock.now();
     let claimed = presented
@@ -203,17 +213,25 @@ pub(super) async fn authenticate_client(
     let auth = client_auth::Authenticator {
         directory: &state.directory,
         replay: state.store.as_ref(),
+        federation: state.store.as_ref(),
+        verifier: &state.verifier,
         issuer: &state.issuer,
         now,
     };
     let (result, existing) = match presented {
         Ok(presented) => match client_auth::authenticate(&auth, &presented).await {
-            Ok(view) => (Ok(view), claimed),
+            Ok(authenticated) => {
+                *external = authenticated.external;
+                (Ok(authenticated.view), claimed)
+            }
             Err(client_auth::AuthError::UnknownClient) => (
                 Err(TokenError::from(client_auth::AuthError::UnknownClient)),
                 None,
             ),
-            Err(e) => (Err(TokenError::from(e)), claimed),
+            Err(e) => {
+                external.clone_from(&e.external().cloned());
+                (Err(TokenError::from(e)), claimed)
+            }
         },
         Err(e) => (Err(TokenError::from(e)), None),
     };
@@ -314,8 +332,9 @@ async fn exchange(
 
     let presented = client_auth::presented_any(&credentials(headers, &form));
     if let Ok(p) = &presented {
-        seen.client_id = Some(UntrustedText::new(&p.audited_id()));
-        seen.auth_method = Some(p.method());
+        let claimed = p.audited_id();
+        seen.client_id = (!claimed.is_empty()).then(|| UntrustedText::new(&claimed));
+        seen.auth_method = Some(p.audit_method());
     }
     let grant_type = form
         .get("grant_type")
@@ -325,7 +344,12 @@ async fn exchange(
             UntrustedText::capped(grant_type, 64).into_string(),
         ));
     }
-    let client = authenticate_client(state, presented, source).await?;
+    let mut external = None;
+    let authenticated = authenticate_client(state, presented, source, &mut external).await;
+    seen.external = external
+        .as_ref()
+        .map(client_auth::federated::External::detail);
+    let client = authenticated?;
     // RFC 9449 §5: a valid proof binds the token to its key; some clients must.
     let binding = match dpop_header(headers)? {
         Some(proof) => {
@@ -401,28 +425,41 @@ fn issued_event(
     ctx: &RequestContext,
 ) -> AuditEvent {
     let claims = &issued.claims;
-    AuditEvent {
-        actor: Some(claims.client_id.clone()),
-        subject: Some(claims.sub.clone()),
-        client_id: Some(claims.client_id.clone()),
-        jti: Some(claims.jti.clone()),
-        audience: Some(claims.aud.clone()),
-        scopes: Some(claims.scope.clone()),
-        detail: serde_json::json!({
-            "grant_type": seen.grant_type,
-            "auth_method": seen.auth_method,
-            "expires_in": issued.response.expires_in,
-            "kid": issued.kid,
-            "grants": issued.grant_ids,
-            "dpop_jkt": claims.cnf.as_ref().map(|c| &c.jkt),
-            "cidr": claims.cidr,
-            "family": claims.fam,
-            "act": claims.act.as_ref().map(|a| &a.sub),
-            "exchanged_from": claims.orig.first().map(|o| &o.jti),
-            "refresh_token_issued": issued.response.refresh_token.is_some(),
-        }),
-        ..audit::event(kind::TOKEN_ISSUED, outcome::SUCCESS, state.clock.now(), ctx)
+    with_external(
+        AuditEvent {
+            actor: Some(claims.client_id.clone()),
+            subject: Some(claims.sub.clone()),
+            client_id: Some(claims.client_id.clone()),
+            jti: Some(claims.jti.clone()),
+            audience: Some(claims.aud.clone()),
+            scopes: Some(claims.scope.clone()),
+            detail: serde_json::json!({
+                "grant_type": seen.grant_type,
+                "auth_method": seen.auth_method,
+                "expires_in": issued.response.expires_in,
+                "kid": issued.kid,
+                "grants": issued.grant_ids,
+                "dpop_jkt": claims.cnf.as_ref().map(|c| &c.jkt),
+                "cidr": claims.cidr,
+                "family": claims.fam,
+                "act": claims.act.as_ref().map(|a| &a.sub),
+                "exchanged_from": claims.orig.first().map(|o| &o.jti),
+                "refresh_token_issued": issued.response.refresh_token.is_some(),
+            }),
+            ..audit::event(kind::TOKEN_ISSUED, outcome::SUCCESS, state.clock.now(), ctx)
+        },
+        seen,
+    )
+}
+
+/// Adds `detail.external` (issuer, subject, matched claims) when an external token
+/// verified: what `audit_events_by_external` searches. Absent otherwise, so the
+/// partial index on it skips every other event.
+fn with_external(mut event: AuditEvent, seen: &Seen) -> AuditEvent {
+    if let (Some(external), Some(detail)) = (&seen.external, event.detail.as_object_mut()) {
+        detail.insert("external".into(), external.clone());
     }
+    event
 }
 
 /// Where a refusal comes from, for counting its repeats: its kind, the client it named
@@ -454,19 +491,22 @@ fn denied_event(
         TokenError::UserAuthFailed { user, .. } => user.map(|u| u.to_string()),
         _ => None,
     };
-    AuditEvent {
-        actor: text(&seen.client_id),
-        subject: user,
-        client_id: text(&seen.client_id),
-        audience: text(&seen.resource),
-        scopes: text(&seen.scope),
-        detail: serde_json::json!({
-            "error": error.code(),
-            "reason": error.audit_reason(),
-            "grant_type": seen.grant_type,
-            "auth_method": seen.auth_method,
-            "dpop_jkt": seen.dpop_jkt,
-        }),
-        ..audit::event(event_type, result, state.clock.now(), ctx)
-    }
+    with_external(
+        AuditEvent {
+            actor: text(&seen.client_id),
+            subject: user,
+            client_id: text(&seen.client_id),
+            audience: text(&seen.resource),
+            scopes: text(&seen.scope),
+            detail: serde_json::json!({
+                "error": error.code(),
+                "reason": error.audit_reason(),
+                "grant_type": seen.grant_type,
+                "auth_method": seen.auth_method,
+                "dpop_jkt": seen.dpop_jkt,
+            }),
+            ..audit::event(event_type, result, state.clock.now(), ctx)
+        },
+        seen,
+    )
 }
