@@ -3,7 +3,7 @@
 //! `TokenSource` reads again for every token request, so the rotated token is used.
 //!
 //! ```sh
-//! MAYFLY_ISSUER=https://mayfly.example MAYFLY_TOKEN_FILE=/var/run/secrets/mayfly/token \
+//! MAYFLY_ISSUER=https://mayfly.example MAYFLY_IDENTITY_TOKEN_FILE=/var/run/secrets/mayfly/token \
 //! ORDERS_AUDIENCE=https://api.example.com/orders WORKLOAD_SCOPES=orders:read \
 //! cargo run -p mayfly-sdk --example federated
 //! ```
@@ -22,7 +22,10 @@ fn var(name: &str, default: &str) -> String {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let issuer = var("MAYFLY_ISSUER", "http://127.0.0.1:8080");
-    let token_file = var("MAYFLY_TOKEN_FILE", "/var/run/secrets/mayfly/token");
+    let token_file = var(
+        "MAYFLY_IDENTITY_TOKEN_FILE",
+        "/var/run/secrets/mayfly/token",
+    );
     // Optional: the issuer finds the client by the token's claims; naming it as well
     // makes a mismatch an error rather than another client's token.
     let client_id = env::var("MAYFLY_CLIENT_ID").ok().filter(|c| !c.is_empty());
