@@ -129,3 +129,40 @@ pub async fn run(
     };
     ctx.show(&answer, COLUMNS)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(text: &str, expected: Result<(&str, &str), &str>) {
+        let got = parse_claim(text);
+        match (got, expected) {
+            (Ok((path, value)), Ok((want_path, want_value))) => {
+                assert_eq!(
+                    (path.as_str(), value.as_str()),
+                    (want_path, want_value),
+                    "{text}"
+                );
+            }
+            (Err(e), Err(want)) => assert!(e.contains(want), "{text}: {e}"),
+            (got, want) => panic!("{text}: {got:?}, expected {want:?}"),
+        }
+    }
+
+    #[test]
+    fn claims_are_pointers_with_a_string_value() {
+        check("repository=acme/api", Ok(("/repository", "acme/api")));
+        check("/ref=refs/heads/main", Ok(("/ref", "refs/heads/main")));
+        check(
+            "kubernetes.io/serviceaccount/name=worker",
+            Ok(("/kubernetes.io/serviceaccount/name", "worker")),
+        );
+        // Only the first `=` splits; an empty value is a value.
+        check("a=b=c", Ok(("/a", "b=c")));
+        check("a=", Ok(("/a", "")));
+        check("repository", Err("PATH=VALUE"));
+        check("=x", Err("empty segment"));
+        check("/a//b=x", Err("empty segment"));
+        check("a~2=x", Err("~"));
+    }
+}
