@@ -867,6 +867,10 @@ mod tests {
     struct Recorder {
         base: Arc<RwLock<String>>,
         forms: Arc<std::sync::Mutex<Vec<Sent>>>,
+        /// The `DPoP` header of each token request.
+        proofs: Arc<std::sync::Mutex<Vec<Option<String>>>>,
+        /// How many token requests to come are answered 503.
+        unavailable: Arc<AtomicUsize>,
         github_queries: Arc<std::sync::Mutex<Vec<String>>>,
     }
 
@@ -903,16 +907,26 @@ mod tests {
             State(r): State<Recorder>,
             headers: axum::http::HeaderMap,
             axum::Form(form): axum::Form<HashMap<String, String>>,
-        ) -> Json<serde_json::Value> {
-            let auth = headers
-                .get("authorization")
-                .map(|v| v.to_str().unwrap().to_owned());
+        ) -> Response {
+            let header = |name: &str| headers.get(name).map(|v| v.to_str().unwrap().to_owned());
+            r.proofs.lock().unwrap().push(header("dpop"));
             let mut forms = r.forms.lock().unwrap();
-            forms.push((form, auth));
+            forms.push((form, header("authorization")));
+            let down = r
+                .unavailable
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok();
+            if down {
+                return (StatusCode::SERVICE_UNAVAILABLE, [("retry-after", "0")], "")
+                    .into_response();
+            }
+            let bound = header("dpop").is_some();
             Json(serde_json::json!({
-                "access_token": format!("v4.public.token-{}", forms.len()), "token_type": "Bearer",
+                "access_token": format!("v4.public.token-{}", forms.len()),
+                "token_type": if bound { "DPoP" } else { "Bearer" },
                 "expires_in": 100, "scope": "orders:read",
             }))
+            .into_response()
         }
         async fn github(
             State(r): State<Recorder>,
@@ -998,6 +1012,43 @@ mod tests {
         );
         named.token().await.unwrap();
         assert_eq!(recorder.forms()[3].0["client_id"], "0193-client");
+    }
+
+    #[tokio::test]
+    async fn a_federated_request_is_retried_and_bound_like_any_other() {
+        let recorder = recorder().await;
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("token");
+        std::fs::write(&file, "eyJ.only.jwt").unwrap();
+        recorder.unavailable.store(2, Ordering::SeqCst);
+        let source = TokenSource::builder(recorder.base.read().unwrap().clone())
+            .federated(None, ExternalToken::file(&file))
+            .dpop_key(JwsKey::ed25519_from_seed(&[5; 32]))
+            .scopes(["orders:read"])
+            .clock(Arc::new(ManualClock::new(T0)))
+            .retry(RetryPolicy {
+                max_attempts: 3,
+                base_delay: StdDuration::from_millis(1),
+                max_delay: StdDuration::from_millis(10),
+            })
+            .build()
+            .unwrap();
+        let token = source.token().await.unwrap();
+        assert!(token.is_dpop_bound());
+        // Three attempts of one request: the file read once, a fresh proof each time.
+        assert_eq!(recorder.assertions(), ["eyJ.only.jwt"; 3]);
+        let proofs: Vec<String> = recorder
+            .proofs
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|p| p.clone().unwrap())
+            .collect();
+        assert_eq!(proofs.len(), 3);
+        assert!(
+            proofs[0] != proofs[1] && proofs[1] != proofs[2],
+            "fresh proofs"
+        );
     }
 
     #[tokio::test]
