@@ -3,7 +3,11 @@
 //! the token endpoint (client authentication, user token exchange), against a real test
 //! issuer (`mayfly_federation::testing::TestIssuer`).
 
-use mayfly_federation::testing::{TestIssuer, TestKey, github_actions_claims, kubernetes_claims};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use mayfly_federation::testing::{
+    TestIssuer, TestKey, compact, github_actions_claims, kubernetes_claims,
+};
 use serde_json::{Value, json};
 
 use crate::helpers::{AdminApi, TestApp};
@@ -18,6 +22,12 @@ crate::both_stores!(
     federation_needs_the_family_scopes,
     hostile_text_in_an_identity_is_refused,
     a_workload_with_no_secret_gets_a_token_with_its_platform_token,
+    bad_external_tokens_are_refused_with_invalid_client_and_audited,
+    unknown_kid_floods_fetch_the_key_set_at_most_once_per_interval,
+    issuer_key_rotation_is_picked_up_and_a_warm_cache_outlives_the_issuer,
+    external_tokens_are_single_use_across_replicas,
+    users_exchange_an_external_token_for_their_own_token,
+    external_subject_tokens_are_refused_with_invalid_grant,
 );
 
 fn id(v: &Value) -> String {
@@ -589,4 +599,611 @@ async fn a_workload_with_no_secret_gets_a_token_with_its_platform_token(app: Tes
             .unwrap()
             .contains(&json!("private_key_jwt"))
     );
+}
+
+/// Asserts an `invalid_client` refusal whose audit event (the newest
+/// `client.auth_failed`) names `reason`; returns that event's detail.
+async fn refused(fed: &Federated<'_>, response: reqwest::Response, reason: &str) -> Value {
+    let body = crate::helpers::assert_oauth_error(response, 401, "invalid_client").await;
+    let text = body.to_string();
+    assert!(!text.contains("kubernetes"), "no claim echoed: {text}");
+    // Events of one instant (the test clock stands still) have no reliable order: find
+    // the one with this reason.
+    let events = fed.app.audit("client.auth_failed").await;
+    let detail = events
+        .iter()
+        .map(|e| e.detail.clone())
+        .find(|d| d["reason"].as_str().unwrap_or_default().contains(reason))
+        .unwrap_or_else(|| panic!("no client.auth_failed event says {reason:?}"));
+    assert_eq!(detail["auth_method"], "federated_jwt", "{detail}");
+    detail
+}
+
+fn hs256(secret: &[u8], header: &Value, claims: &Value) -> String {
+    use hmac::{KeyInit as _, Mac as _};
+    let unsigned = compact(header, claims, b"");
+    let input = unsigned.trim_end_matches('.');
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret).unwrap();
+    mac.update(input.as_bytes());
+    compact(header, claims, &mac.finalize().into_bytes())
+}
+
+async fn bad_external_tokens_are_refused_with_invalid_client_and_audited(app: TestApp) {
+    let fed = Federated::start(&app, json!({})).await;
+    let worker = fed.workload(kubernetes_rule()).await;
+    let now = app.now().unix_timestamp();
+    let mint = |claims: &Value| fed.issuer.mint("rsa-1", claims);
+    let with = |change: &dyn Fn(&mut Value)| {
+        let mut claims = fed.kubernetes();
+        change(&mut claims);
+        claims
+    };
+
+    // An issuer nobody trusts (its own keys, its own URL).
+    let stranger = TestIssuer::start(vec![TestKey::rsa("rsa-1", 1)]).await;
+    let claims = kubernetes_claims(
+        stranger.issuer(),
+        &app.issuer(),
+        app.now(),
+        "pay",
+        "worker",
+        "p",
+    );
+    let response = fed
+        .client_credentials(&stranger.mint("rsa-1", &claims), &[])
+        .await;
+    refused(&fed, response, "not a trusted issuer").await;
+    // The trusted issuer's URL, signed by another key with the same kid.
+    let forged = TestKey::rsa("rsa-1", 2).sign(&fed.kubernetes());
+    refused(
+        &fed,
+        fed.client_credentials(&forged, &[]).await,
+        "signature",
+    )
+    .await;
+    // Wrong audience, expired, older than the maximum age (5 minutes by default).
+    let other_aud = mint(&with(&|c| c["aud"] = json!(["https://other.example"])));
+    refused(
+        &fed,
+        fed.client_credentials(&other_aud, &[]).await,
+        "audience",
+    )
+    .await;
+    let expired = mint(&with(&|c| {
+        c["iat"] = json!(now - 7200);
+        c["nbf"] = json!(now - 7200);
+        c["exp"] = json!(now - 3600);
+    }));
+    refused(&fed, fed.client_credentials(&expired, &[]).await, "expired").await;
+    let old = mint(&with(&|c| {
+        c["iat"] = json!(now - 600);
+        c["nbf"] = json!(now - 600);
+    }));
+    refused(&fed, fed.client_credentials(&old, &[]).await, "maximum age").await;
+    // `alg: none`, and HS256 keyed with the issuer's public key.
+    let none = compact(
+        &json!({"alg": "none", "kid": "rsa-1"}),
+        &fed.kubernetes(),
+        b"",
+    );
+    refused(&fed, fed.client_credentials(&none, &[]).await, "algorithm").await;
+    let public = fed.issuer.jwks()["keys"][0].to_string();
+    let hmac = hs256(
+        public.as_bytes(),
+        &json!({"alg": "HS256", "kid": "rsa-1", "typ": "JWT"}),
+        &fed.kubernetes(),
+    );
+    refused(&fed, fed.client_credentials(&hmac, &[]).await, "algorithm").await;
+    // A key the issuer does not publish.
+    let unknown = TestKey::rsa("rsa-unknown", 1).sign(&fed.kubernetes());
+    refused(
+        &fed,
+        fed.client_credentials(&unknown, &[]).await,
+        "does not publish",
+    )
+    .await;
+    // Verified, but no identity matches: the audit event names who it was.
+    let other_ns = kubernetes_claims(
+        fed.issuer.issuer(),
+        &app.issuer(),
+        app.now(),
+        "dev",
+        "worker",
+        "p",
+    );
+    let detail = refused(
+        &fed,
+        fed.client_credentials(&mint(&other_ns), &[]).await,
+        "no federated identity",
+    )
+    .await;
+    assert_eq!(
+        detail["external"]["subject"],
+        "system:serviceaccount:dev:worker"
+    );
+    assert_eq!(detail["external"]["issuer"], fed.issuer.issuer());
+    // A client_id that is not the matched client.
+    let stranger_client = app.client().await.id.to_string();
+    let response = fed
+        .client_credentials(&mint(&fed.kubernetes()), &[("client_id", &stranger_client)])
+        .await;
+    refused(&fed, response, "client_id").await;
+    // Two clients whose identities both match: refused as ambiguous.
+    fed.workload(json!({ "conditions": [
+        {"type": "equals", "claim": "/repository", "value": "acme/api"},
+    ]}))
+    .await;
+    fed.workload(json!({ "conditions": [
+        {"type": "equals", "claim": "/ref", "value": "refs/heads/main"},
+    ]}))
+    .await;
+    let github = fed.issuer.mint("ec-1", &fed.github());
+    refused(
+        &fed,
+        fed.client_credentials(&github, &[]).await,
+        "ambiguous",
+    )
+    .await;
+    // A disabled client: as for any client.
+    fed.api
+        .patch(
+            &format!("/admin/v1/clients/{worker}"),
+            json!({ "enabled": false }),
+        )
+        .await
+        .ok(200);
+    refused(
+        &fed,
+        fed.client_credentials(&mint(&fed.kubernetes()), &[]).await,
+        "disabled",
+    )
+    .await;
+
+    // Hostile bytes: 400 or 401, never a 500.
+    let trusted = URL_SAFE_NO_PAD.encode(format!(r#"{{"iss":"{}"}}"#, fed.issuer.issuer()));
+    let header = URL_SAFE_NO_PAD.encode(r#"{"alg":"RS256","kid":"\u0000\n"}"#);
+    let huge = format!("{header}.{}.AAAA", "A".repeat(15_000));
+    for hostile in [
+        format!("{header}.{trusted}."),
+        format!("{header}.{trusted}.%%%"),
+        format!("e30.{trusted}.AAAA"),
+        format!("{trusted}.{trusted}.{trusted}"),
+        format!("{header}.{trusted}.AAAA.AAAA"),
+        huge,
+    ] {
+        let response = fed.client_credentials(&hostile, &[]).await;
+        let status = response.status().as_u16();
+        assert!(matches!(status, 400 | 401), "{status} for {hostile:.80}");
+    }
+    let response = app
+        .http
+        .post(format!("{}/oauth2/token", app.base))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!(
+            "grant_type=client_credentials&client_assertion_type={JWT_BEARER}&client_assertion=%FF%00{header}.{trusted}.%C0"
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert!(matches!(response.status().as_u16(), 400 | 401));
+    // Nothing was issued for an external token (the admin's token is the only one).
+    let issued = app.audit("token.issued").await;
+    assert!(issued.iter().all(|e| e.detail.get("external").is_none()));
+}
+
+async fn unknown_kid_floods_fetch_the_key_set_at_most_once_per_interval(app: TestApp) {
+    let fed = Federated::start(&app, json!({})).await;
+    fed.workload(kubernetes_rule()).await;
+    let good = fed.issuer.mint("rsa-1", &fed.kubernetes());
+    assert_eq!(fed.client_credentials(&good, &[]).await.status(), 200);
+    let warm = fed.issuer.jwks_fetches();
+    assert_eq!(warm, 1);
+    let flood = |n: usize| {
+        let fed = &fed;
+        async move {
+            for i in 0..n {
+                let key = TestKey::es256(&format!("made-up-{i}"));
+                let response = fed
+                    .client_credentials(&key.sign(&fed.kubernetes()), &[])
+                    .await;
+                assert_eq!(response.status(), 401);
+            }
+        }
+    };
+    // Within one refetch interval (15 s), twelve made-up kids cost one fetch at most.
+    flood(12).await;
+    assert!(
+        fed.issuer.jwks_fetches() <= warm + 1,
+        "{}",
+        fed.issuer.jwks_fetches()
+    );
+    // The next interval allows one more.
+    app.clock.advance(time::Duration::seconds(16));
+    flood(12).await;
+    assert!(
+        fed.issuer.jwks_fetches() <= warm + 2,
+        "{}",
+        fed.issuer.jwks_fetches()
+    );
+    // The known key kept working throughout.
+    let good = fed.issuer.mint("rsa-1", &fed.kubernetes());
+    assert_eq!(fed.client_credentials(&good, &[]).await.status(), 200);
+}
+
+async fn issuer_key_rotation_is_picked_up_and_a_warm_cache_outlives_the_issuer(app: TestApp) {
+    let fed = Federated::start(&app, json!({})).await;
+    fed.workload(kubernetes_rule()).await;
+    let ok = |kid: &'static str| {
+        let fed = &fed;
+        async move {
+            let token = fed.issuer.mint(kid, &fed.kubernetes());
+            fed.client_credentials(&token, &[]).await.status().as_u16()
+        }
+    };
+    // A second trusted issuer, down before anything of it is cached (set up now: the
+    // admin's token does not outlive the clock moves below).
+    let cold = TestIssuer::start(vec![TestKey::es256("ec-cold")]).await;
+    create_issuer(
+        &fed.api,
+        json!({ "issuer": cold.issuer(), "audience": app.issuer(), "algorithms": ["ES256"] }),
+    )
+    .await;
+    let client = app.client().await;
+    fed.app.grant(&client, ORDERS, &["orders:read"]).await;
+    fed.api
+        .post(
+            &format!("/admin/v1/clients/{}/federated-identities", client.id),
+            json!({ "issuer": cold.issuer(), "subject": "system:serviceaccount:pay:worker" }),
+        )
+        .await
+        .ok(201);
+    cold.set_down(true);
+
+    assert_eq!(ok("rsa-1").await, 200);
+    // The issuer rotates: a token under the new key is accepted without a restart (one
+    // refetch, once the refetch interval since the last fetch passed).
+    fed.issuer.add_key(TestKey::rsa("rsa-2", 1));
+    app.clock.advance(time::Duration::seconds(16));
+    assert_eq!(ok("rsa-2").await, 200);
+    // The old key stops being published: once the cached set is stale (no
+    // Cache-Control: 5 minutes) and refetched, its tokens are refused.
+    let retired = fed.issuer.key("rsa-1").unwrap();
+    fed.issuer.remove_key("rsa-1");
+    app.clock.advance(time::Duration::minutes(6));
+    assert_eq!(ok("rsa-2").await, 200);
+    let response = fed
+        .client_credentials(&retired.sign(&fed.kubernetes()), &[])
+        .await;
+    refused(&fed, response, "does not publish").await;
+
+    // The issuer goes down: the warm cache keeps serving, stale or not.
+    fed.issuer.set_down(true);
+    assert_eq!(ok("rsa-2").await, 200);
+    app.clock.advance(time::Duration::minutes(10));
+    assert_eq!(ok("rsa-2").await, 200);
+
+    // An issuer down with nothing cached: 503, so the workload retries.
+    let claims = kubernetes_claims(
+        cold.issuer(),
+        &app.issuer(),
+        app.now(),
+        "pay",
+        "worker",
+        "p",
+    );
+    let response = fed
+        .client_credentials(&cold.mint("ec-cold", &claims), &[])
+        .await;
+    crate::helpers::assert_oauth_error(response, 503, "temporarily_unavailable").await;
+}
+
+async fn external_tokens_are_single_use_across_replicas(app: TestApp) {
+    let fed = Federated::start(&app, json!({})).await;
+    fed.workload(kubernetes_rule()).await;
+    let token = fed.issuer.mint("rsa-1", &fed.kubernetes());
+    assert_eq!(fed.client_credentials(&token, &[]).await.status(), 200);
+    refused(
+        &fed,
+        fed.client_credentials(&token, &[]).await,
+        "replayed (jti",
+    )
+    .await;
+    // Another replica on the same database refuses it too.
+    let replica = app.replica().await;
+    let response = replica
+        .http
+        .post(format!("{}/oauth2/token", replica.base))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("scope", "orders:read"),
+            ("resource", ORDERS),
+            ("client_assertion_type", JWT_BEARER),
+            ("client_assertion", token.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    crate::helpers::assert_oauth_error(response, 401, "invalid_client").await;
+
+    // Without a jti (Kubernetes before 1.29): once per (issuer, sub, iat).
+    let mut claims = fed.kubernetes();
+    claims.as_object_mut().unwrap().remove("jti");
+    let first = fed.issuer.mint("rsa-1", &claims);
+    assert_eq!(fed.client_credentials(&first, &[]).await.status(), 200);
+    // Even signed again (another signature, same issuance): refused.
+    let again = fed.issuer.mint("ec-1", &claims);
+    refused(
+        &fed,
+        fed.client_credentials(&again, &[]).await,
+        "replayed (issuer, sub and iat",
+    )
+    .await;
+    // The next token the platform issues (a later iat) is fine.
+    app.clock.advance(time::Duration::seconds(1));
+    let mut next = fed.kubernetes();
+    next.as_object_mut().unwrap().remove("jti");
+    let next = fed.issuer.mint("rsa-1", &next);
+    assert_eq!(fed.client_credentials(&next, &[]).await.status(), 200);
+}
+
+// ---- The token endpoint: external tokens exchanged for a user's token (RFC 8693) ---
+
+const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+const JWT_TYPE: &str = "urn:ietf:params:oauth:token-type:jwt";
+const ID_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:id_token";
+
+/// OIDC ID token claims for `sub`, issued now, for Mayfly (5 minutes, with a jti).
+fn id_token_claims(fed: &Federated<'_>, sub: &str) -> Value {
+    let iat = fed.app.now().unix_timestamp();
+    json!({
+        "iss": fed.issuer.issuer(),
+        "sub": sub,
+        "aud": fed.app.issuer(),
+        "iat": iat,
+        "exp": iat + 300,
+        "jti": uuid::Uuid::new_v4().to_string(),
+        "email": "alice@example.com",
+        "email_verified": true,
+    })
+}
+
+impl Federated<'_> {
+    /// A user `alice` granted `orders:read`, linked to the external subject `alice-oidc`,
+    /// and a first-party client that may exchange tokens.
+    async fn alice(&self) -> (uuid::Uuid, crate::helpers::TestClient) {
+        let alice = self.app.user("alice", "correct horse battery staple").await;
+        self.app.grant_user(alice, ORDERS, &["orders:read"]).await;
+        self.identity("users", alice, json!({ "subject": "alice-oidc" }))
+            .await;
+        let client = self.app.client_for(&[TOKEN_EXCHANGE]).await;
+        (alice, client)
+    }
+
+    /// A token exchange by `client` of `subject_token` of `kind`, for `scope` on ORDERS.
+    async fn exchange(
+        &self,
+        client: &crate::helpers::TestClient,
+        subject_token: &str,
+        kind: &str,
+        extra: &[(&str, &str)],
+    ) -> reqwest::Response {
+        let mut form = vec![
+            ("grant_type", TOKEN_EXCHANGE),
+            ("subject_token", subject_token),
+            ("subject_token_type", kind),
+            ("scope", "orders:read"),
+            ("resource", ORDERS),
+        ];
+        form.extend_from_slice(extra);
+        self.app
+            .token_request(crate::helpers::Auth::Basic(client), &form)
+            .await
+    }
+}
+
+async fn users_exchange_an_external_token_for_their_own_token(app: TestApp) {
+    let fed = Federated::start(&app, json!({})).await;
+    let (alice, client) = fed.alice().await;
+    let verifier = app.verifier(ORDERS).await;
+
+    for (kind, kid) in [(JWT_TYPE, "rsa-1"), (ID_TOKEN_TYPE, "ec-1")] {
+        let claims = id_token_claims(&fed, "alice-oidc");
+        let external_exp = claims["exp"].as_i64().unwrap();
+        let subject_token = fed.issuer.mint(kid, &claims);
+        let response = fed.exchange(&client, &subject_token, kind, &[]).await;
+        assert_eq!(response.status(), 200, "{kind}");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(
+            body["issued_token_type"],
+            "urn:ietf:params:oauth:token-type:access_token"
+        );
+        assert!(body.get("refresh_token").is_none(), "{body}");
+        let claims = verifier
+            .verify(
+                body["access_token"].as_str().unwrap(),
+                &["orders:read"],
+                app.now(),
+            )
+            .unwrap();
+        assert_eq!(claims.sub, alice.to_string());
+        assert_eq!(claims.client_id, client.id.to_string());
+        assert!(
+            claims.exp.unix_timestamp() <= external_exp,
+            "outlives the external token"
+        );
+    }
+
+    // The audit event names the external identity and the claims that matched.
+    let issued = app.audit("token.issued").await;
+    let event = issued
+        .iter()
+        .find(|e| e.subject.as_deref() == Some(alice.to_string().as_str()))
+        .unwrap();
+    assert_eq!(event.detail["external"]["issuer"], fed.issuer.issuer());
+    assert_eq!(event.detail["external"]["subject"], "alice-oidc");
+    assert_eq!(
+        event.detail["external"]["matched"],
+        json!({ "/sub": "alice-oidc" })
+    );
+    assert_eq!(event.detail["grant_type"], TOKEN_EXCHANGE);
+}
+
+async fn external_subject_tokens_are_refused_with_invalid_grant(app: TestApp) {
+    let fed = Federated::start(&app, json!({})).await;
+    let (alice, client) = fed.alice().await;
+    fed.workload(kubernetes_rule()).await;
+    let mint = |sub: &str| fed.issuer.mint("rsa-1", &id_token_claims(&fed, sub));
+    let refused = |response: reqwest::Response, code: &'static str, reason: &'static str| {
+        let fed = &fed;
+        async move {
+            let body = crate::helpers::assert_oauth_error(response, 400, code).await;
+            if code == "invalid_grant" {
+                let denied = fed.app.audit("token.denied").await;
+                assert!(
+                    denied.iter().any(|e| e.detail["reason"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .contains(reason)),
+                    "no token.denied event says {reason:?}"
+                );
+            }
+            body
+        }
+    };
+
+    // A scope the user is not granted: refused, and the external token is not spent.
+    let token = mint("alice-oidc");
+    let wide = app
+        .token_request(
+            crate::helpers::Auth::Basic(&client),
+            &[
+                ("grant_type", TOKEN_EXCHANGE),
+                ("subject_token", token.as_str()),
+                ("subject_token_type", JWT_TYPE),
+                ("scope", "orders:write"),
+                ("resource", ORDERS),
+            ],
+        )
+        .await;
+    crate::helpers::assert_oauth_error(wide, 400, "invalid_scope").await;
+    assert_eq!(
+        fed.exchange(&client, &token, JWT_TYPE, &[]).await.status(),
+        200
+    );
+    // Used once: a second exchange is refused.
+    let again = fed.exchange(&client, &token, JWT_TYPE, &[]).await;
+    refused(again, "invalid_grant", "replayed").await;
+
+    // No user speaks for this subject; a client's identity does not make a user.
+    refused(
+        fed.exchange(&client, &mint("mallory"), JWT_TYPE, &[]).await,
+        "invalid_grant",
+        "no federated identity",
+    )
+    .await;
+    let workload_token = fed.issuer.mint("rsa-1", &fed.kubernetes());
+    refused(
+        fed.exchange(&client, &workload_token, JWT_TYPE, &[]).await,
+        "invalid_grant",
+        "no federated identity",
+    )
+    .await;
+    // Expired, signed with no issuer key, alg none, not a JWT at all.
+    let mut expired = id_token_claims(&fed, "alice-oidc");
+    expired["iat"] = json!(app.now().unix_timestamp() - 7200);
+    expired["exp"] = json!(app.now().unix_timestamp() - 3600);
+    refused(
+        fed.exchange(&client, &fed.issuer.mint("rsa-1", &expired), JWT_TYPE, &[])
+            .await,
+        "invalid_grant",
+        "expired",
+    )
+    .await;
+    let forged = TestKey::rsa("rsa-1", 2).sign(&id_token_claims(&fed, "alice-oidc"));
+    refused(
+        fed.exchange(&client, &forged, JWT_TYPE, &[]).await,
+        "invalid_grant",
+        "signature",
+    )
+    .await;
+    let none = compact(
+        &json!({"alg": "none"}),
+        &id_token_claims(&fed, "alice-oidc"),
+        b"",
+    );
+    refused(
+        fed.exchange(&client, &none, ID_TOKEN_TYPE, &[]).await,
+        "invalid_grant",
+        "algorithm",
+    )
+    .await;
+    refused(
+        fed.exchange(&client, "not.a.jwt\u{0}", JWT_TYPE, &[]).await,
+        "invalid_grant",
+        "malformed",
+    )
+    .await;
+    // A subject token type Mayfly does not exchange; an actor token with an external one.
+    refused(
+        fed.exchange(
+            &client,
+            &mint("alice-oidc"),
+            "urn:ietf:params:oauth:token-type:saml2",
+            &[],
+        )
+        .await,
+        "invalid_request",
+        "",
+    )
+    .await;
+    let admin_token = fed.api.token.clone();
+    refused(
+        fed.exchange(
+            &client,
+            &mint("alice-oidc"),
+            JWT_TYPE,
+            &[
+                ("actor_token", admin_token.as_str()),
+                (
+                    "actor_token_type",
+                    "urn:ietf:params:oauth:token-type:access_token",
+                ),
+            ],
+        )
+        .await,
+        "invalid_request",
+        "",
+    )
+    .await;
+    // A client without the token-exchange grant type.
+    let plain = app.client().await;
+    let response = fed
+        .exchange(&plain, &mint("alice-oidc"), JWT_TYPE, &[])
+        .await;
+    crate::helpers::assert_oauth_error(response, 400, "unauthorized_client").await;
+
+    // A disabled user gets nothing; the event still names who it was.
+    app.admin()
+        .update_user(
+            alice,
+            mayfly_server::service::UserChanges {
+                enabled: Some(false),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    refused(
+        fed.exchange(&client, &mint("alice-oidc"), JWT_TYPE, &[])
+            .await,
+        "invalid_grant",
+        "user disabled",
+    )
+    .await;
+    let denied = app.audit("token.denied").await;
+    let event = denied
+        .iter()
+        .find(|e| e.detail["reason"] == "user disabled")
+        .unwrap();
+    assert_eq!(event.detail["external"]["subject"], "alice-oidc");
 }

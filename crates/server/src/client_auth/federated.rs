@@ -124,6 +124,13 @@ pub struct Identified {
     token: VerifiedToken,
 }
 
+impl Identified {
+    /// The token's `exp`: what is issued for it should not outlive it.
+    pub fn expires_at(&self) -> OffsetDateTime {
+        self.token.expires_at()
+    }
+}
+
 /// The unverified `iss` of a token that could be a federated one: present, and not a
 /// Mayfly client id (a `private_key_jwt` assertion's `iss` is its client id, a canonical
 /// UUID; a trusted issuer's is an URL).

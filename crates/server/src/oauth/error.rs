@@ -55,6 +55,18 @@ pub enum TokenError {
     /// `invalid_grant` for a refresh token; the reason is for the audit log.
     #[error("the refresh token is invalid, expired or revoked")]
     RefreshRefused(String),
+    /// `invalid_grant` for an external `subject_token` (federated token exchange): every
+    /// reason looks alike to the caller; the reason and, once it verified, the external
+    /// identity (`{issuer, subject, matched}`) are for the audit log.
+    #[error(
+        "the subject_token is invalid, expired, already used, or speaks for no user that may have a token"
+    )]
+    ExternalSubjectRefused {
+        /// Why, for the audit log.
+        reason: String,
+        /// The external identity, when the token verified.
+        external: Option<serde_json::Value>,
+    },
     /// `invalid_scope`: scope missing, malformed or not granted.
     #[error("{0}")]
     InvalidScope(String),
@@ -103,9 +115,10 @@ impl TokenError {
             Self::InvalidClient(_) => ErrorCode::InvalidClient,
             Self::UnsupportedGrantType(_) => ErrorCode::UnsupportedGrantType,
             Self::UnauthorizedClient(_) => ErrorCode::UnauthorizedClient,
-            Self::InvalidGrant(_) | Self::UserAuthFailed { .. } | Self::RefreshRefused(_) => {
-                ErrorCode::InvalidGrant
-            }
+            Self::InvalidGrant(_)
+            | Self::UserAuthFailed { .. }
+            | Self::RefreshRefused(_)
+            | Self::ExternalSubjectRefused { .. } => ErrorCode::InvalidGrant,
             Self::InvalidScope(_) => ErrorCode::InvalidScope,
             Self::InvalidTarget(_) => ErrorCode::InvalidTarget,
             Self::Forbidden(_) | Self::NetworkNotAllowed(_) => ErrorCode::UnauthorizedClient,
@@ -120,7 +133,9 @@ impl TokenError {
     /// The reason to record in the audit log (may say more than the client sees).
     pub fn audit_reason(&self) -> String {
         match self {
-            Self::InvalidClient(reason) | Self::RefreshRefused(reason) => reason.clone(),
+            Self::InvalidClient(reason)
+            | Self::RefreshRefused(reason)
+            | Self::ExternalSubjectRefused { reason, .. } => reason.clone(),
             Self::UserAuthFailed { reason, .. } => (*reason).to_owned(),
             other => other.to_string(),
         }

@@ -52,9 +52,15 @@ pub struct TokenRequestForm {
     /// Token exchange: the Mayfly access token to exchange. Exchange is not
     /// impersonation: without `actor_token`, only the client it was issued to
     /// (`client_id`) may exchange it (down-scoping); any other client gets
-    /// `invalid_grant` and must delegate with `actor_token`.
+    /// `invalid_grant` and must delegate with `actor_token`. Or an external JWT (an
+    /// OIDC ID token) of a trusted issuer that matches exactly one user's federated
+    /// identity: the token is then that user's (scope required, within the user's
+    /// grants; no refresh token; expires no later than the external token; single-use).
     subject_token: Option<String>,
-    /// Token exchange: `urn:ietf:params:oauth:token-type:access_token`.
+    /// Token exchange: `urn:ietf:params:oauth:token-type:access_token` for a Mayfly
+    /// token; `urn:ietf:params:oauth:token-type:jwt` or
+    /// `urn:ietf:params:oauth:token-type:id_token` for an external JWT (workload identity
+    /// federation).
     subject_token_type: Option<String>,
     /// Token exchange: a Mayfly access token of the party acting for the subject
     /// (delegation; issued to the calling client, which a grant of the subject must
@@ -425,7 +431,7 @@ fn issued_event(
     ctx: &RequestContext,
 ) -> AuditEvent {
     let claims = &issued.claims;
-    with_external(
+    let mut event = with_external(
         AuditEvent {
             actor: Some(claims.client_id.clone()),
             subject: Some(claims.sub.clone()),
@@ -448,15 +454,23 @@ fn issued_event(
             }),
             ..audit::event(kind::TOKEN_ISSUED, outcome::SUCCESS, state.clock.now(), ctx)
         },
-        seen,
-    )
+        // A federated exchange names the user's external identity; the client's own
+        // (a federated client authentication) then goes beside it.
+        issued.external.as_ref().or(seen.external.as_ref()),
+    );
+    if issued.external.is_some()
+        && let (Some(client), Some(detail)) = (&seen.external, event.detail.as_object_mut())
+    {
+        detail.insert("client_external".into(), client.clone());
+    }
+    event
 }
 
 /// Adds `detail.external` (issuer, subject, matched claims) when an external token
 /// verified: what `audit_events_by_external` searches. Absent otherwise, so the
 /// partial index on it skips every other event.
-fn with_external(mut event: AuditEvent, seen: &Seen) -> AuditEvent {
-    if let (Some(external), Some(detail)) = (&seen.external, event.detail.as_object_mut()) {
+fn with_external(mut event: AuditEvent, external: Option<&serde_json::Value>) -> AuditEvent {
+    if let (Some(external), Some(detail)) = (external, event.detail.as_object_mut()) {
         detail.insert("external".into(), external.clone());
     }
     event
@@ -507,6 +521,10 @@ fn denied_event(
             }),
             ..audit::event(event_type, result, state.clock.now(), ctx)
         },
-        seen,
+        match error {
+            TokenError::ExternalSubjectRefused { external, .. } => external.as_ref(),
+            _ => None,
+        }
+        .or(seen.external.as_ref()),
     )
 }

@@ -2,6 +2,8 @@
 //! trade a Mayfly access token for a narrower one, or, with an actor token, for one
 //! that says who acts for the subject.
 //!
+//! - A `subject_token_type` of `urn:ietf:params:oauth:token-type:jwt` or `…:id_token`
+//!   is an external JWT exchanged for a user's token: [`super::federated`].
 //! - `subject_token` (type `urn:ietf:params:oauth:token-type:access_token`) must be
 //!   active as introspection would answer ([`crate::oauth::active`]): signature, time,
 //!   revocations, client, subject and grants.
@@ -58,6 +60,11 @@ pub struct ExchangeRequest<'a> {
 fn check_type(name: &str, value: Option<&str>) -> Result<(), TokenError> {
     match value {
         Some(ACCESS_TOKEN_TYPE) => Ok(()),
+        Some(_) if name == "subject_token_type" => Err(TokenError::InvalidRequest(format!(
+            "{name} must be {ACCESS_TOKEN_TYPE}, {} or {}",
+            super::federated::JWT_TOKEN_TYPE,
+            super::federated::ID_TOKEN_TYPE
+        ))),
         Some(_) => Err(TokenError::InvalidRequest(format!(
             "{name} must be {ACCESS_TOKEN_TYPE}"
         ))),
@@ -109,6 +116,10 @@ pub async fn grant(
     let subject_token = request.subject_token.ok_or_else(|| {
         TokenError::InvalidRequest("the subject_token parameter is required".into())
     })?;
+    // An external JWT for a user (workload identity federation).
+    if super::federated::is_external(request.subject_token_type) {
+        return Box::pin(super::federated::grant(state, view, subject_token, request)).await;
+    }
     check_type("subject_token_type", request.subject_token_type)?;
     if request.requested_token_type.is_some() {
         check_type("requested_token_type", request.requested_token_type)?;

@@ -4,6 +4,7 @@
 
 pub mod client_credentials;
 pub mod exchange;
+pub mod federated;
 pub mod password;
 pub mod refresh;
 
@@ -44,6 +45,9 @@ pub struct Issued {
     pub grant_ids: Vec<Uuid>,
     /// The signing key id.
     pub kid: String,
+    /// The external identity it was issued for (federated token exchange): the audit
+    /// event's `detail.external`.
+    pub external: Option<serde_json::Value>,
 }
 
 /// Limits from the subject itself (a client's default and maximum TTL, its networks).
@@ -314,6 +318,7 @@ pub fn sign(state: &AppState, authorized: Authorized) -> Result<Issued, TokenErr
         claims,
         grant_ids,
         kid: keys.active.id().to_string(),
+        external: None,
     })
 }
 
