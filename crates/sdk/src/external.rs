@@ -55,6 +55,12 @@ impl fmt::Debug for ExternalToken {
 impl ExternalToken {
     /// A token kept in a file (e.g. a Kubernetes projected service-account token at
     /// `/var/run/secrets/mayfly/token`), read again for every token request.
+    ///
+    /// Mayfly spends each external token at its first use, so a refresh succeeds only
+    /// once the platform has written a new one: give the client a token lifetime whose
+    /// refresh point (75–80 % of it) comes after the platform's rotation (the kubelet
+    /// rotates at 80 % of `expirationSeconds`; 15 minutes suits 10-minute tokens).
+    /// Until then a failed refresh keeps serving the still-valid token.
     pub fn file(path: impl Into<PathBuf>) -> Self {
         Self(Source::File(path.into()))
     }
