@@ -66,30 +66,58 @@ pub struct Observation {
 /// The network an address belongs to, as the baseline records it: /24 for IPv4, /64 for
 /// IPv6 (one site or one host's prefix, not one address).
 pub fn network(address: IpAddr) -> String {
-    match address.to_canonical() {
-        IpAddr::V4(v4) => {
-            let [a, b, c, _] = v4.octets();
-            format!("{a}.{b}.{c}.0/24")
-        }
-        IpAddr::V6(v6) => {
-            let s = v6.segments();
-            let prefix = std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0);
-            format!("{prefix}/64")
+    Network::of(address).to_string()
+}
+
+/// A network of [`network`], held without a heap allocation: one is remembered for every
+/// token issued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Network {
+    V4([u8; 3]),
+    V6([u16; 4]),
+}
+
+impl Network {
+    fn of(address: IpAddr) -> Self {
+        match address.to_canonical() {
+            IpAddr::V4(v4) => {
+                let [a, b, c, _] = v4.octets();
+                Self::V4([a, b, c])
+            }
+            IpAddr::V6(v6) => {
+                let s = v6.segments();
+                Self::V6([s[0], s[1], s[2], s[3]])
+            }
         }
     }
 }
 
-#[derive(Debug, Clone)]
+impl std::fmt::Display for Network {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            Self::V4([a, b, c]) => write!(f, "{a}.{b}.{c}.0/24"),
+            Self::V6([a, b, c, d]) => {
+                write!(f, "{}/64", std::net::Ipv6Addr::new(a, b, c, d, 0, 0, 0, 0))
+            }
+        }
+    }
+}
+
+/// Where a token was issued, and until when that matters; keyed by the 16 bytes of its
+/// `jti`. No heap allocation per token: [`MAX_TOKENS`] of them take a few megabytes
+/// (string keys and values took 30 MB under load).
+#[derive(Debug, Clone, Copy)]
 struct Origin {
-    network: String,
-    exp: OffsetDateTime,
+    network: Network,
+    /// Expiry, in Unix seconds.
+    exp: i64,
 }
 
 /// What this process remembers. The store holds the baseline; this only saves trips.
 #[derive(Debug, Default)]
 pub struct Detector {
     known: Mutex<HashSet<(Uuid, SightingKind, String)>>,
-    origins: Mutex<HashMap<String, Origin>>,
+    origins: Mutex<HashMap<[u8; 16], Origin>>,
     bursts: Mutex<HashMap<Key, OffsetDateTime>>,
 }
 
@@ -112,6 +140,11 @@ impl Detector {
         now: OffsetDateTime,
     ) {
         let Some(address) = address else { return };
+        // Our `jti`s are UUIDs; anything else is not remembered.
+        let Ok(key) = Uuid::try_parse(jti) else {
+            return;
+        };
+        let now = now.unix_timestamp();
         let mut origins = self.origins.lock().unwrap_or_else(PoisonError::into_inner);
         if origins.len() >= MAX_TOKENS {
             origins.retain(|_, o| o.exp > now);
@@ -120,10 +153,10 @@ impl Detector {
             }
         }
         origins.insert(
-            jti.to_owned(),
+            key.into_bytes(),
             Origin {
-                network: network(address),
-                exp,
+                network: Network::of(address),
+                exp: exp.unix_timestamp(),
             },
         );
     }
@@ -161,12 +194,20 @@ impl Detector {
         if obs.seen_in == SeenIn::Issuance {
             return None;
         }
-        let origins = self.origins.lock().unwrap_or_else(PoisonError::into_inner);
-        let origin = origins.get(jti)?;
-        let now_in = network(address);
-        (origin.network != now_in).then(|| Found {
+        let key = Uuid::try_parse(jti).ok()?.into_bytes();
+        let issued_to = self
+            .origins
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&key)?
+            .network;
+        let now_in = Network::of(address);
+        (issued_to != now_in).then(|| Found {
             name: "token_new_network",
-            detail: serde_json::json!({ "issued_to": origin.network, "used_from": now_in }),
+            detail: serde_json::json!({
+                "issued_to": issued_to.to_string(),
+                "used_from": now_in.to_string(),
+            }),
         })
     }
 
