@@ -9,6 +9,7 @@
 #   MAYFLY_DB=postgres bash tests/bench/bench.sh
 #
 # Env: DUR=10s C=32 THREADS=2 MAYFLY_DB=sqlite|postgres
+#      ONLY="refresh exchange" runs only those paths (e.g. to profile one with perf)
 # Prints one line per endpoint: requests/s, p50, p99, errors and the server's CPU time per
 # request (user+sys of the server process over the run / requests: the steadier figure
 # on a shared machine), and the server's RSS idle and after the load.
@@ -75,6 +76,7 @@ for _ in $(seq $((C + THREADS))); do login; done >"$work/refresh-warmup"
 
 
 run() { # name url auth body [lua]
+    case " ${ONLY:-$1} " in *" $1 "*) ;; *) return 0 ;; esac
     local lua=${5:-$here/wrk-post.lua} c0 c1 out
     WRK_AUTH=$3 WRK_BODY=$4 WRK_TOKENS=$work/refresh-warmup wrk -t1 -c4 -d2s -s "$lua" "$2" >/dev/null 2>&1 || true
     c0=$(cpu_ticks)

@@ -13,6 +13,7 @@ mod audit;
 mod bound;
 mod escalation;
 mod exchange;
+mod federated_sdk;
 mod federation;
 mod gateway;
 mod helpers;

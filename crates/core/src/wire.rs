@@ -40,6 +40,55 @@ impl fmt::Debug for TokenResponse {
     }
 }
 
+impl TokenResponse {
+    /// The response as JSON, the same document `serde_json` writes, in one allocation.
+    /// Issuance is the hot path and its strings (PASETO tokens, refresh tokens, scopes)
+    /// need no escaping, so they are copied as they are; a string that would need
+    /// escaping goes through `serde_json`.
+    pub fn to_json(&self) -> Vec<u8> {
+        let refresh = self.refresh_token.as_deref().map_or(0, str::len);
+        let issued = self.issued_token_type.as_deref().map_or(0, str::len);
+        let mut out = Vec::with_capacity(
+            self.access_token.len()
+                + self.token_type.len()
+                + self.scope.len()
+                + refresh
+                + issued
+                + 128,
+        );
+        out.extend_from_slice(b"{\"access_token\":");
+        json_str(&mut out, &self.access_token);
+        out.extend_from_slice(b",\"token_type\":");
+        json_str(&mut out, &self.token_type);
+        out.extend_from_slice(b",\"expires_in\":");
+        out.extend_from_slice(self.expires_in.to_string().as_bytes());
+        out.extend_from_slice(b",\"scope\":");
+        json_str(&mut out, &self.scope);
+        if let Some(refresh) = &self.refresh_token {
+            out.extend_from_slice(b",\"refresh_token\":");
+            json_str(&mut out, refresh);
+        }
+        if let Some(kind) = &self.issued_token_type {
+            out.extend_from_slice(b",\"issued_token_type\":");
+            json_str(&mut out, kind);
+        }
+        out.push(b'}');
+        out
+    }
+}
+
+/// Appends `text` as a JSON string.
+fn json_str(out: &mut Vec<u8>, text: &str) {
+    if text.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.push(b'"');
+        out.extend_from_slice(text.as_bytes());
+        out.push(b'"');
+    } else if serde_json::to_writer(&mut *out, text).is_err() {
+        // Writing a string into a Vec cannot fail; keep the document valid regardless.
+        out.extend_from_slice(b"\"\"");
+    }
+}
+
 /// OAuth error codes (RFC 6749 §5.2, RFC 8707 §2 `invalid_target`), plus the two the
 /// authorization endpoint defines and token endpoints use for outages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -304,4 +353,39 @@ pub struct RevocationPage {
     pub items: Vec<RevocationEntry>,
     /// Where to continue from (the last item's cursor, or the given one when empty).
     pub next_cursor: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn response(access_token: &str, scope: &str, refresh: Option<&str>) -> TokenResponse {
+        TokenResponse {
+            access_token: access_token.into(),
+            token_type: "Bearer".into(),
+            expires_in: 300,
+            scope: scope.into(),
+            refresh_token: refresh.map(Into::into),
+            issued_token_type: refresh
+                .map(|_| "urn:ietf:params:oauth:token-type:access_token".into()),
+        }
+    }
+
+    #[test]
+    fn to_json_is_what_serde_json_writes() {
+        for r in [
+            response(
+                "v4.public.eyJhIjoxfQ-_abc.e30",
+                "orders:read orders:write",
+                None,
+            ),
+            response("v4.public.x", "", Some("mfy_rt_abc-_")),
+            response("quote\"back\\slash", "tab\tnul\0 é ☃", Some("\u{1f}\u{7f}")),
+        ] {
+            assert_eq!(
+                String::from_utf8(r.to_json()).unwrap(),
+                serde_json::to_string(&r).unwrap()
+            );
+        }
+    }
 }

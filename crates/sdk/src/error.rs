@@ -1,4 +1,5 @@
-//! Why talking to the issuer failed. Verification outcomes are [`crate::VerifyError`].
+//! Why talking to the issuer (or getting an external identity token) failed.
+//! Verification outcomes are [`crate::VerifyError`].
 
 use std::time::Duration as StdDuration;
 
@@ -35,6 +36,11 @@ pub enum Error {
     /// The issuer's answer was not what the protocol says.
     #[error("unexpected answer from the issuer: {0}")]
     InvalidResponse(String),
+    /// The external identity token of a federated workload could not be had (a file
+    /// missing, empty or unreadable; the GitHub Actions endpoint refusing). Names where
+    /// it was looked for, never the token.
+    #[error("no external identity token: {0}")]
+    ExternalToken(String),
 }
 
 /// The code of a refusal: an RFC 6749 code, or none when the body was not an OAuth error.

@@ -7,6 +7,9 @@
 //!   attaches the token to a `reqwest` request. The client may authenticate with a
 //!   private key instead of a secret (`private_key_jwt`) and bind its tokens to a DPoP
 //!   key ([`TokenSourceBuilder::dpop_key`]); `mayfly_auth` then signs a proof per request.
+//!   A workload with no credential of its own sends the identity token its platform
+//!   gives it ([`TokenSourceBuilder::federated`] with an [`ExternalToken`]: a Kubernetes
+//!   service-account token file, GitHub Actions' OIDC token).
 //! - Resource servers: [`Verifier`] checks tokens offline against the issuer's key set
 //!   (fetched, cached per `Cache-Control`/`ETag`, refetched on an unknown `kid`, rate
 //!   limited), follows the revocation feed, and keeps a bounded verified-token cache; or
@@ -14,8 +17,8 @@
 //!   [`Verifier::require`] is a tower layer that answers RFC 6750 401/403 challenges and
 //!   hands handlers the [`VerifiedToken`]; with [`RequireScopesLayer::report_usage`] it
 //!   also reports each accepted request to the issuer ([`UsageReporter`]).
-//!   hands handlers the [`VerifiedToken`]. DPoP-bound tokens pass only with a valid proof
-//!   by their key, network-restricted ones only from inside their networks.
+//!   DPoP-bound tokens pass only with a valid proof by their key, network-restricted
+//!   ones only from inside their networks.
 //!
 //! Time is an input ([`Clock`]), so refresh and expiry can be tested without sleeping.
 //!
@@ -66,6 +69,7 @@
 mod clock;
 mod discovery;
 mod error;
+mod external;
 mod feed;
 mod keyset;
 #[cfg(feature = "axum")]
@@ -78,6 +82,7 @@ mod verifier;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, RejectionCode};
+pub use external::{ExternalToken, GITHUB_REQUEST_TOKEN, GITHUB_REQUEST_URL, MAX_EXTERNAL_TOKEN};
 #[cfg(feature = "axum")]
 pub use layer::{
     Credentials, RequireScopes, RequireScopesLayer, client_address, credentials, refusal,

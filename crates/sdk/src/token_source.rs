@@ -9,9 +9,13 @@
 //! - Transient failures are retried ([`RetryPolicy`]); a refusal (4xx) never is. While a
 //!   refresh fails, the previous token is handed out for as long as it is valid.
 //! - Tokens and the client secret never appear in `Debug` output or logs.
-//! - The client authenticates with a secret (`client_secret_basic`) or with a private
+//! - The client authenticates with a secret (`client_secret_basic`), with a private
 //!   key (`private_key_jwt`, RFC 7523: a fresh one-minute assertion for every request,
-//!   so retries never replay a `jti`).
+//!   so retries never replay a `jti`), or, with no credential of its own, with the
+//!   identity token its platform gives it (workload identity federation: a Kubernetes
+//!   service-account token file read again for every request, or a GitHub Actions OIDC
+//!   token fetched for every request; see [`ExternalToken`]) sent as the RFC 7523
+//!   `client_assertion`.
 //! - With a DPoP key (RFC 9449), every token request carries a proof, tokens come back
 //!   bound to the key, and [`RequestBuilderExt::mayfly_auth`] sends them as
 //!   `Authorization: DPoP …` with a proof for each request. Server nonces
@@ -29,6 +33,7 @@ use time::{Duration, OffsetDateTime};
 use crate::Error;
 use crate::clock::{Clock, SystemClock};
 use crate::discovery;
+use crate::external::ExternalToken;
 use crate::retry::{self, RetryPolicy};
 
 /// A client secret. `Debug` redacts it.
@@ -112,11 +117,30 @@ pub(crate) const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type
 /// How the client proves who it is.
 #[derive(Clone)]
 enum Credential {
-    Secret(ClientSecret),
+    Secret {
+        client_id: String,
+        secret: ClientSecret,
+    },
     PrivateKey {
+        client_id: String,
         key: Box<JwsKey>,
         kid: Option<String>,
     },
+    /// Workload identity federation: the issuer finds the client by the external
+    /// token's issuer and claims; `client_id`, when given, must be that client.
+    Federated {
+        client_id: Option<String>,
+        source: ExternalToken,
+    },
+}
+
+impl Credential {
+    fn client_id(&self) -> Option<&str> {
+        match self {
+            Self::Secret { client_id, .. } | Self::PrivateKey { client_id, .. } => Some(client_id),
+            Self::Federated { client_id, .. } => client_id.as_deref(),
+        }
+    }
 }
 
 /// A fresh one-minute client assertion (RFC 7523 §2.2) for `aud`.
@@ -152,7 +176,6 @@ fn random_id() -> String {
 #[derive(Clone)]
 pub struct TokenSourceBuilder {
     issuer: String,
-    client_id: Option<String>,
     credential: Option<Credential>,
     dpop: Option<JwsKey>,
     audience: Option<String>,
@@ -166,7 +189,10 @@ impl fmt::Debug for TokenSourceBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TokenSourceBuilder")
             .field("issuer", &self.issuer)
-            .field("client_id", &self.client_id)
+            .field(
+                "client_id",
+                &self.credential.as_ref().and_then(Credential::client_id),
+            )
             .field("audience", &self.audience)
             .field("scopes", &self.scopes)
             .finish_non_exhaustive()
@@ -177,8 +203,10 @@ impl TokenSourceBuilder {
     /// Authenticates with a client secret (`client_secret_basic`).
     #[must_use]
     pub fn client_secret(mut self, client_id: impl Into<String>, secret: ClientSecret) -> Self {
-        self.client_id = Some(client_id.into());
-        self.credential = Some(Credential::Secret(secret));
+        self.credential = Some(Credential::Secret {
+            client_id: client_id.into(),
+            secret,
+        });
         self
     }
 
@@ -192,11 +220,25 @@ impl TokenSourceBuilder {
         key: JwsKey,
         kid: Option<String>,
     ) -> Self {
-        self.client_id = Some(client_id.into());
         self.credential = Some(Credential::PrivateKey {
+            client_id: client_id.into(),
             key: Box::new(key),
             kid,
         });
+        self
+    }
+
+    /// Authenticates with the workload's external identity token (workload identity
+    /// federation): each token request gets the current token from `source` (a file
+    /// read again, or GitHub Actions asked again) and sends it as the RFC 7523
+    /// `client_assertion` (`client_assertion_type` jwt-bearer) with the client
+    /// credentials grant. No secret or key is stored anywhere: the issuer trusts the
+    /// token's issuer and finds the client by a federated identity matching its claims.
+    /// With `client_id`, the request names the client too and the issuer refuses it
+    /// unless that is the one matched.
+    #[must_use]
+    pub fn federated(mut self, client_id: Option<String>, source: ExternalToken) -> Self {
+        self.credential = Some(Credential::Federated { client_id, source });
         self
     }
 
@@ -254,7 +296,7 @@ impl TokenSourceBuilder {
     /// [`Error::Config`] when credentials or scopes are missing, or the HTTP client
     /// cannot be built.
     pub fn build(self) -> Result<TokenSource, Error> {
-        let (Some(client_id), Some(credential)) = (self.client_id, self.credential) else {
+        let Some(credential) = self.credential else {
             return Err(Error::Config("client credentials are required".into()));
         };
         if matches!(&credential, Credential::PrivateKey { key, .. } if key.alg() != "EdDSA") {
@@ -270,7 +312,6 @@ impl TokenSourceBuilder {
         Ok(TokenSource {
             inner: Arc::new(Inner {
                 issuer: self.issuer,
-                client_id,
                 credential,
                 dpop: self.dpop,
                 nonce: RwLock::new(None),
@@ -295,7 +336,6 @@ pub struct TokenSource {
 
 struct Inner {
     issuer: String,
-    client_id: String,
     credential: Credential,
     dpop: Option<JwsKey>,
     /// The issuer's latest DPoP nonce.
@@ -320,7 +360,7 @@ impl fmt::Debug for TokenSource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TokenSource")
             .field("issuer", &self.inner.issuer)
-            .field("client_id", &self.inner.client_id)
+            .field("client_id", &self.inner.credential.client_id())
             .field("audience", &self.inner.audience)
             .field("scope", &self.inner.scope)
             .finish_non_exhaustive()
@@ -333,7 +373,6 @@ impl TokenSource {
     pub fn builder(issuer: impl Into<String>) -> TokenSourceBuilder {
         TokenSourceBuilder {
             issuer: issuer.into(),
-            client_id: None,
             credential: None,
             dpop: None,
             audience: None,
@@ -488,27 +527,44 @@ impl TokenSource {
     }
 
     /// Sends one token request (with retries), signing a fresh assertion and DPoP proof
-    /// for every attempt.
+    /// for every attempt. A federated workload's external token is got once per call
+    /// (the file read, GitHub asked), before the attempts.
     async fn token_request(
         &self,
         endpoint: &str,
         form: &[(&str, &str)],
     ) -> Result<reqwest::Response, Error> {
         let inner = &self.inner;
+        let external = match &inner.credential {
+            Credential::Federated { source, .. } => {
+                Some(source.fetch(&inner.http, &inner.retry).await?)
+            }
+            Credential::Secret { .. } | Credential::PrivateKey { .. } => None,
+        };
         retry::send(&inner.retry, || {
             let now = inner.clock.now();
             let mut request = inner.http.post(endpoint).timeout(REQUEST_TIMEOUT);
             let mut form = form.to_vec();
             let assertion;
             match &inner.credential {
-                Credential::Secret(secret) => {
-                    request = request.basic_auth(&inner.client_id, Some(secret.expose()));
+                Credential::Secret { client_id, secret } => {
+                    request = request.basic_auth(client_id, Some(secret.expose()));
                 }
-                Credential::PrivateKey { key, kid } => {
-                    assertion =
-                        client_assertion(key, kid.as_deref(), &inner.client_id, endpoint, now);
+                Credential::PrivateKey {
+                    client_id,
+                    key,
+                    kid,
+                } => {
+                    assertion = client_assertion(key, kid.as_deref(), client_id, endpoint, now);
                     form.push(("client_assertion_type", JWT_BEARER));
                     form.push(("client_assertion", &assertion));
+                }
+                Credential::Federated { client_id, .. } => {
+                    form.push(("client_assertion_type", JWT_BEARER));
+                    form.push(("client_assertion", external.as_deref().unwrap_or_default()));
+                    if let Some(client_id) = client_id {
+                        form.push(("client_id", client_id));
+                    }
                 }
             }
             if let Some(proof) = self.proof("POST", endpoint, None) {
@@ -609,6 +665,7 @@ impl RequestBuilderExt for reqwest::RequestBuilder {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use axum::Json;
@@ -620,6 +677,7 @@ mod tests {
 
     use super::*;
     use crate::ManualClock;
+    use crate::external::MAX_EXTERNAL_TOKEN;
 
     const T0: OffsetDateTime = datetime!(2026-11-28 12:00:00 UTC);
 
@@ -800,6 +858,323 @@ mod tests {
             source.token().await,
             Err(Error::Unavailable { .. })
         ));
+    }
+
+    /// A token endpoint that keeps every form it is sent (and the `Authorization`
+    /// header), beside a fake of GitHub Actions' token request endpoint that hands out
+    /// `gh-jwt-N` to a caller with the right bearer token.
+    #[derive(Clone, Default)]
+    struct Recorder {
+        base: Arc<RwLock<String>>,
+        forms: Arc<std::sync::Mutex<Vec<Sent>>>,
+        /// The `DPoP` header of each token request.
+        proofs: Arc<std::sync::Mutex<Vec<Option<String>>>>,
+        /// How many token requests to come are answered 503.
+        unavailable: Arc<AtomicUsize>,
+        github_queries: Arc<std::sync::Mutex<Vec<String>>>,
+    }
+
+    /// A token request's form and its `Authorization` header.
+    type Sent = (HashMap<String, String>, Option<String>);
+
+    impl Recorder {
+        fn forms(&self) -> Vec<Sent> {
+            self.forms.lock().unwrap().clone()
+        }
+        fn assertions(&self) -> Vec<String> {
+            self.forms()
+                .into_iter()
+                .map(|(f, _)| f.get("client_assertion").cloned().unwrap_or_default())
+                .collect()
+        }
+    }
+
+    const GITHUB_BEARER: &str = "gh-request-token-hush";
+
+    async fn recorder() -> Recorder {
+        async fn meta(State(r): State<Recorder>) -> Json<serde_json::Value> {
+            let b = r.base.read().unwrap().clone();
+            Json(serde_json::json!({
+                "issuer": b, "token_endpoint": format!("{b}/oauth2/token"),
+                "jwks_uri": format!("{b}/jwks"), "introspection_endpoint": format!("{b}/i"),
+                "introspection_endpoint_auth_methods_supported": [],
+                "revocation_endpoint": format!("{b}/r"), "revocation_endpoint_auth_methods_supported": [],
+                "grant_types_supported": [], "token_endpoint_auth_methods_supported": [],
+                "response_types_supported": [],
+            }))
+        }
+        async fn token(
+            State(r): State<Recorder>,
+            headers: axum::http::HeaderMap,
+            axum::Form(form): axum::Form<HashMap<String, String>>,
+        ) -> Response {
+            let header = |name: &str| headers.get(name).map(|v| v.to_str().unwrap().to_owned());
+            r.proofs.lock().unwrap().push(header("dpop"));
+            let mut forms = r.forms.lock().unwrap();
+            forms.push((form, header("authorization")));
+            let down = r
+                .unavailable
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok();
+            if down {
+                return (StatusCode::SERVICE_UNAVAILABLE, [("retry-after", "0")], "")
+                    .into_response();
+            }
+            let bound = header("dpop").is_some();
+            Json(serde_json::json!({
+                "access_token": format!("v4.public.token-{}", forms.len()),
+                "token_type": if bound { "DPoP" } else { "Bearer" },
+                "expires_in": 100, "scope": "orders:read",
+            }))
+            .into_response()
+        }
+        async fn github(
+            State(r): State<Recorder>,
+            headers: axum::http::HeaderMap,
+            axum::extract::RawQuery(query): axum::extract::RawQuery,
+        ) -> Response {
+            let bearer = format!("Bearer {GITHUB_BEARER}");
+            if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some(bearer.as_str()) {
+                return StatusCode::UNAUTHORIZED.into_response();
+            }
+            let mut queries = r.github_queries.lock().unwrap();
+            queries.push(query.unwrap_or_default());
+            Json(serde_json::json!({ "count": 1, "value": format!("gh-jwt-{}", queries.len()) }))
+                .into_response()
+        }
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let state = Recorder::default();
+        *state.base.write().unwrap() = format!("http://{}", listener.local_addr().unwrap());
+        let app = axum::Router::new()
+            .route("/.well-known/oauth-authorization-server", get(meta))
+            .route("/oauth2/token", post(token))
+            .route("/github/token", get(github))
+            .with_state(state.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        state
+    }
+
+    fn federated(
+        recorder: &Recorder,
+        client_id: Option<&str>,
+        source: ExternalToken,
+        clock: Arc<ManualClock>,
+    ) -> TokenSource {
+        TokenSource::builder(recorder.base.read().unwrap().clone())
+            .federated(client_id.map(str::to_owned), source)
+            .scopes(["orders:read"])
+            .clock(clock)
+            .retry(RetryPolicy {
+                max_attempts: 2,
+                base_delay: StdDuration::from_millis(1),
+                max_delay: StdDuration::from_millis(10),
+            })
+            .build()
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_token_file_is_read_again_for_every_request() {
+        let recorder = recorder().await;
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("token");
+        std::fs::write(&file, "eyJ.first.jwt\n").unwrap();
+        let clock = Arc::new(ManualClock::new(T0));
+        let source = federated(&recorder, None, ExternalToken::file(&file), clock.clone());
+        source.token().await.unwrap();
+        let (form, auth) = recorder.forms().remove(0);
+        assert_eq!(form["grant_type"], "client_credentials");
+        assert_eq!(form["client_assertion_type"], JWT_BEARER);
+        assert_eq!(form["client_assertion"], "eyJ.first.jwt", "trimmed");
+        assert_eq!(form["scope"], "orders:read");
+        assert!(!form.contains_key("client_id"), "{form:?}");
+        assert_eq!(auth, None, "no secret anywhere");
+
+        // Kubernetes rotates the file; the next refresh sends the new token.
+        std::fs::write(&file, "eyJ.second.jwt").unwrap();
+        clock.set(T0 + Duration::seconds(81));
+        source.token().await.unwrap();
+        // And a forced refresh reads it again too.
+        std::fs::write(&file, "  eyJ.third.jwt  ").unwrap();
+        source.invalidate();
+        source.token().await.unwrap();
+        assert_eq!(
+            recorder.assertions(),
+            ["eyJ.first.jwt", "eyJ.second.jwt", "eyJ.third.jwt"]
+        );
+
+        // A configured client id is sent along.
+        let named = federated(
+            &recorder,
+            Some("0193-client"),
+            ExternalToken::file(&file),
+            Arc::new(ManualClock::new(T0)),
+        );
+        named.token().await.unwrap();
+        assert_eq!(recorder.forms()[3].0["client_id"], "0193-client");
+    }
+
+    #[tokio::test]
+    async fn a_federated_request_is_retried_and_bound_like_any_other() {
+        let recorder = recorder().await;
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("token");
+        std::fs::write(&file, "eyJ.only.jwt").unwrap();
+        recorder.unavailable.store(2, Ordering::SeqCst);
+        let source = TokenSource::builder(recorder.base.read().unwrap().clone())
+            .federated(None, ExternalToken::file(&file))
+            .dpop_key(JwsKey::ed25519_from_seed(&[5; 32]))
+            .scopes(["orders:read"])
+            .clock(Arc::new(ManualClock::new(T0)))
+            .retry(RetryPolicy {
+                max_attempts: 3,
+                base_delay: StdDuration::from_millis(1),
+                max_delay: StdDuration::from_millis(10),
+            })
+            .build()
+            .unwrap();
+        let token = source.token().await.unwrap();
+        assert!(token.is_dpop_bound());
+        // Three attempts of one request: the file read once, a fresh proof each time.
+        assert_eq!(recorder.assertions(), ["eyJ.only.jwt"; 3]);
+        let proofs: Vec<String> = recorder
+            .proofs
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|p| p.clone().unwrap())
+            .collect();
+        assert_eq!(proofs.len(), 3);
+        assert!(
+            proofs[0] != proofs[1] && proofs[1] != proofs[2],
+            "fresh proofs"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_missing_empty_or_unusable_token_file_is_a_clear_error() {
+        let recorder = recorder().await;
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("token");
+        let clock = Arc::new(ManualClock::new(T0));
+        let source = federated(&recorder, None, ExternalToken::file(&file), clock.clone());
+        let refused = |content: Option<&[u8]>| {
+            let (file, source) = (file.clone(), source.clone());
+            match content {
+                Some(bytes) => std::fs::write(&file, bytes).unwrap(),
+                None => drop(std::fs::remove_file(&file)),
+            }
+            async move {
+                let err = source.token().await.unwrap_err();
+                assert!(matches!(err, Error::ExternalToken(_)), "{err:?}");
+                let text = err.to_string();
+                assert!(text.contains(&file.display().to_string()), "{text}");
+                text
+            }
+        };
+        assert!(refused(None).await.contains("cannot open"));
+        assert!(refused(Some(b" \n\t")).await.contains("empty"));
+        assert!(refused(Some(&[0xff, 0xfe])).await.contains("UTF-8"));
+        let text = refused(Some(b"eyJ.hush\nsecond-line")).await;
+        assert!(
+            text.contains("one line") && !text.contains("hush"),
+            "{text}"
+        );
+        let huge = vec![b'a'; MAX_EXTERNAL_TOKEN + 1];
+        assert!(refused(Some(&huge)).await.contains("64 KiB"));
+        // A directory is unreadable as a token, not a panic.
+        let err = federated(
+            &recorder,
+            None,
+            ExternalToken::file(dir.path()),
+            clock.clone(),
+        )
+        .token()
+        .await
+        .unwrap_err();
+        assert!(matches!(err, Error::ExternalToken(_)), "{err:?}");
+        assert!(recorder.forms().is_empty(), "nothing was sent");
+
+        // A valid token keeps being served while the file is briefly missing.
+        std::fs::write(&file, "eyJ.good.jwt").unwrap();
+        let first = source.token().await.unwrap();
+        std::fs::remove_file(&file).unwrap();
+        clock.set(T0 + Duration::seconds(81));
+        assert_eq!(source.token().await.unwrap().secret(), first.secret());
+        clock.set(T0 + Duration::seconds(100));
+        assert!(matches!(source.token().await, Err(Error::ExternalToken(_))));
+    }
+
+    #[tokio::test]
+    async fn github_actions_tokens_are_asked_for_with_the_bearer_and_audience() {
+        let recorder = recorder().await;
+        let base = recorder.base.read().unwrap().clone();
+        let request_url = format!("{base}/github/token?api-version=2.0");
+        let audience = "https://mayfly.example/a b?x=1&y=2";
+        let gh = ExternalToken::github_actions_with(&request_url, GITHUB_BEARER, audience).unwrap();
+        let shown = format!("{gh:?}");
+        assert!(!shown.contains("hush"), "{shown}");
+        let clock = Arc::new(ManualClock::new(T0));
+        let source = federated(&recorder, Some("c"), gh, clock.clone());
+        source.token().await.unwrap();
+        clock.set(T0 + Duration::seconds(81));
+        source.token().await.unwrap();
+        // A fresh GitHub token for each request, sent as the assertion.
+        assert_eq!(recorder.assertions(), ["gh-jwt-1", "gh-jwt-2"]);
+        let forms = recorder.forms();
+        assert_eq!(forms[0].0["client_assertion_type"], JWT_BEARER);
+        assert_eq!(forms[0].0["client_id"], "c");
+        assert_eq!(forms[0].1, None, "the request token goes to GitHub only");
+        let queries = recorder.github_queries.lock().unwrap().clone();
+        assert_eq!(
+            queries[0],
+            "api-version=2.0&audience=https%3A%2F%2Fmayfly.example%2Fa+b%3Fx%3D1%26y%3D2"
+        );
+
+        // The wrong request token: GitHub refuses, and so does the source, clearly.
+        let wrong = ExternalToken::github_actions_with(&request_url, "not-it", audience).unwrap();
+        let err = federated(&recorder, None, wrong, Arc::new(ManualClock::new(T0)))
+            .token()
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, Error::ExternalToken(t) if t.contains("401") && !t.contains("not-it")),
+            "{err:?}"
+        );
+        // Unreachable: a clear error too, after the retries.
+        let closed = format!("http://127.0.0.1:{}/token?x=1", free_port());
+        let down = ExternalToken::github_actions_with(&closed, GITHUB_BEARER, audience).unwrap();
+        let err = federated(&recorder, None, down, Arc::new(ManualClock::new(T0)))
+            .token()
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, Error::ExternalToken(t) if t.contains("GitHub")),
+            "{err:?}"
+        );
+        assert_eq!(recorder.forms().len(), 2, "nothing sent without a token");
+
+        // Configuration mistakes are named before any request.
+        for (url, token, audience) in [
+            ("not a url", GITHUB_BEARER, "a"),
+            ("ftp://example.com/x", GITHUB_BEARER, "a"),
+            (request_url.as_str(), " ", "a"),
+            (request_url.as_str(), GITHUB_BEARER, ""),
+        ] {
+            let err = ExternalToken::github_actions_with(url, token, audience).unwrap_err();
+            assert!(
+                matches!(err, Error::Config(_)),
+                "{url} {token:?} {audience:?}: {err:?}"
+            );
+        }
+    }
+
+    fn free_port() -> u16 {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
     }
 
     #[test]

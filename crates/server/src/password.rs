@@ -1,6 +1,7 @@
 //! Human passwords: argon2id with OWASP's minimum parameters (19 MiB, t=2, p=1, the
 //! argon2 crate's defaults), computed on a fixed pool of worker threads, each with its
-//! 19 MiB of argon2 memory allocated once and reused for every check: memory for
+//! 19 MiB of argon2 memory allocated at its first job (a server that takes no
+//! passwords never holds it) and reused for every check after: memory for
 //! password work is bounded by the pool's size, whatever the load. In front of the pool
 //! a bounded queue: beyond it a check is refused at once ([`PasswordError::Busy`], a 503
 //! with `Retry-After`), so a burst of password work neither grows memory nor starves
@@ -167,7 +168,7 @@ fn work(receiver: &Mutex<mpsc::Receiver<Job>>) {
     {
         tracing::warn!(error = ?e, "password worker: priority not lowered");
     }
-    let mut memory = vec![Block::default(); Params::DEFAULT.block_count()];
+    let mut memory = Vec::new();
     loop {
         let job = receiver
             .lock()
@@ -177,6 +178,9 @@ fn work(receiver: &Mutex<mpsc::Receiver<Job>>) {
             return;
         };
         let _entered = job.span.enter();
+        if memory.is_empty() {
+            memory = vec![Block::default(); Params::DEFAULT.block_count()];
+        }
         let done = match &job.work {
             Work::Hash(password) => Done::Hashed(hash_into(password, &mut memory)),
             Work::Verify(password, hash) => Done::Verified(verify_in(password, hash, &mut memory)),

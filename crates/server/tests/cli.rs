@@ -522,6 +522,207 @@ fn five_verbs(backend: mayfly_store::Backend) {
         false
     );
 
+    // Trusted issuers (by id or URL) and federated identities of clients and users.
+    let github = "https://token.actions.githubusercontent.com";
+    let issuer = admin.json(&[
+        "trusted-issuer",
+        "create",
+        "--issuer",
+        github,
+        "--algorithm",
+        "RS256",
+        "--description",
+        "GitHub Actions",
+    ]);
+    let issuer_id = id_of(&issuer);
+    assert_eq!(
+        issuer["settings"]["audience"],
+        running.url.as_str(),
+        "{issuer}"
+    );
+    assert_eq!(issuer["settings"]["key_source"]["type"], "discovery");
+    assert_eq!(
+        issuer["settings"]["algorithms"],
+        serde_json::json!(["RS256"])
+    );
+    let cluster = "https://kubernetes.default.svc.cluster.local";
+    let jwks = admin.dir.path().join("jwks.json");
+    std::fs::write(
+        &jwks,
+        r#"{"keys": [{"kty": "OKP", "crv": "Ed25519", "kid": "k1", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]}"#,
+    )
+    .unwrap();
+    let k8s = admin.json(&[
+        "trusted-issuer",
+        "create",
+        "--issuer",
+        cluster,
+        "--audience",
+        "mayfly",
+        "--jwks-file",
+        jwks.to_str().unwrap(),
+        "--max-age",
+        "15m",
+    ]);
+    assert_eq!(k8s["settings"]["key_source"]["type"], "inline", "{k8s}");
+    assert_eq!(
+        k8s["settings"]["key_source"]["jwks"]["keys"][0]["kid"],
+        "k1"
+    );
+    assert_eq!(k8s["settings"]["max_age_seconds"], 900);
+    let table = admin.table(&["trusted-issuer", "list"]);
+    assert!(
+        table.starts_with("ID") && table.contains(github) && table.contains(cluster),
+        "{table}"
+    );
+    assert_eq!(
+        admin.json(&["trusted-issuer", "get", github])["id"],
+        issuer["id"]
+    );
+    assert_eq!(
+        admin.json(&["trusted-issuer", "get", &issuer_id])["description"],
+        "GitHub Actions"
+    );
+    let changed = admin.json(&[
+        "trusted-issuer",
+        "update",
+        cluster,
+        "--description",
+        "prod cluster",
+        "--clock-skew",
+        "1m",
+    ]);
+    assert_eq!(changed["description"], "prod cluster");
+    assert_eq!(changed["settings"]["clock_skew_seconds"], 60);
+    assert_eq!(
+        changed["settings"]["max_age_seconds"], 900,
+        "an option not given stays: {changed}"
+    );
+    let refused = admin.run(&["trusted-issuer", "update", github, "--algorithm", "HS256"]);
+    assert!(
+        !refused.status.success() && stderr(&refused).contains("algorithms"),
+        "{}",
+        stderr(&refused)
+    );
+    let identity = admin.json(&[
+        "client",
+        "federated-identity",
+        "add",
+        &client_id,
+        "--issuer",
+        github,
+        "--claim",
+        "repository=acme/api",
+        "--claim",
+        "/ref=refs/heads/main",
+    ]);
+    assert_eq!(
+        identity["conditions"],
+        serde_json::json!([
+            {"type": "equals", "claim": "/repository", "value": "acme/api"},
+            {"type": "equals", "claim": "/ref", "value": "refs/heads/main"},
+        ]),
+        "{identity}"
+    );
+    let worker = admin.json(&[
+        "client",
+        "federated-identity",
+        "add",
+        &client_id,
+        "--issuer",
+        cluster,
+        "--claim",
+        "kubernetes.io/namespace=pay",
+        "--claim",
+        "kubernetes.io/serviceaccount/name=worker",
+    ]);
+    assert_eq!(worker["conditions"][0]["claim"], "/kubernetes.io/namespace");
+    let listed = admin.table(&["client", "federated-identity", "list", &client_id]);
+    assert!(
+        listed.starts_with("ID") && listed.contains("acme/api") && listed.contains(cluster),
+        "{listed}"
+    );
+    let alice = admin.json(&[
+        "user",
+        "federated-identity",
+        "add",
+        &user_id,
+        "--issuer",
+        github,
+        "--subject",
+        "repo:acme/ops:ref:refs/heads/main",
+    ]);
+    assert_eq!(alice["owner_kind"], "user");
+    assert_eq!(alice["subject"], "repo:acme/ops:ref:refs/heads/main");
+    // A subject and conditions at once, no rule, a bad pointer or SPIFFE prefix: refused
+    // before any request.
+    for args in [
+        &["--subject", "x", "--claim", "a=b"][..],
+        &[],
+        &["--claim", "no-equals-sign"],
+        &["--claim", "/a//b=c"],
+        &["--spiffe-prefix", "https://not-spiffe"],
+    ] {
+        let out = admin.run(
+            &[
+                &[
+                    "user",
+                    "federated-identity",
+                    "add",
+                    &user_id,
+                    "--issuer",
+                    github,
+                ][..],
+                args,
+            ]
+            .concat(),
+        );
+        assert!(!out.status.success(), "{args:?}");
+        assert!(
+            stderr(&out).contains("error:"),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+    }
+    // Overlapping the client's rule for the same issuer: the server's 409.
+    let overlap = admin.run(&[
+        "user",
+        "federated-identity",
+        "add",
+        &user_id,
+        "--issuer",
+        github,
+        "--claim",
+        "repository=acme/api",
+        "--claim",
+        "ref=refs/heads/main",
+    ]);
+    assert!(stderr(&overlap).contains("409"), "{}", stderr(&overlap));
+    admin.json(&[
+        "user",
+        "federated-identity",
+        "remove",
+        &user_id,
+        &id_of(&alice),
+    ]);
+    assert_eq!(
+        admin.json(&["user", "federated-identity", "list", &user_id]),
+        serde_json::json!([])
+    );
+    // An issuer in use is not deleted; without identities it is.
+    let in_use = admin.run(&["trusted-issuer", "delete", cluster]);
+    assert!(!in_use.status.success(), "{}", stderr(&in_use));
+    admin.json(&[
+        "client",
+        "federated-identity",
+        "remove",
+        &client_id,
+        &id_of(&worker),
+    ]);
+    admin.json(&["trusted-issuer", "delete", cluster]);
+    let gone = admin.run(&["trusted-issuer", "get", &id_of(&k8s)]);
+    assert!(stderr(&gone).contains("404"), "{}", stderr(&gone));
+
     // Grants.
     let grant = admin.json(&[
         "grant",
@@ -638,6 +839,7 @@ fn five_verbs(backend: mayfly_store::Backend) {
         ["access-policy", "delete", &policy_id],
         ["user", "delete", &user_id],
         ["client", "delete", &client_id],
+        ["trusted-issuer", "delete", github],
         ["scope", "delete", &id_of(&read)],
         ["audience", "delete", orders],
     ] {
@@ -647,6 +849,7 @@ fn five_verbs(backend: mayfly_store::Backend) {
         (["grant", "get", &grant_id], "404"),
         (["user", "get", &user_id], "404"),
         (["client", "get", &client_id], "404"),
+        (["trusted-issuer", "get", &issuer_id], "404"),
         (["access-policy", "get", &policy_id], "404"),
         (["audience", "get", &audience_id], "404"),
     ] {

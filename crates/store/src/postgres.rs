@@ -42,6 +42,7 @@ impl PgStore {
 impl Dialect for Postgres {
     const BACKEND: Backend = Backend::Postgres;
     const BEGIN_WRITE: Option<&'static str> = None;
+    const ONE_WRITER: bool = false;
     const XACT_LOCK: Option<&'static str> = Some("SELECT pg_advisory_xact_lock($1)");
     const NOTIFY: Option<&'static str> = Some("SELECT pg_notify($1, $2)");
     /// 14 parameters each, well under Postgres's 65,535.

@@ -57,6 +57,7 @@ impl SqliteStore {
 impl Dialect for Sqlite {
     const BACKEND: Backend = Backend::Sqlite;
     const BEGIN_WRITE: Option<&'static str> = Some("BEGIN IMMEDIATE");
+    const ONE_WRITER: bool = true;
     const XACT_LOCK: Option<&'static str> = None;
     /// One serving process per SQLite file: it hears its own revocations; other
     /// processes' (the CLI) are found by polling.

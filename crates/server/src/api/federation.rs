@@ -110,15 +110,27 @@ pub struct TrustedIssuerPatch {
     /// New audience.
     pub audience: Option<String>,
     /// New maximum age (`null`: the default).
-    #[serde(default, deserialize_with = "super::present")]
+    #[serde(
+        default,
+        deserialize_with = "super::present",
+        skip_serializing_if = "Option::is_none"
+    )]
     #[schema(value_type = Option<i64>)]
     pub max_age_seconds: Option<Option<i64>>,
     /// New clock skew (`null`: the default).
-    #[serde(default, deserialize_with = "super::present")]
+    #[serde(
+        default,
+        deserialize_with = "super::present",
+        skip_serializing_if = "Option::is_none"
+    )]
     #[schema(value_type = Option<i64>)]
     pub clock_skew_seconds: Option<Option<i64>>,
     /// New maximum lifetime (`null`: none).
-    #[serde(default, deserialize_with = "super::present")]
+    #[serde(
+        default,
+        deserialize_with = "super::present",
+        skip_serializing_if = "Option::is_none"
+    )]
     #[schema(value_type = Option<i64>)]
     pub max_lifetime_seconds: Option<Option<i64>>,
 }

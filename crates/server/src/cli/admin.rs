@@ -80,17 +80,24 @@ pub enum AdminCommand {
         #[command(subcommand)]
         command: super::audiences::ScopeCommand,
     },
-    /// Clients (workloads), their secrets and public keys.
+    /// Clients (workloads), their secrets, public keys and federated identities.
     Client {
         /// Action.
         #[command(subcommand)]
         command: super::clients::ClientCommand,
     },
-    /// People who log in with a password.
+    /// People who log in with a password, and their federated identities.
     User {
         /// Action.
         #[command(subcommand)]
         command: super::users::UserCommand,
+    },
+    /// External issuers whose tokens clients and users may present (workload
+    /// identity federation).
+    TrustedIssuer {
+        /// Action.
+        #[command(subcommand)]
+        command: super::trusted_issuers::TrustedIssuerCommand,
     },
     /// Grants of scopes to clients and users.
     Grant {
@@ -287,6 +294,9 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
         AdminCommand::Scope { command } => super::audiences::scope(&mut ctx, command).await,
         AdminCommand::Client { command } => super::clients::run(&mut ctx, command).await,
         AdminCommand::User { command } => super::users::run(&mut ctx, command).await,
+        AdminCommand::TrustedIssuer { command } => {
+            super::trusted_issuers::run(&mut ctx, command).await
+        }
         AdminCommand::Grant { command } => super::grants::run(&mut ctx, command).await,
         AdminCommand::AccessPolicy { command } => super::policies::policy(&mut ctx, command).await,
         AdminCommand::Access { command } => super::policies::request(&mut ctx, command).await,

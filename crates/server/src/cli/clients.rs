@@ -1,5 +1,5 @@
 //! `mayfly admin client …`, over `/admin/v1/clients`: the clients, their secrets
-//! (shown once, when added) and their public keys.
+//! (shown once, when added), their public keys and their federated identities.
 
 use anyhow::Context as _;
 use clap::Subcommand;
@@ -120,6 +120,13 @@ pub enum ClientCommand {
         /// Action.
         #[command(subcommand)]
         command: KeyCommand,
+    },
+    /// A client's federated identities (external tokens that speak for it): list,
+    /// add, remove.
+    FederatedIdentity {
+        /// Action.
+        #[command(subcommand)]
+        command: super::federated_identities::FederatedIdentityCommand,
     },
 }
 
@@ -271,6 +278,9 @@ pub async fn run(ctx: &mut Ctx, command: ClientCommand) -> anyhow::Result<()> {
         }
         ClientCommand::Secret { command } => return secret(ctx, command).await,
         ClientCommand::Key { command } => return key(ctx, command).await,
+        ClientCommand::FederatedIdentity { command } => {
+            return super::federated_identities::run(ctx, "/admin/v1/clients", command).await;
+        }
     };
     ctx.show(&answer, COLUMNS)
 }

@@ -12,6 +12,7 @@ pub mod api;
 pub mod audiences;
 pub mod audit;
 pub mod clients;
+pub mod federated_identities;
 pub mod grants;
 pub mod keys;
 pub mod login;
@@ -20,6 +21,7 @@ pub mod policies;
 pub mod profile;
 pub mod revocations;
 pub mod serve;
+pub mod trusted_issuers;
 pub mod users;
 
 use std::path::PathBuf;

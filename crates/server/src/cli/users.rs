@@ -55,6 +55,13 @@ pub enum UserCommand {
         /// User id.
         id: Uuid,
     },
+    /// A user's federated identities (external ID tokens that speak for them, for
+    /// token exchange): list, add, remove.
+    FederatedIdentity {
+        /// Action.
+        #[command(subcommand)]
+        command: super::federated_identities::FederatedIdentityCommand,
+    },
 }
 
 /// Runs `mayfly admin user …`.
@@ -108,6 +115,9 @@ pub async fn run(ctx: &mut Ctx, command: UserCommand) -> anyhow::Result<()> {
                     Some(&patch),
                 )
                 .await?
+        }
+        UserCommand::FederatedIdentity { command } => {
+            return super::federated_identities::run(ctx, "/admin/v1/users", command).await;
         }
         UserCommand::Delete { id } => {
             ctx.api.delete(&format!("/admin/v1/users/{id}")).await?;

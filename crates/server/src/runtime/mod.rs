@@ -19,9 +19,21 @@ use crate::config::Config;
 use crate::directory::Directory;
 use crate::keys::{Keyring, MasterKey};
 
-/// Everything a handler may use. Cheap to clone.
+/// Everything a handler may use. Cheap to clone: one reference count, since axum clones
+/// the state for every handler and middleware a request passes through.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// What [`AppState`] shares.
+pub struct Shared {
     /// The configuration.
     pub config: Arc<Config>,
     /// The issuer URL (validated, defaulted).
@@ -57,7 +69,7 @@ pub struct AppState {
     pub verifier: mayfly_federation::Verifier,
 }
 
-impl std::fmt::Debug for AppState {
+impl std::fmt::Debug for Shared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AppState")
             .field("issuer", &self.issuer)
@@ -128,7 +140,7 @@ impl AppState {
             config.limits.password_workers,
             config.limits.password_queue,
         );
-        let state = Self {
+        let state = Self(Arc::new(Shared {
             config: Arc::new(config),
             issuer,
             store: store.clone(),
@@ -145,10 +157,16 @@ impl AppState {
             nonces: Arc::new(nonces),
             availability: availability::Availability::new(store.clone()),
             verifier,
-        };
+        }));
         Ok(Started {
             state,
             audit_writer,
         })
+    }
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
     }
 }

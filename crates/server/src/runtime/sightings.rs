@@ -66,30 +66,73 @@ pub struct Observation {
 /// The network an address belongs to, as the baseline records it: /24 for IPv4, /64 for
 /// IPv6 (one site or one host's prefix, not one address).
 pub fn network(address: IpAddr) -> String {
-    match address.to_canonical() {
-        IpAddr::V4(v4) => {
-            let [a, b, c, _] = v4.octets();
-            format!("{a}.{b}.{c}.0/24")
-        }
-        IpAddr::V6(v6) => {
-            let s = v6.segments();
-            let prefix = std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0);
-            format!("{prefix}/64")
+    Network::of(address).to_string()
+}
+
+/// A network of [`network`], held without a heap allocation: one is remembered for every
+/// token issued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Network {
+    V4([u8; 3]),
+    V6([u16; 4]),
+}
+
+impl Network {
+    fn of(address: IpAddr) -> Self {
+        match address.to_canonical() {
+            IpAddr::V4(v4) => {
+                let [a, b, c, _] = v4.octets();
+                Self::V4([a, b, c])
+            }
+            IpAddr::V6(v6) => {
+                let s = v6.segments();
+                Self::V6([s[0], s[1], s[2], s[3]])
+            }
         }
     }
 }
 
-#[derive(Debug, Clone)]
+impl std::fmt::Display for Network {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            Self::V4([a, b, c]) => write!(f, "{a}.{b}.{c}.0/24"),
+            Self::V6([a, b, c, d]) => {
+                write!(f, "{}/64", std::net::Ipv6Addr::new(a, b, c, d, 0, 0, 0, 0))
+            }
+        }
+    }
+}
+
+/// Where a token was issued, and until when that matters. No heap allocation per token:
+/// with [`origin_key`], an entry is 24 bytes, and [`MAX_TOKENS`] of them about 6 MB
+/// (string keys and values took 30 MB under load).
+#[derive(Debug, Clone, Copy)]
 struct Origin {
-    network: String,
-    exp: OffsetDateTime,
+    network: Network,
+    /// Expiry, in Unix seconds (u32 lasts until 2106).
+    exp: u32,
+}
+
+/// The key a token's origin is remembered by: 64 of its `jti`'s random bits (our `jti`s
+/// are v4 UUIDs). Two of [`MAX_TOKENS`] tokens share a key with odds of about 1 in
+/// 10^9, and then one anomaly check reads the other's origin; nothing else depends on
+/// it. Anything but a UUID is not remembered.
+fn origin_key(jti: &str) -> Option<u64> {
+    let bytes = Uuid::try_parse(jti).ok()?.into_bytes();
+    let mut key = [0u8; 8];
+    key.copy_from_slice(&bytes[8..]);
+    Some(u64::from_le_bytes(key))
+}
+
+fn unix_u32(at: OffsetDateTime) -> u32 {
+    u32::try_from(at.unix_timestamp().max(0)).unwrap_or(u32::MAX)
 }
 
 /// What this process remembers. The store holds the baseline; this only saves trips.
 #[derive(Debug, Default)]
 pub struct Detector {
     known: Mutex<HashSet<(Uuid, SightingKind, String)>>,
-    origins: Mutex<HashMap<String, Origin>>,
+    origins: Mutex<HashMap<u64, Origin>>,
     bursts: Mutex<HashMap<Key, OffsetDateTime>>,
 }
 
@@ -112,6 +155,8 @@ impl Detector {
         now: OffsetDateTime,
     ) {
         let Some(address) = address else { return };
+        let Some(key) = origin_key(jti) else { return };
+        let now = unix_u32(now);
         let mut origins = self.origins.lock().unwrap_or_else(PoisonError::into_inner);
         if origins.len() >= MAX_TOKENS {
             origins.retain(|_, o| o.exp > now);
@@ -120,10 +165,10 @@ impl Detector {
             }
         }
         origins.insert(
-            jti.to_owned(),
+            key,
             Origin {
-                network: network(address),
-                exp,
+                network: Network::of(address),
+                exp: unix_u32(exp),
             },
         );
     }
@@ -161,12 +206,20 @@ impl Detector {
         if obs.seen_in == SeenIn::Issuance {
             return None;
         }
-        let origins = self.origins.lock().unwrap_or_else(PoisonError::into_inner);
-        let origin = origins.get(jti)?;
-        let now_in = network(address);
-        (origin.network != now_in).then(|| Found {
+        let key = origin_key(jti)?;
+        let issued_to = self
+            .origins
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&key)?
+            .network;
+        let now_in = Network::of(address);
+        (issued_to != now_in).then(|| Found {
             name: "token_new_network",
-            detail: serde_json::json!({ "issued_to": origin.network, "used_from": now_in }),
+            detail: serde_json::json!({
+                "issued_to": issued_to.to_string(),
+                "used_from": now_in.to_string(),
+            }),
         })
     }
 
@@ -185,6 +238,68 @@ impl Detector {
                 bursts.insert(*key, now);
                 true
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn used_from(jti: &str, address: &str) -> Observation {
+        Observation {
+            seen_in: SeenIn::Introspection,
+            client_id: Uuid::nil(),
+            subject: None,
+            jti: Some(jti.to_owned()),
+            token_exp: None,
+            address: address.parse().ok(),
+            audience: None,
+            endpoint: None,
+            request: RequestContext::default(),
+        }
+    }
+
+    #[test]
+    fn a_token_used_from_another_network_is_found() {
+        let detector = Detector::default();
+        let now = time::macros::datetime!(2026-12-06 08:00 UTC);
+        let jti = Uuid::new_v4().simple().to_string();
+        detector.issued(
+            &jti,
+            "198.51.100.7".parse().ok(),
+            now + time::Duration::minutes(5),
+            now,
+        );
+        assert!(
+            detector.moved(&used_from(&jti, "198.51.100.200")).is_none(),
+            "same /24"
+        );
+        let found = detector.moved(&used_from(&jti, "203.0.113.9")).unwrap();
+        assert_eq!(found.name, "token_new_network");
+        assert_eq!(
+            found.detail,
+            serde_json::json!({"issued_to": "198.51.100.0/24", "used_from": "203.0.113.0/24"})
+        );
+        // Another token, and a jti that is not ours, have no origin.
+        let other = Uuid::new_v4().simple().to_string();
+        assert!(detector.moved(&used_from(&other, "203.0.113.9")).is_none());
+        detector.issued("not-a-uuid", "198.51.100.7".parse().ok(), now, now);
+        assert!(
+            detector
+                .moved(&used_from("not-a-uuid", "203.0.113.9"))
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn networks_print_as_the_baseline_records_them() {
+        for (address, network_text) in [
+            ("203.0.113.77", "203.0.113.0/24"),
+            ("::ffff:203.0.113.77", "203.0.113.0/24"),
+            ("2001:db8:1:2:3:4:5:6", "2001:db8:1:2::/64"),
+        ] {
+            assert_eq!(network(address.parse().unwrap()), network_text);
         }
     }
 }

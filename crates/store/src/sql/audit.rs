@@ -78,6 +78,7 @@ impl<DB: Dialect> AuditStore for SqlStore<DB> {
         // A batch that fits one statement is that statement in autocommit: as atomic and
         // durable as a transaction, with fewer round trips.
         if events.len() <= DB::AUDIT_CHUNK {
+            let _turn = self.write_turn().await;
             let mut conn = self.pool.acquire().await.or_store("audit event")?;
             return insert_audit_events::<DB>(&mut conn, events).await;
         }

@@ -40,7 +40,7 @@ const LIVE_KEYS: &str =
 /// processes, then reads the keys not yet `gone` as they are under it.
 async fn begin_key_step<DB: Dialect>(
     store: &SqlStore<DB>,
-) -> StoreResult<(Transaction<'static, DB>, Vec<SigningKeyRecord>)> {
+) -> StoreResult<(WriteTx<DB>, Vec<SigningKeyRecord>)> {
     let mut tx = store.begin("signing key").await?;
     lock::<DB>(&mut tx, KEY_LOCK, "signing key").await?;
     let rows = sqlx::query(LIVE_KEYS)
@@ -53,7 +53,7 @@ async fn begin_key_step<DB: Dialect>(
 
 /// Commits a key-lifecycle transaction with the audit events of its changes.
 async fn commit_key_step<DB: Dialect>(
-    mut tx: Transaction<'static, DB>,
+    mut tx: WriteTx<DB>,
     changes: Vec<KeyChange>,
     step: &KeyStep<'_>,
 ) -> StoreResult<Vec<KeyChange>> {

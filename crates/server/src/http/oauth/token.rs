@@ -1,7 +1,6 @@
 //! `POST /oauth2/token` (RFC 6749 §3.2, §4.3, §4.4, §5, §6; RFC 8693 token exchange;
 //! RFC 8707 `resource`). Dispatches on `grant_type` to one module of [`crate::oauth::grant`].
 
-use axum::Json;
 use axum::Router;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, header};
@@ -167,7 +166,14 @@ pub async fn token(State(state): State<AppState>, request: Request) -> Response 
     }
     let mut response = match result {
         Ok(issued) => {
-            let mut response = Json(issued.response).into_response();
+            let mut response = (
+                [(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                )],
+                issued.response.to_json(),
+            )
+                .into_response();
             no_store(&mut response);
             response
         }
