@@ -33,6 +33,7 @@ crate::both_stores!(
     private_key_jwt_refusals_are_invalid_client,
     assertion_replay_is_refused_on_another_replica,
     keyed_client_has_no_secret_and_rotates_keys,
+    client_created_without_a_secret_has_no_credential,
     private_key_jwt_at_introspection,
     dpop_binds_tokens_at_the_token_endpoint,
     dpop_bound_tokens_at_introspection,
@@ -298,6 +299,68 @@ async fn assertion_replay_is_refused_on_another_replica(app: TestApp) {
     // A fresh jti works on the replica.
     let b = client.sign(&client.claims(&app.token_endpoint(), app.now(), &jti()));
     assert_eq!(replica.assertion_request(&b, &scope()).await.status(), 200);
+}
+
+async fn client_created_without_a_secret_has_no_credential(app: TestApp) {
+    orders(&app).await;
+    let api = app.bootstrap_admin().await;
+    let created = api
+        .post(
+            "/admin/v1/clients",
+            json!({"name": "bare", "secret": false}),
+        )
+        .await;
+    let body = created.ok(201).clone();
+    assert!(body.get("client_secret").is_none(), "{body}");
+    let id: uuid::Uuid = body["id"].as_str().unwrap().parse().unwrap();
+    assert!(
+        app.admin()
+            .list_client_secrets(id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let client = |secret: &str| TestClient {
+        id,
+        secret: secret.into(),
+    };
+    app.grant(&client(""), ORDERS, &["orders:read"]).await;
+    for secret in ["", "mfy_cs_guess"] {
+        assert_oauth_error(
+            app.token_request(Auth::Basic(&client(secret)), &scope())
+                .await,
+            401,
+            "invalid_client",
+        )
+        .await;
+    }
+    // A secret added later works as for any client.
+    let added = api
+        .post(&format!("/admin/v1/clients/{id}/secrets"), json!({}))
+        .await;
+    let secret = added.ok(201)["client_secret"].as_str().unwrap().to_owned();
+    let answer = app
+        .token_request(Auth::Basic(&client(&secret)), &scope())
+        .await;
+    assert_eq!(answer.status(), 200);
+
+    // A keyed client gets no secret: asking for one is a mistake, named.
+    let key = JwsKey::ed25519_from_seed(&[5; 32]);
+    let refused = api
+        .post(
+            "/admin/v1/clients",
+            json!({"name": "keyed", "public_keys": [key.public().to_json()], "secret": true}),
+        )
+        .await;
+    assert!(
+        refused.problem(422)["detail"]
+            .as_str()
+            .unwrap()
+            .contains("secret")
+    );
+    api.post("/admin/v1/clients", json!({"name": "bad", "secret": "no"}))
+        .await
+        .problem(422);
 }
 
 async fn keyed_client_has_no_secret_and_rotates_keys(app: TestApp) {

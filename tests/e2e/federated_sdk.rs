@@ -54,14 +54,27 @@ async fn workload(
     issuer: &TestIssuer,
     conditions: Value,
 ) -> Uuid {
-    let client = app.client().await;
-    let admin = app.admin();
-    for secret in admin.list_client_secrets(client.id).await.unwrap() {
-        admin
-            .delete_client_secret(client.id, secret.id)
+    // Created with no credential at all (`secret: false`): no secret ever exists.
+    let created = api
+        .post(
+            "/admin/v1/clients",
+            json!({ "name": "federated-workload", "secret": false }),
+        )
+        .await;
+    let created = created.ok(201).clone();
+    assert!(created.get("client_secret").is_none(), "{created}");
+    let id: Uuid = created["id"].as_str().unwrap().parse().unwrap();
+    assert!(
+        app.admin()
+            .list_client_secrets(id)
             .await
-            .unwrap();
-    }
+            .unwrap()
+            .is_empty()
+    );
+    let client = crate::helpers::TestClient {
+        id,
+        secret: String::new(),
+    };
     app.grant(&client, ORDERS, &["orders:read"]).await;
     api.post(
         &format!("/admin/v1/clients/{}/federated-identities", client.id),

@@ -212,7 +212,7 @@ pub struct ClientCreated {
     #[serde(flatten)]
     pub client: ClientOut,
     /// Its first secret (`mfy_cs_…`). Store it now: it cannot be shown again. Absent for
-    /// a client created with public keys: it has no secret.
+    /// a client created with public keys or with `secret: false`: it has no secret.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client_secret: Option<String>,
     /// The public keys it was created with (private_key_jwt).
@@ -249,6 +249,11 @@ pub struct NewClientIn {
     #[serde(default)]
     #[schema(max_items = 2)]
     pub public_keys: Vec<OkpJwk>,
+    /// Whether the client gets a first secret (default: yes, unless `public_keys` are
+    /// given). `false` creates a client with no credential at all, for a workload that
+    /// will authenticate with a federated identity: no secret ever exists to leak.
+    #[serde(default)]
+    pub secret: Option<bool>,
     /// Grant types it may use (RFC 7591 `grant_types`): `client_credentials` (the
     /// default), `password`, `refresh_token` (lets it receive refresh tokens on user
     /// logins), `urn:ietf:params:oauth:grant-type:token-exchange`.

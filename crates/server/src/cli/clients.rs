@@ -54,7 +54,8 @@ pub enum ClientCommand {
         id: Uuid,
     },
     /// Create a client; prints it with its first secret, shown this once. With
-    /// `--public-key` it authenticates with private_key_jwt only and gets no secret.
+    /// `--public-key` it authenticates with private_key_jwt only and gets no secret;
+    /// with `--no-secret` it gets no credential (for a federated identity).
     #[command(
         after_help = "Example:\n  CLIENT_ID=$(mayfly admin client create --name billing -o json | jq -r .id)"
     )]
@@ -69,6 +70,9 @@ pub enum ClientCommand {
         /// client then has no secret.
         #[arg(long = "public-key")]
         public_keys: Vec<String>,
+        /// No secret: the client will authenticate with a federated identity.
+        #[arg(long, conflicts_with = "public_keys")]
+        no_secret: bool,
         /// Its tokens must be DPoP-bound.
         #[arg(long)]
         require_dpop: bool,
@@ -213,6 +217,7 @@ pub async fn run(ctx: &mut Ctx, command: ClientCommand) -> anyhow::Result<()> {
             name,
             settings,
             public_keys,
+            no_secret,
             require_dpop,
             anomaly_policy,
         } => {
@@ -225,6 +230,7 @@ pub async fn run(ctx: &mut Ctx, command: ClientCommand) -> anyhow::Result<()> {
                 require_dpop,
                 anomaly_policy: anomaly_policy.unwrap_or_default(),
                 public_keys: public_keys.iter().map(|x| jwk(x, None)).collect(),
+                secret: no_secret.then_some(false),
                 grant_types: if settings.grant_types.is_empty() {
                     vec!["client_credentials".to_owned()]
                 } else {

@@ -339,27 +339,36 @@ impl Actor<'_> {
     /// # Errors
     /// [`AdminError`] for an invalid name, lifetimes outside 1 s–1 h, or bad CIDRs.
     pub async fn create_client(&self, spec: ClientSpec) -> Result<CreatedClient, AdminError> {
+        let client = self.create_bare_client(spec).await?;
+        let secret = self.create_client_secret(client.id, None).await?.secret;
+        Ok(CreatedClient { client, secret })
+    }
+
+    /// Creates a client with no credential at all: no secret is ever made for it. It
+    /// authenticates once it gets a federated identity (workload identity federation),
+    /// or a secret or key added later.
+    ///
+    /// # Errors
+    /// [`AdminError`] as [`Actor::create_client`].
+    pub async fn create_bare_client(&self, spec: ClientSpec) -> Result<ClientRecord, AdminError> {
         self.may_create_client(&spec).await?;
         let default_ttl_secs = ttl_secs("default_ttl_secs", spec.default_ttl)?;
         let max_ttl_secs = ttl_secs("max_ttl_secs", spec.max_ttl)?;
         clients::check_ttls(default_ttl_secs, max_ttl_secs)?;
-        let client = self
-            .store_new_client(NewClient {
-                id: Uuid::now_v7(),
-                name: clients::client_name(&spec.name)?,
-                enabled: spec.enabled,
-                default_ttl_secs,
-                max_ttl_secs,
-                allowed_cidrs: cidrs("allowed_cidrs", &spec.allowed_cidrs)?,
-                require_dpop: spec.require_dpop,
-                anomaly_policy: spec.anomaly_policy,
-                grant_types: clients::grant_types(&spec.grant_types)?,
-                labels: labels(&spec.labels)?,
-                now: self.now,
-            })
-            .await?;
-        let secret = self.create_client_secret(client.id, None).await?.secret;
-        Ok(CreatedClient { client, secret })
+        self.store_new_client(NewClient {
+            id: Uuid::now_v7(),
+            name: clients::client_name(&spec.name)?,
+            enabled: spec.enabled,
+            default_ttl_secs,
+            max_ttl_secs,
+            allowed_cidrs: cidrs("allowed_cidrs", &spec.allowed_cidrs)?,
+            require_dpop: spec.require_dpop,
+            anomaly_policy: spec.anomaly_policy,
+            grant_types: clients::grant_types(&spec.grant_types)?,
+            labels: labels(&spec.labels)?,
+            now: self.now,
+        })
+        .await
     }
 
     /// Creates a client that authenticates with `private_key_jwt` only: it gets the given
@@ -387,25 +396,7 @@ impl Actor<'_> {
             }
             kids.push(kid);
         }
-        self.may_create_client(&spec).await?;
-        let default_ttl_secs = ttl_secs("default_ttl_secs", spec.default_ttl)?;
-        let max_ttl_secs = ttl_secs("max_ttl_secs", spec.max_ttl)?;
-        clients::check_ttls(default_ttl_secs, max_ttl_secs)?;
-        let client = self
-            .store_new_client(NewClient {
-                id: Uuid::now_v7(),
-                name: clients::client_name(&spec.name)?,
-                enabled: spec.enabled,
-                default_ttl_secs,
-                max_ttl_secs,
-                allowed_cidrs: cidrs("allowed_cidrs", &spec.allowed_cidrs)?,
-                require_dpop: spec.require_dpop,
-                anomaly_policy: spec.anomaly_policy,
-                grant_types: clients::grant_types(&spec.grant_types)?,
-                labels: labels(&spec.labels)?,
-                now: self.now,
-            })
-            .await?;
+        let client = self.create_bare_client(spec).await?;
         let mut records = Vec::with_capacity(keys.len());
         for (kid, x) in keys {
             records.push(

@@ -69,6 +69,13 @@ pub async fn create(
         labels: body.labels,
     };
     if !body.public_keys.is_empty() {
+        if body.secret == Some(true) {
+            return Err(crate::service::invalid(
+                "secret",
+                "a client created with public_keys gets no secret",
+            )
+            .into());
+        }
         let keys = body
             .public_keys
             .iter()
@@ -81,6 +88,17 @@ pub async fn create(
                 client: client.into(),
                 client_secret: None,
                 public_keys: keys.into_iter().map(Into::into).collect(),
+            }),
+        ));
+    }
+    if body.secret == Some(false) {
+        let client = admin.actor(&state).create_bare_client(spec).await?;
+        return Ok((
+            StatusCode::CREATED,
+            Json(ClientCreated {
+                client: client.into(),
+                client_secret: None,
+                public_keys: vec![],
             }),
         ));
     }
