@@ -1394,3 +1394,78 @@ async fn a_federated_client_is_any_client_downstream(app: TestApp) {
     let response = fed.client_credentials(&token, &[]).await;
     crate::helpers::assert_oauth_error(response, 400, "unauthorized_client").await;
 }
+
+/// With DPoP nonces required, the first proof of a client has no nonce and is answered
+/// `use_dpop_nonce`. That answer must not spend the external token: the client retries
+/// with the same token (a projected token file is rewritten only every few minutes).
+async fn a_nonce_challenge_does_not_spend_the_external_token(backend: mayfly_store::Backend) {
+    use mayfly_core::dpop::{self, ProofRequest};
+    use mayfly_core::jose::JwsKey;
+
+    let app = crate::helpers::spawn_app_with(backend, |c| c.dpop_nonce = true).await;
+    let fed = Federated::start(&app, json!({})).await;
+    fed.workload(kubernetes_rule()).await;
+    let key = JwsKey::ed25519_from_seed(&[43; 32]);
+    let request = |proof: String, token: String| {
+        let app = &app;
+        async move {
+            app.http
+                .post(format!("{}/oauth2/token", app.base))
+                .header("DPoP", proof)
+                .form(&[
+                    ("grant_type", "client_credentials"),
+                    ("scope", "orders:read"),
+                    ("resource", ORDERS),
+                    ("client_assertion_type", JWT_BEARER),
+                    ("client_assertion", token.as_str()),
+                ])
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let proof = |nonce: Option<&str>| {
+        dpop::sign(
+            &key,
+            &ProofRequest {
+                htm: "POST",
+                htu: &app.token_endpoint(),
+                access_token: None,
+                nonce,
+                jti: &uuid::Uuid::new_v4().to_string(),
+                now: app.now(),
+            },
+        )
+    };
+    let token = fed.issuer.mint("rsa-1", &fed.kubernetes());
+    let challenged = request(proof(None), token.clone()).await;
+    assert_eq!(challenged.status(), 400);
+    let nonce = challenged.headers()["dpop-nonce"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let body: Value = challenged.json().await.unwrap();
+    assert_eq!(body["error"], "use_dpop_nonce");
+    // The same external token, now with the nonce: accepted, and bound.
+    let accepted = request(proof(Some(&nonce)), token.clone()).await;
+    assert_eq!(accepted.status(), 200);
+    let body: Value = accepted.json().await.unwrap();
+    assert_eq!(body["token_type"], "DPoP");
+    // Spent now: a third use is a replay.
+    let replayed = request(proof(Some(&nonce)), token).await;
+    assert_eq!(replayed.status(), 401);
+}
+
+mod configured {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_nonce_challenge_does_not_spend_the_external_token_sqlite() {
+        super::a_nonce_challenge_does_not_spend_the_external_token(mayfly_store::Backend::Sqlite)
+            .await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_nonce_challenge_does_not_spend_the_external_token_postgres() {
+        super::a_nonce_challenge_does_not_spend_the_external_token(mayfly_store::Backend::Postgres)
+            .await;
+    }
+}

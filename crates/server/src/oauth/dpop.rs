@@ -32,6 +32,24 @@ pub async fn check(
     proof: &str,
     ctx: &ProofContext<'_>,
 ) -> Result<Verified, TokenError> {
+    let verified = verify(state, proof, ctx)?;
+    spend(state, &verified).await?;
+    Ok(verified)
+}
+
+/// Checks a DPoP proof, nonce included, without recording anything: the token endpoint
+/// asks this before it authenticates the client, so that a nonce challenge or a bad
+/// proof never spends a one-time credential (an external token's `jti`) the client
+/// must send again, and [`spend`] after, so that unauthenticated callers cause no
+/// write.
+///
+/// # Errors
+/// `invalid_dpop_proof` or `use_dpop_nonce`.
+pub fn verify(
+    state: &AppState,
+    proof: &str,
+    ctx: &ProofContext<'_>,
+) -> Result<Verified, TokenError> {
     let now = state.clock.now();
     let verified = dpop::verify(
         proof,
@@ -53,13 +71,22 @@ pub async fn check(
     {
         return Err(TokenError::UseDpopNonce);
     }
+    Ok(verified)
+}
+
+/// Records a verified proof's `jti`: single use until the proof expires, on every
+/// replica.
+///
+/// # Errors
+/// `invalid_dpop_proof` for a proof seen before, or a store failure.
+pub async fn spend(state: &AppState, verified: &Verified) -> Result<(), TokenError> {
     let fresh = state
         .store
         .use_once(
             &format!("dpop:{}", verified.jkt),
             &verified.jti,
             verified.expires_at,
-            now,
+            state.clock.now(),
         )
         .await?;
     if !fresh {
@@ -67,7 +94,7 @@ pub async fn check(
             "DPoP proof jti already used".into(),
         ));
     }
-    Ok(verified)
+    Ok(())
 }
 
 /// How often spent one-time ids (assertion and proof `jti`s) past their expiry are

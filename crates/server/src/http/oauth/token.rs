@@ -356,14 +356,9 @@ async fn exchange(
             UntrustedText::capped(grant_type, 64).into_string(),
         ));
     }
-    let mut external = None;
-    let authenticated = authenticate_client(state, presented, source, &mut external).await;
-    seen.external = external
-        .as_ref()
-        .map(client_auth::federated::External::detail);
-    let client = authenticated?;
-    // RFC 9449 §5: a valid proof binds the token to its key; some clients must.
-    let binding = match dpop_header(headers)? {
+    // RFC 9449: the proof is checked (a nonce challenge included) before the client is
+    // authenticated, and spent after (see `dpop::verify`).
+    let proof = match dpop_header(headers)? {
         Some(proof) => {
             let htu = format!("{}/oauth2/token", state.issuer);
             let ctx = crate::oauth::dpop::ProofContext {
@@ -373,8 +368,22 @@ async fn exchange(
                 jkt: None,
                 nonce_required: state.config.dpop_nonce,
             };
-            let verified = crate::oauth::dpop::check(state, proof, &ctx).await?;
+            let verified = crate::oauth::dpop::verify(state, proof, &ctx)?;
             seen.dpop_jkt = Some(verified.jkt.clone());
+            Some(verified)
+        }
+        None => None,
+    };
+    let mut external = None;
+    let authenticated = authenticate_client(state, presented, source, &mut external).await;
+    seen.external = external
+        .as_ref()
+        .map(client_auth::federated::External::detail);
+    let client = authenticated?;
+    // RFC 9449 §5: a valid proof binds the token to its key; some clients must.
+    let binding = match proof {
+        Some(verified) => {
+            crate::oauth::dpop::spend(state, &verified).await?;
             Some(verified.jkt)
         }
         None if client.client.require_dpop => {
