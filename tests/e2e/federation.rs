@@ -517,6 +517,17 @@ impl<'a> Federated<'a> {
         assertion: &str,
         extra: &[(&str, &str)],
     ) -> reqwest::Response {
+        self.client_credentials_with_proof(assertion, extra, None)
+            .await
+    }
+
+    /// As [`Self::client_credentials`], with a DPoP proof when given.
+    async fn client_credentials_with_proof(
+        &self,
+        assertion: &str,
+        extra: &[(&str, &str)],
+        proof: Option<&str>,
+    ) -> reqwest::Response {
         let mut form = vec![
             ("grant_type", "client_credentials"),
             ("scope", "orders:read"),
@@ -525,13 +536,14 @@ impl<'a> Federated<'a> {
             ("client_assertion", assertion),
         ];
         form.extend_from_slice(extra);
-        self.app
+        let mut request = self
+            .app
             .http
-            .post(format!("{}/oauth2/token", self.app.base))
-            .form(&form)
-            .send()
-            .await
-            .unwrap()
+            .post(format!("{}/oauth2/token", self.app.base));
+        if let Some(proof) = proof {
+            request = request.header("DPoP", proof);
+        }
+        request.form(&form).send().await.unwrap()
     }
 }
 
@@ -1316,20 +1328,9 @@ async fn a_federated_client_is_any_client_downstream(app: TestApp) {
         },
     );
     let token = fed.issuer.mint("rsa-1", &fed.kubernetes());
-    let response = app
-        .http
-        .post(format!("{}/oauth2/token", app.base))
-        .header("DPoP", proof)
-        .form(&[
-            ("grant_type", "client_credentials"),
-            ("scope", "orders:read"),
-            ("resource", ORDERS),
-            ("client_assertion_type", JWT_BEARER),
-            ("client_assertion", token.as_str()),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let response = fed
+        .client_credentials_with_proof(&token, &[], Some(&proof))
+        .await;
     assert_eq!(response.status(), 200);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["token_type"], "DPoP");
@@ -1406,24 +1407,6 @@ async fn a_nonce_challenge_does_not_spend_the_external_token(backend: mayfly_sto
     let fed = Federated::start(&app, json!({})).await;
     fed.workload(kubernetes_rule()).await;
     let key = JwsKey::ed25519_from_seed(&[43; 32]);
-    let request = |proof: String, token: String| {
-        let app = &app;
-        async move {
-            app.http
-                .post(format!("{}/oauth2/token", app.base))
-                .header("DPoP", proof)
-                .form(&[
-                    ("grant_type", "client_credentials"),
-                    ("scope", "orders:read"),
-                    ("resource", ORDERS),
-                    ("client_assertion_type", JWT_BEARER),
-                    ("client_assertion", token.as_str()),
-                ])
-                .send()
-                .await
-                .unwrap()
-        }
-    };
     let proof = |nonce: Option<&str>| {
         dpop::sign(
             &key,
@@ -1438,7 +1421,9 @@ async fn a_nonce_challenge_does_not_spend_the_external_token(backend: mayfly_sto
         )
     };
     let token = fed.issuer.mint("rsa-1", &fed.kubernetes());
-    let challenged = request(proof(None), token.clone()).await;
+    let challenged = fed
+        .client_credentials_with_proof(&token, &[], Some(&proof(None)))
+        .await;
     assert_eq!(challenged.status(), 400);
     let nonce = challenged.headers()["dpop-nonce"]
         .to_str()
@@ -1447,12 +1432,16 @@ async fn a_nonce_challenge_does_not_spend_the_external_token(backend: mayfly_sto
     let body: Value = challenged.json().await.unwrap();
     assert_eq!(body["error"], "use_dpop_nonce");
     // The same external token, now with the nonce: accepted, and bound.
-    let accepted = request(proof(Some(&nonce)), token.clone()).await;
+    let accepted = fed
+        .client_credentials_with_proof(&token, &[], Some(&proof(Some(&nonce))))
+        .await;
     assert_eq!(accepted.status(), 200);
     let body: Value = accepted.json().await.unwrap();
     assert_eq!(body["token_type"], "DPoP");
     // Spent now: a third use is a replay.
-    let replayed = request(proof(Some(&nonce)), token).await;
+    let replayed = fed
+        .client_credentials_with_proof(&token, &[], Some(&proof(Some(&nonce))))
+        .await;
     assert_eq!(replayed.status(), 401);
 }
 

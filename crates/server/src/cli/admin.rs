@@ -235,7 +235,23 @@ impl Ctx {
     /// # Errors
     /// No audience has that URI, or the server refused.
     pub async fn audience_id(&mut self, audience: &str) -> anyhow::Result<Uuid> {
-        if let Ok(id) = Uuid::parse_str(audience) {
+        self.id_by("/admin/v1/audiences", "uri", audience, "audience")
+            .await
+    }
+
+    /// The id of a resource of `path` given by id, or by the value of its unique `field`
+    /// (`what` names the resource in errors).
+    ///
+    /// # Errors
+    /// None of them has that value, or the server refused.
+    pub async fn id_by(
+        &mut self,
+        path: &str,
+        field: &str,
+        value: &str,
+        what: &str,
+    ) -> anyhow::Result<Uuid> {
+        if let Ok(id) = Uuid::parse_str(value) {
             return Ok(id);
         }
         let mut cursor = None;
@@ -243,7 +259,7 @@ impl Ctx {
             let page = self
                 .api
                 .get(
-                    "/admin/v1/audiences",
+                    path,
                     &ListParams {
                         limit: Some(crate::http::admin::MAX_LIMIT),
                         cursor,
@@ -254,16 +270,16 @@ impl Ctx {
                 .as_array()
                 .into_iter()
                 .flatten()
-                .find(|a| a["uri"] == audience)
+                .find(|a| a[field] == value)
             {
                 return found["id"]
                     .as_str()
                     .and_then(|id| Uuid::parse_str(id).ok())
-                    .context("the server answered an audience without an id");
+                    .with_context(|| format!("the server answered a {what} without an id"));
             }
             match page["next_cursor"].as_str() {
                 Some(next) => cursor = Some(next.to_owned()),
-                None => anyhow::bail!("no audience {audience}"),
+                None => anyhow::bail!("no {what} {value}"),
             }
         }
     }

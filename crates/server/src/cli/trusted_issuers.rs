@@ -12,7 +12,7 @@ use time::Duration;
 use uuid::Uuid;
 
 use super::admin::{Ctx, ListArgs};
-use crate::api::{KeySourceIn, ListParams, NewTrustedIssuerIn, TrustedIssuerPatch};
+use crate::api::{KeySourceIn, NewTrustedIssuerIn, TrustedIssuerPatch};
 use crate::config::parse_duration;
 
 const COLUMNS: &[&str] = &["id", "issuer", "description", "created_at"];
@@ -189,35 +189,5 @@ pub async fn run(ctx: &mut Ctx, command: TrustedIssuerCommand) -> anyhow::Result
 /// # Errors
 /// No trusted issuer has that URL, or the server refused.
 pub async fn issuer_id(ctx: &mut Ctx, issuer: &str) -> anyhow::Result<Uuid> {
-    if let Ok(id) = Uuid::parse_str(issuer) {
-        return Ok(id);
-    }
-    let mut cursor = None;
-    loop {
-        let page = ctx
-            .api
-            .get(
-                PATH,
-                &ListParams {
-                    limit: Some(crate::http::admin::MAX_LIMIT),
-                    cursor,
-                },
-            )
-            .await?;
-        if let Some(found) = page["items"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|i| i["issuer"] == issuer)
-        {
-            return found["id"]
-                .as_str()
-                .and_then(|id| Uuid::parse_str(id).ok())
-                .context("the server answered a trusted issuer without an id");
-        }
-        match page["next_cursor"].as_str() {
-            Some(next) => cursor = Some(next.to_owned()),
-            None => anyhow::bail!("no trusted issuer {issuer}"),
-        }
-    }
+    ctx.id_by(PATH, "issuer", issuer, "trusted issuer").await
 }
