@@ -39,9 +39,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .scopes(scopes.split(' '))
         .build()?;
     for round in 1..=rounds {
-        // Cached until about 80 % of its lifetime; `invalidate` forces a new one, read
-        // with whatever token the file holds now.
-        source.invalidate();
+        // Ask before every call: the token is cached until about 80 % of its lifetime,
+        // then a new one is requested with whatever token the file holds by then. Each
+        // platform token is spent at its first use, so a new Mayfly token is asked for
+        // only when due (see `ExternalToken::file` on sizing lifetimes).
         let token = source.token().await?;
         println!("round {round}: token {token:?}");
         if round < rounds {

@@ -1773,3 +1773,152 @@ fn access_request_approved_from_the_cli_lasts_its_window() {
         std::thread::sleep(Duration::from_millis(250));
     }
 }
+
+/// The SDK's example program with the path of its built binary: next to this test's
+/// (`target/<profile>/examples/`), built first when it is not there yet.
+fn federated_example() -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().and_then(Path::parent).unwrap();
+    let example = profile_dir.join("examples").join("federated");
+    if !example.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let built = Command::new(cargo)
+            .args(["build", "-q", "-p", "mayfly-sdk", "--example", "federated"])
+            .status()
+            .unwrap();
+        assert!(built.success(), "building the federated example");
+    }
+    example
+}
+
+/// Issue #20: the SDK's `federated` example, as a workload with no secret would run it,
+/// against a real `mayfly serve` set up with the operator's CLI and a test issuer
+/// standing in for a Kubernetes cluster.
+fn sdk_example_runs_with_a_platform_token(backend: mayfly_store::Backend) {
+    use mayfly_federation::testing::{TestIssuer, TestKey, kubernetes_claims};
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let cluster = runtime.block_on(TestIssuer::start(vec![TestKey::rsa("rsa-1", 0)]));
+    let running = Running::start(backend, &[]);
+    let admin = running.admin();
+    let orders = "https://api.example/orders";
+    admin.json(&[
+        "audience",
+        "create",
+        "--uri",
+        orders,
+        "--scope",
+        "orders:read",
+    ]);
+    let trusted = admin.json(&[
+        "trusted-issuer",
+        "create",
+        "--issuer",
+        cluster.issuer(),
+        "--algorithm",
+        "RS256",
+        "--max-age",
+        "10m",
+    ]);
+    let audience = trusted["settings"]["audience"].as_str().unwrap().to_owned();
+    let worker = id_of(&admin.json(&[
+        "client",
+        "create",
+        "--name",
+        "payments-worker",
+        "--no-secret",
+    ]));
+    admin.json(&[
+        "client",
+        "federated-identity",
+        "add",
+        &worker,
+        "--issuer",
+        cluster.issuer(),
+        "--claim",
+        "kubernetes.io/namespace=pay",
+        "--claim",
+        "kubernetes.io/serviceaccount/name=worker",
+    ]);
+    admin.json(&[
+        "grant",
+        "create",
+        "--client",
+        &worker,
+        "--audience",
+        orders,
+        "--scope",
+        "orders:read",
+        "--reason",
+        "example",
+    ]);
+
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("token");
+    let project = |namespace: &str| {
+        #[allow(clippy::disallowed_methods)] // the real server's real clock
+        let now = time::OffsetDateTime::now_utc();
+        let claims = kubernetes_claims(
+            cluster.issuer(),
+            &audience,
+            now,
+            namespace,
+            "worker",
+            "pod-1",
+        );
+        std::fs::write(&token_file, cluster.mint("rsa-1", &claims) + "\n").unwrap();
+    };
+    let example = || {
+        Command::new(federated_example())
+            .env("MAYFLY_ISSUER", &running.url)
+            .env("MAYFLY_IDENTITY_TOKEN_FILE", &token_file)
+            .env("ORDERS_AUDIENCE", orders)
+            .env("WORKLOAD_SCOPES", "orders:read")
+            .env("WORKLOAD_ROUNDS", "2")
+            .output()
+            .unwrap()
+    };
+
+    project("pay");
+    let out = example();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}\n{}",
+        stderr(&out),
+        String::from_utf8_lossy(&admin.run(&["audit", "search"]).stdout)
+    );
+    assert!(
+        stdout.contains("round 1: token") && stdout.contains("round 2: token"),
+        "{stdout}"
+    );
+    // The projected token was spent: the next process needs the kubelet's next one.
+    let again = example();
+    assert!(!again.status.success());
+    assert!(
+        stderr(&again).contains("InvalidClient"),
+        "{}",
+        stderr(&again)
+    );
+    project("pay");
+    assert!(example().status.success());
+    // Another namespace's service account speaks for no client.
+    project("billing");
+    let other = example();
+    assert!(!other.status.success());
+    assert!(
+        stderr(&other).contains("InvalidClient"),
+        "{}",
+        stderr(&other)
+    );
+}
+
+#[test]
+fn sdk_example_runs_with_a_platform_token_sqlite() {
+    sdk_example_runs_with_a_platform_token(mayfly_store::Backend::Sqlite);
+}
+
+#[test]
+fn sdk_example_runs_with_a_platform_token_postgres() {
+    sdk_example_runs_with_a_platform_token(mayfly_store::Backend::Postgres);
+}
