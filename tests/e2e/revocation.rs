@@ -14,6 +14,7 @@ crate::both_stores!(
     every_kind_revokes_and_reaches_the_feed,
     introspection_checks_everything,
     clients_revoke_their_own_tokens,
+    a_remembered_signature_check_answers_only_for_the_exact_token,
     the_stream_resumes_without_gaps_or_duplicates,
     revocations_survive_a_restart,
     replicas_learn_of_revocations,
@@ -445,6 +446,59 @@ async fn clients_revoke_their_own_tokens(app: TestApp) {
     // Others of its tokens live on.
     let t2 = token(&app, &worker).await;
     assert!(active(&app, &rs, &t2).await);
+}
+
+/// Introspection and the admin API's bearer auth remember a token's signature check
+/// (issue #18); what is remembered answers only for the exact token text that verified.
+async fn a_remembered_signature_check_answers_only_for_the_exact_token(app: TestApp) {
+    let (_, rs, reader, worker) = setup(&app).await;
+    let t = token(&app, &worker).await;
+    assert!(active(&app, &rs, &t).await);
+    assert_eq!(feed_status(&app, &reader).await, 200);
+    for (part, changed) in one_character_changed(&t) {
+        assert!(
+            !active(&app, &rs, &changed).await,
+            "changed {part} accepted"
+        );
+    }
+    for (part, changed) in one_character_changed(&reader) {
+        assert_eq!(
+            feed_status(&app, &changed).await,
+            401,
+            "changed {part} accepted"
+        );
+    }
+    // The originals still verify (from the cache).
+    assert!(active(&app, &rs, &t).await);
+    assert_eq!(feed_status(&app, &reader).await, 200);
+}
+
+async fn feed_status(app: &TestApp, bearer: &str) -> u16 {
+    app.http
+        .get(format!("{}/v1/revocations?after=", app.base))
+        .bearer_auth(bearer)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// `token` with one character changed in its claims, in its signature and in its footer.
+fn one_character_changed(token: &str) -> [(&'static str, String); 3] {
+    let (body, footer) = token.rsplit_once('.').unwrap();
+    // The body is "v4.public." + base64url(claims ‖ 64-byte signature): the signature is
+    // its last 86 characters.
+    let at = [
+        ("claims", "v4.public.".len() + 20),
+        ("signature", body.len() - 20),
+        ("footer", body.len() + 1 + footer.len() / 2),
+    ];
+    at.map(|(part, i)| {
+        let mut bytes = token.as_bytes().to_vec();
+        bytes[i] = if bytes[i] == b'A' { b'B' } else { b'A' };
+        (part, String::from_utf8(bytes).unwrap())
+    })
 }
 
 /// Reads SSE events until `n` revocation events arrived; returns (id, value) pairs.

@@ -221,6 +221,21 @@ pub fn verify<'k>(
     let message = parsed.verify(key).ok_or(VerifyError::BadSignature)?;
     let claims: Claims =
         serde_json::from_slice(&message).map_err(|_| VerifyError::InvalidClaims)?;
+    check_claims(&claims, options, now)?;
+    Ok(claims)
+}
+
+/// The checks [`verify`] makes after the signature: `iss`, `aud`, `exp` and `nbf` against
+/// `now` with leeway, in that order. Public so a cache of signature checks can repeat
+/// exactly these on every use of a token it already verified.
+///
+/// # Errors
+/// A [`VerifyError`] naming the first check that failed.
+pub fn check_claims(
+    claims: &Claims,
+    options: &VerifyOptions<'_>,
+    now: OffsetDateTime,
+) -> Result<(), VerifyError> {
     if claims.iss != options.issuer {
         return Err(VerifyError::WrongIssuer);
     }
@@ -233,7 +248,7 @@ pub fn verify<'k>(
     if now.saturating_add(options.leeway) < claims.nbf {
         return Err(VerifyError::NotYetValid);
     }
-    Ok(claims)
+    Ok(())
 }
 
 #[cfg(test)]

@@ -304,33 +304,31 @@ impl FromRequestParts<AppState> for Admin {
             audience: Some(&state.issuer),
             leeway: LEEWAY,
         };
-        let claims = token::verify(
-            token,
-            |kid| keys.public_key(kid),
-            &options,
-            state.clock.now(),
-        )
-        .map_err(|e| {
-            tracing::debug!(reason = %e, "admin token refused");
-            if matches!(e, token::VerifyError::Expired) {
-                // Say so, in the problem and the challenge (RFC 6750 §3), so a client
-                // knows to get a new token rather than suspect its credentials.
-                let why = "the access token expired: obtain a new one";
-                return Problem::new(StatusCode::UNAUTHORIZED, why).challenge(format!(
-                    r#"Bearer realm="mayfly", error="invalid_token", error_description="{why}""#
-                ));
-            }
-            unauthorized(
-                Some("invalid_token"),
-                "the access token is invalid or expired",
+        let verified = state
+            .verified
+            .verify(
+                token,
+                |kid| keys.public_key(kid),
+                &options,
+                state.clock.now(),
             )
-        })?;
-        if state.revocations.revokes(
-            &claims,
-            &token::peek_key_id(token)
-                .map(|k| k.to_string())
-                .unwrap_or_default(),
-        ) {
+            .map_err(|e| {
+                tracing::debug!(reason = %e, "admin token refused");
+                if matches!(e, token::VerifyError::Expired) {
+                    // Say so, in the problem and the challenge (RFC 6750 §3), so a client
+                    // knows to get a new token rather than suspect its credentials.
+                    let why = "the access token expired: obtain a new one";
+                    return Problem::new(StatusCode::UNAUTHORIZED, why).challenge(format!(
+                        r#"Bearer realm="mayfly", error="invalid_token", error_description="{why}""#
+                    ));
+                }
+                unauthorized(
+                    Some("invalid_token"),
+                    "the access token is invalid or expired",
+                )
+            })?;
+        let claims = verified.claims;
+        if state.revocations.revokes(&claims, verified.kid.as_str()) {
             return Err(unauthorized(
                 Some("invalid_token"),
                 "the access token is invalid or expired",

@@ -15,6 +15,7 @@ use uuid::Uuid;
 
 use crate::oauth::grant::in_force;
 use crate::runtime::AppState;
+use crate::runtime::verified::Verified;
 
 /// Clock-skew allowance for `exp`/`nbf`.
 pub const LEEWAY: Duration = Duration::seconds(5);
@@ -35,7 +36,6 @@ pub struct Active {
 /// Checks a token now; `Err` says why it is inactive (for the audit log only), and is
 /// `"unavailable"` when the store could not be read.
 pub async fn check(state: &AppState, token: &str) -> Result<Active, &'static str> {
-    let kid = token::peek_key_id(token).map_err(|_| "malformed")?;
     let keys = state.keyring.current();
     let options = VerifyOptions {
         issuer: &state.issuer,
@@ -43,8 +43,11 @@ pub async fn check(state: &AppState, token: &str) -> Result<Active, &'static str
         leeway: LEEWAY,
     };
     let now = state.clock.now();
-    let claims =
-        token::verify(token, |kid| keys.public_key(kid), &options, now).map_err(|e| match e {
+    let Verified { claims, kid } = state
+        .verified
+        .verify(token, |kid| keys.public_key(kid), &options, now)
+        .map_err(|e| match e {
+            token::VerifyError::Malformed => "malformed",
             token::VerifyError::Expired => "expired",
             token::VerifyError::NotYetValid => "not yet valid",
             token::VerifyError::UnknownKey => "signing key not published",

@@ -1,12 +1,14 @@
 //! The runtime: what a running process holds and shares between requests — the
 //! [`AppState`] and its start-up — and the small in-memory pieces no lower module owns:
-//! anomaly sightings (`sightings`), DPoP nonces (`nonces`) and whether the database is
-//! reachable (`availability`). Above the infrastructure (store, keys, audit, directory,
+//! anomaly sightings (`sightings`), DPoP nonces (`nonces`), whether the database is
+//! reachable (`availability`) and the access tokens whose signature was checked
+//! (`verified`). Above the infrastructure (store, keys, audit, directory,
 //! revocations), below the OAuth and web layers that use it.
 
 pub mod availability;
 pub mod nonces;
 pub mod sightings;
+pub mod verified;
 
 use std::sync::Arc;
 
@@ -64,6 +66,9 @@ pub struct Shared {
     pub nonces: Arc<crate::runtime::nonces::Nonces>,
     /// Whether the database is known to be down (requests then fail fast).
     pub availability: Arc<availability::Availability>,
+    /// Access tokens whose signature was checked: introspection, revocation and admin
+    /// bearer auth verify through it (issue #18).
+    pub verified: Arc<verified::VerifiedTokens>,
     /// Verifies external tokens (workload identity federation); one per process, so its
     /// cache of trusted issuers' keys is shared.
     pub verifier: mayfly_federation::Verifier,
@@ -156,6 +161,7 @@ impl AppState {
             webhook,
             nonces: Arc::new(nonces),
             availability: availability::Availability::new(store.clone()),
+            verified: Arc::default(),
             verifier,
         }));
         Ok(Started {

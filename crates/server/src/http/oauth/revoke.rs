@@ -9,13 +9,14 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use mayfly_core::revocation::RevocationKind;
-use mayfly_core::token::{self, VerifyOptions};
+use mayfly_core::token::VerifyOptions;
 use serde::Deserialize;
 use time::Duration;
 
 use crate::http::error::no_store;
 use crate::oauth::TokenError;
 use crate::runtime::AppState;
+use crate::runtime::verified::Verified;
 use crate::service::{Actor, RevokeSpec};
 
 /// Routes of this module.
@@ -113,7 +114,7 @@ async fn revoke_own(state: &AppState, request: Request) -> Result<(), TokenError
         audience: None,
         leeway: Duration::ZERO,
     };
-    let Ok(claims) = token::verify(
+    let Ok(Verified { claims, .. }) = state.verified.verify(
         token,
         |kid| keys.public_key(kid),
         &options,
