@@ -17,6 +17,7 @@ crate::both_stores!(
     unknown_user_and_wrong_password_take_the_same_time,
     refresh_tokens_rotate_and_only_narrow,
     refresh_token_reuse_revokes_the_family_and_its_tokens,
+    concurrent_uses_of_one_refresh_token_issue_once,
     revoking_a_refresh_token_ends_the_login,
     admin_api_sets_grant_types_and_may_act,
 );
@@ -447,6 +448,53 @@ async fn refresh_token_reuse_revokes_the_family_and_its_tokens(app: TestApp) {
     let anomalies = app.audit("anomaly").await;
     assert_eq!(anomalies.len(), 2);
     assert_eq!(anomalies[0].detail["family_already_revoked"], true);
+}
+
+/// A stolen refresh token raced against its holder: concurrent uses of one token. One
+/// wins; every other is reuse, refused and audited, with no token issued for it; and
+/// the reuse revokes the family, the winner's tokens with it.
+async fn concurrent_uses_of_one_refresh_token_issue_once(app: TestApp) {
+    let (_, cli) = setup(&app).await;
+    let (rs, _) = app.introspector().await;
+    let login = ok(app.login(&cli, "alice", PASSWORD, "orders:read").await).await;
+    let rt = s(&login, "refresh_token").to_owned();
+    let issued_before = app.audit("token.issued").await.len();
+    let attempts =
+        futures_util::future::join_all((0..8).map(|_| app.refresh(&cli, &rt, &[]))).await;
+    let mut winners = Vec::new();
+    for response in attempts {
+        if response.status() == 200 {
+            winners.push(ok(response).await);
+        } else {
+            assert_oauth_error(response, 400, "invalid_grant").await;
+        }
+    }
+    assert_eq!(winners.len(), 1, "{winners:?}");
+    let issued = app.audit("token.issued").await;
+    assert_eq!(
+        issued.len(),
+        issued_before + 1,
+        "only the winner's token is audited as issued"
+    );
+    let winner = &winners[0];
+    assert_eq!(
+        issued[0].jti.as_deref(),
+        Some(app.claims_of(s(winner, "access_token")).jti.as_str())
+    );
+    let reuses = app.audit("anomaly").await;
+    assert!(!reuses.is_empty());
+    assert!(
+        reuses
+            .iter()
+            .all(|e| e.detail["anomaly"] == "refresh_token_reuse")
+    );
+    assert!(!app.is_active(&rs, s(winner, "access_token")).await);
+    assert_oauth_error(
+        app.refresh(&cli, s(winner, "refresh_token"), &[]).await,
+        400,
+        "invalid_grant",
+    )
+    .await;
 }
 
 /// RFC 7009 for refresh tokens: the client ends the login, access tokens included;

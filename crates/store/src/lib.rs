@@ -257,10 +257,6 @@ pub trait RefreshStore: Send + Sync {
     ) -> StoreResult<RefreshFamilyRecord>;
     /// The token with this digest, with its family.
     async fn refresh_token(&self, digest: &[u8; 32]) -> StoreResult<Option<RefreshTokenRecord>>;
-    /// Marks `old` used and stores `new` in its family, in one transaction, only if
-    /// `old` was unused and its family is not revoked. `false` when it was not (a
-    /// concurrent use won, or the family was revoked meanwhile): nothing changed.
-    async fn rotate_refresh_token(&self, rotation: RefreshRotation) -> StoreResult<bool>;
     /// Revokes a family (no token of it refreshes again) and records `revocation`
     /// (normally of kind `family`) in the same transaction, announcing it like
     /// [`RevocationStore::insert_revocation`].
@@ -379,6 +375,14 @@ pub trait ReplayStore: Send + Sync {
 pub trait AuditStore: Send + Sync {
     /// Appends events in one transaction: all are durable when this returns `Ok`.
     async fn append_audit_events(&self, events: &[AuditEvent]) -> StoreResult<()>;
+    /// Appends entries in one transaction, each event with the change it records (a
+    /// refresh token rotation: the presented token marked used, its successor stored in
+    /// its family), so that neither commits without the other. A rotation applies only
+    /// if its token is unused, its family not revoked, and no earlier entry of the same
+    /// call rotates the same token; an entry whose rotation does not apply changes
+    /// nothing and its event is not appended. Returns, per entry, whether it applied;
+    /// all that applied is durable when this returns `Ok`.
+    async fn append_audit_entries(&self, entries: &[AuditEntry]) -> StoreResult<Vec<bool>>;
     /// Events matching `query`, newest first.
     async fn audit_events(&self, query: &AuditQuery) -> StoreResult<Vec<AuditEvent>>;
     /// Events matching `query` that are also about the external identity `external`

@@ -666,6 +666,8 @@ pub struct RefreshTokenRecord {
     pub expires_at: OffsetDateTime,
     /// When it was used (rotated); a second use is reuse.
     pub used_at: Option<OffsetDateTime>,
+    /// Whether the family's user is enabled (read with the token: a refresh needs both).
+    pub user_enabled: bool,
 }
 
 /// One refresh-token rotation: the old token is marked used and the new one stored,
@@ -688,6 +690,16 @@ impl fmt::Debug for RefreshRotation {
             .field("expires_at", &self.expires_at)
             .finish_non_exhaustive()
     }
+}
+
+/// An audit event with the change it records, committed together
+/// ([`AuditStore::append_audit_entries`](crate::AuditStore::append_audit_entries)).
+#[derive(Debug, Clone)]
+pub struct AuditEntry {
+    /// The event.
+    pub event: AuditEvent,
+    /// A refresh token rotation the event records (a refresh's `token.issued`).
+    pub rotation: Option<RefreshRotation>,
 }
 
 /// A revocation to record.

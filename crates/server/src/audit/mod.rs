@@ -11,6 +11,11 @@
 //! the store refuses for any reason but unavailability is retried event by event, so
 //! only the event at fault fails. When the store is unavailable, every waiter of the
 //! batch gets the error and the caller fails closed.
+//!
+//! An event may carry the change it records (a refresh token rotation,
+//! [`AuditSink::record_rotation`]): both commit in the batch's transaction or neither
+//! does, so a refresh costs no commit of its own, and a rotation that no longer applies
+//! (its token used meanwhile) leaves no `token.issued` behind.
 
 mod repeats;
 
@@ -19,7 +24,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mayfly_core::UntrustedText;
-use mayfly_store::{AuditEvent, Backend, Store, StoreError};
+use mayfly_store::{AuditEntry, AuditEvent, Backend, RefreshRotation, Store, StoreError};
 use time::OffsetDateTime;
 use tokio::sync::{Mutex, mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -56,8 +61,9 @@ impl AuditError {
 }
 
 struct Pending {
-    event: AuditEvent,
-    done: oneshot::Sender<Result<(), AuditError>>,
+    entry: AuditEntry,
+    /// Whether the entry applied (always, without a rotation), once committed.
+    done: oneshot::Sender<Result<bool, AuditError>>,
 }
 
 /// What [`AuditSink::record_repeated`] did with an event.
@@ -131,11 +137,34 @@ impl AuditSink {
     ///
     /// # Errors
     /// [`AuditError`] when the batch holding it could not be committed.
-    pub async fn record(&self, mut event: AuditEvent) -> Result<(), AuditError> {
+    pub async fn record(&self, event: AuditEvent) -> Result<(), AuditError> {
+        self.commit(event, None).await.map(|_| ())
+    }
+
+    /// Queues `event` with the refresh token rotation it records and waits until both
+    /// are committed, in the same transaction: `false` when the rotation did not apply
+    /// (its token used or its family revoked meanwhile), and then neither is.
+    ///
+    /// # Errors
+    /// [`AuditError`] when the batch holding it could not be committed.
+    pub async fn record_rotation(
+        &self,
+        event: AuditEvent,
+        rotation: RefreshRotation,
+    ) -> Result<bool, AuditError> {
+        self.commit(event, Some(rotation)).await
+    }
+
+    async fn commit(
+        &self,
+        mut event: AuditEvent,
+        rotation: Option<RefreshRotation>,
+    ) -> Result<bool, AuditError> {
         sanitize(&mut event);
         let (done, wait) = oneshot::channel();
+        let entry = AuditEntry { event, rotation };
         self.queue
-            .send(Pending { event, done })
+            .send(Pending { entry, done })
             .await
             .map_err(|_| AuditError::Stopped)?;
         wait.await.map_err(|_| AuditError::Stopped)?
@@ -151,11 +180,14 @@ async fn write_summaries(queue: mpsc::WeakSender<Pending>, repeats: Arc<repeats:
         for (place, summary, repeated) in repeats.close(false) {
             let (done, wait) = oneshot::channel();
             let pending = Pending {
-                event: summary.clone(),
+                entry: AuditEntry {
+                    event: summary.clone(),
+                    rotation: None,
+                },
                 done,
             };
             let committed = match queue.send(pending).await {
-                Ok(()) => matches!(wait.await, Ok(Ok(()))),
+                Ok(()) => matches!(wait.await, Ok(Ok(_))),
                 Err(_) => false,
             };
             if !committed {
@@ -170,7 +202,7 @@ async fn write_batches(
     rx: Arc<Mutex<mpsc::Receiver<Pending>>>,
     repeats: Arc<repeats::Repeats>,
 ) {
-    let mut events = Vec::with_capacity(MAX_BATCH);
+    let mut entries = Vec::with_capacity(MAX_BATCH);
     let mut waiters = Vec::with_capacity(MAX_BATCH);
     loop {
         {
@@ -187,12 +219,12 @@ async fn write_batches(
                 }
                 return;
             };
-            events.push(first.event);
+            entries.push(first.entry);
             waiters.push(first.done);
-            while events.len() < MAX_BATCH {
+            while entries.len() < MAX_BATCH {
                 match rx.try_recv() {
                     Ok(p) => {
-                        events.push(p.event);
+                        entries.push(p.entry);
                         waiters.push(p.done);
                     }
                     Err(_) => break,
@@ -200,37 +232,38 @@ async fn write_batches(
             }
         }
         let started = std::time::Instant::now();
-        let result = store.append_audit_events(&events).await;
-        metrics::histogram!("mayfly_audit_batch_size").record(events.len() as f64);
+        let result = store.append_audit_entries(&entries).await;
+        metrics::histogram!("mayfly_audit_batch_size").record(entries.len() as f64);
         metrics::histogram!("mayfly_audit_commit_seconds").record(started.elapsed().as_secs_f64());
         match result {
-            Ok(()) => {
-                tracing::trace!(batch = events.len(), "audit batch committed");
-                for waiter in waiters.drain(..) {
+            Ok(applied) => {
+                tracing::trace!(batch = entries.len(), "audit batch committed");
+                for (waiter, applied) in waiters.drain(..).zip(applied) {
                     // A waiter that gave up (client went away) is not an error.
-                    let _ = waiter.send(Ok(()));
+                    let _ = waiter.send(Ok(applied));
                 }
             }
             // The database is away: one at a time would only fail slower.
-            Err(e) if e.is_unavailable() || events.len() == 1 => {
-                let error = failed(e, events.len());
+            Err(e) if e.is_unavailable() || entries.len() == 1 => {
+                let error = failed(e, entries.len());
                 for waiter in waiters.drain(..) {
                     let _ = waiter.send(Err(error.clone()));
                 }
             }
-            // One event may be at fault: it must not take the others with it.
+            // One entry may be at fault: it must not take the others with it.
             Err(e) => {
-                tracing::warn!(error = %e, batch = events.len(), "audit batch refused; retrying event by event");
-                for (event, waiter) in events.iter().zip(waiters.drain(..)) {
+                tracing::warn!(error = %e, batch = entries.len(), "audit batch refused; retrying entry by entry");
+                for (entry, waiter) in entries.iter().zip(waiters.drain(..)) {
                     let result = store
-                        .append_audit_events(std::slice::from_ref(event))
+                        .append_audit_entries(std::slice::from_ref(entry))
                         .await
-                        .map_err(|e| failed(e, 1));
+                        .map_err(|e| failed(e, 1))
+                        .map(|applied| applied.first().copied().unwrap_or(false));
                     let _ = waiter.send(result);
                 }
             }
         }
-        events.clear();
+        entries.clear();
     }
 }
 

@@ -2,6 +2,32 @@
 
 use super::*;
 
+/// Rotates the way the server does: in one commit with the event that records it.
+/// Whether it applied, and checks the event was appended exactly then.
+async fn rotate(store: &dyn Store, rotation: RefreshRotation) -> bool {
+    let event = event("token.issued", "refresh", rotation.now);
+    let jti = event.jti.clone();
+    let entry = AuditEntry {
+        event,
+        rotation: Some(rotation),
+    };
+    let applied = store
+        .append_audit_entries(std::slice::from_ref(&entry))
+        .await
+        .unwrap();
+    assert_eq!(applied.len(), 1);
+    let found = store
+        .audit_events(&AuditQuery {
+            jti,
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(found.len(), usize::from(applied[0]), "{found:?}");
+    applied[0]
+}
+
 pub(super) async fn refresh_families_rotate_once_and_revoke_with_a_revocation(
     store: Arc<dyn Store>,
 ) {
@@ -46,6 +72,7 @@ pub(super) async fn refresh_families_rotate_once_and_revoke_with_a_revocation(
     ));
     let first = store.refresh_token(&[1; 32]).await.unwrap().unwrap();
     assert_eq!(first.family, family);
+    assert!(first.user_enabled);
     assert_eq!(
         (first.expires_at, first.used_at),
         (t + Duration::hours(1), None)
@@ -58,20 +85,21 @@ pub(super) async fn refresh_families_rotate_once_and_revoke_with_a_revocation(
         expires_at: t + Duration::hours(2),
         now: t + Duration::seconds(5),
     };
-    assert!(store.rotate_refresh_token(rotation.clone()).await.unwrap());
+    assert!(rotate(&*store, rotation.clone()).await);
     let used = store.refresh_token(&[1; 32]).await.unwrap().unwrap();
     assert_eq!(used.used_at, Some(t + Duration::seconds(5)));
     let second = store.refresh_token(&[2; 32]).await.unwrap().unwrap();
     assert_eq!((second.family.id, second.used_at), (family.id, None));
     // A used token rotates no more: that would be reuse.
     assert!(
-        !store
-            .rotate_refresh_token(RefreshRotation {
+        !rotate(
+            &*store,
+            RefreshRotation {
                 new: [3; 32],
                 ..rotation.clone()
-            })
-            .await
-            .unwrap()
+            }
+        )
+        .await
     );
     assert_eq!(store.refresh_token(&[3; 32]).await.unwrap(), None);
     // Concurrent uses of one token: exactly one wins.
@@ -79,15 +107,16 @@ pub(super) async fn refresh_families_rotate_once_and_revoke_with_a_revocation(
         .map(|i| {
             let store = store.clone();
             tokio::spawn(async move {
-                store
-                    .rotate_refresh_token(RefreshRotation {
+                rotate(
+                    &*store,
+                    RefreshRotation {
                         old: [2; 32],
                         new: [10 + i; 32],
                         expires_at: t + Duration::hours(2),
                         now: t + Duration::seconds(6),
-                    })
-                    .await
-                    .unwrap()
+                    },
+                )
+                .await
             })
         })
         .collect();
@@ -117,15 +146,16 @@ pub(super) async fn refresh_families_rotate_once_and_revoke_with_a_revocation(
     // Nothing of a revoked family rotates, not even its newest token.
     let newest = won.iter().position(|w| *w).unwrap() as u8;
     assert!(
-        !store
-            .rotate_refresh_token(RefreshRotation {
+        !rotate(
+            &*store,
+            RefreshRotation {
                 old: [10 + newest; 32],
                 new: [20; 32],
                 expires_at: t + Duration::hours(2),
                 now: t + Duration::seconds(8),
-            })
-            .await
-            .unwrap()
+            }
+        )
+        .await
     );
 
     assert_eq!(store.prune_refresh_families(t).await.unwrap(), 0);
@@ -161,5 +191,120 @@ pub(super) async fn refresh_families_rotate_once_and_revoke_with_a_revocation(
         store.refresh_token(&[30; 32]).await.unwrap(),
         None,
         "{again:?}"
+    );
+}
+
+/// A batch of entries commits each rotation with its event, or neither: a used token, a
+/// revoked family and a second use of one token in the same batch change nothing and
+/// append no event; a batch the store refuses leaves every token as it was.
+pub(super) async fn rotations_commit_with_their_events_in_one_batch(store: Arc<dyn Store>) {
+    let alice = user(&*store, "alice").await;
+    let app = client(&*store).await;
+    let t = now();
+    let family = |digest: u8| NewRefreshFamily {
+        jkt: None,
+        id: Uuid::new_v4(),
+        user_id: alice.id,
+        client_id: app.id,
+        audience: "https://orders".into(),
+        scope: "orders:read".into(),
+        digest: [digest; 32],
+        token_expires_at: t + Duration::hours(1),
+        expires_at: t + Duration::days(1),
+        now: t,
+    };
+    let live = store.create_refresh_family(family(41)).await.unwrap();
+    let other = store.create_refresh_family(family(42)).await.unwrap();
+    let revoked = store.create_refresh_family(family(43)).await.unwrap();
+    store
+        .revoke_refresh_family(
+            revoked.id,
+            revoke("family", &revoked.id.to_string(), t + Duration::hours(1)),
+        )
+        .await
+        .unwrap();
+    let spent = store.create_refresh_family(family(44)).await.unwrap();
+    assert!(
+        rotate(
+            &*store,
+            RefreshRotation {
+                old: [44; 32],
+                new: [45; 32],
+                expires_at: t + Duration::hours(1),
+                now: t,
+            }
+        )
+        .await
+    );
+    let at = t + Duration::seconds(3);
+    let rotation = |old: u8, new: u8| RefreshRotation {
+        old: [old; 32],
+        new: [new; 32],
+        expires_at: at + Duration::hours(1),
+        now: at,
+    };
+    let entry = |rotation: Option<RefreshRotation>| AuditEntry {
+        event: event("token.issued", "batch", at),
+        rotation,
+    };
+    let entries = vec![
+        entry(None),
+        entry(Some(rotation(41, 51))),
+        entry(Some(rotation(41, 52))),
+        entry(Some(rotation(43, 53))),
+        entry(Some(rotation(44, 54))),
+        entry(Some(rotation(42, 55))),
+    ];
+    // A batch the store refuses (an event id already taken) applies none of it.
+    let mut refused = entries.clone();
+    refused[0].event.id = refused[5].event.id;
+    assert!(store.append_audit_entries(&refused).await.is_err());
+    let untouched = store.refresh_token(&[41; 32]).await.unwrap().unwrap();
+    assert_eq!(untouched.used_at, None);
+    assert_eq!(store.refresh_token(&[51; 32]).await.unwrap(), None);
+
+    let applied = store.append_audit_entries(&entries).await.unwrap();
+    assert_eq!(applied, [true, true, false, false, false, true]);
+    for (entry, applied) in entries.iter().zip(&applied) {
+        let found = store
+            .audit_events(&AuditQuery {
+                jti: entry.event.jti.clone(),
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(found.len(), usize::from(*applied), "{entry:?}");
+    }
+    let first = store.refresh_token(&[41; 32]).await.unwrap().unwrap();
+    assert_eq!(first.used_at, Some(at));
+    let next = store.refresh_token(&[51; 32]).await.unwrap().unwrap();
+    assert_eq!(
+        (next.family.id, next.used_at, next.expires_at),
+        (live.id, None, at + Duration::hours(1))
+    );
+    let next = store.refresh_token(&[55; 32]).await.unwrap().unwrap();
+    assert_eq!(next.family.id, other.id);
+    for absent in [52, 53, 54] {
+        assert_eq!(store.refresh_token(&[absent; 32]).await.unwrap(), None);
+    }
+    assert_eq!(
+        store
+            .refresh_token(&[43; 32])
+            .await
+            .unwrap()
+            .unwrap()
+            .used_at,
+        None
+    );
+    assert_eq!(
+        store
+            .refresh_token(&[44; 32])
+            .await
+            .unwrap()
+            .unwrap()
+            .used_at,
+        Some(t),
+        "{spent:?}"
     );
 }

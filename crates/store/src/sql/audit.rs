@@ -1,19 +1,22 @@
 //! The append-only audit log.
 
 use super::*;
-use crate::{AuditEvent, AuditQuery, AuditStore, ExternalIdentityFilter};
+use std::borrow::Borrow;
+
+use crate::{AuditEntry, AuditEvent, AuditQuery, AuditStore, ExternalIdentityFilter};
 
 /// Appends audit events on `conn`: one multi-row INSERT (one round trip) per
 /// [`Dialect::AUDIT_CHUNK`] events.
-pub(super) async fn insert_audit_events<DB: Dialect>(
+pub(super) async fn insert_audit_events<DB: Dialect, E: Borrow<AuditEvent>>(
     conn: &mut DB::Connection,
-    events: &[AuditEvent],
+    events: &[E],
 ) -> StoreResult<()> {
     for chunk in events.chunks(DB::AUDIT_CHUNK) {
         let mut sql = QueryBuilder::<DB>::new(
             "INSERT INTO audit_events (id, occurred_at, event_type, outcome, actor, subject, client_id, jti, audience, scopes, source_ip, user_agent, request_id, detail) VALUES ",
         );
         for (i, e) in chunk.iter().enumerate() {
+            let e: &AuditEvent = e.borrow();
             sql.push(if i == 0 { "(" } else { ", (" });
             DB::push_arg(&mut sql, e.id);
             sql.push(", ");
@@ -48,6 +51,26 @@ pub(super) async fn insert_audit_events<DB: Dialect>(
     Ok(())
 }
 
+impl<DB: Dialect> SqlStore<DB> {
+    /// Appends events with one commit (one WAL flush, one fsync) however many they are.
+    async fn append_events<E: Borrow<AuditEvent> + Sync>(&self, events: &[E]) -> StoreResult<()> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        // A batch that fits one statement is that statement in autocommit: as atomic and
+        // durable as a transaction, with fewer round trips.
+        if events.len() <= DB::AUDIT_CHUNK {
+            let _turn = self.write_turn().await;
+            let mut conn = self.pool.acquire().await.or_store("audit event")?;
+            return insert_audit_events::<DB, E>(&mut conn, events).await;
+        }
+        // Larger than one statement may bind: all chunks or none.
+        let mut tx = self.begin("audit event").await?;
+        insert_audit_events::<DB, E>(&mut tx, events).await?;
+        tx.commit().await.or_store("audit event")
+    }
+}
+
 fn audit_event<R: RowExt>(row: &R) -> StoreResult<AuditEvent> {
     let Json(detail) = row.col("detail")?;
     Ok(AuditEvent {
@@ -71,21 +94,27 @@ fn audit_event<R: RowExt>(row: &R) -> StoreResult<AuditEvent> {
 #[async_trait]
 impl<DB: Dialect> AuditStore for SqlStore<DB> {
     async fn append_audit_events(&self, events: &[AuditEvent]) -> StoreResult<()> {
-        if events.is_empty() {
-            return Ok(());
+        self.append_events(events).await
+    }
+
+    async fn append_audit_entries(&self, entries: &[AuditEntry]) -> StoreResult<Vec<bool>> {
+        if entries.iter().all(|e| e.rotation.is_none()) {
+            let events: Vec<&AuditEvent> = entries.iter().map(|e| &e.event).collect();
+            self.append_events(&events).await?;
+            return Ok(vec![true; entries.len()]);
         }
-        // One commit (one WAL flush, one fsync) per batch however many events it holds.
-        // A batch that fits one statement is that statement in autocommit: as atomic and
-        // durable as a transaction, with fewer round trips.
-        if events.len() <= DB::AUDIT_CHUNK {
-            let _turn = self.write_turn().await;
-            let mut conn = self.pool.acquire().await.or_store("audit event")?;
-            return insert_audit_events::<DB>(&mut conn, events).await;
-        }
-        // Larger than one statement may bind: all chunks or none.
-        let mut tx = self.begin("audit event").await?;
-        insert_audit_events::<DB>(&mut tx, events).await?;
-        tx.commit().await.or_store("audit event")
+        // The rotations and the events that record them: all or nothing, one commit.
+        let mut tx = self.begin("refresh token").await?;
+        let rotations: Vec<_> = entries.iter().map(|e| e.rotation.as_ref()).collect();
+        let applied = super::refresh::rotate_in::<DB>(&mut tx, &rotations).await?;
+        let events: Vec<&AuditEvent> = entries
+            .iter()
+            .zip(&applied)
+            .filter_map(|(e, applied)| applied.then_some(&e.event))
+            .collect();
+        insert_audit_events::<DB, _>(&mut tx, &events).await?;
+        tx.commit().await.or_store("audit event")?;
+        Ok(applied)
     }
 
     async fn audit_events(&self, query: &AuditQuery) -> StoreResult<Vec<AuditEvent>> {

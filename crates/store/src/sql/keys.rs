@@ -58,7 +58,7 @@ async fn commit_key_step<DB: Dialect>(
     step: &KeyStep<'_>,
 ) -> StoreResult<Vec<KeyChange>> {
     let events: Vec<AuditEvent> = changes.iter().map(|c| (step.audit)(c)).collect();
-    audit::insert_audit_events::<DB>(&mut tx, &events).await?;
+    audit::insert_audit_events::<DB, _>(&mut tx, &events).await?;
     tx.commit().await.or_store("signing key")?;
     Ok(changes)
 }
@@ -290,7 +290,7 @@ impl<DB: Dialect> KeyStore for SqlStore<DB> {
             let query = sqlx::query(sql).arg(&key.id).arg(&key.new);
             Self::run(&mut tx, query, "signing key").await?;
         }
-        audit::insert_audit_events::<DB>(&mut tx, &[audit]).await?;
+        audit::insert_audit_events::<DB, _>(&mut tx, &[audit]).await?;
         tx.commit().await.or_store("signing key")
     }
 }

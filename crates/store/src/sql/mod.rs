@@ -403,7 +403,7 @@ impl<DB: Dialect> SqlStore<DB> {
         entity: &'static str,
         issuance: bool,
     ) -> StoreResult<()> {
-        audit::insert_audit_events::<DB>(&mut tx, &effects.audit).await?;
+        audit::insert_audit_events::<DB, _>(&mut tx, &effects.audit).await?;
         if let Some(revocation) = &effects.revocation {
             revocations::insert_revocation::<DB>(&mut tx, revocation).await?;
         }

@@ -26,7 +26,89 @@ fn refresh_token<R: RowExt>(row: &R) -> StoreResult<RefreshTokenRecord> {
         created_at: row.col::<Ts>("token_created_at")?.0,
         expires_at: row.col::<Ts>("token_expires_at")?.0,
         used_at: row.col::<Option<Ts>>("used_at")?.map(|t| t.0),
+        user_enabled: row.col("user_enabled")?,
     })
+}
+
+/// Applies `rotations` on `conn` (inside the caller's transaction): entry `i` is `None`
+/// (nothing to rotate: applies) or a rotation, which applies only if its token is unused,
+/// its family not revoked, and no earlier entry rotates the same token (concurrent uses
+/// of one token: exactly one wins). Two statements however many rotations: one UPDATE
+/// marks every token used, one INSERT stores the successors of those it marked.
+pub(super) async fn rotate_in<DB: Dialect>(
+    conn: &mut DB::Connection,
+    rotations: &[Option<&RefreshRotation>],
+) -> StoreResult<Vec<bool>> {
+    let mut applied = vec![true; rotations.len()];
+    let mut wanted: Vec<(usize, &RefreshRotation)> = Vec::new();
+    for (i, rotation) in rotations.iter().enumerate() {
+        let Some(rotation) = rotation else { continue };
+        if wanted.iter().any(|(_, w)| w.old == rotation.old) {
+            applied[i] = false;
+        } else {
+            wanted.push((i, rotation));
+        }
+    }
+    let Some(now) = wanted.iter().map(|(_, r)| r.now).max() else {
+        return Ok(applied);
+    };
+    // Concurrent transactions take turns at each row (Postgres: row locks, the loser
+    // re-reads `used_at`; SQLite: one writer), so a token is marked used once.
+    let mut sql = QueryBuilder::<DB>::new("UPDATE refresh_tokens SET used_at = ");
+    DB::push_arg(&mut sql, Ts(now));
+    sql.push(
+        " WHERE used_at IS NULL \
+         AND family_id IN (SELECT id FROM refresh_families WHERE revoked_at IS NULL) \
+         AND digest IN (",
+    );
+    for (n, (_, rotation)) in wanted.iter().enumerate() {
+        if n > 0 {
+            sql.push(", ");
+        }
+        DB::push_arg(&mut sql, &rotation.old[..]);
+    }
+    sql.push(") RETURNING digest, family_id");
+    let rows = sql
+        .build()
+        .fetch_all(DB::conn(conn))
+        .await
+        .or_store("refresh token")?;
+    let mut marked: Vec<(Vec<u8>, Uuid)> = Vec::with_capacity(rows.len());
+    for row in &rows {
+        marked.push((row.col("digest")?, row.col("family_id")?));
+    }
+    let mut successors: Vec<(&RefreshRotation, Uuid)> = Vec::with_capacity(marked.len());
+    for (i, rotation) in wanted {
+        match marked
+            .iter()
+            .find(|(digest, _)| digest[..] == rotation.old[..])
+        {
+            Some((_, family)) => successors.push((rotation, *family)),
+            None => applied[i] = false,
+        }
+    }
+    if successors.is_empty() {
+        return Ok(applied);
+    }
+    let mut sql = QueryBuilder::<DB>::new(
+        "INSERT INTO refresh_tokens (digest, family_id, created_at, expires_at) VALUES ",
+    );
+    for (n, (rotation, family)) in successors.iter().enumerate() {
+        sql.push(if n == 0 { "(" } else { ", (" });
+        DB::push_arg(&mut sql, &rotation.new[..]);
+        sql.push(", ");
+        DB::push_arg(&mut sql, *family);
+        sql.push(", ");
+        DB::push_arg(&mut sql, Ts(rotation.now));
+        sql.push(", ");
+        DB::push_arg(&mut sql, Ts(rotation.expires_at));
+        sql.push(")");
+    }
+    sql.build()
+        .execute(DB::conn(conn))
+        .await
+        .or_store("refresh token")?;
+    Ok(applied)
 }
 
 const INSERT_TOKEN: &str = "INSERT INTO refresh_tokens (digest, family_id, created_at, expires_at) VALUES ($1, $2, $3, $4)";
@@ -78,40 +160,14 @@ impl<DB: Dialect> RefreshStore for SqlStore<DB> {
 
     async fn refresh_token(&self, digest: &[u8; 32]) -> StoreResult<Option<RefreshTokenRecord>> {
         let query = sqlx::query(
-            "SELECT f.*, t.created_at AS token_created_at, t.expires_at AS token_expires_at, t.used_at
+            "SELECT f.*, t.created_at AS token_created_at, t.expires_at AS token_expires_at, t.used_at,
+                    u.enabled AS user_enabled
              FROM refresh_tokens t JOIN refresh_families f ON f.id = t.family_id
+             JOIN users u ON u.id = f.user_id
              WHERE t.digest = $1",
         )
         .arg(&digest[..]);
         self.optional(query, refresh_token, "refresh token").await
-    }
-
-    async fn rotate_refresh_token(&self, rotation: RefreshRotation) -> StoreResult<bool> {
-        // Concurrent uses of one token take turns (Postgres: row locks; SQLite: BEGIN
-        // IMMEDIATE): exactly one sees it unused.
-        let mut tx = self.begin("refresh token").await?;
-        let family = sqlx::query(
-            "UPDATE refresh_tokens SET used_at = $2
-             WHERE digest = $1 AND used_at IS NULL
-               AND family_id IN (SELECT id FROM refresh_families WHERE revoked_at IS NULL)
-             RETURNING family_id",
-        )
-        .arg(&rotation.old[..])
-        .arg(Ts(rotation.now))
-        .fetch_optional(DB::conn(&mut tx))
-        .await
-        .or_store("refresh token")?;
-        let Some(family) = family else {
-            return Ok(false);
-        };
-        let query = sqlx::query(INSERT_TOKEN)
-            .arg(&rotation.new[..])
-            .arg(family.col::<Uuid>("family_id")?)
-            .arg(Ts(rotation.now))
-            .arg(Ts(rotation.expires_at));
-        Self::run(&mut tx, query, "refresh token").await?;
-        tx.commit().await.or_store("refresh token")?;
-        Ok(true)
     }
 
     async fn revoke_refresh_family(

@@ -62,7 +62,7 @@ impl<DB: Dialect> RevocationStore for SqlStore<DB> {
     ) -> StoreResult<RevocationRecord> {
         let mut tx = self.begin("revocation").await?;
         let record = insert_revocation::<DB>(&mut tx, &new).await?;
-        audit::insert_audit_events::<DB>(&mut tx, events).await?;
+        audit::insert_audit_events::<DB, _>(&mut tx, events).await?;
         tx.commit().await.or_store("revocation")?;
         self.revoked();
         Ok(record)

@@ -124,7 +124,7 @@ pub async fn token(State(state): State<AppState>, request: Request) -> Response 
     let (parts, body) = request.into_parts();
     let ctx = crate::http::request_context(&state, &parts.headers, &parts.extensions);
     let mut seen = Seen::default();
-    let result = match axum::body::to_bytes(body, MAX_BODY).await {
+    let mut result = match axum::body::to_bytes(body, MAX_BODY).await {
         Ok(body) => exchange(&state, &parts.headers, &body, &mut seen, &ctx).await,
         Err(e) if is_timeout(&e) => Err(TokenError::SlowBody),
         Err(_) => Err(TokenError::TooLarge),
@@ -136,10 +136,31 @@ pub async fn token(State(state): State<AppState>, request: Request) -> Response 
     // Fail closed: no token leaves without its audit event committed. A throttled (or
     // turned away: full password queue, database down) caller may retry at once,
     // thousands of times a second: those refusals are counted and summarised per place
-    // and window instead (see `audit/repeats.rs`).
-    let recorded = match (&result, repeat_place(&event, ctx.source_ip)) {
-        (Err(TokenError::Throttled(_) | TokenError::Unavailable), Some(place)) => {
+    // and window instead (see `audit/repeats.rs`). A refresh's rotation commits with
+    // its event; if it did not apply, the refresh is refused and that is audited.
+    let rotation = result
+        .as_mut()
+        .ok()
+        .and_then(|issued| issued.rotation.take());
+    let recorded = match (&result, repeat_place(&event, ctx.source_ip), &rotation) {
+        (Err(TokenError::Throttled(_) | TokenError::Unavailable), Some(place), _) => {
             state.audit.record_repeated(event, place).await
+        }
+        (Ok(_), _, Some(rotation)) => {
+            match state
+                .audit
+                .record_rotation(event, rotation.rotation.clone())
+                .await
+            {
+                Ok(true) => Ok(Repeat::First),
+                Ok(false) => {
+                    let refusal = grant::refresh::lost_race(&state, rotation, &ctx).await;
+                    let event = denied_event(&state, &refusal, &seen, &ctx);
+                    result = Err(refusal);
+                    state.audit.record(event).await.map(|()| Repeat::First)
+                }
+                Err(e) => Err(e),
+            }
         }
         _ => state.audit.record(event).await.map(|()| Repeat::First),
     };

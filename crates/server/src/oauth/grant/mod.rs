@@ -48,6 +48,9 @@ pub struct Issued {
     /// The external identity it was issued for (federated token exchange): the audit
     /// event's `detail.external`.
     pub external: Option<serde_json::Value>,
+    /// A refresh's rotation: the token is valid only once it commits with the audit
+    /// event (see [`refresh::Rotation`]).
+    pub rotation: Option<refresh::Rotation>,
 }
 
 /// Limits from the subject itself (a client's default and maximum TTL, its networks).
@@ -319,6 +322,7 @@ pub fn sign(state: &AppState, authorized: Authorized) -> Result<Issued, TokenErr
         grant_ids,
         kid: keys.active.id().to_string(),
         external: None,
+        rotation: None,
     })
 }
 

@@ -191,8 +191,7 @@ pub async fn grant(
             "refresh token idle too long".into(),
         ));
     }
-    let user = state.store.user(family.user_id).await?;
-    if !user.is_some_and(|u| u.enabled) {
+    if !record.user_enabled {
         return Err(TokenError::RefreshRefused("user gone or disabled".into()));
     }
 
@@ -244,28 +243,51 @@ pub async fn grant(
     .await?;
 
     let next = RefreshToken::generate();
-    let rotated = state
-        .store
-        .rotate_refresh_token(RefreshRotation {
+    authorized.claims.fam = Some(family.id.to_string());
+    let mut issued = sign(state, authorized)?;
+    issued.response.refresh_token = Some(next.expose().to_owned());
+    // Nothing is rotated yet: the token endpoint commits the rotation with the token's
+    // audit event, and answers only if it applied (see `lost_race` otherwise).
+    issued.rotation = Some(Rotation {
+        rotation: RefreshRotation {
             old,
             new: next.digest(),
             expires_at: (now + state.config.refresh_token_idle).min(family.expires_at),
             now,
-        })
-        .await?;
-    if !rotated {
-        // The family was revoked meanwhile (an admin, a revocation): refused, no anomaly.
-        let again = state.store.refresh_token(&old).await?;
-        if again.is_some_and(|r| r.used_at.is_none() && r.family.revoked_at.is_some()) {
-            return Err(TokenError::RefreshRefused("refresh family revoked".into()));
-        }
-        // Another use of the same token won the race: that too is reuse.
-        return Err(reuse(state, &record, client.id, ctx).await?);
-    }
-    authorized.claims.fam = Some(family.id.to_string());
-    let mut issued = sign(state, authorized)?;
-    issued.response.refresh_token = Some(next.expose().to_owned());
+        },
+        record,
+        client: client.id,
+    });
     Ok(issued)
+}
+
+/// A refresh's rotation, to commit with the audit event of its token
+/// ([`crate::audit::AuditSink::record_rotation`]): one commit for both, and no token
+/// leaves unless its rotation applied.
+#[derive(Debug)]
+pub struct Rotation {
+    /// What to change in the store.
+    pub rotation: RefreshRotation,
+    /// The presented token as read before the rotation.
+    record: RefreshTokenRecord,
+    /// The client that presented it.
+    client: Uuid,
+}
+
+/// The refusal for a rotation that did not apply: its family was revoked meanwhile (an
+/// admin, a revocation: refused, no anomaly), or another use of the same token won the
+/// race, which is reuse (the family is revoked, the anomaly audited).
+pub async fn lost_race(state: &AppState, rotation: &Rotation, ctx: &RequestContext) -> TokenError {
+    let again = match state.store.refresh_token(&rotation.rotation.old).await {
+        Ok(again) => again,
+        Err(e) => return e.into(),
+    };
+    if again.is_some_and(|r| r.used_at.is_none() && r.family.revoked_at.is_some()) {
+        return TokenError::RefreshRefused("refresh family revoked".into());
+    }
+    match reuse(state, &rotation.record, rotation.client, ctx).await {
+        Ok(refusal) | Err(refusal) => refusal,
+    }
 }
 
 /// A family as the revocation rules see it: a token of the user, obtained by the
