@@ -3,6 +3,9 @@
 use super::*;
 use std::borrow::Borrow;
 
+use sqlx::Connection as _;
+use sqlx::pool::PoolConnection;
+
 use crate::{AuditEntry, AuditEvent, AuditQuery, AuditStore, ExternalIdentityFilter};
 
 /// Appends audit events on `conn`: one multi-row INSERT (one round trip) per
@@ -57,18 +60,63 @@ impl<DB: Dialect> SqlStore<DB> {
         if events.is_empty() {
             return Ok(());
         }
-        // A batch that fits one statement is that statement in autocommit: as atomic and
-        // durable as a transaction, with fewer round trips.
-        if events.len() <= DB::AUDIT_CHUNK {
-            let _turn = self.write_turn().await;
-            let mut conn = self.pool.acquire().await.or_store("audit event")?;
-            return insert_audit_events::<DB, E>(&mut conn, events).await;
+        let mut turn = self.write_turn().await;
+        if let Some(writer) = turn.as_deref_mut() {
+            let conn = writer.conn(&self.pool).await?;
+            let result = append_on::<DB, E>(conn, events).await;
+            writer.settle(&result);
+            return result;
         }
-        // Larger than one statement may bind: all chunks or none.
-        let mut tx = self.begin("audit event").await?;
-        insert_audit_events::<DB, E>(&mut tx, events).await?;
-        tx.commit().await.or_store("audit event")
+        let mut conn = self.pool.acquire().await.or_store("audit event")?;
+        append_on::<DB, E>(&mut conn, events).await
     }
+}
+
+/// Appends `events` on `conn` with one commit.
+async fn append_on<DB: Dialect, E: Borrow<AuditEvent> + Sync>(
+    conn: &mut PoolConnection<DB>,
+    events: &[E],
+) -> StoreResult<()> {
+    // A batch that fits one statement is that statement in autocommit: as atomic and
+    // durable as a transaction, with fewer round trips.
+    if events.len() <= DB::AUDIT_CHUNK {
+        return insert_audit_events::<DB, E>(conn, events).await;
+    }
+    // Larger than one statement may bind: all chunks or none.
+    let mut tx = begin_on::<DB>(conn).await?;
+    insert_audit_events::<DB, E>(&mut tx, events).await?;
+    tx.commit().await.or_store("audit event")
+}
+
+/// Applies the entries' rotations and appends the events of those that applied, in one
+/// transaction on `conn`; whether each applied.
+async fn rotate_and_append<DB: Dialect>(
+    conn: &mut PoolConnection<DB>,
+    entries: &[AuditEntry],
+) -> StoreResult<Vec<bool>> {
+    let mut tx = begin_on::<DB>(conn).await?;
+    let rotations: Vec<_> = entries.iter().map(|e| e.rotation.as_ref()).collect();
+    let applied = super::refresh::rotate_in::<DB>(&mut tx, &rotations).await?;
+    let events: Vec<&AuditEvent> = entries
+        .iter()
+        .zip(&applied)
+        .filter_map(|(e, applied)| applied.then_some(&e.event))
+        .collect();
+    insert_audit_events::<DB, _>(&mut tx, &events).await?;
+    tx.commit().await.or_store("audit event")?;
+    Ok(applied)
+}
+
+/// Begins a write transaction on `conn` (the caller holds the turn to write). Dropped
+/// uncommitted, it rolls back before the connection's next use.
+async fn begin_on<DB: Dialect>(
+    conn: &mut PoolConnection<DB>,
+) -> StoreResult<sqlx::Transaction<'_, DB>> {
+    match DB::BEGIN_WRITE {
+        Some(begin) => conn.begin_with(begin).await,
+        None => conn.begin().await,
+    }
+    .or_store("audit event")
 }
 
 fn audit_event<R: RowExt>(row: &R) -> StoreResult<AuditEvent> {
@@ -104,17 +152,15 @@ impl<DB: Dialect> AuditStore for SqlStore<DB> {
             return Ok(vec![true; entries.len()]);
         }
         // The rotations and the events that record them: all or nothing, one commit.
-        let mut tx = self.begin("refresh token").await?;
-        let rotations: Vec<_> = entries.iter().map(|e| e.rotation.as_ref()).collect();
-        let applied = super::refresh::rotate_in::<DB>(&mut tx, &rotations).await?;
-        let events: Vec<&AuditEvent> = entries
-            .iter()
-            .zip(&applied)
-            .filter_map(|(e, applied)| applied.then_some(&e.event))
-            .collect();
-        insert_audit_events::<DB, _>(&mut tx, &events).await?;
-        tx.commit().await.or_store("audit event")?;
-        Ok(applied)
+        let mut turn = self.write_turn().await;
+        if let Some(writer) = turn.as_deref_mut() {
+            let conn = writer.conn(&self.pool).await?;
+            let result = rotate_and_append::<DB>(conn, entries).await;
+            writer.settle(&result);
+            return result;
+        }
+        let mut conn = self.pool.acquire().await.or_store("refresh token")?;
+        rotate_and_append::<DB>(&mut conn, entries).await
     }
 
     async fn audit_events(&self, query: &AuditQuery) -> StoreResult<Vec<AuditEvent>> {

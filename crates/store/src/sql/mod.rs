@@ -28,6 +28,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
+use sqlx::pool::PoolConnection;
 use sqlx::query::Query;
 use sqlx::types::Json;
 use sqlx::{
@@ -219,12 +220,51 @@ pub struct SqlStore<DB: Dialect> {
     pool: Pool<DB>,
     /// Writers of this process take turns here first where the database has one writer
     /// (see [`Dialect::ONE_WRITER`]).
-    write_turn: Option<Arc<tokio::sync::Mutex<()>>>,
+    write_turn: Option<Arc<tokio::sync::Mutex<Writer<DB>>>>,
     changes: Arc<AtomicU64>,
     /// Raised when a revocation is recorded (see [`Dialect::NOTIFY`]).
     signal: Arc<tokio::sync::Notify>,
     /// Whether [`Dialect::listen`] runs for `signal`.
     listening: Arc<tokio::sync::Mutex<bool>>,
+}
+
+/// What the turn to write holds (one writer): the connection the audit group commit
+/// writes on, kept from turn to turn. Its page cache stays warm, where a pooled
+/// connection finds its cache stale after each commit of another connection and reads
+/// the pages again (the audit table's and indexes' newest pages, every batch).
+pub(crate) struct Writer<DB: Database> {
+    conn: Option<PoolConnection<DB>>,
+}
+
+impl<DB: Database> Default for Writer<DB> {
+    fn default() -> Self {
+        Self { conn: None }
+    }
+}
+
+impl<DB: Database> std::fmt::Debug for Writer<DB> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Writer").finish_non_exhaustive()
+    }
+}
+
+impl<DB: Dialect> Writer<DB> {
+    /// The kept connection, taken from `pool` the first time (or after a failure).
+    pub(crate) async fn conn(&mut self, pool: &Pool<DB>) -> StoreResult<&mut PoolConnection<DB>> {
+        let conn = match self.conn.take() {
+            Some(conn) => conn,
+            None => pool.acquire().await.or_store("database")?,
+        };
+        Ok(self.conn.insert(conn))
+    }
+
+    /// Lets the kept connection go after `result` failed with the database unavailable:
+    /// the next turn takes a fresh one.
+    pub(crate) fn settle<T>(&mut self, result: &StoreResult<T>) {
+        if result.as_ref().is_err_and(StoreError::is_unavailable) {
+            self.conn = None;
+        }
+    }
 }
 
 impl<DB: Dialect> Clone for SqlStore<DB> {
@@ -242,7 +282,7 @@ impl<DB: Dialect> Clone for SqlStore<DB> {
 /// A write transaction, holding this process's turn to write until it ends.
 pub(crate) struct WriteTx<DB: Dialect> {
     tx: Transaction<'static, DB>,
-    _turn: Option<tokio::sync::OwnedMutexGuard<()>>,
+    _turn: Option<tokio::sync::OwnedMutexGuard<Writer<DB>>>,
 }
 
 impl<DB: Dialect> WriteTx<DB> {
@@ -320,7 +360,7 @@ impl<DB: Dialect> SqlStore<DB> {
     /// write commits. Without it, concurrent writers of one SQLite file find its lock
     /// taken and retry on SQLite's busy handler, which sleeps for milliseconds between
     /// attempts (refresh p99 was 350 ms at 32 connections); with it they queue in order.
-    pub(crate) async fn write_turn(&self) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+    pub(crate) async fn write_turn(&self) -> Option<tokio::sync::OwnedMutexGuard<Writer<DB>>> {
         match &self.write_turn {
             Some(turn) => Some(turn.clone().lock_owned().await),
             None => None,
