@@ -18,6 +18,7 @@ crate::both_stores!(
     password_change_ends_logins,
     disabling_ends_logins_and_reenabling_does_not_revive_them,
     deleting_the_user_ends_logins,
+    ending_the_users_grant_ends_what_it_covered,
 );
 
 struct Login {
@@ -28,19 +29,51 @@ struct Login {
 }
 
 async fn login(app: &TestApp) -> Login {
+    login_granted(app).await.0
+}
+
+/// A login, and the id of the grant behind it.
+async fn login_granted(app: &TestApp) -> (Login, Uuid) {
     app.audience(ORDERS, &["orders:read"]).await;
     let alice = app.user("alice", PASSWORD).await;
-    app.grant_user(alice, ORDERS, &["orders:read"]).await;
+    let grant = app.grant_user(alice, ORDERS, &["orders:read"]).await;
     let cli = app.client_for(&["password", "refresh_token"]).await;
     let response = app.login(&cli, "alice", PASSWORD, "orders:read").await;
     assert_eq!(response.status(), 200);
     let body: Value = response.json().await.unwrap();
-    Login {
+    let login = Login {
         alice,
         cli,
         access: body["access_token"].as_str().unwrap().to_owned(),
         refresh: body["refresh_token"].as_str().unwrap().to_owned(),
+    };
+    (login, grant)
+}
+
+/// Users' grants are kept in memory for refresh and introspection: ending one must
+/// still end, at once, every refresh and every token it covered.
+async fn ending_the_users_grant_ends_what_it_covered(app: TestApp) {
+    let (login, grant) = login_granted(&app).await;
+    let (rs, _) = app.introspector().await;
+    // Both paths have read (and kept) the user's grants.
+    assert!(app.is_active(&rs, &login.access).await);
+    let response = app.refresh(&login.cli, &login.refresh, &[]).await;
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    let access = body["access_token"].as_str().unwrap().to_owned();
+    let refresh = body["refresh_token"].as_str().unwrap().to_owned();
+    assert!(app.is_active(&rs, &access).await);
+
+    app.admin().delete_grant(grant).await.unwrap();
+    for token in [&login.access, &access] {
+        assert!(!app.is_active(&rs, token).await);
     }
+    assert_oauth_error(
+        app.refresh(&login.cli, &refresh, &[]).await,
+        400,
+        "invalid_scope",
+    )
+    .await;
 }
 
 /// The login's refresh token is refused, a second later (its successor's `iat` would be

@@ -9,14 +9,16 @@
 //!   [`POLL_INTERVAL`], when the poller finds the revision moved.
 //!
 //! Either way the whole cache is dropped; admin changes are rare, lookups are not.
-//! Entries hold every grant whatever its window; callers filter by time.
+//! Entries hold every grant whatever its window; callers filter by time. Users' grants
+//! are kept the same way (refresh, introspection of user tokens); password logins read
+//! the database (lockout state does not move the revision).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, Weak};
 use std::time::Duration;
 
-use mayfly_store::{ClientView, Store, StoreResult};
+use mayfly_store::{ClientView, Store, StoreResult, Subject, SubjectGrant};
 use uuid::Uuid;
 
 /// How often the database revision is checked for changes made by other processes.
@@ -28,6 +30,9 @@ const MAX_ENTRIES: usize = 100_000;
 pub struct Directory {
     store: Arc<dyn Store>,
     entries: RwLock<HashMap<Uuid, Arc<ClientView>>>,
+    /// Users' grants (refresh and introspection of user tokens). Not the users
+    /// themselves: their lockout state changes without moving the revision.
+    user_grants: RwLock<HashMap<Uuid, Arc<[SubjectGrant]>>>,
     /// Moves on every clear, so a load that raced a clear is not cached.
     generation: AtomicU64,
     seen_local: AtomicU64,
@@ -54,6 +59,7 @@ impl Directory {
             seen_revision: AtomicI64::new(store.revision().await?),
             store,
             entries: RwLock::default(),
+            user_grants: RwLock::default(),
             generation: AtomicU64::new(0),
         });
         tokio::spawn(poll(Arc::downgrade(&directory)));
@@ -65,30 +71,62 @@ impl Directory {
     /// # Errors
     /// The store's, on a miss.
     pub async fn client(&self, id: Uuid) -> StoreResult<Option<Arc<ClientView>>> {
+        self.cached(&self.entries, id, async {
+            Ok(self.store.client_view(id).await?.map(Arc::new))
+        })
+        .await
+    }
+
+    /// Every grant of a user (whatever its window: callers filter by time), from memory
+    /// when possible.
+    ///
+    /// # Errors
+    /// The store's, on a miss.
+    pub async fn user_grants(&self, id: Uuid) -> StoreResult<Arc<[SubjectGrant]>> {
+        let grants = self
+            .cached(&self.user_grants, id, async {
+                Ok(Some(
+                    self.store.subject_grants(Subject::User(id)).await?.into(),
+                ))
+            })
+            .await?;
+        Ok(grants.unwrap_or_else(|| Arc::from(Vec::new())))
+    }
+
+    /// `map[id]`, or what `load` finds, kept unless a change may have raced the load.
+    async fn cached<T: Clone>(
+        &self,
+        map: &RwLock<HashMap<Uuid, T>>,
+        id: Uuid,
+        load: impl Future<Output = StoreResult<Option<T>>>,
+    ) -> StoreResult<Option<T>> {
         self.notice_local_changes();
-        if let Some(view) = self.read(|entries| entries.get(&id).cloned()) {
-            return Ok(Some(view));
+        if let Some(found) = map
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&id)
+            .cloned()
+        {
+            return Ok(Some(found));
         }
         let generation = self.generation.load(Ordering::Acquire);
         let local = self.store.local_changes();
-        let Some(view) = self.store.client_view(id).await? else {
+        let Some(found) = load.await? else {
             return Ok(None);
         };
-        let view = Arc::new(view);
-        let mut entries = self
-            .entries
+        let mut entries = map
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        // A change committed while loading may not be in `view`: serve it, don't keep it.
+        // A change committed while loading may not be in `found`: serve it, don't keep it.
         if self.generation.load(Ordering::Acquire) == generation
             && self.store.local_changes() == local
         {
             if entries.len() >= MAX_ENTRIES {
                 entries.clear();
             }
-            entries.insert(id, view.clone());
+            entries.insert(id, found.clone());
         }
-        Ok(Some(view))
+        Ok(Some(found))
     }
 
     /// Checks the database revision now; drops the cache when it moved.
@@ -115,15 +153,13 @@ impl Directory {
             .entries
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut user_grants = self
+            .user_grants
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         self.generation.fetch_add(1, Ordering::AcqRel);
         entries.clear();
-    }
-
-    fn read<T>(&self, f: impl FnOnce(&HashMap<Uuid, Arc<ClientView>>) -> T) -> T {
-        f(&self
-            .entries
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner))
+        user_grants.clear();
     }
 }
 

@@ -70,16 +70,16 @@ pub async fn check(state: &AppState, token: &str) -> Result<Active, &'static str
     let (subject, grants): (Subject, Arc<[SubjectGrant]>) = if sub == client_id {
         (Subject::Client(sub), view.grants.clone().into())
     } else if let Some(user) = state.store.user(sub).await.map_err(|_| "unavailable")? {
-        // A user's token (users are not cached: one read each).
+        // A user's token: the user is read each time, its grants come from the directory.
         if !user.enabled {
             return Err("user disabled");
         }
         let grants = state
-            .store
-            .subject_grants(Subject::User(sub))
+            .directory
+            .user_grants(sub)
             .await
             .map_err(|_| "unavailable")?;
-        (Subject::User(sub), grants.into())
+        (Subject::User(sub), grants)
     } else {
         // A client's token exchanged by another client.
         let other = state

@@ -223,10 +223,7 @@ pub async fn grant(
             "a refresh is for the audience of the login".into(),
         ));
     }
-    let grants = state
-        .store
-        .subject_grants(Subject::User(family.user_id))
-        .await?;
+    let grants = state.directory.user_grants(family.user_id).await?;
     let mut authorized = authorize(
         state,
         Subject::User(family.user_id),
