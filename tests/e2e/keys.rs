@@ -400,6 +400,7 @@ async fn scheduled_rotation_runs_as_in_production(backend: Backend) {
     // A short key set max age: the schedule then runs every second.
     let app = spawn_app_with(backend, |c| c.key_set_max_age = Duration::seconds(4)).await;
     for task in [
+        "metrics upkeep",
         "key rotation",
         "audit retention",
         "one-time id pruning",

@@ -166,7 +166,7 @@ impl Tasks {
         metrics: Option<TcpListener>,
     ) -> Self {
         let config = &state.config;
-        let mut running = Vec::new();
+        let mut running = vec![("metrics upkeep", crate::telemetry::spawn_metrics_upkeep())];
         if let Some(listener) = metrics {
             if let Ok(addr) = listener.local_addr() {
                 tracing::info!(listen = %addr, "metrics served apart");

@@ -29,6 +29,11 @@ use mayfly_sdk::{Presentation, VerifyError};
 
 use super::Gateway;
 use super::routes::Dpop;
+use crate::telemetry::CounterFamily;
+
+static DECISIONS: CounterFamily = CounterFamily::new("mayfly_gateway_decisions_total", "outcome");
+static UNAVAILABLE: CounterFamily =
+    CounterFamily::new("mayfly_gateway_unavailable_total", "reason");
 
 /// The identity headers the upstream receives.
 pub const IDENTITY_HEADERS: [&str; 5] = [
@@ -155,15 +160,14 @@ async fn decide(
     let verifier = match gateway.ready() {
         Ok(verifier) => verifier,
         Err(reason) => {
-            metrics::counter!("mayfly_gateway_unavailable_total", "reason" => reason.label())
-                .increment(1);
+            UNAVAILABLE.get(reason.label()).increment(1);
             tracing::warn!(%reason, "refusing: not ready (fail closed)");
             return refusal(&VerifyError::Unavailable, &[]);
         }
     };
     let routes = gateway.routes();
     let Some(rule) = routes.find(original.method, original.target) else {
-        metrics::counter!("mayfly_gateway_decisions_total", "outcome" => "no_route").increment(1);
+        DECISIONS.get("no_route").increment(1);
         tracing::debug!(method = original.method, "no route matches: denied");
         return plain(StatusCode::FORBIDDEN, "no route");
     };
@@ -189,7 +193,7 @@ async fn decide(
     };
     match verified {
         Ok(verified) => {
-            metrics::counter!("mayfly_gateway_decisions_total", "outcome" => "allow").increment(1);
+            DECISIONS.get("allow").increment(1);
             let claims = verified.claims();
             if let Some(usage) = gateway.usage() {
                 let path = original.target.split('?').next().unwrap_or_default();
@@ -214,7 +218,7 @@ async fn decide(
             response
         }
         Err(e) => {
-            metrics::counter!("mayfly_gateway_decisions_total", "outcome" => "deny").increment(1);
+            DECISIONS.get("deny").increment(1);
             tracing::debug!(reason = %e, method = original.method, "request refused");
             refusal(&e, &rule.scopes)
         }

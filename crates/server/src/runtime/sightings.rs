@@ -129,7 +129,7 @@ fn unix_u32(at: OffsetDateTime) -> u32 {
 }
 
 /// What this process remembers. The store holds the baseline; this only saves trips.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Detector {
     known: Mutex<HashSet<(Uuid, SightingKind, String)>>,
     origins: Mutex<HashMap<u64, Origin>>,
@@ -143,6 +143,19 @@ pub struct Found {
     pub name: &'static str,
     /// What was seen.
     pub detail: serde_json::Value,
+}
+
+impl Default for Detector {
+    /// The token origins table is sized for its cap up front: grown by doubling under
+    /// load, it would briefly hold old and new tables (a third more memory at the peak)
+    /// and leave the old one to fragment the heap.
+    fn default() -> Self {
+        Self {
+            known: Mutex::default(),
+            origins: Mutex::new(HashMap::with_capacity(MAX_TOKENS)),
+            bursts: Mutex::default(),
+        }
+    }
 }
 
 impl Detector {

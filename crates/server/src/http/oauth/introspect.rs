@@ -33,6 +33,7 @@ use crate::http::form::Form;
 use crate::oauth::grant::{TokenError, in_force};
 use crate::runtime::AppState;
 use crate::service::INTROSPECT_SCOPE;
+use crate::telemetry::CounterFamily;
 
 /// Routes of this module.
 pub fn router() -> Router<AppState> {
@@ -218,7 +219,11 @@ pub async fn introspect(State(state): State<AppState>, request: Request) -> Resp
         tracing::error!(error = %e, "audit unavailable; refusing introspection");
         return TokenError::Unavailable.into_response();
     }
-    metrics::counter!("mayfly_introspections_total", "active" => if verdict.is_ok() { "true" } else { "false" }).increment(1);
+    static INTROSPECTIONS: CounterFamily =
+        CounterFamily::new("mayfly_introspections_total", "active");
+    INTROSPECTIONS
+        .get(if verdict.is_ok() { "true" } else { "false" })
+        .increment(1);
     if let Ok(claims) = &verdict
         && let Ok(client_id) = uuid::Uuid::parse_str(&claims.client_id)
     {

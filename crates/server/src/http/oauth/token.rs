@@ -17,7 +17,11 @@ use crate::http::error::no_store;
 use crate::http::form::Form;
 use crate::oauth::grant::{self, Issued, ScopeRequest, TokenError};
 use crate::runtime::AppState;
+use crate::telemetry::{CounterFamily, OnceCounter};
 use zeroize::Zeroizing;
+
+static TOKENS_ISSUED: OnceCounter = OnceCounter::new("mayfly_tokens_issued_total");
+static TOKENS_DENIED: CounterFamily = CounterFamily::new("mayfly_tokens_denied_total", "reason");
 
 /// Largest accepted body; real token requests are a few hundred bytes.
 pub const MAX_BODY: usize = 16 * 1024;
@@ -178,9 +182,8 @@ pub async fn token(State(state): State<AppState>, request: Request) -> Response 
         Ok(_) => {}
     }
     match &result {
-        Ok(_) => metrics::counter!("mayfly_tokens_issued_total").increment(1),
-        Err(e) => metrics::counter!("mayfly_tokens_denied_total", "reason" => e.code().as_str())
-            .increment(1),
+        Ok(_) => TOKENS_ISSUED.get().increment(1),
+        Err(e) => TOKENS_DENIED.get(e.code().as_str()).increment(1),
     }
     if let Ok(issued) = &result {
         watch(&state, issued, &ctx);
