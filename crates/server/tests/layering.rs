@@ -25,7 +25,15 @@ const LAYERS: &[(&str, &[&str])] = &[
     (
         "app",
         &[
-            "http", "runtime", "oauth", "service", "keys", "audit", "config", "clock",
+            "http",
+            "runtime",
+            "oauth",
+            "service",
+            "keys",
+            "audit",
+            "config",
+            "clock",
+            "telemetry",
         ],
     ),
     // The web layer: routes, extractors, problems. Nothing below it names HTTP.
