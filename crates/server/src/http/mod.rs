@@ -55,8 +55,7 @@ pub fn router(state: AppState) -> Router {
         .merge(metrics::router(state.config.metrics_listen.is_some()))
         .fallback(error::not_found)
         .route_layer(axum::middleware::from_fn(metrics::track))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), gate))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), decide_source))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), admit))
         .layer(
             ServiceBuilder::new()
                 .layer(SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION, header::COOKIE]))
@@ -162,7 +161,7 @@ pub fn request_context(
     }
 }
 
-/// The client's address, as the [`decide_source`] middleware decided it for this
+/// The client's address, as the [`admit`] middleware decided it for this
 /// request. Without the middleware (a router built by hand), the socket peer when no
 /// proxy is trusted, else none: never a guess.
 pub fn source_ip(
@@ -183,54 +182,66 @@ pub fn source_ip(
 #[derive(Debug, Clone, Copy)]
 struct SourceAddress(IpAddr);
 
+/// Admits a request: decides where it comes from ([`decide_source`]), then turns it
+/// away at once while the database is known to be down ([`gate`]). One middleware for
+/// both: each `from_fn` layer costs a boxed service and a boxed future per request.
+async fn admit(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    mut request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    if let Err(refused) = decide_source(&state, &mut request) {
+        return refused;
+    }
+    gate(&state, request, next).await
+}
+
 /// Decides where a request comes from: the socket peer, unless the peer is a trusted
 /// proxy (`--trusted-proxies`); then the configured header (`--forwarded-header`; every
 /// line of it, joined in order as RFC 9110 §5.3 allows) read right to left skipping
 /// trusted hops. A chain that cannot be read is refused with 400 (OAuth error JSON on
 /// `/oauth2/…`, a problem elsewhere): an unattributable request must not pass as the
 /// proxy.
-async fn decide_source(
-    axum::extract::State(state): axum::extract::State<AppState>,
-    mut request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
+fn decide_source(
+    state: &AppState,
+    request: &mut axum::extract::Request,
+) -> Result<(), axum::response::Response> {
     use axum::response::IntoResponse as _;
     let peer = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ConnectInfo(addr)| addr.ip());
-    if let Some(peer) = peer {
-        let header = state.config.forwarded_header;
-        let trusted = &state.config.trusted_proxies;
-        let values: Result<Vec<&str>, _> = request
-            .headers()
-            .get_all(header.name())
-            .iter()
-            .map(|v| v.to_str())
-            .collect();
-        let decided = match values {
-            Ok(values) => {
-                let chain = (!values.is_empty()).then(|| values.join(","));
-                mayfly_core::net::source_address(peer, header, chain.as_deref(), trusted)
-            }
-            // Not even text: unreadable, unless nobody would read it.
-            Err(_) => mayfly_core::net::source_address(peer, header, Some(""), trusted),
-        };
-        match decided {
-            Ok(ip) => {
-                request.extensions_mut().insert(SourceAddress(ip));
-            }
-            Err(e) => {
-                let detail = format!("{e} ({})", header.name());
-                return if request.uri().path().starts_with("/oauth2/") {
-                    crate::oauth::TokenError::InvalidRequest(detail).into_response()
-                } else {
-                    error::Problem::new(axum::http::StatusCode::BAD_REQUEST, detail).into_response()
-                };
-            }
+    let Some(peer) = peer else { return Ok(()) };
+    let header = state.config.forwarded_header;
+    let trusted = &state.config.trusted_proxies;
+    let values: Result<Vec<&str>, _> = request
+        .headers()
+        .get_all(header.name())
+        .iter()
+        .map(|v| v.to_str())
+        .collect();
+    let decided = match values {
+        Ok(values) => {
+            let chain = (!values.is_empty()).then(|| values.join(","));
+            mayfly_core::net::source_address(peer, header, chain.as_deref(), trusted)
+        }
+        // Not even text: unreadable, unless nobody would read it.
+        Err(_) => mayfly_core::net::source_address(peer, header, Some(""), trusted),
+    };
+    match decided {
+        Ok(ip) => {
+            request.extensions_mut().insert(SourceAddress(ip));
+            Ok(())
+        }
+        Err(e) => {
+            let detail = format!("{e} ({})", header.name());
+            Err(if request.uri().path().starts_with("/oauth2/") {
+                crate::oauth::TokenError::InvalidRequest(detail).into_response()
+            } else {
+                error::Problem::new(axum::http::StatusCode::BAD_REQUEST, detail).into_response()
+            })
         }
     }
-    next.run(request).await
 }
 
 /// Routes that never touch the database (or, `/readyz`, report on it themselves): served
@@ -244,7 +255,7 @@ fn needs_no_database(path: &str) -> bool {
 /// (OAuth JSON on `/oauth2/…`, a problem elsewhere); any 503 a handler gives has the
 /// database probed (see [`crate::availability`]).
 async fn gate(
-    axum::extract::State(state): axum::extract::State<AppState>,
+    state: &AppState,
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {

@@ -4,7 +4,7 @@
 //! (3 s, twice for a token request: the read, then its denial's audit event) before its
 //! 503. Once a request has failed as unavailable, [`Availability::suspect`] probes the
 //! database in the background; if the probe fails too, the service is marked down and
-//! the `gate` middleware (`http::mod`) answers 503 with `Retry-After` at once, without
+//! the `admit` middleware (`http::mod`) answers 503 with `Retry-After` at once, without
 //! touching the pool, until a probe succeeds (every [`PROBE_INTERVAL`]). Then requests
 //! flow again immediately.
 
