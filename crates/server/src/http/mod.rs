@@ -190,8 +190,8 @@ async fn admit(
     mut request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
-    if let Err(refused) = decide_source(&state, &mut request) {
-        return refused;
+    if let Some(refusal) = decide_source(&state, &mut request) {
+        return refusal;
     }
     gate(&state, request, next).await
 }
@@ -201,17 +201,18 @@ async fn admit(
 /// line of it, joined in order as RFC 9110 §5.3 allows) read right to left skipping
 /// trusted hops. A chain that cannot be read is refused with 400 (OAuth error JSON on
 /// `/oauth2/…`, a problem elsewhere): an unattributable request must not pass as the
-/// proxy.
+/// proxy. Returns that refusal, if any.
 fn decide_source(
     state: &AppState,
     request: &mut axum::extract::Request,
-) -> Result<(), axum::response::Response> {
+) -> Option<axum::response::Response> {
     use axum::response::IntoResponse as _;
     let peer = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ConnectInfo(addr)| addr.ip());
-    let Some(peer) = peer else { return Ok(()) };
+    // No socket peer (a router driven by hand): nothing to decide, nothing refused.
+    let peer = peer?;
     let header = state.config.forwarded_header;
     let trusted = &state.config.trusted_proxies;
     let values: Result<Vec<&str>, _> = request
@@ -231,11 +232,11 @@ fn decide_source(
     match decided {
         Ok(ip) => {
             request.extensions_mut().insert(SourceAddress(ip));
-            Ok(())
+            None
         }
         Err(e) => {
             let detail = format!("{e} ({})", header.name());
-            Err(if request.uri().path().starts_with("/oauth2/") {
+            Some(if request.uri().path().starts_with("/oauth2/") {
                 crate::oauth::TokenError::InvalidRequest(detail).into_response()
             } else {
                 error::Problem::new(axum::http::StatusCode::BAD_REQUEST, detail).into_response()
