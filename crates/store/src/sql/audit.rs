@@ -60,15 +60,26 @@ impl<DB: Dialect> SqlStore<DB> {
         if events.is_empty() {
             return Ok(());
         }
+        self.on_write_conn(async |conn| append_on::<DB, E>(conn, events).await)
+            .await
+    }
+
+    /// Runs `write` on the connection this process writes the audit log on: the kept
+    /// writer connection where the database has one writer (see [`Writer`]), else a
+    /// pooled one.
+    async fn on_write_conn<T>(
+        &self,
+        write: impl AsyncFnOnce(&mut PoolConnection<DB>) -> StoreResult<T>,
+    ) -> StoreResult<T> {
         let mut turn = self.write_turn().await;
         if let Some(writer) = turn.as_deref_mut() {
             let conn = writer.conn(&self.pool).await?;
-            let result = append_on::<DB, E>(conn, events).await;
+            let result = write(conn).await;
             writer.settle(&result);
             return result;
         }
         let mut conn = self.pool.acquire().await.or_store("audit event")?;
-        append_on::<DB, E>(&mut conn, events).await
+        write(&mut conn).await
     }
 }
 
@@ -152,15 +163,8 @@ impl<DB: Dialect> AuditStore for SqlStore<DB> {
             return Ok(vec![true; entries.len()]);
         }
         // The rotations and the events that record them: all or nothing, one commit.
-        let mut turn = self.write_turn().await;
-        if let Some(writer) = turn.as_deref_mut() {
-            let conn = writer.conn(&self.pool).await?;
-            let result = rotate_and_append::<DB>(conn, entries).await;
-            writer.settle(&result);
-            return result;
-        }
-        let mut conn = self.pool.acquire().await.or_store("refresh token")?;
-        rotate_and_append::<DB>(&mut conn, entries).await
+        self.on_write_conn(async |conn| rotate_and_append::<DB>(conn, entries).await)
+            .await
     }
 
     async fn audit_events(&self, query: &AuditQuery) -> StoreResult<Vec<AuditEvent>> {
