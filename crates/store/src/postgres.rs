@@ -18,6 +18,9 @@ use crate::error::SqlxResultExt;
 use crate::sql::{Binds, Dialect, REVOCATION_CHANNEL, SqlStore, Ts};
 use crate::{Backend, StoreError, StoreResult};
 
+/// How long a pooled connection may sit idle and still be handed out without a ping.
+const TRUST_IDLE: Duration = Duration::from_secs(1);
+
 /// A Postgres-backed [`Store`](crate::Store).
 pub type PgStore = SqlStore<Postgres>;
 
@@ -34,6 +37,20 @@ impl PgStore {
             .min_connections(0)
             // Fail fast when the database is down, so callers can answer 503 quickly.
             .acquire_timeout(Duration::from_secs(3))
+            // sqlx pings every connection as it returns to the pool, so one released a
+            // moment ago is known alive: pinging it again on acquire would cost a round
+            // trip per query (a third of the store's round trips). Only a connection
+            // idle long enough for the server or the network to have dropped it is
+            // pinged; one that fails is closed and another acquired.
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= TRUST_IDLE {
+                        sqlx::Connection::ping(conn).await?;
+                    }
+                    Ok(true)
+                })
+            })
             .connect_lazy_with(options);
         Ok(Self::new(pool))
     }
@@ -139,5 +156,39 @@ impl Encode<'_, Postgres> for Ts {
 impl<'r> Decode<'r, Postgres> for Ts {
     fn decode(value: PgValueRef<'r>) -> Result<Self, BoxDynError> {
         <OffsetDateTime as Decode<Postgres>>::decode(value).map(Ts)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sqlx::Connection as _;
+
+    use super::*;
+    use crate::testing::TestDb;
+
+    /// A connection the server dropped while it sat idle in the pool is pinged on its
+    /// next acquire (it has been idle past [`TRUST_IDLE`]) and replaced: no query fails.
+    #[tokio::test]
+    async fn a_connection_dropped_while_idle_is_replaced() {
+        let db = TestDb::new(Backend::Postgres).await;
+        let store = PgStore::connect(&db.url).await.unwrap();
+        let backend_pid = "SELECT pg_backend_pid()";
+        let first: i32 = sqlx::query_scalar(backend_pid)
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+        let mut admin = PgConnection::connect(&db.url).await.unwrap();
+        let terminated: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
+            .bind(first)
+            .fetch_one(&mut admin)
+            .await
+            .unwrap();
+        assert!(terminated);
+        tokio::time::sleep(TRUST_IDLE + Duration::from_millis(250)).await;
+        let next: i32 = sqlx::query_scalar(backend_pid)
+            .fetch_one(store.pool())
+            .await
+            .expect("the dead connection is replaced, not handed out");
+        assert_ne!(next, first);
     }
 }

@@ -40,6 +40,11 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
+            // Statement journals (a multi-row statement's undo inside a transaction)
+            // otherwise spill to a temporary file past 64 KiB: an open, an unlink and a
+            // close per batch. They are never needed after a crash, so memory loses
+            // nothing durable.
+            .pragma("temp_store", "memory")
             .busy_timeout(Duration::from_secs(5));
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
@@ -166,7 +171,24 @@ impl<'r> Decode<'r, Sqlite> for Ts {
 
 #[cfg(test)]
 mod tests {
-    use super::ipv4_text_prefix;
+    use super::{SqliteStore, ipv4_text_prefix};
+    use crate::Backend;
+    use crate::testing::TestDb;
+
+    /// A multi-row statement's undo (its statement journal) stays in memory instead of
+    /// a temporary file opened, written and unlinked by every batch that spills it.
+    #[tokio::test]
+    async fn statement_journals_stay_in_memory() {
+        let db = TestDb::new(Backend::Sqlite).await;
+        let store = SqliteStore::connect(&db.url).await.unwrap();
+        for _ in 0..3 {
+            let mode: i64 = sqlx::query_scalar("PRAGMA temp_store")
+                .fetch_one(store.pool())
+                .await
+                .unwrap();
+            assert_eq!(mode, 2, "temp_store = MEMORY on every connection");
+        }
+    }
 
     #[test]
     fn ipv4_networks_become_text_prefixes() {
