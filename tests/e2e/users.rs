@@ -17,6 +17,7 @@ crate::both_stores!(
     unknown_user_and_wrong_password_take_the_same_time,
     refresh_tokens_rotate_and_only_narrow,
     refresh_token_reuse_revokes_the_family_and_its_tokens,
+    a_forged_secret_under_a_real_selector_is_unknown_and_ends_nothing,
     concurrent_uses_of_one_refresh_token_issue_once,
     revoking_a_refresh_token_ends_the_login,
     admin_api_sets_grant_types_and_may_act,
@@ -364,6 +365,47 @@ async fn refresh_tokens_rotate_and_only_narrow(app: TestApp) {
         !log.contains(&rt1[7..]),
         "refresh tokens never reach the audit log"
     );
+}
+
+/// `token` with the last byte of its secret changed: its selector (the lookup key, no
+/// secret) is that of a real token.
+fn forged(token: &str) -> String {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let body = token.strip_prefix("mfy_rt_").unwrap();
+    let mut bytes = URL_SAFE_NO_PAD.decode(body).unwrap();
+    assert_eq!(bytes.len(), 48, "selector and secret");
+    bytes[47] ^= 1;
+    format!("mfy_rt_{}", URL_SAFE_NO_PAD.encode(bytes))
+}
+
+/// The selector finds a row; only the secret proves the token. A forged secret under
+/// the selector of a used token must not pass for reuse (which would let anyone who
+/// saw a selector end a login), nor consume the live one.
+async fn a_forged_secret_under_a_real_selector_is_unknown_and_ends_nothing(app: TestApp) {
+    let (_, cli) = setup(&app).await;
+    let login = ok(app.login(&cli, "alice", PASSWORD, "orders:read").await).await;
+    let rt1 = s(&login, "refresh_token").to_owned();
+    let second = ok(app.refresh(&cli, &rt1, &[]).await).await;
+    let rt2 = s(&second, "refresh_token").to_owned();
+
+    for fake in [forged(&rt1), forged(&rt2)] {
+        assert_oauth_error(app.refresh(&cli, &fake, &[]).await, 400, "invalid_grant").await;
+    }
+    // RFC 7009 with a forged token: ignored, as for any unknown token.
+    let revoked = app
+        .http
+        .post(format!("{}/oauth2/revoke", app.base))
+        .basic_auth(cli.id, Some(&cli.secret))
+        .form(&[("token", forged(&rt2).as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), 200);
+    let third = ok(app.refresh(&cli, &rt2, &[]).await).await;
+    assert_eq!(third["scope"], "orders:read");
+    let anomalies = app.audit("anomaly").await;
+    assert!(anomalies.is_empty(), "{anomalies:?}");
 }
 
 async fn refresh_token_reuse_revokes_the_family_and_its_tokens(app: TestApp) {

@@ -255,8 +255,9 @@ pub trait RefreshStore: Send + Sync {
         &self,
         new: NewRefreshFamily,
     ) -> StoreResult<RefreshFamilyRecord>;
-    /// The token with this digest, with its family.
-    async fn refresh_token(&self, digest: &[u8; 32]) -> StoreResult<Option<RefreshTokenRecord>>;
+    /// The token `key` names, with its family: `None` when no token has its selector,
+    /// or when the stored digest is not `key`'s (compared in constant time).
+    async fn refresh_token(&self, key: &RefreshKey) -> StoreResult<Option<RefreshTokenRecord>>;
     /// Revokes a family (no token of it refreshes again) and records `revocation`
     /// (normally of kind `family`) in the same transaction, announcing it like
     /// [`RevocationStore::insert_revocation`].

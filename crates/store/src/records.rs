@@ -609,8 +609,8 @@ pub struct NewRefreshFamily {
     pub audience: String,
     /// The most a refresh may ask for (space-separated).
     pub scope: String,
-    /// SHA-256 of the first refresh token.
-    pub digest: [u8; 32],
+    /// How the first refresh token is found and checked.
+    pub key: RefreshKey,
     /// When the first token stops working unless used (idle timeout).
     pub token_expires_at: OffsetDateTime,
     /// Absolute end of the family.
@@ -655,6 +655,26 @@ pub struct RefreshFamilyRecord {
     pub jkt: Option<String>,
 }
 
+/// How a refresh token is found and checked. The selector is the lookup key and no
+/// secret: a time-ordered value, so new rows go to the end of the index. The digest
+/// (SHA-256 of the whole token) is compared in constant time after the lookup and is
+/// never an index key.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct RefreshKey {
+    /// The lookup key.
+    pub selector: Uuid,
+    /// SHA-256 of the token.
+    pub digest: [u8; 32],
+}
+
+impl fmt::Debug for RefreshKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RefreshKey")
+            .field("selector", &self.selector)
+            .finish_non_exhaustive()
+    }
+}
+
 /// A stored refresh token (its digest only) with its family.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RefreshTokenRecord {
@@ -674,10 +694,10 @@ pub struct RefreshTokenRecord {
 /// only if the old one was unused and its family is not revoked.
 #[derive(Clone)]
 pub struct RefreshRotation {
-    /// SHA-256 of the presented token.
-    pub old: [u8; 32],
-    /// SHA-256 of its successor.
-    pub new: [u8; 32],
+    /// Selector of the presented token (its digest checked when it was read).
+    pub old: Uuid,
+    /// Its successor.
+    pub new: RefreshKey,
     /// Idle timeout of the successor.
     pub expires_at: OffsetDateTime,
     /// Now.

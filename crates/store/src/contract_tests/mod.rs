@@ -37,6 +37,14 @@ use revocations::*;
 use sightings::*;
 use users::*;
 
+/// A refresh key made of `n`: selector and digest alike.
+fn key(n: u8) -> RefreshKey {
+    RefreshKey {
+        selector: Uuid::from_bytes([n; 16]),
+        digest: [n; 32],
+    }
+}
+
 /// Both backends store microseconds; compare at that precision.
 #[allow(clippy::disallowed_methods)] // Store tests need a plausible wall-clock time.
 fn now() -> OffsetDateTime {

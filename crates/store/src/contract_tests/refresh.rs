@@ -42,7 +42,7 @@ pub(super) async fn refresh_families_rotate_once_and_revoke_with_a_revocation(
             client_id: app.id,
             audience: "https://orders".into(),
             scope: "orders:read orders:write".into(),
-            digest: [1; 32],
+            key: key(1),
             token_expires_at: t + Duration::hours(1),
             expires_at: t + Duration::days(1),
             now: t,
@@ -62,7 +62,7 @@ pub(super) async fn refresh_families_rotate_once_and_revoke_with_a_revocation(
                 client_id: app.id,
                 audience: "a".into(),
                 scope: "a:b".into(),
-                digest: [9; 32],
+                key: key(9),
                 token_expires_at: t,
                 expires_at: t,
                 now: t,
@@ -70,38 +70,44 @@ pub(super) async fn refresh_families_rotate_once_and_revoke_with_a_revocation(
             .await,
         Err(StoreError::NotFound(_))
     ));
-    let first = store.refresh_token(&[1; 32]).await.unwrap().unwrap();
+    let first = store.refresh_token(&key(1)).await.unwrap().unwrap();
     assert_eq!(first.family, family);
     assert!(first.user_enabled);
     assert_eq!(
         (first.expires_at, first.used_at),
         (t + Duration::hours(1), None)
     );
-    assert_eq!(store.refresh_token(&[2; 32]).await.unwrap(), None);
+    assert_eq!(store.refresh_token(&key(2)).await.unwrap(), None);
+    // The selector finds the row; only the digest proves the token.
+    let forged = RefreshKey {
+        digest: [0xEE; 32],
+        ..key(1)
+    };
+    assert_eq!(store.refresh_token(&forged).await.unwrap(), None);
 
     let rotation = RefreshRotation {
-        old: [1; 32],
-        new: [2; 32],
+        old: key(1).selector,
+        new: key(2),
         expires_at: t + Duration::hours(2),
         now: t + Duration::seconds(5),
     };
     assert!(rotate(&*store, rotation.clone()).await);
-    let used = store.refresh_token(&[1; 32]).await.unwrap().unwrap();
+    let used = store.refresh_token(&key(1)).await.unwrap().unwrap();
     assert_eq!(used.used_at, Some(t + Duration::seconds(5)));
-    let second = store.refresh_token(&[2; 32]).await.unwrap().unwrap();
+    let second = store.refresh_token(&key(2)).await.unwrap().unwrap();
     assert_eq!((second.family.id, second.used_at), (family.id, None));
     // A used token rotates no more: that would be reuse.
     assert!(
         !rotate(
             &*store,
             RefreshRotation {
-                new: [3; 32],
+                new: key(3),
                 ..rotation.clone()
             }
         )
         .await
     );
-    assert_eq!(store.refresh_token(&[3; 32]).await.unwrap(), None);
+    assert_eq!(store.refresh_token(&key(3)).await.unwrap(), None);
     // Concurrent uses of one token: exactly one wins.
     let attempts: Vec<_> = (0..4u8)
         .map(|i| {
@@ -110,8 +116,8 @@ pub(super) async fn refresh_families_rotate_once_and_revoke_with_a_revocation(
                 rotate(
                     &*store,
                     RefreshRotation {
-                        old: [2; 32],
-                        new: [10 + i; 32],
+                        old: key(2).selector,
+                        new: key(10 + i),
                         expires_at: t + Duration::hours(2),
                         now: t + Duration::seconds(6),
                     },
@@ -141,7 +147,7 @@ pub(super) async fn refresh_families_rotate_once_and_revoke_with_a_revocation(
     let feed = store.revocations_after(0, 100).await.unwrap();
     assert_eq!(feed.len(), before + 1);
     assert_eq!(feed.last(), Some(&record));
-    let revoked = store.refresh_token(&[2; 32]).await.unwrap().unwrap();
+    let revoked = store.refresh_token(&key(2)).await.unwrap().unwrap();
     assert_eq!(revoked.family.revoked_at, Some(t + Duration::seconds(7)));
     // Nothing of a revoked family rotates, not even its newest token.
     let newest = won.iter().position(|w| *w).unwrap() as u8;
@@ -149,8 +155,8 @@ pub(super) async fn refresh_families_rotate_once_and_revoke_with_a_revocation(
         !rotate(
             &*store,
             RefreshRotation {
-                old: [10 + newest; 32],
-                new: [20; 32],
+                old: key(10 + newest).selector,
+                new: key(20),
                 expires_at: t + Duration::hours(2),
                 now: t + Duration::seconds(8),
             }
@@ -166,7 +172,7 @@ pub(super) async fn refresh_families_rotate_once_and_revoke_with_a_revocation(
             .unwrap(),
         1
     );
-    assert_eq!(store.refresh_token(&[2; 32]).await.unwrap(), None);
+    assert_eq!(store.refresh_token(&key(2)).await.unwrap(), None);
     // Deleting the user takes their families along.
     let again = store
         .create_refresh_family(NewRefreshFamily {
@@ -176,7 +182,7 @@ pub(super) async fn refresh_families_rotate_once_and_revoke_with_a_revocation(
             client_id: app.id,
             audience: "a".into(),
             scope: "a:b".into(),
-            digest: [30; 32],
+            key: key(30),
             token_expires_at: t + Duration::hours(1),
             expires_at: t + Duration::days(1),
             now: t,
@@ -188,7 +194,7 @@ pub(super) async fn refresh_families_rotate_once_and_revoke_with_a_revocation(
         .await
         .unwrap();
     assert_eq!(
-        store.refresh_token(&[30; 32]).await.unwrap(),
+        store.refresh_token(&key(30)).await.unwrap(),
         None,
         "{again:?}"
     );
@@ -208,7 +214,7 @@ pub(super) async fn rotations_commit_with_their_events_in_one_batch(store: Arc<d
         client_id: app.id,
         audience: "https://orders".into(),
         scope: "orders:read".into(),
-        digest: [digest; 32],
+        key: key(digest),
         token_expires_at: t + Duration::hours(1),
         expires_at: t + Duration::days(1),
         now: t,
@@ -228,8 +234,8 @@ pub(super) async fn rotations_commit_with_their_events_in_one_batch(store: Arc<d
         rotate(
             &*store,
             RefreshRotation {
-                old: [44; 32],
-                new: [45; 32],
+                old: key(44).selector,
+                new: key(45),
                 expires_at: t + Duration::hours(1),
                 now: t,
             }
@@ -238,8 +244,8 @@ pub(super) async fn rotations_commit_with_their_events_in_one_batch(store: Arc<d
     );
     let at = t + Duration::seconds(3);
     let rotation = |old: u8, new: u8| RefreshRotation {
-        old: [old; 32],
-        new: [new; 32],
+        old: key(old).selector,
+        new: key(new),
         expires_at: at + Duration::hours(1),
         now: at,
     };
@@ -259,9 +265,9 @@ pub(super) async fn rotations_commit_with_their_events_in_one_batch(store: Arc<d
     let mut refused = entries.clone();
     refused[0].event.id = refused[5].event.id;
     assert!(store.append_audit_entries(&refused).await.is_err());
-    let untouched = store.refresh_token(&[41; 32]).await.unwrap().unwrap();
+    let untouched = store.refresh_token(&key(41)).await.unwrap().unwrap();
     assert_eq!(untouched.used_at, None);
-    assert_eq!(store.refresh_token(&[51; 32]).await.unwrap(), None);
+    assert_eq!(store.refresh_token(&key(51)).await.unwrap(), None);
 
     let applied = store.append_audit_entries(&entries).await.unwrap();
     assert_eq!(applied, [true, true, false, false, false, true]);
@@ -276,21 +282,21 @@ pub(super) async fn rotations_commit_with_their_events_in_one_batch(store: Arc<d
             .unwrap();
         assert_eq!(found.len(), usize::from(*applied), "{entry:?}");
     }
-    let first = store.refresh_token(&[41; 32]).await.unwrap().unwrap();
+    let first = store.refresh_token(&key(41)).await.unwrap().unwrap();
     assert_eq!(first.used_at, Some(at));
-    let next = store.refresh_token(&[51; 32]).await.unwrap().unwrap();
+    let next = store.refresh_token(&key(51)).await.unwrap().unwrap();
     assert_eq!(
         (next.family.id, next.used_at, next.expires_at),
         (live.id, None, at + Duration::hours(1))
     );
-    let next = store.refresh_token(&[55; 32]).await.unwrap().unwrap();
+    let next = store.refresh_token(&key(55)).await.unwrap().unwrap();
     assert_eq!(next.family.id, other.id);
     for absent in [52, 53, 54] {
-        assert_eq!(store.refresh_token(&[absent; 32]).await.unwrap(), None);
+        assert_eq!(store.refresh_token(&key(absent)).await.unwrap(), None);
     }
     assert_eq!(
         store
-            .refresh_token(&[43; 32])
+            .refresh_token(&key(43))
             .await
             .unwrap()
             .unwrap()
@@ -299,7 +305,7 @@ pub(super) async fn rotations_commit_with_their_events_in_one_batch(store: Arc<d
     );
     assert_eq!(
         store
-            .refresh_token(&[44; 32])
+            .refresh_token(&key(44))
             .await
             .unwrap()
             .unwrap()

@@ -100,7 +100,7 @@ pub(super) async fn revocations_end_the_refresh_families_they_cover(store: Arc<d
         client_id: app.id,
         audience: "https://orders".into(),
         scope: "orders:read".into(),
-        digest: [digest; 32],
+        key: key(digest),
         token_expires_at: t + Duration::hours(1),
         expires_at: t + Duration::days(1),
         jkt: Some("thumbprint".into()),
@@ -123,7 +123,7 @@ pub(super) async fn revocations_end_the_refresh_families_they_cover(store: Arc<d
         let store = store.clone();
         async move {
             store
-                .refresh_token(&[digest; 32])
+                .refresh_token(&key(digest))
                 .await
                 .unwrap()
                 .unwrap()

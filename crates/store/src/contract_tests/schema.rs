@@ -3,10 +3,15 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use sqlx::Row;
+use std::path::Path;
 
+use sqlx::Row;
+use time::Duration;
+use uuid::Uuid;
+
+use crate::sql::{Binds, Dialect, QueryExt as _, SqlStore, Ts};
 use crate::testing::TestDb;
-use crate::{Backend, PgStore, SqliteStore, Store};
+use crate::{Backend, PgStore, RefreshKey, RefreshStore as _, SqliteStore, Store};
 
 /// `(table, column)` → (type as SQLite stores it, NOT NULL).
 type Columns = BTreeMap<(String, String), (String, bool)>;
@@ -151,4 +156,86 @@ async fn both_schemas_match_after_migrations() {
     let mut diff = differences(&pg_columns, &lite_columns);
     diff.extend(differences(&pg_indexes, &lite_indexes));
     assert!(diff.is_empty(), "schemas differ:\n{}", diff.join("\n"));
+}
+
+/// A refresh token minted before 0015 (looked up by its digest then) is found after it
+/// by the selector the server derives for the old form: the first 16 bytes of the
+/// digest. Both stores: migrate to 0014, store a token the old way, migrate the rest.
+#[tokio::test]
+async fn refresh_tokens_minted_before_selectors_survive_their_migration() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let lite = SqliteStore::connect(&db.url).await.unwrap();
+    let before = migrations_before_selectors("sqlite").await;
+    before.run(lite.pool()).await.unwrap();
+    old_token_survives(&lite).await;
+
+    let db = TestDb::new(Backend::Postgres).await;
+    let pg = PgStore::connect(&db.url).await.unwrap();
+    let before = migrations_before_selectors("postgres").await;
+    before.run(pg.pool()).await.unwrap();
+    old_token_survives(&pg).await;
+}
+
+/// The migrations before 0015, from a copy of the directory.
+async fn migrations_before_selectors(dialect: &str) -> sqlx::migrate::Migrator {
+    let source = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../migrations")
+        .join(dialect);
+    let copy = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(&source).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_str().unwrap().to_owned();
+        if name.as_str() < "0015" {
+            std::fs::copy(&path, copy.path().join(name)).unwrap();
+        }
+    }
+    let migrator = sqlx::migrate::Migrator::new(copy.path()).await.unwrap();
+    assert_eq!(migrator.iter().count(), 14);
+    migrator
+}
+
+async fn old_token_survives<DB>(store: &SqlStore<DB>)
+where
+    DB: Dialect + for<'a> Binds<&'a [u8]> + Binds<Uuid> + Binds<Ts>,
+{
+    let alice = super::user(store, "alice").await;
+    let app = super::client(store).await;
+    let t = super::now();
+    let family = Uuid::now_v7();
+    let digest = [0xA7; 32];
+    let sql = "INSERT INTO refresh_families (id, user_id, client_id, audience, scope, created_at, expires_at)
+               VALUES ($1, $2, $3, 'https://orders', 'orders:read', $4, $5)";
+    sqlx::query(sql)
+        .arg(family)
+        .arg(alice.id)
+        .arg(app.id)
+        .arg(Ts(t))
+        .arg(Ts(t + Duration::days(1)))
+        .execute(DB::pool(store.pool()))
+        .await
+        .unwrap();
+    let sql = "INSERT INTO refresh_tokens (digest, family_id, created_at, expires_at) VALUES ($1, $2, $3, $4)";
+    sqlx::query(sql)
+        .arg(&digest[..])
+        .arg(family)
+        .arg(Ts(t))
+        .arg(Ts(t + Duration::hours(1)))
+        .execute(DB::pool(store.pool()))
+        .await
+        .unwrap();
+
+    store.migrate().await.unwrap();
+    let mut selector = [0; 16];
+    selector.copy_from_slice(&digest[..16]);
+    let key = RefreshKey {
+        selector: Uuid::from_bytes(selector),
+        digest,
+    };
+    let found = store.refresh_token(&key).await.unwrap().unwrap();
+    assert_eq!((found.family.id, found.used_at), (family, None));
+    let wrong = RefreshKey {
+        digest: [0xA8; 32],
+        ..key
+    };
+    assert_eq!(store.refresh_token(&wrong).await.unwrap(), None);
 }

@@ -2,9 +2,10 @@
 
 use super::*;
 use crate::{
-    NewRefreshFamily, NewRevocation, RefreshFamilyRecord, RefreshRotation, RefreshStore,
-    RefreshTokenRecord, RevocationRecord,
+    NewRefreshFamily, NewRevocation, RefreshFamilyRecord, RefreshKey, RefreshRotation,
+    RefreshStore, RefreshTokenRecord, RevocationRecord,
 };
+use subtle::ConstantTimeEq as _;
 
 fn refresh_family<R: RowExt>(row: &R) -> StoreResult<RefreshFamilyRecord> {
     Ok(RefreshFamilyRecord {
@@ -59,29 +60,29 @@ pub(super) async fn rotate_in<DB: Dialect>(
     sql.push(
         " WHERE used_at IS NULL \
          AND family_id IN (SELECT id FROM refresh_families WHERE revoked_at IS NULL) \
-         AND digest IN (",
+         AND selector IN (",
     );
     for (n, (_, rotation)) in wanted.iter().enumerate() {
         if n > 0 {
             sql.push(", ");
         }
-        DB::push_arg(&mut sql, &rotation.old[..]);
+        DB::push_arg(&mut sql, rotation.old);
     }
-    sql.push(") RETURNING digest, family_id");
+    sql.push(") RETURNING selector, family_id");
     let rows = sql
         .build()
         .fetch_all(DB::conn(conn))
         .await
         .or_store("refresh token")?;
-    let mut marked: Vec<(Vec<u8>, Uuid)> = Vec::with_capacity(rows.len());
+    let mut marked: Vec<(Uuid, Uuid)> = Vec::with_capacity(rows.len());
     for row in &rows {
-        marked.push((row.col("digest")?, row.col("family_id")?));
+        marked.push((row.col("selector")?, row.col("family_id")?));
     }
     let mut successors: Vec<(&RefreshRotation, Uuid)> = Vec::with_capacity(marked.len());
     for (i, rotation) in wanted {
         match marked
             .iter()
-            .find(|(digest, _)| digest[..] == rotation.old[..])
+            .find(|(selector, _)| *selector == rotation.old)
         {
             Some((_, family)) => successors.push((rotation, *family)),
             None => applied[i] = false,
@@ -91,11 +92,13 @@ pub(super) async fn rotate_in<DB: Dialect>(
         return Ok(applied);
     }
     let mut sql = QueryBuilder::<DB>::new(
-        "INSERT INTO refresh_tokens (digest, family_id, created_at, expires_at) VALUES ",
+        "INSERT INTO refresh_tokens (selector, digest, family_id, created_at, expires_at) VALUES ",
     );
     for (n, (rotation, family)) in successors.iter().enumerate() {
         sql.push(if n == 0 { "(" } else { ", (" });
-        DB::push_arg(&mut sql, &rotation.new[..]);
+        DB::push_arg(&mut sql, rotation.new.selector);
+        sql.push(", ");
+        DB::push_arg(&mut sql, &rotation.new.digest[..]);
         sql.push(", ");
         DB::push_arg(&mut sql, *family);
         sql.push(", ");
@@ -111,7 +114,7 @@ pub(super) async fn rotate_in<DB: Dialect>(
     Ok(applied)
 }
 
-const INSERT_TOKEN: &str = "INSERT INTO refresh_tokens (digest, family_id, created_at, expires_at) VALUES ($1, $2, $3, $4)";
+const INSERT_TOKEN: &str = "INSERT INTO refresh_tokens (selector, digest, family_id, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)";
 
 impl<DB: Dialect> SqlStore<DB> {
     /// Deletes the rows `sql` finds expired at `$1`; returns how many.
@@ -148,7 +151,8 @@ impl<DB: Dialect> RefreshStore for SqlStore<DB> {
         .await
         .or_store("user or client")?;
         let query = sqlx::query(INSERT_TOKEN)
-            .arg(&new.digest[..])
+            .arg(new.key.selector)
+            .arg(&new.key.digest[..])
             .arg(new.id)
             .arg(Ts(new.now))
             .arg(Ts(new.token_expires_at));
@@ -158,16 +162,25 @@ impl<DB: Dialect> RefreshStore for SqlStore<DB> {
         Ok(family)
     }
 
-    async fn refresh_token(&self, digest: &[u8; 32]) -> StoreResult<Option<RefreshTokenRecord>> {
+    async fn refresh_token(&self, key: &RefreshKey) -> StoreResult<Option<RefreshTokenRecord>> {
         let query = sqlx::query(
-            "SELECT f.*, t.created_at AS token_created_at, t.expires_at AS token_expires_at, t.used_at,
-                    u.enabled AS user_enabled
+            "SELECT f.*, t.digest, t.created_at AS token_created_at,
+                    t.expires_at AS token_expires_at, t.used_at, u.enabled AS user_enabled
              FROM refresh_tokens t JOIN refresh_families f ON f.id = t.family_id
              JOIN users u ON u.id = f.user_id
-             WHERE t.digest = $1",
+             WHERE t.selector = $1",
         )
-        .arg(&digest[..]);
-        self.optional(query, refresh_token, "refresh token").await
+        .arg(key.selector);
+        let found = self
+            .optional(
+                query,
+                |row| Ok((row.col::<Vec<u8>>("digest")?, refresh_token(row)?)),
+                "refresh token",
+            )
+            .await?;
+        Ok(found.and_then(|(digest, record)| {
+            bool::from(digest.ct_eq(&key.digest[..])).then_some(record)
+        }))
     }
 
     async fn revoke_refresh_family(

@@ -2,8 +2,11 @@
 //! (OAuth 2.0 Security BCP, RFC 9700 §4.14.2).
 //!
 //! Refresh tokens exist only for user logins by clients whose `grant_types` include
-//! `refresh_token`. Each is `mfy_rt_` + 32 random bytes (base64url), stored as a SHA-256
-//! digest and bound to its client. A login starts a *family*; every refresh marks the
+//! `refresh_token`. Each is `mfy_rt_` + base64url of a 16-byte selector (a UUIDv7, the
+//! lookup key) and 32 random bytes; the store keeps the selector and the token's SHA-256
+//! digest, compared in constant time. Tokens minted before selectors (`mfy_rt_` + 32
+//! random bytes) are found by the first 16 bytes of their digest. Each is bound to its
+//! client. A login starts a *family*; every refresh marks the
 //! presented token used and returns its successor. Presenting a used token again means
 //! two parties hold the family: the family is revoked (no token of it refreshes again)
 //! together with a `family` revocation that kills every access token issued from it
@@ -21,8 +24,8 @@ use mayfly_core::Claims;
 use mayfly_core::ScopeSet;
 use mayfly_core::revocation::RevocationKind;
 use mayfly_store::{
-    AuditEvent, ClientView, NewRefreshFamily, NewRevocation, RefreshFamilyRecord, RefreshRotation,
-    RefreshTokenRecord, Subject,
+    AuditEvent, ClientView, NewRefreshFamily, NewRevocation, RefreshFamilyRecord, RefreshKey,
+    RefreshRotation, RefreshTokenRecord, Subject,
 };
 use rand::Rng as _;
 use sha2::{Digest as _, Sha256};
@@ -41,17 +44,21 @@ use crate::service::REVOCATION_SKEW;
 pub const PREFIX: &str = "mfy_rt_";
 /// Longest token worth hashing; anything longer cannot be ours.
 const MAX_LEN: usize = 256;
+/// Bytes after the prefix: the selector, then the secret.
+const SELECTOR_LEN: usize = 16;
+const SECRET_LEN: usize = 32;
 
 /// A refresh token in clear: returned once, never logged (`Debug` redacts, drop zeroizes).
 #[derive(Clone, PartialEq, Eq)]
 pub struct RefreshToken(Zeroizing<String>);
 
 impl RefreshToken {
-    /// A fresh random token (256 bits).
+    /// A fresh token: a new time-ordered selector and 256 random bits.
     pub fn generate() -> Self {
-        let mut bytes = Zeroizing::new([0u8; 32]);
-        rand::rng().fill_bytes(&mut bytes[..]);
-        let mut text = Zeroizing::new(String::with_capacity(PREFIX.len() + 43));
+        let mut bytes = Zeroizing::new([0u8; SELECTOR_LEN + SECRET_LEN]);
+        bytes[..SELECTOR_LEN].copy_from_slice(Uuid::now_v7().as_bytes());
+        rand::rng().fill_bytes(&mut bytes[SELECTOR_LEN..]);
+        let mut text = Zeroizing::new(String::with_capacity(PREFIX.len() + 64));
         text.push_str(PREFIX);
         URL_SAFE_NO_PAD.encode_string(&bytes[..], &mut text);
         Self(text)
@@ -62,9 +69,9 @@ impl RefreshToken {
         &self.0
     }
 
-    /// Its SHA-256 digest, the only form stored.
-    pub fn digest(&self) -> [u8; 32] {
-        digest(&self.0)
+    /// How the store finds and checks it.
+    pub fn key(&self) -> RefreshKey {
+        key(&self.0)
     }
 }
 
@@ -74,9 +81,27 @@ impl fmt::Debug for RefreshToken {
     }
 }
 
-/// SHA-256 of a presented token.
-pub fn digest(token: &str) -> [u8; 32] {
-    Sha256::digest(token.as_bytes()).into()
+/// How the store finds and checks a presented token (any text): the selector it
+/// carries, or for a token of the form before selectors (or anything else) the first
+/// 16 bytes of its digest; and the SHA-256 digest of the whole text.
+pub fn key(token: &str) -> RefreshKey {
+    let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+    let mut bytes = Zeroizing::new([0u8; SELECTOR_LEN + SECRET_LEN]);
+    let carries = token.strip_prefix(PREFIX).is_some_and(|body| {
+        URL_SAFE_NO_PAD
+            .decode_slice(body, &mut bytes[..])
+            .is_ok_and(|n| n == SELECTOR_LEN + SECRET_LEN)
+    });
+    let mut selector = [0u8; SELECTOR_LEN];
+    selector.copy_from_slice(if carries {
+        &bytes[..SELECTOR_LEN]
+    } else {
+        &digest[..SELECTOR_LEN]
+    });
+    RefreshKey {
+        selector: Uuid::from_bytes(selector),
+        digest,
+    }
 }
 
 /// Starts a refresh family for a login that was just authorized; returns the family id
@@ -101,7 +126,7 @@ pub async fn start_family(
             client_id,
             audience: authorized.claims.aud.clone(),
             scope: authorized.claims.scope.clone(),
-            digest: token.digest(),
+            key: token.key(),
             token_expires_at: (now + state.config.refresh_token_idle).min(expires_at),
             expires_at,
             jkt: authorized.claims.cnf.as_ref().map(|c| c.jkt.clone()),
@@ -139,7 +164,7 @@ pub async fn grant(
             "not a Mayfly refresh token".into(),
         ));
     }
-    let old = digest(presented);
+    let old = key(presented);
     let Some(record) = state.store.refresh_token(&old).await? else {
         return Err(TokenError::RefreshRefused("unknown refresh token".into()));
     };
@@ -247,11 +272,12 @@ pub async fn grant(
     // audit event, and answers only if it applied (see `lost_race` otherwise).
     issued.rotation = Some(Rotation {
         rotation: RefreshRotation {
-            old,
-            new: next.digest(),
+            old: old.selector,
+            new: next.key(),
             expires_at: (now + state.config.refresh_token_idle).min(family.expires_at),
             now,
         },
+        presented: old,
         record,
         client: client.id,
     });
@@ -265,6 +291,8 @@ pub async fn grant(
 pub struct Rotation {
     /// What to change in the store.
     pub rotation: RefreshRotation,
+    /// The presented token's key.
+    presented: RefreshKey,
     /// The presented token as read before the rotation.
     record: RefreshTokenRecord,
     /// The client that presented it.
@@ -275,7 +303,7 @@ pub struct Rotation {
 /// admin, a revocation: refused, no anomaly), or another use of the same token won the
 /// race, which is reuse (the family is revoked, the anomaly audited).
 pub async fn lost_race(state: &AppState, rotation: &Rotation, ctx: &RequestContext) -> TokenError {
-    let again = match state.store.refresh_token(&rotation.rotation.old).await {
+    let again = match state.store.refresh_token(&rotation.presented).await {
         Ok(again) => again,
         Err(e) => return e.into(),
     };
@@ -360,7 +388,7 @@ pub async fn revoke_by_client(
     if presented.len() > MAX_LEN {
         return Ok(None);
     }
-    let Some(record) = state.store.refresh_token(&digest(presented)).await? else {
+    let Some(record) = state.store.refresh_token(&key(presented)).await? else {
         return Ok(None);
     };
     if record.family.client_id != client || record.family.revoked_at.is_some() {
@@ -448,9 +476,17 @@ mod tests {
         let a = RefreshToken::generate();
         let b = RefreshToken::generate();
         assert!(a.expose().starts_with(PREFIX));
-        assert_eq!(a.expose().len(), PREFIX.len() + 43, "256 bits, base64url");
+        assert_eq!(
+            a.expose().len(),
+            PREFIX.len() + 64,
+            "selector and 256 bits, base64url"
+        );
         assert_ne!(a, b);
-        assert_eq!(a.digest(), digest(a.expose()));
+        assert_eq!(a.key(), key(a.expose()));
+        assert!(
+            a.key().selector < b.key().selector,
+            "selectors are time-ordered"
+        );
         assert!(!format!("{a:?}").contains(&a.expose()[PREFIX.len()..]));
     }
 }
