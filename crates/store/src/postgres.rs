@@ -60,6 +60,9 @@ impl Dialect for Postgres {
     const BACKEND: Backend = Backend::Postgres;
     const BEGIN_WRITE: Option<&'static str> = None;
     const ONE_WRITER: bool = false;
+    /// Not measured for reads; kept audit connections doubled refresh p99 here
+    /// (BENCHMARKS.md, session 8).
+    const KEPT_READERS: usize = 0;
     const XACT_LOCK: Option<&'static str> = Some("SELECT pg_advisory_xact_lock($1)");
     const NOTIFY: Option<&'static str> = Some("SELECT pg_notify($1, $2)");
     /// 14 parameters each, well under Postgres's 65,535.

@@ -63,6 +63,9 @@ impl Dialect for Sqlite {
     const BACKEND: Backend = Backend::Sqlite;
     const BEGIN_WRITE: Option<&'static str> = Some("BEGIN IMMEDIATE");
     const ONE_WRITER: bool = true;
+    /// A read on a pooled connection costs two trips to its thread: the query, and
+    /// sqlx's ping when the connection returns to the pool.
+    const KEPT_READERS: usize = 2;
     const XACT_LOCK: Option<&'static str> = None;
     /// One serving process per SQLite file: it hears its own revocations; other
     /// processes' (the CLI) are found by polling.
@@ -172,8 +175,8 @@ impl<'r> Decode<'r, Sqlite> for Ts {
 #[cfg(test)]
 mod tests {
     use super::{SqliteStore, ipv4_text_prefix};
-    use crate::Backend;
     use crate::testing::TestDb;
+    use crate::{AudienceStore as _, Backend, Store as _};
 
     /// A multi-row statement's undo (its statement journal) stays in memory instead of
     /// a temporary file opened, written and unlinked by every batch that spills it.
@@ -188,6 +191,25 @@ mod tests {
                 .unwrap();
             assert_eq!(mode, 2, "temp_store = MEMORY on every connection");
         }
+    }
+
+    /// Reads keep their connections: sequential reads use one kept reader, which never
+    /// goes back to the pool (where sqlx would ping it on every return).
+    #[tokio::test]
+    async fn reads_keep_their_connection_out_of_the_pool() {
+        let db = TestDb::new(Backend::Sqlite).await;
+        let store = SqliteStore::connect(&db.url).await.unwrap();
+        store.migrate().await.unwrap();
+        for _ in 0..5 {
+            let none = store.audience_by_uri("https://nowhere").await.unwrap();
+            assert_eq!(none, None);
+        }
+        let pool = store.pool();
+        assert_eq!(
+            pool.size() as usize - pool.num_idle(),
+            1,
+            "one connection kept out of the pool"
+        );
     }
 
     #[test]

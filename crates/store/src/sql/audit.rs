@@ -65,7 +65,7 @@ impl<DB: Dialect> SqlStore<DB> {
     }
 
     /// Runs `write` on the connection this process writes the audit log on: the kept
-    /// writer connection where the database has one writer (see [`Writer`]), else a
+    /// writer connection where the database has one writer (see [`Kept`]), else a
     /// pooled one.
     async fn on_write_conn<T>(
         &self,

@@ -169,6 +169,9 @@ pub trait Dialect:
     /// Whether the database takes one writer at a time (SQLite): this process's writers
     /// then take turns in memory before they write (see [`SqlStore::write_turn`]).
     const ONE_WRITER: bool;
+    /// How many connections reads keep out of the pool (see [`Kept`]); a read finding
+    /// them all busy takes a pooled one.
+    const KEPT_READERS: usize;
     /// A transaction-scoped lock on `$1` (an i64 key) serializing key changes and
     /// revocation inserts across processes; `None` when [`Self::BEGIN_WRITE`] already
     /// serializes every writer.
@@ -220,7 +223,9 @@ pub struct SqlStore<DB: Dialect> {
     pool: Pool<DB>,
     /// Writers of this process take turns here first where the database has one writer
     /// (see [`Dialect::ONE_WRITER`]).
-    write_turn: Option<Arc<tokio::sync::Mutex<Writer<DB>>>>,
+    write_turn: Option<Arc<tokio::sync::Mutex<Kept<DB>>>>,
+    /// Connections kept for reads ([`Dialect::KEPT_READERS`]).
+    readers: Arc<[tokio::sync::Mutex<Kept<DB>>]>,
     changes: Arc<AtomicU64>,
     /// Raised when a revocation is recorded (see [`Dialect::NOTIFY`]).
     signal: Arc<tokio::sync::Notify>,
@@ -228,28 +233,31 @@ pub struct SqlStore<DB: Dialect> {
     listening: Arc<tokio::sync::Mutex<bool>>,
 }
 
-/// What the turn to write holds (one writer): the connection the audit group commit
-/// writes on, kept from turn to turn. Its page cache stays warm, where a pooled
+/// A connection kept out of the pool between uses. sqlx pings a connection each time it
+/// returns to the pool (for SQLite one more trip to the connection's thread); a kept one
+/// skips that. What the turn to write holds (one writer) is one: the connection the
+/// audit group commit writes on, whose page cache also stays warm, where a pooled
 /// connection finds its cache stale after each commit of another connection and reads
-/// the pages again (the audit table's and indexes' newest pages, every batch).
-pub(crate) struct Writer<DB: Database> {
+/// the pages again (the audit table's and indexes' newest pages, every batch). The
+/// kept readers are the others (see [`Dialect::KEPT_READERS`]).
+pub(crate) struct Kept<DB: Database> {
     conn: Option<PoolConnection<DB>>,
 }
 
-impl<DB: Database> Default for Writer<DB> {
+impl<DB: Database> Default for Kept<DB> {
     fn default() -> Self {
         Self { conn: None }
     }
 }
 
-impl<DB: Database> std::fmt::Debug for Writer<DB> {
+impl<DB: Database> std::fmt::Debug for Kept<DB> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Writer").finish_non_exhaustive()
+        f.debug_struct("Kept").finish_non_exhaustive()
     }
 }
 
-impl<DB: Dialect> Writer<DB> {
-    /// The kept connection, taken from `pool` the first time (or after a failure).
+impl<DB: Dialect> Kept<DB> {
+    /// The connection, taken from `pool` the first time (or after a failure).
     pub(crate) async fn conn(&mut self, pool: &Pool<DB>) -> StoreResult<&mut PoolConnection<DB>> {
         let conn = match self.conn.take() {
             Some(conn) => conn,
@@ -258,8 +266,8 @@ impl<DB: Dialect> Writer<DB> {
         Ok(self.conn.insert(conn))
     }
 
-    /// Lets the kept connection go after `result` failed with the database unavailable:
-    /// the next turn takes a fresh one.
+    /// Lets the connection go after `result` failed with the database unavailable: the
+    /// next use takes a fresh one.
     pub(crate) fn settle<T>(&mut self, result: &StoreResult<T>) {
         if result.as_ref().is_err_and(StoreError::is_unavailable) {
             self.conn = None;
@@ -272,6 +280,7 @@ impl<DB: Dialect> Clone for SqlStore<DB> {
         Self {
             pool: self.pool.clone(),
             write_turn: self.write_turn.clone(),
+            readers: self.readers.clone(),
             changes: self.changes.clone(),
             signal: self.signal.clone(),
             listening: self.listening.clone(),
@@ -282,7 +291,7 @@ impl<DB: Dialect> Clone for SqlStore<DB> {
 /// A write transaction, holding this process's turn to write until it ends.
 pub(crate) struct WriteTx<DB: Dialect> {
     tx: Transaction<'static, DB>,
-    _turn: Option<tokio::sync::OwnedMutexGuard<Writer<DB>>>,
+    _turn: Option<tokio::sync::OwnedMutexGuard<Kept<DB>>>,
 }
 
 impl<DB: Dialect> WriteTx<DB> {
@@ -311,6 +320,7 @@ impl<DB: Dialect> SqlStore<DB> {
         Self {
             pool,
             write_turn: DB::ONE_WRITER.then(Arc::default),
+            readers: (0..DB::KEPT_READERS).map(|_| Default::default()).collect(),
             changes: Arc::default(),
             signal: Arc::default(),
             listening: Arc::default(),
@@ -334,7 +344,9 @@ impl<DB: Dialect> SqlStore<DB> {
         read: impl Fn(&DB::Row) -> StoreResult<T> + Send,
         entity: &'static str,
     ) -> StoreResult<Option<T>> {
-        let row = query.fetch_optional(self.db()).await.or_store(entity)?;
+        let row = self
+            .on_read_conn(async |conn| query.fetch_optional(DB::conn(conn)).await.or_store(entity))
+            .await?;
         row.as_ref().map(read).transpose()
     }
 
@@ -345,8 +357,27 @@ impl<DB: Dialect> SqlStore<DB> {
         read: impl Fn(&DB::Row) -> StoreResult<T> + Send,
         entity: &'static str,
     ) -> StoreResult<Vec<T>> {
-        let rows = query.fetch_all(self.db()).await.or_store(entity)?;
+        let rows = self
+            .on_read_conn(async |conn| query.fetch_all(DB::conn(conn)).await.or_store(entity))
+            .await?;
         rows.iter().map(read).collect()
+    }
+
+    /// Runs `read` on a free kept reader, else on a pooled connection.
+    async fn on_read_conn<T>(
+        &self,
+        read: impl AsyncFnOnce(&mut PoolConnection<DB>) -> StoreResult<T>,
+    ) -> StoreResult<T> {
+        for slot in self.readers.iter() {
+            if let Ok(mut kept) = slot.try_lock() {
+                let conn = kept.conn(&self.pool).await?;
+                let result = read(conn).await;
+                kept.settle(&result);
+                return result;
+            }
+        }
+        let mut conn = self.pool.acquire().await.or_store("database")?;
+        read(&mut conn).await
     }
 
     /// Runs `query` on the pool; how many rows it changed.
@@ -360,7 +391,7 @@ impl<DB: Dialect> SqlStore<DB> {
     /// write commits. Without it, concurrent writers of one SQLite file find its lock
     /// taken and retry on SQLite's busy handler, which sleeps for milliseconds between
     /// attempts (refresh p99 was 350 ms at 32 connections); with it they queue in order.
-    pub(crate) async fn write_turn(&self) -> Option<tokio::sync::OwnedMutexGuard<Writer<DB>>> {
+    pub(crate) async fn write_turn(&self) -> Option<tokio::sync::OwnedMutexGuard<Kept<DB>>> {
         match &self.write_turn {
             Some(turn) => Some(turn.clone().lock_owned().await),
             None => None,
