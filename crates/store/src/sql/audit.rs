@@ -72,14 +72,7 @@ impl<DB: Dialect> SqlStore<DB> {
         write: impl AsyncFnOnce(&mut PoolConnection<DB>) -> StoreResult<T>,
     ) -> StoreResult<T> {
         let mut turn = self.write_turn().await;
-        if let Some(writer) = turn.as_deref_mut() {
-            let conn = writer.conn(&self.pool).await?;
-            let result = write(conn).await;
-            writer.settle(&result);
-            return result;
-        }
-        let mut conn = self.pool.acquire().await.or_store("audit event")?;
-        write(&mut conn).await
+        Kept::run(turn.as_deref_mut(), &self.pool, "audit event", write).await
     }
 }
 

@@ -258,7 +258,7 @@ impl<DB: Database> std::fmt::Debug for Kept<DB> {
 
 impl<DB: Dialect> Kept<DB> {
     /// The connection, taken from `pool` the first time (or after a failure).
-    pub(crate) async fn conn(&mut self, pool: &Pool<DB>) -> StoreResult<&mut PoolConnection<DB>> {
+    async fn conn(&mut self, pool: &Pool<DB>) -> StoreResult<&mut PoolConnection<DB>> {
         let conn = match self.conn.take() {
             Some(conn) => conn,
             None => pool.acquire().await.or_store("database")?,
@@ -268,10 +268,26 @@ impl<DB: Dialect> Kept<DB> {
 
     /// Lets the connection go after `result` failed with the database unavailable: the
     /// next use takes a fresh one.
-    pub(crate) fn settle<T>(&mut self, result: &StoreResult<T>) {
+    fn settle<T>(&mut self, result: &StoreResult<T>) {
         if result.as_ref().is_err_and(StoreError::is_unavailable) {
             self.conn = None;
         }
+    }
+
+    /// Runs `f` on `kept`'s connection, or on a pooled one when there is none to use.
+    pub(crate) async fn run<T>(
+        kept: Option<&mut Self>,
+        pool: &Pool<DB>,
+        entity: &'static str,
+        f: impl AsyncFnOnce(&mut PoolConnection<DB>) -> StoreResult<T>,
+    ) -> StoreResult<T> {
+        let Some(kept) = kept else {
+            let mut conn = pool.acquire().await.or_store(entity)?;
+            return f(&mut conn).await;
+        };
+        let result = f(kept.conn(pool).await?).await;
+        kept.settle(&result);
+        result
     }
 }
 
@@ -368,16 +384,8 @@ impl<DB: Dialect> SqlStore<DB> {
         &self,
         read: impl AsyncFnOnce(&mut PoolConnection<DB>) -> StoreResult<T>,
     ) -> StoreResult<T> {
-        for slot in self.readers.iter() {
-            if let Ok(mut kept) = slot.try_lock() {
-                let conn = kept.conn(&self.pool).await?;
-                let result = read(conn).await;
-                kept.settle(&result);
-                return result;
-            }
-        }
-        let mut conn = self.pool.acquire().await.or_store("database")?;
-        read(&mut conn).await
+        let mut free = self.readers.iter().find_map(|slot| slot.try_lock().ok());
+        Kept::run(free.as_deref_mut(), &self.pool, "database", read).await
     }
 
     /// Runs `query` on the pool; how many rows it changed.
