@@ -659,13 +659,24 @@ pub struct RefreshFamilyRecord {
 /// secret: a time-ordered value, so new rows go to the end of the index. The digest
 /// (SHA-256 of the whole token) is compared in constant time after the lookup and is
 /// never an index key.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy)]
 pub struct RefreshKey {
     /// The lookup key.
     pub selector: Uuid,
     /// SHA-256 of the token.
     pub digest: [u8; 32],
 }
+
+/// Equal keys: the digests compared in constant time, like the store's check, so that
+/// no comparison of keys can leak how much of a digest matched.
+impl PartialEq for RefreshKey {
+    fn eq(&self, other: &Self) -> bool {
+        use subtle::ConstantTimeEq as _;
+        self.selector == other.selector && bool::from(self.digest.ct_eq(&other.digest))
+    }
+}
+
+impl Eq for RefreshKey {}
 
 impl fmt::Debug for RefreshKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
