@@ -31,6 +31,34 @@ fn refresh_token<R: RowExt>(row: &R) -> StoreResult<RefreshTokenRecord> {
     })
 }
 
+/// Pushes the UPDATE that marks the unused tokens of `selectors` used at `now`, unless
+/// their family is revoked, returning `selector, family_id` of each it marked. The
+/// family is checked per token by its key: an uncorrelated `IN (SELECT ...)` would read
+/// every live family of the store on each rotation batch.
+fn push_mark_used<DB: Dialect>(
+    sql: &mut QueryBuilder<DB>,
+    now: OffsetDateTime,
+    selectors: impl IntoIterator<Item = Uuid>,
+) {
+    // Concurrent transactions take turns at each row (Postgres: row locks, the loser
+    // re-reads `used_at`; SQLite: one writer), so a token is marked used once.
+    sql.push("UPDATE refresh_tokens SET used_at = ");
+    DB::push_arg(sql, Ts(now));
+    sql.push(
+        " WHERE used_at IS NULL \
+         AND EXISTS (SELECT 1 FROM refresh_families f \
+                     WHERE f.id = refresh_tokens.family_id AND f.revoked_at IS NULL) \
+         AND selector IN (",
+    );
+    for (n, selector) in selectors.into_iter().enumerate() {
+        if n > 0 {
+            sql.push(", ");
+        }
+        DB::push_arg(sql, selector);
+    }
+    sql.push(") RETURNING selector, family_id");
+}
+
 /// Applies `rotations` on `conn` (inside the caller's transaction): entry `i` is `None`
 /// (nothing to rotate: applies) or a rotation, which applies only if its token is unused,
 /// its family not revoked, and no earlier entry rotates the same token (concurrent uses
@@ -53,22 +81,8 @@ pub(super) async fn rotate_in<DB: Dialect>(
     let Some(now) = wanted.iter().map(|(_, r)| r.now).max() else {
         return Ok(applied);
     };
-    // Concurrent transactions take turns at each row (Postgres: row locks, the loser
-    // re-reads `used_at`; SQLite: one writer), so a token is marked used once.
-    let mut sql = QueryBuilder::<DB>::new("UPDATE refresh_tokens SET used_at = ");
-    DB::push_arg(&mut sql, Ts(now));
-    sql.push(
-        " WHERE used_at IS NULL \
-         AND family_id IN (SELECT id FROM refresh_families WHERE revoked_at IS NULL) \
-         AND selector IN (",
-    );
-    for (n, (_, rotation)) in wanted.iter().enumerate() {
-        if n > 0 {
-            sql.push(", ");
-        }
-        DB::push_arg(&mut sql, rotation.old);
-    }
-    sql.push(") RETURNING selector, family_id");
+    let mut sql = QueryBuilder::<DB>::new("");
+    push_mark_used(&mut sql, now, wanted.iter().map(|(_, r)| r.old));
     let rows = sql
         .build()
         .fetch_all(DB::conn(conn))
@@ -201,5 +215,47 @@ impl<DB: Dialect> RefreshStore for SqlStore<DB> {
     async fn prune_refresh_families(&self, now: OffsetDateTime) -> StoreResult<u64> {
         let sql = "DELETE FROM refresh_families WHERE expires_at <= $1";
         self.prune(sql, now, "refresh family").await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sqlx::{QueryBuilder, Row as _, Sqlite};
+    use time::OffsetDateTime;
+    use uuid::Uuid;
+
+    use crate::sqlite::SqliteStore;
+    use crate::testing::TestDb;
+    use crate::{Backend, Store as _};
+
+    /// A rotation batch looks up each token's family by its key: its cost does not grow
+    /// with the number of logins the store holds.
+    #[tokio::test]
+    async fn marking_tokens_used_reads_no_table_whole() {
+        let db = TestDb::new(Backend::Sqlite).await;
+        let store = SqliteStore::connect(&db.url).await.unwrap();
+        store.migrate().await.unwrap();
+        let mut sql = QueryBuilder::<Sqlite>::new("EXPLAIN QUERY PLAN ");
+        super::push_mark_used(
+            &mut sql,
+            OffsetDateTime::UNIX_EPOCH,
+            [Uuid::now_v7(), Uuid::now_v7()],
+        );
+        let plan: Vec<String> = sql
+            .build()
+            .fetch_all(store.pool())
+            .await
+            .unwrap()
+            .iter()
+            .map(|row| row.get("detail"))
+            .collect();
+        assert!(
+            plan.iter().any(|step| step.contains("refresh_families")),
+            "{plan:?}"
+        );
+        assert!(
+            plan.iter().all(|step| !step.starts_with("SCAN")),
+            "no step reads a whole table: {plan:?}"
+        );
     }
 }
