@@ -85,29 +85,35 @@ run() { # name url auth body [lua]
     python3 -c 'import json,sys;d=json.loads(sys.argv[2]);cpu=(int(sys.argv[4])-int(sys.argv[3]))/int(sys.argv[5])/max(d["requests"],1)*1e6;print("%-14s %8.0f req/s  p50 %6.2f ms  p99 %6.2f ms  errors %d  cpu %4.0f us/req" % (sys.argv[1], d["rps"], d["p50_ms"], d["p99_ms"], d["non2xx3xx"] + d["timeout"], cpu))' "$1" "$out" "$c0" "$c1" "$tck"
 }
 basic() { printf 'Basic %s' "$(printf '%s:%s' "$1" "$2" | base64 -w0)"; }
+# Group commit under a write path's load: how many events each audit transaction carried
+# and how long its commit took (means over the run, from the /metrics histograms).
+audit_sums() {
+    curl -fsS "$base/metrics" | awk '/^mayfly_audit_(batch_size|commit_seconds)_(sum|count)/{sub(/\{.*\}/, "", $1); printf "%s=%s ", $1, $2}'
+}
+audit_line() { # name snapshot-before
+    case " ${ONLY:-$1} " in *" $1 "*) ;; *) return 0 ;; esac
+    python3 -c 'import sys
+def read(text):
+    return {k: float(v) for k, v in (kv.split("=") for kv in text.split())}
+b, a = read(sys.argv[2]), read(sys.argv[3])
+d = {k: a[k] - b.get(k, 0.0) for k in a}
+size_sum, size_n = d.get("mayfly_audit_batch_size_sum", 0), d.get("mayfly_audit_batch_size_count", 0)
+secs_sum, secs_n = d.get("mayfly_audit_commit_seconds_sum", 0), d.get("mayfly_audit_commit_seconds_count", 0)
+print("  audit        %8.0f batches  mean %5.1f events  commit mean %5.2f ms"
+      % (size_n, size_sum / max(size_n, 1), secs_sum / max(secs_n, 1) * 1e3))' "$1" "$2" "$(audit_sums)"
+}
 echo "bench: mayfly RSS idle: $rss_idle MB"
 echo "bench: $MAYFLY_DB, $C connections, $THREADS wrk threads, $DUR per endpoint, $(nproc) cores shared with wrk"
+a0=$(audit_sums)
 run issuance "$base/oauth2/token" "$(basic "$worker_id" "$worker_secret")" "grant_type=client_credentials&scope=orders%3Aread&resource=https%3A%2F%2Fapi.bench%2Forders"
-# Group commit under that load: how many events each audit transaction carried, and how
-# long its commit took (means and p99 from the /metrics histograms).
-curl -fsS "$base/metrics" | python3 -c '
-import re, sys
-text = sys.stdin.read()
-def hist(name):
-    total = float(re.search(r"^%s_sum(?:\{[^}]*\})? (\S+)$" % name, text, re.M).group(1))
-    count = float(re.search(r"^%s_count(?:\{[^}]*\})? (\S+)$" % name, text, re.M).group(1))
-    buckets = [(float("inf") if le == "+Inf" else float(le), float(n))
-               for le, n in re.findall(r"^%s_bucket\{[^}]*le=\"([^\"]+)\"\} (\S+)$" % name, text, re.M)]
-    p99 = next((le for le, n in sorted(buckets) if n >= 0.99 * count), float("nan"))
-    return total / count, p99, count
-size, size_p99, batches = hist("mayfly_audit_batch_size")
-secs, secs_p99, _ = hist("mayfly_audit_commit_seconds")
-print("audit          %8.0f batches  mean %5.1f events (p99 <= %g)  commit mean %5.2f ms (p99 <= %g ms)"
-      % (batches, size, size_p99, secs * 1e3, secs_p99 * 1e3))
-'
+audit_line issuance "$a0"
 run introspection "$base/oauth2/introspect" "$(basic "$rs_id" "$rs_secret")" "token=$worker_token"
+a0=$(audit_sums)
 WRK_TOKENS=$work/refresh-tokens WRK_THREADS=$THREADS WRK_LIB=$here/wrk-post.lua \
     run refresh "$base/oauth2/token" "$(basic "$cli_id" "$cli_secret")" "" "$here/wrk-refresh.lua"
+audit_line refresh "$a0"
+a0=$(audit_sums)
 run exchange "$base/oauth2/token" "$(basic "$worker_id" "$worker_secret")" \
     "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Atoken-exchange&subject_token=$worker_token&subject_token_type=urn%3Aietf%3Aparams%3Aoauth%3Atoken-type%3Aaccess_token&scope=orders%3Aread"
+audit_line exchange "$a0"
 echo "bench: mayfly RSS after load: $(rss) MB"
