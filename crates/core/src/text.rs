@@ -30,6 +30,14 @@ impl UntrustedText {
     /// sequence is never cut in half.
     pub fn capped(raw: &str, max_chars: usize) -> Self {
         let max_chars = max_chars.max(1);
+        // Nearly all text is printable ASCII that fits: nothing to escape or cut.
+        if raw.len() <= max_chars && raw.bytes().all(|b| is_plain(b) && b != b'\\') {
+            return Self(raw.to_owned());
+        }
+        Self::escaped(raw, max_chars)
+    }
+
+    fn escaped(raw: &str, max_chars: usize) -> Self {
         let mut out = String::with_capacity(raw.len().min(max_chars.saturating_mul(4)));
         let mut count = 0;
         // Where the text ends if it turns out too long: the last piece that leaves room
@@ -58,6 +66,13 @@ impl UntrustedText {
     /// `max_chars` long: safe to store as it is. Backslashes are fine here (the text may
     /// already be escaped), so checking an [`UntrustedText`] again never escapes it twice.
     pub fn is_clean(raw: &str, max_chars: usize) -> bool {
+        if raw.bytes().all(is_plain) {
+            return raw.len() <= max_chars;
+        }
+        Self::is_clean_text(raw, max_chars)
+    }
+
+    fn is_clean_text(raw: &str, max_chars: usize) -> bool {
         !raw.chars().any(is_hazard) && raw.chars().count() <= max_chars
     }
 
@@ -70,6 +85,11 @@ impl UntrustedText {
     pub fn into_string(self) -> String {
         self.0
     }
+}
+
+/// Whether `b` is printable ASCII: one character, never a hazard.
+fn is_plain(b: u8) -> bool {
+    (0x20..0x7f).contains(&b)
 }
 
 /// Whether `c` must not reach storage or logs as itself.
@@ -151,5 +171,38 @@ mod tests {
         assert!(!UntrustedText::is_clean("a\0", 10));
         let once = UntrustedText::new("a\0b\\c");
         assert!(UntrustedText::is_clean(once.as_str(), 256));
+    }
+
+    /// The printable-ASCII shortcuts answer what the character-by-character paths do:
+    /// every string of up to four characters from an alphabet of edge cases, every cap.
+    #[test]
+    fn shortcuts_agree_with_the_full_paths() {
+        let alphabet = [
+            'a', ' ', '~', '\\', '\u{1f}', '\u{7f}', '\u{85}', 'é', '\u{202e}',
+        ];
+        let mut texts = vec![String::new()];
+        let mut layer = vec![String::new()];
+        for _ in 0..4 {
+            layer = layer
+                .iter()
+                .flat_map(|t| alphabet.iter().map(move |c| format!("{t}{c}")))
+                .collect();
+            texts.extend(layer.iter().cloned());
+        }
+        assert_eq!(texts.len(), 1 + 9 + 81 + 729 + 6561);
+        for text in &texts {
+            for max in 0..=6 {
+                assert_eq!(
+                    UntrustedText::capped(text, max),
+                    UntrustedText::escaped(text, max.max(1)),
+                    "{text:?} capped at {max}"
+                );
+                assert_eq!(
+                    UntrustedText::is_clean(text, max),
+                    UntrustedText::is_clean_text(text, max),
+                    "{text:?} clean within {max}"
+                );
+            }
+        }
     }
 }
