@@ -67,6 +67,7 @@ impl Dialect for Postgres {
     const NOTIFY: Option<&'static str> = Some("SELECT pg_notify($1, $2)");
     /// 14 parameters each, well under Postgres's 65,535.
     const AUDIT_CHUNK: usize = 1000;
+    const ONE_STATEMENT_WRITES: bool = true;
     // One statement: the outer SELECT does not see the CTE's insert, so `others` counts
     // only earlier sightings of other values.
     const SIGHTING: Option<&'static str> = Some(

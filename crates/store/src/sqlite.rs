@@ -72,6 +72,8 @@ impl Dialect for Sqlite {
     const NOTIFY: Option<&'static str> = None;
     /// Far below SQLite's limit on bound parameters.
     const AUDIT_CHUNK: usize = 64;
+    /// SQLite has no data-modifying `WITH`; its writes are in-process anyway.
+    const ONE_STATEMENT_WRITES: bool = false;
     const SIGHTING: Option<&'static str> = None;
 
     fn conn<'c>(conn: &'c mut SqliteConnection) -> impl Executor<'c, Database = Self> + 'c {

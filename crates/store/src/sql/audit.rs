@@ -8,6 +8,36 @@ use sqlx::pool::PoolConnection;
 
 use crate::{AuditEntry, AuditEvent, AuditQuery, AuditStore, ExternalIdentityFilter};
 
+/// The columns of an audit event, in the order [`push_event`] binds them.
+const AUDIT_COLUMNS: &str = "id, occurred_at, event_type, outcome, actor, subject, client_id, jti, audience, scopes, source_ip, user_agent, request_id, detail";
+
+/// Pushes the values of `e`, [`AUDIT_COLUMNS`] in order, separated by commas.
+fn push_event<DB: Dialect>(sql: &mut QueryBuilder<DB>, e: &AuditEvent) {
+    DB::push_arg(sql, e.id);
+    sql.push(", ");
+    DB::push_arg(sql, Ts(e.occurred_at));
+    for text in [&e.event_type, &e.outcome] {
+        sql.push(", ");
+        DB::push_arg(sql, text);
+    }
+    for text in [
+        &e.actor,
+        &e.subject,
+        &e.client_id,
+        &e.jti,
+        &e.audience,
+        &e.scopes,
+        &e.source_ip,
+        &e.user_agent,
+        &e.request_id,
+    ] {
+        sql.push(", ");
+        DB::push_arg(sql, text);
+    }
+    sql.push(", ");
+    DB::push_arg(sql, Json(&e.detail));
+}
+
 /// Appends audit events on `conn`: one multi-row INSERT (one round trip) per
 /// [`Dialect::AUDIT_CHUNK`] events.
 pub(super) async fn insert_audit_events<DB: Dialect, E: Borrow<AuditEvent>>(
@@ -15,35 +45,11 @@ pub(super) async fn insert_audit_events<DB: Dialect, E: Borrow<AuditEvent>>(
     events: &[E],
 ) -> StoreResult<()> {
     for chunk in events.chunks(DB::AUDIT_CHUNK) {
-        let mut sql = QueryBuilder::<DB>::new(
-            "INSERT INTO audit_events (id, occurred_at, event_type, outcome, actor, subject, client_id, jti, audience, scopes, source_ip, user_agent, request_id, detail) VALUES ",
-        );
+        let mut sql = QueryBuilder::<DB>::new("INSERT INTO audit_events (");
+        sql.push(AUDIT_COLUMNS).push(") VALUES ");
         for (i, e) in chunk.iter().enumerate() {
-            let e: &AuditEvent = e.borrow();
             sql.push(if i == 0 { "(" } else { ", (" });
-            DB::push_arg(&mut sql, e.id);
-            sql.push(", ");
-            DB::push_arg(&mut sql, Ts(e.occurred_at));
-            for text in [&e.event_type, &e.outcome] {
-                sql.push(", ");
-                DB::push_arg(&mut sql, text);
-            }
-            for text in [
-                &e.actor,
-                &e.subject,
-                &e.client_id,
-                &e.jti,
-                &e.audience,
-                &e.scopes,
-                &e.source_ip,
-                &e.user_agent,
-                &e.request_id,
-            ] {
-                sql.push(", ");
-                DB::push_arg(&mut sql, text);
-            }
-            sql.push(", ");
-            DB::push_arg(&mut sql, Json(&e.detail));
+            push_event(&mut sql, e.borrow());
             sql.push(")");
         }
         sql.build()
@@ -98,6 +104,9 @@ async fn rotate_and_append<DB: Dialect>(
     conn: &mut PoolConnection<DB>,
     entries: &[AuditEntry],
 ) -> StoreResult<Vec<bool>> {
+    if DB::ONE_STATEMENT_WRITES && entries.len() <= DB::AUDIT_CHUNK {
+        return rotate_and_append_at_once::<DB>(conn, entries).await;
+    }
     let mut tx = begin_on::<DB>(conn).await?;
     let rotations: Vec<_> = entries.iter().map(|e| e.rotation.as_ref()).collect();
     let applied = super::refresh::rotate_in::<DB>(&mut tx, &rotations).await?;
@@ -108,6 +117,78 @@ async fn rotate_and_append<DB: Dialect>(
         .collect();
     insert_audit_events::<DB, _>(&mut tx, &events).await?;
     tx.commit().await.or_store("audit event")?;
+    Ok(applied)
+}
+
+/// [`rotate_and_append`] as one statement ([`Dialect::ONE_STATEMENT_WRITES`]): the
+/// UPDATE marking the tokens used, the INSERT of the successors of those it marked and
+/// the INSERT of the events (of every entry without a rotation, and of those whose
+/// rotation it marked) are one atomic statement in autocommit.
+async fn rotate_and_append_at_once<DB: Dialect>(
+    conn: &mut PoolConnection<DB>,
+    entries: &[AuditEntry],
+) -> StoreResult<Vec<bool>> {
+    let rotations: Vec<_> = entries.iter().map(|e| e.rotation.as_ref()).collect();
+    let (mut applied, wanted) = super::refresh::first_uses(&rotations);
+    let Some(now) = wanted.iter().map(|(_, r)| r.now).max() else {
+        let events: Vec<&AuditEvent> = entries.iter().map(|e| &e.event).collect();
+        insert_audit_events::<DB, _>(conn, &events).await?;
+        return Ok(applied);
+    };
+    let mut sql = QueryBuilder::<DB>::new("WITH marked AS (");
+    super::refresh::push_mark_used(&mut sql, now, wanted.iter().map(|(_, r)| r.old));
+    sql.push(
+        "), successors AS (\
+         INSERT INTO refresh_tokens (selector, digest, family_id, created_at, expires_at) \
+         SELECT v.selector, v.digest, m.family_id, v.created_at, v.expires_at FROM (VALUES ",
+    );
+    for (n, (_, rotation)) in wanted.iter().enumerate() {
+        sql.push(if n == 0 { "(" } else { ", (" });
+        DB::push_arg(&mut sql, rotation.old);
+        sql.push(", ");
+        DB::push_arg(&mut sql, rotation.new.selector);
+        sql.push(", ");
+        DB::push_arg(&mut sql, &rotation.new.digest[..]);
+        sql.push(", ");
+        DB::push_arg(&mut sql, Ts(rotation.now));
+        sql.push(", ");
+        DB::push_arg(&mut sql, Ts(rotation.expires_at));
+        sql.push(")");
+    }
+    sql.push(
+        ") AS v (old, selector, digest, created_at, expires_at) \
+         JOIN marked m ON m.selector = v.old), \
+         events AS (INSERT INTO audit_events (",
+    );
+    sql.push(AUDIT_COLUMNS)
+        .push(") SELECT ")
+        .push(AUDIT_COLUMNS)
+        .push(" FROM (VALUES ");
+    // Entries that repeat an earlier entry's token never apply: their events stay out.
+    let candidates = entries.iter().zip(&applied).filter(|(_, may)| **may);
+    for (n, (entry, _)) in candidates.enumerate() {
+        sql.push(if n == 0 { "(" } else { ", (" });
+        DB::push_arg(&mut sql, entry.rotation.as_ref().map(|r| r.old));
+        sql.push(", ");
+        push_event(&mut sql, &entry.event);
+        sql.push(")");
+    }
+    sql.push(") AS e (rotates, ").push(AUDIT_COLUMNS).push(
+        ") WHERE e.rotates IS NULL OR e.rotates IN (SELECT selector FROM marked)) \
+             SELECT selector FROM marked",
+    );
+    let rows = sql
+        .build()
+        .fetch_all(DB::conn(conn))
+        .await
+        .or_store("audit event")?;
+    let mut marked: Vec<Uuid> = Vec::with_capacity(rows.len());
+    for row in &rows {
+        marked.push(row.col("selector")?);
+    }
+    for (i, rotation) in wanted {
+        applied[i] = marked.contains(&rotation.old);
+    }
     Ok(applied)
 }
 

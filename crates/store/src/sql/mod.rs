@@ -181,6 +181,10 @@ pub trait Dialect:
     const NOTIFY: Option<&'static str>;
     /// Audit events per INSERT (14 parameters each, within the backend's limit).
     const AUDIT_CHUNK: usize;
+    /// Whether one statement may make several writes (Postgres's data-modifying
+    /// `WITH`): a rotation batch is then one statement in autocommit, one round trip
+    /// where a transaction takes five.
+    const ONE_STATEMENT_WRITES: bool;
 
     /// A connection (or transaction) as an executor.
     fn conn<'c>(conn: &'c mut Self::Connection) -> impl Executor<'c, Database = Self> + 'c;

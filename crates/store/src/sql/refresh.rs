@@ -35,7 +35,7 @@ fn refresh_token<R: RowExt>(row: &R) -> StoreResult<RefreshTokenRecord> {
 /// their family is revoked, returning `selector, family_id` of each it marked. The
 /// family is checked per token by its key: an uncorrelated `IN (SELECT ...)` would read
 /// every live family of the store on each rotation batch.
-fn push_mark_used<DB: Dialect>(
+pub(super) fn push_mark_used<DB: Dialect>(
     sql: &mut QueryBuilder<DB>,
     now: OffsetDateTime,
     selectors: impl IntoIterator<Item = Uuid>,
@@ -59,15 +59,12 @@ fn push_mark_used<DB: Dialect>(
     sql.push(") RETURNING selector, family_id");
 }
 
-/// Applies `rotations` on `conn` (inside the caller's transaction): entry `i` is `None`
-/// (nothing to rotate: applies) or a rotation, which applies only if its token is unused,
-/// its family not revoked, and no earlier entry rotates the same token (concurrent uses
-/// of one token: exactly one wins). Two statements however many rotations: one UPDATE
-/// marks every token used, one INSERT stores the successors of those it marked.
-pub(super) async fn rotate_in<DB: Dialect>(
-    conn: &mut DB::Connection,
-    rotations: &[Option<&RefreshRotation>],
-) -> StoreResult<Vec<bool>> {
+/// Which of `rotations` may apply (`None` entries always; a rotation of a token an
+/// earlier entry rotates never: of concurrent uses of one token exactly one wins), and
+/// the first rotation of each token with its entry's index.
+pub(super) fn first_uses<'r>(
+    rotations: &[Option<&'r RefreshRotation>],
+) -> (Vec<bool>, Vec<(usize, &'r RefreshRotation)>) {
     let mut applied = vec![true; rotations.len()];
     let mut wanted: Vec<(usize, &RefreshRotation)> = Vec::new();
     for (i, rotation) in rotations.iter().enumerate() {
@@ -78,6 +75,19 @@ pub(super) async fn rotate_in<DB: Dialect>(
             wanted.push((i, rotation));
         }
     }
+    (applied, wanted)
+}
+
+/// Applies `rotations` on `conn` (inside the caller's transaction): entry `i` is `None`
+/// (nothing to rotate: applies) or a rotation, which applies only if its token is unused,
+/// its family not revoked, and no earlier entry rotates the same token (concurrent uses
+/// of one token: exactly one wins). Two statements however many rotations: one UPDATE
+/// marks every token used, one INSERT stores the successors of those it marked.
+pub(super) async fn rotate_in<DB: Dialect>(
+    conn: &mut DB::Connection,
+    rotations: &[Option<&RefreshRotation>],
+) -> StoreResult<Vec<bool>> {
+    let (mut applied, wanted) = first_uses(rotations);
     let Some(now) = wanted.iter().map(|(_, r)| r.now).max() else {
         return Ok(applied);
     };
