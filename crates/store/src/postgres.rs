@@ -60,14 +60,16 @@ impl Dialect for Postgres {
     const BACKEND: Backend = Backend::Postgres;
     const BEGIN_WRITE: Option<&'static str> = None;
     const ONE_WRITER: bool = false;
-    /// Not measured for reads; kept audit connections doubled refresh p99 here
-    /// (BENCHMARKS.md, session 8).
-    const KEPT_READERS: usize = 0;
+    /// Half the pool: a read on a pooled connection costs a second round trip (sqlx's
+    /// ping as it returns to the pool). Under refresh load this cut Mayfly's CPU per
+    /// refresh by a fifth (BENCHMARKS.md, session 10).
+    const KEPT_READERS: usize = 8;
     const XACT_LOCK: Option<&'static str> = Some("SELECT pg_advisory_xact_lock($1)");
     const NOTIFY: Option<&'static str> = Some("SELECT pg_notify($1, $2)");
     /// 14 parameters each, well under Postgres's 65,535.
     const AUDIT_CHUNK: usize = 1000;
     const ONE_STATEMENT_WRITES: bool = true;
+    const TRUST_IDLE: Option<Duration> = Some(TRUST_IDLE);
     // One statement: the outer SELECT does not see the CTE's insert, so `others` counts
     // only earlier sightings of other values.
     const SIGHTING: Option<&'static str> = Some(
@@ -193,6 +195,41 @@ mod tests {
             .fetch_one(store.pool())
             .await
             .expect("the dead connection is replaced, not handed out");
+        assert_ne!(next, first);
+    }
+
+    /// The same for a connection reads keep out of the pool ([`Dialect::KEPT_READERS`]):
+    /// idle past [`TRUST_IDLE`], it is pinged before its next read and replaced if the
+    /// server dropped it. No read fails.
+    #[tokio::test]
+    async fn a_kept_reader_dropped_while_idle_is_replaced() {
+        let db = TestDb::new(Backend::Postgres).await;
+        let store = PgStore::connect(&db.url).await.unwrap();
+        let backend_pid = || {
+            store.on_read_conn(async |conn| {
+                sqlx::query_scalar::<_, i32>("SELECT pg_backend_pid()")
+                    .fetch_one(&mut **conn)
+                    .await
+                    .or_store("database")
+            })
+        };
+        let first = backend_pid().await.unwrap();
+        assert_eq!(
+            backend_pid().await.unwrap(),
+            first,
+            "sequential reads keep their connection"
+        );
+        let mut admin = PgConnection::connect(&db.url).await.unwrap();
+        let terminated: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
+            .bind(first)
+            .fetch_one(&mut admin)
+            .await
+            .unwrap();
+        assert!(terminated);
+        tokio::time::sleep(TRUST_IDLE + Duration::from_millis(250)).await;
+        let next = backend_pid()
+            .await
+            .expect("the dead connection is replaced, not used");
         assert_ne!(next, first);
     }
 }

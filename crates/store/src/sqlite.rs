@@ -74,6 +74,8 @@ impl Dialect for Sqlite {
     const AUDIT_CHUNK: usize = 64;
     /// SQLite has no data-modifying `WITH`; its writes are in-process anyway.
     const ONE_STATEMENT_WRITES: bool = false;
+    /// An in-process connection cannot go stale.
+    const TRUST_IDLE: Option<Duration> = None;
     const SIGHTING: Option<&'static str> = None;
 
     fn conn<'c>(conn: &'c mut SqliteConnection) -> impl Executor<'c, Database = Self> + 'c {

@@ -181,6 +181,9 @@ pub trait Dialect:
     const NOTIFY: Option<&'static str>;
     /// Audit events per INSERT (14 parameters each, within the backend's limit).
     const AUDIT_CHUNK: usize;
+    /// How long a connection may sit idle and still be used without a ping (the server
+    /// or the network may drop one idle longer); `None` when it cannot go stale.
+    const TRUST_IDLE: Option<std::time::Duration>;
     /// Whether one statement may make several writes (Postgres's data-modifying
     /// `WITH`): a rotation batch is then one statement in autocommit, one round trip
     /// where a transaction takes five.
@@ -246,11 +249,16 @@ pub struct SqlStore<DB: Dialect> {
 /// kept readers are the others (see [`Dialect::KEPT_READERS`]).
 pub(crate) struct Kept<DB: Database> {
     conn: Option<PoolConnection<DB>>,
+    /// When the connection was last used.
+    used: std::time::Instant,
 }
 
 impl<DB: Database> Default for Kept<DB> {
     fn default() -> Self {
-        Self { conn: None }
+        Self {
+            conn: None,
+            used: std::time::Instant::now(),
+        }
     }
 }
 
@@ -261,9 +269,20 @@ impl<DB: Database> std::fmt::Debug for Kept<DB> {
 }
 
 impl<DB: Dialect> Kept<DB> {
-    /// The connection, taken from `pool` the first time (or after a failure).
+    /// The connection, taken from `pool` the first time (or after a failure). One idle
+    /// past [`Dialect::TRUST_IDLE`] is pinged first, as the pool pings those it hands
+    /// out, and replaced if it is gone.
     async fn conn(&mut self, pool: &Pool<DB>) -> StoreResult<&mut PoolConnection<DB>> {
+        let stale = DB::TRUST_IDLE.is_some_and(|trust| self.used.elapsed() >= trust);
         let conn = match self.conn.take() {
+            Some(mut conn) if stale => match sqlx::Connection::ping(&mut *conn).await {
+                Ok(()) => conn,
+                Err(_) => {
+                    conn.close_on_drop();
+                    drop(conn);
+                    pool.acquire().await.or_store("database")?
+                }
+            },
             Some(conn) => conn,
             None => pool.acquire().await.or_store("database")?,
         };
@@ -290,6 +309,7 @@ impl<DB: Dialect> Kept<DB> {
             return f(&mut conn).await;
         };
         let result = f(kept.conn(pool).await?).await;
+        kept.used = std::time::Instant::now();
         kept.settle(&result);
         result
     }
@@ -384,7 +404,7 @@ impl<DB: Dialect> SqlStore<DB> {
     }
 
     /// Runs `read` on a free kept reader, else on a pooled connection.
-    async fn on_read_conn<T>(
+    pub(crate) async fn on_read_conn<T>(
         &self,
         read: impl AsyncFnOnce(&mut PoolConnection<DB>) -> StoreResult<T>,
     ) -> StoreResult<T> {
