@@ -172,6 +172,19 @@ mod tests {
     use super::*;
     use crate::testing::TestDb;
 
+    /// Has the server drop the connection of backend `pid`, then waits until a
+    /// connection idle that long is no longer trusted without a ping.
+    async fn drop_while_idle(url: &str, pid: i32) {
+        let mut admin = PgConnection::connect(url).await.unwrap();
+        let terminated: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
+            .bind(pid)
+            .fetch_one(&mut admin)
+            .await
+            .unwrap();
+        assert!(terminated);
+        tokio::time::sleep(TRUST_IDLE + Duration::from_millis(250)).await;
+    }
+
     /// A connection the server dropped while it sat idle in the pool is pinged on its
     /// next acquire (it has been idle past [`TRUST_IDLE`]) and replaced: no query fails.
     #[tokio::test]
@@ -183,14 +196,7 @@ mod tests {
             .fetch_one(store.pool())
             .await
             .unwrap();
-        let mut admin = PgConnection::connect(&db.url).await.unwrap();
-        let terminated: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
-            .bind(first)
-            .fetch_one(&mut admin)
-            .await
-            .unwrap();
-        assert!(terminated);
-        tokio::time::sleep(TRUST_IDLE + Duration::from_millis(250)).await;
+        drop_while_idle(&db.url, first).await;
         let next: i32 = sqlx::query_scalar(backend_pid)
             .fetch_one(store.pool())
             .await
@@ -219,14 +225,7 @@ mod tests {
             first,
             "sequential reads keep their connection"
         );
-        let mut admin = PgConnection::connect(&db.url).await.unwrap();
-        let terminated: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
-            .bind(first)
-            .fetch_one(&mut admin)
-            .await
-            .unwrap();
-        assert!(terminated);
-        tokio::time::sleep(TRUST_IDLE + Duration::from_millis(250)).await;
+        drop_while_idle(&db.url, first).await;
         let next = backend_pid()
             .await
             .expect("the dead connection is replaced, not used");
