@@ -146,13 +146,7 @@ async fn rotate_and_append_at_once<DB: Dialect>(
         sql.push(if n == 0 { "(" } else { ", (" });
         DB::push_arg(&mut sql, rotation.old);
         sql.push(", ");
-        DB::push_arg(&mut sql, rotation.new.selector);
-        sql.push(", ");
-        DB::push_arg(&mut sql, &rotation.new.digest[..]);
-        sql.push(", ");
-        DB::push_arg(&mut sql, Ts(rotation.now));
-        sql.push(", ");
-        DB::push_arg(&mut sql, Ts(rotation.expires_at));
+        super::refresh::push_successor(&mut sql, rotation);
         sql.push(")");
     }
     sql.push(

@@ -59,6 +59,18 @@ pub(super) fn push_mark_used<DB: Dialect>(
     sql.push(") RETURNING selector, family_id");
 }
 
+/// Pushes the successor `rotation` stores: its `selector, digest, created_at,
+/// expires_at`, separated by commas.
+pub(super) fn push_successor<DB: Dialect>(sql: &mut QueryBuilder<DB>, rotation: &RefreshRotation) {
+    DB::push_arg(sql, rotation.new.selector);
+    sql.push(", ");
+    DB::push_arg(sql, &rotation.new.digest[..]);
+    sql.push(", ");
+    DB::push_arg(sql, Ts(rotation.now));
+    sql.push(", ");
+    DB::push_arg(sql, Ts(rotation.expires_at));
+}
+
 /// Which of `rotations` may apply (`None` entries always; a rotation of a token an
 /// earlier entry rotates never: of concurrent uses of one token exactly one wins), and
 /// the first rotation of each token with its entry's index.
@@ -116,19 +128,13 @@ pub(super) async fn rotate_in<DB: Dialect>(
         return Ok(applied);
     }
     let mut sql = QueryBuilder::<DB>::new(
-        "INSERT INTO refresh_tokens (selector, digest, family_id, created_at, expires_at) VALUES ",
+        "INSERT INTO refresh_tokens (selector, digest, created_at, expires_at, family_id) VALUES ",
     );
     for (n, (rotation, family)) in successors.iter().enumerate() {
         sql.push(if n == 0 { "(" } else { ", (" });
-        DB::push_arg(&mut sql, rotation.new.selector);
-        sql.push(", ");
-        DB::push_arg(&mut sql, &rotation.new.digest[..]);
+        push_successor(&mut sql, rotation);
         sql.push(", ");
         DB::push_arg(&mut sql, *family);
-        sql.push(", ");
-        DB::push_arg(&mut sql, Ts(rotation.now));
-        sql.push(", ");
-        DB::push_arg(&mut sql, Ts(rotation.expires_at));
         sql.push(")");
     }
     sql.build()
