@@ -231,4 +231,49 @@ mod tests {
             .expect("the dead connection is replaced, not used");
         assert_ne!(next, first);
     }
+
+    /// The same for the connection the audit group commit keeps: idle past
+    /// [`TRUST_IDLE`], it is pinged before the next batch and replaced if the server
+    /// dropped it. No batch fails.
+    #[tokio::test]
+    async fn the_kept_audit_writer_dropped_while_idle_is_replaced() {
+        let db = TestDb::new(Backend::Postgres).await;
+        let store = PgStore::connect(&db.url).await.unwrap();
+        crate::Store::migrate(&store).await.unwrap();
+        let backend_pid = || {
+            store.on_write_conn(async |conn| {
+                sqlx::query_scalar::<_, i32>("SELECT pg_backend_pid()")
+                    .fetch_one(&mut **conn)
+                    .await
+                    .or_store("database")
+            })
+        };
+        let first = backend_pid().await.unwrap();
+        assert_eq!(
+            backend_pid().await.unwrap(),
+            first,
+            "batches keep their connection"
+        );
+        drop_while_idle(&db.url, first).await;
+        let event = crate::AuditEvent {
+            id: uuid::Uuid::now_v7(),
+            occurred_at: time::OffsetDateTime::UNIX_EPOCH,
+            event_type: "token.issued".into(),
+            outcome: "success".into(),
+            actor: None,
+            subject: None,
+            client_id: None,
+            jti: None,
+            audience: None,
+            scopes: None,
+            source_ip: None,
+            user_agent: None,
+            request_id: None,
+            detail: serde_json::json!({}),
+        };
+        crate::AuditStore::append_audit_events(&store, std::slice::from_ref(&event))
+            .await
+            .expect("the dead connection is replaced, not used");
+        assert_ne!(backend_pid().await.unwrap(), first);
+    }
 }

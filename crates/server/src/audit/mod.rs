@@ -2,9 +2,10 @@
 //!
 //! [`AuditSink::record`] returns only once the event is committed. A writer task drains
 //! every event waiting in the queue into a single transaction, so concurrent requests
-//! share one commit (and one fsync) instead of paying for one each. On Postgres several
-//! writers take turns at the queue, so one batch forms while another commits (latency
-//! stays near one commit time, not two); SQLite has a single writer anyway.
+//! share one commit (and one fsync) instead of paying for one each. There is one writer
+//! on either store: a second one on Postgres halved the batches and made every commit
+//! slower (the two flush the WAL in turn), for fewer tokens per second and more CPU per
+//! token (BENCHMARKS.md, session 11).
 //!
 //! One request's event must never fail another's: every string of an event passes
 //! [`UntrustedText`] before it is queued (no control characters, capped), and a batch
@@ -24,9 +25,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mayfly_core::UntrustedText;
-use mayfly_store::{AuditEntry, AuditEvent, Backend, RefreshRotation, Store, StoreError};
+use mayfly_store::{AuditEntry, AuditEvent, RefreshRotation, Store, StoreError};
 use time::OffsetDateTime;
-use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
@@ -89,28 +90,16 @@ impl std::fmt::Debug for AuditSink {
 }
 
 impl AuditSink {
-    /// Starts the writers. They stop, after draining the queue, once every sink is
-    /// dropped; the handle finishes when all have.
+    /// Starts the writer. It stops, after draining the queue, once every sink is
+    /// dropped; the handle finishes when it has.
     /// `repeat_window` is how long repeated refusals are counted (see
     /// [`AuditSink::record_repeated`]).
     pub fn start(store: Arc<dyn Store>, repeat_window: Duration) -> (Self, JoinHandle<()>) {
         let (queue, rx) = mpsc::channel(QUEUE);
-        let rx = Arc::new(Mutex::new(rx));
         let repeats = Arc::new(repeats::Repeats::new(repeat_window));
-        let writers = match store.backend() {
-            Backend::Postgres => 2,
-            Backend::Sqlite => 1,
-        };
-        let handles: Vec<_> = (0..writers)
-            .map(|_| tokio::spawn(write_batches(store.clone(), rx.clone(), repeats.clone())))
-            .collect();
+        let writer = tokio::spawn(write_batches(store, rx, repeats.clone()));
         tokio::spawn(write_summaries(queue.downgrade(), repeats.clone()));
-        let all = tokio::spawn(async move {
-            for handle in handles {
-                let _ = handle.await;
-            }
-        });
-        (Self { queue, repeats }, all)
+        (Self { queue, repeats }, writer)
     }
 
     /// Like [`AuditSink::record`] for a refusal a caller may repeat at high rate (a
@@ -172,7 +161,7 @@ impl AuditSink {
 }
 
 /// Commits the summaries of repeated refusals as their windows close. Holds the queue
-/// only while sending, so the writers still stop once every sink is dropped.
+/// only while sending, so the writer still stops once every sink is dropped.
 async fn write_summaries(queue: mpsc::WeakSender<Pending>, repeats: Arc<repeats::Repeats>) {
     loop {
         tokio::time::sleep(repeats.tick()).await;
@@ -199,36 +188,32 @@ async fn write_summaries(queue: mpsc::WeakSender<Pending>, repeats: Arc<repeats:
 
 async fn write_batches(
     store: Arc<dyn Store>,
-    rx: Arc<Mutex<mpsc::Receiver<Pending>>>,
+    mut rx: mpsc::Receiver<Pending>,
     repeats: Arc<repeats::Repeats>,
 ) {
     let mut entries = Vec::with_capacity(MAX_BATCH);
     let mut waiters = Vec::with_capacity(MAX_BATCH);
     loop {
-        {
-            // Hold the queue only while taking a batch, never while committing it.
-            let mut rx = rx.lock().await;
-            let Some(first) = rx.recv().await else {
-                // Shutting down: the counts of windows still open are written now.
-                let summaries: Vec<AuditEvent> =
-                    repeats.close(true).into_iter().map(|(_, e, _)| e).collect();
-                if !summaries.is_empty()
-                    && let Err(e) = store.append_audit_events(&summaries).await
-                {
-                    failed(e, summaries.len());
+        let Some(first) = rx.recv().await else {
+            // Shutting down: the counts of windows still open are written now.
+            let summaries: Vec<AuditEvent> =
+                repeats.close(true).into_iter().map(|(_, e, _)| e).collect();
+            if !summaries.is_empty()
+                && let Err(e) = store.append_audit_events(&summaries).await
+            {
+                failed(e, summaries.len());
+            }
+            return;
+        };
+        entries.push(first.entry);
+        waiters.push(first.done);
+        while entries.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(p) => {
+                    entries.push(p.entry);
+                    waiters.push(p.done);
                 }
-                return;
-            };
-            entries.push(first.entry);
-            waiters.push(first.done);
-            while entries.len() < MAX_BATCH {
-                match rx.try_recv() {
-                    Ok(p) => {
-                        entries.push(p.entry);
-                        waiters.push(p.done);
-                    }
-                    Err(_) => break,
-                }
+                Err(_) => break,
             }
         }
         let started = std::time::Instant::now();

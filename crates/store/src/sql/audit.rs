@@ -70,15 +70,14 @@ impl<DB: Dialect> SqlStore<DB> {
             .await
     }
 
-    /// Runs `write` on the connection this process writes the audit log on: the kept
-    /// writer connection where the database has one writer (see [`Kept`]), else a
-    /// pooled one.
-    async fn on_write_conn<T>(
+    /// Runs `write` on the connection this process writes the audit log on, kept out
+    /// of the pool (see [`Kept`]); on a database with one writer, in the turn to write.
+    pub(crate) async fn on_write_conn<T>(
         &self,
         write: impl AsyncFnOnce(&mut PoolConnection<DB>) -> StoreResult<T>,
     ) -> StoreResult<T> {
-        let mut turn = self.write_turn().await;
-        Kept::run(turn.as_deref_mut(), &self.pool, "audit event", write).await
+        let mut kept = self.audit_writer.lock().await;
+        Kept::run(Some(&mut kept), &self.pool, "audit event", write).await
     }
 }
 

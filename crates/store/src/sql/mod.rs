@@ -231,6 +231,9 @@ pub struct SqlStore<DB: Dialect> {
     /// Writers of this process take turns here first where the database has one writer
     /// (see [`Dialect::ONE_WRITER`]).
     write_turn: Option<Arc<tokio::sync::Mutex<Kept<DB>>>>,
+    /// The connection the audit group commit writes on, kept from batch to batch: the
+    /// turn to write itself where there is one, else a connection of its own.
+    audit_writer: Arc<tokio::sync::Mutex<Kept<DB>>>,
     /// Connections kept for reads ([`Dialect::KEPT_READERS`]).
     readers: Arc<[tokio::sync::Mutex<Kept<DB>>]>,
     changes: Arc<AtomicU64>,
@@ -242,11 +245,11 @@ pub struct SqlStore<DB: Dialect> {
 
 /// A connection kept out of the pool between uses. sqlx pings a connection each time it
 /// returns to the pool (for SQLite one more trip to the connection's thread); a kept one
-/// skips that. What the turn to write holds (one writer) is one: the connection the
-/// audit group commit writes on, whose page cache also stays warm, where a pooled
-/// connection finds its cache stale after each commit of another connection and reads
-/// the pages again (the audit table's and indexes' newest pages, every batch). The
-/// kept readers are the others (see [`Dialect::KEPT_READERS`]).
+/// skips that. The audit group commit writes on one (on SQLite the one the turn to
+/// write holds, whose page cache also stays warm, where a pooled connection finds its
+/// cache stale after each commit of another connection and reads the pages again: the
+/// audit table's and indexes' newest pages, every batch). The kept readers are the
+/// others (see [`Dialect::KEPT_READERS`]).
 pub(crate) struct Kept<DB: Database> {
     conn: Option<PoolConnection<DB>>,
     /// When the connection was last used.
@@ -320,6 +323,7 @@ impl<DB: Dialect> Clone for SqlStore<DB> {
         Self {
             pool: self.pool.clone(),
             write_turn: self.write_turn.clone(),
+            audit_writer: self.audit_writer.clone(),
             readers: self.readers.clone(),
             changes: self.changes.clone(),
             signal: self.signal.clone(),
@@ -357,9 +361,11 @@ impl<DB: Dialect> std::ops::DerefMut for WriteTx<DB> {
 
 impl<DB: Dialect> SqlStore<DB> {
     pub(crate) fn new(pool: Pool<DB>) -> Self {
+        let audit_writer = Arc::default();
         Self {
             pool,
-            write_turn: DB::ONE_WRITER.then(Arc::default),
+            write_turn: DB::ONE_WRITER.then(|| Arc::clone(&audit_writer)),
+            audit_writer,
             readers: (0..DB::KEPT_READERS).map(|_| Default::default()).collect(),
             changes: Arc::default(),
             signal: Arc::default(),
