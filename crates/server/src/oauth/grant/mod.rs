@@ -271,7 +271,10 @@ pub async fn authorize(
         iat: now,
         nbf: now,
         exp,
-        jti: Uuid::new_v4().simple().to_string(),
+        // Time-ordered (UUIDv7: unique in this process by its counter, random across
+        // processes), so the audit log's jti index on Postgres grows at its end instead
+        // of at random pages: 4-5 µs less Postgres CPU per token (BENCHMARKS.md).
+        jti: Uuid::now_v7().simple().to_string(),
         scope: scopes.to_string(),
         client_id: client_id.to_string(),
         gid: used.iter().map(Uuid::to_string).collect(),
