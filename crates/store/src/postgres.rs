@@ -21,6 +21,17 @@ use crate::{Backend, StoreError, StoreResult};
 /// How long a pooled connection may sit idle and still be handed out without a ping.
 const TRUST_IDLE: Duration = Duration::from_secs(1);
 
+/// Asks this session's backend to start the kernel's writeback of the table and index
+/// pages it writes out every 256 kB (`backend_flush_after`), unless the server, the
+/// database, the role or the URL already chose a value. The audit log grows by every
+/// token, and Postgres backends otherwise leave what they evict as dirty pages in the
+/// page cache: 400 MB or more under load, until the kernel writes them all back at
+/// once and the WAL flushes behind them wait (issuance p99 18-39 ms in the 10 s that
+/// hold such a writeback; BENCHMARKS.md, session 11). No effect on durability: commits
+/// are durable by their WAL flush either way.
+const FLUSH_AFTER: &str = "SELECT set_config('backend_flush_after', '256kB', false) \
+     FROM pg_settings WHERE name = 'backend_flush_after' AND source = 'default'";
+
 /// A Postgres-backed [`Store`](crate::Store).
 pub type PgStore = SqlStore<Postgres>;
 
@@ -43,6 +54,16 @@ impl PgStore {
             // idle long enough for the server or the network to have dropped it is
             // pinged; one that fails is closed and another acquired.
             .test_before_acquire(false)
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    // A server that refuses the setting (a platform without
+                    // writeback control) still serves: the connection stays usable.
+                    if let Err(e) = conn.execute(FLUSH_AFTER).await {
+                        tracing::debug!(error = %e, "backend_flush_after not set");
+                    }
+                    Ok(())
+                })
+            })
             .before_acquire(|conn, meta| {
                 Box::pin(async move {
                     if meta.idle_for >= TRUST_IDLE {
@@ -275,5 +296,23 @@ mod tests {
             .await
             .expect("the dead connection is replaced, not used");
         assert_ne!(backend_pid().await.unwrap(), first);
+    }
+
+    /// Mayfly's sessions start the kernel's writeback early ([`FLUSH_AFTER`]), unless
+    /// a value was chosen elsewhere: here, in the URL.
+    #[tokio::test]
+    async fn sessions_flush_after_256k_unless_configured() {
+        let db = TestDb::new(Backend::Postgres).await;
+        let show = async |url: &str| -> String {
+            let store = PgStore::connect(url).await.unwrap();
+            sqlx::query_scalar("SHOW backend_flush_after")
+                .fetch_one(store.pool())
+                .await
+                .unwrap()
+        };
+        assert_eq!(show(&db.url).await, "256kB");
+        let sep = if db.url.contains('?') { '&' } else { '?' };
+        let chosen = format!("{}{sep}options=-c%20backend_flush_after%3D64kB", db.url);
+        assert_eq!(show(&chosen).await, "64kB");
     }
 }
