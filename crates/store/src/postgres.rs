@@ -189,9 +189,18 @@ impl<'r> Decode<'r, Postgres> for Ts {
 #[cfg(test)]
 mod tests {
     use sqlx::Connection as _;
+    use sqlx::pool::PoolConnection;
 
     use super::*;
     use crate::testing::TestDb;
+
+    /// The server process behind `conn`.
+    async fn backend_pid(conn: &mut PoolConnection<Postgres>) -> StoreResult<i32> {
+        sqlx::query_scalar("SELECT pg_backend_pid()")
+            .fetch_one(&mut **conn)
+            .await
+            .or_store("database")
+    }
 
     /// Has the server drop the connection of backend `pid`, then waits until a
     /// connection idle that long is no longer trusted without a ping.
@@ -232,14 +241,7 @@ mod tests {
     async fn a_kept_reader_dropped_while_idle_is_replaced() {
         let db = TestDb::new(Backend::Postgres).await;
         let store = PgStore::connect(&db.url).await.unwrap();
-        let backend_pid = || {
-            store.on_read_conn(async |conn| {
-                sqlx::query_scalar::<_, i32>("SELECT pg_backend_pid()")
-                    .fetch_one(&mut **conn)
-                    .await
-                    .or_store("database")
-            })
-        };
+        let backend_pid = || store.on_read_conn(backend_pid);
         let first = backend_pid().await.unwrap();
         assert_eq!(
             backend_pid().await.unwrap(),
@@ -261,14 +263,7 @@ mod tests {
         let db = TestDb::new(Backend::Postgres).await;
         let store = PgStore::connect(&db.url).await.unwrap();
         crate::Store::migrate(&store).await.unwrap();
-        let backend_pid = || {
-            store.on_write_conn(async |conn| {
-                sqlx::query_scalar::<_, i32>("SELECT pg_backend_pid()")
-                    .fetch_one(&mut **conn)
-                    .await
-                    .or_store("database")
-            })
-        };
+        let backend_pid = || store.on_write_conn(backend_pid);
         let first = backend_pid().await.unwrap();
         assert_eq!(
             backend_pid().await.unwrap(),
@@ -276,22 +271,11 @@ mod tests {
             "batches keep their connection"
         );
         drop_while_idle(&db.url, first).await;
-        let event = crate::AuditEvent {
-            id: uuid::Uuid::now_v7(),
-            occurred_at: time::OffsetDateTime::UNIX_EPOCH,
-            event_type: "token.issued".into(),
-            outcome: "success".into(),
-            actor: None,
-            subject: None,
-            client_id: None,
-            jti: None,
-            audience: None,
-            scopes: None,
-            source_ip: None,
-            user_agent: None,
-            request_id: None,
-            detail: serde_json::json!({}),
-        };
+        let event = crate::contract_tests::audit::event(
+            "token.issued",
+            "client",
+            time::OffsetDateTime::UNIX_EPOCH,
+        );
         crate::AuditStore::append_audit_events(&store, std::slice::from_ref(&event))
             .await
             .expect("the dead connection is replaced, not used");

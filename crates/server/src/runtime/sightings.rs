@@ -113,10 +113,11 @@ struct Origin {
     exp: u32,
 }
 
-/// The key a token's origin is remembered by: 64 of its `jti`'s random bits (our `jti`s
-/// are v4 UUIDs). Two of [`MAX_TOKENS`] tokens share a key with odds of about 1 in
-/// 10^9, and then one anomaly check reads the other's origin; nothing else depends on
-/// it. Anything but a UUID is not remembered.
+/// The key a token's origin is remembered by: the last 8 bytes of its `jti` (our `jti`s
+/// are UUIDv7s: there, 62 bits of the per-millisecond counter, randomly seeded, and of
+/// random data; not the time). Two of [`MAX_TOKENS`] tokens share a key with odds of
+/// about 1 in 2 × 10^8, and then one anomaly check reads the other's origin; nothing else
+/// depends on it. Anything but a UUID is not remembered.
 fn origin_key(jti: &str) -> Option<u64> {
     let bytes = Uuid::try_parse(jti).ok()?.into_bytes();
     let mut key = [0u8; 8];

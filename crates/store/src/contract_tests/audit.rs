@@ -2,7 +2,8 @@
 
 use super::*;
 
-pub(super) fn event(event_type: &str, client_id: &str, at: OffsetDateTime) -> AuditEvent {
+/// An event of `event_type` by `client_id` at `at`.
+pub(crate) fn event(event_type: &str, client_id: &str, at: OffsetDateTime) -> AuditEvent {
     AuditEvent {
         id: Uuid::now_v7(),
         occurred_at: at,

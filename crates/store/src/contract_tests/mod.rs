@@ -10,7 +10,7 @@ use crate::*;
 
 mod access;
 mod audiences;
-mod audit;
+pub(crate) mod audit;
 mod clients;
 mod effects;
 mod federation;
