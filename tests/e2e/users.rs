@@ -19,6 +19,7 @@ crate::both_stores!(
     refresh_token_reuse_revokes_the_family_and_its_tokens,
     a_forged_secret_under_a_real_selector_is_unknown_and_ends_nothing,
     concurrent_uses_of_one_refresh_token_issue_once,
+    a_token_minted_here_is_checked_again_when_used_here,
     revoking_a_refresh_token_ends_the_login,
     admin_api_sets_grant_types_and_may_act,
 );
@@ -216,7 +217,8 @@ async fn password_success_failure_lockout_and_disabled(app: TestApp) {
     .await;
     let last = &app.audit("user.auth_failed").await[0];
     assert_eq!(last.detail["reason"], "user disabled");
-    // Nor does a refresh of an earlier login: disabling ended it.
+    // Nor does a refresh of an earlier login: disabling ended it (by a revocation,
+    // which this process knows at once).
     assert_oauth_error(
         app.refresh(&cli, &first_refresh, &[]).await,
         400,
@@ -225,7 +227,7 @@ async fn password_success_failure_lockout_and_disabled(app: TestApp) {
     .await;
     assert_eq!(
         app.audit("token.denied").await[0].detail["reason"],
-        "refresh family revoked"
+        "a revocation covers this login"
     );
 }
 
@@ -537,6 +539,88 @@ async fn concurrent_uses_of_one_refresh_token_issue_once(app: TestApp) {
         "invalid_grant",
     )
     .await;
+}
+
+/// The replica that minted a refresh token keeps it, so that its next refresh there
+/// skips the read; whatever happened to the token elsewhere is still found when the
+/// rotation commits. Used at another replica, its use here is reuse; its login ended or
+/// its user deleted elsewhere, it is refused here without an anomaly.
+async fn a_token_minted_here_is_checked_again_when_used_here(app: TestApp) {
+    let (alice, cli) = setup(&app).await;
+    let other = app.replica().await;
+    let refresh_token = |login: &Value| s(login, "refresh_token").to_owned();
+
+    let login = ok(app.login(&cli, "alice", PASSWORD, "orders:read").await).await;
+    let elsewhere = ok(other.refresh(&cli, &refresh_token(&login), &[]).await).await;
+    let issued = app.audit("token.issued").await.len();
+    assert_oauth_error(
+        app.refresh(&cli, &refresh_token(&login), &[]).await,
+        400,
+        "invalid_grant",
+    )
+    .await;
+    let anomalies = app.audit("anomaly").await;
+    assert_eq!(anomalies.len(), 1, "{anomalies:?}");
+    assert_eq!(anomalies[0].detail["anomaly"], "refresh_token_reuse");
+    assert!(anomalies[0].detail["used_at"].is_number(), "{anomalies:?}");
+    assert_eq!(
+        app.audit("token.issued").await.len(),
+        issued,
+        "no token issued for the reuse"
+    );
+    // The family is revoked: the token the other replica handed out is dead too.
+    assert_oauth_error(
+        other.refresh(&cli, &refresh_token(&elsewhere), &[]).await,
+        400,
+        "invalid_grant",
+    )
+    .await;
+
+    // The login ended elsewhere (its user disabled there).
+    let login = ok(app.login(&cli, "alice", PASSWORD, "orders:read").await).await;
+    other
+        .admin()
+        .update_user(
+            alice,
+            UserChanges {
+                enabled: Some(false),
+                ..UserChanges::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_oauth_error(
+        app.refresh(&cli, &refresh_token(&login), &[]).await,
+        400,
+        "invalid_grant",
+    )
+    .await;
+    let reason = &app.audit("token.denied").await[0].detail["reason"];
+    assert!(
+        reason == "refresh family revoked" || reason == "a revocation covers this login",
+        "{reason}"
+    );
+
+    // Its user deleted elsewhere. Which check refuses depends on what this replica has
+    // heard of the deletion yet: the revocation it made, the grants it removed, or at
+    // commit the token gone.
+    let bob = app.user("bob", PASSWORD).await;
+    app.grant_user(bob, ORDERS, &["orders:read"]).await;
+    let login = ok(app.login(&cli, "bob", PASSWORD, "orders:read").await).await;
+    other.admin().delete_user(bob).await.unwrap();
+    let issued = app.audit("token.issued").await.len();
+    let refused = app.refresh(&cli, &refresh_token(&login), &[]).await;
+    assert_eq!(refused.status(), 400);
+    let body: Value = refused.json().await.unwrap();
+    assert!(
+        matches!(
+            body["error"].as_str(),
+            Some("invalid_grant" | "invalid_scope")
+        ),
+        "{body}"
+    );
+    assert_eq!(app.audit("token.issued").await.len(), issued);
+    assert_eq!(app.audit("anomaly").await.len(), 1, "no anomaly for either");
 }
 
 /// RFC 7009 for refresh tokens: the client ends the login, access tokens included;

@@ -702,7 +702,7 @@ pub struct RefreshTokenRecord {
 }
 
 /// One refresh-token rotation: the old token is marked used and the new one stored,
-/// only if the old one was unused and its family is not revoked.
+/// only if the old one was unused, its family is not revoked and its user is enabled.
 #[derive(Clone)]
 pub struct RefreshRotation {
     /// Selector of the presented token (its digest checked when it was read).

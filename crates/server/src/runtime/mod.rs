@@ -1,11 +1,12 @@
 //! The runtime: what a running process holds and shares between requests — the
 //! [`AppState`] and its start-up — and the small in-memory pieces no lower module owns:
 //! anomaly sightings (`sightings`), DPoP nonces (`nonces`), whether the database is
-//! reachable (`availability`) and the access tokens whose signature was checked
-//! (`verified`). Above the infrastructure (store, keys, audit, directory,
+//! reachable (`availability`), the access tokens whose signature was checked
+//! (`verified`) and the refresh tokens minted here and not yet presented (`minted`). Above the infrastructure (store, keys, audit, directory,
 //! revocations), below the OAuth and web layers that use it.
 
 pub mod availability;
+pub mod minted;
 pub mod nonces;
 pub mod sightings;
 pub mod verified;
@@ -69,6 +70,9 @@ pub struct Shared {
     /// Access tokens whose signature was checked: introspection, revocation and admin
     /// bearer auth verify through it (issue #18).
     pub verified: Arc<verified::VerifiedTokens>,
+    /// Refresh tokens this process minted and has not seen presented: their next
+    /// refresh here skips the read (issue #18).
+    pub minted: Arc<minted::MintedTokens>,
     /// Verifies external tokens (workload identity federation); one per process, so its
     /// cache of trusted issuers' keys is shared.
     pub verifier: mayfly_federation::Verifier,
@@ -162,6 +166,7 @@ impl AppState {
             nonces: Arc::new(nonces),
             availability: availability::Availability::new(store.clone()),
             verified: Arc::default(),
+            minted: Arc::default(),
             verifier,
         }));
         Ok(Started {

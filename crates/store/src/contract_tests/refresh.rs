@@ -164,6 +164,56 @@ pub(super) async fn refresh_families_rotate_once_and_revoke_with_a_revocation(
         .await
     );
 
+    // A disabled user's tokens rotate no more, whatever was read before; enabled again,
+    // they do.
+    let bob = user(&*store, "bob").await;
+    store
+        .create_refresh_family(NewRefreshFamily {
+            jkt: None,
+            id: Uuid::new_v4(),
+            user_id: bob.id,
+            client_id: app.id,
+            audience: "a".into(),
+            scope: "a:b".into(),
+            key: key(40),
+            token_expires_at: t + Duration::hours(1),
+            expires_at: t + Duration::days(2),
+            now: t,
+        })
+        .await
+        .unwrap();
+    let disabled = store
+        .update_user(
+            &UserRecord {
+                enabled: false,
+                ..bob.clone()
+            },
+            bob.updated_at,
+            &ChangeEffects::default(),
+        )
+        .await
+        .unwrap();
+    let bobs = |new: u8| RefreshRotation {
+        old: key(40).selector,
+        new: key(new),
+        expires_at: t + Duration::hours(2),
+        now: t + Duration::seconds(9),
+    };
+    assert!(!rotate(&*store, bobs(41)).await);
+    assert_eq!(store.refresh_token(&key(41)).await.unwrap(), None);
+    store
+        .update_user(
+            &UserRecord {
+                enabled: true,
+                ..disabled.clone()
+            },
+            disabled.updated_at,
+            &ChangeEffects::default(),
+        )
+        .await
+        .unwrap();
+    assert!(rotate(&*store, bobs(42)).await);
+
     assert_eq!(store.prune_refresh_families(t).await.unwrap(), 0);
     assert_eq!(
         store

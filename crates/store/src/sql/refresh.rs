@@ -32,9 +32,15 @@ fn refresh_token<R: RowExt>(row: &R) -> StoreResult<RefreshTokenRecord> {
 }
 
 /// Pushes the UPDATE that marks the unused tokens of `selectors` used at `now`, unless
-/// their family is revoked, returning `selector, family_id` of each it marked. The
-/// family is checked per token by its key: an uncorrelated `IN (SELECT ...)` would read
-/// every live family of the store on each rotation batch.
+/// their family is revoked or its user disabled, returning `selector, family_id` of each
+/// it marked. The server may sign before it reads the token again (a token it minted
+/// itself), so this is where those conditions hold at commit.
+///
+/// The family and the user are looked up per token by their keys, in a scalar
+/// subquery: an `IN (SELECT ...)`, or an `EXISTS` the planner may turn into a join,
+/// let Postgres start from the users, read every live family and intersect each one's
+/// tokens with the batch (3 ms instead of 0.1 for 36k tokens of one user, growing with
+/// the table).
 pub(super) fn push_mark_used<DB: Dialect>(
     sql: &mut QueryBuilder<DB>,
     now: OffsetDateTime,
@@ -46,8 +52,8 @@ pub(super) fn push_mark_used<DB: Dialect>(
     DB::push_arg(sql, Ts(now));
     sql.push(
         " WHERE used_at IS NULL \
-         AND EXISTS (SELECT 1 FROM refresh_families f \
-                     WHERE f.id = refresh_tokens.family_id AND f.revoked_at IS NULL) \
+         AND (SELECT u.enabled FROM refresh_families f JOIN users u ON u.id = f.user_id \
+              WHERE f.id = refresh_tokens.family_id AND f.revoked_at IS NULL) \
          AND selector IN (",
     );
     for (n, selector) in selectors.into_iter().enumerate() {
@@ -92,7 +98,7 @@ pub(super) fn first_uses<'r>(
 
 /// Applies `rotations` on `conn` (inside the caller's transaction): entry `i` is `None`
 /// (nothing to rotate: applies) or a rotation, which applies only if its token is unused,
-/// its family not revoked, and no earlier entry rotates the same token (concurrent uses
+/// its family not revoked, its user enabled, and no earlier entry rotates the same token (concurrent uses
 /// of one token: exactly one wins). Two statements however many rotations: one UPDATE
 /// marks every token used, one INSERT stores the successors of those it marked.
 pub(super) async fn rotate_in<DB: Dialect>(

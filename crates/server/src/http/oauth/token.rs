@@ -156,7 +156,10 @@ pub async fn token(State(state): State<AppState>, request: Request) -> Response 
                 .record_rotation(event, rotation.rotation.clone())
                 .await
             {
-                Ok(true) => Ok(Repeat::First),
+                Ok(true) => {
+                    grant::refresh::applied(&state, rotation);
+                    Ok(Repeat::First)
+                }
                 Ok(false) => {
                     let refusal = grant::refresh::lost_race(&state, rotation, &ctx).await;
                     let event = denied_event(&state, &refusal, &seen, &ctx);

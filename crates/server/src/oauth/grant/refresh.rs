@@ -118,6 +118,7 @@ pub async fn start_family(
     let now = state.clock.now();
     let expires_at = now + state.config.refresh_token_lifetime;
     let token = RefreshToken::generate();
+    let token_expires_at = (now + state.config.refresh_token_idle).min(expires_at);
     let family = state
         .store
         .create_refresh_family(NewRefreshFamily {
@@ -127,13 +128,24 @@ pub async fn start_family(
             audience: authorized.claims.aud.clone(),
             scope: authorized.claims.scope.clone(),
             key: token.key(),
-            token_expires_at: (now + state.config.refresh_token_idle).min(expires_at),
+            token_expires_at,
             expires_at,
             jkt: authorized.claims.cnf.as_ref().map(|c| c.jkt.clone()),
             now,
         })
         .await?;
-    Ok((family.id, token))
+    let id = family.id;
+    state.minted.remember(
+        &token.key(),
+        RefreshTokenRecord {
+            family,
+            created_at: now,
+            expires_at: token_expires_at,
+            used_at: None,
+            user_enabled: true,
+        },
+    );
+    Ok((id, token))
 }
 
 /// Exchanges a refresh token for a new access token and the next refresh token.
@@ -165,8 +177,15 @@ pub async fn grant(
         ));
     }
     let old = key(presented);
-    let Some(record) = state.store.refresh_token(&old).await? else {
-        return Err(TokenError::RefreshRefused("unknown refresh token".into()));
+    // A token minted here is known without a read; the rotation checks at commit what
+    // may have changed since (see `runtime::minted`).
+    let record = match state.minted.take(&old) {
+        Some(record) => record,
+        None => state
+            .store
+            .refresh_token(&old)
+            .await?
+            .ok_or_else(|| TokenError::RefreshRefused("unknown refresh token".into()))?,
     };
     let family = &record.family;
     if record.used_at.is_some() {
@@ -299,18 +318,50 @@ pub struct Rotation {
     client: Uuid,
 }
 
-/// The refusal for a rotation that did not apply: its family was revoked meanwhile (an
-/// admin, a revocation: refused, no anomaly), or another use of the same token won the
-/// race, which is reuse (the family is revoked, the anomaly audited).
+impl Rotation {
+    /// The successor's record, as the rotation stored it.
+    fn successor(&self) -> RefreshTokenRecord {
+        RefreshTokenRecord {
+            family: self.record.family.clone(),
+            created_at: self.rotation.now,
+            expires_at: self.rotation.expires_at,
+            used_at: None,
+            user_enabled: true,
+        }
+    }
+}
+
+/// A rotation applied: its successor is kept, so that its refresh here skips the read.
+pub fn applied(state: &AppState, rotation: &Rotation) {
+    state
+        .minted
+        .remember(&rotation.rotation.new, rotation.successor());
+}
+
+/// The refusal for a rotation that did not apply, from the token as it is now: gone
+/// (its user or family deleted meanwhile), its family revoked or its user disabled (an
+/// admin, a revocation: refused, no anomaly), or used by another presentation that won
+/// the race or came first elsewhere, which is reuse (the family is revoked, the anomaly
+/// audited).
 pub async fn lost_race(state: &AppState, rotation: &Rotation, ctx: &RequestContext) -> TokenError {
     let again = match state.store.refresh_token(&rotation.presented).await {
         Ok(again) => again,
         Err(e) => return e.into(),
     };
-    if again.is_some_and(|r| r.used_at.is_none() && r.family.revoked_at.is_some()) {
-        return TokenError::RefreshRefused("refresh family revoked".into());
+    let Some(again) = again else {
+        return TokenError::RefreshRefused("unknown refresh token".into());
+    };
+    if again.used_at.is_none() {
+        if again.family.revoked_at.is_some() {
+            return TokenError::RefreshRefused("refresh family revoked".into());
+        }
+        if !again.user_enabled {
+            return TokenError::RefreshRefused("user gone or disabled".into());
+        }
     }
-    match reuse(state, &rotation.record, rotation.client, ctx).await {
+    // What is now known of the token, rather than what was known when it was signed
+    // (for a token minted here, nothing was read).
+    match reuse(state, &again, rotation.client, ctx).await {
         Ok(refusal) | Err(refusal) => refusal,
     }
 }
