@@ -72,7 +72,7 @@ impl Dialect for Sqlite {
     const NOTIFY: Option<&'static str> = None;
     /// Far below SQLite's limit on bound parameters.
     const AUDIT_CHUNK: usize = 64;
-    /// SQLite has no data-modifying `WITH`; its writes are in-process anyway.
+    /// SQLite has no data-modifying `WITH`: a rotation batch is one script instead.
     const ONE_STATEMENT_WRITES: bool = false;
     /// An in-process connection cannot go stale.
     const TRUST_IDLE: Option<Duration> = None;

@@ -103,8 +103,12 @@ async fn rotate_and_append<DB: Dialect>(
     conn: &mut PoolConnection<DB>,
     entries: &[AuditEntry],
 ) -> StoreResult<Vec<bool>> {
-    if DB::ONE_STATEMENT_WRITES && entries.len() <= DB::AUDIT_CHUNK {
-        return rotate_and_append_at_once::<DB>(conn, entries).await;
+    if entries.len() <= DB::AUDIT_CHUNK {
+        return if DB::ONE_STATEMENT_WRITES {
+            rotate_and_append_at_once::<DB>(conn, entries).await
+        } else {
+            rotate_and_append_as_script::<DB>(conn, entries).await
+        };
     }
     let mut tx = begin_on::<DB>(conn).await?;
     let rotations: Vec<_> = entries.iter().map(|e| e.rotation.as_ref()).collect();
@@ -157,15 +161,7 @@ async fn rotate_and_append_at_once<DB: Dialect>(
         .push(") SELECT ")
         .push(AUDIT_COLUMNS)
         .push(" FROM (VALUES ");
-    // Entries that repeat an earlier entry's token never apply: their events stay out.
-    let candidates = entries.iter().zip(&applied).filter(|(_, may)| **may);
-    for (n, (entry, _)) in candidates.enumerate() {
-        sql.push(if n == 0 { "(" } else { ", (" });
-        DB::push_arg(&mut sql, entry.rotation.as_ref().map(|r| r.old));
-        sql.push(", ");
-        push_event(&mut sql, &entry.event);
-        sql.push(")");
-    }
+    push_candidates(&mut sql, entries, &applied);
     sql.push(") AS e (rotates, ").push(AUDIT_COLUMNS).push(
         ") WHERE e.rotates IS NULL OR e.rotates IN (SELECT selector FROM marked)) \
              SELECT selector FROM marked",
@@ -175,6 +171,88 @@ async fn rotate_and_append_at_once<DB: Dialect>(
         .fetch_all(DB::conn(conn))
         .await
         .or_store("audit event")?;
+    let mut marked: Vec<Uuid> = Vec::with_capacity(rows.len());
+    for row in &rows {
+        marked.push(row.col("selector")?);
+    }
+    for (i, rotation) in wanted {
+        applied[i] = marked.contains(&rotation.old);
+    }
+    Ok(applied)
+}
+
+/// Pushes `(rotates, event...)` rows, comma-separated, for the entries that may apply:
+/// an entry that repeats an earlier entry's token never does, and its event stays out.
+fn push_candidates<DB: Dialect>(sql: &mut QueryBuilder<DB>, entries: &[AuditEntry], may: &[bool]) {
+    let candidates = entries.iter().zip(may).filter(|(_, may)| **may);
+    for (n, (entry, _)) in candidates.enumerate() {
+        sql.push(if n == 0 { "(" } else { ", (" });
+        DB::push_arg(sql, entry.rotation.as_ref().map(|r| r.old));
+        sql.push(", ");
+        push_event(sql, &entry.event);
+        sql.push(")");
+    }
+}
+
+/// [`rotate_and_append`] as one script where a statement makes one write (SQLite):
+/// several statements in one trip to the connection's thread, where separate ones
+/// take five. In one write transaction (`BEGIN IMMEDIATE`: no other writer in
+/// between), the events of the entries without a rotation or whose token is
+/// [`ROTATABLE`](super::refresh::ROTATABLE), the successors of those tokens, then the
+/// UPDATE marking them used, which returns those it marked. The three test the same
+/// condition on the same state, so they agree.
+async fn rotate_and_append_as_script<DB: Dialect>(
+    conn: &mut PoolConnection<DB>,
+    entries: &[AuditEntry],
+) -> StoreResult<Vec<bool>> {
+    let rotations: Vec<_> = entries.iter().map(|e| e.rotation.as_ref()).collect();
+    let (mut applied, wanted) = super::refresh::first_uses(&rotations);
+    let Some(now) = wanted.iter().map(|(_, r)| r.now).max() else {
+        let events: Vec<&AuditEvent> = entries.iter().map(|e| &e.event).collect();
+        insert_audit_events::<DB, _>(conn, &events).await?;
+        return Ok(applied);
+    };
+    let rotatable = super::refresh::ROTATABLE;
+    let mut sql = QueryBuilder::<DB>::new(DB::BEGIN_WRITE.unwrap_or("BEGIN"));
+    sql.push("; WITH e (rotates, ")
+        .push(AUDIT_COLUMNS)
+        .push(") AS (VALUES ");
+    push_candidates(&mut sql, entries, &applied);
+    sql.push(") INSERT INTO audit_events (")
+        .push(AUDIT_COLUMNS)
+        .push(") SELECT ")
+        .push(AUDIT_COLUMNS)
+        .push(
+            " FROM e WHERE e.rotates IS NULL OR EXISTS (SELECT 1 FROM refresh_tokens \
+             WHERE refresh_tokens.selector = e.rotates AND ",
+        )
+        .push(rotatable)
+        .push(")");
+    sql.push("; WITH v (old, selector, digest, created_at, expires_at) AS (VALUES ");
+    for (n, (_, rotation)) in wanted.iter().enumerate() {
+        sql.push(if n == 0 { "(" } else { ", (" });
+        DB::push_arg(&mut sql, rotation.old);
+        sql.push(", ");
+        super::refresh::push_successor(&mut sql, rotation);
+        sql.push(")");
+    }
+    sql.push(
+        ") INSERT INTO refresh_tokens (selector, digest, family_id, created_at, expires_at) \
+         SELECT v.selector, v.digest, refresh_tokens.family_id, v.created_at, v.expires_at \
+         FROM v JOIN refresh_tokens ON refresh_tokens.selector = v.old WHERE ",
+    )
+    .push(rotatable);
+    sql.push("; ");
+    super::refresh::push_mark_used(&mut sql, now, wanted.iter().map(|(_, r)| r.old));
+    sql.push("; COMMIT");
+    let rows = match sql.build().fetch_all(DB::conn(conn)).await {
+        Ok(rows) => rows,
+        Err(e) => {
+            // The script stopped at the failing statement, inside its transaction.
+            let _ = sqlx::query("ROLLBACK").execute(DB::conn(conn)).await;
+            return Err(e).or_store("audit event");
+        }
+    };
     let mut marked: Vec<Uuid> = Vec::with_capacity(rows.len());
     for row in &rows {
         marked.push(row.col("selector")?);

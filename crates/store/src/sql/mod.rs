@@ -186,7 +186,8 @@ pub trait Dialect:
     const TRUST_IDLE: Option<std::time::Duration>;
     /// Whether one statement may make several writes (Postgres's data-modifying
     /// `WITH`): a rotation batch is then one statement in autocommit, one round trip
-    /// where a transaction takes five.
+    /// where a transaction takes five. Where it may not, the batch is one script of
+    /// statements with parameters (SQLite runs it in one trip to its thread).
     const ONE_STATEMENT_WRITES: bool;
 
     /// A connection (or transaction) as an executor.

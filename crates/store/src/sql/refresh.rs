@@ -31,16 +31,21 @@ fn refresh_token<R: RowExt>(row: &R) -> StoreResult<RefreshTokenRecord> {
     })
 }
 
-/// Pushes the UPDATE that marks the unused tokens of `selectors` used at `now`, unless
-/// their family is revoked or its user disabled, returning `selector, family_id` of each
-/// it marked. The server may sign before it reads the token again (a token it minted
-/// itself), so this is where those conditions hold at commit.
+/// Whether the `refresh_tokens` row in scope may rotate: unused, its family not
+/// revoked, its user enabled. The server may sign before it reads the token again (a
+/// token it minted itself), so this is where those conditions hold at commit.
 ///
 /// The family and the user are looked up per token by their keys, in a scalar
 /// subquery: an `IN (SELECT ...)`, or an `EXISTS` the planner may turn into a join,
 /// let Postgres start from the users, read every live family and intersect each one's
 /// tokens with the batch (3 ms instead of 0.1 for 36k tokens of one user, growing with
 /// the table).
+pub(super) const ROTATABLE: &str = "refresh_tokens.used_at IS NULL \
+     AND (SELECT u.enabled FROM refresh_families f JOIN users u ON u.id = f.user_id \
+          WHERE f.id = refresh_tokens.family_id AND f.revoked_at IS NULL)";
+
+/// Pushes the UPDATE that marks the tokens of `selectors` used at `now`, those that
+/// are [`ROTATABLE`], returning `selector, family_id` of each it marked.
 pub(super) fn push_mark_used<DB: Dialect>(
     sql: &mut QueryBuilder<DB>,
     now: OffsetDateTime,
@@ -50,12 +55,9 @@ pub(super) fn push_mark_used<DB: Dialect>(
     // re-reads `used_at`; SQLite: one writer), so a token is marked used once.
     sql.push("UPDATE refresh_tokens SET used_at = ");
     DB::push_arg(sql, Ts(now));
-    sql.push(
-        " WHERE used_at IS NULL \
-         AND (SELECT u.enabled FROM refresh_families f JOIN users u ON u.id = f.user_id \
-              WHERE f.id = refresh_tokens.family_id AND f.revoked_at IS NULL) \
-         AND selector IN (",
-    );
+    sql.push(" WHERE ")
+        .push(ROTATABLE)
+        .push(" AND selector IN (");
     for (n, selector) in selectors.into_iter().enumerate() {
         if n > 0 {
             sql.push(", ");
