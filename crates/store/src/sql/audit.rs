@@ -104,11 +104,7 @@ async fn rotate_and_append<DB: Dialect>(
     entries: &[AuditEntry],
 ) -> StoreResult<Vec<bool>> {
     if entries.len() <= DB::AUDIT_CHUNK {
-        return if DB::ONE_STATEMENT_WRITES {
-            rotate_and_append_at_once::<DB>(conn, entries).await
-        } else {
-            rotate_and_append_as_script::<DB>(conn, entries).await
-        };
+        return rotate_and_append_in_one_trip::<DB>(conn, entries).await;
     }
     let mut tx = begin_on::<DB>(conn).await?;
     let rotations: Vec<_> = entries.iter().map(|e| e.rotation.as_ref()).collect();
@@ -123,11 +119,18 @@ async fn rotate_and_append<DB: Dialect>(
     Ok(applied)
 }
 
-/// [`rotate_and_append`] as one statement ([`Dialect::ONE_STATEMENT_WRITES`]): the
-/// UPDATE marking the tokens used, the INSERT of the successors of those it marked and
-/// the INSERT of the events (of every entry without a rotation, and of those whose
-/// rotation it marked) are one atomic statement in autocommit.
-async fn rotate_and_append_at_once<DB: Dialect>(
+/// [`rotate_and_append`] in one round trip, for a batch that fits one statement's
+/// parameters. Where a statement may make several writes
+/// ([`Dialect::ONE_STATEMENT_WRITES`], Postgres), one statement in autocommit: the UPDATE
+/// marking the tokens used, the INSERT of the successors of those it marked and the
+/// INSERT of the events (of every entry without a rotation, and of those whose rotation
+/// it marked). Elsewhere (SQLite), one script in one trip to the connection's thread: in
+/// one write transaction (`BEGIN IMMEDIATE`: no other writer in between), the events of
+/// the entries without a rotation or whose token is
+/// [`ROTATABLE`](super::refresh::ROTATABLE), the successors of those tokens, then the
+/// UPDATE marking them used. The three test the same condition on the same state, so
+/// they agree. Either way the UPDATE returns the tokens it marked.
+async fn rotate_and_append_in_one_trip<DB: Dialect>(
     conn: &mut PoolConnection<DB>,
     entries: &[AuditEntry],
 ) -> StoreResult<Vec<bool>> {
@@ -138,39 +141,69 @@ async fn rotate_and_append_at_once<DB: Dialect>(
         insert_audit_events::<DB, _>(conn, &events).await?;
         return Ok(applied);
     };
-    let mut sql = QueryBuilder::<DB>::new("WITH marked AS (");
-    super::refresh::push_mark_used(&mut sql, now, wanted.iter().map(|(_, r)| r.old));
-    sql.push(
-        "), successors AS (\
-         INSERT INTO refresh_tokens (selector, digest, family_id, created_at, expires_at) \
-         SELECT v.selector, v.digest, m.family_id, v.created_at, v.expires_at FROM (VALUES ",
-    );
-    for (n, (_, rotation)) in wanted.iter().enumerate() {
-        sql.push(if n == 0 { "(" } else { ", (" });
-        DB::push_arg(&mut sql, rotation.old);
-        sql.push(", ");
-        super::refresh::push_successor(&mut sql, rotation);
-        sql.push(")");
-    }
-    sql.push(
-        ") AS v (old, selector, digest, created_at, expires_at) \
-         JOIN marked m ON m.selector = v.old), \
-         events AS (INSERT INTO audit_events (",
-    );
-    sql.push(AUDIT_COLUMNS)
-        .push(") SELECT ")
-        .push(AUDIT_COLUMNS)
-        .push(" FROM (VALUES ");
-    push_candidates(&mut sql, entries, &applied);
-    sql.push(") AS e (rotates, ").push(AUDIT_COLUMNS).push(
-        ") WHERE e.rotates IS NULL OR e.rotates IN (SELECT selector FROM marked)) \
+    let olds = wanted.iter().map(|(_, r)| r.old);
+    let mut sql;
+    if DB::ONE_STATEMENT_WRITES {
+        sql = QueryBuilder::<DB>::new("WITH marked AS (");
+        super::refresh::push_mark_used(&mut sql, now, olds);
+        sql.push(
+            "), successors AS (\
+             INSERT INTO refresh_tokens (selector, digest, family_id, created_at, expires_at) \
+             SELECT v.selector, v.digest, m.family_id, v.created_at, v.expires_at FROM (VALUES ",
+        );
+        push_successors(&mut sql, &wanted);
+        sql.push(
+            ") AS v (old, selector, digest, created_at, expires_at) \
+             JOIN marked m ON m.selector = v.old), \
+             events AS (INSERT INTO audit_events (",
+        );
+        sql.push(AUDIT_COLUMNS)
+            .push(") SELECT ")
+            .push(AUDIT_COLUMNS)
+            .push(" FROM (VALUES ");
+        push_candidates(&mut sql, entries, &applied);
+        sql.push(") AS e (rotates, ").push(AUDIT_COLUMNS).push(
+            ") WHERE e.rotates IS NULL OR e.rotates IN (SELECT selector FROM marked)) \
              SELECT selector FROM marked",
-    );
-    let rows = sql
-        .build()
-        .fetch_all(DB::conn(conn))
-        .await
-        .or_store("audit event")?;
+        );
+    } else {
+        let rotatable = super::refresh::ROTATABLE;
+        sql = QueryBuilder::<DB>::new(DB::BEGIN_WRITE.unwrap_or("BEGIN"));
+        sql.push("; WITH e (rotates, ")
+            .push(AUDIT_COLUMNS)
+            .push(") AS (VALUES ");
+        push_candidates(&mut sql, entries, &applied);
+        sql.push(") INSERT INTO audit_events (")
+            .push(AUDIT_COLUMNS)
+            .push(") SELECT ")
+            .push(AUDIT_COLUMNS)
+            .push(
+                " FROM e WHERE e.rotates IS NULL OR EXISTS (SELECT 1 FROM refresh_tokens \
+                 WHERE refresh_tokens.selector = e.rotates AND ",
+            )
+            .push(rotatable)
+            .push("); WITH v (old, selector, digest, created_at, expires_at) AS (VALUES ");
+        push_successors(&mut sql, &wanted);
+        sql.push(
+            ") INSERT INTO refresh_tokens (selector, digest, family_id, created_at, expires_at) \
+             SELECT v.selector, v.digest, refresh_tokens.family_id, v.created_at, v.expires_at \
+             FROM v JOIN refresh_tokens ON refresh_tokens.selector = v.old WHERE ",
+        )
+        .push(rotatable)
+        .push("; ");
+        super::refresh::push_mark_used(&mut sql, now, olds);
+        sql.push("; COMMIT");
+    }
+    let rows = match sql.build().fetch_all(DB::conn(conn)).await {
+        Ok(rows) => rows,
+        Err(e) => {
+            // A script stops at the failing statement, inside its transaction.
+            if !DB::ONE_STATEMENT_WRITES {
+                let _ = sqlx::query("ROLLBACK").execute(DB::conn(conn)).await;
+            }
+            return Err(e).or_store("audit event");
+        }
+    };
     let mut marked: Vec<Uuid> = Vec::with_capacity(rows.len());
     for row in &rows {
         marked.push(row.col("selector")?);
@@ -194,73 +227,19 @@ fn push_candidates<DB: Dialect>(sql: &mut QueryBuilder<DB>, entries: &[AuditEntr
     }
 }
 
-/// [`rotate_and_append`] as one script where a statement makes one write (SQLite):
-/// several statements in one trip to the connection's thread, where separate ones
-/// take five. In one write transaction (`BEGIN IMMEDIATE`: no other writer in
-/// between), the events of the entries without a rotation or whose token is
-/// [`ROTATABLE`](super::refresh::ROTATABLE), the successors of those tokens, then the
-/// UPDATE marking them used, which returns those it marked. The three test the same
-/// condition on the same state, so they agree.
-async fn rotate_and_append_as_script<DB: Dialect>(
-    conn: &mut PoolConnection<DB>,
-    entries: &[AuditEntry],
-) -> StoreResult<Vec<bool>> {
-    let rotations: Vec<_> = entries.iter().map(|e| e.rotation.as_ref()).collect();
-    let (mut applied, wanted) = super::refresh::first_uses(&rotations);
-    let Some(now) = wanted.iter().map(|(_, r)| r.now).max() else {
-        let events: Vec<&AuditEvent> = entries.iter().map(|e| &e.event).collect();
-        insert_audit_events::<DB, _>(conn, &events).await?;
-        return Ok(applied);
-    };
-    let rotatable = super::refresh::ROTATABLE;
-    let mut sql = QueryBuilder::<DB>::new(DB::BEGIN_WRITE.unwrap_or("BEGIN"));
-    sql.push("; WITH e (rotates, ")
-        .push(AUDIT_COLUMNS)
-        .push(") AS (VALUES ");
-    push_candidates(&mut sql, entries, &applied);
-    sql.push(") INSERT INTO audit_events (")
-        .push(AUDIT_COLUMNS)
-        .push(") SELECT ")
-        .push(AUDIT_COLUMNS)
-        .push(
-            " FROM e WHERE e.rotates IS NULL OR EXISTS (SELECT 1 FROM refresh_tokens \
-             WHERE refresh_tokens.selector = e.rotates AND ",
-        )
-        .push(rotatable)
-        .push(")");
-    sql.push("; WITH v (old, selector, digest, created_at, expires_at) AS (VALUES ");
+/// Pushes `(old, selector, digest, created_at, expires_at)` rows, comma-separated: each
+/// wanted rotation's token and its successor.
+fn push_successors<DB: Dialect>(
+    sql: &mut QueryBuilder<DB>,
+    wanted: &[(usize, &crate::RefreshRotation)],
+) {
     for (n, (_, rotation)) in wanted.iter().enumerate() {
         sql.push(if n == 0 { "(" } else { ", (" });
-        DB::push_arg(&mut sql, rotation.old);
+        DB::push_arg(sql, rotation.old);
         sql.push(", ");
-        super::refresh::push_successor(&mut sql, rotation);
+        super::refresh::push_successor(sql, rotation);
         sql.push(")");
     }
-    sql.push(
-        ") INSERT INTO refresh_tokens (selector, digest, family_id, created_at, expires_at) \
-         SELECT v.selector, v.digest, refresh_tokens.family_id, v.created_at, v.expires_at \
-         FROM v JOIN refresh_tokens ON refresh_tokens.selector = v.old WHERE ",
-    )
-    .push(rotatable);
-    sql.push("; ");
-    super::refresh::push_mark_used(&mut sql, now, wanted.iter().map(|(_, r)| r.old));
-    sql.push("; COMMIT");
-    let rows = match sql.build().fetch_all(DB::conn(conn)).await {
-        Ok(rows) => rows,
-        Err(e) => {
-            // The script stopped at the failing statement, inside its transaction.
-            let _ = sqlx::query("ROLLBACK").execute(DB::conn(conn)).await;
-            return Err(e).or_store("audit event");
-        }
-    };
-    let mut marked: Vec<Uuid> = Vec::with_capacity(rows.len());
-    for row in &rows {
-        marked.push(row.col("selector")?);
-    }
-    for (i, rotation) in wanted {
-        applied[i] = marked.contains(&rotation.old);
-    }
-    Ok(applied)
 }
 
 /// Begins a write transaction on `conn` (the caller holds the turn to write). Dropped
