@@ -32,6 +32,20 @@ async fn setup(app: &TestApp) -> (uuid::Uuid, TestClient) {
     (alice, cli)
 }
 
+/// Disables `user` through `app`'s admin service.
+async fn disable(app: &TestApp, user: uuid::Uuid) {
+    app.admin()
+        .update_user(
+            user,
+            UserChanges {
+                enabled: Some(false),
+                ..UserChanges::default()
+            },
+        )
+        .await
+        .unwrap();
+}
+
 async fn ok(response: reqwest::Response) -> Value {
     let status = response.status();
     let body: Value = response.json().await.unwrap();
@@ -199,16 +213,7 @@ async fn password_success_failure_lockout_and_disabled(app: TestApp) {
     }
 
     // A disabled user gets nothing, right password or not.
-    app.admin()
-        .update_user(
-            alice,
-            UserChanges {
-                enabled: Some(false),
-                ..UserChanges::default()
-            },
-        )
-        .await
-        .unwrap();
+    disable(&app, alice).await;
     assert_oauth_error(
         app.login(&cli, "alice", PASSWORD, "orders:read").await,
         400,
@@ -578,17 +583,7 @@ async fn a_token_minted_here_is_checked_again_when_used_here(app: TestApp) {
 
     // The login ended elsewhere (its user disabled there).
     let login = ok(app.login(&cli, "alice", PASSWORD, "orders:read").await).await;
-    other
-        .admin()
-        .update_user(
-            alice,
-            UserChanges {
-                enabled: Some(false),
-                ..UserChanges::default()
-            },
-        )
-        .await
-        .unwrap();
+    disable(&other, alice).await;
     assert_oauth_error(
         app.refresh(&cli, &refresh_token(&login), &[]).await,
         400,

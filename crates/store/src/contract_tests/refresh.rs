@@ -2,6 +2,23 @@
 
 use super::*;
 
+/// A family of `user_id` at `client_id` for audience `a`, scope `a:b`, started at `now`
+/// with token `key(n)`: idle for an hour, living a day.
+fn new_family(user_id: Uuid, client_id: Uuid, n: u8, now: OffsetDateTime) -> NewRefreshFamily {
+    NewRefreshFamily {
+        jkt: None,
+        id: Uuid::new_v4(),
+        user_id,
+        client_id,
+        audience: "a".into(),
+        scope: "a:b".into(),
+        key: key(n),
+        token_expires_at: now + Duration::hours(1),
+        expires_at: now + Duration::days(1),
+        now,
+    }
+}
+
 /// Rotates the way the server does: in one commit with the event that records it.
 /// Whether it applied, and checks the event was appended exactly then.
 async fn rotate(store: &dyn Store, rotation: RefreshRotation) -> bool {
@@ -56,16 +73,9 @@ pub(super) async fn refresh_families_rotate_once_and_revoke_with_a_revocation(
     assert!(matches!(
         store
             .create_refresh_family(NewRefreshFamily {
-                jkt: None,
-                id: Uuid::new_v4(),
-                user_id: Uuid::now_v7(),
-                client_id: app.id,
-                audience: "a".into(),
-                scope: "a:b".into(),
-                key: key(9),
                 token_expires_at: t,
                 expires_at: t,
-                now: t,
+                ..new_family(Uuid::now_v7(), app.id, 9, t)
             })
             .await,
         Err(StoreError::NotFound(_))
@@ -169,16 +179,8 @@ pub(super) async fn refresh_families_rotate_once_and_revoke_with_a_revocation(
     let bob = user(&*store, "bob").await;
     store
         .create_refresh_family(NewRefreshFamily {
-            jkt: None,
-            id: Uuid::new_v4(),
-            user_id: bob.id,
-            client_id: app.id,
-            audience: "a".into(),
-            scope: "a:b".into(),
-            key: key(40),
-            token_expires_at: t + Duration::hours(1),
             expires_at: t + Duration::days(2),
-            now: t,
+            ..new_family(bob.id, app.id, 40, t)
         })
         .await
         .unwrap();
@@ -225,18 +227,7 @@ pub(super) async fn refresh_families_rotate_once_and_revoke_with_a_revocation(
     assert_eq!(store.refresh_token(&key(2)).await.unwrap(), None);
     // Deleting the user takes their families along.
     let again = store
-        .create_refresh_family(NewRefreshFamily {
-            jkt: None,
-            id: Uuid::new_v4(),
-            user_id: alice.id,
-            client_id: app.id,
-            audience: "a".into(),
-            scope: "a:b".into(),
-            key: key(30),
-            token_expires_at: t + Duration::hours(1),
-            expires_at: t + Duration::days(1),
-            now: t,
-        })
+        .create_refresh_family(new_family(alice.id, app.id, 30, t))
         .await
         .unwrap();
     store
