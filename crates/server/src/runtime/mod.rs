@@ -2,8 +2,9 @@
 //! [`AppState`] and its start-up — and the small in-memory pieces no lower module owns:
 //! anomaly sightings (`sightings`), DPoP nonces (`nonces`), whether the database is
 //! reachable (`availability`), the access tokens whose signature was checked
-//! (`verified`) and the refresh tokens minted here and not yet presented (`minted`). Above the infrastructure (store, keys, audit, directory,
-//! revocations), below the OAuth and web layers that use it.
+//! (`verified`) and the refresh tokens minted here and not yet presented (`minted`).
+//! Above the infrastructure (store, keys, audit, directory, revocations), below the
+//! OAuth and web layers that use it.
 
 pub mod availability;
 pub mod minted;

@@ -184,17 +184,20 @@ pub(super) async fn refresh_families_rotate_once_and_revoke_with_a_revocation(
         })
         .await
         .unwrap();
-    let disabled = store
-        .update_user(
-            &UserRecord {
-                enabled: false,
-                ..bob.clone()
-            },
-            bob.updated_at,
-            &ChangeEffects::default(),
-        )
-        .await
-        .unwrap();
+    let set_enabled = async |user: &UserRecord, enabled: bool| {
+        store
+            .update_user(
+                &UserRecord {
+                    enabled,
+                    ..user.clone()
+                },
+                user.updated_at,
+                &ChangeEffects::default(),
+            )
+            .await
+            .unwrap()
+    };
+    let disabled = set_enabled(&bob, false).await;
     let bobs = |new: u8| RefreshRotation {
         old: key(40).selector,
         new: key(new),
@@ -203,17 +206,7 @@ pub(super) async fn refresh_families_rotate_once_and_revoke_with_a_revocation(
     };
     assert!(!rotate(&*store, bobs(41)).await);
     assert_eq!(store.refresh_token(&key(41)).await.unwrap(), None);
-    store
-        .update_user(
-            &UserRecord {
-                enabled: true,
-                ..disabled.clone()
-            },
-            disabled.updated_at,
-            &ChangeEffects::default(),
-        )
-        .await
-        .unwrap();
+    set_enabled(&disabled, true).await;
     assert!(rotate(&*store, bobs(42)).await);
 
     assert_eq!(store.prune_refresh_families(t).await.unwrap(), 0);
