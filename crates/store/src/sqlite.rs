@@ -47,7 +47,7 @@ impl SqliteStore {
             .pragma("temp_store", "memory")
             .busy_timeout(Duration::from_secs(5));
         let pool = SqlitePoolOptions::new()
-            .max_connections(8)
+            .max_connections(max_connections())
             // An in-process connection cannot go stale the way a socket can; the check
             // would cost a trip to its worker thread on every acquire.
             .test_before_acquire(false)
@@ -57,6 +57,15 @@ impl SqliteStore {
             .or_store("database")?;
         Ok(Self::new(pool))
     }
+}
+
+/// The writer, the kept readers ([`Dialect::KEPT_READERS`]) and one pooled connection per
+/// core, at least two. SQLite reads run in process on the CPU, so connections beyond the
+/// cores only add memory: each is a thread with its own page cache, schema and prepared
+/// statements, about 1.4 MB, and once a burst has opened one, reads in turn keep it open.
+fn max_connections() -> u32 {
+    let cores = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
+    u32::try_from(1 + Sqlite::KEPT_READERS + cores.clamp(2, 16)).unwrap_or(8)
 }
 
 impl Dialect for Sqlite {
