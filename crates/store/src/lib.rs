@@ -380,10 +380,9 @@ pub trait AuditStore: Send + Sync {
     /// refresh token rotation: the presented token marked used, its successor stored in
     /// its family), so that neither commits without the other. A rotation applies only
     /// if its token is unused, its family not revoked, its user enabled, and no earlier
-    /// entry of the same
-    /// call rotates the same token; an entry whose rotation does not apply changes
-    /// nothing and its event is not appended. Returns, per entry, whether it applied;
-    /// all that applied is durable when this returns `Ok`.
+    /// entry of the same call rotates the same token; an entry whose rotation does not
+    /// apply changes nothing and its event is not appended. Returns, per entry, whether
+    /// it applied; all that applied is durable when this returns `Ok`.
     async fn append_audit_entries(&self, entries: &[AuditEntry]) -> StoreResult<Vec<bool>>;
     /// Events matching `query`, newest first.
     async fn audit_events(&self, query: &AuditQuery) -> StoreResult<Vec<AuditEvent>>;

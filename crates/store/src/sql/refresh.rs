@@ -99,10 +99,10 @@ pub(super) fn first_uses<'r>(
 }
 
 /// Applies `rotations` on `conn` (inside the caller's transaction): entry `i` is `None`
-/// (nothing to rotate: applies) or a rotation, which applies only if its token is unused,
-/// its family not revoked, its user enabled, and no earlier entry rotates the same token (concurrent uses
-/// of one token: exactly one wins). Two statements however many rotations: one UPDATE
-/// marks every token used, one INSERT stores the successors of those it marked.
+/// (nothing to rotate: applies) or a rotation, which applies only if its token is
+/// [`ROTATABLE`] and no earlier entry rotates the same token (concurrent uses of one
+/// token: exactly one wins). Two statements however many rotations: one UPDATE marks
+/// every token used, one INSERT stores the successors of those it marked.
 pub(super) async fn rotate_in<DB: Dialect>(
     conn: &mut DB::Connection,
     rotations: &[Option<&RefreshRotation>],
