@@ -11,7 +11,10 @@ use uuid::Uuid;
 
 use crate::sql::{Binds, Dialect, QueryExt as _, SqlStore, Ts};
 use crate::testing::TestDb;
-use crate::{Backend, PgStore, RefreshKey, RefreshStore as _, SqliteStore, Store};
+use crate::{
+    AuditQuery, AuditStore as _, Backend, PgStore, RefreshKey, RefreshStore as _, SqliteStore,
+    Store,
+};
 
 /// `(table, column)` → (type as SQLite stores it, NOT NULL).
 type Columns = BTreeMap<(String, String), (String, bool)>;
@@ -165,19 +168,19 @@ async fn both_schemas_match_after_migrations() {
 async fn refresh_tokens_minted_before_selectors_survive_their_migration() {
     let db = TestDb::new(Backend::Sqlite).await;
     let lite = SqliteStore::connect(&db.url).await.unwrap();
-    let before = migrations_before_selectors("sqlite").await;
+    let before = migrations_before("sqlite", "0015").await;
     before.run(lite.pool()).await.unwrap();
     old_token_survives(&lite).await;
 
     let db = TestDb::new(Backend::Postgres).await;
     let pg = PgStore::connect(&db.url).await.unwrap();
-    let before = migrations_before_selectors("postgres").await;
+    let before = migrations_before("postgres", "0015").await;
     before.run(pg.pool()).await.unwrap();
     old_token_survives(&pg).await;
 }
 
-/// The migrations before 0015, from a copy of the directory.
-async fn migrations_before_selectors(dialect: &str) -> sqlx::migrate::Migrator {
+/// The migrations numbered below `version`, from a copy of the directory.
+async fn migrations_before(dialect: &str, version: &str) -> sqlx::migrate::Migrator {
     let source = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../migrations")
         .join(dialect);
@@ -185,12 +188,13 @@ async fn migrations_before_selectors(dialect: &str) -> sqlx::migrate::Migrator {
     for entry in std::fs::read_dir(&source).unwrap() {
         let path = entry.unwrap().path();
         let name = path.file_name().unwrap().to_str().unwrap().to_owned();
-        if name.as_str() < "0015" {
+        if name.as_str() < version {
             std::fs::copy(&path, copy.path().join(name)).unwrap();
         }
     }
     let migrator = sqlx::migrate::Migrator::new(copy.path()).await.unwrap();
-    assert_eq!(migrator.iter().count(), 14);
+    let expected: usize = version.parse::<usize>().unwrap() - 1;
+    assert_eq!(migrator.iter().count(), expected);
     migrator
 }
 
@@ -238,4 +242,106 @@ where
         ..key
     };
     assert_eq!(store.refresh_token(&wrong).await.unwrap(), None);
+}
+
+/// An audit log written under the descending time indexes (before 0016) reads the same
+/// after they are rebuilt ascending: newest first, by type and by client, on both
+/// stores, and the rebuilt indexes are ascending.
+#[tokio::test]
+async fn audit_log_reads_the_same_after_its_indexes_turn_ascending() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let lite = SqliteStore::connect(&db.url).await.unwrap();
+    migrations_before("sqlite", "0016")
+        .await
+        .run(lite.pool())
+        .await
+        .unwrap();
+    audit_log_survives(&lite).await;
+    let descending: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM sqlite_master m JOIN pragma_index_xinfo(m.name) x
+         WHERE m.type = 'index' AND m.tbl_name = 'audit_events' AND x.key AND x.desc",
+    )
+    .fetch_one(lite.pool())
+    .await
+    .unwrap();
+    assert_eq!(descending, 0, "SQLite audit index columns still descending");
+
+    let db = TestDb::new(Backend::Postgres).await;
+    let pg = PgStore::connect(&db.url).await.unwrap();
+    migrations_before("postgres", "0016")
+        .await
+        .run(pg.pool())
+        .await
+        .unwrap();
+    audit_log_survives(&pg).await;
+    // indoption bit 0 marks a descending column.
+    let descending: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_index x JOIN pg_class t ON t.oid = x.indrelid,
+                unnest(x.indoption::int2[]) AS o
+         WHERE t.relname = 'audit_events' AND o & 1 = 1",
+    )
+    .fetch_one(pg.pool())
+    .await
+    .unwrap();
+    assert_eq!(
+        descending, 0,
+        "Postgres audit index columns still descending"
+    );
+}
+
+async fn audit_log_survives<DB: Dialect>(store: &SqlStore<DB>)
+where
+    SqlStore<DB>: Store,
+{
+    let t = super::now();
+    let events: Vec<_> = (0..40)
+        .map(|i| {
+            super::audit::event(
+                if i % 4 == 0 {
+                    "token.denied"
+                } else {
+                    "token.issued"
+                },
+                if i % 2 == 0 { "a" } else { "b" },
+                t + Duration::milliseconds(i),
+            )
+        })
+        .collect();
+    store.append_audit_events(&events[..25]).await.unwrap();
+    store.migrate().await.unwrap();
+    store.append_audit_events(&events[25..]).await.unwrap();
+
+    let newest_first: Vec<_> = events.iter().rev().cloned().collect();
+    let all = store
+        .audit_events(&AuditQuery {
+            limit: 1000,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(all, newest_first);
+    let page = store
+        .audit_events(&AuditQuery {
+            limit: 10,
+            before: Some((events[30].occurred_at, events[30].id)),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(page, newest_first[10..20]);
+    let denied_by_a = store
+        .audit_events(&AuditQuery {
+            event_type: Some("token.denied".into()),
+            client_id: Some("a".into()),
+            limit: 1000,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let expected: Vec<_> = newest_first
+        .iter()
+        .filter(|e| e.event_type == "token.denied" && e.client_id.as_deref() == Some("a"))
+        .cloned()
+        .collect();
+    assert_eq!((denied_by_a.len(), denied_by_a), (10, expected));
 }
