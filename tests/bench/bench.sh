@@ -47,7 +47,7 @@ for _ in $(seq 100); do curl -fsS -o /dev/null "$base/healthz" 2>/dev/null && br
 tck=$(getconf CLK_TCK)
 cpu_ticks() { cut -d' ' -f14,15 "/proc/$pid/stat" | awk '{print $1 + $2}'; }
 rss() { awk '/VmRSS/{print int($2/1024)}' "/proc/$pid/status" 2>/dev/null || echo "?"; }
-rss_idle=$(rss)  # before the logins below: argon2id's memory stays with the process
+rss_idle=$(rss)  # before the logins below: argon2id's memory stays with the process until 10 s idle
 json() { python3 -c "import json,sys; print(json.load(sys.stdin)$1)"; }
 admin=$(cd "$work" && "$bin" admin bootstrap)
 admin_id=$(json '["client_id"]' <<<"$admin"); admin_secret=$(json '["client_secret"]' <<<"$admin")

@@ -2,13 +2,16 @@
 //! argon2 crate's defaults), computed on a fixed pool of worker threads, each with its
 //! 19 MiB of argon2 memory allocated at its first job (a server that takes no
 //! passwords never holds it) and reused for every check after: memory for
-//! password work is bounded by the pool's size, whatever the load. In front of the pool
+//! password work is bounded by the pool's size, whatever the load. When no check has
+//! come for [`RELEASE_IDLE`], the memory is wiped and given back, so a burst of logins
+//! does not stay in the process's footprint for good. In front of the pool
 //! a bounded queue: beyond it a check is refused at once ([`PasswordError::Busy`], a 503
 //! with `Retry-After`), so a burst of password work neither grows memory nor starves
 //! token issuance (the workers also run at the lowest CPU priority).
 
-use std::sync::mpsc;
+use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use argon2::password_hash::phc::{Output, ParamsString, PasswordHash, Salt};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
@@ -16,6 +19,14 @@ use rand::Rng as _;
 use subtle::ConstantTimeEq as _;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 use zeroize::Zeroizing;
+
+/// How long the pool waits without a password check before it wipes and frees its
+/// workers' argon2 memory (the next check allocates it again, ~1 ms against ~50 ms of
+/// hashing).
+pub const RELEASE_IDLE: Duration = Duration::from_secs(10);
+
+/// An allocation large enough to get a page of the allocator's to itself.
+const OWN_PAGE: usize = 1 << 20;
 
 /// Shortest password accepted (NIST SP 800-63B asks for at least 8; we ask more).
 pub const MIN_LEN: usize = 12;
@@ -74,6 +85,55 @@ pub struct Place(OwnedSemaphorePermit);
 pub struct Passwords {
     jobs: mpsc::Sender<Job>,
     places: Arc<Semaphore>,
+    /// The workers' state, for tests to see what memory they hold.
+    #[cfg(test)]
+    shared: Arc<Shared>,
+}
+
+/// One worker's argon2 memory, wiped whenever it is dropped: it holds blocks derived
+/// from the last password checked.
+type Memory = Zeroizing<Vec<Block>>;
+
+/// What the workers share: the queue, and the memory of those not running a job.
+struct Shared {
+    jobs: Mutex<mpsc::Receiver<Job>>,
+    /// At most one per worker: a job takes one (or allocates it) and puts it back.
+    spare: Mutex<Vec<Memory>>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared").finish_non_exhaustive()
+    }
+}
+
+impl Shared {
+    fn spare(&self) -> std::sync::MutexGuard<'_, Vec<Memory>> {
+        self.spare.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn take_memory(&self) -> Memory {
+        self.spare().pop().unwrap_or_else(|| {
+            Zeroizing::new(vec![Block::default(); Params::DEFAULT.block_count()])
+        })
+    }
+
+    /// Wipes and frees the memory no job is using.
+    fn release(&self) {
+        let released = std::mem::take(&mut *self.spare());
+        if !released.is_empty() {
+            tracing::debug!(
+                buffers = released.len(),
+                "password workers idle: argon2 memory released"
+            );
+        }
+        drop(released);
+        // mimalloc gives freed memory back to the OS lazily: after a delay (1 s), when
+        // some thread next frees a page of its own. An idle server frees none, so each
+        // idle tick frees one short-lived allocation of a page's size; the tick after a
+        // release thereby returns the released memory.
+        drop(std::hint::black_box(Vec::<u8>::with_capacity(OWN_PAGE)));
+    }
 }
 
 impl Default for Passwords {
@@ -85,14 +145,21 @@ impl Default for Passwords {
 impl Passwords {
     /// A pool of `workers` threads (at least one) with `queue` checks waiting at most.
     pub fn new(workers: usize, queue: usize) -> Self {
+        Self::releasing_after(workers, queue, RELEASE_IDLE)
+    }
+
+    fn releasing_after(workers: usize, queue: usize, idle: Duration) -> Self {
         let (jobs, receiver) = mpsc::channel::<Job>();
-        let receiver = Arc::new(Mutex::new(receiver));
+        let shared = Arc::new(Shared {
+            jobs: Mutex::new(receiver),
+            spare: Mutex::new(Vec::new()),
+        });
         let workers = workers.max(1);
         for i in 0..workers {
-            let receiver = receiver.clone();
+            let shared = shared.clone();
             let spawned = std::thread::Builder::new()
                 .name(format!("argon2-{i}"))
-                .spawn(move || work(&receiver));
+                .spawn(move || work(&shared, idle));
             if let Err(e) = spawned {
                 tracing::error!(error = %e, "password worker not started");
             }
@@ -100,6 +167,8 @@ impl Passwords {
         Self {
             jobs,
             places: Arc::new(Semaphore::new(workers.saturating_add(queue))),
+            #[cfg(test)]
+            shared,
         }
     }
 
@@ -159,32 +228,38 @@ impl Passwords {
     }
 }
 
-/// A worker: takes jobs until the pool is dropped, always in the same memory. It runs
-/// at the lowest priority, so that password work (which anyone with a password-grant
-/// client can ask for) takes the CPU only when token issuance leaves it.
-fn work(receiver: &Mutex<mpsc::Receiver<Job>>) {
+/// A worker: takes jobs until the pool is dropped, each in memory from the pool's
+/// spares. It runs at the lowest priority, so that password work (which anyone with a
+/// password-grant client can ask for) takes the CPU only when token issuance leaves it.
+/// Whichever worker waits `idle` for a job releases the spares: the others' memory is
+/// among them unless they are running a job, whose memory goes back when it ends.
+fn work(shared: &Shared, idle: Duration) {
     if let Err(e) =
         thread_priority::set_current_thread_priority(thread_priority::ThreadPriority::Min)
     {
         tracing::warn!(error = ?e, "password worker: priority not lowered");
     }
-    let mut memory = Vec::new();
     loop {
-        let job = receiver
+        let job = shared
+            .jobs
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .recv();
-        let Ok(job) = job else {
-            return;
+            .recv_timeout(idle);
+        let job = match job {
+            Ok(job) => job,
+            Err(RecvTimeoutError::Timeout) => {
+                shared.release();
+                continue;
+            }
+            Err(RecvTimeoutError::Disconnected) => return,
         };
         let _entered = job.span.enter();
-        if memory.is_empty() {
-            memory = vec![Block::default(); Params::DEFAULT.block_count()];
-        }
+        let mut memory = shared.take_memory();
         let done = match &job.work {
             Work::Hash(password) => Done::Hashed(hash_into(password, &mut memory)),
             Work::Verify(password, hash) => Done::Verified(verify_in(password, hash, &mut memory)),
         };
+        shared.spare().push(memory);
         // The requester may have gone (its request was cancelled): nothing to do.
         let _ = job.reply.send(done);
     }
@@ -287,6 +362,25 @@ mod tests {
             p.hash(Zeroizing::new("short".into())).await,
             Err(PasswordError::Length)
         ));
+    }
+
+    #[tokio::test]
+    async fn idle_workers_wipe_and_give_back_their_memory() {
+        let p = Passwords::releasing_after(2, 4, Duration::from_millis(300));
+        let password = || Zeroizing::new("correct horse battery".to_owned());
+        let (a, b) = tokio::join!(p.hash(password()), p.hash(password()));
+        let hash = a.unwrap();
+        b.unwrap();
+        let kept = p.shared.spare().len();
+        assert!((1..=2).contains(&kept), "kept for the next check: {kept}");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !p.shared.spare().is_empty() {
+            assert!(std::time::Instant::now() < deadline, "memory still held");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // The next check allocates again and still verifies.
+        assert!(p.verify(p.place().unwrap(), password(), hash).await);
+        assert_eq!(p.shared.spare().len(), 1);
     }
 
     #[tokio::test]
