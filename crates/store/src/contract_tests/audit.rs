@@ -22,9 +22,10 @@ pub(crate) fn event(event_type: &str, client_id: &str, at: OffsetDateTime) -> Au
     }
 }
 
-pub(super) async fn audit_batches_and_filters(store: Arc<dyn Store>) {
-    let t = now();
-    let batch: Vec<_> = (0..150)
+/// `n` events a millisecond apart from `t`: every third denied, the rest issued;
+/// clients "a" and "b" by turns.
+pub(crate) fn mixed_events(n: i64, t: OffsetDateTime) -> Vec<AuditEvent> {
+    (0..n)
         .map(|i| {
             event(
                 if i % 3 == 0 {
@@ -36,7 +37,12 @@ pub(super) async fn audit_batches_and_filters(store: Arc<dyn Store>) {
                 t + Duration::milliseconds(i),
             )
         })
-        .collect();
+        .collect()
+}
+
+pub(super) async fn audit_batches_and_filters(store: Arc<dyn Store>) {
+    let t = now();
+    let batch = mixed_events(150, t);
     store.append_audit_events(&batch).await.unwrap();
     store.append_audit_events(&[]).await.unwrap();
 
