@@ -569,6 +569,15 @@ pub enum Backend {
     Sqlite,
 }
 
+impl Backend {
+    /// Whether a commit's work (B-tree updates, WAL writes, the fsync) runs in this
+    /// process: on SQLite it does, on the connection's thread; on Postgres it is the
+    /// database server's.
+    pub fn commits_in_process(self) -> bool {
+        matches!(self, Self::Sqlite)
+    }
+}
+
 /// Opens the store a database URL names: `postgres://…` / `postgresql://…` or `sqlite://…`.
 /// A SQLite file is created when missing. Does not migrate.
 ///
