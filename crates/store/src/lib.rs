@@ -266,8 +266,18 @@ pub trait RefreshStore: Send + Sync {
         family_id: Uuid,
         revocation: NewRevocation,
     ) -> StoreResult<RevocationRecord>;
-    /// Deletes families past their absolute end, with their tokens; returns how many.
-    async fn prune_refresh_families(&self, now: OffsetDateTime) -> StoreResult<u64>;
+    /// Deletes families past their absolute end, then the tokens of every family that
+    /// is gone (past its end, or deleted with its user or client); how many of each.
+    async fn prune_refresh_families(&self, now: OffsetDateTime) -> StoreResult<PrunedRefresh>;
+}
+
+/// What [`RefreshStore::prune_refresh_families`] deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PrunedRefresh {
+    /// Families past their absolute end.
+    pub families: u64,
+    /// Tokens whose family is gone.
+    pub tokens: u64,
 }
 
 /// Signing keys (private halves encrypted by the caller) and their lifecycle,

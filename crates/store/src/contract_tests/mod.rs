@@ -97,6 +97,7 @@ contract!(
     subject_grants_of_users_and_clients,
     refresh_families_rotate_once_and_revoke_with_a_revocation,
     rotations_commit_with_their_events_in_one_batch,
+    tokens_of_gone_families_are_pruned_in_slices,
     revocations_end_the_refresh_families_they_cover,
     a_change_commits_with_its_effects_or_not_at_all,
     sightings_and_anomaly_policy,

@@ -209,13 +209,20 @@ pub(super) async fn refresh_families_rotate_once_and_revoke_with_a_revocation(
     set_enabled(&disabled, true).await;
     assert!(rotate(&*store, bobs(42)).await);
 
-    assert_eq!(store.prune_refresh_families(t).await.unwrap(), 0);
+    assert_eq!(
+        store.prune_refresh_families(t).await.unwrap(),
+        PrunedRefresh::default()
+    );
+    // Alice's family ends, and its three tokens with it.
     assert_eq!(
         store
             .prune_refresh_families(t + Duration::days(1))
             .await
             .unwrap(),
-        1
+        PrunedRefresh {
+            families: 1,
+            tokens: 3
+        }
     );
     assert_eq!(store.refresh_token(&key(2)).await.unwrap(), None);
     // Deleting the user takes their families along.
@@ -231,6 +238,69 @@ pub(super) async fn refresh_families_rotate_once_and_revoke_with_a_revocation(
         store.refresh_token(&key(30)).await.unwrap(),
         None,
         "{again:?}"
+    );
+    // Its token is refused at once, and deleted at the next prune.
+    assert_eq!(
+        store.prune_refresh_families(t).await.unwrap(),
+        PrunedRefresh {
+            families: 0,
+            tokens: 1
+        }
+    );
+}
+
+/// The tokens of a deleted user's families go at the next prune, in slices (three
+/// tokens each under test), whatever lies between them in selector order; every token
+/// of a live family stays, used ones included, so reusing one is still recognized.
+pub(super) async fn tokens_of_gone_families_are_pruned_in_slices(store: Arc<dyn Store>) {
+    let carol = user(&*store, "carol").await;
+    let dave = user(&*store, "dave").await;
+    let app = client(&*store).await;
+    let t = now();
+    let start = async |user: &UserRecord, n: u8| {
+        store
+            .create_refresh_family(new_family(user.id, app.id, n, t))
+            .await
+            .unwrap();
+    };
+    let rotation = |old: u8, new: u8| RefreshRotation {
+        old: key(old).selector,
+        new: key(new),
+        expires_at: t + Duration::hours(1),
+        now: t + Duration::seconds(i64::from(new)),
+    };
+    // Carol: seven logins, one rotated twice (nine tokens); Dave: one, rotated once.
+    for n in [50, 52, 54, 56, 58, 60, 62] {
+        start(&carol, n).await;
+    }
+    assert!(rotate(&*store, rotation(50, 64)).await);
+    assert!(rotate(&*store, rotation(64, 66)).await);
+    start(&dave, 51).await;
+    assert!(rotate(&*store, rotation(51, 53)).await);
+
+    assert_eq!(
+        store.prune_refresh_families(t).await.unwrap(),
+        PrunedRefresh::default()
+    );
+    store
+        .delete_user(carol.id, &ChangeEffects::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        store.prune_refresh_families(t).await.unwrap(),
+        PrunedRefresh {
+            families: 0,
+            tokens: 9
+        }
+    );
+    let used = store.refresh_token(&key(51)).await.unwrap().unwrap();
+    assert_eq!(used.used_at, Some(t + Duration::seconds(53)));
+    let live = store.refresh_token(&key(53)).await.unwrap().unwrap();
+    assert_eq!((live.family.user_id, live.used_at), (dave.id, None));
+    assert!(rotate(&*store, rotation(53, 55)).await);
+    assert_eq!(
+        store.prune_refresh_families(t).await.unwrap(),
+        PrunedRefresh::default()
     );
 }
 

@@ -496,8 +496,8 @@ async fn reuse(
 /// How often families past their lifetime are deleted.
 pub const PRUNE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(3600);
 
-/// Deletes refresh families past their absolute lifetime (with their tokens), now and
-/// then every [`PRUNE_INTERVAL`]. Nothing of them can be used any more: their refresh
+/// Deletes refresh families past their absolute lifetime, and the tokens of families
+/// that are gone, now and then every [`PRUNE_INTERVAL`]. Nothing of them can be used any more: their refresh
 /// tokens are refused, and their access tokens expired long before.
 /// Abort the handle to stop it.
 pub fn spawn_pruning(
@@ -507,10 +507,12 @@ pub fn spawn_pruning(
     tokio::spawn(async move {
         loop {
             match store.prune_refresh_families(clock.now()).await {
-                Ok(0) => {}
-                Ok(n) => {
-                    tracing::info!(pruned = n, "refresh: deleted families past their lifetime")
-                }
+                Ok(pruned) if pruned == mayfly_store::PrunedRefresh::default() => {}
+                Ok(pruned) => tracing::info!(
+                    families = pruned.families,
+                    tokens = pruned.tokens,
+                    "refresh: deleted families past their lifetime and tokens of gone families"
+                ),
                 Err(e) => tracing::warn!(error = %e, "refresh: pruning failed"),
             }
             tokio::time::sleep(PRUNE_INTERVAL).await;
