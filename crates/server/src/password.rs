@@ -18,15 +18,12 @@ use argon2::{Algorithm, Argon2, Block, Params, Version};
 use rand::Rng as _;
 use subtle::ConstantTimeEq as _;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
-use zeroize::Zeroizing;
+use zeroize::{Zeroize as _, Zeroizing};
 
 /// How long the pool waits without a password check before it wipes and frees its
 /// workers' argon2 memory (the next check allocates it again, ~1 ms against ~50 ms of
 /// hashing).
 pub const RELEASE_IDLE: Duration = Duration::from_secs(10);
-
-/// An allocation large enough to get a page of the allocator's to itself.
-const OWN_PAGE: usize = 1 << 20;
 
 /// Shortest password accepted (NIST SP 800-63B asks for at least 8; we ask more).
 pub const MIN_LEN: usize = 12;
@@ -92,7 +89,52 @@ pub struct Passwords {
 
 /// One worker's argon2 memory, wiped whenever it is dropped: it holds blocks derived
 /// from the last password checked.
-type Memory = Zeroizing<Vec<Block>>;
+struct Memory(Vec<Block>);
+
+/// More than mimalloc serves from its arenas (32 MiB): see [`Memory::new`].
+const OWN_MAPPING: usize = 33 << 20;
+
+impl Memory {
+    /// The blocks argon2 uses, in an allocation of [`OWN_MAPPING`] bytes, which the
+    /// allocator maps from the OS for itself and unmaps when it is freed: released
+    /// memory leaves the process at once. From an arena it would go back only after a
+    /// delay, at some later free that a busy server may not make (`bench.sh` kept
+    /// 19 MiB of it through its load). The capacity past the blocks is never touched,
+    /// so it takes no memory.
+    fn new() -> Self {
+        let blocks = Params::DEFAULT.block_count();
+        let mut memory = Vec::with_capacity(blocks.max(OWN_MAPPING / size_of::<Block>()));
+        memory.resize(blocks, Block::default());
+        Self(memory)
+    }
+}
+
+impl std::ops::Deref for Memory {
+    type Target = [Block];
+
+    fn deref(&self) -> &[Block] {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Memory {
+    fn deref_mut(&mut self) -> &mut [Block] {
+        &mut self.0
+    }
+}
+
+impl Memory {
+    /// Zeroes the blocks; only those: wiping the untouched capacity would map it in.
+    fn wipe(&mut self) {
+        self.0.iter_mut().zeroize();
+    }
+}
+
+impl Drop for Memory {
+    fn drop(&mut self) {
+        self.wipe();
+    }
+}
 
 /// What the workers share: the queue, and the memory of those not running a job.
 struct Shared {
@@ -113,9 +155,7 @@ impl Shared {
     }
 
     fn take_memory(&self) -> Memory {
-        self.spare().pop().unwrap_or_else(|| {
-            Zeroizing::new(vec![Block::default(); Params::DEFAULT.block_count()])
-        })
+        self.spare().pop().unwrap_or_else(Memory::new)
     }
 
     /// Wipes and frees the memory no job is using.
@@ -128,11 +168,6 @@ impl Shared {
             );
         }
         drop(released);
-        // mimalloc gives freed memory back to the OS lazily: after a delay (1 s), when
-        // some thread next frees a page of its own. An idle server frees none, so each
-        // idle tick frees one short-lived allocation of a page's size; the tick after a
-        // release thereby returns the released memory.
-        drop(std::hint::black_box(Vec::<u8>::with_capacity(OWN_PAGE)));
     }
 }
 
@@ -383,6 +418,32 @@ mod tests {
         // The next check allocates again and still verifies.
         assert!(p.verify(p.place().unwrap(), password(), hash).await);
         assert_eq!(p.shared.spare().len(), 1);
+    }
+
+    /// The memory is argon2's size, in an allocation the allocator maps for itself, and
+    /// a wipe zeroes every block a password touched.
+    #[test]
+    fn memory_is_its_own_mapping_and_wipes_clean() {
+        let mut memory = Memory::new();
+        assert_eq!(memory.len(), Params::DEFAULT.block_count());
+        assert!(memory.0.capacity() * size_of::<Block>() >= OWN_MAPPING);
+        let mut out = [0u8; 32];
+        Argon2::default()
+            .hash_password_into_with_memory(
+                b"correct horse battery",
+                b"saltsaltsaltsalt",
+                &mut out,
+                &mut *memory,
+            )
+            .unwrap();
+        let used = |m: &Memory| {
+            m.iter()
+                .filter(|b| b.as_ref().iter().any(|w| *w != 0))
+                .count()
+        };
+        assert!(used(&memory) > memory.len() / 2);
+        memory.wipe();
+        assert_eq!(used(&memory), 0);
     }
 
     #[tokio::test]
