@@ -107,6 +107,11 @@ impl Memory {
         memory.resize(blocks, Block::default());
         Self(memory)
     }
+
+    /// Zeroes the blocks; only those: wiping the untouched capacity would map it in.
+    fn wipe(&mut self) {
+        self.0.iter_mut().zeroize();
+    }
 }
 
 impl std::ops::Deref for Memory {
@@ -120,13 +125,6 @@ impl std::ops::Deref for Memory {
 impl std::ops::DerefMut for Memory {
     fn deref_mut(&mut self) -> &mut [Block] {
         &mut self.0
-    }
-}
-
-impl Memory {
-    /// Zeroes the blocks; only those: wiping the untouched capacity would map it in.
-    fn wipe(&mut self) {
-        self.0.iter_mut().zeroize();
     }
 }
 

@@ -497,8 +497,9 @@ async fn reuse(
 pub const PRUNE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// Deletes refresh families past their absolute lifetime, and the tokens of families
-/// that are gone, now and then every [`PRUNE_INTERVAL`]. Nothing of them can be used any more: their refresh
-/// tokens are refused, and their access tokens expired long before.
+/// that are gone, now and then every [`PRUNE_INTERVAL`]. Nothing of them can be used
+/// any more: their refresh tokens are refused, and their access tokens expired long
+/// before.
 /// Abort the handle to stop it.
 pub fn spawn_pruning(
     store: std::sync::Arc<dyn mayfly_store::Store>,
