@@ -248,6 +248,11 @@ impl<DB: Dialect> RefreshStore for SqlStore<DB> {
 /// a few under test, so the contract tests cross slices.
 const ORPHAN_SLICE: i64 = if cfg!(test) { 3 } else { 1000 };
 
+/// The `refresh_tokens` row in scope belongs to no family: it can no longer be read or
+/// rotated, only deleted.
+const FAMILY_GONE: &str =
+    "NOT EXISTS (SELECT 1 FROM refresh_families f WHERE f.id = refresh_tokens.family_id)";
+
 impl<DB: Dialect> SqlStore<DB> {
     /// Deletes the tokens whose family is gone. No index leads from a family to its
     /// tokens (migration 0017: on SQLite it cost a page write per rotation), so reads
@@ -258,21 +263,23 @@ impl<DB: Dialect> SqlStore<DB> {
         let mut after = Uuid::nil();
         let mut deleted = 0;
         loop {
-            let sql = "SELECT selector FROM refresh_tokens WHERE selector > $1 \
-                 AND NOT EXISTS (SELECT 1 FROM refresh_families f WHERE f.id = refresh_tokens.family_id) \
-                 ORDER BY selector LIMIT $2";
-            let query = sqlx::query(sql).arg(after).arg(ORPHAN_SLICE);
+            let mut sql = QueryBuilder::<DB>::new("SELECT selector FROM refresh_tokens WHERE ");
+            sql.push(FAMILY_GONE).push(" AND selector > ");
+            DB::push_arg(&mut sql, after);
+            sql.push(" ORDER BY selector LIMIT ");
+            DB::push_arg(&mut sql, ORPHAN_SLICE);
             let found = self
-                .all(query, |row| row.col::<Uuid>("selector"), "refresh token")
+                .all(
+                    sql.build(),
+                    |row| row.col::<Uuid>("selector"),
+                    "refresh token",
+                )
                 .await?;
             let Some(&last) = found.last() else {
                 return Ok(deleted);
             };
-            let mut sql = QueryBuilder::<DB>::new(
-                "DELETE FROM refresh_tokens WHERE NOT EXISTS \
-                 (SELECT 1 FROM refresh_families f WHERE f.id = refresh_tokens.family_id) \
-                 AND selector IN (",
-            );
+            let mut sql = QueryBuilder::<DB>::new("DELETE FROM refresh_tokens WHERE ");
+            sql.push(FAMILY_GONE).push(" AND selector IN (");
             for (n, selector) in found.iter().enumerate() {
                 if n > 0 {
                     sql.push(", ");
