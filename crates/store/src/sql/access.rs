@@ -289,6 +289,43 @@ impl<DB: Dialect> AccessStore for SqlStore<DB> {
              RETURNING *",
         )
         .arg(Ts(now));
-        self.all(query, access_request, "access request").await
+        self.write_rows(query, access_request, "access request")
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use time::OffsetDateTime;
+
+    use crate::sqlite::SqliteStore;
+    use crate::testing::TestDb;
+    use crate::{AccessStore as _, Backend, Store as _};
+
+    /// The periodic expiry is a write: on SQLite it waits for this process's turn like
+    /// every other write. Taken out of turn, it found the file's lock held by the audit
+    /// writer and slept in SQLite's busy handler, or made the audit writer sleep in it,
+    /// stalling every issuance behind that batch.
+    #[tokio::test]
+    async fn expiring_requests_waits_for_the_turn_to_write() {
+        let db = TestDb::new(Backend::Sqlite).await;
+        let store = SqliteStore::connect(&db.url).await.unwrap();
+        store.migrate().await.unwrap();
+        let turn = store.write_turn().await;
+        let expiry = store.expire_access_requests(OffsetDateTime::UNIX_EPOCH);
+        let mut expiry = std::pin::pin!(expiry);
+        let early = tokio::time::timeout(Duration::from_millis(200), &mut expiry).await;
+        assert!(
+            early.is_err(),
+            "the expiry wrote while another write held the turn"
+        );
+        drop(turn);
+        let expired = tokio::time::timeout(Duration::from_secs(10), expiry)
+            .await
+            .expect("the expiry runs once the turn is free")
+            .unwrap();
+        assert!(expired.is_empty());
     }
 }

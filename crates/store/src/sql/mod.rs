@@ -384,7 +384,8 @@ impl<DB: Dialect> SqlStore<DB> {
         DB::pool(&self.pool)
     }
 
-    /// Runs `query` on the pool; the row it finds, if any, read by `read`.
+    /// Runs the read `query` on the pool; the row it finds, if any, read by `read`.
+    /// A write never comes here: it would skip this process's turn to write.
     async fn optional<T>(
         &self,
         query: Q<'_, DB>,
@@ -397,7 +398,8 @@ impl<DB: Dialect> SqlStore<DB> {
         row.as_ref().map(read).transpose()
     }
 
-    /// Runs `query` on the pool; every row it finds, read by `read`.
+    /// Runs the read `query` on the pool; every row it finds, read by `read`. A write
+    /// that returns rows goes to [`Self::write_rows`].
     async fn all<T>(
         &self,
         query: Q<'_, DB>,
@@ -419,7 +421,21 @@ impl<DB: Dialect> SqlStore<DB> {
         Kept::run(free.as_deref_mut(), &self.pool, "database", read).await
     }
 
-    /// Runs `query` on the pool; how many rows it changed.
+    /// Runs the write `query` (`… RETURNING`) in this process's turn to write; every
+    /// row it returns, read by `read`.
+    async fn write_rows<T>(
+        &self,
+        query: Q<'_, DB>,
+        read: impl Fn(&DB::Row) -> StoreResult<T> + Send,
+        entity: &'static str,
+    ) -> StoreResult<Vec<T>> {
+        let _turn = self.write_turn().await;
+        let rows = query.fetch_all(self.db()).await.or_store(entity)?;
+        rows.iter().map(read).collect()
+    }
+
+    /// Runs the write `query` on the pool, in this process's turn to write; how many
+    /// rows it changed.
     async fn exec(&self, query: Q<'_, DB>, entity: &'static str) -> StoreResult<u64> {
         let _turn = self.write_turn().await;
         let done = query.execute(self.db()).await.or_store(entity)?;
