@@ -55,16 +55,24 @@ pub(super) fn push_mark_used<DB: Dialect>(
     // re-reads `used_at`; SQLite: one writer), so a token is marked used once.
     sql.push("UPDATE refresh_tokens SET used_at = ");
     DB::push_arg(sql, Ts(now));
-    sql.push(" WHERE ")
-        .push(ROTATABLE)
-        .push(" AND selector IN (");
+    sql.push(" WHERE ").push(ROTATABLE).push(" AND ");
+    push_selectors_in(sql, selectors);
+    sql.push(" RETURNING selector, family_id");
+}
+
+/// Pushes `selector IN (…)`, each of `selectors` bound.
+fn push_selectors_in<DB: Dialect>(
+    sql: &mut QueryBuilder<DB>,
+    selectors: impl IntoIterator<Item = Uuid>,
+) {
+    sql.push("selector IN (");
     for (n, selector) in selectors.into_iter().enumerate() {
         if n > 0 {
             sql.push(", ");
         }
         DB::push_arg(sql, selector);
     }
-    sql.push(") RETURNING selector, family_id");
+    sql.push(")");
 }
 
 /// Pushes the successor `rotation` stores: its `selector, digest, created_at,
@@ -279,14 +287,8 @@ impl<DB: Dialect> SqlStore<DB> {
                 return Ok(deleted);
             };
             let mut sql = QueryBuilder::<DB>::new("DELETE FROM refresh_tokens WHERE ");
-            sql.push(FAMILY_GONE).push(" AND selector IN (");
-            for (n, selector) in found.iter().enumerate() {
-                if n > 0 {
-                    sql.push(", ");
-                }
-                DB::push_arg(&mut sql, *selector);
-            }
-            sql.push(")");
+            sql.push(FAMILY_GONE).push(" AND ");
+            push_selectors_in(&mut sql, found.iter().copied());
             deleted += self.exec(sql.build(), "refresh token").await?;
             if found.len() < ORPHAN_SLICE as usize {
                 return Ok(deleted);
