@@ -19,6 +19,7 @@ crate::both_stores!(
     an_approver_denies,
     a_pending_request_expires,
     cancelling_revokes_live_tokens,
+    cancelling_access_to_mayfly_itself_revokes_it,
     policies_are_validated_and_audited,
     concurrent_approvals_create_one_grant,
     a_label_policy_covers_labelled_users_only,
@@ -456,6 +457,85 @@ async fn cancelling_revokes_live_tokens(app: TestApp) {
         .ok(200)
         .clone();
     assert_eq!(cancelled["state"], "cancelled");
+}
+
+/// The requester ends access to the issuer audience it does not otherwise hold
+/// (`mayfly:admin:keys` for an on-call user): the grant ends and its token is revoked,
+/// though the requester's own token could never have handed that scope out. Ending
+/// access lifts nobody.
+async fn cancelling_access_to_mayfly_itself_revokes_it(app: TestApp) {
+    let scene = Scene::new(&app).await;
+    scene
+        .admin
+        .post(
+            "/admin/v1/access-policies",
+            json!({
+                "name": "on-call keys", "audience": app.issuer(), "scopes": ["mayfly:admin:keys"],
+                "subjects": ["users"], "max_duration_secs": 900, "decision": "approval",
+                "approvals_required": 1,
+            }),
+        )
+        .await
+        .ok(201);
+    scene.person("alice", &["mayfly:access"]).await;
+    let alice = scene.as_user("alice", "mayfly:access").await;
+    let (introspector, _) = app.introspector().await;
+
+    let pending = alice
+        .post(
+            "/v1/access-requests",
+            json!({ "audience": app.issuer(), "scopes": ["mayfly:admin:keys"],
+                    "duration_secs": 900, "reason": "incident 4711" }),
+        )
+        .await
+        .ok(201)
+        .clone();
+    let id = pending["id"].as_str().unwrap();
+    let approved = scene
+        .admin
+        .post(
+            &format!("/admin/v1/access-requests/{id}/approve"),
+            json!({ "comment": "go" }),
+        )
+        .await
+        .ok(200)
+        .clone();
+    assert_eq!(approved["state"], "approved");
+    let response = scene
+        .login("alice", "mayfly:admin:keys", &app.issuer())
+        .await;
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    let token = body["access_token"].as_str().unwrap();
+    assert!(app.is_active(&introspector, token).await);
+
+    let cancelled = alice
+        .post(&format!("/v1/access-requests/{id}/cancel"), json!({}))
+        .await
+        .ok(200)
+        .clone();
+    assert_eq!(cancelled["state"], "cancelled");
+    assert!(
+        !app.is_active(&introspector, token).await,
+        "the live token is revoked"
+    );
+    assert!(
+        app.state
+            .store
+            .grant(approved["grant_id"].as_str().unwrap().parse().unwrap())
+            .await
+            .unwrap()
+            .is_none(),
+        "the grant ended"
+    );
+    assert_eq!(
+        scene
+            .login("alice", "mayfly:admin:keys", &app.issuer())
+            .await
+            .status(),
+        400
+    );
+    assert_eq!(app.audit("access.cancelled").await.len(), 1);
 }
 
 /// Approvers racing on a request that needs one approval: it is approved once, with

@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 use time::Duration;
 use uuid::Uuid;
 
-use super::{Actor, AdminError, GrantSpec, invalid};
+use super::{Actor, AdminError, Authority, Caller, GrantSpec, invalid};
 use crate::audit::{self, RequestContext, kind, outcome};
 
 pub use crate::vocab::{ACCESS_SCOPE, APPROVE_SCOPE};
@@ -529,6 +529,26 @@ impl Actor<'_> {
     }
 
     /// Creates the grant an approval gives.
+    /// Ends the grant an access request made, revoking the tokens issued under it (kind
+    /// `grant`). Whoever ends it may: ending access lifts nobody, so the ceiling, which
+    /// guards handing scopes out, does not apply (a requester gives up `mayfly:*` access
+    /// it could never have granted). Gone already is ended.
+    async fn end_access_grant(&self, grant_id: Uuid) -> Result<(), AdminError> {
+        let access = Actor {
+            store: self.store,
+            id: self.id.clone(),
+            now: self.now,
+            caller: Caller {
+                authority: Authority::Trusted,
+                request: self.caller.request.clone(),
+            },
+        };
+        match access.delete_grant(grant_id).await {
+            Ok(()) | Err(AdminError::NotFound(_)) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
     async fn access_grant(&self, request: &AccessRequestRecord) -> Result<Uuid, AdminError> {
         let grant = self
             .create_grant(GrantSpec {
@@ -676,7 +696,7 @@ impl Actor<'_> {
         if let Err(e) = self.store.create_access_request(&request).await {
             // No grant without its request.
             if let Some(grant_id) = request.grant_id {
-                let _ = self.delete_grant(grant_id).await;
+                let _ = self.end_access_grant(grant_id).await;
             }
             return Err(e.into());
         }
@@ -860,7 +880,7 @@ impl Actor<'_> {
             .await?;
         if !moved {
             // Another decision (or expiry) won meanwhile: this grant must not stay.
-            self.delete_grant(grant_id).await?;
+            self.end_access_grant(grant_id).await?;
             let now = self.get_access_request(id, cx).await?;
             if now.state == state::APPROVED {
                 return Ok(now);
@@ -1009,11 +1029,7 @@ impl Actor<'_> {
             )));
         }
         if let Some(grant_id) = request.grant_id {
-            // Deleting the grant revokes the tokens issued under it (kind `grant`).
-            match self.delete_grant(grant_id).await {
-                Ok(()) | Err(AdminError::NotFound(_)) => {}
-                Err(e) => return Err(e),
-            }
+            self.end_access_grant(grant_id).await?;
         }
         let cancelled = self.get_access_request(id, cx).await?;
         self.access_event(
