@@ -2,6 +2,8 @@
 //! and `/v1/`, called by every kind of caller, against the expected cell in the
 //! committed table `tests/e2e/authorization_matrix.txt` (allow / 401 / 403).
 //!
+//! Every GET is also sent as HEAD, which must get the same cell.
+//!
 //! "allow" means the token check let the request through: anything but 401 and 403
 //! (a dummy id or an empty body then gets 404 or 422). The test fails on any mismatch,
 //! on an operation without a row (so a new route cannot ship unclassified) and on a row
@@ -221,6 +223,21 @@ async fn every_operation_by_every_caller(app: TestApp) {
                 _ => failures.push(format!(
                     "{op} by {name}: the 403 names {named:?}, not a scope that allows it"
                 )),
+            }
+        }
+        // axum answers HEAD with the GET handler: the same cell, never a 500.
+        if let Some(path) = op.strip_prefix("GET ") {
+            let head = format!("HEAD {path}");
+            let heads = futures_util::future::join_all(
+                callers
+                    .iter()
+                    .map(|(_, token)| cell(&app, &head, token.as_deref())),
+            )
+            .await;
+            for ((name, (cell, _)), want) in header.iter().zip(heads).zip(&got) {
+                if &cell != want {
+                    failures.push(format!("{head} by {name}: {cell}, but GET gets {want}"));
+                }
             }
         }
         actual.push_str(&format!("{op:<52} {}\n", got.join(" ")));

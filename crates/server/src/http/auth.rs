@@ -256,6 +256,12 @@ pub const ROUTES: &[Route] = &[
 
 /// The row of `method` `path` (a route template), if any.
 pub fn route_of(method: &Method, path: &str) -> Option<&'static Route> {
+    // axum answers HEAD with the GET handler (and no body): the GET row decides.
+    let method = if method == Method::HEAD {
+        &Method::GET
+    } else {
+        method
+    };
     ROUTES
         .iter()
         .find(|r| r.path == path && r.method == method.as_str())
