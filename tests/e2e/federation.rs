@@ -29,6 +29,8 @@ crate::both_stores!(
     users_exchange_an_external_token_for_their_own_token,
     external_subject_tokens_are_refused_with_invalid_grant,
     a_federated_client_is_any_client_downstream,
+    a_clients_admin_cannot_repoint_an_issuer_admins_sign_in_with,
+    a_nul_in_an_external_issuer_or_a_username_is_refused_not_a_500,
 );
 
 fn id(v: &Value) -> String {
@@ -1457,4 +1459,144 @@ mod configured {
         super::a_nonce_challenge_does_not_spend_the_external_token(mayfly_store::Backend::Postgres)
             .await;
     }
+}
+
+/// An issuer's keys speak for every owner of an identity on it. A clients admin
+/// repointing them to a key it holds would sign in as each of those clients and users;
+/// so it changes an issuer's settings only when it may change every such owner (the
+/// privileged-subject rule; the users family for a user). The description stays its to
+/// edit, and an issuer of ordinary workloads its to manage.
+async fn a_clients_admin_cannot_repoint_an_issuer_admins_sign_in_with(app: TestApp) {
+    let fed = Federated::start(&app, json!({})).await;
+    let listed = fed.api.get(ISSUERS).await.ok(200).clone();
+    let path = format!("{ISSUERS}/{}", id(&listed["items"][0]));
+    fed.workload(kubernetes_rule()).await;
+    let clients = app.admin_with(&["mayfly:admin:clients"]).await;
+    clients
+        .patch(&path, json!({ "max_age_seconds": 600 }))
+        .await
+        .ok(200);
+
+    // A keys admin signs in with its CI token (the real issuer's key: it works).
+    let keys_admin = app.client().await;
+    app.grant(&keys_admin, &app.issuer(), &["mayfly:admin:keys"])
+        .await;
+    fed.identity(
+        "clients",
+        keys_admin.id,
+        json!({ "subject": "repo:acme/api:ref:refs/heads/main" }),
+    )
+    .await;
+    let keys_admin_id = keys_admin.id.to_string();
+    let sign_in = |assertion: String| {
+        let form = [
+            ("grant_type", "client_credentials".to_owned()),
+            ("scope", "mayfly:admin:keys".to_owned()),
+            ("resource", app.issuer()),
+            ("client_assertion_type", JWT_BEARER.to_owned()),
+            ("client_assertion", assertion),
+            ("client_id", keys_admin_id.clone()),
+        ];
+        app.http
+            .post(format!("{}/oauth2/token", app.base))
+            .form(&form)
+            .send()
+    };
+    let genuine = sign_in(fed.issuer.mint("ec-1", &fed.github()))
+        .await
+        .unwrap();
+    assert_eq!(genuine.status(), 200);
+
+    // The attack: trust the attacker's key, then sign as that issuer.
+    let evil = TestKey::es256("evil");
+    let repoint = json!({
+        "key_source": { "type": "inline", "jwks": { "keys": [evil.public_jwk()] } },
+        "algorithms": ["ES256"],
+    });
+    crate::escalation::assert_lacks(
+        &clients.patch(&path, repoint.clone()).await,
+        "mayfly:admin:keys",
+    );
+    for change in [
+        json!({ "audience": "https://attacker.example" }),
+        json!({ "max_age_seconds": null }),
+    ] {
+        crate::escalation::assert_lacks(&clients.patch(&path, change).await, "mayfly:admin:keys");
+    }
+    let forged = sign_in(evil.sign(&fed.github())).await.unwrap();
+    crate::helpers::assert_oauth_error(forged, 401, "invalid_client").await;
+    let settings = fed.api.get(&path).await.ok(200)["settings"].clone();
+    assert_eq!(settings["max_age_seconds"], 600, "{settings}");
+    assert_ne!(settings["key_source"]["type"], "inline", "{settings}");
+    // The description is not what the issuer's tokens prove.
+    clients
+        .patch(&path, json!({ "description": "CI" }))
+        .await
+        .ok(200);
+
+    // A user signing in through the issuer: its settings are the users family's too.
+    let alice = app.user("alice", "correct horse battery staple").await;
+    fed.identity("users", alice, json!({ "subject": "alice@example.com" }))
+        .await;
+    let keys_clients = app
+        .admin_with(&["mayfly:admin:clients", "mayfly:admin:keys"])
+        .await;
+    crate::escalation::assert_lacks(
+        &keys_clients
+            .patch(&path, json!({ "max_age_seconds": 300 }))
+            .await,
+        "mayfly:admin:users",
+    );
+    // A full admin may.
+    fed.api.patch(&path, repoint).await.ok(200);
+}
+
+/// Hostile bytes in what is looked up: an external token whose `iss` holds a NUL
+/// (which Postgres cannot even compare) names no trusted issuer, so 401
+/// `invalid_client` at every endpoint that authenticates clients, unauthenticated and
+/// never a 500; a NUL in a username is an unknown user (`invalid_grant`), and in an
+/// admin's audit search a request error (422) where the store cannot compare it.
+async fn a_nul_in_an_external_issuer_or_a_username_is_refused_not_a_500(app: TestApp) {
+    let admin = app.bootstrap_admin().await;
+    // An admin's search for one finds nothing (SQLite) or is told why (Postgres).
+    let search = admin.get("/admin/v1/audit-events?subject=a%00b").await;
+    match search.status {
+        200 => assert_eq!(search.body["items"], json!([])),
+        _ => assert_eq!(search.problem(422)["errors"][0]["field"], "request"),
+    }
+    let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"RS256","typ":"JWT"}"#);
+    let claims = URL_SAFE_NO_PAD
+        .encode(json!({ "iss": "https://x\u{0}", "sub": "a", "aud": app.issuer() }).to_string());
+    let assertion = format!("{header}.{claims}.AAAA");
+    for path in ["/oauth2/token", "/oauth2/introspect", "/oauth2/revoke"] {
+        let form = [
+            ("grant_type", "client_credentials"),
+            ("client_assertion_type", JWT_BEARER),
+            ("client_assertion", assertion.as_str()),
+            ("token", "x"),
+        ];
+        let response = app
+            .http
+            .post(format!("{}{path}", app.base))
+            .form(&form)
+            .send()
+            .await
+            .unwrap();
+        crate::helpers::assert_oauth_error(response, 401, "invalid_client").await;
+    }
+
+    let cli = app.client_for(&["password"]).await;
+    let response = app
+        .token_request(
+            crate::helpers::Auth::Basic(&cli),
+            &[
+                ("grant_type", "password"),
+                ("username", "ali\u{0}ce"),
+                ("password", "correct horse battery staple"),
+                ("scope", "orders:read"),
+                ("resource", ORDERS),
+            ],
+        )
+        .await;
+    crate::helpers::assert_oauth_error(response, 400, "invalid_grant").await;
 }

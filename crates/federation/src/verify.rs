@@ -180,7 +180,9 @@ pub fn unverified_issuer(token: &str) -> Option<String> {
     claims
         .get("iss")?
         .as_str()
-        .filter(|s| s.len() <= MAX_ISS_LEN)
+        // A trusted issuer is a URL: one with a control character (a NUL, which
+        // Postgres cannot even compare) names none.
+        .filter(|s| s.len() <= MAX_ISS_LEN && !s.chars().any(char::is_control))
         .map(str::to_owned)
 }
 

@@ -12,6 +12,10 @@ pub enum StoreError {
     /// A referenced row does not exist; names the entity.
     #[error("{0} not found")]
     NotFound(&'static str),
+    /// A value the database cannot hold (Postgres `text` refuses NUL): the caller's
+    /// input, never a fault of the server; no stored row can equal it. Names the entity.
+    #[error("{0}: a value holds a character the database cannot store")]
+    Unstorable(&'static str),
     /// The database cannot be reached or is overloaded: retry later.
     #[error("database unavailable")]
     Unavailable(#[source] sqlx::Error),
@@ -40,6 +44,7 @@ impl StoreError {
             sqlx::Error::Database(db) => match db.kind() {
                 ErrorKind::UniqueViolation => Self::Conflict(entity),
                 ErrorKind::ForeignKeyViolation => Self::NotFound(entity),
+                _ if is_unstorable_code(db.code().as_deref()) => Self::Unstorable(entity),
                 _ if is_transient_db_code(db.code().as_deref()) => Self::Unavailable(err),
                 _ => Self::Database(err),
             },
@@ -64,6 +69,12 @@ fn is_transient_db_code(code: Option<&str>) -> bool {
     code.is_some_and(|c| {
         c.starts_with("08") || c.starts_with("53") || c.starts_with("57P0") || c == "5" || c == "6"
     })
+}
+
+/// Postgres SQLSTATEs for a parameter its encoding cannot hold: 22021
+/// (`character_not_in_repertoire`, a NUL in text) and 22P05 (`untranslatable_character`).
+fn is_unstorable_code(code: Option<&str>) -> bool {
+    matches!(code, Some("22021" | "22P05"))
 }
 
 /// Shorthand for `map_err(|e| StoreError::from_sqlx(e, entity))`.

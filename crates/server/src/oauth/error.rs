@@ -147,6 +147,11 @@ impl From<StoreError> for TokenError {
         if e.is_unavailable() {
             tracing::warn!(error = %e, "database unavailable");
             Self::Unavailable
+        } else if matches!(e, StoreError::Unstorable(_)) {
+            Self::InvalidRequest(
+                "a parameter holds a control character (such as NUL) that no stored value has"
+                    .into(),
+            )
         } else {
             Self::Internal(format!("{e}: {:?}", std::error::Error::source(&e)))
         }

@@ -13,6 +13,8 @@
 //!   directly (a grant) or through a non-`deny` access policy that selects it (by id,
 //!   group or label, before or after the change), is changed (credentials, grant types,
 //!   `enabled`, labels, anything else) or deleted only by a caller holding all of them.
+//!   Its federated identities, and the settings of the trusted issuers they name, are
+//!   credentials of it: changed under the same rule.
 //!
 //! Refusals are [`AdminError::InsufficientScope`], naming the first scope missing.
 //! The CLI and background tasks act with [`Authority::Trusted`] (they run with the

@@ -180,9 +180,13 @@ impl Actor<'_> {
             Some(text) => super::audiences::description(text)?.to_owned(),
             None => before.description.clone(),
         };
+        let settings = settings_json(&issuer)?;
+        if settings != before.settings {
+            self.may_retrust(id).await?;
+        }
         let after = TrustedIssuerRecord {
             description,
-            settings: settings_json(&issuer)?,
+            settings,
             updated_at: self.now,
             ..before.clone()
         };
@@ -225,6 +229,23 @@ impl Actor<'_> {
                 ),
                 other => other.into(),
             })
+    }
+
+    /// Whether the caller may change which tokens of issuer `id` verify (its keys,
+    /// algorithms, audience, …): they speak for every owner of an identity on it, so it
+    /// must be allowed to change each (and hold the users family for a user's), as if
+    /// it gave each a new credential.
+    async fn may_retrust(&self, id: Uuid) -> Result<(), AdminError> {
+        for identity in self.store.federated_identities_of_issuer(id).await? {
+            if matches!(identity.owner, Subject::User(_)) {
+                self.need(
+                    crate::vocab::ADMIN_USERS_SCOPE,
+                    "users sign in through this issuer; its settings are a credential of theirs",
+                )?;
+            }
+            self.may_change_owner(identity.owner).await?;
+        }
+        Ok(())
     }
 
     /// The owner exists, and the caller may change it (the privileged-subject rule: a

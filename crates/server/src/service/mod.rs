@@ -68,6 +68,10 @@ impl From<StoreError> for AdminError {
             StoreError::Conflict(what) => Self::Conflict(format!("{what} already exists")),
             StoreError::NotFound(what) => Self::NotFound(what),
             StoreError::InUse(what) => Self::Conflict(format!("{what} is still used by grants")),
+            StoreError::Unstorable(_) => invalid(
+                "request",
+                "a value holds a control character (such as NUL) that cannot be stored",
+            ),
             other => Self::Store(other),
         }
     }

@@ -97,7 +97,9 @@ pub async fn read(
     ))
 }
 
-/// Change a trusted issuer's description and settings (not its issuer URL).
+/// Change a trusted issuer's description and settings (not its issuer URL). Its
+/// settings decide which tokens speak for the owners of its identities: changing them
+/// needs what changing each owner needs (403 `insufficient_scope` otherwise).
 #[utoipa::path(patch, operation_id = "update_trusted_issuers", path = "/admin/v1/trusted-issuers/{id}", tag = "admin", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Trusted issuer id")),
     request_body = TrustedIssuerPatch,

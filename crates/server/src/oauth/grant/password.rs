@@ -130,7 +130,9 @@ async fn check(
     password: Zeroizing<String>,
     now: time::OffsetDateTime,
 ) -> Result<mayfly_store::UserRecord, TokenError> {
-    let user = if username.len() <= MAX_USERNAME {
+    // No stored username holds a control character (the admin API refuses them), and
+    // Postgres cannot even compare one holding a NUL: such a name is unknown.
+    let user = if username.len() <= MAX_USERNAME && !username.chars().any(char::is_control) {
         state.store.user_by_username(username).await?
     } else {
         None
