@@ -157,7 +157,12 @@ pub fn verify(proof: &str, expect: &Expect<'_>) -> Result<Verified, ProofError> 
     let key = PublicJwk::from_json(jws.header.jwk.as_ref().ok_or(ProofError::Key)?)?;
     jws.verify(&key)?;
     let claims: ProofClaims = jws.claims().map_err(|_| ProofError::Malformed)?;
-    if claims.jti.is_empty() || claims.jti.len() > MAX_JTI {
+    // A `jti` is stored to refuse replays: control characters (a NUL Postgres cannot
+    // store) make it malformed, never a store failure.
+    if claims.jti.is_empty()
+        || claims.jti.len() > MAX_JTI
+        || claims.jti.chars().any(char::is_control)
+    {
         return Err(ProofError::Malformed);
     }
     if claims.htm != expect.htm {
@@ -278,6 +283,18 @@ mod tests {
                 ..expect()
             };
             assert!(verify(&proof, &bound).is_ok());
+        }
+    }
+
+    #[test]
+    fn a_jti_with_a_control_character_is_malformed() {
+        let key = JwsKey::ed25519_from_seed(&[1; 32]);
+        for jti in ["j\u{0}1", "j\n1", "\u{1b}[31m"] {
+            let proof = sign(&key, &ProofRequest { jti, ..request() });
+            assert_eq!(
+                verify(&proof, &expect()).unwrap_err(),
+                ProofError::Malformed
+            );
         }
     }
 
