@@ -381,6 +381,39 @@ async fn a_pending_request_expires(app: TestApp) {
         .problem(409);
 }
 
+/// An approved request's grant and a token issued under it.
+struct Ended<'a> {
+    introspector: &'a TestClient,
+    token: &'a str,
+    grant_id: &'a str,
+}
+
+impl Ended<'_> {
+    /// `requester` cancels request `id`: it is cancelled, the token is revoked at once
+    /// and the grant is gone.
+    async fn cancel(&self, app: &TestApp, requester: &AdminApi<'_>, id: &str, body: Value) {
+        let cancelled = requester
+            .post(&format!("/v1/access-requests/{id}/cancel"), body)
+            .await
+            .ok(200)
+            .clone();
+        assert_eq!(cancelled["state"], "cancelled");
+        assert!(
+            !app.is_active(self.introspector, self.token).await,
+            "the live token is revoked"
+        );
+        assert!(
+            app.state
+                .store
+                .grant(self.grant_id.parse().unwrap())
+                .await
+                .unwrap()
+                .is_none(),
+            "the grant ended"
+        );
+    }
+}
+
 /// Cancelling an approved request ends its grant and revokes the tokens issued under
 /// it at once (introspection says inactive); a pending one is simply cancelled.
 async fn cancelling_revokes_live_tokens(app: TestApp) {
@@ -416,29 +449,15 @@ async fn cancelling_revokes_live_tokens(app: TestApp) {
     let token = body["access_token"].as_str().unwrap();
     assert!(app.is_active(&introspector, token).await);
 
-    let cancelled = alice
-        .post(
-            &format!("/v1/access-requests/{id}/cancel"),
-            json!({ "comment": "done early" }),
-        )
-        .await
-        .ok(200)
-        .clone();
-    assert_eq!(cancelled["state"], "cancelled");
-    assert!(
-        !app.is_active(&introspector, token).await,
-        "the live token is revoked"
-    );
+    let ended = Ended {
+        introspector: &introspector,
+        token,
+        grant_id: approved["grant_id"].as_str().unwrap(),
+    };
+    ended
+        .cancel(&app, &alice, id, json!({ "comment": "done early" }))
+        .await;
     assert_eq!(scene.login("alice", "db:read", DB).await.status(), 400);
-    assert!(
-        app.state
-            .store
-            .grant(approved["grant_id"].as_str().unwrap().parse().unwrap())
-            .await
-            .unwrap()
-            .is_none(),
-        "the grant ended"
-    );
     alice
         .post(&format!("/v1/access-requests/{id}/cancel"), json!({}))
         .await
@@ -509,25 +528,12 @@ async fn cancelling_access_to_mayfly_itself_revokes_it(app: TestApp) {
     let token = body["access_token"].as_str().unwrap();
     assert!(app.is_active(&introspector, token).await);
 
-    let cancelled = alice
-        .post(&format!("/v1/access-requests/{id}/cancel"), json!({}))
-        .await
-        .ok(200)
-        .clone();
-    assert_eq!(cancelled["state"], "cancelled");
-    assert!(
-        !app.is_active(&introspector, token).await,
-        "the live token is revoked"
-    );
-    assert!(
-        app.state
-            .store
-            .grant(approved["grant_id"].as_str().unwrap().parse().unwrap())
-            .await
-            .unwrap()
-            .is_none(),
-        "the grant ended"
-    );
+    let ended = Ended {
+        introspector: &introspector,
+        token,
+        grant_id: approved["grant_id"].as_str().unwrap(),
+    };
+    ended.cancel(&app, &alice, id, json!({})).await;
     assert_eq!(
         scene
             .login("alice", "mayfly:admin:keys", &app.issuer())
