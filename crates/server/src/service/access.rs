@@ -528,7 +528,6 @@ impl Actor<'_> {
         }
     }
 
-    /// Creates the grant an approval gives.
     /// Ends the grant an access request made, revoking the tokens issued under it (kind
     /// `grant`). Whoever ends it may: ending access lifts nobody, so the ceiling, which
     /// guards handing scopes out, does not apply (a requester gives up `mayfly:*` access
@@ -549,6 +548,7 @@ impl Actor<'_> {
         }
     }
 
+    /// Creates the grant an approval gives.
     async fn access_grant(&self, request: &AccessRequestRecord) -> Result<Uuid, AdminError> {
         let grant = self
             .create_grant(GrantSpec {
