@@ -23,6 +23,7 @@ crate::both_stores!(
     a_change_and_its_revocation_commit_together,
     a_create_commits_with_its_audit_event,
     audience_and_scope_changes_commit_with_their_audit_events,
+    a_key_rule_never_lapses,
 );
 
 /// A service client allowed to introspect and read the feed.
@@ -1111,4 +1112,35 @@ async fn client_updates(app: &TestApp) -> usize {
         .into_iter()
         .filter(|e| e.detail["action"] == "client.update")
         .count()
+}
+
+/// A key rule is not kept "until every token it matches has expired": a leaked key
+/// signs any `iat` and `exp`, so its rule never lapses. Here the revoked key stays
+/// published (revoked by rule, not rotated), and a token it signs two hours later,
+/// after the hourly prune, is still refused.
+async fn a_key_rule_never_lapses(app: TestApp) {
+    let (api, rs, _, worker) = setup(&app).await;
+    let t = token(&app, &worker).await;
+    let kid = mayfly_core::token::peek_key_id(&t).unwrap().to_string();
+    api.post(
+        "/admin/v1/revocations",
+        json!({ "kind": "key", "value": kid }),
+    )
+    .await
+    .ok(201);
+    assert!(!active(&app, &rs, &t).await);
+
+    app.clock.advance(Duration::hours(2));
+    app.state.revocations.prune().await.unwrap();
+    let later = token(&app, &worker).await;
+    assert_eq!(
+        mayfly_core::token::peek_key_id(&later).unwrap().to_string(),
+        kid
+    );
+    assert!(!active(&app, &rs, &later).await, "signed by a revoked key");
+    let rules = app.state.store.revocations_after(0, 100).await.unwrap();
+    assert!(
+        rules.iter().any(|r| r.kind == "key" && r.value == kid),
+        "{rules:?}"
+    );
 }

@@ -21,6 +21,9 @@ pub const REVOCATION_SKEW: Duration = Duration::seconds(60);
 /// target obtains in the next 2 s is revoked too (ask again after).
 pub const REVOCATION_MARGIN: Duration = Duration::seconds(2);
 
+/// When a key rule would be pruned: never in practice (see `Actor::revocation`).
+const KEY_RULE_KEPT_UNTIL: OffsetDateTime = time::macros::datetime!(9999-12-31 0:00 UTC);
+
 /// A revocation to make.
 #[derive(Debug, Clone)]
 pub struct RevokeSpec {
@@ -92,14 +95,19 @@ impl Actor<'_> {
             | RevocationKind::Grant
             | RevocationKind::Family => self.now.saturating_add(REVOCATION_MARGIN),
         });
-        // Kept until every token it can match has expired. No token outlives its issue
-        // by more than the ceiling, so a reported `exp` beyond that (even the end of
-        // time) is cut there rather than trusted or overflowed.
+        // Kept until every token it can match has expired. No token this service signs
+        // outlives its issue by more than the ceiling, so a reported `exp` beyond that
+        // (even the end of time) is cut there rather than trusted or overflowed. A key
+        // rule is the exception: whoever holds a leaked key signs any `iat` and `exp`,
+        // so that rule never lapses.
         let ceiling = issued_before.saturating_add(TTL_CEILING);
-        let expires_at = spec
-            .token_exp
-            .map_or(ceiling, |exp| exp.min(ceiling))
-            .saturating_add(REVOCATION_SKEW);
+        let expires_at = match spec.kind {
+            RevocationKind::Key => KEY_RULE_KEPT_UNTIL,
+            _ => spec
+                .token_exp
+                .map_or(ceiling, |exp| exp.min(ceiling))
+                .saturating_add(REVOCATION_SKEW),
+        };
         let revocation = NewRevocation {
             kind: spec.kind.as_str().to_owned(),
             value: value.to_owned(),
