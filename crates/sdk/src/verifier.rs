@@ -693,7 +693,11 @@ impl Verifier {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .get(token)
-            .cloned();
+            .cloned()
+            // Only while its key is held: a verification that read the keys before a
+            // refresh dropped one may remember its token after the refresh cleared the
+            // cache.
+            .filter(|hit| self.keys().get(&hit.kid).is_some());
         let (claims, kid) = match cached {
             Some(hit) => {
                 // Signature, issuer and audience were checked when it was cached; time
@@ -1211,6 +1215,30 @@ mod tests {
             v.verify_offline(&foreign, &[]).unwrap_err(),
             mayfly_core::VerifyError::WrongIssuer.into()
         );
+    }
+
+    #[tokio::test]
+    async fn a_cached_token_ends_with_its_key() {
+        let key = SigningKey::from_seed(&[1; 32]);
+        let v = Verifier::builder("https://sts.example", AUD)
+            .key_set(JwkSet {
+                keys: vec![Jwk::from_public(key.public())],
+            })
+            .clock(Arc::new(ManualClock::new(T0)))
+            .build()
+            .await
+            .unwrap();
+        let t = mint(&key, "https://sts.example", "jti-1", T0);
+        v.verify_offline(&t, &[]).unwrap();
+        // The key leaves the set while the token stays cached: what a verification
+        // racing a refresh (keys read before, remembered after the clear) leaves behind.
+        let other = SigningKey::from_seed(&[2; 32]);
+        let without = JwkSet {
+            keys: vec![Jwk::from_public(other.public())],
+        };
+        *v.inner.keys.write().unwrap() = Arc::new(Keys::from_jwks(&without, T0, None));
+        assert_eq!(v.inner.cache.read().unwrap().len(), 1);
+        assert_eq!(v.verify_offline(&t, &[]).unwrap_err(), unknown_key().into());
     }
 
     #[tokio::test]
