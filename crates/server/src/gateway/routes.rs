@@ -262,7 +262,12 @@ pub fn canonical_path(target: &str) -> Option<String> {
         }
     }
     let path = String::from_utf8(out).ok()?;
-    if path.chars().any(|c| c.is_control() || c == '\\') {
+    // A `;` starts path parameters, which Tomcat, Jetty and Spring strip from each
+    // segment before resolving dot segments (`/public/..;/admin` is `/admin` there).
+    if path
+        .chars()
+        .any(|c| c.is_control() || c == '\\' || c == ';')
+    {
         return None;
     }
     let segments: Vec<&str> = path.split('/').skip(1).collect();
@@ -374,6 +379,9 @@ mod tests {
             "/orders/7%5citems",
             "/orders/%2e%2e/x",
             "/orders/%00/items",
+            "/orders/7/items/..;/../../health",
+            "/orders/7/items/..%3b/../../health",
+            "/orders/7;x/items",
             "/orders/%zz/items",
             "/orders/%e2/items",
             "orders",
