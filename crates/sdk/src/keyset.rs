@@ -13,6 +13,10 @@ use crate::retry::{self, RetryPolicy};
 /// Age assumed when the answer carries no usable `max-age`.
 const DEFAULT_MAX_AGE: Duration = Duration::seconds(60);
 
+/// Longest `max-age` believed: a key set is revalidated at least daily, and a huge
+/// value from a hostile or broken endpoint cannot overflow the clock.
+const MAX_MAX_AGE: Duration = Duration::days(1);
+
 /// One fetched key set.
 #[derive(Debug, Clone)]
 pub(crate) struct Keys {
@@ -111,11 +115,10 @@ fn max_age(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
             return Some(Duration::ZERO);
         }
         if let Some(n) = lower.strip_prefix("max-age=") {
-            age = n
-                .trim_matches('"')
-                .parse::<i64>()
-                .ok()
-                .map(Duration::seconds);
+            age = n.trim_matches('"').parse::<u64>().ok().map(|secs| {
+                i64::try_from(secs)
+                    .map_or(MAX_MAX_AGE, |secs| Duration::seconds(secs).min(MAX_MAX_AGE))
+            });
         }
     }
     age
@@ -139,5 +142,9 @@ mod tests {
         check("no-store", Some(0));
         check("public", None);
         check("max-age=x", None);
+        check("max-age=-5", None);
+        check("max-age=86401", Some(86_400));
+        check("max-age=9223372036854775807", Some(86_400));
+        check("max-age=99999999999999999999999", None);
     }
 }
