@@ -99,6 +99,6 @@ pub use usage::{
     UsageReporterBuilder,
 };
 pub use verifier::{
-    DEFAULT_CACHE_CAPACITY, DEFAULT_LEEWAY, DEFAULT_UNKNOWN_KEY_REFETCH, Presentation,
+    DEFAULT_CACHE_CAPACITY, DEFAULT_LEEWAY, DEFAULT_UNKNOWN_KEY_REFETCH, MAX_LEEWAY, Presentation,
     REVOCATIONS_READ_SCOPE, VerifiedToken, Verifier, VerifierBuilder, VerifierMode, VerifyError,
 };

@@ -44,6 +44,9 @@ use crate::token_source::{ClientSecret, TokenSource};
 
 /// Default clock-skew allowance for `exp` and `nbf`.
 pub const DEFAULT_LEEWAY: Duration = Duration::seconds(30);
+/// Longest leeway: the issuer keeps a token's revocation 60 s past its `exp`, so with
+/// more a revoked token would pass again once the feed forgot its rule.
+pub const MAX_LEEWAY: Duration = Duration::seconds(60);
 /// Default least interval between key-set fetches caused by unknown key ids.
 pub const DEFAULT_UNKNOWN_KEY_REFETCH: Duration = Duration::seconds(5);
 /// Default capacity of the verified-token cache.
@@ -220,10 +223,11 @@ impl fmt::Debug for VerifierBuilder {
 }
 
 impl VerifierBuilder {
-    /// Changes the clock-skew allowance for `exp` and `nbf` (default 30 s).
+    /// Changes the clock-skew allowance for `exp` and `nbf` (default 30 s), within 0 to
+    /// [`MAX_LEEWAY`].
     #[must_use]
     pub fn leeway(mut self, leeway: Duration) -> Self {
-        self.leeway = leeway;
+        self.leeway = leeway.clamp(Duration::ZERO, MAX_LEEWAY);
         self
     }
 
@@ -1239,6 +1243,29 @@ mod tests {
         *v.inner.keys.write().unwrap() = Arc::new(Keys::from_jwks(&without, T0, None));
         assert_eq!(v.inner.cache.read().unwrap().len(), 1);
         assert_eq!(v.verify_offline(&t, &[]).unwrap_err(), unknown_key().into());
+    }
+
+    #[tokio::test]
+    async fn the_leeway_never_outlasts_a_revocation() {
+        let key = SigningKey::from_seed(&[1; 32]);
+        let clock = Arc::new(ManualClock::new(T0));
+        let v = Verifier::builder("https://sts.example", AUD)
+            .key_set(JwkSet {
+                keys: vec![Jwk::from_public(key.public())],
+            })
+            .clock(clock.clone())
+            .leeway(Duration::minutes(10))
+            .build()
+            .await
+            .unwrap();
+        let t = mint(&key, "https://sts.example", "jti-1", T0);
+        clock.advance(Duration::seconds(300 + 59));
+        v.verify_offline(&t, &[]).unwrap();
+        clock.advance(Duration::seconds(1));
+        assert_eq!(
+            v.verify_offline(&t, &[]).unwrap_err(),
+            mayfly_core::VerifyError::Expired.into()
+        );
     }
 
     #[tokio::test]
