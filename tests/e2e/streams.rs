@@ -16,6 +16,7 @@ crate::both_stores!(
     streams_per_client_are_limited,
     shutdown_closes_streams,
     sdk_follows_the_feed_again_after_its_stream_is_ended,
+    a_replica_that_cannot_read_revocations_ends_its_streams,
 );
 
 /// How long a stream may outlive what ended it.
@@ -216,4 +217,67 @@ async fn sdk_follows_the_feed_again_after_its_stream_is_ended(app: TestApp) {
     tokio::time::sleep(StdDuration::from_secs(3)).await;
     revoke(RevocationKind::Jti, "after the reconnect".into()).await;
     reaches(3).await;
+}
+
+/// Renames the revocations table from outside the app: this replica can no longer read
+/// what other replicas revoke.
+async fn hide_revocations(app: &TestApp, hidden: bool) {
+    use sqlx::Connection as _;
+    let sql = if hidden {
+        "ALTER TABLE revocations RENAME TO revocations_hidden"
+    } else {
+        "ALTER TABLE revocations_hidden RENAME TO revocations"
+    };
+    match app.state.store.backend() {
+        mayfly_store::Backend::Postgres => {
+            let mut conn = sqlx::PgConnection::connect(&app.db_url).await.unwrap();
+            sqlx::query(sql).execute(&mut conn).await.unwrap();
+        }
+        mayfly_store::Backend::Sqlite => {
+            let mut conn = sqlx::SqliteConnection::connect(&app.db_url).await.unwrap();
+            sqlx::query(sql).execute(&mut conn).await.unwrap();
+        }
+    }
+}
+
+/// A replica that cannot read the store's revocations does not keep its streams alive
+/// with keep-alives while revocations made elsewhere never reach them: within
+/// `STALE_AFTER` (5 s) and a check they end (`revocations unavailable`), and new ones
+/// are refused with 503 until it reads the store again.
+async fn a_replica_that_cannot_read_revocations_ends_its_streams(app: TestApp) {
+    let (_, token) = reader(&app).await;
+    let mut stream = open(&app, &token).await;
+    assert_eq!(stream.status(), 200);
+    hide_revocations(&app, true).await;
+    let started = Instant::now();
+    let mut seen = Vec::new();
+    let ended = tokio::time::timeout(StdDuration::from_secs(10), async {
+        while let Ok(Some(chunk)) = stream.chunk().await {
+            seen.extend_from_slice(&chunk);
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "stream still open after 10 s");
+    let text = String::from_utf8_lossy(&seen);
+    assert!(text.contains("revocations unavailable"), "{text}");
+    assert!(started.elapsed() >= StdDuration::from_secs(4), "{text}");
+    let refused = open(&app, &token).await;
+    assert_eq!(refused.status(), 503);
+    assert!(refused.headers().contains_key("retry-after"));
+
+    hide_revocations(&app, false).await;
+    let reopened = tokio::time::timeout(StdDuration::from_secs(5), async {
+        loop {
+            let response = open(&app, &token).await;
+            if response.status() == 200 {
+                return;
+            }
+            tokio::time::sleep(StdDuration::from_millis(100)).await;
+        }
+    })
+    .await;
+    assert!(
+        reopened.is_ok(),
+        "streams open again once the store is readable"
+    );
 }

@@ -21,6 +21,10 @@ use crate::clock::Clock;
 
 /// How often the store is read even without a signal.
 pub const CATCH_UP_INTERVAL: StdDuration = StdDuration::from_millis(500);
+/// How long the store may go unread before this replica's revocations are stale: its
+/// streams then end and new ones are refused (503), so followers notice, instead of
+/// hearing keep-alives while revocations made through other replicas never arrive.
+pub const STALE_AFTER: StdDuration = StdDuration::from_secs(5);
 /// How often expired revocations are pruned and the rule set rebuilt.
 pub const PRUNE_INTERVAL: StdDuration = StdDuration::from_secs(60);
 /// Rows read per catch-up query.
@@ -39,6 +43,8 @@ pub struct Revocations {
     streams: Arc<std::sync::Mutex<HashMap<String, usize>>>,
     /// Raised when the service shuts down: open streams end.
     closing: watch::Sender<bool>,
+    /// When a catch-up last read the store to its end.
+    caught_up: std::sync::Mutex<std::time::Instant>,
 }
 
 /// One open stream of a client, counted until dropped.
@@ -96,6 +102,7 @@ impl Revocations {
             feed,
             streams: Arc::default(),
             closing: watch::channel(false).0,
+            caught_up: std::sync::Mutex::new(std::time::Instant::now()),
         });
         revocations.catch_up().await?;
         let signal = revocations.store.revocation_signal().await?;
@@ -174,9 +181,23 @@ impl Revocations {
                 let _ = self.feed.send(Arc::new(record.clone()));
             }
             if records.len() < BATCH as usize {
+                *self
+                    .caught_up
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = std::time::Instant::now();
                 return Ok(());
             }
         }
+    }
+
+    /// Whether the store was read to its end within [`STALE_AFTER`]: what this replica
+    /// knows of revocations is current.
+    pub fn current(&self) -> bool {
+        self.caught_up
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .elapsed()
+            <= STALE_AFTER
     }
 
     /// Deletes expired revocations and rebuilds the rule set without them.

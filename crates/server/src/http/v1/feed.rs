@@ -117,8 +117,9 @@ pub(crate) async fn read_page(
 /// Revocations as Server-Sent Events (`event: revocation`, `id` = cursor, data = entry),
 /// from after `Last-Event-ID` (or `after`), then live. The stream ends, after an
 /// `event: closed` naming why, within a second or two of its token expiring or
-/// becoming inactive (revoked, client disabled) and when the service shuts down;
-/// reconnect with a fresh token. At most 8 streams per client (429 beyond).
+/// becoming inactive (revoked, client disabled), when the service shuts down and when
+/// this replica has not read the store's revocations for 5 s (`revocations
+/// unavailable`); reconnect with a fresh token. At most 8 streams per client (429 beyond).
 #[utoipa::path(get, path = "/v1/revocations/stream", tag = "revocations", security(("bearer" = [])),
     params(FeedParams, ("Last-Event-ID" = Option<String>, Header, description = "Resume after this cursor")),
     responses(
@@ -128,6 +129,7 @@ pub(crate) async fn read_page(
         (status = 403, description = "The token lacks mayfly:revocations:read", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid cursor", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "Too many open streams for this client; retry after Retry-After", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "This replica has not read the store's revocations for 5 s; retry after Retry-After", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn stream(
     State(state): State<AppState>,
@@ -144,6 +146,13 @@ pub async fn stream(
         Ok(after) => after,
         Err(p) => return p.into_response(),
     };
+    if !state.revocations.current() {
+        return Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "this replica cannot read revocations now; retry after Retry-After",
+        )
+        .into_response();
+    }
     let Some(slot) = state
         .revocations
         .open_stream(caller.client_id(), MAX_STREAMS_PER_CLIENT)
@@ -293,7 +302,11 @@ fn follow(
                     Err(broadcast::error::RecvError::Closed) => return None,
                 },
                 _ = c.check.tick() => {
-                    c.ending = ended(&c.state, &c.holder.token).await;
+                    c.ending = if c.state.revocations.current() {
+                        ended(&c.state, &c.holder.token).await
+                    } else {
+                        Some("revocations unavailable")
+                    };
                 }
                 _ = c.holder.closing.changed() => {}
             }
