@@ -16,6 +16,11 @@ use crate::Error;
 use crate::retry::{self, RetryPolicy};
 use crate::token_source::TokenSource;
 
+/// Longest a stream may stay silent: the issuer sends a keep-alive every 15 s, so two
+/// missed ones mean a dead connection (one a load balancer still holds open), and the
+/// follower reconnects instead of waiting on it forever.
+pub(crate) const STREAM_SILENCE: StdDuration = StdDuration::from_secs(35);
+
 /// What the feed follower shares with the verifier.
 #[derive(Debug, Default)]
 pub(crate) struct FeedState {
@@ -73,6 +78,8 @@ pub(crate) struct Feed {
     pub(crate) retry: RetryPolicy,
     pub(crate) state: Arc<FeedState>,
     pub(crate) clock: Arc<dyn Clock>,
+    /// How long a stream may stay silent before it counts as dead ([`STREAM_SILENCE`]).
+    pub(crate) silence: StdDuration,
 }
 
 impl Feed {
@@ -154,7 +161,16 @@ impl Feed {
         tracing::debug!("revocation stream connected");
         self.state.heard(self.clock.now());
         let mut parser = SseParser::default();
-        while let Some(chunk) = response.chunk().await.map_err(Error::Transport)? {
+        loop {
+            let Ok(chunk) = tokio::time::timeout(self.silence, response.chunk()).await else {
+                return Err(Error::InvalidResponse(format!(
+                    "the revocation stream was silent for {} s",
+                    self.silence.as_secs()
+                )));
+            };
+            let Some(chunk) = chunk.map_err(Error::Transport)? else {
+                break;
+            };
             self.state.heard(self.clock.now());
             for event in parser.push(&chunk) {
                 if event.event == "closed" {
@@ -344,6 +360,7 @@ mod tests {
             clock: Arc::new(crate::ManualClock::new(
                 time::macros::datetime!(2026-11-28 12:00 UTC),
             )),
+            silence: STREAM_SILENCE,
         };
         assert_eq!(feed.load_backlog().await.unwrap(), 1);
         assert_eq!(state.cursor(), "1");
@@ -360,6 +377,76 @@ mod tests {
             [Some("1".into()), Some("2".into()), Some("2".into())]
         );
         assert_eq!(state.rules.read().unwrap().len(), 2);
+    }
+
+    /// A stream that sends one keep-alive and then nothing, its connection held open (a
+    /// load balancer keeping a dead backend's connection): the follower gives up on it
+    /// after `silence` and reconnects.
+    #[tokio::test]
+    async fn a_silent_stream_is_dropped_and_reconnected() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+        let fake = FakeFeed::default();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        *fake.base.lock().unwrap() = base.clone();
+        let app = axum::Router::new()
+            .route("/.well-known/oauth-authorization-server", get(metadata))
+            .route("/token", post(token))
+            .with_state(fake.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let silent_base = format!("http://{}", silent.local_addr().unwrap());
+        let connections = Arc::new(AtomicUsize::new(0));
+        let counted = connections.clone();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((mut socket, _)) = silent.accept().await {
+                counted.fetch_add(1, Ordering::SeqCst);
+                let mut request = [0u8; 4096];
+                let _ = socket.read(&mut request).await;
+                let _ = socket
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n\
+                          transfer-encoding: chunked\r\n\r\ne\r\n: keep-alive\n\n\r\n",
+                    )
+                    .await;
+                held.push(socket);
+            }
+        });
+
+        let retry = RetryPolicy {
+            max_attempts: 2,
+            base_delay: std::time::Duration::from_millis(5),
+            max_delay: std::time::Duration::from_millis(20),
+        };
+        let http = crate::discovery::default_http().unwrap();
+        let feed = Feed {
+            http: http.clone(),
+            base: silent_base,
+            reader: TokenSource::builder(base)
+                .client_secret("reader", ClientSecret::new("s"))
+                .scopes(["mayfly:revocations:read"])
+                .http_client(http)
+                .retry(retry)
+                .build()
+                .unwrap(),
+            retry,
+            state: Arc::new(FeedState::default()),
+            clock: Arc::new(crate::ManualClock::new(
+                time::macros::datetime!(2026-11-28 12:00 UTC),
+            )),
+            silence: std::time::Duration::from_millis(200),
+        };
+        let task = tokio::spawn(feed.follow());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while connections.load(Ordering::SeqCst) < 3 {
+            assert!(std::time::Instant::now() < deadline, "reconnects");
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        task.abort();
     }
 
     #[test]

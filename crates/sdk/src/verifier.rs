@@ -379,6 +379,7 @@ impl VerifierBuilder {
                 retry: self.retry,
                 state: feed_state.clone(),
                 clock: self.clock.clone(),
+                silence: crate::feed::STREAM_SILENCE,
             };
             let loaded = feed.load_backlog().await?;
             tracing::debug!(loaded, "revocation backlog loaded");
