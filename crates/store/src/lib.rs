@@ -214,8 +214,12 @@ pub trait UserStore: Send + Sync {
     /// each see the count the others left: at most `max_failures` are checked per
     /// lockout. A right password then clears the count ([`Self::record_login_success`]).
     async fn begin_login_attempt(&self, attempt: LoginFailure) -> StoreResult<Option<UserRecord>>;
-    /// Clears the failure count and any lockout after a successful login.
-    async fn record_login_success(&self, user_id: Uuid) -> StoreResult<()>;
+    /// Clears the failure count and any lockout after a successful login, if the user is
+    /// still enabled and still has `password_hash`, the hash the password was checked
+    /// against; whether it did. A check can wait in the password queue: a password
+    /// changed or a user disabled meanwhile must not let it through, since the change's
+    /// revocation covers only logins it can see.
+    async fn record_login_success(&self, user_id: Uuid, password_hash: &str) -> StoreResult<bool>;
 }
 
 /// Grants: which subject may receive which scopes on which audience.

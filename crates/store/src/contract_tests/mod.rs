@@ -93,6 +93,7 @@ contract!(
     revocation_feed,
     audit_search_filters_and_retention,
     login_failures_lock_out_without_moving_the_revision,
+    a_login_is_cleared_only_against_the_current_password,
     login_attempts_are_counted_before_the_check,
     subject_grants_of_users_and_clients,
     refresh_families_rotate_once_and_revoke_with_a_revocation,

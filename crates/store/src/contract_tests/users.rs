@@ -176,7 +176,12 @@ pub(super) async fn login_attempts_are_counted_before_the_check(store: Arc<dyn S
         (counted.failed_logins, counted.locked_until),
         (1, locked.locked_until)
     );
-    store.record_login_success(alice.id).await.unwrap();
+    assert!(
+        store
+            .record_login_success(alice.id, &alice.password_hash)
+            .await
+            .unwrap()
+    );
     let cleared = store.user(alice.id).await.unwrap().unwrap();
     assert_eq!((cleared.failed_logins, cleared.locked_until), (0, None));
     assert!(
@@ -216,7 +221,12 @@ pub(super) async fn login_failures_lock_out_without_moving_the_revision(store: A
     assert_eq!(store.revision().await.unwrap(), revision, "caches keep");
     assert_eq!(store.local_changes(), local);
     store.record_login_failure(failure).await.unwrap();
-    store.record_login_success(alice.id).await.unwrap();
+    assert!(
+        store
+            .record_login_success(alice.id, &alice.password_hash)
+            .await
+            .unwrap()
+    );
     let cleared = store.user(alice.id).await.unwrap().unwrap();
     assert_eq!((cleared.failed_logins, cleared.locked_until), (0, None));
     assert!(matches!(
@@ -242,4 +252,50 @@ pub(super) async fn login_failures_lock_out_without_moving_the_revision(store: A
         .await
         .unwrap();
     assert_ne!(store.revision().await.unwrap(), revision);
+}
+
+/// A login checked against a hash that is no longer the user's, or for a user disabled
+/// meanwhile, is not cleared (the server refuses it): the check may have waited in the
+/// password queue while an admin changed the password or disabled the user.
+pub(super) async fn a_login_is_cleared_only_against_the_current_password(store: Arc<dyn Store>) {
+    let alice = user(&*store, "alice").await;
+    let old = alice.password_hash.clone();
+    assert!(store.record_login_success(alice.id, &old).await.unwrap());
+    let changed = UserRecord {
+        password_hash: "$argon2id$changed".into(),
+        updated_at: alice.updated_at + Duration::seconds(1),
+        ..alice.clone()
+    };
+    store
+        .update_user(&changed, alice.updated_at, &ChangeEffects::default())
+        .await
+        .unwrap();
+    assert!(!store.record_login_success(alice.id, &old).await.unwrap());
+    assert!(
+        store
+            .record_login_success(alice.id, &changed.password_hash)
+            .await
+            .unwrap()
+    );
+    let disabled = UserRecord {
+        enabled: false,
+        updated_at: changed.updated_at + Duration::seconds(1),
+        ..changed.clone()
+    };
+    store
+        .update_user(&disabled, changed.updated_at, &ChangeEffects::default())
+        .await
+        .unwrap();
+    assert!(
+        !store
+            .record_login_success(alice.id, &changed.password_hash)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .record_login_success(Uuid::now_v7(), &old)
+            .await
+            .unwrap()
+    );
 }

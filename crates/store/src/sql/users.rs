@@ -131,10 +131,10 @@ impl<DB: Dialect> UserStore for SqlStore<DB> {
         self.count_failure(f, Some(f.now)).await
     }
 
-    async fn record_login_success(&self, user_id: Uuid) -> StoreResult<()> {
-        let sql = "UPDATE users SET failed_logins = 0, locked_until = NULL WHERE id = $1";
-        self.exec(sqlx::query(sql).arg(user_id), "user")
-            .await
-            .map(drop)
+    async fn record_login_success(&self, user_id: Uuid, password_hash: &str) -> StoreResult<bool> {
+        let sql = "UPDATE users SET failed_logins = 0, locked_until = NULL \
+                   WHERE id = $1 AND password_hash = $2 AND enabled";
+        let query = sqlx::query(sql).arg(user_id).arg(password_hash);
+        Ok(self.exec(query, "user").await? == 1)
     }
 }

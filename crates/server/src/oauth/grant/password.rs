@@ -179,10 +179,19 @@ async fn check(
             "wrong password"
         }));
     }
-    // The attempt was counted in advance: a right password clears the count.
-    state.store.record_login_success(user.id).await?;
+    // The attempt was counted in advance: a right password clears the count, if it is
+    // still the user's password and the user still enabled. The check may have waited
+    // in the queue while an admin changed either, and that change's revocation ends
+    // only the logins it can see.
+    let current = state
+        .store
+        .record_login_success(user.id, &user.password_hash)
+        .await?;
     if !user.enabled {
         return Err(failed("user disabled"));
+    }
+    if !current {
+        return Err(failed("password changed or user disabled during the check"));
     }
     Ok(user)
 }
