@@ -30,6 +30,7 @@ crate::both_stores!(
     revoke_policy_deactivates_the_token_at_once,
     new_audience_and_endpoint_after_learning,
     client_issuing_from_a_new_network,
+    a_users_login_from_a_new_network_ends_that_users_sessions_only,
     failure_burst_is_an_anomaly,
     sdk_layer_reports_usage,
     far_future_times_are_refused_not_a_panic,
@@ -482,6 +483,86 @@ async fn client_issuing_from_a_new_network(app: TestApp) {
     }
     assert!(!introspect_active(&app, &rs, &away).await);
     assert!(!introspect_active(&app, &rs, &home).await);
+}
+
+/// A shared login client (password and refresh, `revoke` policy): one user's login from
+/// a network the client has not seen puts that user's sessions in doubt, not every
+/// user's. Alice's tokens and refresh family end; Bob's refresh still works.
+async fn a_users_login_from_a_new_network_ends_that_users_sessions_only(app: TestApp) {
+    const PASSWORD: &str = "correct horse battery staple";
+    let api = app.bootstrap_admin().await;
+    app.audience(ORDERS, &["orders:read"]).await;
+    let login = app.client_for(&["password", "refresh_token"]).await;
+    set_policy(&api, &login, "revoke").await;
+    let rs = resource_server(&app).await;
+    for name in ["alice", "bob"] {
+        let id = app.user(name, PASSWORD).await;
+        app.grant_user(id, ORDERS, &["orders:read"]).await;
+    }
+    app.clock.advance(Duration::hours(2));
+    let log_in = |ip: &'static str, name: &'static str| {
+        let app = &app;
+        let login = &login;
+        async move {
+            let form = [
+                ("grant_type", "password"),
+                ("username", name),
+                ("password", PASSWORD),
+                ("scope", "orders:read"),
+                ("resource", ORDERS),
+            ];
+            let body: Value = from(ip)
+                .post(format!("{}/oauth2/token", app.base))
+                .basic_auth(login.id, Some(&login.secret))
+                .form(&form)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            body
+        }
+    };
+    let bob = log_in("127.0.0.1", "bob").await;
+    let alice_home = log_in("127.0.0.1", "alice").await;
+    tokio::time::sleep(StdDuration::from_millis(300)).await;
+    assert!(app.audit("anomaly").await.is_empty());
+
+    let alice_away = log_in("127.0.1.5", "alice").await;
+    let found = anomalies(&app, 1).await;
+    assert_eq!(found[0].detail["anomaly"], "new_network");
+    assert_eq!(
+        found[0].detail["action"], "revoked_subject_tokens",
+        "{found:?}"
+    );
+    let away = alice_away["access_token"].as_str().unwrap();
+    for _ in 0..100 {
+        if !introspect_active(&app, &rs, away).await {
+            break;
+        }
+        tokio::time::sleep(StdDuration::from_millis(20)).await;
+    }
+    assert!(!introspect_active(&app, &rs, away).await);
+    let home = alice_home["access_token"].as_str().unwrap();
+    assert!(!introspect_active(&app, &rs, home).await);
+
+    let bobs = bob["access_token"].as_str().unwrap();
+    assert!(
+        introspect_active(&app, &rs, bobs).await,
+        "bob's token lives"
+    );
+    let refreshed = from("127.0.0.1")
+        .post(format!("{}/oauth2/token", app.base))
+        .basic_auth(login.id, Some(&login.secret))
+        .form(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", bob["refresh_token"].as_str().unwrap()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refreshed.status(), 200, "bob's login lives");
 }
 
 async fn failure_burst_is_an_anomaly(app: TestApp) {

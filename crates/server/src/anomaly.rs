@@ -78,13 +78,17 @@ pub async fn inspect(state: &AppState, obs: Observation) -> Vec<&'static str> {
         _ => AnomalyPolicy::Alert,
     };
     // A surprising token request puts the client's credentials in doubt: all its live
-    // tokens go. A surprising use puts that one token in doubt.
-    let target = match (&obs.jti, obs.seen_in) {
-        (Some(jti), SeenIn::Usage | SeenIn::Introspection) => Target::Token {
+    // tokens go. For a person (a login or a refresh through a shared login client) it is
+    // that person's sessions, not every user's of the client. A surprising use puts
+    // that one token in doubt.
+    let client = obs.client_id.to_string();
+    let target = match (&obs.jti, obs.seen_in, &obs.subject) {
+        (Some(jti), SeenIn::Usage | SeenIn::Introspection, _) => Target::Token {
             jti: jti.clone(),
             exp: obs.token_exp,
         },
-        _ => Target::Client(obs.client_id.to_string()),
+        (_, _, Some(subject)) if *subject != client => Target::Subject(subject.clone()),
+        _ => Target::Client(client),
     };
     let names = found.iter().map(|f| f.name).collect();
     let event = AuditEvent {
@@ -173,6 +177,8 @@ enum Target {
         exp: Option<OffsetDateTime>,
     },
     Client(String),
+    /// A user: their tokens and logins, through any client.
+    Subject(String),
     Nothing,
 }
 
@@ -198,6 +204,12 @@ async fn respond(
         (AnomalyPolicy::Revoke, Target::Client(id)) => {
             let spec = RevokeSpec::now(RevocationKind::Client, id, &reason);
             revoke(state, spec).await.then_some("revoked_client_tokens")
+        }
+        (AnomalyPolicy::Revoke, Target::Subject(id)) => {
+            let spec = RevokeSpec::now(RevocationKind::Subject, id, &reason);
+            revoke(state, spec)
+                .await
+                .then_some("revoked_subject_tokens")
         }
         _ => None,
     };
