@@ -324,9 +324,8 @@ mod tests {
         ([("content-type", "text/event-stream")], body)
     }
 
-    #[tokio::test]
-    async fn loads_the_backlog_then_follows_and_resumes_the_stream() {
-        let fake = FakeFeed::default();
+    /// Serves `fake` (metadata, token, feed pages and stream); its base URL.
+    async fn serve(fake: &FakeFeed) -> String {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         *fake.base.lock().unwrap() = base.clone();
@@ -337,18 +336,22 @@ mod tests {
             .route("/v1/revocations/stream", get(stream))
             .with_state(fake.clone());
         tokio::spawn(async move { axum::serve(listener, app).await });
+        base
+    }
 
+    /// A follower of the feed at `feed_base`, reading with a token from the fake issuer
+    /// at `issuer`; quick retries.
+    fn feed(issuer: &str, feed_base: &str, silence: std::time::Duration) -> Feed {
         let retry = RetryPolicy {
             max_attempts: 2,
             base_delay: std::time::Duration::from_millis(5),
             max_delay: std::time::Duration::from_millis(20),
         };
         let http = crate::discovery::default_http().unwrap();
-        let state = Arc::new(FeedState::default());
-        let feed = Feed {
+        Feed {
             http: http.clone(),
-            base: base.clone(),
-            reader: TokenSource::builder(base)
+            base: feed_base.to_owned(),
+            reader: TokenSource::builder(issuer)
                 .client_secret("reader", ClientSecret::new("s"))
                 .scopes(["mayfly:revocations:read"])
                 .http_client(http)
@@ -356,12 +359,21 @@ mod tests {
                 .build()
                 .unwrap(),
             retry,
-            state: state.clone(),
+            state: Arc::new(FeedState::default()),
             clock: Arc::new(crate::ManualClock::new(
                 time::macros::datetime!(2026-11-28 12:00 UTC),
             )),
-            silence: STREAM_SILENCE,
-        };
+            silence,
+        }
+    }
+
+    #[tokio::test]
+    async fn loads_the_backlog_then_follows_and_resumes_the_stream() {
+        let fake = FakeFeed::default();
+        let base = serve(&fake).await;
+
+        let feed = feed(&base, &base, STREAM_SILENCE);
+        let state = feed.state.clone();
         assert_eq!(feed.load_backlog().await.unwrap(), 1);
         assert_eq!(state.cursor(), "1");
         let task = tokio::spawn(feed.follow());
@@ -387,15 +399,7 @@ mod tests {
         use std::sync::atomic::{AtomicUsize, Ordering};
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-        let fake = FakeFeed::default();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        *fake.base.lock().unwrap() = base.clone();
-        let app = axum::Router::new()
-            .route("/.well-known/oauth-authorization-server", get(metadata))
-            .route("/token", post(token))
-            .with_state(fake.clone());
-        tokio::spawn(async move { axum::serve(listener, app).await });
+        let base = serve(&FakeFeed::default()).await;
 
         let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let silent_base = format!("http://{}", silent.local_addr().unwrap());
@@ -417,29 +421,7 @@ mod tests {
             }
         });
 
-        let retry = RetryPolicy {
-            max_attempts: 2,
-            base_delay: std::time::Duration::from_millis(5),
-            max_delay: std::time::Duration::from_millis(20),
-        };
-        let http = crate::discovery::default_http().unwrap();
-        let feed = Feed {
-            http: http.clone(),
-            base: silent_base,
-            reader: TokenSource::builder(base)
-                .client_secret("reader", ClientSecret::new("s"))
-                .scopes(["mayfly:revocations:read"])
-                .http_client(http)
-                .retry(retry)
-                .build()
-                .unwrap(),
-            retry,
-            state: Arc::new(FeedState::default()),
-            clock: Arc::new(crate::ManualClock::new(
-                time::macros::datetime!(2026-11-28 12:00 UTC),
-            )),
-            silence: std::time::Duration::from_millis(200),
-        };
+        let feed = feed(&base, &silent_base, std::time::Duration::from_millis(200));
         let task = tokio::spawn(feed.follow());
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
         while connections.load(Ordering::SeqCst) < 3 {
