@@ -131,6 +131,13 @@ pub struct Config {
     #[arg(long, env = "MAYFLY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 
+    /// Threads serving requests (the async runtime's workers); by default one per core.
+    /// Where other busy processes share the cores (a sidecar, a database, a load
+    /// generator), fewer spend less CPU per request on switching threads: BENCHMARKS.md
+    /// measures one worker on two shared cores.
+    #[arg(long, env = "MAYFLY_WORKERS", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub workers: Option<u16>,
+
     /// Reverse proxies whose `Forwarded` / `X-Forwarded-For` headers are believed,
     /// comma-separated CIDRs (e.g. `10.0.0.0/8,192.168.1.10`). From any other peer those
     /// headers are ignored and the socket address is the client's.
@@ -699,6 +706,16 @@ mod tests {
             defaults.limits.max_connections,
             Limits::default().max_connections
         );
+    }
+
+    #[test]
+    fn workers_are_one_per_core_unless_set_within_range() {
+        assert_eq!(config(&[]).workers, None);
+        assert_eq!(config(&["--workers", "1"]).workers, Some(1));
+        for bad in ["0", "1025", "-1", "two"] {
+            let parsed = Probe::try_parse_from(["mayfly", "--workers", bad]);
+            assert!(parsed.is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -58,6 +58,15 @@ impl Cli {
             _ => crate::config::LogFormat::Text,
         }
     }
+
+    /// How many threads the async runtime runs: `serve`'s setting, else the default (one
+    /// per core).
+    pub fn workers(&self) -> Option<usize> {
+        match &self.command {
+            Command::Serve(server) => server.config.workers.map(usize::from),
+            _ => None,
+        }
+    }
 }
 
 /// The server settings, for the commands that run the service or open its database.
