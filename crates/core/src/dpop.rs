@@ -159,10 +159,7 @@ pub fn verify(proof: &str, expect: &Expect<'_>) -> Result<Verified, ProofError> 
     let claims: ProofClaims = jws.claims().map_err(|_| ProofError::Malformed)?;
     // A `jti` is stored to refuse replays: control characters (a NUL Postgres cannot
     // store) make it malformed, never a store failure.
-    if claims.jti.is_empty()
-        || claims.jti.len() > MAX_JTI
-        || claims.jti.chars().any(char::is_control)
-    {
+    if claims.jti.is_empty() || !crate::UntrustedText::is_clean(&claims.jti, MAX_JTI) {
         return Err(ProofError::Malformed);
     }
     if claims.htm != expect.htm {

@@ -182,7 +182,7 @@ pub fn unverified_issuer(token: &str) -> Option<String> {
         .as_str()
         // A trusted issuer is a URL: one with a control character (a NUL, which
         // Postgres cannot even compare) names none.
-        .filter(|s| s.len() <= MAX_ISS_LEN && !s.chars().any(char::is_control))
+        .filter(|s| mayfly_core::UntrustedText::is_clean(s, MAX_ISS_LEN))
         .map(str::to_owned)
 }
 

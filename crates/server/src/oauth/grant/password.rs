@@ -132,7 +132,7 @@ async fn check(
 ) -> Result<mayfly_store::UserRecord, TokenError> {
     // No stored username holds a control character (the admin API refuses them), and
     // Postgres cannot even compare one holding a NUL: such a name is unknown.
-    let user = if username.len() <= MAX_USERNAME && !username.chars().any(char::is_control) {
+    let user = if mayfly_core::UntrustedText::is_clean(username, MAX_USERNAME) {
         state.store.user_by_username(username).await?
     } else {
         None
