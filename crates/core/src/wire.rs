@@ -355,6 +355,32 @@ pub struct RevocationPage {
     pub next_cursor: String,
 }
 
+/// Why the issuer ended a revocation stream: the data of its last event, `event:
+/// closed`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamClosed {
+    /// Why, as [`StreamClosed::SHUTTING_DOWN`], [`StreamClosed::REVOCATIONS_UNAVAILABLE`],
+    /// or a reason about the stream's token (expired, revoked, client disabled).
+    pub reason: String,
+}
+
+impl StreamClosed {
+    /// The issuer is stopping.
+    pub const SHUTTING_DOWN: &'static str = "shutting down";
+    /// This replica could not read the store's revocations for a while.
+    pub const REVOCATIONS_UNAVAILABLE: &'static str = "revocations unavailable";
+
+    /// Whether the stream's token still holds: it ended for the issuer's reasons, so the
+    /// follower reconnects with the same token. Any other reason (an unknown one too)
+    /// speaks of the token, and a fresh one is needed.
+    pub fn token_holds(&self) -> bool {
+        matches!(
+            self.reason.as_str(),
+            Self::SHUTTING_DOWN | Self::REVOCATIONS_UNAVAILABLE
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

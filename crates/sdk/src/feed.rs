@@ -10,7 +10,7 @@ use mayfly_core::revocation::{Rule, RuleSet};
 use time::OffsetDateTime;
 
 use crate::clock::Clock;
-use mayfly_core::wire::{RevocationEntry, RevocationPage};
+use mayfly_core::wire::{RevocationEntry, RevocationPage, StreamClosed};
 
 use crate::Error;
 use crate::retry::{self, RetryPolicy};
@@ -174,10 +174,16 @@ impl Feed {
             self.state.heard(self.clock.now());
             for event in parser.push(&chunk) {
                 if event.event == "closed" {
-                    // The issuer ends a stream whose token expired or was revoked:
-                    // reconnect with a fresh one.
+                    // A stream whose token expired or was revoked: reconnect with a
+                    // fresh one. One the issuer ended for its own reasons (an outage, a
+                    // restart): the token still holds, and asking for another on every
+                    // reconnect would only add load to an issuer in trouble.
                     tracing::debug!(reason = %event.data, "revocation stream closed by the issuer");
-                    self.reader.invalidate();
+                    let holds = serde_json::from_str::<StreamClosed>(&event.data)
+                        .is_ok_and(|closed| closed.token_holds());
+                    if !holds {
+                        self.reader.invalidate();
+                    }
                     continue;
                 }
                 if event.event != "revocation" {
@@ -267,6 +273,10 @@ mod tests {
         base: Arc<Mutex<String>>,
         /// `Last-Event-ID` of each stream connection.
         resumes: Arc<Mutex<Vec<Option<String>>>>,
+        /// Tokens handed out.
+        tokens: Arc<std::sync::atomic::AtomicUsize>,
+        /// When set, every stream ends with `event: closed` giving this reason.
+        closing: Option<&'static str>,
     }
 
     fn entry(cursor: &str, jti: &str) -> serde_json::Value {
@@ -288,7 +298,8 @@ mod tests {
         }))
     }
 
-    async fn token() -> Json<serde_json::Value> {
+    async fn token(State(s): State<FakeFeed>) -> Json<serde_json::Value> {
+        s.tokens.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         Json(serde_json::json!({
             "access_token": "v4.public.reader", "token_type": "Bearer",
             "expires_in": 300, "scope": "mayfly:revocations:read",
@@ -314,13 +325,20 @@ mod tests {
             .map(str::to_owned);
         s.resumes.lock().unwrap().push(last.clone());
         // Each connection delivers what follows the cursor, then drops.
-        let body = match last.as_deref() {
+        let mut body = match last.as_deref() {
             Some("1") => format!(
                 ": keep-alive\n\nevent: revocation\nid: 2\ndata: {}\n\n",
                 entry("2", "b")
             ),
             _ => String::new(),
         };
+        if let Some(reason) = s.closing {
+            let closed = StreamClosed {
+                reason: reason.into(),
+            };
+            let data = serde_json::to_string(&closed).unwrap();
+            body.push_str(&format!("event: closed\ndata: {data}\n\n"));
+        }
         ([("content-type", "text/event-stream")], body)
     }
 
@@ -389,6 +407,45 @@ mod tests {
             [Some("1".into()), Some("2".into()), Some("2".into())]
         );
         assert_eq!(state.rules.read().unwrap().len(), 2);
+    }
+
+    /// Follows a feed whose streams all end with `event: closed` giving `reason`, for
+    /// three connections; how many tokens the follower asked for.
+    async fn tokens_over_three_closed_streams(reason: &'static str) -> usize {
+        use std::sync::atomic::Ordering;
+        let fake = FakeFeed {
+            closing: Some(reason),
+            ..FakeFeed::default()
+        };
+        let base = serve(&fake).await;
+        let task = tokio::spawn(feed(&base, &base, STREAM_SILENCE).follow());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while fake.resumes.lock().unwrap().len() < 3 {
+            assert!(std::time::Instant::now() < deadline, "reconnects");
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        task.abort();
+        fake.tokens.load(Ordering::SeqCst)
+    }
+
+    #[tokio::test]
+    async fn a_stream_closed_for_its_token_reconnects_with_a_fresh_one() {
+        assert!(tokens_over_three_closed_streams("token expired").await >= 3);
+        assert!(tokens_over_three_closed_streams("no reason we know").await >= 3);
+    }
+
+    #[tokio::test]
+    async fn a_stream_closed_for_the_issuers_reasons_keeps_its_token() {
+        for reason in [
+            StreamClosed::REVOCATIONS_UNAVAILABLE,
+            StreamClosed::SHUTTING_DOWN,
+        ] {
+            assert_eq!(
+                tokens_over_three_closed_streams(reason).await,
+                1,
+                "{reason}"
+            );
+        }
     }
 
     /// A stream that sends one keep-alive and then nothing, its connection held open (a

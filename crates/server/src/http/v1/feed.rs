@@ -17,7 +17,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use futures_util::Stream;
-use mayfly_core::wire::RevocationPage;
+use mayfly_core::wire::{RevocationPage, StreamClosed};
 use mayfly_store::RevocationRecord;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, watch};
@@ -253,11 +253,14 @@ fn follow(
                 return None;
             }
             if let Some(reason) = c.ending.take() {
-                // Tell the subscriber why, so it reconnects with a fresh token.
+                // Tell the subscriber why: whether to reconnect with a fresh token.
                 c.done = true;
+                let closed = StreamClosed {
+                    reason: reason.to_owned(),
+                };
                 let event = Event::default()
                     .event("closed")
-                    .json_data(serde_json::json!({ "reason": reason }))
+                    .json_data(&closed)
                     .unwrap_or_default();
                 return Some((Ok(event), c));
             }
@@ -291,7 +294,7 @@ fn follow(
                 }
             }
             if *c.holder.closing.borrow() {
-                c.ending = Some("shutting down");
+                c.ending = Some(StreamClosed::SHUTTING_DOWN);
                 continue;
             }
             tokio::select! {
@@ -305,7 +308,7 @@ fn follow(
                     c.ending = if c.state.revocations.current() {
                         ended(&c.state, &c.holder.token).await
                     } else {
-                        Some("revocations unavailable")
+                        Some(StreamClosed::REVOCATIONS_UNAVAILABLE)
                     };
                 }
                 _ = c.holder.closing.changed() => {}
