@@ -196,12 +196,12 @@ impl TestApp {
 impl TestApp {
     /// The admin service layer, acting as `test`.
     pub fn admin(&self) -> Actor<'_> {
-        Actor {
-            store: self.state.store.as_ref(),
-            id: "test".into(),
-            now: self.now(),
-            caller: mayfly_server::service::Caller::trusted(),
-        }
+        Actor::trusted(
+            self.state.store.as_ref(),
+            "test",
+            self.now(),
+            Default::default(),
+        )
     }
 
     /// The service's current time.

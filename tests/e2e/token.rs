@@ -867,12 +867,12 @@ async fn changes_from_other_processes_reach_the_cache(app: TestApp) {
         .await;
 
     let other = mayfly_store::connect(&app.db_url).await.unwrap();
-    let cli = mayfly_server::service::Actor {
-        store: other.as_ref(),
-        id: "cli".into(),
-        now: app.now(),
-        caller: mayfly_server::service::Caller::trusted(),
-    };
+    let cli = mayfly_server::service::Actor::trusted(
+        other.as_ref(),
+        "cli",
+        app.now(),
+        Default::default(),
+    );
     cli.create_grant(GrantSpec::new(
         Subject::Client(client.id),
         ORDERS,

@@ -240,12 +240,12 @@ async fn respond(
 
 /// Revokes as the anomaly responder and makes it effective in this process at once.
 async fn revoke(state: &AppState, spec: RevokeSpec) -> bool {
-    let actor = Actor {
-        store: state.store.as_ref(),
-        id: ACTOR.to_owned(),
-        now: state.clock.now(),
-        caller: crate::service::Caller::trusted(),
-    };
+    let actor = Actor::trusted(
+        state.store.as_ref(),
+        ACTOR,
+        state.clock.now(),
+        RequestContext::default(),
+    );
     match actor.create_revocation(spec).await {
         Ok(_) => {
             if let Err(e) = state.revocations.catch_up().await {

@@ -215,12 +215,12 @@ async fn three_replicas_rotate_once_per_period_without_failed_verifications() {
     )
     .unwrap();
 
-    let admin = Actor {
-        store: store.as_ref(),
-        id: "test".into(),
-        now: SystemClock.now(),
-        caller: mayfly_server::service::Caller::trusted(),
-    };
+    let admin = Actor::trusted(
+        store.as_ref(),
+        "test",
+        SystemClock.now(),
+        Default::default(),
+    );
     admin
         .create_audience(ORDERS, "", &["orders:read".to_owned()])
         .await

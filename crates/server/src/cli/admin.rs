@@ -17,7 +17,7 @@ use super::output::{ClientCreatedOut, Format, print, show};
 use super::profile::{self, Credentials, Profile};
 use super::{DatabaseArgs, now, open_store};
 use crate::api::{ClientCreated, ListParams};
-use crate::service::{Actor, Caller, CreatedClient};
+use crate::service::{Actor, CreatedClient};
 
 /// Where `mayfly admin` finds the server and its credentials, and how it prints.
 #[derive(Debug, clap::Args)]
@@ -327,12 +327,7 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
 /// `mayfly admin bootstrap`: straight in the database, acting as `cli`.
 async fn bootstrap(db: DatabaseArgs) -> anyhow::Result<()> {
     let store = open_store(&db.config, db.create).await?;
-    let actor = Actor {
-        store: store.as_ref(),
-        id: "cli".into(),
-        now: now(),
-        caller: Caller::trusted(),
-    };
+    let actor = Actor::trusted(store.as_ref(), "cli", now(), Default::default());
     let created = actor.bootstrap(&db.config.issuer()?).await?;
     print(&ClientCreatedOut::from(created))
 }

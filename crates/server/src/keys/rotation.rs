@@ -188,15 +188,12 @@ impl<'a> Rotator<'a> {
         // A revoked key also goes into the revocation feed, so verifiers that follow the
         // feed reject its tokens before they next refetch the key set.
         for revoked in changes.iter().filter(|c| c.revoked) {
-            let actor = crate::service::Actor {
-                store: self.store,
-                id: self.actor.clone(),
+            let actor = crate::service::Actor::trusted(
+                self.store,
+                self.actor.clone(),
                 now,
-                caller: crate::service::Caller {
-                    request: self.context.clone(),
-                    ..crate::service::Caller::trusted()
-                },
-            };
+                self.context.clone(),
+            );
             let spec = crate::service::RevokeSpec::now(
                 RevocationKind::Key,
                 revoked.id.clone(),

@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 use time::Duration;
 use uuid::Uuid;
 
-use super::{Actor, AdminError, Authority, Caller, GrantSpec, invalid};
+use super::{Actor, AdminError, GrantSpec, invalid};
 use crate::audit::{self, RequestContext, kind, outcome};
 
 pub use crate::vocab::{ACCESS_SCOPE, APPROVE_SCOPE};
@@ -533,15 +533,12 @@ impl Actor<'_> {
     /// guards handing scopes out, does not apply (a requester gives up `mayfly:*` access
     /// it could never have granted). Gone already is ended.
     async fn end_access_grant(&self, grant_id: Uuid) -> Result<(), AdminError> {
-        let access = Actor {
-            store: self.store,
-            id: self.id.clone(),
-            now: self.now,
-            caller: Caller {
-                authority: Authority::Trusted,
-                request: self.caller.request.clone(),
-            },
-        };
+        let access = Actor::trusted(
+            self.store,
+            self.id.clone(),
+            self.now,
+            self.caller.request.clone(),
+        );
         match access.delete_grant(grant_id).await {
             Ok(()) | Err(AdminError::NotFound(_)) => Ok(()),
             Err(e) => Err(e),
@@ -1060,12 +1057,7 @@ pub fn spawn_expiry(
     tokio::spawn(async move {
         let ctx = RequestContext::default();
         loop {
-            let actor = Actor {
-                store: store.as_ref(),
-                id: "system".into(),
-                now: clock.now(),
-                caller: crate::service::Caller::trusted(),
-            };
+            let actor = Actor::trusted(store.as_ref(), "system", clock.now(), ctx.clone());
             let cx = AccessContext {
                 webhook: webhook.as_ref(),
                 pending_timeout,

@@ -20,7 +20,8 @@
 //! The CLI and background tasks act with [`Authority::Trusted`] (they run with the
 //! master key and the database already).
 
-use mayfly_store::Subject;
+use mayfly_store::{Store, Subject};
+use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::access::covers_subject;
@@ -51,16 +52,6 @@ pub struct Caller {
     pub request: RequestContext,
 }
 
-impl Caller {
-    /// The operator (CLI, background tasks): no ceiling, no request.
-    pub fn trusted() -> Self {
-        Self {
-            authority: Authority::Trusted,
-            request: RequestContext::default(),
-        }
-    }
-}
-
 impl Authority {
     /// Whether the caller holds `scope` (`mayfly:admin` holds every scope).
     pub fn holds(&self, scope: &str) -> bool {
@@ -76,7 +67,27 @@ impl Authority {
     }
 }
 
-impl Actor<'_> {
+impl<'a> Actor<'a> {
+    /// Mayfly acting as itself: the CLI, a background task, or a rule applied on behalf
+    /// of a request already authorized. No ceiling; `request` is where the audit log says
+    /// it came from.
+    pub fn trusted(
+        store: &'a dyn Store,
+        id: impl Into<String>,
+        now: OffsetDateTime,
+        request: RequestContext,
+    ) -> Self {
+        Self {
+            store,
+            id: id.into(),
+            now,
+            caller: Caller {
+                authority: Authority::Trusted,
+                request,
+            },
+        }
+    }
+
     /// Refuses unless the caller holds `scope`.
     pub(super) fn need(&self, scope: &str, why: &str) -> Result<(), AdminError> {
         if self.caller.authority.holds(scope) {

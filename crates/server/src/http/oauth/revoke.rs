@@ -126,15 +126,12 @@ async fn revoke_own(state: &AppState, request: Request) -> Result<(), TokenError
         tracing::debug!("revocation of another client's token ignored");
         return Ok(());
     }
-    let actor = Actor {
-        store: state.store.as_ref(),
-        id: caller.client.id.to_string(),
-        now: state.clock.now(),
-        caller: crate::service::Caller {
-            request: crate::http::request_context(state, &parts.headers, &parts.extensions),
-            ..crate::service::Caller::trusted()
-        },
-    };
+    let actor = Actor::trusted(
+        state.store.as_ref(),
+        caller.client.id.to_string(),
+        state.clock.now(),
+        crate::http::request_context(state, &parts.headers, &parts.extensions),
+    );
     let spec = RevokeSpec {
         token_exp: Some(claims.exp),
         ..RevokeSpec::now(
