@@ -19,8 +19,10 @@
 //! ```
 //!
 //! Paths are matched after percent-decoding; a path the upstream could read differently
-//! from the gateway (dot segments, empty segments, an encoded `/`, `\` or `%`, control
-//! characters) matches no rule.
+//! from the gateway (dot segments, empty segments, an encoded `/`, `\` or `%`, `;`, a raw
+//! `#`, control characters) matches no rule, and neither does one that another rule
+//! would match if a trailing slash or the case of letters were ignored, as many
+//! upstreams do.
 
 use std::fmt;
 
@@ -154,9 +156,18 @@ impl RouteTable {
     pub fn find(&self, method: &str, target: &str) -> Option<&Rule> {
         let path = canonical_path(target)?;
         let segments: Vec<&str> = path.split('/').skip(1).collect();
-        self.rules
-            .iter()
-            .find(|rule| rule.allows_method(method) && rule.matches(&segments))
+        let first = |loose| {
+            self.rules
+                .iter()
+                .position(|rule| rule.allows_method(method) && rule.matches(&segments, loose))
+        };
+        let exact = first(false);
+        // Many upstreams ignore a trailing slash, some the case of letters: where
+        // reading the path their way picks another rule, the path is ambiguous.
+        if first(true) != exact {
+            return None;
+        }
+        exact.and_then(|i| self.rules.get(i))
     }
 }
 
@@ -212,9 +223,19 @@ impl Rule {
         self.methods.is_empty() || self.methods.iter().any(|m| m == method)
     }
 
-    fn matches(&self, path: &[&str]) -> bool {
+    /// Whether the path's segments match; `loose`: as an upstream that ignores a trailing
+    /// slash and the case of letters would read both.
+    fn matches(&self, path: &[&str], loose: bool) -> bool {
+        let (pattern, path) = if loose {
+            (
+                pattern_without_trailing_slash(&self.segments),
+                path_without_trailing_slash(path),
+            )
+        } else {
+            (&self.segments[..], path)
+        };
         let mut i = 0;
-        for segment in &self.segments {
+        for segment in pattern {
             match segment {
                 Segment::Rest => return true,
                 Segment::One => {
@@ -223,7 +244,14 @@ impl Rule {
                     }
                 }
                 Segment::Literal(l) => {
-                    if path.get(i) != Some(&l.as_str()) {
+                    let same = path.get(i).is_some_and(|p| {
+                        if loose {
+                            p.eq_ignore_ascii_case(l)
+                        } else {
+                            p == l
+                        }
+                    });
+                    if !same {
                         return false;
                     }
                 }
@@ -234,10 +262,33 @@ impl Rule {
     }
 }
 
+/// A pattern's segments without the empty last one a trailing slash makes (the root's
+/// own stays).
+fn pattern_without_trailing_slash(segments: &[Segment]) -> &[Segment] {
+    match segments.split_last() {
+        Some((Segment::Literal(last), rest)) if last.is_empty() && !rest.is_empty() => rest,
+        _ => segments,
+    }
+}
+
+/// A path's segments without the empty last one a trailing slash makes (the root's own
+/// stays).
+fn path_without_trailing_slash<'a, 'b>(segments: &'a [&'b str]) -> &'a [&'b str] {
+    match segments.split_last() {
+        Some((last, rest)) if last.is_empty() && !rest.is_empty() => rest,
+        _ => segments,
+    }
+}
+
 /// The path of a request target, percent-decoded; none when the upstream could read it
 /// as another path than the gateway (so no rule matches and the request is refused).
 pub fn canonical_path(target: &str) -> Option<String> {
-    let raw = target.split(['?', '#']).next().unwrap_or_default();
+    // A fragment is never sent; a raw `#` that reaches us (nginx passes it on) is part
+    // of the path to some upstreams (Go) and its end to others.
+    if target.contains('#') {
+        return None;
+    }
+    let raw = target.split('?').next().unwrap_or_default();
     if !raw.starts_with('/') {
         return None;
     }
@@ -387,8 +438,50 @@ mod tests {
             "orders",
             "",
             "//health",
+            // A raw `#` never belongs in a request target; nginx passes it on and Go
+            // keeps it in the path (`/health#/x` is a path under `/health#` there).
+            "/health#/x",
         ] {
             assert!(table.find("GET", path).is_none(), "{path}");
+        }
+    }
+
+    /// Many upstreams ignore a trailing slash (Express, Rails, Spring 5) and some the
+    /// case of letters (Express, ASP.NET): a path they would route to a stricter rule's
+    /// handler must not pass under a weaker rule.
+    #[test]
+    fn a_path_an_upstream_reads_as_a_stricter_rules_is_refused() {
+        let table = RouteTable::parse(
+            r#"
+            audience = "https://api.example.com/orders"
+            [[route]]
+            method = "GET"
+            path = "/orders/export"
+            scopes = ["orders:export"]
+            [[route]]
+            method = "GET"
+            path = "/orders/reports/"
+            scopes = ["orders:export"]
+            [[route]]
+            method = "GET"
+            path = "/orders/**"
+            scopes = ["orders:read"]
+        "#,
+        )
+        .unwrap();
+        let scopes = |p: &str| table.find("GET", p).map(|r| r.scopes.join(" "));
+        assert_eq!(scopes("/orders/export").as_deref(), Some("orders:export"));
+        assert_eq!(scopes("/orders/reports/").as_deref(), Some("orders:export"));
+        assert_eq!(scopes("/orders/7").as_deref(), Some("orders:read"));
+        assert_eq!(scopes("/orders/7/").as_deref(), Some("orders:read"));
+        for path in [
+            "/orders/export/",
+            "/orders/EXPORT",
+            "/orders/Export/",
+            "/orders/reports",
+            "/orders/REPORTS/",
+        ] {
+            assert_eq!(scopes(path), None, "{path}");
         }
     }
 
