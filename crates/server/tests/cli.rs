@@ -193,6 +193,36 @@ fn id_of(value: &Value) -> String {
     value["id"].as_str().unwrap().to_owned()
 }
 
+/// A `--server` / `MAYFLY_SERVER` other than the profile's (a stale variable, a typo, a
+/// host someone else runs) gets neither the profile's token nor its secret.
+#[test]
+fn a_profile_is_not_sent_to_another_server() {
+    let running = Running::start(mayfly_store::Backend::Sqlite, &[]);
+    let admin = running.admin();
+    let elsewhere = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    elsewhere.set_nonblocking(true).unwrap();
+    let other = format!("http://{}", elsewhere.local_addr().unwrap());
+    let out = admin.run(&["audience", "list", "--server", &other]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("holds credentials for"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        elsewhere.accept().is_err(),
+        "a request reached the other server"
+    );
+    // The profile's own server, written with a trailing slash, is the same server.
+    let own = format!("{}/", running.url);
+    assert!(
+        admin
+            .run(&["audience", "list", "--server", &own])
+            .status
+            .success()
+    );
+}
+
 /// Issue #19: the admin CLI is a client of the running server. From another directory
 /// it changes what the server sees, creates no database there, prints the API's JSON,
 /// and refuses bad input in one line.

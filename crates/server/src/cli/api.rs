@@ -103,17 +103,26 @@ pub struct Api {
 }
 
 impl Api {
-    /// Calls the server `server` (else the profile's) as the profile at `path`.
+    /// Calls the profile's server as the profile at `path`.
     ///
     /// # Errors
-    /// There is no usable profile.
+    /// There is no usable profile, or `server` (`--server` / `MAYFLY_SERVER`) names
+    /// another server than the profile's: its token and secret are for that server
+    /// only, and a stale variable must not hand them to another host.
     pub fn open(server: Option<&str>, path: Option<&std::path::Path>) -> anyhow::Result<Self> {
         let path = profile::path(path)?;
         let profile = profile::load(&path)?;
-        let server = server
-            .unwrap_or(&profile.server)
-            .trim_end_matches('/')
-            .to_owned();
+        let own = profile.server.trim_end_matches('/').to_owned();
+        if let Some(other) = server.map(|s| s.trim_end_matches('/'))
+            && other != own
+        {
+            anyhow::bail!(
+                "the profile {} holds credentials for {own}, not for {other} (--server / \
+                 MAYFLY_SERVER); sign in there with `mayfly admin login` and another --profile",
+                path.display()
+            );
+        }
+        let server = own;
         Ok(Self {
             http: http()?,
             server,
