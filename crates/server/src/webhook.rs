@@ -129,7 +129,8 @@ async fn deliver(
                 return;
             }
             Ok(r) => tracing::warn!(status = r.status().as_u16(), attempt, "webhook refused"),
-            Err(e) => tracing::warn!(error = %e, attempt, "webhook unreachable"),
+            // Without the URL: Slack, Teams and Discord put the hook's secret in it.
+            Err(e) => tracing::warn!(error = %e.without_url(), attempt, "webhook unreachable"),
         }
         if attempt < ATTEMPTS {
             tokio::time::sleep(backoff).await;
@@ -154,5 +155,55 @@ mod tests {
             "t=1700000000,v1=a438e398bfafc57e4396bb7fc2304422f0f768e965d073ca313cb52e22e6ad03"
         );
         assert_ne!(sig, signature(b"other", 1_700_000_000, br#"{"a":1}"#));
+    }
+
+    /// What a subscriber writes, kept for the test to read.
+    #[derive(Clone, Default)]
+    struct Logs(Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Logs {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Slack, Teams and Discord webhook URLs carry their secret in the path: a failed
+    /// delivery's log lines must not show it.
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_delivery_does_not_log_the_url() {
+        let logs = Logs::default();
+        let writer = logs.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+        // A port nothing listens on: every attempt fails to connect.
+        let closed = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let url =
+            reqwest::Url::parse(&format!("http://{closed}/services/T0/B0/SECRETPATH")).unwrap();
+        let notice = Notice {
+            id: "evt-1".into(),
+            body: b"{}".to_vec(),
+        };
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        deliver(
+            &reqwest::Client::new(),
+            &url,
+            b"key",
+            &crate::clock::SystemClock,
+            &notice,
+        )
+        .await;
+        let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+        assert!(text.contains("webhook unreachable"), "{text}");
+        assert!(!text.contains("SECRETPATH"), "{text}");
     }
 }
