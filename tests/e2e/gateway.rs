@@ -247,6 +247,16 @@ async fn gateway_answers_auth_request_with_identity_headers_or_rfc6750_refusals(
     )
     .await;
     assert_eq!(twice.status(), 400);
+    // A method override (Rails/Rack, Laravel, ASP.NET) makes the upstream run another
+    // method than the one the route was chosen for: refused, whatever the token.
+    for name in [
+        "x-http-method-override",
+        "X-HTTP-Method",
+        "x-method-override",
+    ] {
+        let overridden = ask(&s, "GET", "/orders/7", bearer.clone(), &[(name, "DELETE")]).await;
+        assert_eq!(overridden.status(), 400, "{name}");
+    }
 
     // Wrong scope: 403 insufficient_scope naming what the route needs.
     let post = ask(&s, "POST", "/orders", bearer.clone(), &[]).await;

@@ -32,6 +32,13 @@ use super::routes::Dpop;
 use crate::telemetry::CounterFamily;
 
 static DECISIONS: CounterFamily = CounterFamily::new("mayfly_gateway_decisions_total", "outcome");
+/// Headers with which frameworks (Rails/Rack, Laravel, ASP.NET) let a request name another
+/// method than its own: the upstream would run a method no route was chosen for.
+const METHOD_OVERRIDES: [&str; 3] = [
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+];
 static UNAVAILABLE: CounterFamily =
     CounterFamily::new("mayfly_gateway_unavailable_total", "reason");
 
@@ -157,6 +164,17 @@ async fn decide(
     headers: &HeaderMap,
     original: &Original<'_>,
 ) -> Response {
+    if METHOD_OVERRIDES
+        .iter()
+        .any(|name| headers.contains_key(*name))
+    {
+        DECISIONS.get("method_override").increment(1);
+        tracing::debug!(method = original.method, "method override header: refused");
+        return plain(
+            StatusCode::BAD_REQUEST,
+            "method override headers are refused",
+        );
+    }
     let verifier = match gateway.ready() {
         Ok(verifier) => verifier,
         Err(reason) => {
